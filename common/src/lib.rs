@@ -1,0 +1,183 @@
+//! Map layouts shared by the XDP program and the rampart daemon (`#[repr(C)]`, no_std).
+//!
+//! The compiler in userspace writes these, the XDP program reads them; a change here is a change
+//! to both sides and to the fuzz test that checks them against each other.
+#![no_std]
+
+/// Longest name in wire form (RFC 1035 §3.1), including the root label's zero byte.
+pub const MAX_NAME: usize = 255;
+/// Bytes reserved for the name in an [`AnswerKey`]: `MAX_NAME` rounded up so the key is 4-aligned.
+pub const KEY_NAME_LEN: usize = 256;
+/// Largest UDP answer the fast path sends: the EDNS payload size we advertise (DNS flag day 2020).
+pub const EDNS_PAYLOAD: u16 = 1232;
+/// Classic DNS UDP limit for queries without EDNS (RFC 1035 §4.2.1).
+pub const CLASSIC_UDP_LIMIT: u16 = 512;
+/// Tail slot sizes: most answers (A, AAAA, NODATA) fit the small slot; the large slot holds
+/// anything up to the EDNS limit minus the DNS header and the shortest question.
+pub const TAIL_SMALL: usize = 192;
+pub const TAIL_LARGE: usize = 1216;
+
+/// Which response variant a query needs; part of the key because the OPT record is in the tail.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Variant {
+    /// Query without an OPT record: no OPT in the answer, 512-byte limit.
+    NoEdns = 0,
+    /// Query with OPT, DO clear.
+    Edns = 1,
+    /// Query with OPT and DO set: signed answers, DO echoed.
+    EdnsDo = 2,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::NoEdns, Variant::Edns, Variant::EdnsDo];
+}
+
+/// Hash key of the `ANSWERS` map: one precompiled answer per (generation, variant, qtype, name).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerKey {
+    /// Zone generation; the program reads the live one from `CONFIG` (see [`Config::generation`]).
+    pub generation: u8,
+    /// A [`Variant`] as u8.
+    pub variant: u8,
+    /// Query type, host byte order.
+    pub qtype: u16,
+    /// The query name in wire form, ASCII lowercased, zero-padded to the end.
+    pub name: [u8; KEY_NAME_LEN],
+}
+
+impl AnswerKey {
+    pub const fn zeroed() -> Self {
+        AnswerKey { generation: 0, variant: 0, qtype: 0, name: [0; KEY_NAME_LEN] }
+    }
+}
+
+/// Tail slot classes (`AnswerValue::tail_class`).
+pub const TAIL_CLASS_SMALL: u8 = 0;
+pub const TAIL_CLASS_LARGE: u8 = 1;
+
+/// Value of the `ANSWERS` map: the answer's header fields and where its tail lives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AnswerValue {
+    /// Header flags word as sent, with QR, AA and RCODE set by the compiler; the program ORs in the
+    /// query's RD and CD bits.
+    pub flags: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
+    /// Bytes of tail to copy after the question.
+    pub tail_len: u16,
+    /// One's-complement sum (folded, not inverted) of the tail as if it started at an even offset;
+    /// the program byte-swaps it when the tail starts at an odd offset (RFC 1071 §2(B)).
+    pub tail_csum: u16,
+    /// Index into `TAILS_SMALL` or `TAILS_LARGE`.
+    pub tail_index: u32,
+    /// `TAIL_CLASS_SMALL` or `TAIL_CLASS_LARGE`.
+    pub tail_class: u8,
+    pub _pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TailSmall {
+    pub bytes: [u8; TAIL_SMALL],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TailLarge {
+    pub bytes: [u8; TAIL_LARGE],
+}
+
+/// Slot 0 of the `CONFIG` array: what the program reads before anything else.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Live zone generation. Userspace fills the other generation, then flips this one word, so no
+    /// query ever sees half a zone.
+    pub generation: u32,
+    /// Nonzero once userspace has filled a generation; until then every query goes up.
+    pub ready: u32,
+}
+
+/// Per-CPU counters (`STATS` array index). Names are what `rampart stats` prints.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Every packet the program saw.
+    Packets = 0,
+    /// Answered from the maps, by outcome (RCODE / section shape).
+    TxAnswer,
+    TxNodata,
+    TxNxdomain,
+    TxReferral,
+    /// Passed up: not for us at all (not IP/UDP/port 53).
+    PassNotDns,
+    /// IPv4 with options, fragments, IPv6 extension headers: the kernel handles them.
+    PassIpUnusual,
+    /// DNS header says it is not a plain query (QR=1, opcode, QDCOUNT, TC, AN/NS counts).
+    PassNotQuery,
+    /// Truncated or malformed question or OPT: the slow path answers FORMERR.
+    PassMalformed,
+    /// Class other than IN.
+    PassClass,
+    /// EDNS version other than 0 (slow path answers BADVERS), or more than one additional RR.
+    PassEdns,
+    /// Not in the maps: the slow path answers.
+    PassMiss,
+    /// Answer would exceed the client's UDP limit: the slow path truncates.
+    PassTooBig,
+    /// No generation loaded yet.
+    PassNotReady,
+    /// Source port 0: nothing legitimate sends from it.
+    PassBadSourcePort,
+    /// Packet geometry we could not rewrite (adjust_tail failed).
+    PassRewriteFailed,
+    /// Number of counters; keep last.
+    Count,
+}
+
+pub const COUNTER_COUNT: u32 = Counter::Count as u32;
+
+impl Counter {
+    /// Every counter with its stable name, in index order.
+    pub const NAMED: [(Counter, &'static str); Counter::Count as usize] = [
+        (Counter::Packets, "packets"),
+        (Counter::TxAnswer, "tx_answer"),
+        (Counter::TxNodata, "tx_nodata"),
+        (Counter::TxNxdomain, "tx_nxdomain"),
+        (Counter::TxReferral, "tx_referral"),
+        (Counter::PassNotDns, "pass_not_dns"),
+        (Counter::PassIpUnusual, "pass_ip_unusual"),
+        (Counter::PassNotQuery, "pass_not_query"),
+        (Counter::PassMalformed, "pass_malformed"),
+        (Counter::PassClass, "pass_class"),
+        (Counter::PassEdns, "pass_edns"),
+        (Counter::PassMiss, "pass_miss"),
+        (Counter::PassTooBig, "pass_too_big"),
+        (Counter::PassNotReady, "pass_not_ready"),
+        (Counter::PassBadSourcePort, "pass_bad_source_port"),
+        (Counter::PassRewriteFailed, "pass_rewrite_failed"),
+    ];
+}
+
+/// Map names, shared so the loader and `rampart stats` find them in the object and in bpffs.
+pub const MAP_ANSWERS: &str = "ANSWERS";
+pub const MAP_TAILS_SMALL: &str = "TAILS_SMALL";
+pub const MAP_TAILS_LARGE: &str = "TAILS_LARGE";
+pub const MAP_CONFIG: &str = "CONFIG";
+pub const MAP_STATS: &str = "STATS";
+pub const PROGRAM_NAME: &str = "rampart";
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)] plain data with explicit padding fields and no
+    // invalid bit patterns, which is what aya::Pod requires.
+    unsafe impl aya::Pod for super::AnswerKey {}
+    unsafe impl aya::Pod for super::AnswerValue {}
+    unsafe impl aya::Pod for super::TailSmall {}
+    unsafe impl aya::Pod for super::TailLarge {}
+    unsafe impl aya::Pod for super::Config {}
+}

@@ -1,0 +1,1 @@
+//! The XDP fast path: load, attach per NIC, fill and swap map generations, read counters.

@@ -1,0 +1,1 @@
+//! The slow path: UDP (SO_REUSEPORT workers) and TCP authoritative server.

@@ -1,0 +1,1 @@
+//! DNS messages on the wire: query parsing and response rendering (hickory-proto).
