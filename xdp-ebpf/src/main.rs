@@ -88,6 +88,29 @@ fn respond(
         debug!(ctx, "adjust_tail {} failed", delta);
         return Err(Counter::PassRewriteFailed);
     }
+    match rewrite(ctx, l3, dns_off, header, question, answer, dns_len) {
+        Ok(()) => {
+            count(answer.kind());
+            Ok(xdp_action::XDP_TX)
+        }
+        Err(_) => {
+            count(Counter::DropRewriteFailed);
+            Ok(xdp_action::XDP_DROP)
+        }
+    }
+}
+
+/// Everything after the resize: tail, header, addresses, checksums.
+#[inline(always)]
+fn rewrite(
+    ctx: &XdpContext,
+    l3: &L3,
+    dns_off: usize,
+    header: &dns::Header,
+    question: &Question,
+    answer: &Answer,
+    dns_len: usize,
+) -> Result<(), Counter> {
     let tail_off = dns_off + dns::HEADER_LEN + question.len;
     maps::store_tail(ctx, tail_off, answer)?;
     dns::write_header(ctx, dns_off, header, &answer.value)?;
@@ -96,9 +119,7 @@ fn respond(
     let payload_sum = dns::header_sum(header, &answer.value)
         + question.csum
         + csum::at_offset(answer.value.tail_csum, tail_off - dns_off);
-    udp::reply(ctx, l3, 8 + dns_len, pseudo + payload_sum)?;
-    count(answer.kind());
-    Ok(xdp_action::XDP_TX)
+    udp::reply(ctx, l3, 8 + dns_len, pseudo + payload_sum)
 }
 
 #[cfg(not(test))]

@@ -355,5 +355,43 @@ fn fuzz_every_tx_is_a_well_formed_answer() {
         }
     }
     eprintln!("fuzz: {tx} of {total} mutated frames answered, all well-formed");
+    assert_eq!(fp.counters().unwrap().get("drop_rewrite_failed"), 0);
     assert!(tx > 0, "the fuzz never reached the answer path");
+}
+
+#[test]
+fn vlan_tagged_query_is_answered_with_its_tag() {
+    let fp = loaded();
+    let plain = frame(false, 999, &query(9, "www.example.com", 1, None));
+    let mut tagged = plain[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]);
+    tagged.extend_from_slice(&plain[12..]);
+    let (action, out) = run(&fp, &tagged);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 0x2a], "tag kept");
+    let mut untagged = out[..12].to_vec();
+    untagged.extend_from_slice(&out[16..]);
+    verify_reply(&plain, &untagged);
+}
+
+#[test]
+fn new_generation_replaces_the_old_one_whole() {
+    let mut fp = loaded();
+    let q = frame(false, 999, &query(9, "www.example.com", 1, None));
+    assert_eq!(run(&fp, &q).0, XDP_TX);
+    let mut table = sample_table();
+    table.retain(|a| a.qtype == 16);
+    table[0].qname = wire("other.example.com");
+    let installed = fp.install(&table).unwrap();
+    assert_eq!(installed.answers, 1);
+    assert_eq!(run(&fp, &q).0, XDP_PASS, "old generation's answer gone");
+    let q2 = frame(
+        false,
+        999,
+        &query(9, "OTHER.example.com", 16, Some((1232, false))),
+    );
+    assert_eq!(run(&fp, &q2).0, XDP_TX);
+    fp.install(&sample_table()).unwrap();
+    assert_eq!(run(&fp, &q).0, XDP_TX, "and back");
+    assert_eq!(run(&fp, &q2).0, XDP_PASS);
 }
