@@ -395,3 +395,4 @@ fn new_generation_replaces_the_old_one_whole() {
     assert_eq!(run(&fp, &q).0, XDP_TX, "and back");
     assert_eq!(run(&fp, &q2).0, XDP_PASS);
 }
+
