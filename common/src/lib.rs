@@ -49,7 +49,12 @@ pub struct AnswerKey {
 
 impl AnswerKey {
     pub const fn zeroed() -> Self {
-        AnswerKey { generation: 0, variant: 0, qtype: 0, name: [0; KEY_NAME_LEN] }
+        AnswerKey {
+            generation: 0,
+            variant: 0,
+            qtype: 0,
+            name: [0; KEY_NAME_LEN],
+        }
     }
 }
 
