@@ -100,6 +100,22 @@ impl NameKey {
         Some(NameKey(wire.into_boxed_slice()))
     }
 
+    /// True if `name` is this name, ignoring ASCII case; no allocation.
+    pub fn matches(&self, name: &Name) -> bool {
+        let mut pos = 0;
+        for label in name.iter() {
+            let Some(&len) = self.0.get(pos) else {
+                return false;
+            };
+            let end = pos + 1 + len as usize;
+            if len as usize != label.len() || !self.0[pos + 1..end].eq_ignore_ascii_case(label) {
+                return false;
+            }
+            pos = end;
+        }
+        self.0.get(pos) == Some(&0)
+    }
+
     /// True if the first label is `*`.
     pub fn is_wildcard(&self) -> bool {
         self.0.starts_with(&[1, b'*'])
@@ -1297,7 +1313,7 @@ mod tests {
         assert!(NameKey::from_wire(b"\x03abc").is_none());
         assert!(NameKey::from_wire(b"\xc0\x0c").is_none());
         // RFC 4034 §6.1 order.
-        let mut v = vec![
+        let mut v = [
             key("z.example."),
             key("a.example."),
             key("example."),
