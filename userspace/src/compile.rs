@@ -170,3 +170,193 @@ fn compile_one(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::server::respond;
+    use crate::wire::testutil::question;
+    use crate::wire::{FLAG_CD, FLAG_RD, Transport};
+
+    fn sample() -> Catalog {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        Catalog::load(&[], Some(&dir)).unwrap()
+    }
+
+    fn find<'a>(
+        table: &'a [CompiledAnswer],
+        qname: &str,
+        qtype: RecordType,
+        v: Variant,
+    ) -> Option<&'a CompiledAnswer> {
+        let key = NameKey::parse(qname).unwrap();
+        table
+            .iter()
+            .find(|c| c.qname == key.as_wire() && c.qtype == u16::from(qtype) && c.variant == v)
+    }
+
+    /// Mixed-case presentation form of a lowercased wire name, deterministic per index.
+    fn mixed_case(wire: &[u8], seed: usize) -> String {
+        let text = NameKey::from_wire(wire).unwrap().to_string();
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if (i + seed) % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    /// DESIGN.md §1: for every compiled answer, the slow path's response to the same query (any
+    /// letter case, any ID, RD and CD set) is header + the client's question + the tail.
+    #[test]
+    fn fast_and_slow_paths_are_byte_identical() {
+        let cat = sample();
+        let table = compile(&cat);
+        assert!(table.len() > 300, "{}", table.len());
+        for (i, c) in table.iter().enumerate() {
+            let qname = mixed_case(&c.qname, i);
+            let edns = match c.variant {
+                Variant::NoEdns => None,
+                Variant::Edns => Some((1232, false, 0)),
+                Variant::EdnsDo => Some((1232, true, 0)),
+            };
+            let id = 0x4000u16.wrapping_add(i as u16);
+            let flags = FLAG_RD | FLAG_CD;
+            let packet = crate::wire::testutil::query_packet(id, flags, &qname, c.qtype, edns);
+            let slow = respond(&cat, &packet, Transport::Udp).unwrap();
+            let q = question(&qname, c.qtype, 1);
+            assert_eq!(
+                slow,
+                c.response(id, flags, &q),
+                "{qname} {} {:?}",
+                c.qtype,
+                c.variant
+            );
+            assert_eq!(c.flags & (FLAG_RD | FLAG_CD), 0);
+        }
+    }
+
+    #[test]
+    fn owners_equal_to_the_qname_are_pointers_to_the_question() {
+        let table = compile(&sample());
+        let c = find(&table, "www.example.com.", RecordType::A, Variant::NoEdns).unwrap();
+        assert_eq!(
+            (c.flags, c.ancount, c.nscount, c.arcount),
+            (0x8400, 1, 0, 0)
+        );
+        // Owner 0xC00C, A, IN, TTL 3600, RDLENGTH 4, 192.0.2.10.
+        assert_eq!(
+            c.tail,
+            [
+                0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 10
+            ]
+        );
+        let e = find(&table, "www.example.com.", RecordType::A, Variant::EdnsDo).unwrap();
+        assert_eq!(e.arcount, 1);
+        assert_eq!(&e.tail[..16], &c.tail[..]);
+        assert_eq!(&e.tail[16..], [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        let e = find(&table, "www.example.com.", RecordType::A, Variant::Edns).unwrap();
+        assert_eq!(&e.tail[16..], [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        // Every compiled positive answer for the name itself starts with the pointer.
+        for c in table.iter().filter(|c| c.ancount > 0) {
+            assert_eq!(
+                &c.tail[..2],
+                [0xc0, 0x0c],
+                "{:?}",
+                NameKey::from_wire(&c.qname)
+            );
+        }
+    }
+
+    #[test]
+    fn compiles_the_right_set() {
+        let table = compile(&sample());
+        let has = |n: &str, t: RecordType| find(&table, n, t, Variant::Edns).is_some();
+        // Positive, NODATA (incl. ENT), CNAME for common types, referral at the cut, DS there.
+        assert!(has("example.com.", RecordType::SOA) && has("example.com.", RecordType::HTTPS));
+        assert!(has("www.example.com.", RecordType::MX));
+        let ent = find(&table, "b.example.com.", RecordType::A, Variant::Edns).unwrap();
+        assert_eq!((ent.flags & 0xf, ent.ancount, ent.nscount), (0, 0, 1));
+        let cname = find(
+            &table,
+            "alias.example.com.",
+            RecordType::AAAA,
+            Variant::Edns,
+        )
+        .unwrap();
+        assert_eq!(cname.ancount, 3);
+        let referral = find(&table, "sub.example.com.", RecordType::A, Variant::NoEdns).unwrap();
+        assert_eq!(referral.flags & 0x0400, 0, "AA clear");
+        assert_eq!(
+            (referral.ancount, referral.nscount, referral.arcount),
+            (0, 2, 2)
+        );
+        let ds = find(&table, "sub.example.com.", RecordType::DS, Variant::NoEdns).unwrap();
+        assert_eq!((ds.flags, ds.ancount), (0x8400, 1));
+        assert!(has("unknown.example.com.", RecordType::Unknown(65400)));
+        // Not enumerable: below the cut; nonexistent names; other zones' names only once.
+        assert!(!has("ns1.sub.example.com.", RecordType::A));
+        assert!(!has("nope.example.com.", RecordType::A));
+        assert!(
+            table.iter().all(|c| c.flags & 0xf != 3),
+            "no NXDOMAIN entries"
+        );
+        let mut keys: Vec<_> = table
+            .iter()
+            .map(|c| (&c.qname, c.qtype, c.variant))
+            .collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "no key twice");
+        // Deterministic.
+        assert_eq!(table, compile(&sample()));
+    }
+
+    #[test]
+    fn oversized_answers_are_left_to_the_slow_path() {
+        let txt: String = (0..8)
+            .map(|i| format!("big TXT \"{i}-{}\"\n", "x".repeat(80)))
+            .collect();
+        let text = format!("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n{txt}");
+        let cat = Catalog::from_zones([Zone::from_text("t.test.", &text).unwrap()]);
+        let table = compile(&cat);
+        // ~700 bytes: too big without EDNS, fine with it.
+        assert!(find(&table, "big.t.test.", RecordType::TXT, Variant::NoEdns).is_none());
+        assert!(find(&table, "big.t.test.", RecordType::TXT, Variant::Edns).is_some());
+        assert!(find(&table, "big.t.test.", RecordType::A, Variant::NoEdns).is_some());
+    }
+
+    /// `cargo test --release -p rampart -- --ignored --nocapture compile_speed`
+    #[test]
+    #[ignore]
+    fn compile_speed() {
+        let mut text = String::from("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n");
+        for i in 0..10_000 {
+            text.push_str(&format!(
+                "host{i} A 10.{}.{}.1\n AAAA 2001:db8::{i:x}\n",
+                i / 256,
+                i % 256
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.test.zone");
+        std::fs::write(&path, text).unwrap();
+        let t = std::time::Instant::now();
+        let cat = Catalog::load(&[crate::zone::ZoneSpec { origin: None, path }], None).unwrap();
+        let loaded = t.elapsed();
+        let t = std::time::Instant::now();
+        let table = compile(&cat);
+        eprintln!(
+            "load {loaded:?}, compile {:?} for {} entries",
+            t.elapsed(),
+            table.len()
+        );
+    }
+}
