@@ -203,7 +203,7 @@ mod tests {
         text.chars()
             .enumerate()
             .map(|(i, c)| {
-                if (i + seed) % 2 == 0 {
+                if (i + seed).is_multiple_of(2) {
                     c.to_ascii_uppercase()
                 } else {
                     c
