@@ -372,3 +372,110 @@ fn is_meta_qtype(qtype: RecordType) -> bool {
     let code = u16::from(qtype);
     code == 0 || code == 41 || ((128..=254).contains(&code) && code != 251 && code != 252)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::wire::testutil::query_packet;
+
+    fn sample() -> Arc<Catalog> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        Arc::new(Catalog::load(&[], Some(&dir)).unwrap())
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            udp_workers: 2,
+            tcp_max_connections: 4,
+            tcp_idle_timeout: Duration::from_millis(600),
+        }
+    }
+
+    #[test]
+    fn serves_udp_and_tcp_on_loopback() {
+        let cat = sample();
+        let server =
+            Server::start_with(&["127.0.0.1:0".parse().unwrap()], cat.clone(), config()).unwrap();
+        let addr = server.udp_addrs()[0];
+        assert_ne!(addr.port(), 0);
+        assert_eq!(server.tcp_addrs()[0], addr);
+
+        // UDP: the exact bytes the pure function gives, for a mixed-case query.
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let q = query_packet(0x5151, 0x0100, "wWw.example.COM", 1, Some((1232, false, 0)));
+        client.send_to(&q, addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        let expected = respond(&cat, &q, Transport::Udp).unwrap();
+        assert_eq!(&buf[..n], &expected[..]);
+        assert_eq!(&buf[..4], [0x51, 0x51, 0x85, 0x00]);
+        assert_eq!(
+            &buf[12..12 + 21],
+            &q[12..12 + 21],
+            "client's question echoed"
+        );
+
+        // TCP: two pipelined queries in one write, answered in order, framed.
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let q1 = query_packet(1, 0, "example.com", 6, None);
+        let q2 = query_packet(2, 0, "nope.example.com", 1, None);
+        let mut out = Vec::new();
+        for q in [&q1, &q2] {
+            out.extend_from_slice(&(q.len() as u16).to_be_bytes());
+            out.extend_from_slice(q);
+        }
+        tcp.write_all(&out).unwrap();
+        for (q, rcode) in [(&q1, 0u8), (&q2, 3)] {
+            let mut len = [0u8; 2];
+            tcp.read_exact(&mut len).unwrap();
+            let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+            tcp.read_exact(&mut msg).unwrap();
+            assert_eq!(&msg[..2], &q[..2], "answers in order");
+            assert_eq!(msg[3] & 0xf, rcode);
+            assert_eq!(msg, respond(&cat, q, Transport::Tcp).unwrap());
+        }
+
+        // Reload: the new catalog answers the next query.
+        server.replace_catalog(Arc::new(Catalog::default()));
+        client.send_to(&q, addr).unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(buf[3] & 0xf, 5, "REFUSED once the zone is gone");
+        assert!(n > 12);
+
+        // Idle connections are closed.
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            idle.read(&mut buf).unwrap(),
+            0,
+            "server closed the idle connection"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(500));
+
+        let started = Instant::now();
+        server.stop();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // The port is free again.
+        UdpSocket::bind(addr).unwrap();
+    }
+
+    #[test]
+    fn v6_sockets_are_v6_only() {
+        // With IPV6_V6ONLY, `[::]:53` doesn't claim IPv4, so `0.0.0.0:53` can bind beside it.
+        let Ok(s) = udp_socket("[::]:0".parse().unwrap()) else {
+            return;
+        }; // no IPv6 here
+        assert!(socket2::SockRef::from(&s).only_v6().unwrap());
+        let l = tcp_listener("[::]:0".parse().unwrap()).unwrap();
+        assert!(socket2::SockRef::from(&l).only_v6().unwrap());
+        let v4 = udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
+        assert!(socket2::SockRef::from(&v4).reuse_port().unwrap());
+    }
+}
