@@ -87,6 +87,8 @@ pub struct Answer<'z> {
     pub additional: Vec<Rr<'z>>,
     /// A wildcard (RFC 4592) or DNAME (RFC 6672) produced part of the answer.
     pub synthesized: bool,
+    /// Extended DNS Error info-code (RFC 8914) to put in the OPT, if the query had one.
+    pub ede: Option<u16>,
 }
 
 impl<'z> Answer<'z> {
@@ -99,6 +101,7 @@ impl<'z> Answer<'z> {
             authority: Vec::new(),
             additional: Vec::new(),
             synthesized: false,
+            ede: None,
         }
     }
 
@@ -116,12 +119,21 @@ impl<'z> Answer<'z> {
             ..Answer::new()
         }
     }
+
+    /// REFUSED for a name in none of our zones, with EDE 20 "Not Authoritative" (RFC 8914
+    /// §4.21), as NSD sends it.
+    pub fn not_authoritative() -> Answer<'z> {
+        Answer {
+            ede: Some(20),
+            ..Answer::error(ResponseCode::Refused)
+        }
+    }
 }
 
 /// Answers one question from the catalog.
 pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
     let Some(zone) = select_zone(catalog, q) else {
-        return Answer::error(ResponseCode::Refused);
+        return Answer::not_authoritative();
     };
     let mut ans = Answer::new();
     let state = solve_answer(zone, q, &mut ans);
@@ -298,12 +310,15 @@ pub fn solve_answer<'z>(zone: &'z Zone, q: &Question<'_>, ans: &mut Answer<'z>) 
     }
 }
 
-/// RFC 8482 §4.1: answer ANY with one RRset rather than everything. We pick the one with the
-/// lowest type code (RRSIG/NSEC excepted), so the answer is small and deterministic.
+/// RFC 8482 §4.1: answer ANY with one RRset rather than everything: the SOA at an apex (as NSD
+/// does), elsewhere the RRset with the lowest type code (RRSIG/NSEC excepted). Small and
+/// deterministic, so the compiler could keep it too.
 fn any_rrset(node: &Node) -> Option<&Rrset> {
-    node.rrsets()
-        .iter()
-        .find(|s| !matches!(u16::from(s.rtype()), 46 | 47))
+    node.rrset(RecordType::SOA).or_else(|| {
+        node.rrsets()
+            .iter()
+            .find(|s| !matches!(u16::from(s.rtype()), 46 | 47))
+    })
 }
 
 /// RFC 6672 §3.1: put the DNAME in the answer with a CNAME synthesized from the query name
@@ -391,15 +406,26 @@ pub fn solve_authority<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'
     }
 }
 
-/// RFC 1034 §4.3.2 step 6 as minimal responses read it (Knot's default, NSD's
-/// `minimal-responses: yes`): only what a referral can't work without, the addresses of NS
-/// targets inside this zone (glue below the cut, RFC 9471, or sibling/in-zone data). Positive
-/// answers get no additional data (no MX/NS/SRV target addresses).
+/// RFC 1034 §4.3.2 step 6 as minimal responses read it (NSD's `minimal-responses: yes`, our
+/// oracle): addresses of NS targets inside this zone, for referrals (glue below the cut, RFC
+/// 9471, or sibling data) and for NS answers. Nothing for MX/SRV/SVCB targets.
 pub fn solve_additional<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'z>) {
-    let State::Deleg(cut) = state else { return };
-    let Some(ns) = cut.rrset(RecordType::NS) else {
-        return;
+    let ns = match state {
+        State::Deleg(cut) => cut.rrset(RecordType::NS),
+        // An NS answer: the RRset at the (last) name answered.
+        State::Hit => {
+            let last = ans.answer.last().filter(|rr| rr.rtype() == RecordType::NS);
+            last.and_then(|rr| zone.node(NameKey::from_name(&rr.owner).as_wire()))
+                .and_then(|node| node.rrset(RecordType::NS))
+        }
+        _ => None,
     };
+    let Some(ns) = ns else { return };
+    ns_addresses(zone, ns, ans);
+}
+
+/// A then AAAA of each in-zone NS target, in NS order.
+fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, ans: &mut Answer<'z>) {
     for rd in ns.rdata() {
         let RData::NS(target) = rd else { continue };
         let key = NameKey::from_name(&target.0);
@@ -582,7 +608,27 @@ mod tests {
     fn any_gets_one_rrset() {
         let cat = sample();
         let m = ask(&cat, "example.com", RecordType::ANY);
-        assert_eq!(names(m.answers()), ["example.com. 3600 A"]);
+        assert_eq!(names(m.answers()), ["example.com. 3600 SOA"]);
+        let m = ask(&cat, "ns2.example.com", RecordType::ANY);
+        assert_eq!(names(m.answers()), ["ns2.example.com. 3600 A"]);
+        // NS answers carry the in-zone targets' addresses (NSD's minimal responses do too).
+        let m = ask(&cat, "example.com", RecordType::NS);
+        assert_eq!(names(m.answers()).len(), 2);
+        assert_eq!(
+            names(m.additionals()),
+            [
+                "ns1.example.com. 3600 A",
+                "ns2.example.com. 3600 A",
+                "ns2.example.com. 3600 AAAA"
+            ]
+        );
+        // REFUSED carries EDE 20 when the query had an OPT.
+        let p = query_packet(1, 0, "www.example.org", 1, Some((1232, false, 0)));
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        assert_eq!(
+            &r[r.len() - 17..],
+            [0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 6, 0, 15, 0, 2, 0, 20]
+        );
         let m = ask(&cat, "alias.example.com", RecordType::ANY);
         assert_eq!(names(m.answers()), ["alias.example.com. 3600 CNAME"]);
     }

@@ -355,7 +355,7 @@ pub fn respond(catalog: &Catalog, packet: &[u8], transport: Transport) -> Option
         Answer::error(ResponseCode::BADVERS)
     } else if query.qclass != CLASS_IN {
         // Like NSD without CHAOS identity configured: no zones in other classes.
-        Answer::error(ResponseCode::Refused)
+        Answer::not_authoritative()
     } else if matches!(query.qtype, RecordType::AXFR | RecordType::IXFR) {
         // No zone transfers from an edge node.
         Answer::error(ResponseCode::Refused)
@@ -477,5 +477,86 @@ mod tests {
         assert!(socket2::SockRef::from(&l).only_v6().unwrap());
         let v4 = udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
         assert!(socket2::SockRef::from(&v4).reuse_port().unwrap());
+    }
+}
+
+/// Compares our responses with a running NSD (the oracle) byte for byte:
+/// `NSD_ADDR=127.0.0.1:5399 cargo test -p rampart -- --ignored --nocapture nsd_oracle`
+/// NSD must serve zones/ with `minimal-responses: yes`.
+#[cfg(test)]
+mod oracle {
+    use super::*;
+    use crate::wire::testutil::query_packet_class;
+
+    #[test]
+    #[ignore]
+    fn nsd_oracle() {
+        let Ok(nsd) = std::env::var("NSD_ADDR") else {
+            return;
+        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        let cat = Catalog::load(&[], Some(&dir)).unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let names = [
+            "example.com",
+            "wWw.Example.com",
+            "mail.example.com",
+            "txt.example.com",
+            "alias.example.com",
+            "alias2.example.com",
+            "loop1.example.com",
+            "ext.example.com",
+            "a.b.example.com",
+            "b.example.com",
+            "sub.example.com",
+            "x.sub.example.com",
+            "ns1.sub.example.com",
+            "_sip._tcp.example.com",
+            "_443._tcp.www.example.com",
+            "svc.example.com",
+            "mixed.case.example.com",
+            "unknown.example.com",
+            "ptr.example.com",
+            "host.example.com",
+            "ssh.example.com",
+            "nope.example.com",
+            "example.net",
+            "www.example.net",
+            "www.example.org",
+            "ns1.example.com",
+            "ns2.example.com",
+        ];
+        let types = [
+            1u16, 28, 15, 16, 2, 6, 5, 33, 52, 64, 65, 257, 12, 13, 43, 44, 65400, 255,
+        ];
+        let mut diffs = 0;
+        let mut total = 0;
+        for (i, name) in names.iter().enumerate() {
+            for &t in &types {
+                for edns in [None, Some((1232u16, false, 0u8)), Some((4096, true, 0))] {
+                    total += 1;
+                    let q =
+                        query_packet_class((i as u16 * 100).wrapping_add(t), 0, name, t, 1, edns);
+                    sock.send_to(&q, &nsd).unwrap();
+                    let mut buf = [0u8; 4096];
+                    let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                        eprintln!("DIFF {name} type {t} edns {edns:?}: no answer from NSD");
+                        diffs += 1;
+                        continue;
+                    };
+                    let ours = respond(&cat, &q, Transport::Udp).unwrap();
+                    if ours != buf[..n] {
+                        diffs += 1;
+                        eprintln!(
+                            "DIFF {name} type {t} edns {edns:?}\n  nsd  {:02x?}\n  ours {:02x?}",
+                            &buf[..n],
+                            ours
+                        );
+                    }
+                }
+            }
+        }
+        eprintln!("{diffs} of {total} differ");
     }
 }

@@ -311,7 +311,7 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
     };
     write_header(&mut buf, query, ans.rcode, ans.authoritative, false, counts);
     if let Some(edns) = query.edns {
-        push_opt(&mut buf, ans.rcode, edns.dnssec_ok);
+        push_opt(&mut buf, ans.rcode, edns.dnssec_ok, ans.ede);
     }
     echo_question(&mut buf, query);
     Ok(buf)
@@ -346,7 +346,7 @@ fn render_truncated(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
         [1, 0, 0, 0],
     );
     if let Some(edns) = query.edns {
-        push_opt(&mut buf, ans.rcode, edns.dnssec_ok);
+        push_opt(&mut buf, ans.rcode, edns.dnssec_ok, ans.ede);
     }
     buf
 }
@@ -377,13 +377,23 @@ fn write_header(
 }
 
 /// Appends our OPT (RFC 6891 §6.1.2): payload 1232, the RCODE's upper bits, version 0, DO echoed
-/// (RFC 3225 §3), no options; and counts it in ARCOUNT.
-fn push_opt(buf: &mut Vec<u8>, rcode: ResponseCode, dnssec_ok: bool) {
+/// (RFC 3225 §3), and an Extended DNS Error (RFC 8914, option 15, no text) if there is one; and
+/// counts it in ARCOUNT.
+fn push_opt(buf: &mut Vec<u8>, rcode: ResponseCode, dnssec_ok: bool, ede: Option<u16>) {
+    const OPTION_EDE: u16 = 15;
     buf.push(0);
     buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
     buf.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
     buf.extend_from_slice(&[rcode.high(), 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
-    buf.extend_from_slice(&[0, 0]);
+    match ede {
+        Some(code) => {
+            buf.extend_from_slice(&6u16.to_be_bytes());
+            buf.extend_from_slice(&OPTION_EDE.to_be_bytes());
+            buf.extend_from_slice(&2u16.to_be_bytes());
+            buf.extend_from_slice(&code.to_be_bytes());
+        }
+        None => buf.extend_from_slice(&[0, 0]),
+    }
     let arcount = u16::from_be_bytes([buf[10], buf[11]]) + 1;
     buf[10..12].copy_from_slice(&arcount.to_be_bytes());
 }
