@@ -33,29 +33,50 @@ impl Variant {
     pub const ALL: [Variant; 3] = [Variant::NoEdns, Variant::Edns, Variant::EdnsDo];
 }
 
-/// Hash key of the `ANSWERS` map: one precompiled answer per (generation, variant, qtype, name).
+/// Hash key of the answer maps: one precompiled answer per (generation, variant, qtype, name).
+/// `N` is the name field's size: most names fit [`ShortKey`] (a smaller key hashes faster and
+/// costs a quarter of the memory); longer ones go to [`LongKey`]. The two share a prefix, so the
+/// program builds one long key and looks the short map up through the same bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AnswerKey {
+pub struct AnswerKey<const N: usize> {
     /// Zone generation; the program reads the live one from `CONFIG` (see [`Config::generation`]).
     pub generation: u8,
     /// A [`Variant`] as u8.
     pub variant: u8,
-    /// Query type, host byte order.
+    /// Query type, host byte order; [`QTYPE_OTHER`] for "any data type not listed at this name".
     pub qtype: u16,
     /// The query name in wire form, ASCII lowercased, zero-padded to the end.
-    pub name: [u8; KEY_NAME_LEN],
+    pub name: [u8; N],
 }
 
-impl AnswerKey {
+impl<const N: usize> AnswerKey<N> {
     pub const fn zeroed() -> Self {
         AnswerKey {
             generation: 0,
             variant: 0,
             qtype: 0,
-            name: [0; KEY_NAME_LEN],
+            name: [0; N],
         }
     }
+}
+
+/// Name bytes of a short key: names up to 64 bytes in wire form (nearly all of them).
+pub const SHORT_NAME_LEN: usize = 64;
+pub type ShortKey = AnswerKey<SHORT_NAME_LEN>;
+pub type LongKey = AnswerKey<KEY_NAME_LEN>;
+
+/// Key qtype of the answer for every *data* type a name doesn't list explicitly (NODATA at a
+/// name or an empty non-terminal, a referral at a cut). Type 0 is reserved (RFC 6895), so no
+/// query asks for it; the program tries it after a miss, for data types only (see
+/// [`is_data_type`]).
+pub const QTYPE_OTHER: u16 = 0;
+
+/// Data types (RFC 6895 §3.1): not 0, not OPT, not the meta/query range 128-255 (TSIG, AXFR,
+/// ANY...). Only these can share a name's [`QTYPE_OTHER`] answer.
+#[inline(always)]
+pub const fn is_data_type(qtype: u16) -> bool {
+    qtype != 0 && qtype != 41 && !(qtype >= 128 && qtype <= 255)
 }
 
 /// Tail slot classes (`AnswerValue::tail_class`).
@@ -72,7 +93,8 @@ pub struct AnswerValue {
     pub ancount: u16,
     pub nscount: u16,
     pub arcount: u16,
-    /// Bytes of tail to copy after the question.
+    /// Bytes of tail to copy after the question; 0 marks an answer the fast path must not send
+    /// (too big for this variant), so the query goes up instead of matching [`QTYPE_OTHER`].
     pub tail_len: u16,
     /// One's-complement sum (folded, not inverted) of the tail as if it started at an even offset;
     /// the program byte-swaps it when the tail starts at an odd offset (RFC 1071 §2(B)).
@@ -174,6 +196,7 @@ impl Counter {
 
 /// Map names, shared so the loader and `rampart stats` find them in the object and in bpffs.
 pub const MAP_ANSWERS: &str = "ANSWERS";
+pub const MAP_ANSWERS_LONG: &str = "ANSWERS_LONG";
 pub const MAP_TAILS_SMALL: &str = "TAILS_SMALL";
 pub const MAP_TAILS_LARGE: &str = "TAILS_LARGE";
 pub const MAP_CONFIG: &str = "CONFIG";
@@ -184,7 +207,7 @@ pub const PROGRAM_NAME: &str = "rampart";
 mod pod {
     // SAFETY: all of these are #[repr(C)] plain data with explicit padding fields and no
     // invalid bit patterns, which is what aya::Pod requires.
-    unsafe impl aya::Pod for super::AnswerKey {}
+    unsafe impl<const N: usize> aya::Pod for super::AnswerKey<N> {}
     unsafe impl aya::Pod for super::AnswerValue {}
     unsafe impl aya::Pod for super::TailSmall {}
     unsafe impl aya::Pod for super::TailLarge {}

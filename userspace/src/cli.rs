@@ -184,12 +184,13 @@ fn run(args: RunArgs) -> Result<()> {
     }
     info!("shutting down");
     server.stop();
-    if let Some(fp) = fast {
-        if let Ok(c) = fp.counters() {
-            let summary: Vec<String> =
-                c.0.iter().filter(|(_, v)| *v > 0).map(|(n, v)| format!("{n}={v}")).collect();
-            info!("final counters: {}", summary.join(" "));
-        }
+    if let Some(Ok(c)) = fast.as_ref().map(FastPath::counters) {
+        let summary: Vec<String> =
+            c.0.iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+        info!("final counters: {}", summary.join(" "));
     }
     Ok(())
 }

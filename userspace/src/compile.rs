@@ -3,19 +3,17 @@
 //! Every entry is produced by the slow path's own pipeline (`answer::answer`, then
 //! `wire::render_full` for a synthetic query), so the fast path can only ever send bytes the slow
 //! path would have sent.
-// The CLI (owned separately) is not wired to this module yet; drop this once it is.
-#![allow(dead_code)]
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use rampart_common::{CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, Variant};
+use rampart_common::{CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, QTYPE_OTHER, Variant, is_data_type};
 
 use crate::answer::{self, Question};
 use crate::wire::{self, HEADER_LEN, Query};
 use crate::zone::{Catalog, NameKey, Node, Zone};
 
-/// Query types compiled at every name (as NODATA, CNAME or referral when the name has no such
-/// RRset): what resolvers actually ask. Types a name has are always compiled too.
+/// Query types compiled at a CNAME's owner, whose answer (the chain, then the target's data or
+/// NODATA) depends on the type: what resolvers actually ask. Other types there go to the slow path.
 pub const COMMON_QTYPES: [RecordType; 13] = [
     RecordType::A,
     RecordType::AAAA,
@@ -49,8 +47,14 @@ pub struct CompiledAnswer {
 }
 
 impl CompiledAnswer {
+    /// An entry that only says "not from the fast path".
+    pub fn is_pass_marker(&self) -> bool {
+        self.tail.is_empty()
+    }
+
     /// The whole response the fast path sends for a query with this ID, flags (only RD and CD
     /// are used) and question bytes.
+    #[cfg(test)]
     pub fn response(&self, id: u16, query_flags: u16, question: &[u8]) -> Vec<u8> {
         let flags = self.flags | (query_flags & (wire::FLAG_RD | wire::FLAG_CD));
         let mut out = Vec::with_capacity(HEADER_LEN + question.len() + self.tail.len());
@@ -103,71 +107,93 @@ pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
 /// path answers them), and nonexistent names get no entry (NXDOMAIN is the fast path's
 /// per-zone template).
 pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
-    let mut out = Vec::with_capacity(zone.node_count() * COMMON_QTYPES.len() * Variant::ALL.len());
+    let mut out = Vec::with_capacity(zone.node_count() * 3 * Variant::ALL.len());
     for (key, node) in zone.nodes_sorted() {
-        if node.is_occluded() {
+        if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             continue;
         }
-        for qtype in qtypes_for(node) {
-            compile_one(catalog, zone, key, qtype, &mut out);
+        for qtype in explicit_qtypes(node) {
+            compile_one(catalog, key, qtype.into(), qtype, &mut out);
+        }
+        if node.rrset(RecordType::CNAME).is_none() {
+            compile_one(catalog, key, QTYPE_OTHER, probe_qtype(node), &mut out);
         }
     }
     out
 }
 
-/// The common types plus whatever the name has, by type code.
-fn qtypes_for(node: &Node) -> Vec<RecordType> {
-    let mut types: Vec<RecordType> = COMMON_QTYPES.to_vec();
-    types.extend(node.rrsets().iter().map(|s| s.rtype()));
+/// Types compiled with an entry of their own at a name: those it has, DS (answered from the
+/// parent side at a cut or apex, RFC 4035 §3.1.4.1), and at a CNAME the common ones.
+fn explicit_qtypes(node: &Node) -> Vec<RecordType> {
+    let mut types: Vec<RecordType> = node.rrsets().iter().map(|s| s.rtype()).collect();
+    types.push(RecordType::DS);
+    if node.rrset(RecordType::CNAME).is_some() {
+        types.extend(COMMON_QTYPES);
+    }
+    types.retain(|t| is_data_type(u16::from(*t)));
     types.sort_by_key(|t| u16::from(*t));
     types.dedup();
     types
 }
 
-fn compile_one(
-    catalog: &Catalog,
-    zone: &Zone,
-    key: &NameKey,
-    qtype: RecordType,
-    out: &mut Vec<CompiledAnswer>,
-) {
+/// A data type the name doesn't have, to ask the pipeline what every such type gets there
+/// (NODATA, or a referral at a cut). Private-use types (RFC 6895 §3.1) are nearly never in zones.
+fn probe_qtype(node: &Node) -> RecordType {
+    (65280..=65534)
+        .map(RecordType::Unknown)
+        .find(|t| node.rrset(*t).is_none())
+        .unwrap_or(RecordType::Unknown(65534))
+}
+
+/// A name of this zone whose answers this zone gives (not a child zone's apex we also serve).
+fn in_this_zone(catalog: &Catalog, zone: &Zone, key: &NameKey) -> bool {
     let question = Question {
         qname: key,
-        qtype,
+        qtype: RecordType::A,
         dnssec_ok: false,
     };
-    // Another zone may answer this (a child zone we also serve, DS from the parent): that zone
-    // compiles it, so no key appears twice.
-    match answer::select_zone(catalog, &question) {
-        Some(z) if std::ptr::eq(z, zone) => {}
-        _ => return,
-    }
+    matches!(answer::select_zone(catalog, &question), Some(z) if std::ptr::eq(z, zone))
+}
+
+/// Compile the answers to `probe` at `key` under the map key type `key_qtype`. An answer the
+/// fast path must not send (too big for the variant, or not a plain answer) still gets an entry,
+/// with an empty tail, so the program sends the query up instead of trying `QTYPE_OTHER`.
+fn compile_one(
+    catalog: &Catalog,
+    key: &NameKey,
+    key_qtype: u16,
+    probe: RecordType,
+    out: &mut Vec<CompiledAnswer>,
+) {
     for variant in Variant::ALL {
-        let query = Query::synthetic(key, qtype, variant);
+        let query = Query::synthetic(key, probe, variant);
         let ans = answer::answer(catalog, &query.question());
-        if matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail) {
-            continue;
-        }
         let bytes = wire::render_full(&query, &ans);
         let limit = match variant {
             Variant::NoEdns => CLASSIC_UDP_LIMIT,
             Variant::Edns | Variant::EdnsDo => EDNS_PAYLOAD,
         } as usize;
-        if bytes.len() > limit {
-            // The slow path answers it with TC=1 (or in full over TCP).
-            continue;
-        }
-        let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
-        out.push(CompiledAnswer {
+        let mut entry = CompiledAnswer {
             qname: key.as_wire().to_vec(),
-            qtype: qtype.into(),
+            qtype: key_qtype,
             variant,
-            flags: word(2),
-            ancount: word(6),
-            nscount: word(8),
-            arcount: word(10),
-            tail: bytes[HEADER_LEN + query.question.len()..].to_vec(),
-        });
+            flags: 0,
+            ancount: 0,
+            nscount: 0,
+            arcount: 0,
+            tail: Vec::new(),
+        };
+        if bytes.len() <= limit
+            && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail)
+        {
+            let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+            entry.flags = word(2);
+            entry.ancount = word(6);
+            entry.nscount = word(8);
+            entry.arcount = word(10);
+            entry.tail = bytes[HEADER_LEN + query.question.len()..].to_vec();
+        }
+        out.push(entry);
     }
 }
 
@@ -185,16 +211,33 @@ mod tests {
         Catalog::load(&[], Some(&dir)).unwrap()
     }
 
+    fn find_exact<'a>(
+        table: &'a [CompiledAnswer],
+        qname: &str,
+        qtype: u16,
+        v: Variant,
+    ) -> Option<&'a CompiledAnswer> {
+        let key = NameKey::parse(qname).unwrap();
+        table
+            .iter()
+            .find(|c| c.qname == key.as_wire() && c.qtype == qtype && c.variant == v)
+    }
+
+    /// What the XDP program finds: the exact type, else the name's entry for other data types.
     fn find<'a>(
         table: &'a [CompiledAnswer],
         qname: &str,
         qtype: RecordType,
         v: Variant,
     ) -> Option<&'a CompiledAnswer> {
-        let key = NameKey::parse(qname).unwrap();
-        table
-            .iter()
-            .find(|c| c.qname == key.as_wire() && c.qtype == u16::from(qtype) && c.variant == v)
+        let t = u16::from(qtype);
+        find_exact(table, qname, t, v)
+            .or_else(|| {
+                is_data_type(t)
+                    .then(|| find_exact(table, qname, QTYPE_OTHER, v))
+                    .flatten()
+            })
+            .filter(|c| !c.is_pass_marker())
     }
 
     /// Mixed-case presentation form of a lowercased wire name, deterministic per index.
@@ -219,8 +262,18 @@ mod tests {
         let cat = sample();
         let table = compile(&cat);
         assert!(table.len() > 300, "{}", table.len());
-        for (i, c) in table.iter().enumerate() {
+        for (i, c) in table
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.is_pass_marker())
+        {
             let qname = mixed_case(&c.qname, i);
+            // The entry for "other types" must be what any absent data type gets.
+            let qtype = if c.qtype == QTYPE_OTHER {
+                65280 + (i % 200) as u16
+            } else {
+                c.qtype
+            };
             let edns = match c.variant {
                 Variant::NoEdns => None,
                 Variant::Edns => Some((1232, false, 0)),
@@ -228,14 +281,13 @@ mod tests {
             };
             let id = 0x4000u16.wrapping_add(i as u16);
             let flags = FLAG_RD | FLAG_CD;
-            let packet = crate::wire::testutil::query_packet(id, flags, &qname, c.qtype, edns);
+            let packet = crate::wire::testutil::query_packet(id, flags, &qname, qtype, edns);
             let slow = respond(&cat, &packet, Transport::Udp).unwrap();
-            let q = question(&qname, c.qtype, 1);
+            let q = question(&qname, qtype, 1);
             assert_eq!(
                 slow,
                 c.response(id, flags, &q),
-                "{qname} {} {:?}",
-                c.qtype,
+                "{qname} {qtype} {:?}",
                 c.variant
             );
             assert_eq!(c.flags & (FLAG_RD | FLAG_CD), 0);
@@ -328,6 +380,11 @@ mod tests {
         let cat = Catalog::from_zones([Zone::from_text("t.test.", &text).unwrap()]);
         let table = compile(&cat);
         // ~700 bytes: too big without EDNS, fine with it.
+        let marker = find_exact(&table, "big.t.test.", 16, Variant::NoEdns).unwrap();
+        assert!(
+            marker.is_pass_marker(),
+            "present, so the program won't try the NODATA entry"
+        );
         assert!(find(&table, "big.t.test.", RecordType::TXT, Variant::NoEdns).is_none());
         assert!(find(&table, "big.t.test.", RecordType::TXT, Variant::Edns).is_some());
         assert!(find(&table, "big.t.test.", RecordType::A, Variant::NoEdns).is_some());
@@ -340,7 +397,7 @@ mod tests {
         let mut text = String::from("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n");
         for i in 0..10_000 {
             text.push_str(&format!(
-                "host{i} A 10.{}.{}.1\n AAAA 2001:db8::{i:x}\n",
+                "host{i} A 198.51.{}.{}\n AAAA 2001:db8::{i:x}\n",
                 i / 256,
                 i % 256
             ));

@@ -4,7 +4,7 @@ use rampart_common::{AnswerValue, Counter, MAX_NAME, Variant};
 
 use crate::{
     maps::{self, KeyBuf},
-    packet::{be16_at, name_byte_at, put_be16, u8_at},
+    packet::{be16_at, name_byte_at, ptr_at, put_be16},
 };
 
 pub const HEADER_LEN: usize = 12;
@@ -15,6 +15,8 @@ const TC: u16 = 0x0200;
 const COPIED_FLAGS: u16 = 0x0100 | 0x0010;
 const CLASS_IN: u16 = 1;
 const TYPE_OPT: u16 = 41;
+/// Owner (root), type, class (UDP size), TTL (extended RCODE, version, flags), RDLENGTH.
+const OPT_FIXED_LEN: usize = 11;
 const EDNS_DO: u16 = 0x8000;
 const RCODE_NXDOMAIN: u16 = 3;
 const AA: u16 = 0x0400;
@@ -50,6 +52,9 @@ pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header,
 pub struct Question {
     /// Bytes of the question: name + type + class.
     pub len: usize,
+    /// Bytes of the name in wire form, including the root label.
+    pub name_len: usize,
+    pub qtype: u16,
     /// Checksum contribution of the question bytes at their place in the payload.
     pub csum: u64,
     /// Packet offset of the first byte after the question.
@@ -96,8 +101,9 @@ pub fn parse_question(
 ) -> Result<Question, Counter> {
     let start = dns_off + HEADER_LEN;
     let dns_end = dns_off + dns_len;
-    let name_len = name_length(ctx, start, dns_end)?;
     let key: &mut KeyBuf = maps::key_buf()?;
+    key.set_len(name_length(ctx, start, dns_end)?);
+    let name_len = key.len();
     key.clear();
     let mut sum: u64 = 0;
     let mut i = 0usize;
@@ -115,6 +121,7 @@ pub fn parse_question(
         key.set(i, b.to_ascii_lowercase());
         i += 1;
     }
+    let name_len = key.len();
     let tail = start + name_len;
     if tail + 4 > dns_end {
         return Err(Counter::PassMalformed);
@@ -128,6 +135,8 @@ pub fn parse_question(
     key.set_qtype(qtype);
     Ok(Question {
         len: name_len + 4,
+        name_len,
+        qtype,
         csum: sum,
         end: tail + 4,
     })
@@ -157,24 +166,28 @@ pub fn parse_edns(
             udp_size: 0,
         });
     }
-    if opt + 11 > dns_end {
+    if opt + OPT_FIXED_LEN > dns_end {
         return Err(Counter::PassMalformed);
     }
-    if u8_at(ctx, opt, Counter::PassMalformed)? != 0 {
+    // One window over the fixed 11 bytes: single-byte checks at a variable offset give the
+    // verifier no range (see packet::name_byte_at).
+    let p = ptr_at(ctx, opt, OPT_FIXED_LEN, Counter::PassMalformed)?;
+    // SAFETY: 11 bytes checked above; big-endian fields read unaligned.
+    let (owner, rtype, udp_size, version, flags, rdlen) = unsafe {
+        let be16 = |o: usize| u16::from_be((p.add(o) as *const u16).read_unaligned());
+        (*p, be16(1), be16(3), *p.add(6), be16(7), be16(9) as usize)
+    };
+    if owner != 0 {
         return Err(Counter::PassEdns);
     }
-    if be16_at(ctx, opt + 1, Counter::PassMalformed)? != TYPE_OPT {
+    if rtype != TYPE_OPT {
         // Probably TSIG or SIG(0): the slow path handles (or refuses) them.
         return Err(Counter::PassEdns);
     }
-    let udp_size = be16_at(ctx, opt + 3, Counter::PassMalformed)?;
-    let version = u8_at(ctx, opt + 6, Counter::PassMalformed)?;
-    let flags = be16_at(ctx, opt + 7, Counter::PassMalformed)?;
-    let rdlen = be16_at(ctx, opt + 9, Counter::PassMalformed)? as usize;
     if version != 0 {
         return Err(Counter::PassEdns);
     }
-    if opt + 11 + rdlen != dns_end {
+    if opt + OPT_FIXED_LEN + rdlen != dns_end {
         return Err(Counter::PassMalformed);
     }
     let variant = if flags & EDNS_DO != 0 {

@@ -5,15 +5,18 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rampart_common::{
-    AnswerKey, AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, TAIL_CLASS_SMALL,
-    TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant,
+    AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, QTYPE_OTHER,
+    SHORT_NAME_LEN, ShortKey, TAIL_CLASS_SMALL, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall,
+    Variant, is_data_type,
 };
 
 use crate::dns::{Answer, Question};
 
 /// Precompiled answers. Userspace sizes every map at load time (set_max_entries) to fit its zones.
 #[map(name = "ANSWERS")]
-static ANSWERS: HashMap<AnswerKey, AnswerValue> = HashMap::with_max_entries(1, 0);
+static ANSWERS: HashMap<ShortKey, AnswerValue> = HashMap::with_max_entries(1, 0);
+#[map(name = "ANSWERS_LONG")]
+static ANSWERS_LONG: HashMap<LongKey, AnswerValue> = HashMap::with_max_entries(1, 0);
 #[map(name = "TAILS_SMALL")]
 static TAILS_SMALL: Array<TailSmall> = Array::with_max_entries(1, 0);
 #[map(name = "TAILS_LARGE")]
@@ -24,7 +27,7 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 /// The lookup key is 260 bytes, too big for the 512-byte stack next to everything else.
 #[map(name = "SCRATCH")]
-static SCRATCH: PerCpuArray<AnswerKey> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn count(c: Counter) {
@@ -35,15 +38,19 @@ pub fn count(c: Counter) {
 }
 
 /// This CPU's lookup key under construction.
-#[repr(transparent)]
-pub struct KeyBuf(AnswerKey);
+#[repr(C)]
+pub struct KeyBuf {
+    key: LongKey,
+    /// The name length, laundered through memory: see [`KeyBuf::launder_len`].
+    len: u32,
+}
 
 impl KeyBuf {
     /// Zero the name so bytes past the end of a shorter name never leak into the key.
     #[inline(always)]
     pub fn clear(&mut self) {
         // SAFETY: the name is KEY_NAME_LEN bytes, a multiple of 8, in a map value (8-aligned).
-        let words = self.0.name.as_mut_ptr() as *mut u64;
+        let words = self.key.name.as_mut_ptr() as *mut u64;
         let mut i = 0;
         while i < KEY_NAME_LEN / 8 {
             unsafe { *words.add(i) = 0 };
@@ -53,12 +60,28 @@ impl KeyBuf {
     #[inline(always)]
     pub fn set(&mut self, i: usize, b: u8) {
         if i < KEY_NAME_LEN {
-            self.0.name[i] = b;
+            self.key.name[i] = b;
         }
     }
+    /// Keep the name length in memory. Every exit of a loop over the name leaves the verifier a
+    /// different range for it (the exit test refines it); reading it back with [`Self::len`]
+    /// gives all of them one plain u8 range, so the code after the loop is verified once instead
+    /// of once per exit, which would be far past the verifier's budget.
+    #[inline(always)]
+    pub fn set_len(&mut self, len: usize) {
+        // SAFETY: plain field of this CPU's scratch slot; volatile so the store isn't elided.
+        unsafe { core::ptr::write_volatile(&mut self.len, len as u32) }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        // SAFETY: as above; volatile so the load is not replaced by the register it came from.
+        unsafe { core::ptr::read_volatile(&self.len) as u8 as usize }
+    }
+
     #[inline(always)]
     pub fn set_qtype(&mut self, qtype: u16) {
-        self.0.qtype = qtype;
+        self.key.qtype = qtype;
     }
 }
 
@@ -66,27 +89,60 @@ impl KeyBuf {
 pub fn key_buf() -> Result<&'static mut KeyBuf, Counter> {
     match SCRATCH.get_ptr_mut(0) {
         // SAFETY: per-CPU scratch slot, used by one packet at a time on this CPU.
-        Some(p) => Ok(unsafe { &mut *(p as *mut KeyBuf) }),
+        Some(p) => Ok(unsafe { &mut *p }),
         None => Err(Counter::PassNotReady),
     }
 }
 
-/// Find the precompiled answer for the question just parsed into the key buffer.
+/// Find the precompiled answer for the question just parsed into the key buffer: the exact
+/// (name, type) first, then, for data types, the name's answer for types it doesn't list.
 #[inline(always)]
-pub fn lookup(_q: &Question, variant: Variant) -> Result<Answer, Counter> {
+pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
     let config = match CONFIG.get(0) {
         Some(c) if c.ready != 0 => c,
         _ => return Err(Counter::PassNotReady),
     };
+    // Type 0 is the key of the shared entry, never a question we answer (RFC 6895 reserves it).
+    if q.qtype == QTYPE_OTHER {
+        return Err(Counter::PassMiss);
+    }
     let key = key_buf()?;
-    key.0.generation = config.generation as u8;
-    key.0.variant = variant as u8;
-    match ANSWERS.get_ptr(&key.0) {
-        // SAFETY: map value pointer from a successful lookup; copied out at once.
-        Some(v) => Ok(Answer {
-            value: unsafe { *v },
-        }),
-        None => Err(Counter::PassMiss),
+    key.key.generation = config.generation as u8;
+    key.key.variant = variant as u8;
+    let short = q.name_len <= SHORT_NAME_LEN;
+    let mut found = get(key, short);
+    if found.is_none() && is_data_type(q.qtype) {
+        key.key.qtype = QTYPE_OTHER;
+        found = get(key, short);
+    }
+    let Some(v) = found else {
+        return Err(Counter::PassMiss);
+    };
+    // SAFETY: map value pointer from a successful lookup; copied out at once.
+    let value = unsafe { *v };
+    if value.tail_len == 0 {
+        return Err(Counter::PassTooBig);
+    }
+    // Userspace never writes a bad length; checking here keeps every failure before the resize.
+    let slot = if value.tail_class == TAIL_CLASS_SMALL {
+        TAIL_SMALL
+    } else {
+        TAIL_LARGE
+    };
+    if value.tail_len as usize > slot {
+        return Err(Counter::PassMiss);
+    }
+    Ok(Answer { value })
+}
+
+#[inline(always)]
+fn get(key: &KeyBuf, short: bool) -> Option<*const AnswerValue> {
+    if short {
+        // SAFETY: ShortKey is a prefix of LongKey's layout (same header, shorter name), and the
+        // name bytes past 64 are zero for a short name.
+        ANSWERS.get_ptr(unsafe { &*(&key.key as *const LongKey as *const ShortKey) })
+    } else {
+        ANSWERS_LONG.get_ptr(&key.key)
     }
 }
 

@@ -18,9 +18,9 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    AnswerKey, AnswerValue, Config, Counter, KEY_NAME_LEN, MAP_ANSWERS, MAP_CONFIG, MAP_STATS,
-    MAP_TAILS_LARGE, MAP_TAILS_SMALL, PROGRAM_NAME, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_LARGE,
-    TAIL_SMALL, TailLarge, TailSmall,
+    AnswerKey, AnswerValue, Config, Counter, LongKey, MAP_ANSWERS, MAP_ANSWERS_LONG, MAP_CONFIG,
+    MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, PROGRAM_NAME, SHORT_NAME_LEN, ShortKey,
+    TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall,
 };
 use tracing::{info, warn};
 
@@ -53,6 +53,7 @@ impl AttachMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
     pub answers: u32,
+    pub answers_long: u32,
     pub tails_small: u32,
     pub tails_large: u32,
 }
@@ -61,8 +62,13 @@ impl Capacity {
     pub fn for_table(table: &[CompiledAnswer]) -> Capacity {
         let tails = TailSet::build(table);
         let grow = |n: usize| ((n + n / 4 + 1024) * 2) as u32;
+        let long = table
+            .iter()
+            .filter(|a| a.qname.len() > SHORT_NAME_LEN)
+            .count();
         Capacity {
-            answers: grow(table.len()),
+            answers: grow(table.len() - long),
+            answers_long: grow(long),
             tails_small: grow(tails.small.len()),
             tails_large: grow(tails.large.len()).max(2),
         }
@@ -83,6 +89,10 @@ impl TailSet {
         let mut seen: StdHashMap<&[u8], (u8, u32)> = StdHashMap::new();
         let (mut small, mut large, mut slots) = (Vec::new(), Vec::new(), Vec::new());
         for a in table {
+            if a.is_pass_marker() {
+                slots.push((TAIL_CLASS_SMALL, 0));
+                continue;
+            }
             let slot = *seen.entry(&a.tail).or_insert_with(|| {
                 if a.tail.len() <= TAIL_SMALL {
                     small.push(a.tail.clone());
@@ -116,17 +126,27 @@ pub fn tail_checksum(bytes: &[u8]) -> u16 {
     sum as u16
 }
 
-/// The map key for a compiled answer in a given generation.
-fn answer_key(generation: u8, a: &CompiledAnswer) -> Result<AnswerKey> {
-    if a.qname.len() > KEY_NAME_LEN || a.qname.is_empty() {
-        bail!("name of {} bytes does not fit a key", a.qname.len());
+/// The map key for a compiled answer in a given generation, in the map its name length picks.
+fn answer_key<const N: usize>(generation: u8, a: &CompiledAnswer) -> Result<AnswerKey<N>> {
+    if a.qname.len() > N || a.qname.is_empty() {
+        bail!(
+            "name of {} bytes does not fit a {N}-byte key",
+            a.qname.len()
+        );
     }
-    let mut key = AnswerKey::zeroed();
+    let mut key = AnswerKey::<N>::zeroed();
     key.generation = generation;
     key.variant = a.variant as u8;
     key.qtype = a.qtype;
     key.name[..a.qname.len()].copy_from_slice(&a.qname);
     Ok(key)
+}
+
+/// The keys one generation holds, so it can be deleted after the flip.
+#[derive(Default)]
+struct GenerationKeys {
+    short: Vec<ShortKey>,
+    long: Vec<LongKey>,
 }
 
 /// What an install did, for logs and `rampart stats`.
@@ -147,7 +167,7 @@ pub struct FastPath {
     pin_dir: Option<PathBuf>,
     /// Live generation (0 or 1) and the keys it holds, so the old one can be deleted after a flip.
     generation: u32,
-    live_keys: Vec<AnswerKey>,
+    live_keys: GenerationKeys,
     log_stop: Arc<AtomicBool>,
 }
 
@@ -177,6 +197,7 @@ impl FastPath {
         bump_memlock_rlimit();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_ANSWERS, capacity.answers)
+            .map_max_entries(MAP_ANSWERS_LONG, capacity.answers_long)
             .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small)
             .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large)
             .load(PROGRAM)
@@ -195,7 +216,7 @@ impl FastPath {
             links: Vec::new(),
             pin_dir: None,
             generation: 1,
-            live_keys: Vec::new(),
+            live_keys: GenerationKeys::default(),
             log_stop,
         })
     }
@@ -223,7 +244,12 @@ impl FastPath {
         let next = self.generation ^ 1;
         let tails = TailSet::build(table);
         let half = |c: u32| c / 2;
-        if table.len() as u32 > half(self.capacity.answers)
+        let long = table
+            .iter()
+            .filter(|a| a.qname.len() > SHORT_NAME_LEN)
+            .count() as u32;
+        if table.len() as u32 - long > half(self.capacity.answers)
+            || long > half(self.capacity.answers_long)
             || tails.small.len() as u32 > half(self.capacity.tails_small)
             || tails.large.len() as u32 > half(self.capacity.tails_large)
         {
@@ -261,15 +287,13 @@ impl FastPath {
                 large.set(large_base + i as u32, slot, 0)?;
             }
         }
-        let mut keys = Vec::with_capacity(table.len());
+        let mut keys = GenerationKeys::default();
         {
-            let mut answers: HashMap<_, AnswerKey, AnswerValue> =
-                HashMap::try_from(self.ebpf.map_mut(MAP_ANSWERS).expect("map"))?;
+            let [short, long] = self.ebpf.maps_disjoint_mut([MAP_ANSWERS, MAP_ANSWERS_LONG]);
+            let mut short: HashMap<_, ShortKey, AnswerValue> =
+                HashMap::try_from(short.expect("map"))?;
+            let mut long: HashMap<_, LongKey, AnswerValue> = HashMap::try_from(long.expect("map"))?;
             for (a, &(class, idx)) in table.iter().zip(&tails.slots) {
-                if a.tail.len() > TAIL_LARGE {
-                    continue;
-                }
-                let key = answer_key(next as u8, a)?;
                 let base = if class == TAIL_CLASS_SMALL {
                     small_base
                 } else {
@@ -286,10 +310,15 @@ impl FastPath {
                     tail_class: class,
                     _pad: [0; 3],
                 };
-                answers
-                    .insert(key, value, 0)
-                    .context("inserting an answer")?;
-                keys.push(key);
+                if a.qname.len() <= SHORT_NAME_LEN {
+                    let key = answer_key(next as u8, a)?;
+                    short.insert(key, value, 0).context("inserting an answer")?;
+                    keys.short.push(key);
+                } else {
+                    let key = answer_key(next as u8, a)?;
+                    long.insert(key, value, 0).context("inserting an answer")?;
+                    keys.long.push(key);
+                }
             }
         }
         self.set_config(Config {
@@ -298,14 +327,18 @@ impl FastPath {
         })?;
         let old = std::mem::replace(&mut self.live_keys, keys);
         self.generation = next;
-        let mut answers: HashMap<_, AnswerKey, AnswerValue> =
-            HashMap::try_from(self.ebpf.map_mut(MAP_ANSWERS).expect("map"))?;
-        for k in &old {
-            let _ = answers.remove(k);
+        let [short, long] = self.ebpf.maps_disjoint_mut([MAP_ANSWERS, MAP_ANSWERS_LONG]);
+        let mut short: HashMap<_, ShortKey, AnswerValue> = HashMap::try_from(short.expect("map"))?;
+        let mut long: HashMap<_, LongKey, AnswerValue> = HashMap::try_from(long.expect("map"))?;
+        for k in &old.short {
+            let _ = short.remove(k);
+        }
+        for k in &old.long {
+            let _ = long.remove(k);
         }
         Ok(Installed {
             generation: next,
-            answers: self.live_keys.len(),
+            answers: self.live_keys.short.len() + self.live_keys.long.len(),
             tails_small: tails.small.len(),
             tails_large: tails.large.len(),
         })
@@ -463,7 +496,7 @@ mod netlink {
         buf.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
         buf.extend_from_slice(&ty.to_ne_bytes());
         buf.extend_from_slice(payload);
-        while buf.len() % 4 != 0 {
+        while !buf.len().is_multiple_of(4) {
             buf.push(0);
         }
     }

@@ -1,7 +1,7 @@
 //! The XDP program run through BPF_PROG_TEST_RUN (needs root): answers, checksums, pass reasons,
 //! and a mutation fuzz in which every XDP_TX output must be a well-formed answer to its query.
 use aya::programs::{TestRun, TestRunOptions};
-use rampart_common::Variant;
+use rampart_common::{QTYPE_OTHER, Variant};
 
 use super::*;
 
@@ -62,8 +62,36 @@ fn sample_table() -> Vec<CompiledAnswer> {
         arcount: 1,
         tail: [tail, vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]].concat(),
     });
+    // "Any other data type" at www: NODATA (SOA in authority), and a marker for TXT, whose
+    // answer the fast path may not send, so TXT must not fall through to that NODATA.
+    let nodata = |qtype| CompiledAnswer {
+        qname: wire("www.example.com"),
+        qtype,
+        variant: Variant::NoEdns,
+        flags: 0x8400,
+        ancount: 0,
+        nscount: 1,
+        arcount: 0,
+        tail: vec![
+            0xc0, 0x10, 0, 6, 0, 1, 0, 0, 0, 60, 0, 24, 0xc0, 0x10, 0xc0, 0x10, 0, 0, 0, 1, 0, 0,
+            0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 60,
+        ],
+    };
+    table.push(nodata(QTYPE_OTHER));
+    table.push(CompiledAnswer {
+        tail: Vec::new(),
+        ..nodata(16)
+    });
+    // A name longer than a short key holds.
+    table.push(CompiledAnswer {
+        qname: wire(LONG_NAME),
+        ..table[0].clone()
+    });
     table
 }
+
+const LONG_NAME: &str =
+    "a-rather-long-label-of-forty-bytes-xxxxx.another-label-of-thirty-bytes.example.com";
 
 pub(super) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
     let mut q = Vec::new();
@@ -380,7 +408,7 @@ fn new_generation_replaces_the_old_one_whole() {
     let q = frame(false, 999, &query(9, "www.example.com", 1, None));
     assert_eq!(run(&fp, &q).0, XDP_TX);
     let mut table = sample_table();
-    table.retain(|a| a.qtype == 16);
+    table.retain(|a| a.qtype == 16 && !a.is_pass_marker());
     table[0].qname = wire("other.example.com");
     let installed = fp.install(&table).unwrap();
     assert_eq!(installed.answers, 1);
@@ -396,3 +424,48 @@ fn new_generation_replaces_the_old_one_whole() {
     assert_eq!(run(&fp, &q2).0, XDP_PASS);
 }
 
+#[test]
+fn other_types_get_the_names_shared_answer_but_never_meta_types_or_markers() {
+    let fp = loaded();
+    let f = frame(false, 999, &query(5, "www.EXAMPLE.com", 15, None));
+    let (action, out) = run(&fp, &f);
+    assert_eq!(action, XDP_TX, "MX at www: NODATA from the shared entry");
+    let dns = verify_reply(&f, &out);
+    assert_eq!(u16::from_be_bytes([dns[2], dns[3]]), 0x8500);
+    assert_eq!(&dns[4..12], &[0, 1, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(fp.counters().unwrap().get("tx_nodata"), 1);
+    for (qtype, counter) in [
+        (16, "pass_too_big"),
+        (255, "pass_miss"),
+        (252, "pass_miss"),
+        (0, "pass_miss"),
+    ] {
+        let before = fp.counters().unwrap().get(counter);
+        let (action, _) = run(
+            &fp,
+            &frame(false, 999, &query(5, "www.example.com", qtype, None)),
+        );
+        assert_eq!(action, XDP_PASS, "qtype {qtype}");
+        assert_eq!(
+            fp.counters().unwrap().get(counter),
+            before + 1,
+            "qtype {qtype}"
+        );
+    }
+}
+
+#[test]
+fn long_names_are_answered_from_the_long_map() {
+    let fp = loaded();
+    assert!(wire(LONG_NAME).len() > rampart_common::SHORT_NAME_LEN);
+    let upper = LONG_NAME.to_ascii_uppercase();
+    let f = frame(true, 999, &query(5, &upper, 1, None));
+    let (action, out) = run(&fp, &f);
+    assert_eq!(action, XDP_TX);
+    let dns = verify_reply(&f, &out);
+    assert_eq!(
+        &dns[12..12 + wire(&upper).len()],
+        &wire(&upper)[..],
+        "case kept"
+    );
+}
