@@ -436,7 +436,7 @@ fn bump_memlock_rlimit() {
     };
     // SAFETY: plain syscall with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        warn!("could not raise RLIMIT_MEMLOCK");
+        tracing::debug!("could not raise RLIMIT_MEMLOCK (fine on kernels with memcg accounting)");
     }
 }
 
