@@ -4,8 +4,6 @@
 //! [`solve_answer`] (HIT, NODATA, MISS, DELEG, FOLLOW for CNAME/DNAME) → DNSSEC additions (not
 //! yet: [`solve_dnssec`] is the hook) → [`solve_authority`] → [`solve_additional`]. Each step
 //! only reads the zone model; the result is an [`Answer`] that `wire` renders.
-// The CLI (owned separately) is not wired to this module yet; drop this once it is.
-#![allow(dead_code)]
 
 use std::borrow::Cow;
 
@@ -26,7 +24,8 @@ pub struct Question<'a> {
     /// The query name, lowercased.
     pub qname: &'a NameKey,
     pub qtype: RecordType,
-    /// DO bit (RFC 3225); unused until DNSSEC answers exist.
+    /// DO bit (RFC 3225); read once DNSSEC answers exist (the next issue).
+    #[allow(dead_code)]
     pub dnssec_ok: bool,
 }
 

@@ -17,8 +17,8 @@ use tracing::{error, info, warn};
 use crate::{
     compile,
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
-    server::Server,
-    zone::{Catalog, ZoneSpec},
+    server::{Server, ServerHandle},
+    zone::{self, Catalog, ZoneSpec},
 };
 
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rampart";
@@ -109,25 +109,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `ORIGIN=FILE` or `FILE`.
-fn zone_spec(arg: &str) -> ZoneSpec {
-    match arg.split_once('=') {
-        Some((origin, path)) if !origin.is_empty() => ZoneSpec {
-            origin: Some(origin.to_owned()),
-            path: PathBuf::from(path),
-        },
-        _ => ZoneSpec {
-            origin: None,
-            path: PathBuf::from(arg),
-        },
-    }
-}
-
 fn check(files: &[String]) -> ExitCode {
-    let specs: Vec<ZoneSpec> = files.iter().map(|f| zone_spec(f)).collect();
-    match Catalog::load(&specs, None) {
-        Ok(catalog) => {
-            println!("{} zone(s) OK", catalog.zone_count());
+    let specs: Vec<ZoneSpec> = files.iter().map(|f| ZoneSpec::parse(f)).collect();
+    match zone::check(&specs) {
+        Ok(summary) => {
+            print!("{summary}");
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -139,14 +125,24 @@ fn check(files: &[String]) -> ExitCode {
     }
 }
 
+fn zone_specs(args: &RunArgs) -> Vec<ZoneSpec> {
+    args.zones.iter().map(|z| ZoneSpec::parse(z)).collect()
+}
+
+/// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
+/// is reported (file:line) and left out rather than keeping the whole node down.
 fn load_catalog(args: &RunArgs) -> Result<Catalog> {
-    let specs: Vec<ZoneSpec> = args.zones.iter().map(|z| zone_spec(z)).collect();
-    Catalog::load(&specs, args.zone_dir.as_deref()).map_err(|errors| {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        anyhow::anyhow!("{} error(s) in zone files; nothing loaded", errors.len())
-    })
+    let (catalog, errors) = Catalog::load_partial(&zone_specs(args), args.zone_dir.as_deref());
+    for e in &errors {
+        error!("{e}");
+    }
+    for w in catalog.warnings() {
+        warn!("{w}");
+    }
+    if catalog.zone_count() == 0 {
+        bail!("no zone loaded");
+    }
+    Ok(catalog)
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -195,16 +191,22 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// SIGHUP: parse and compile the zones again; on any error keep serving the old ones.
-fn reload(args: &RunArgs, server: &crate::server::ServerHandle, fast: Option<&mut FastPath>) {
-    let catalog = match load_catalog(args) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            error!("reload rejected, still serving the previous zones: {e:#}");
-            return;
-        }
-    };
+/// SIGHUP: parse and compile the zones again. A zone whose file now fails keeps serving its
+/// previous version; both paths switch to the new catalog together.
+fn reload(args: &RunArgs, server: &ServerHandle, fast: Option<&mut FastPath>) {
+    let previous = server.catalog();
+    let (catalog, errors) = Catalog::reload(&previous, &zone_specs(args), args.zone_dir.as_deref());
+    for e in &errors {
+        error!("reload: {e}");
+    }
+    let catalog = Arc::new(catalog);
     let table = compile::compile(&catalog);
+    info!(
+        zones = catalog.zone_count(),
+        answers = table.len(),
+        errors = errors.len(),
+        "reloaded"
+    );
     server.replace_catalog(catalog.clone());
     if let Some(fp) = fast {
         match fp.install(&table) {

@@ -6,8 +6,6 @@
 //! compression turns the owner into the pointer 0xC00C. Then the client's own question bytes, of
 //! the same length, are copied over the rendered question. The fast path stores only what
 //! follows the question and echoes the client's question too, so both paths send the same bytes.
-// The CLI (owned separately) is not wired to this module yet; drop this once it is.
-#![allow(dead_code)]
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
@@ -47,6 +45,7 @@ pub struct Query {
     /// The header's flags word as received.
     pub flags: u16,
     /// The query name as sent (the client's letter case).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub qname: Name,
     /// The query name lowercased: what we look up.
     pub qname_key: NameKey,
@@ -88,15 +87,19 @@ impl Query {
         }
     }
 
+    #[cfg(test)]
     pub fn opcode(&self) -> u8 {
         ((self.flags >> OPCODE_SHIFT) & 0xf) as u8
     }
+    #[cfg(test)]
     pub fn rd(&self) -> bool {
         self.flags & FLAG_RD != 0
     }
+    #[cfg(test)]
     pub fn cd(&self) -> bool {
         self.flags & FLAG_CD != 0
     }
+    #[cfg(test)]
     /// Which precompiled variant this query would use.
     pub fn variant(&self) -> Variant {
         match self.edns {

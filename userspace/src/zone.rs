@@ -4,8 +4,6 @@
 //! to wire format there and decoded into hickory-proto's model, which is what the rest of the
 //! daemon works with. Names keep the zone's letter case in the data; every comparison and lookup
 //! goes through [`NameKey`], the lowercased wire form.
-// The CLI (owned separately) is not wired to this module yet; drop this once it is.
-#![allow(dead_code)]
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -13,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use domain::base::iana::Class;
@@ -34,6 +33,7 @@ pub const MAX_INCLUDE_DEPTH: usize = 8;
 pub struct NameKey(Box<[u8]>);
 
 impl NameKey {
+    #[cfg(test)]
     /// The root name.
     pub fn root() -> NameKey {
         NameKey(Box::new([0]))
@@ -58,6 +58,7 @@ impl NameKey {
         NameKey(wire.into_boxed_slice())
     }
 
+    #[cfg(test)]
     /// Parses presentation format (`www.example.com.`, escapes allowed); relative names are
     /// taken as absolute.
     pub fn parse(text: &str) -> Option<NameKey> {
@@ -74,6 +75,7 @@ impl NameKey {
         wire_to_name(&self.0).expect("NameKey holds a valid wire name")
     }
 
+    #[cfg(test)]
     /// Number of labels, not counting the root.
     pub fn label_count(&self) -> usize {
         suffixes(&self.0).count() - 1
@@ -272,25 +274,9 @@ impl Rrset {
     pub fn rdata(&self) -> &[RData] {
         &self.rdata
     }
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rdata.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.rdata.is_empty()
-    }
-    /// The records, with the zone's owner name and TTL.
-    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
-        self.records_as(&self.owner, self.ttl)
-    }
-    /// The records with another owner and TTL (wildcard synthesis, negative-answer SOA TTL).
-    pub fn records_as<'a>(
-        &'a self,
-        owner: &'a Name,
-        ttl: u32,
-    ) -> impl Iterator<Item = Record> + 'a {
-        self.rdata
-            .iter()
-            .map(move |rd| Record::from_rdata(owner.clone(), ttl, rd.clone()))
     }
 }
 
@@ -326,6 +312,7 @@ impl Node {
     pub fn rrset(&self, rtype: RecordType) -> Option<&Rrset> {
         self.rrsets.iter().find(|r| r.rtype == rtype)
     }
+    #[cfg(test)]
     pub fn is_empty_non_terminal(&self) -> bool {
         self.rrsets.is_empty()
     }
@@ -380,12 +367,10 @@ enum AddOutcome {
 /// non-terminals).
 #[derive(Debug)]
 pub struct Zone {
-    origin: Name,
     origin_key: NameKey,
     nodes: HashMap<NameKey, Node>,
     source: PathBuf,
     has_wildcards: bool,
-    has_dnames: bool,
     record_count: usize,
 }
 
@@ -407,6 +392,7 @@ impl Zone {
         build_zone(spec, origin_hint, parsed)
     }
 
+    #[cfg(test)]
     /// Parses zone text held in memory (tests, tools). `$INCLUDE` paths are relative to the
     /// current directory.
     pub fn from_text(origin: &str, text: &str) -> Result<Zone, Vec<String>> {
@@ -433,16 +419,8 @@ impl Zone {
         build_zone(&spec, Some(OriginHint::Given(origin_name)), parsed).map(|(z, _)| z)
     }
 
-    /// The apex name, in the zone file's case.
-    pub fn origin(&self) -> &Name {
-        &self.origin
-    }
     pub fn origin_key(&self) -> &NameKey {
         &self.origin_key
-    }
-    /// The file the zone came from.
-    pub fn source(&self) -> &Path {
-        &self.source
     }
     /// The node at a lowercased wire name.
     pub fn node(&self, key: &[u8]) -> Option<&Node> {
@@ -483,10 +461,6 @@ impl Zone {
     pub fn has_wildcards(&self) -> bool {
         self.has_wildcards
     }
-    /// True if the zone has a DNAME anywhere (RFC 6672).
-    pub fn has_dnames(&self) -> bool {
-        self.has_dnames
-    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -518,7 +492,8 @@ impl ZoneSpec {
 /// Every zone the server is authoritative for, keyed by origin.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    zones: HashMap<NameKey, Zone>,
+    /// Shared so a reload can keep a zone whose new file fails without copying it.
+    zones: HashMap<NameKey, Arc<Zone>>,
     warnings: Vec<String>,
 }
 
@@ -544,6 +519,24 @@ impl Catalog {
 
     /// Loads what loads: a zone with errors is left out, the others are kept. Returns the errors.
     pub fn load_partial(specs: &[ZoneSpec], zone_dir: Option<&Path>) -> (Catalog, Vec<String>) {
+        Catalog::load_keeping(None, specs, zone_dir)
+    }
+
+    /// A reload: like [`Catalog::load_partial`], but a file that fails keeps serving the zone
+    /// `previous` loaded from it, as Knot and NSD do; one bad push never takes a good zone away.
+    pub fn reload(
+        previous: &Catalog,
+        specs: &[ZoneSpec],
+        zone_dir: Option<&Path>,
+    ) -> (Catalog, Vec<String>) {
+        Catalog::load_keeping(Some(previous), specs, zone_dir)
+    }
+
+    fn load_keeping(
+        previous: Option<&Catalog>,
+        specs: &[ZoneSpec],
+        zone_dir: Option<&Path>,
+    ) -> (Catalog, Vec<String>) {
         let mut all: Vec<ZoneSpec> = specs.to_vec();
         let mut errors = Vec::new();
         if let Some(dir) = zone_dir {
@@ -567,19 +560,35 @@ impl Catalog {
                         ));
                         continue;
                     }
-                    catalog.zones.insert(zone.origin_key.clone(), zone);
+                    catalog
+                        .zones
+                        .insert(zone.origin_key.clone(), Arc::new(zone));
                 }
-                Err(e) => errors.extend(e),
+                Err(e) => {
+                    errors.extend(e);
+                    let kept =
+                        previous.and_then(|p| p.zones.values().find(|z| z.source == spec.path));
+                    if let Some(old) = kept {
+                        errors.push(format!(
+                            "{}: keeping the previously loaded zone {} (serial {})",
+                            spec.path.display(),
+                            old.origin_key,
+                            old.serial()
+                        ));
+                        catalog.zones.insert(old.origin_key.clone(), old.clone());
+                    }
+                }
             }
         }
         (catalog, errors)
     }
 
+    #[cfg(test)]
     /// A catalog of already built zones (tests, tools). Later duplicates replace earlier ones.
     pub fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Catalog {
         let zones = zones
             .into_iter()
-            .map(|z| (z.origin_key.clone(), z))
+            .map(|z| (z.origin_key.clone(), Arc::new(z)))
             .collect();
         Catalog {
             zones,
@@ -598,12 +607,7 @@ impl Catalog {
 
     /// The most specific zone containing the lowercased wire name (RFC 1034 §4.3.2 step 2).
     pub fn find_zone(&self, key: &[u8]) -> Option<&Zone> {
-        suffixes(key).find_map(|s| self.zones.get(s))
-    }
-
-    /// The zone with exactly this origin.
-    pub fn zone(&self, origin: &[u8]) -> Option<&Zone> {
-        self.zones.get(origin)
+        suffixes(key).find_map(|s| self.zones.get(s).map(|z| &**z))
     }
 
     /// The closest enclosing zone strictly above `zone`'s apex, if we serve one.
@@ -613,7 +617,7 @@ impl Catalog {
 
     /// Every zone in canonical origin order.
     pub fn zones(&self) -> Vec<&Zone> {
-        let mut zones: Vec<&Zone> = self.zones.values().collect();
+        let mut zones: Vec<&Zone> = self.zones.values().map(|z| &**z).collect();
         zones.sort_by(|a, b| a.origin_key.cmp(&b.origin_key));
         zones
     }
@@ -1110,7 +1114,6 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
     let mut nodes: HashMap<NameKey, Node> = HashMap::with_capacity(parsed.records.len());
     nodes.insert(origin_key.clone(), Node::new(origin.clone()));
     let mut has_wildcards = false;
-    let mut has_dnames = false;
     let mut soa_loc = None;
     let mut record_count = 0;
     for (record, loc) in parsed.records.iter() {
@@ -1166,12 +1169,9 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
             ));
             continue;
         }
-        if rtype == DNAME {
-            if node.rrset(DNAME).is_some() {
-                errors.push(format!("{at}: more than one DNAME record at {key}"));
-                continue;
-            }
-            has_dnames = true;
+        if rtype == DNAME && node.rrset(DNAME).is_some() {
+            errors.push(format!("{at}: more than one DNAME record at {key}"));
+            continue;
         }
         has_wildcards |= key.is_wildcard();
         match node.add(owner, rtype, record.ttl(), record.data().clone()) {
@@ -1205,12 +1205,10 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
     mark_cuts(&mut nodes, &origin_key);
     warnings.extend(check_glue(&nodes, &path_text));
     let zone = Zone {
-        origin,
         origin_key,
         nodes,
         source: spec.path.clone(),
         has_wildcards,
-        has_dnames,
         record_count,
     };
     Ok((zone, warnings))
@@ -1670,5 +1668,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn reload_keeps_the_old_version_of_a_zone_whose_file_now_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = |serial: u32, extra: &str| {
+            format!("$TTL 60\n@ SOA ns hm {serial} 2 3 4 5\n NS ns\nns A 192.0.2.1\n{extra}")
+        };
+        let a = dir.path().join("a.test.zone");
+        let b = dir.path().join("b.test.zone");
+        std::fs::write(&a, zone(1, "")).unwrap();
+        std::fs::write(&b, zone(1, "")).unwrap();
+        let first = Catalog::load(&[], Some(dir.path())).unwrap();
+        std::fs::write(&a, zone(2, "www A 192.0.2.999\n")).unwrap();
+        std::fs::write(&b, zone(2, "")).unwrap();
+        let (second, errors) = Catalog::reload(&first, &[], Some(dir.path()));
+        assert!(errors[0].contains("a.test.zone:5"), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("keeping the previously loaded zone a.test."))
+        );
+        let serial = |c: &Catalog, origin: &str| {
+            c.find_zone(NameKey::parse(origin).unwrap().as_wire())
+                .unwrap()
+                .serial()
+        };
+        assert_eq!(serial(&second, "a.test."), 1, "old a.test kept");
+        assert_eq!(serial(&second, "b.test."), 2, "b.test updated");
+        // A fresh start has nothing to keep: the broken zone is left out.
+        let (fresh, _) = Catalog::load_partial(&[], Some(dir.path()));
+        assert_eq!(fresh.zone_count(), 1);
     }
 }
