@@ -469,3 +469,32 @@ fn long_names_are_answered_from_the_long_map() {
         "case kept"
     );
 }
+
+/// Hundreds of zones compile into one table and every one of them answers from the driver.
+#[test]
+fn three_hundred_zones_answer_from_the_fast_path() {
+    use crate::zone::{Catalog, Zone};
+    let zones = (0..300).map(|i| {
+        let text = format!(
+            "$TTL 300\n@ SOA ns1 hostmaster {i} 7200 3600 1209600 300\n NS ns1\nns1 A 192.0.2.1\nwww A 203.0.113.{}\n",
+            i % 250 + 1
+        );
+        Zone::from_text(&format!("zone{i}.example."), &text).unwrap()
+    });
+    let catalog = Catalog::from_zones(zones);
+    let table = crate::compile::compile(&catalog);
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
+    fp.install(&table).unwrap();
+    for i in [0, 150, 299] {
+        let f = frame(
+            false,
+            4242,
+            &query(i, &format!("WWW.zone{i}.example"), 1, None),
+        );
+        let (action, out) = run(&fp, &f);
+        assert_eq!(action, XDP_TX, "zone{i}");
+        let dns = verify_reply(&f, &out);
+        let a = u8::try_from(i % 250 + 1).unwrap();
+        assert_eq!(&dns[dns.len() - 4..], &[203, 0, 113, a]);
+    }
+}
