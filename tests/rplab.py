@@ -186,6 +186,62 @@ def question_len(wire):
     return None
 
 
+def _name_end(wire, i):
+    """Walk a (possibly compressed) name at i; return the offset after it. Raises ValueError on
+    overruns, loops, forward pointers, labels > 63 or names > 255."""
+    end_here, hops, total = None, 0, 0
+    while True:
+        if i >= len(wire):
+            raise ValueError("name overruns message")
+        l = wire[i]
+        if l & 0xC0 == 0xC0:
+            if i + 1 >= len(wire):
+                raise ValueError("pointer overruns message")
+            target = ((l & 0x3F) << 8) | wire[i + 1]
+            if end_here is None:
+                end_here = i + 2
+            if target >= i or hops > 127:
+                raise ValueError("compression pointer not backward")
+            hops += 1
+            i = target
+            continue
+        if l & 0xC0:
+            raise ValueError(f"label type {l:#x}")
+        total += l + 1
+        if total > 255:
+            raise ValueError("name longer than 255")
+        if l == 0:
+            return end_here if end_here is not None else i + 1
+        i += 1 + l
+
+
+def wire_check(wire):
+    """Strict structural check of a DNS message (any opcode/rcode): header, every question and
+    RR inside the message, names valid, no trailing bytes. Returns None or a problem string."""
+    if len(wire) < 12:
+        return "shorter than a header"
+    qd, an, ns, ar = struct.unpack("!HHHH", wire[4:12])
+    i = 12
+    try:
+        for _ in range(qd):
+            i = _name_end(wire, i) + 4
+            if i > len(wire):
+                return "question overruns message"
+        for _ in range(an + ns + ar):
+            i = _name_end(wire, i)
+            if i + 10 > len(wire):
+                return "RR header overruns message"
+            rdlen = struct.unpack("!H", wire[i + 8:i + 10])[0]
+            i += 10 + rdlen
+            if i > len(wire):
+                return "RDATA overruns message"
+    except ValueError as e:
+        return str(e)
+    if i != len(wire):
+        return f"{len(wire) - i} trailing bytes"
+    return None
+
+
 def summary(wire):
     """What the oracle comparison looks at. Raises on a reply that doesn't parse."""
     m = dns.message.from_wire(wire)
