@@ -23,7 +23,11 @@ fn main() -> anyhow::Result<()> {
     // The shared map layouts are a dependency of the program too.
     println!("cargo:rerun-if-changed=../common/src");
     aya_build::build_ebpf(
-        [Package { name: "xdp-ebpf", root_dir: &root_dir, ..Default::default() }],
+        [Package {
+            name: "xdp-ebpf",
+            root_dir: &root_dir,
+            ..Default::default()
+        }],
         Toolchain::Custom("debian-1.96"),
     )
 }

@@ -49,7 +49,12 @@ pub struct AnswerKey {
 
 impl AnswerKey {
     pub const fn zeroed() -> Self {
-        AnswerKey { generation: 0, variant: 0, qtype: 0, name: [0; KEY_NAME_LEN] }
+        AnswerKey {
+            generation: 0,
+            variant: 0,
+            qtype: 0,
+            name: [0; KEY_NAME_LEN],
+        }
     }
 }
 
@@ -135,6 +140,9 @@ pub enum Counter {
     PassBadSourcePort,
     /// Packet geometry we could not rewrite (adjust_tail failed).
     PassRewriteFailed,
+    /// A rewrite failed half-way (after the resize): the frame is no longer the query, so it is
+    /// dropped rather than passed up as garbage. Should stay zero.
+    DropRewriteFailed,
     /// Number of counters; keep last.
     Count,
 }
@@ -160,6 +168,7 @@ impl Counter {
         (Counter::PassNotReady, "pass_not_ready"),
         (Counter::PassBadSourcePort, "pass_bad_source_port"),
         (Counter::PassRewriteFailed, "pass_rewrite_failed"),
+        (Counter::DropRewriteFailed, "drop_rewrite_failed"),
     ];
 }
 

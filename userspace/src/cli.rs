@@ -1,4 +1,225 @@
-//! The `rampart` command line (clap).
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The `rampart` command line (clap): check zones, run the node, read counters, clean up.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tracing::{error, info, warn};
+
+use crate::{
+    compile,
+    fastpath::{self, AttachMode, Capacity, Counters, FastPath},
+    server::Server,
+    zone::{Catalog, ZoneSpec},
+};
+
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rampart";
+
+#[derive(Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Anycast DNS edge node: answers from the NIC driver (XDP), the rest from userspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate zone files; errors are printed as file:line: message.
+    Check {
+        /// Zone files, each FILE or ORIGIN=FILE.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Serve zones: attach the XDP program to the named NICs and answer the rest from userspace.
+    Run(RunArgs),
+    /// Print the running instance's counters.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Remove an XDP program left on a NIC by a crashed instance.
+    Detach {
+        #[arg(long, required = true)]
+        iface: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// NIC to attach the XDP program to (repeatable). Without it, rampart serves from sockets only.
+    #[arg(long = "iface")]
+    ifaces: Vec<String>,
+    /// Zone file, FILE or ORIGIN=FILE (repeatable).
+    #[arg(long = "zone")]
+    zones: Vec<String>,
+    /// Directory whose *.zone files are all loaded (origin from the file name).
+    #[arg(long)]
+    zone_dir: Option<PathBuf>,
+    /// UDP and TCP address for the slow path (repeatable).
+    #[arg(long = "listen", default_values_t = [SocketAddr::from(([0, 0, 0, 0], 53))])]
+    listen: Vec<SocketAddr>,
+    /// XDP attach mode: native (driver; fails where unsupported), generic, or auto.
+    #[arg(long, value_enum, default_value_t = AttachMode::Native)]
+    xdp_mode: AttachMode,
+    /// bpffs directory where the counters and maps are pinned for `rampart stats`.
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { files } => return check(&files),
+        Command::Run(args) => run(args),
+        Command::Stats { json, pin_dir } => stats(json, &pin_dir),
+        Command::Detach { iface } => iface.iter().try_for_each(|i| {
+            fastpath::detach_iface(i)?;
+            println!("detached XDP from {i}");
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ORIGIN=FILE` or `FILE`.
+fn zone_spec(arg: &str) -> ZoneSpec {
+    match arg.split_once('=') {
+        Some((origin, path)) if !origin.is_empty() => ZoneSpec {
+            origin: Some(origin.to_owned()),
+            path: PathBuf::from(path),
+        },
+        _ => ZoneSpec {
+            origin: None,
+            path: PathBuf::from(arg),
+        },
+    }
+}
+
+fn check(files: &[String]) -> ExitCode {
+    let specs: Vec<ZoneSpec> = files.iter().map(|f| zone_spec(f)).collect();
+    match Catalog::load(&specs, None) {
+        Ok(catalog) => {
+            println!("{} zone(s) OK", catalog.zone_count());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_catalog(args: &RunArgs) -> Result<Catalog> {
+    let specs: Vec<ZoneSpec> = args.zones.iter().map(|z| zone_spec(z)).collect();
+    Catalog::load(&specs, args.zone_dir.as_deref()).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        anyhow::anyhow!("{} error(s) in zone files; nothing loaded", errors.len())
+    })
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    if args.zones.is_empty() && args.zone_dir.is_none() {
+        bail!("no zones: give --zone FILE or --zone-dir DIR");
+    }
+    let started = Instant::now();
+    let catalog = Arc::new(load_catalog(&args)?);
+    let table = compile::compile(&catalog);
+    info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
+
+    let mut fast = None;
+    if !args.ifaces.is_empty() {
+        let mut fp = FastPath::load(Capacity::for_table(&table), &args.pin_dir)?;
+        let installed = fp.install(&table)?;
+        info!(?installed, "fast path filled");
+        for iface in &args.ifaces {
+            fp.attach(iface, args.xdp_mode)?;
+        }
+        fast = Some(fp);
+    }
+    let server = Server::start(&args.listen, catalog.clone()).context("starting the slow path")?;
+
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    eprintln!("rampart: ready");
+    while !term.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if hup.swap(false, Ordering::Relaxed) {
+            reload(&args, &server, fast.as_mut());
+        }
+    }
+    info!("shutting down");
+    server.stop();
+    drop(fast);
+    Ok(())
+}
+
+/// SIGHUP: parse and compile the zones again; on any error keep serving the old ones.
+fn reload(args: &RunArgs, server: &crate::server::ServerHandle, fast: Option<&mut FastPath>) {
+    let catalog = match load_catalog(args) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            error!("reload rejected, still serving the previous zones: {e:#}");
+            return;
+        }
+    };
+    let table = compile::compile(&catalog);
+    server.replace_catalog(catalog.clone());
+    if let Some(fp) = fast {
+        match fp.install(&table) {
+            Ok(installed) => info!(?installed, "reloaded"),
+            Err(e) => warn!("{e:#}"),
+        }
+    }
+}
+
+fn stats(json: bool, pin_dir: &Path) -> Result<()> {
+    let counters = Counters::from_pin(pin_dir)?;
+    if json {
+        let obj: serde_json::Map<String, serde_json::Value> = counters
+            .0
+            .iter()
+            .map(|(n, v)| (n.to_string(), (*v).into()))
+            .collect();
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        for (name, value) in &counters.0 {
+            println!("{name:<24} {value}");
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,129 @@
+//! rampart's XDP program: answers DNS queries from precompiled answers in BPF maps (XDP_TX) and
+//! passes everything else up to the userspace daemon, counting why.
 #![no_std]
 #![no_main]
+
+mod csum;
+mod dns;
+mod eth;
+mod ip;
+mod maps;
+mod packet;
+mod udp;
+
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_log_ebpf::debug;
+use rampart_common::{CLASSIC_UDP_LIMIT, Counter, EDNS_PAYLOAD, Variant};
+
+use crate::{
+    dns::{Answer, Question},
+    ip::L3,
+    maps::count,
+};
+
+/// Why a packet was not answered; each maps to a pass counter.
+pub type Verdict = Result<u32, Counter>;
+
 #[xdp]
-pub fn rampart(_ctx: XdpContext) -> u32 { xdp_action::XDP_PASS }
+pub fn rampart(ctx: XdpContext) -> u32 {
+    count(Counter::Packets);
+    match try_rampart(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            count(reason);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn try_rampart(ctx: &XdpContext) -> Verdict {
+    let l2 = eth::parse(ctx)?;
+    let l3 = ip::parse(ctx, &l2)?;
+    let udp = udp::parse(ctx, &l3)?;
+    let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len)?;
+    let question = dns::parse_question(ctx, udp.payload_off, udp.payload_len)?;
+    let edns = dns::parse_edns(
+        ctx,
+        &question,
+        header.arcount,
+        udp.payload_off + udp.payload_len,
+    )?;
+
+    let answer = maps::lookup(&question, edns.variant)?;
+    let limit = match edns.variant {
+        Variant::NoEdns => CLASSIC_UDP_LIMIT,
+        _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
+    } as usize;
+    let dns_len = dns::HEADER_LEN + question.len + answer.value.tail_len as usize;
+    if dns_len > limit {
+        return Err(Counter::PassTooBig);
+    }
+    respond(
+        ctx,
+        &l3,
+        udp.payload_off,
+        &header,
+        &question,
+        &answer,
+        dns_len,
+    )
+}
+
+/// Turn the query into its answer in place and send it back out of the same NIC.
+#[inline(always)]
+fn respond(
+    ctx: &XdpContext,
+    l3: &L3,
+    dns_off: usize,
+    header: &dns::Header,
+    question: &Question,
+    answer: &Answer,
+    dns_len: usize,
+) -> Verdict {
+    let new_len = dns_off + dns_len;
+    let delta = new_len as i32 - (ctx.data_end() - ctx.data()) as i32;
+    // SAFETY: plain helper call on our own context; every pointer is re-derived afterwards.
+    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        debug!(ctx, "adjust_tail {} failed", delta);
+        return Err(Counter::PassRewriteFailed);
+    }
+    match rewrite(ctx, l3, dns_off, header, question, answer, dns_len) {
+        Ok(()) => {
+            count(answer.kind());
+            Ok(xdp_action::XDP_TX)
+        }
+        Err(_) => {
+            count(Counter::DropRewriteFailed);
+            Ok(xdp_action::XDP_DROP)
+        }
+    }
+}
+
+/// Everything after the resize: tail, header, addresses, checksums.
+#[inline(always)]
+fn rewrite(
+    ctx: &XdpContext,
+    l3: &L3,
+    dns_off: usize,
+    header: &dns::Header,
+    question: &Question,
+    answer: &Answer,
+    dns_len: usize,
+) -> Result<(), Counter> {
+    let tail_off = dns_off + dns::HEADER_LEN + question.len;
+    maps::store_tail(ctx, tail_off, answer)?;
+    dns::write_header(ctx, dns_off, header, &answer.value)?;
+    eth::swap_macs(ctx)?;
+    let pseudo = ip::reply(ctx, l3, 8 + dns_len)?;
+    let payload_sum = dns::header_sum(header, &answer.value)
+        + question.csum
+        + csum::at_offset(answer.value.tail_csum, tail_off - dns_off);
+    udp::reply(ctx, l3, 8 + dns_len, pseudo + payload_sum)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! { loop {} }
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,525 @@
+//! The XDP fast path: load, attach per NIC, fill and swap map generations, read counters.
+use std::{
+    collections::HashMap as StdHashMap,
+    fs,
+    os::fd::{AsFd, AsRawFd},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+};
+use rampart_common::{
+    AnswerKey, AnswerValue, Config, Counter, KEY_NAME_LEN, MAP_ANSWERS, MAP_CONFIG, MAP_STATS,
+    MAP_TAILS_LARGE, MAP_TAILS_SMALL, PROGRAM_NAME, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_LARGE,
+    TAIL_SMALL, TailLarge, TailSmall,
+};
+use tracing::{info, warn};
+
+use crate::compile::CompiledAnswer;
+
+/// The program, built by build.rs from xdp-ebpf/.
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart-xdp"));
+
+/// How to attach: native is the default and fails loudly where the driver lacks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    Native,
+    Generic,
+    /// Let the kernel choose (native where supported, generic otherwise).
+    Auto,
+}
+
+impl AttachMode {
+    fn xdp_mode(self) -> XdpMode {
+        match self {
+            AttachMode::Native => XdpMode::Driver,
+            AttachMode::Generic => XdpMode::Skb,
+            AttachMode::Auto => XdpMode::Default,
+        }
+    }
+}
+
+/// Map sizes for one instance: room for two generations of the compiled table plus headroom,
+/// so reloads that grow the zones a little still fit without reloading the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub answers: u32,
+    pub tails_small: u32,
+    pub tails_large: u32,
+}
+
+impl Capacity {
+    pub fn for_table(table: &[CompiledAnswer]) -> Capacity {
+        let tails = TailSet::build(table);
+        let grow = |n: usize| ((n + n / 4 + 1024) * 2) as u32;
+        Capacity {
+            answers: grow(table.len()),
+            tails_small: grow(tails.small.len()),
+            tails_large: grow(tails.large.len()).max(2),
+        }
+    }
+}
+
+/// Tails deduplicated by content (NODATA tails repeat across names and types) and assigned to
+/// a slot class by size.
+struct TailSet {
+    small: Vec<Vec<u8>>,
+    large: Vec<Vec<u8>>,
+    /// Per table entry: (class, index within its class).
+    slots: Vec<(u8, u32)>,
+}
+
+impl TailSet {
+    fn build(table: &[CompiledAnswer]) -> TailSet {
+        let mut seen: StdHashMap<&[u8], (u8, u32)> = StdHashMap::new();
+        let (mut small, mut large, mut slots) = (Vec::new(), Vec::new(), Vec::new());
+        for a in table {
+            let slot = *seen.entry(&a.tail).or_insert_with(|| {
+                if a.tail.len() <= TAIL_SMALL {
+                    small.push(a.tail.clone());
+                    (TAIL_CLASS_SMALL, small.len() as u32 - 1)
+                } else {
+                    large.push(a.tail.clone());
+                    (TAIL_CLASS_LARGE, large.len() as u32 - 1)
+                }
+            });
+            slots.push(slot);
+        }
+        TailSet {
+            small,
+            large,
+            slots,
+        }
+    }
+}
+
+/// One's-complement sum of `bytes` as big-endian words from an even offset, folded, not inverted.
+pub fn tail_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    for pair in bytes.chunks(2) {
+        let hi = pair[0] as u64;
+        let lo = pair.get(1).copied().unwrap_or(0) as u64;
+        sum += (hi << 8) | lo;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The map key for a compiled answer in a given generation.
+fn answer_key(generation: u8, a: &CompiledAnswer) -> Result<AnswerKey> {
+    if a.qname.len() > KEY_NAME_LEN || a.qname.is_empty() {
+        bail!("name of {} bytes does not fit a key", a.qname.len());
+    }
+    let mut key = AnswerKey::zeroed();
+    key.generation = generation;
+    key.variant = a.variant as u8;
+    key.qtype = a.qtype;
+    key.name[..a.qname.len()].copy_from_slice(&a.qname);
+    Ok(key)
+}
+
+/// What an install did, for logs and `rampart stats`.
+#[derive(Debug, Clone, Copy)]
+pub struct Installed {
+    pub generation: u32,
+    pub answers: usize,
+    pub tails_small: usize,
+    pub tails_large: usize,
+}
+
+/// A loaded program with its maps, attached to zero or more NICs. Dropping it detaches the
+/// program (bpf_link) and removes the pins.
+pub struct FastPath {
+    ebpf: Ebpf,
+    capacity: Capacity,
+    links: Vec<(String, XdpLinkId)>,
+    pin_dir: Option<PathBuf>,
+    /// Live generation (0 or 1) and the keys it holds, so the old one can be deleted after a flip.
+    generation: u32,
+    live_keys: Vec<AnswerKey>,
+    log_stop: Arc<AtomicBool>,
+}
+
+impl FastPath {
+    /// Load and verify the program with maps sized by `capacity`, pinning the maps `rampart stats`
+    /// reads under `pin_dir` (replacing pins a crashed instance left behind).
+    pub fn load(capacity: Capacity, pin_dir: &Path) -> Result<FastPath> {
+        let mut fp = FastPath::load_unpinned(capacity)?;
+        fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
+        for name in [MAP_STATS, MAP_CONFIG, MAP_ANSWERS] {
+            let path = pin_dir.join(name);
+            let _ = fs::remove_file(&path);
+            fp.ebpf
+                .map(name)
+                .ok_or_else(|| anyhow!("map {name} missing"))?
+                .pin(&path)
+                .with_context(|| {
+                    format!("pinning {} (is a bpffs mounted there?)", path.display())
+                })?;
+        }
+        fp.pin_dir = Some(pin_dir.to_owned());
+        Ok(fp)
+    }
+
+    /// Load and verify without pinning anything (tests, and hosts without a bpffs).
+    pub fn load_unpinned(capacity: Capacity) -> Result<FastPath> {
+        bump_memlock_rlimit();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_ANSWERS, capacity.answers)
+            .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small)
+            .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large)
+            .load(PROGRAM)
+            .context("loading the XDP object")?;
+        let log_stop = Arc::new(AtomicBool::new(false));
+        spawn_ebpf_logger(&mut ebpf, log_stop.clone());
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("program {PROGRAM_NAME} missing from object"))?
+            .try_into()?;
+        prog.load()
+            .context("the kernel verifier rejected the XDP program")?;
+        Ok(FastPath {
+            ebpf,
+            capacity,
+            links: Vec::new(),
+            pin_dir: None,
+            generation: 1,
+            live_keys: Vec::new(),
+            log_stop,
+        })
+    }
+
+    /// Attach to one NIC. Native mode fails with the kernel's reason when the driver lacks XDP.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<()> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .expect("loaded")
+            .try_into()?;
+        let link = prog.attach(iface, mode.xdp_mode()).with_context(|| {
+            format!("attaching XDP to {iface} in {mode:?} mode (use --xdp-mode generic or auto where the driver lacks native XDP)")
+        })?;
+        info!(iface, ?mode, "XDP program attached");
+        self.links.push((iface.to_owned(), link));
+        Ok(())
+    }
+
+    pub fn interfaces(&self) -> impl Iterator<Item = &str> {
+        self.links.iter().map(|(i, _)| i.as_str())
+    }
+
+    /// Fill the idle generation with `table`, flip the live generation to it, then delete the
+    /// old one. Queries see either the old zones or the new ones, never a mix. When the table
+    /// doesn't fit the maps loaded at start, the fast path is switched off (every query goes to
+    /// the slow path, which already serves the new zones) rather than serving stale answers.
+    pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
+        let next = self.generation ^ 1;
+        let tails = TailSet::build(table);
+        let half = |c: u32| c / 2;
+        if table.len() as u32 > half(self.capacity.answers)
+            || tails.small.len() as u32 > half(self.capacity.tails_small)
+            || tails.large.len() as u32 > half(self.capacity.tails_large)
+        {
+            self.set_config(Config {
+                generation: self.generation,
+                ready: 0,
+            })?;
+            bail!(
+                "{} answers exceed the maps sized at start ({} per generation): fast path off until restart",
+                table.len(),
+                half(self.capacity.answers)
+            );
+        }
+        let small_base = next * half(self.capacity.tails_small);
+        let large_base = next * half(self.capacity.tails_large);
+        {
+            let mut small: Array<_, TailSmall> =
+                Array::try_from(self.ebpf.map_mut(MAP_TAILS_SMALL).expect("map"))?;
+            for (i, t) in tails.small.iter().enumerate() {
+                let mut slot = TailSmall {
+                    bytes: [0; TAIL_SMALL],
+                };
+                slot.bytes[..t.len()].copy_from_slice(t);
+                small.set(small_base + i as u32, slot, 0)?;
+            }
+        }
+        {
+            let mut large: Array<_, TailLarge> =
+                Array::try_from(self.ebpf.map_mut(MAP_TAILS_LARGE).expect("map"))?;
+            for (i, t) in tails.large.iter().enumerate() {
+                let mut slot = TailLarge {
+                    bytes: [0; TAIL_LARGE],
+                };
+                slot.bytes[..t.len()].copy_from_slice(t);
+                large.set(large_base + i as u32, slot, 0)?;
+            }
+        }
+        let mut keys = Vec::with_capacity(table.len());
+        {
+            let mut answers: HashMap<_, AnswerKey, AnswerValue> =
+                HashMap::try_from(self.ebpf.map_mut(MAP_ANSWERS).expect("map"))?;
+            for (a, &(class, idx)) in table.iter().zip(&tails.slots) {
+                if a.tail.len() > TAIL_LARGE {
+                    continue;
+                }
+                let key = answer_key(next as u8, a)?;
+                let base = if class == TAIL_CLASS_SMALL {
+                    small_base
+                } else {
+                    large_base
+                };
+                let value = AnswerValue {
+                    flags: a.flags,
+                    ancount: a.ancount,
+                    nscount: a.nscount,
+                    arcount: a.arcount,
+                    tail_len: a.tail.len() as u16,
+                    tail_csum: tail_checksum(&a.tail),
+                    tail_index: base + idx,
+                    tail_class: class,
+                    _pad: [0; 3],
+                };
+                answers
+                    .insert(key, value, 0)
+                    .context("inserting an answer")?;
+                keys.push(key);
+            }
+        }
+        self.set_config(Config {
+            generation: next,
+            ready: 1,
+        })?;
+        let old = std::mem::replace(&mut self.live_keys, keys);
+        self.generation = next;
+        let mut answers: HashMap<_, AnswerKey, AnswerValue> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_ANSWERS).expect("map"))?;
+        for k in &old {
+            let _ = answers.remove(k);
+        }
+        Ok(Installed {
+            generation: next,
+            answers: self.live_keys.len(),
+            tails_small: tails.small.len(),
+            tails_large: tails.large.len(),
+        })
+    }
+
+    fn set_config(&mut self, c: Config) -> Result<()> {
+        let mut config: Array<_, Config> =
+            Array::try_from(self.ebpf.map_mut(MAP_CONFIG).expect("map"))?;
+        config.set(0, c, 0)?;
+        Ok(())
+    }
+
+    /// Counters summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        let stats: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_STATS).expect("map"))?;
+        Counters::read(&stats)
+    }
+
+    /// The program, for BPF_PROG_TEST_RUN in tests.
+    #[cfg(test)]
+    pub fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(PROGRAM_NAME)
+            .expect("loaded")
+            .try_into()
+            .expect("xdp")
+    }
+}
+
+impl Drop for FastPath {
+    fn drop(&mut self) {
+        self.log_stop.store(true, Ordering::Relaxed);
+        if let Some(prog) = self.ebpf.program_mut(PROGRAM_NAME) {
+            let prog: Result<&mut Xdp, _> = prog.try_into();
+            if let Ok(prog) = prog {
+                for (iface, link) in self.links.drain(..) {
+                    match prog.detach(link) {
+                        Ok(()) => info!(iface, "XDP program detached"),
+                        Err(e) => warn!(iface, "detach failed: {e}"),
+                    }
+                }
+            }
+        }
+        if let Some(dir) = &self.pin_dir {
+            for name in [MAP_STATS, MAP_CONFIG, MAP_ANSWERS] {
+                let _ = fs::remove_file(dir.join(name));
+            }
+        }
+    }
+}
+
+/// Counter values by name, in `Counter::NAMED` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters(pub Vec<(&'static str, u64)>);
+
+impl Counters {
+    fn read<T: std::borrow::Borrow<MapData>>(stats: &PerCpuArray<T, u64>) -> Result<Counters> {
+        let mut out = Vec::new();
+        for (c, name) in Counter::NAMED {
+            let per_cpu = stats.get(&(c as u32), 0)?;
+            out.push((name, per_cpu.iter().sum()));
+        }
+        Ok(Counters(out))
+    }
+
+    /// Read the counters a running instance pinned under `pin_dir`.
+    pub fn from_pin(pin_dir: &Path) -> Result<Counters> {
+        let path = pin_dir.join(MAP_STATS);
+        let data = MapData::from_pin(&path).with_context(|| {
+            format!(
+                "no running rampart pinned {} (see --pin-dir)",
+                path.display()
+            )
+        })?;
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+        Counters::read(&stats)
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
+/// Locked memory limits only matter on kernels before 5.11 (memcg accounting since); harmless
+/// elsewhere.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        warn!("could not raise RLIMIT_MEMLOCK");
+    }
+}
+
+/// Forward the program's aya-log diagnostics to our log, from a thread of its own so the hot path
+/// never waits on it.
+fn spawn_ebpf_logger(ebpf: &mut Ebpf, stop: Arc<AtomicBool>) {
+    let mut logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("XDP diagnostics unavailable: {e}");
+            return;
+        }
+    };
+    thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let mut pfd = libc::pollfd {
+                fd: logger.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 200) };
+            logger.flush();
+        }
+    });
+}
+
+/// Remove an XDP program left on `iface` by a crashed instance (or any netlink-attached one), in
+/// both native and generic mode. Programs held by a live bpf_link belong to a running process and
+/// can't be removed this way; the kernel says EBUSY.
+pub fn detach_iface(iface: &str) -> Result<()> {
+    let cname = std::ffi::CString::new(iface)?;
+    // SAFETY: valid C string.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no such interface: {iface}");
+    }
+    const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+    const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+    for flags in [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE] {
+        netlink::set_xdp_fd(ifindex as i32, -1, flags)
+            .with_context(|| format!("detaching XDP from {iface}"))?;
+    }
+    Ok(())
+}
+
+/// Just enough rtnetlink to clear an interface's XDP program (RTM_SETLINK with IFLA_XDP).
+mod netlink {
+    use std::io;
+
+    const IFLA_XDP: u16 = 43;
+    const IFLA_XDP_FD: u16 = 1;
+    const IFLA_XDP_FLAGS: u16 = 3;
+    const NLA_F_NESTED: u16 = 1 << 15;
+
+    fn nla(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
+        buf.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+        buf.extend_from_slice(&ty.to_ne_bytes());
+        buf.extend_from_slice(payload);
+        while buf.len() % 4 != 0 {
+            buf.push(0);
+        }
+    }
+
+    pub fn set_xdp_fd(ifindex: i32, fd: i32, flags: u32) -> io::Result<()> {
+        let mut xdp = Vec::new();
+        nla(&mut xdp, IFLA_XDP_FD, &fd.to_ne_bytes());
+        nla(&mut xdp, IFLA_XDP_FLAGS, &flags.to_ne_bytes());
+        let mut body = Vec::new();
+        // struct ifinfomsg: family, pad, type, index, flags, change
+        body.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+        body.extend_from_slice(&ifindex.to_ne_bytes());
+        body.extend_from_slice(&0u32.to_ne_bytes());
+        body.extend_from_slice(&0u32.to_ne_bytes());
+        nla(&mut body, IFLA_XDP | NLA_F_NESTED, &xdp);
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        msg.extend_from_slice(&libc::RTM_SETLINK.to_ne_bytes());
+        msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+        msg.extend_from_slice(&1u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(&body);
+        // SAFETY: plain socket syscalls on buffers we own; the fd is closed on every path.
+        unsafe {
+            let sock = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            );
+            if sock < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let res = (|| {
+                if libc::send(sock, msg.as_ptr().cast(), msg.len(), 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let mut ack = [0u8; 1024];
+                let n = libc::recv(sock, ack.as_mut_ptr().cast(), ack.len(), 0);
+                if n < 20 {
+                    return Err(io::Error::last_os_error());
+                }
+                // NLMSG_ERROR carries a negated errno right after the header; 0 is the ACK.
+                let err = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
+                if err != 0 {
+                    return Err(io::Error::from_raw_os_error(-err));
+                }
+                Ok(())
+            })();
+            libc::close(sock);
+            res
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! The XDP program run through BPF_PROG_TEST_RUN (needs root): answers, checksums, pass reasons,
+//! and a mutation fuzz in which every XDP_TX output must be a well-formed answer to its query.
+use aya::programs::{TestRun, TestRunOptions};
+use rampart_common::Variant;
+
+use super::*;
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// www.example.com A 192.0.2.1, owner compressed to the question.
+fn sample_table() -> Vec<CompiledAnswer> {
+    let mut table = Vec::new();
+    for variant in Variant::ALL {
+        let mut tail = vec![0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 1];
+        let mut arcount = 0;
+        if variant != Variant::NoEdns {
+            let do_bit = if variant == Variant::EdnsDo { 0x80 } else { 0 };
+            tail.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, do_bit, 0, 0, 0]);
+            arcount = 1;
+        }
+        table.push(CompiledAnswer {
+            qname: wire("www.example.com"),
+            qtype: 1,
+            variant,
+            flags: 0x8400,
+            ancount: 1,
+            nscount: 0,
+            arcount,
+            tail,
+        });
+    }
+    // A large answer: 40 TXT strings, only in the large slot class.
+    let mut tail = Vec::new();
+    for i in 0..40u8 {
+        tail.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60, 0, 11, 10]);
+        tail.extend_from_slice(b"txt-record");
+        let last = tail.len() - 1;
+        tail[last] = b'0' + (i % 10);
+    }
+    table.push(CompiledAnswer {
+        qname: wire("big.example.com"),
+        qtype: 16,
+        variant: Variant::Edns,
+        flags: 0x8400,
+        ancount: 40,
+        nscount: 0,
+        arcount: 1,
+        tail: [tail, vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]].concat(),
+    });
+    table
+}
+
+pub(super) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, edns.is_some() as u8]);
+    q.extend_from_slice(&wire(name));
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if let Some((size, do_bit)) = edns {
+        q.extend_from_slice(&[0, 0, 41]);
+        q.extend_from_slice(&size.to_be_bytes());
+        q.extend_from_slice(&[0, 0, if do_bit { 0x80 } else { 0 }, 0, 0, 0]);
+    }
+    q
+}
+
+fn sum16(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks(2)
+        .map(|c| ((c[0] as u64) << 8) | c.get(1).copied().unwrap_or(0) as u64)
+        .sum()
+}
+
+fn fold(mut s: u64) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+pub(super) fn frame(v6: bool, sport: u16, dns: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    let udp_len = 8 + dns.len();
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&53u16.to_be_bytes());
+    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(dns);
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        f.extend_from_slice(&[17, 64]);
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    } else {
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        f.extend_from_slice(&[
+            0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 2, 198, 51, 100, 1,
+        ]);
+        let c = !fold(sum16(&f[14..34]));
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// Check that `f` is the reply to `q` (addresses and ports swapped, lengths and checksums right)
+/// and return its DNS payload.
+pub(super) fn verify_reply(q: &[u8], f: &[u8]) -> Vec<u8> {
+    assert_eq!(&f[0..6], &q[6..12], "destination MAC is the client's");
+    assert_eq!(&f[6..12], &q[0..6], "source MAC is ours");
+    let (l4, pseudo) = if f[12] == 0x86 {
+        assert_eq!(f[21], 64, "hop limit");
+        let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
+        assert_eq!(f.len(), 54 + plen, "IPv6 payload length matches the frame");
+        assert_eq!(&f[22..38], &q[38..54], "source is the node");
+        assert_eq!(&f[38..54], &q[22..38], "destination is the client");
+        (54, sum16(&f[22..54]) + 17 + plen as u64)
+    } else {
+        assert_eq!(fold(sum16(&f[14..34])), 0xffff, "IPv4 header checksum");
+        let total = u16::from_be_bytes([f[16], f[17]]) as usize;
+        assert_eq!(f.len(), 14 + total, "IPv4 total length matches the frame");
+        assert_eq!(&f[26..30], &q[30..34], "source is the node");
+        assert_eq!(&f[30..34], &q[26..30], "destination is the client");
+        (34, sum16(&f[26..34]) + 17 + (total - 20) as u64)
+    };
+    let udp_len = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
+    assert_eq!(l4 + udp_len, f.len(), "UDP length");
+    assert_eq!(
+        &f[l4..l4 + 2],
+        &q[l4 + 2..l4 + 4],
+        "source port is the query's destination"
+    );
+    assert_eq!(
+        &f[l4 + 2..l4 + 4],
+        &q[l4..l4 + 2],
+        "destination port is the query's source"
+    );
+    assert_ne!(
+        u16::from_be_bytes([f[l4 + 6], f[l4 + 7]]),
+        0,
+        "UDP checksum present"
+    );
+    assert_eq!(fold(pseudo + sum16(&f[l4..])), 0xffff, "UDP checksum");
+    f[l4 + 8..].to_vec()
+}
+
+fn loaded() -> FastPath {
+    let table = sample_table();
+    let dir = tempfile::tempdir().unwrap();
+    // Pinning needs a bpffs; tests run the program without pins.
+    let mut fp =
+        FastPath::load_unpinned(Capacity::for_table(&table)).expect("load (run tests as root)");
+    fp.install(&table).unwrap();
+    drop(dir);
+    fp
+}
+
+pub(super) fn run(fp: &FastPath, input: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; 4096];
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(input);
+    opts.data_out = Some(&mut out);
+    let r = fp.program().test_run(opts).expect("test_run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+#[test]
+fn answers_v4_and_v6_with_client_case_and_valid_checksums() {
+    let fp = loaded();
+    for v6 in [false, true] {
+        for (edns, do_bit) in [
+            (None, false),
+            (Some((1232, false)), false),
+            (Some((4096, true)), true),
+        ] {
+            let q = query(0xbeef, "WwW.ExAmple.COM", 1, edns.map(|(s, _)| (s, do_bit)));
+            let f = frame(v6, 40000, &q);
+            let (action, out) = run(&fp, &f);
+            assert_eq!(action, XDP_TX, "v6={v6} edns={edns:?}");
+            let dns = verify_reply(&f, &out);
+            assert_eq!(&dns[0..2], &[0xbe, 0xef]);
+            assert_eq!(u16::from_be_bytes([dns[2], dns[3]]), 0x8500, "QR AA RD");
+            let qlen = wire("www.example.com").len() + 4;
+            assert_eq!(
+                &dns[12..12 + qlen],
+                &q[12..12 + qlen],
+                "question echoed with its case"
+            );
+            let expected = sample_table()
+                .into_iter()
+                .find(|a| a.qtype == 1 && (edns.is_some() as u8 + do_bit as u8) == a.variant as u8)
+                .unwrap();
+            assert_eq!(&dns[12 + qlen..], &expected.tail[..]);
+            assert_eq!(u16::from_be_bytes([dns[10], dns[11]]), expected.arcount);
+        }
+    }
+    let c = fp.counters().unwrap();
+    assert_eq!(c.get("tx_answer"), 6);
+}
+
+#[test]
+fn large_answer_respects_client_size() {
+    let fp = loaded();
+    let f = frame(
+        false,
+        1234,
+        &query(7, "big.example.com", 16, Some((1232, false))),
+    );
+    let (action, out) = run(&fp, &f);
+    assert_eq!(action, XDP_TX);
+    assert!(verify_reply(&f, &out).len() > 512);
+    // The same answer to a client that only takes 512 bytes goes to the slow path to truncate.
+    let (action, _) = run(
+        &fp,
+        &frame(
+            false,
+            1234,
+            &query(7, "big.example.com", 16, Some((512, false))),
+        ),
+    );
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(fp.counters().unwrap().get("pass_too_big"), 1);
+}
+
+#[test]
+fn passes_what_it_must_not_answer() {
+    let fp = loaded();
+    let good = query(1, "www.example.com", 1, None);
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
+    let mut qr = good.clone();
+    qr[2] |= 0x80;
+    cases.push(("QR=1", qr, "pass_not_query"));
+    let mut opcode = good.clone();
+    opcode[2] |= 0x10; // opcode 2 (STATUS)
+    cases.push(("opcode", opcode, "pass_not_query"));
+    let mut qd2 = good.clone();
+    qd2[5] = 2;
+    cases.push(("QDCOUNT=2", qd2, "pass_not_query"));
+    let mut chaos = good.clone();
+    let n = chaos.len();
+    chaos[n - 1] = 3;
+    cases.push(("class CH", chaos, "pass_class"));
+    let mut ptr = good[..12].to_vec();
+    ptr.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+    cases.push(("compression pointer", ptr, "pass_malformed"));
+    let mut overrun = good[..12].to_vec();
+    overrun.extend_from_slice(&[40, b'a', b'b', 0, 1, 0, 1]);
+    cases.push(("label overrun", overrun, "pass_malformed"));
+    let mut long = good[..12].to_vec();
+    for _ in 0..5 {
+        long.push(63);
+        long.extend_from_slice(&[b'x'; 63]);
+    }
+    long.extend_from_slice(&[0, 0, 1, 0, 1]);
+    cases.push(("name over 255", long, "pass_malformed"));
+    cases.push(("short header", good[..8].to_vec(), "pass_malformed"));
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"junk");
+    cases.push(("trailing bytes", trailing, "pass_malformed"));
+    let mut v1 = query(1, "www.example.com", 1, Some((1232, false)));
+    let n = v1.len();
+    v1[n - 5] = 1;
+    cases.push(("EDNS version 1", v1, "pass_edns"));
+    cases.push(("miss", query(1, "nope.example.com", 1, None), "pass_miss"));
+    for (what, dns, counter) in cases {
+        let before = fp.counters().unwrap().get(counter);
+        let (action, _) = run(&fp, &frame(false, 5353, &dns));
+        assert_eq!(action, XDP_PASS, "{what}");
+        assert_eq!(
+            fp.counters().unwrap().get(counter),
+            before + 1,
+            "{what} counted as {counter}"
+        );
+    }
+    let (action, _) = run(&fp, &frame(true, 0, &good));
+    assert_eq!(action, XDP_PASS, "source port 0");
+    assert_eq!(fp.counters().unwrap().get("pass_bad_source_port"), 1);
+}
+
+/// Mutate valid queries at random (bytes, lengths, truncation) and require that every frame the
+/// program sends is a well-formed answer to the query it came from.
+#[test]
+fn fuzz_every_tx_is_a_well_formed_answer() {
+    let fp = loaded();
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let seeds = [
+        query(1, "www.example.com", 1, None),
+        query(2, "WWW.example.com", 1, Some((1232, true))),
+        query(3, "big.example.com", 16, Some((4096, false))),
+    ];
+    let (mut tx, mut total) = (0, 0);
+    for i in 0..20_000 {
+        let v6 = i % 2 == 0;
+        let mut f = frame(v6, 1000 + i as u16, &seeds[i % seeds.len()]);
+        for _ in 0..1 + next() % 4 {
+            let pos = (next() as usize) % f.len();
+            match next() % 4 {
+                0 => f[pos] = next() as u8,
+                1 => f[pos] ^= 1 << (next() % 8),
+                // PROG_TEST_RUN needs at least an Ethernet header.
+                2 => f.truncate(pos.max(14)),
+                _ => f.extend_from_slice(&[next() as u8; 3]),
+            }
+        }
+        total += 1;
+        let (action, out) = run(&fp, &f);
+        if action != XDP_TX {
+            assert!(
+                action == XDP_PASS || action == 1,
+                "unexpected action {action}"
+            );
+            continue;
+        }
+        tx += 1;
+        let dns = verify_reply(&f, &out);
+        let l4 = if f[12] == 0x86 { 54 } else { 34 };
+        let qdns = &f[l4 + 8..];
+        let msg = hickory_proto::op::Message::from_vec(&dns).expect("XDP_TX output parses as DNS");
+        assert_eq!(&dns[0..2], &qdns[0..2], "ID echoed");
+        assert!(msg.header().message_type() == hickory_proto::op::MessageType::Response);
+        let q = hickory_proto::op::Message::from_vec(&qdns[..qdns.len().min(dns.len())]).ok();
+        if let Some(q) = q {
+            assert_eq!(q.queries().len(), 1);
+            assert_eq!(
+                msg.queries()[0].name().to_ascii().to_lowercase(),
+                q.queries()[0].name().to_ascii().to_lowercase()
+            );
+            assert_eq!(msg.queries()[0].query_type(), q.queries()[0].query_type());
+        }
+    }
+    eprintln!("fuzz: {tx} of {total} mutated frames answered, all well-formed");
+    assert_eq!(fp.counters().unwrap().get("drop_rewrite_failed"), 0);
+    assert!(tx > 0, "the fuzz never reached the answer path");
+}
+
+#[test]
+fn vlan_tagged_query_is_answered_with_its_tag() {
+    let fp = loaded();
+    let plain = frame(false, 999, &query(9, "www.example.com", 1, None));
+    let mut tagged = plain[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x2a]);
+    tagged.extend_from_slice(&plain[12..]);
+    let (action, out) = run(&fp, &tagged);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 0x2a], "tag kept");
+    let mut untagged = out[..12].to_vec();
+    untagged.extend_from_slice(&out[16..]);
+    verify_reply(&plain, &untagged);
+}
+
+#[test]
+fn new_generation_replaces_the_old_one_whole() {
+    let mut fp = loaded();
+    let q = frame(false, 999, &query(9, "www.example.com", 1, None));
+    assert_eq!(run(&fp, &q).0, XDP_TX);
+    let mut table = sample_table();
+    table.retain(|a| a.qtype == 16);
+    table[0].qname = wire("other.example.com");
+    let installed = fp.install(&table).unwrap();
+    assert_eq!(installed.answers, 1);
+    assert_eq!(run(&fp, &q).0, XDP_PASS, "old generation's answer gone");
+    let q2 = frame(
+        false,
+        999,
+        &query(9, "OTHER.example.com", 16, Some((1232, false))),
+    );
+    assert_eq!(run(&fp, &q2).0, XDP_TX);
+    fp.install(&sample_table()).unwrap();
+    assert_eq!(run(&fp, &q).0, XDP_TX, "and back");
+    assert_eq!(run(&fp, &q2).0, XDP_PASS);
+}
+

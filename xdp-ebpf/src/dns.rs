@@ -1,0 +1,239 @@
+//! DNS: the header, the question (copied lowercased into the lookup key), and the OPT record.
+use aya_ebpf::programs::XdpContext;
+use rampart_common::{AnswerValue, Counter, MAX_NAME, Variant};
+
+use crate::{
+    maps::{self, KeyBuf},
+    packet::{be16_at, name_byte_at, put_be16, u8_at},
+};
+
+pub const HEADER_LEN: usize = 12;
+const QR: u16 = 0x8000;
+const OPCODE: u16 = 0x7800;
+const TC: u16 = 0x0200;
+/// Bits of the query's flags an answer copies (RFC 1035 §4.1.1 RD; RFC 4035 §3.1.6 CD).
+const COPIED_FLAGS: u16 = 0x0100 | 0x0010;
+const CLASS_IN: u16 = 1;
+const TYPE_OPT: u16 = 41;
+const EDNS_DO: u16 = 0x8000;
+const RCODE_NXDOMAIN: u16 = 3;
+const AA: u16 = 0x0400;
+
+pub struct Header {
+    pub id: u16,
+    pub flags: u16,
+    pub arcount: u16,
+}
+
+/// Accept only a plain query: QR=0, opcode QUERY, not truncated, one question, nothing in the
+/// answer or authority sections. Everything else is the slow path's to judge.
+#[inline(always)]
+pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header, Counter> {
+    let id = be16_at(ctx, off, Counter::PassMalformed)?;
+    let flags = be16_at(ctx, off + 2, Counter::PassMalformed)?;
+    if flags & (QR | OPCODE | TC) != 0 {
+        return Err(Counter::PassNotQuery);
+    }
+    let qd = be16_at(ctx, off + 4, Counter::PassMalformed)?;
+    let an = be16_at(ctx, off + 6, Counter::PassMalformed)?;
+    let ns = be16_at(ctx, off + 8, Counter::PassMalformed)?;
+    let arcount = be16_at(ctx, off + 10, Counter::PassMalformed)?;
+    if qd != 1 || an != 0 || ns != 0 {
+        return Err(Counter::PassNotQuery);
+    }
+    if arcount > 1 {
+        return Err(Counter::PassEdns);
+    }
+    Ok(Header { id, flags, arcount })
+}
+
+pub struct Question {
+    /// Bytes of the question: name + type + class.
+    pub len: usize,
+    /// Checksum contribution of the question bytes at their place in the payload.
+    pub csum: u64,
+    /// Packet offset of the first byte after the question.
+    pub end: usize,
+}
+
+/// Most labels a 255-byte name can have (127 one-byte labels and the root).
+const MAX_LABELS: usize = 128;
+
+/// Find the question name's length by hopping label to label (bounded: 128 labels, 255 bytes).
+/// Compression pointers and reserved label types have no place in a question.
+#[inline(always)]
+fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<usize, Counter> {
+    let mut pos = 0usize;
+    let mut n = 0;
+    while n < MAX_LABELS {
+        if start + pos >= dns_end {
+            return Err(Counter::PassMalformed);
+        }
+        let len = name_byte_at(ctx, start + pos)? as usize;
+        if len == 0 {
+            return Ok(pos + 1);
+        }
+        if len & 0xc0 != 0 {
+            return Err(Counter::PassMalformed);
+        }
+        pos += len + 1;
+        if pos >= MAX_NAME {
+            return Err(Counter::PassMalformed);
+        }
+        n += 1;
+    }
+    Err(Counter::PassMalformed)
+}
+
+/// Parse the question: measure the name, then copy it lowercased into the per-CPU key buffer and
+/// sum it for the UDP checksum. Two passes keep each loop a single path for the verifier; length
+/// bytes are below 'A', so lowercasing every byte leaves them alone.
+#[inline(always)]
+pub fn parse_question(
+    ctx: &XdpContext,
+    dns_off: usize,
+    dns_len: usize,
+) -> Result<Question, Counter> {
+    let start = dns_off + HEADER_LEN;
+    let dns_end = dns_off + dns_len;
+    let name_len = name_length(ctx, start, dns_end)?;
+    let key: &mut KeyBuf = maps::key_buf()?;
+    key.clear();
+    let mut sum: u64 = 0;
+    let mut i = 0usize;
+    while i < MAX_NAME {
+        if i >= name_len {
+            break;
+        }
+        let b = name_byte_at(ctx, start + i)?;
+        // Question bytes sit at even payload offsets when i is even: the header is 12 bytes.
+        sum += if i & 1 == 0 {
+            (b as u64) << 8
+        } else {
+            b as u64
+        };
+        key.set(i, b.to_ascii_lowercase());
+        i += 1;
+    }
+    let tail = start + name_len;
+    if tail + 4 > dns_end {
+        return Err(Counter::PassMalformed);
+    }
+    let qtype = be16_at(ctx, tail, Counter::PassMalformed)?;
+    let qclass = be16_at(ctx, tail + 2, Counter::PassMalformed)?;
+    if qclass != CLASS_IN {
+        return Err(Counter::PassClass);
+    }
+    sum += crate::csum::at_offset(qtype, name_len) + crate::csum::at_offset(qclass, name_len);
+    key.set_qtype(qtype);
+    Ok(Question {
+        len: name_len + 4,
+        csum: sum,
+        end: tail + 4,
+    })
+}
+
+pub struct Edns {
+    pub variant: Variant,
+    pub udp_size: u16,
+}
+
+/// RFC 6891: with ARCOUNT=1 the record after the question must be a root-owned OPT of version 0
+/// ending exactly at the payload's end; without it nothing may follow the question.
+#[inline(always)]
+pub fn parse_edns(
+    ctx: &XdpContext,
+    q: &Question,
+    arcount: u16,
+    dns_end: usize,
+) -> Result<Edns, Counter> {
+    let opt = q.end;
+    if arcount == 0 {
+        if opt != dns_end {
+            return Err(Counter::PassMalformed);
+        }
+        return Ok(Edns {
+            variant: Variant::NoEdns,
+            udp_size: 0,
+        });
+    }
+    if opt + 11 > dns_end {
+        return Err(Counter::PassMalformed);
+    }
+    if u8_at(ctx, opt, Counter::PassMalformed)? != 0 {
+        return Err(Counter::PassEdns);
+    }
+    if be16_at(ctx, opt + 1, Counter::PassMalformed)? != TYPE_OPT {
+        // Probably TSIG or SIG(0): the slow path handles (or refuses) them.
+        return Err(Counter::PassEdns);
+    }
+    let udp_size = be16_at(ctx, opt + 3, Counter::PassMalformed)?;
+    let version = u8_at(ctx, opt + 6, Counter::PassMalformed)?;
+    let flags = be16_at(ctx, opt + 7, Counter::PassMalformed)?;
+    let rdlen = be16_at(ctx, opt + 9, Counter::PassMalformed)? as usize;
+    if version != 0 {
+        return Err(Counter::PassEdns);
+    }
+    if opt + 11 + rdlen != dns_end {
+        return Err(Counter::PassMalformed);
+    }
+    let variant = if flags & EDNS_DO != 0 {
+        Variant::EdnsDo
+    } else {
+        Variant::Edns
+    };
+    Ok(Edns { variant, udp_size })
+}
+
+/// A found answer and where its tail lives.
+pub struct Answer {
+    pub value: AnswerValue,
+}
+
+impl Answer {
+    /// Which tx counter this answer bumps, read off its header.
+    #[inline(always)]
+    pub fn kind(&self) -> Counter {
+        let v = &self.value;
+        if v.flags & 0x000f == RCODE_NXDOMAIN {
+            Counter::TxNxdomain
+        } else if v.ancount != 0 {
+            Counter::TxAnswer
+        } else if v.flags & AA != 0 {
+            Counter::TxNodata
+        } else {
+            Counter::TxReferral
+        }
+    }
+}
+
+/// Header of the answer: the query's ID, our flags plus its RD/CD, QDCOUNT 1, our counts.
+#[inline(always)]
+pub fn write_header(
+    ctx: &XdpContext,
+    off: usize,
+    q: &Header,
+    v: &AnswerValue,
+) -> Result<(), Counter> {
+    put_be16(ctx, off + 2, reply_flags(q, v))?;
+    put_be16(ctx, off + 4, 1)?;
+    put_be16(ctx, off + 6, v.ancount)?;
+    put_be16(ctx, off + 8, v.nscount)?;
+    put_be16(ctx, off + 10, v.arcount)
+}
+
+#[inline(always)]
+fn reply_flags(q: &Header, v: &AnswerValue) -> u16 {
+    v.flags | (q.flags & COPIED_FLAGS)
+}
+
+/// Checksum contribution of the answer's 12-byte header.
+#[inline(always)]
+pub fn header_sum(q: &Header, v: &AnswerValue) -> u64 {
+    q.id as u64
+        + reply_flags(q, v) as u64
+        + 1
+        + v.ancount as u64
+        + v.nscount as u64
+        + v.arcount as u64
+}

@@ -1,0 +1,150 @@
+//! IPv4 and IPv6: accept plain UDP datagrams addressed to us, and turn the header around.
+use aya_ebpf::programs::XdpContext;
+use rampart_common::Counter;
+
+use crate::{
+    csum,
+    eth::{ETH_P_IP, ETH_P_IPV6, L2},
+    packet::{be16_at, ptr_at, put_be16, u8_at},
+};
+
+const IPPROTO_UDP: u8 = 17;
+const IPV4_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+/// TTL / hop limit of our answers, as a host's stack would set it.
+const REPLY_TTL: u8 = 64;
+
+/// The network header we parsed: where the transport header starts and how long it claims to be.
+pub struct L3 {
+    pub off: usize,
+    pub v6: bool,
+    pub l4_off: usize,
+    /// Transport length from the IP header (IPv4 total length minus header, IPv6 payload length).
+    pub l4_len: usize,
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, l2: &L2) -> Result<L3, Counter> {
+    let off = l2.l3_off;
+    match l2.proto {
+        ETH_P_IP => {
+            let vihl = u8_at(ctx, off, Counter::PassNotDns)?;
+            // Options would shift everything and are never needed by a DNS query.
+            if vihl != 0x45 {
+                return Err(Counter::PassIpUnusual);
+            }
+            let h = ptr_at(ctx, off, IPV4_HLEN, Counter::PassMalformed)?;
+            // A corrupted header is the kernel's to drop, never ours to answer.
+            // SAFETY: 20 bytes checked above.
+            if csum::fold(unsafe { sum_words(h, IPV4_HLEN) }) != 0xffff {
+                return Err(Counter::PassMalformed);
+            }
+            if u8_at(ctx, off + 9, Counter::PassNotDns)? != IPPROTO_UDP {
+                return Err(Counter::PassNotDns);
+            }
+            // Fragments (MF set or nonzero offset): let the kernel reassemble.
+            if be16_at(ctx, off + 6, Counter::PassNotDns)? & 0x3fff != 0 {
+                return Err(Counter::PassIpUnusual);
+            }
+            let total = be16_at(ctx, off + 2, Counter::PassNotDns)? as usize;
+            if total < IPV4_HLEN || off + total > ctx.data_end() - ctx.data() {
+                return Err(Counter::PassMalformed);
+            }
+            Ok(L3 {
+                off,
+                v6: false,
+                l4_off: off + IPV4_HLEN,
+                l4_len: total - IPV4_HLEN,
+            })
+        }
+        ETH_P_IPV6 => {
+            ptr_at(ctx, off, IPV6_HLEN, Counter::PassNotDns)?;
+            if u8_at(ctx, off, Counter::PassNotDns)? >> 4 != 6 {
+                return Err(Counter::PassMalformed);
+            }
+            // Extension headers (including fragments) go to the kernel.
+            if u8_at(ctx, off + 6, Counter::PassNotDns)? != IPPROTO_UDP {
+                return Err(Counter::PassIpUnusual);
+            }
+            let plen = be16_at(ctx, off + 4, Counter::PassNotDns)? as usize;
+            if off + IPV6_HLEN + plen > ctx.data_end() - ctx.data() {
+                return Err(Counter::PassMalformed);
+            }
+            Ok(L3 {
+                off,
+                v6: true,
+                l4_off: off + IPV6_HLEN,
+                l4_len: plen,
+            })
+        }
+        _ => Err(Counter::PassNotDns),
+    }
+}
+
+/// Swap addresses, set lengths and TTL, fix the IPv4 header checksum. Returns the UDP
+/// pseudo-header sum (addresses, protocol, length) for the transport checksum.
+#[inline(always)]
+pub fn reply(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<u64, Counter> {
+    let off = l3.off;
+    let err = Counter::PassRewriteFailed;
+    let mut sum: u64 = IPPROTO_UDP as u64 + l4_len as u64;
+    if l3.v6 {
+        let p = ptr_at(ctx, off, IPV6_HLEN, err)?;
+        // SAFETY: the 40-byte header was bound-checked above.
+        unsafe {
+            swap16(p.add(8), p.add(24));
+            *p.add(7) = REPLY_TTL;
+            sum += sum_words(p.add(8), 16) + sum_words(p.add(24), 16);
+        }
+        put_be16(ctx, off + 4, l4_len as u16)?;
+    } else {
+        let p = ptr_at(ctx, off, IPV4_HLEN, err)?;
+        // SAFETY: the 20-byte header was bound-checked above.
+        unsafe {
+            let src = (p.add(12) as *const u32).read_unaligned();
+            let dst = (p.add(16) as *const u32).read_unaligned();
+            (p.add(12) as *mut u32).write_unaligned(dst);
+            (p.add(16) as *mut u32).write_unaligned(src);
+            *p.add(8) = REPLY_TTL;
+            sum += sum_words(p.add(12), 8);
+        }
+        put_be16(ctx, off + 2, (IPV4_HLEN + l4_len) as u16)?;
+        put_be16(ctx, off + 10, 0)?;
+        // SAFETY: same 20 bytes; re-derived after the writes above.
+        let p = ptr_at(ctx, off, IPV4_HLEN, err)?;
+        let hsum = unsafe { sum_words(p, IPV4_HLEN) };
+        put_be16(ctx, off + 10, csum::finish(hsum))?;
+    }
+    Ok(sum)
+}
+
+/// Sum of `len` bytes (even) as big-endian 16-bit words.
+///
+/// # Safety
+/// `p..p+len` must be inside the packet.
+#[inline(always)]
+unsafe fn sum_words(p: *const u8, len: usize) -> u64 {
+    let mut s: u64 = 0;
+    let mut i = 0;
+    while i < len {
+        // SAFETY: caller guarantees the range.
+        s += u16::from_be(unsafe { (p.add(i) as *const u16).read_unaligned() }) as u64;
+        i += 2;
+    }
+    s
+}
+
+/// Swap two 16-byte IPv6 addresses in place.
+///
+/// # Safety
+/// Both ranges must be inside the packet and not overlap.
+#[inline(always)]
+unsafe fn swap16(a: *mut u8, b: *mut u8) {
+    // SAFETY: caller guarantees both ranges.
+    unsafe {
+        let mut tmp = [0u8; 16];
+        core::ptr::copy_nonoverlapping(a, tmp.as_mut_ptr(), 16);
+        core::ptr::copy_nonoverlapping(b, a, 16);
+        core::ptr::copy_nonoverlapping(tmp.as_ptr(), b, 16);
+    }
+}
