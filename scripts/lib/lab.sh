@@ -155,7 +155,7 @@ lab_nsd_conf() {
     for a in "$@"; do echo "  ip-address: $a"; done
     cat <<EOF
   port: $port
-  server-count: 1
+  server-count: ${RP_NSD_SERVERS:-1}
   username: ""
   chroot: ""
   zonesdir: "$zdir"
@@ -172,7 +172,7 @@ lab_nsd_conf() {
   rrl-ratelimit: 0
   rrl-whitelist-ratelimit: 0
   tcp-count: 200
-  reuseport: no
+  reuseport: $([ "${RP_NSD_SERVERS:-1}" -gt 1 ] && echo yes || echo no)
 remote-control:
   control-enable: no
 EOF
@@ -238,6 +238,19 @@ lab_rampart_default() {
 
 lab_stats() { # lab_stats [--json]
   ip netns exec "$RP_NS_NODE" "$RP_BIN" stats --pin-dir "$RP_PIN_DIR" "$@"
+}
+
+lab_mac() { # lab_mac NS DEV
+  ip -n "$1" -j link show "$2" | $PY -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'
+}
+
+# lab_xdp_prog_id NS DEV: id of the XDP program attached to DEV (empty if none)
+lab_xdp_prog_id() {
+  ip -n "$1" -d -j link show "$2" | $PY -c '
+import json, sys
+x = json.load(sys.stdin)[0].get("xdp") or {}
+p = x.get("prog") or (x.get("attached") or [{}])[0].get("prog") or {}
+print(p.get("id", ""))'
 }
 
 lab_in() { # lab_in NS CMD...
