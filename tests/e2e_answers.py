@@ -60,6 +60,8 @@ def corpus(zones):
             types = set(EXTRA_TYPES)
             if n in owners:
                 types |= {dns.rdatatype.to_text(rds.rdtype) for rds in z.nodes[n]}
+            if n in cuts:
+                types.add("DS")   # answered by the parent side of the cut (NODATA), not a referral
             for t in sorted(types):
                 base.append((n.to_text().lower(), t, kind))
         o = origin.to_text()
