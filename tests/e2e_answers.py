@@ -15,7 +15,9 @@ Checks:
 """
 
 import glob
+import json
 import os
+import subprocess
 import random
 import sys
 
@@ -176,9 +178,20 @@ def fast_vs_slow(c, lab, udp_queries):
             f"tx_* grew by {tx} while only port {lab.slow_port} was queried: {d}")
 
 
+def native_attached(c, lab):
+    """The node's NIC runs rampart's program in driver (native) mode: `ip -j link` xdp.mode 1."""
+    out = subprocess.run(["ip", "-n", lab.ns_node, "-d", "-j", "link", "show", lab.node_if],
+                         check=True, capture_output=True, text=True).stdout
+    xdp = json.loads(out)[0].get("xdp") or {}
+    c.check("XDP program attached to the node NIC in native mode", xdp.get("mode") == 1,
+            f"ip link xdp info: {xdp}")
+
+
 def run():
     lab = rplab.Lab()
     c = rplab.Checks("e2e_answers")
+    if lab.target == "rampart":
+        c.run("native attach", native_attached, c, lab)
     zones = load_zones(lab.zone_dir)
     c.check("zones found", bool(zones), f"no *.zone in {lab.zone_dir}")
     base = corpus(zones)
