@@ -1,1 +1,778 @@
 //! The RFC 1034 §4.3.2 answering pipeline, shared by the slow path and the compiler.
+//!
+//! Shaped like Knot's `src/knot/nameserver/internet.c`: [`select_zone`] →
+//! [`solve_answer`] (HIT, NODATA, MISS, DELEG, FOLLOW for CNAME/DNAME) → DNSSEC additions (not
+//! yet: [`solve_dnssec`] is the hook) → [`solve_authority`] → [`solve_additional`]. Each step
+//! only reads the zone model; the result is an [`Answer`] that `wire` renders.
+// The CLI (owned separately) is not wired to this module yet; drop this once it is.
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use crate::zone::{Catalog, NameKey, Node, Rrset, Zone, suffixes, wire_is_subdomain};
+
+/// Longest CNAME/DNAME chain we follow inside a zone (Knot and NSD stop at a similar depth).
+pub const MAX_CHAIN: usize = 16;
+
+/// DNAME (RFC 6672); hickory has no typed variant, so zones keep it as opaque RDATA.
+pub const DNAME: RecordType = RecordType::Unknown(39);
+
+/// What the pipeline needs from a query.
+#[derive(Clone, Debug)]
+pub struct Question<'a> {
+    /// The query name, lowercased.
+    pub qname: &'a NameKey,
+    pub qtype: RecordType,
+    /// DO bit (RFC 3225); unused until DNSSEC answers exist.
+    pub dnssec_ok: bool,
+}
+
+/// The shape of an answer: what the fast path counts and what the compiler may keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Data for the name (possibly after CNAMEs).
+    Hit,
+    /// The name exists, the type doesn't (RFC 2308 §2.2).
+    NoData,
+    /// The name doesn't exist (RFC 2308 §2.1).
+    NxDomain,
+    /// A zone cut: NS in authority, glue in additional (RFC 1034 §4.3.2 step 3b).
+    Referral,
+    /// Not our zone, or not a question we answer.
+    Refused,
+    /// Any other error RCODE set by the caller (FORMERR, NOTIMP, BADVERS...).
+    Error,
+}
+
+/// One resource record of an answer, borrowed from the zone where it can be (the compiler builds
+/// hundreds of thousands of answers) and owned where it was synthesized.
+#[derive(Clone, Debug)]
+pub struct Rr<'z> {
+    pub owner: Cow<'z, Name>,
+    pub ttl: u32,
+    pub rdata: Cow<'z, RData>,
+}
+
+impl Rr<'_> {
+    pub fn rtype(&self) -> RecordType {
+        self.rdata.record_type()
+    }
+}
+
+/// The records of an RRset, as the zone has them.
+fn rrs(set: &Rrset) -> impl Iterator<Item = Rr<'_>> {
+    rrs_as(set, Cow::Borrowed(set.owner()), set.ttl())
+}
+
+/// The records of an RRset with another owner (wildcards) or TTL (negative SOA).
+fn rrs_as<'z>(set: &'z Rrset, owner: Cow<'z, Name>, ttl: u32) -> impl Iterator<Item = Rr<'z>> {
+    set.rdata().iter().map(move |rd| Rr {
+        owner: owner.clone(),
+        ttl,
+        rdata: Cow::Borrowed(rd),
+    })
+}
+
+/// A finished answer: RCODE, AA and the three record sections (OPT is `wire`'s business).
+#[derive(Clone, Debug)]
+pub struct Answer<'z> {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub outcome: Outcome,
+    pub answer: Vec<Rr<'z>>,
+    pub authority: Vec<Rr<'z>>,
+    pub additional: Vec<Rr<'z>>,
+    /// A wildcard (RFC 4592) or DNAME (RFC 6672) produced part of the answer.
+    pub synthesized: bool,
+    /// Extended DNS Error info-code (RFC 8914) to put in the OPT, if the query had one.
+    pub ede: Option<u16>,
+}
+
+impl<'z> Answer<'z> {
+    fn new() -> Answer<'z> {
+        Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            outcome: Outcome::Hit,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            synthesized: false,
+            ede: None,
+        }
+    }
+
+    /// An answer with only an RCODE: no records, AA clear.
+    pub fn error(rcode: ResponseCode) -> Answer<'z> {
+        let outcome = if rcode == ResponseCode::Refused {
+            Outcome::Refused
+        } else {
+            Outcome::Error
+        };
+        Answer {
+            rcode,
+            authoritative: false,
+            outcome,
+            ..Answer::new()
+        }
+    }
+
+    /// REFUSED for a name in none of our zones, with EDE 20 "Not Authoritative" (RFC 8914
+    /// §4.21), as NSD sends it.
+    pub fn not_authoritative() -> Answer<'z> {
+        Answer {
+            ede: Some(20),
+            ..Answer::error(ResponseCode::Refused)
+        }
+    }
+}
+
+/// Answers one question from the catalog.
+pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
+    let Some(zone) = select_zone(catalog, q) else {
+        return Answer::not_authoritative();
+    };
+    let mut ans = Answer::new();
+    let state = solve_answer(zone, q, &mut ans);
+    solve_dnssec(zone, q, &state, &mut ans);
+    solve_authority(zone, &state, &mut ans);
+    solve_additional(zone, &state, &mut ans);
+    ans
+}
+
+/// Where `solve_answer` ended; the later steps work from it.
+#[derive(Clone, Debug)]
+pub enum State<'z> {
+    /// Answer section holds the data.
+    Hit,
+    /// The last name in the chain exists without the type.
+    NoData,
+    /// The last name in the chain doesn't exist.
+    Miss,
+    /// The last name in the chain is at or below this cut.
+    Deleg(&'z Node),
+    /// DNAME substitution overflowed 255 octets (RFC 6672 §2.2): YXDOMAIN.
+    DnameOverflow,
+}
+
+/// RFC 1034 §4.3.2 step 2: the nearest enclosing zone. DS is the exception (RFC 4035 §3.1.4.1):
+/// it lives on the parent side of a cut, so a DS query for a child apex goes to the parent zone
+/// when we serve both.
+pub fn select_zone<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Option<&'c Zone> {
+    let zone = catalog.find_zone(q.qname.as_wire())?;
+    if q.qtype == RecordType::DS
+        && zone.origin_key() == q.qname
+        && let Some(parent) = catalog.parent_zone(zone)
+    {
+        return Some(parent);
+    }
+    Some(zone)
+}
+
+/// What a name lookup found (RFC 1034 §4.3.2 step 3).
+enum Found<'z> {
+    /// The name exists (3a).
+    Exact(&'z Node),
+    /// A cut on the way down (3b): referral, unless it is the name itself and the type is DS.
+    Cut(&'z Node),
+    /// A DNAME above the name (RFC 6672 §3.2, which inserts it into step 3).
+    Dname(&'z Node),
+    /// No such name, but `*.<closest encloser>` exists (3c, RFC 4592 §3.3.1).
+    Wildcard(&'z Node),
+    /// No such name and no wildcard (3c): NXDOMAIN.
+    Missing,
+}
+
+/// Walks from the apex down to `qname`, stopping at the first cut or DNAME: the topmost one
+/// wins, because everything below it is not ours to answer.
+fn find_name<'z>(zone: &'z Zone, qname: &NameKey, qtype: RecordType) -> Found<'z> {
+    let apex_len = zone.origin_key().as_wire().len();
+    let qwire = qname.as_wire();
+    let path: Vec<&[u8]> = suffixes(qwire)
+        .take_while(|s| s.len() >= apex_len)
+        .collect();
+    let mut closest = zone.apex();
+    for (i, name) in path.iter().rev().enumerate() {
+        let Some(node) = zone.node(name) else {
+            return match closest_wildcard(zone, name) {
+                Some(w) => Found::Wildcard(w),
+                None => Found::Missing,
+            };
+        };
+        let is_qname = name.len() == qwire.len();
+        if i > 0 && node.is_cut() && !(is_qname && qtype == RecordType::DS) {
+            return Found::Cut(node);
+        }
+        if !is_qname && node.rrset(DNAME).is_some() {
+            return Found::Dname(node);
+        }
+        closest = node;
+    }
+    Found::Exact(closest)
+}
+
+/// The wildcard that covers a missing `name`: `*.` + its parent, the closest encloser
+/// (RFC 4592 §3.3.1). The walk in `find_name` guarantees the parent exists.
+fn closest_wildcard<'z>(zone: &'z Zone, missing: &[u8]) -> Option<&'z Node> {
+    if !zone.has_wildcards() {
+        return None;
+    }
+    let parent = NameKey::from_wire(crate::zone::parent_wire(missing)?)?;
+    zone.node(parent.wildcard_child()?.as_wire())
+}
+
+/// RFC 1034 §4.3.2 step 3 (with RFC 2308 for the negative cases, RFC 4592 for wildcards and
+/// RFC 6672 for DNAME): fill the answer section, following CNAMEs and DNAMEs inside the zone.
+///
+/// CNAMEs are followed only inside the zone, as Knot and NSD do: data from another zone would
+/// make the answer depend on two zones' generations.
+pub fn solve_answer<'z>(zone: &'z Zone, q: &Question<'_>, ans: &mut Answer<'z>) -> State<'z> {
+    let mut qname = q.qname.clone();
+    // The owner to give synthesized records: the name as the client (or the CNAME) spelt it.
+    let mut owner: Name = qname.to_name();
+    let mut visited: Vec<NameKey> = Vec::new();
+    loop {
+        if visited.len() >= MAX_CHAIN || visited.contains(&qname) {
+            // A loop or a chain too long: answer what we have (Knot and NSD do the same).
+            return State::Hit;
+        }
+        visited.push(qname.clone());
+        let (node, synthesized) = match find_name(zone, &qname, q.qtype) {
+            Found::Exact(node) => (node, false),
+            Found::Wildcard(node) => (node, true),
+            Found::Cut(cut) => {
+                // A referral for the query name itself is not authoritative (RFC 1034 §4.3.2).
+                if ans.answer.is_empty() {
+                    ans.authoritative = false;
+                }
+                return State::Deleg(cut);
+            }
+            Found::Missing => {
+                ans.rcode = ResponseCode::NXDomain;
+                return State::Miss;
+            }
+            Found::Dname(dnode) => {
+                let Some((new_owner, target)) = follow_dname(dnode, &qname, &owner, ans) else {
+                    ans.rcode = ResponseCode::YXDomain;
+                    return State::DnameOverflow;
+                };
+                ans.synthesized = true;
+                if !zone.contains(target.as_wire()) {
+                    return State::Hit;
+                }
+                owner = new_owner;
+                qname = target;
+                continue;
+            }
+        };
+        ans.synthesized |= synthesized;
+        // Wildcard answers carry the query name as owner (RFC 4592 §3.3.1); exact ones the
+        // zone's own spelling.
+        let push = |ans: &mut Answer<'z>, set: &'z Rrset| {
+            if synthesized {
+                ans.answer
+                    .extend(rrs_as(set, Cow::Owned(owner.clone()), set.ttl()));
+            } else {
+                ans.answer.extend(rrs(set));
+            }
+        };
+        if let Some(cname) = node.rrset(RecordType::CNAME)
+            && q.qtype != RecordType::CNAME
+            && q.qtype != RecordType::ANY
+        {
+            push(ans, cname);
+            let Some(RData::CNAME(target)) = cname.rdata().first() else {
+                return State::Hit;
+            };
+            let target_key = NameKey::from_name(&target.0);
+            if !zone.contains(target_key.as_wire()) {
+                return State::Hit;
+            }
+            owner = target.0.clone();
+            qname = target_key;
+            continue;
+        }
+        let set = if q.qtype == RecordType::ANY {
+            any_rrset(node)
+        } else {
+            node.rrset(q.qtype)
+        };
+        return match set {
+            Some(set) => {
+                push(ans, set);
+                State::Hit
+            }
+            None => State::NoData,
+        };
+    }
+}
+
+/// RFC 8482 §4.1: answer ANY with one RRset rather than everything: the SOA at an apex (as NSD
+/// does), elsewhere the RRset with the lowest type code (RRSIG/NSEC excepted). Small and
+/// deterministic, so the compiler could keep it too.
+fn any_rrset(node: &Node) -> Option<&Rrset> {
+    node.rrset(RecordType::SOA).or_else(|| {
+        node.rrsets()
+            .iter()
+            .find(|s| !matches!(u16::from(s.rtype()), 46 | 47))
+    })
+}
+
+/// RFC 6672 §3.1: put the DNAME in the answer with a CNAME synthesized from the query name
+/// (TTL of the DNAME); returns the new name to continue with, or `None` if it is too long.
+fn follow_dname<'z>(
+    dnode: &'z Node,
+    qname: &NameKey,
+    owner: &Name,
+    ans: &mut Answer<'z>,
+) -> Option<(Name, NameKey)> {
+    let dname = dnode.rrset(DNAME)?;
+    let target_wire = dname.rdata().first().and_then(crate::zone::opaque_bytes)?;
+    let owner_key = NameKey::from_name(dnode.name());
+    let prefix_len = qname.as_wire().len() - owner_key.as_wire().len();
+    debug_assert!(wire_is_subdomain(qname.as_wire(), owner_key.as_wire()));
+    // Keep the query's own prefix labels (its case), swap the suffix.
+    let owner_wire = name_to_wire(owner);
+    let mut new_wire = owner_wire[..prefix_len].to_vec();
+    new_wire.extend_from_slice(target_wire);
+    if new_wire.len() > rampart_common::MAX_NAME {
+        ans.answer.extend(rrs(dname));
+        return None;
+    }
+    let new_name = crate::zone::wire_to_name(&new_wire)?;
+    ans.answer.extend(rrs(dname));
+    let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(new_name.clone()));
+    ans.answer.push(Rr {
+        owner: Cow::Owned(owner.clone()),
+        ttl: dname.ttl(),
+        rdata: Cow::Owned(cname),
+    });
+    Some((new_name.clone(), NameKey::from_name(&new_name)))
+}
+
+fn name_to_wire(name: &Name) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label);
+    }
+    wire.push(0);
+    wire
+}
+
+/// DNSSEC additions (RFC 4035 §3.1): RRSIGs and denial of existence go here once zones are
+/// signed. Nothing yet, so DO answers equal plain EDNS answers apart from the OPT's DO bit.
+pub fn solve_dnssec<'z>(
+    _zone: &'z Zone,
+    _q: &Question<'_>,
+    _state: &State<'z>,
+    _ans: &mut Answer<'z>,
+) {
+}
+
+/// RFC 2308 §3 (negative answers: the zone's SOA, TTL = min(SOA TTL, SOA MINIMUM)) and RFC 1034
+/// §4.3.2 step 3b (referrals: the cut's NS RRset). Positive answers get nothing: minimal
+/// responses, as Knot does by default.
+pub fn solve_authority<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'z>) {
+    match state {
+        State::NoData | State::Miss => {
+            let soa = zone.soa();
+            let minimum = match soa.rdata().first() {
+                Some(RData::SOA(s)) => s.minimum(),
+                _ => soa.ttl(),
+            };
+            ans.authority.extend(rrs_as(
+                soa,
+                Cow::Borrowed(soa.owner()),
+                soa.ttl().min(minimum),
+            ));
+            ans.outcome = if matches!(state, State::Miss) {
+                Outcome::NxDomain
+            } else {
+                Outcome::NoData
+            };
+        }
+        State::Deleg(cut) => {
+            if let Some(ns) = cut.rrset(RecordType::NS) {
+                ans.authority.extend(rrs(ns));
+            }
+            ans.outcome = Outcome::Referral;
+        }
+        State::Hit => ans.outcome = Outcome::Hit,
+        State::DnameOverflow => ans.outcome = Outcome::Error,
+    }
+}
+
+/// RFC 1034 §4.3.2 step 6 as minimal responses read it (NSD's `minimal-responses: yes`, our
+/// oracle): addresses of NS targets inside this zone, for referrals (glue below the cut, RFC
+/// 9471, or sibling data) and for NS answers. Nothing for MX/SRV/SVCB targets.
+pub fn solve_additional<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'z>) {
+    let ns = match state {
+        State::Deleg(cut) => cut.rrset(RecordType::NS),
+        // An NS answer: the RRset at the (last) name answered.
+        State::Hit => {
+            let last = ans.answer.last().filter(|rr| rr.rtype() == RecordType::NS);
+            last.and_then(|rr| zone.node(NameKey::from_name(&rr.owner).as_wire()))
+                .and_then(|node| node.rrset(RecordType::NS))
+        }
+        _ => None,
+    };
+    let Some(ns) = ns else { return };
+    ns_addresses(zone, ns, ans);
+}
+
+/// A then AAAA of each in-zone NS target, in NS order.
+fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, ans: &mut Answer<'z>) {
+    for rd in ns.rdata() {
+        let RData::NS(target) = rd else { continue };
+        let key = NameKey::from_name(&target.0);
+        if !zone.contains(key.as_wire()) {
+            continue;
+        }
+        let Some(node) = zone.node(key.as_wire()) else {
+            continue;
+        };
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            if let Some(set) = node.rrset(rtype) {
+                ans.additional.extend(rrs(set));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::Record;
+
+    use super::*;
+    use crate::server::respond;
+    use crate::wire::testutil::{query_packet, query_packet_class};
+    use crate::wire::{FLAG_RD, Transport};
+    use crate::zone::Zone;
+
+    fn sample() -> Catalog {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        Catalog::load(&[], Some(&dir)).unwrap()
+    }
+
+    fn ask(cat: &Catalog, qname: &str, qtype: RecordType) -> Message {
+        let p = query_packet(0xbeef, FLAG_RD, qname, qtype.into(), Some((1232, false, 0)));
+        let r = respond(cat, &p, Transport::Udp).expect("a response");
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.id(), 0xbeef);
+        assert_eq!(m.message_type(), MessageType::Response);
+        assert!(m.recursion_desired() && !m.recursion_available() && !m.authentic_data());
+        m
+    }
+
+    fn names(rrs: &[Record]) -> Vec<String> {
+        rrs.iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.name().to_ascii().to_lowercase(),
+                    r.ttl(),
+                    r.record_type()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn positive_answer() {
+        let cat = sample();
+        let m = ask(&cat, "wWw.Example.COM", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.authoritative());
+        assert_eq!(names(m.answers()), ["www.example.com. 3600 A"]);
+        assert!(m.name_servers().is_empty());
+        assert_eq!(m.additionals().len(), 0, "OPT is not a record here");
+        assert_eq!(m.extensions().as_ref().unwrap().max_payload(), 1232);
+        // The owner came back in the client's case: it points at the question.
+        assert_eq!(m.answers()[0].name().to_ascii(), "wWw.Example.COM.");
+    }
+
+    #[test]
+    fn nodata_nxdomain_and_ent_carry_soa_with_negative_ttl() {
+        let cat = sample();
+        for (qname, qtype, rcode) in [
+            ("www.example.com", RecordType::MX, ResponseCode::NoError),
+            ("nope.example.com", RecordType::A, ResponseCode::NXDomain),
+            (
+                "deeper.nope.example.com",
+                RecordType::A,
+                ResponseCode::NXDomain,
+            ),
+            ("b.example.com", RecordType::A, ResponseCode::NoError),
+        ] {
+            let m = ask(&cat, qname, qtype);
+            assert_eq!(m.response_code(), rcode, "{qname}");
+            assert!(m.authoritative());
+            assert!(m.answers().is_empty());
+            // SOA TTL 3600, MINIMUM 300: RFC 2308 §3 says 300.
+            assert_eq!(names(m.name_servers()), ["example.com. 300 SOA"], "{qname}");
+        }
+    }
+
+    #[test]
+    fn cname_chain_loop_and_out_of_zone_target() {
+        let cat = sample();
+        let m = ask(&cat, "alias.example.com", RecordType::A);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "alias.example.com. 3600 CNAME",
+                "alias2.example.com. 3600 CNAME",
+                "www.example.com. 3600 A"
+            ]
+        );
+        assert!(m.authoritative());
+        // Asking for the CNAME itself doesn't follow it.
+        let m = ask(&cat, "alias.example.com", RecordType::CNAME);
+        assert_eq!(names(m.answers()), ["alias.example.com. 3600 CNAME"]);
+        // Chain to a type the target lacks: NODATA after the chain.
+        let m = ask(&cat, "alias.example.com", RecordType::MX);
+        assert_eq!(m.answers().len(), 2);
+        assert_eq!(names(m.name_servers()), ["example.com. 300 SOA"]);
+        // A loop ends.
+        let m = ask(&cat, "loop1.example.com", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "loop1.example.com. 3600 CNAME",
+                "loop2.example.com. 3600 CNAME"
+            ]
+        );
+        // Out of zone: the CNAME only.
+        let m = ask(&cat, "ext.example.com", RecordType::A);
+        assert_eq!(names(m.answers()), ["ext.example.com. 3600 CNAME"]);
+        assert!(m.name_servers().is_empty());
+    }
+
+    #[test]
+    fn referral_with_glue_and_ds_from_the_parent() {
+        let cat = sample();
+        for qname in [
+            "sub.example.com",
+            "www.sub.example.com",
+            "ns1.sub.example.com",
+        ] {
+            let m = ask(&cat, qname, RecordType::A);
+            assert_eq!(m.response_code(), ResponseCode::NoError);
+            assert!(
+                !m.authoritative(),
+                "{qname}: referrals are not authoritative"
+            );
+            assert!(m.answers().is_empty());
+            assert_eq!(
+                names(m.name_servers()),
+                ["sub.example.com. 3600 NS", "sub.example.com. 3600 NS"]
+            );
+            // Glue for the in-zone target only, A then AAAA.
+            assert_eq!(
+                names(m.additionals()),
+                [
+                    "ns1.sub.example.com. 3600 A",
+                    "ns1.sub.example.com. 3600 AAAA"
+                ]
+            );
+        }
+        let m = ask(&cat, "sub.example.com", RecordType::DS);
+        assert!(m.authoritative());
+        assert_eq!(names(m.answers()), ["sub.example.com. 3600 DS"]);
+    }
+
+    #[test]
+    fn refused_for_other_zones_and_classes() {
+        let cat = sample();
+        let m = ask(&cat, "www.example.org", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::Refused);
+        assert!(!m.authoritative());
+        assert!(m.answers().is_empty() && m.name_servers().is_empty());
+        let p = query_packet_class(1, 0, "www.example.com", 16, 3, None);
+        let m = Message::from_vec(&respond(&cat, &p, Transport::Udp).unwrap()).unwrap();
+        assert_eq!(m.response_code(), ResponseCode::Refused);
+        let p = query_packet(1, 0, "example.com", 252, None);
+        let m = Message::from_vec(&respond(&cat, &p, Transport::Tcp).unwrap()).unwrap();
+        assert_eq!(m.response_code(), ResponseCode::Refused);
+    }
+
+    #[test]
+    fn any_gets_one_rrset() {
+        let cat = sample();
+        let m = ask(&cat, "example.com", RecordType::ANY);
+        assert_eq!(names(m.answers()), ["example.com. 3600 SOA"]);
+        let m = ask(&cat, "ns2.example.com", RecordType::ANY);
+        assert_eq!(names(m.answers()), ["ns2.example.com. 3600 A"]);
+        // NS answers carry the in-zone targets' addresses (NSD's minimal responses do too).
+        let m = ask(&cat, "example.com", RecordType::NS);
+        assert_eq!(names(m.answers()).len(), 2);
+        assert_eq!(
+            names(m.additionals()),
+            [
+                "ns1.example.com. 3600 A",
+                "ns2.example.com. 3600 A",
+                "ns2.example.com. 3600 AAAA"
+            ]
+        );
+        // REFUSED carries EDE 20 when the query had an OPT.
+        let p = query_packet(1, 0, "www.example.org", 1, Some((1232, false, 0)));
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        assert_eq!(
+            &r[r.len() - 17..],
+            [0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 6, 0, 15, 0, 2, 0, 20]
+        );
+        let m = ask(&cat, "alias.example.com", RecordType::ANY);
+        assert_eq!(names(m.answers()), ["alias.example.com. 3600 CNAME"]);
+    }
+
+    fn zone(origin: &str, text: &str) -> Zone {
+        Zone::from_text(
+            origin,
+            &format!("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n{text}"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn wildcards_synthesize_but_not_over_existing_names() {
+        let z = zone(
+            "w.test.",
+            "*.w.test. A 192.0.2.9\n*.w.test. TXT \"wild\"\nreal A 192.0.2.10\nx.ent A 192.0.2.11\n*.c CNAME real\n",
+        );
+        let cat = Catalog::from_zones([z]);
+        let m = ask(&cat, "Foo.w.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(m.answers()[0].name().to_ascii(), "Foo.w.test.");
+        assert_eq!(names(m.answers()), ["foo.w.test. 60 A"]);
+        // Wildcard NODATA.
+        let m = ask(&cat, "foo.w.test", RecordType::MX);
+        assert!(m.answers().is_empty());
+        assert_eq!(names(m.name_servers()), ["w.test. 30 SOA"]);
+        // Existing name: no synthesis (RFC 4592 §2.2.1), nor at an ENT.
+        let m = ask(&cat, "real.w.test", RecordType::TXT);
+        assert!(m.answers().is_empty());
+        let m = ask(&cat, "ent.w.test", RecordType::A);
+        assert!(m.answers().is_empty() && m.response_code() == ResponseCode::NoError);
+        // Below an existing name the wildcard of *that* name applies: none, so NXDOMAIN.
+        let m = ask(&cat, "a.real.w.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        // Wildcard CNAME is followed.
+        let m = ask(&cat, "x.c.w.test", RecordType::A);
+        assert_eq!(
+            names(m.answers()),
+            ["x.c.w.test. 60 CNAME", "real.w.test. 60 A"]
+        );
+        // Answer was synthesized: the compiler must know.
+        let q = Question {
+            qname: &NameKey::parse("foo.w.test.").unwrap(),
+            qtype: RecordType::A,
+            dnssec_ok: false,
+        };
+        assert!(answer(&cat, &q).synthesized);
+    }
+
+    #[test]
+    fn dname_substitutes_and_never_nxdomains_below_it() {
+        let z = zone("d.test.", "old DNAME new.d.test.\nwww.new A 192.0.2.5\n");
+        let cat = Catalog::from_zones([z]);
+        let m = ask(&cat, "www.OLD.d.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "old.d.test. 60 Unknown",
+                "www.old.d.test. 60 CNAME",
+                "www.new.d.test. 60 A"
+            ]
+        );
+        let m = ask(&cat, "nothing.old.d.test", RecordType::A);
+        assert_eq!(
+            m.response_code(),
+            ResponseCode::NXDomain,
+            "NXDOMAIN for the target (RFC 6604)"
+        );
+        assert_eq!(m.answers().len(), 2);
+        // The DNAME owner itself is an ordinary name.
+        let m = ask(&cat, "old.d.test", RecordType::A);
+        assert!(m.answers().is_empty() && m.response_code() == ResponseCode::NoError);
+    }
+
+    #[test]
+    fn ds_at_child_apex_comes_from_the_parent() {
+        let parent = zone(
+            "p.test.",
+            "child NS ns.child\nchild DS 1 13 2 ABCD\nns.child A 192.0.2.7\n",
+        );
+        let child = zone("child.p.test.", "www A 192.0.2.8\n");
+        let cat = Catalog::from_zones([parent, child]);
+        let m = ask(&cat, "child.p.test", RecordType::DS);
+        assert!(m.authoritative());
+        assert_eq!(names(m.answers()), ["child.p.test. 60 DS"]);
+        // Everything else at and below the child apex comes from the child.
+        let m = ask(&cat, "child.p.test", RecordType::NS);
+        assert!(m.authoritative());
+        assert_eq!(names(m.answers()), ["child.p.test. 60 NS"]);
+        let m = ask(&cat, "www.child.p.test", RecordType::A);
+        assert_eq!(names(m.answers()), ["www.child.p.test. 60 A"]);
+    }
+
+    #[test]
+    fn badvers_formerr_notimp() {
+        let cat = sample();
+        let p = query_packet(5, 0, "www.example.com", 1, Some((1232, true, 1)));
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        // Header RCODE low bits 0, OPT carries the upper 8 bits = 1: BADVERS (16).
+        assert_eq!(r[3] & 0xf, 0);
+        assert_eq!(&r[6..12], [0, 0, 0, 0, 0, 1]);
+        let opt = &r[r.len() - 11..];
+        assert_eq!(opt, [0, 0, 41, 0x04, 0xd0, 1, 0, 0x80, 0, 0, 0]);
+        // hickory decodes 16 as BADSIG, its TSIG twin; the number is what matters.
+        assert_eq!(
+            u16::from(Message::from_vec(&r).unwrap().response_code()),
+            16
+        );
+        assert_eq!(respond(&cat, b"garbage", Transport::Udp), None);
+        let r = respond(
+            &cat,
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05abc",
+            Transport::Udp,
+        )
+        .unwrap();
+        assert_eq!(r, b"\x12\x34\x81\x01\x00\x00\x00\x00\x00\x00\x00\x00");
+        let p = query_packet(5, 2 << 11, "www.example.com", 1, None);
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        assert_eq!(r[3] & 0xf, 4, "NOTIMP");
+    }
+
+    #[test]
+    fn truncation_over_udp_only() {
+        let txt: String = (0..40)
+            .map(|i| format!("big TXT \"{i:02}-{}\"\n", "x".repeat(40)))
+            .collect();
+        let cat = Catalog::from_zones([zone("t.test.", &txt)]);
+        let p = query_packet(9, FLAG_RD, "BIG.t.test", 16, None);
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        let m = Message::from_vec(&r).unwrap();
+        assert!(m.truncated() && m.authoritative());
+        assert!(m.answers().is_empty() && m.extensions().is_none());
+        assert_eq!(&r[12..], &p[12..], "header + the client's question only");
+        let p = query_packet(9, 0, "big.t.test", 16, Some((4096, true, 0)));
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        assert!(r.len() <= 1232 + 100);
+        let m = Message::from_vec(&r).unwrap();
+        assert!(m.truncated());
+        assert!(m.extensions().as_ref().unwrap().flags().dnssec_ok);
+        let r = respond(&cat, &p, Transport::Tcp).unwrap();
+        let m = Message::from_vec(&r).unwrap();
+        assert!(!m.truncated());
+        assert_eq!(m.answers().len(), 40);
+    }
+}

@@ -86,6 +86,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -160,8 +161,7 @@ fn run(args: RunArgs) -> Result<()> {
     let mut fast = None;
     if !args.ifaces.is_empty() {
         let mut fp = FastPath::load(Capacity::for_table(&table), &args.pin_dir)?;
-        let installed = fp.install(&table)?;
-        info!(?installed, "fast path filled");
+        log_installed(&fp.install(&table)?);
         for iface in &args.ifaces {
             fp.attach(iface, args.xdp_mode)?;
         }
@@ -184,7 +184,13 @@ fn run(args: RunArgs) -> Result<()> {
     }
     info!("shutting down");
     server.stop();
-    drop(fast);
+    if let Some(fp) = fast {
+        if let Ok(c) = fp.counters() {
+            let summary: Vec<String> =
+                c.0.iter().filter(|(_, v)| *v > 0).map(|(n, v)| format!("{n}={v}")).collect();
+            info!("final counters: {}", summary.join(" "));
+        }
+    }
     Ok(())
 }
 
@@ -201,10 +207,20 @@ fn reload(args: &RunArgs, server: &crate::server::ServerHandle, fast: Option<&mu
     server.replace_catalog(catalog.clone());
     if let Some(fp) = fast {
         match fp.install(&table) {
-            Ok(installed) => info!(?installed, "reloaded"),
+            Ok(installed) => log_installed(&installed),
             Err(e) => warn!("{e:#}"),
         }
     }
+}
+
+fn log_installed(i: &fastpath::Installed) {
+    info!(
+        generation = i.generation,
+        answers = i.answers,
+        tails_small = i.tails_small,
+        tails_large = i.tails_large,
+        "fast path filled"
+    );
 }
 
 fn stats(json: bool, pin_dir: &Path) -> Result<()> {

@@ -1,5 +1,36 @@
 //! Zone model → table of precompiled answers for the fast path (DESIGN.md §2).
-use rampart_common::Variant;
+//!
+//! Every entry is produced by the slow path's own pipeline (`answer::answer`, then
+//! `wire::render_full` for a synthetic query), so the fast path can only ever send bytes the slow
+//! path would have sent.
+// The CLI (owned separately) is not wired to this module yet; drop this once it is.
+#![allow(dead_code)]
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use rampart_common::{CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, Variant};
+
+use crate::answer::{self, Question};
+use crate::wire::{self, HEADER_LEN, Query};
+use crate::zone::{Catalog, NameKey, Node, Zone};
+
+/// Query types compiled at every name (as NODATA, CNAME or referral when the name has no such
+/// RRset): what resolvers actually ask. Types a name has are always compiled too.
+pub const COMMON_QTYPES: [RecordType; 13] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::HTTPS,
+    RecordType::SVCB,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::SRV,
+    RecordType::CAA,
+    RecordType::PTR,
+    RecordType::DS,
+    RecordType::DNSKEY,
+];
 
 /// One precompiled answer: the key parts and the bytes the program writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +48,315 @@ pub struct CompiledAnswer {
     pub tail: Vec<u8>,
 }
 
-pub fn compile(_catalog: &crate::zone::Catalog) -> Vec<CompiledAnswer> {
-    todo!()
+impl CompiledAnswer {
+    /// The whole response the fast path sends for a query with this ID, flags (only RD and CD
+    /// are used) and question bytes.
+    pub fn response(&self, id: u16, query_flags: u16, question: &[u8]) -> Vec<u8> {
+        let flags = self.flags | (query_flags & (wire::FLAG_RD | wire::FLAG_CD));
+        let mut out = Vec::with_capacity(HEADER_LEN + question.len() + self.tail.len());
+        for word in [id, flags, 1, self.ancount, self.nscount, self.arcount] {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+        out.extend_from_slice(question);
+        out.extend_from_slice(&self.tail);
+        out
+    }
+}
+
+/// Compiles every zone of the catalog, zones and names in canonical order, then qtype, then
+/// variant: the same catalog always gives the same table.
+pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
+    let zones = catalog.zones();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= 1 || zones.len() <= 1 {
+        return zones
+            .iter()
+            .flat_map(|z| compile_zone(catalog, z))
+            .collect();
+    }
+    // Zones are independent; compile them on every core and keep the order.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut parts: Vec<(usize, Vec<CompiledAnswer>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.min(zones.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(zone) = zones.get(i) else { break };
+                        out.push((i, compile_zone(catalog, zone)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("compiler thread panicked"))
+            .collect()
+    });
+    parts.sort_by_key(|(i, _)| *i);
+    parts.into_iter().flat_map(|(_, p)| p).collect()
+}
+
+/// Compiles the names of one zone. Names below a cut or a DNAME are not enumerable (the slow
+/// path answers them), and nonexistent names get no entry (NXDOMAIN is the fast path's
+/// per-zone template).
+pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
+    let mut out = Vec::with_capacity(zone.node_count() * COMMON_QTYPES.len() * Variant::ALL.len());
+    for (key, node) in zone.nodes_sorted() {
+        if node.is_occluded() {
+            continue;
+        }
+        for qtype in qtypes_for(node) {
+            compile_one(catalog, zone, key, qtype, &mut out);
+        }
+    }
+    out
+}
+
+/// The common types plus whatever the name has, by type code.
+fn qtypes_for(node: &Node) -> Vec<RecordType> {
+    let mut types: Vec<RecordType> = COMMON_QTYPES.to_vec();
+    types.extend(node.rrsets().iter().map(|s| s.rtype()));
+    types.sort_by_key(|t| u16::from(*t));
+    types.dedup();
+    types
+}
+
+fn compile_one(
+    catalog: &Catalog,
+    zone: &Zone,
+    key: &NameKey,
+    qtype: RecordType,
+    out: &mut Vec<CompiledAnswer>,
+) {
+    let question = Question {
+        qname: key,
+        qtype,
+        dnssec_ok: false,
+    };
+    // Another zone may answer this (a child zone we also serve, DS from the parent): that zone
+    // compiles it, so no key appears twice.
+    match answer::select_zone(catalog, &question) {
+        Some(z) if std::ptr::eq(z, zone) => {}
+        _ => return,
+    }
+    for variant in Variant::ALL {
+        let query = Query::synthetic(key, qtype, variant);
+        let ans = answer::answer(catalog, &query.question());
+        if matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail) {
+            continue;
+        }
+        let bytes = wire::render_full(&query, &ans);
+        let limit = match variant {
+            Variant::NoEdns => CLASSIC_UDP_LIMIT,
+            Variant::Edns | Variant::EdnsDo => EDNS_PAYLOAD,
+        } as usize;
+        if bytes.len() > limit {
+            // The slow path answers it with TC=1 (or in full over TCP).
+            continue;
+        }
+        let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+        out.push(CompiledAnswer {
+            qname: key.as_wire().to_vec(),
+            qtype: qtype.into(),
+            variant,
+            flags: word(2),
+            ancount: word(6),
+            nscount: word(8),
+            arcount: word(10),
+            tail: bytes[HEADER_LEN + query.question.len()..].to_vec(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::server::respond;
+    use crate::wire::testutil::question;
+    use crate::wire::{FLAG_CD, FLAG_RD, Transport};
+
+    fn sample() -> Catalog {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        Catalog::load(&[], Some(&dir)).unwrap()
+    }
+
+    fn find<'a>(
+        table: &'a [CompiledAnswer],
+        qname: &str,
+        qtype: RecordType,
+        v: Variant,
+    ) -> Option<&'a CompiledAnswer> {
+        let key = NameKey::parse(qname).unwrap();
+        table
+            .iter()
+            .find(|c| c.qname == key.as_wire() && c.qtype == u16::from(qtype) && c.variant == v)
+    }
+
+    /// Mixed-case presentation form of a lowercased wire name, deterministic per index.
+    fn mixed_case(wire: &[u8], seed: usize) -> String {
+        let text = NameKey::from_wire(wire).unwrap().to_string();
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if (i + seed).is_multiple_of(2) {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    /// DESIGN.md §1: for every compiled answer, the slow path's response to the same query (any
+    /// letter case, any ID, RD and CD set) is header + the client's question + the tail.
+    #[test]
+    fn fast_and_slow_paths_are_byte_identical() {
+        let cat = sample();
+        let table = compile(&cat);
+        assert!(table.len() > 300, "{}", table.len());
+        for (i, c) in table.iter().enumerate() {
+            let qname = mixed_case(&c.qname, i);
+            let edns = match c.variant {
+                Variant::NoEdns => None,
+                Variant::Edns => Some((1232, false, 0)),
+                Variant::EdnsDo => Some((1232, true, 0)),
+            };
+            let id = 0x4000u16.wrapping_add(i as u16);
+            let flags = FLAG_RD | FLAG_CD;
+            let packet = crate::wire::testutil::query_packet(id, flags, &qname, c.qtype, edns);
+            let slow = respond(&cat, &packet, Transport::Udp).unwrap();
+            let q = question(&qname, c.qtype, 1);
+            assert_eq!(
+                slow,
+                c.response(id, flags, &q),
+                "{qname} {} {:?}",
+                c.qtype,
+                c.variant
+            );
+            assert_eq!(c.flags & (FLAG_RD | FLAG_CD), 0);
+        }
+    }
+
+    #[test]
+    fn owners_equal_to_the_qname_are_pointers_to_the_question() {
+        let table = compile(&sample());
+        let c = find(&table, "www.example.com.", RecordType::A, Variant::NoEdns).unwrap();
+        assert_eq!(
+            (c.flags, c.ancount, c.nscount, c.arcount),
+            (0x8400, 1, 0, 0)
+        );
+        // Owner 0xC00C, A, IN, TTL 3600, RDLENGTH 4, 192.0.2.10.
+        assert_eq!(
+            c.tail,
+            [
+                0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 10
+            ]
+        );
+        let e = find(&table, "www.example.com.", RecordType::A, Variant::EdnsDo).unwrap();
+        assert_eq!(e.arcount, 1);
+        assert_eq!(&e.tail[..16], &c.tail[..]);
+        assert_eq!(&e.tail[16..], [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        let e = find(&table, "www.example.com.", RecordType::A, Variant::Edns).unwrap();
+        assert_eq!(&e.tail[16..], [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        // Every compiled positive answer for the name itself starts with the pointer.
+        for c in table.iter().filter(|c| c.ancount > 0) {
+            assert_eq!(
+                &c.tail[..2],
+                [0xc0, 0x0c],
+                "{:?}",
+                NameKey::from_wire(&c.qname)
+            );
+        }
+    }
+
+    #[test]
+    fn compiles_the_right_set() {
+        let table = compile(&sample());
+        let has = |n: &str, t: RecordType| find(&table, n, t, Variant::Edns).is_some();
+        // Positive, NODATA (incl. ENT), CNAME for common types, referral at the cut, DS there.
+        assert!(has("example.com.", RecordType::SOA) && has("example.com.", RecordType::HTTPS));
+        assert!(has("www.example.com.", RecordType::MX));
+        let ent = find(&table, "b.example.com.", RecordType::A, Variant::Edns).unwrap();
+        assert_eq!((ent.flags & 0xf, ent.ancount, ent.nscount), (0, 0, 1));
+        let cname = find(
+            &table,
+            "alias.example.com.",
+            RecordType::AAAA,
+            Variant::Edns,
+        )
+        .unwrap();
+        assert_eq!(cname.ancount, 3);
+        let referral = find(&table, "sub.example.com.", RecordType::A, Variant::NoEdns).unwrap();
+        assert_eq!(referral.flags & 0x0400, 0, "AA clear");
+        assert_eq!(
+            (referral.ancount, referral.nscount, referral.arcount),
+            (0, 2, 2)
+        );
+        let ds = find(&table, "sub.example.com.", RecordType::DS, Variant::NoEdns).unwrap();
+        assert_eq!((ds.flags, ds.ancount), (0x8400, 1));
+        assert!(has("unknown.example.com.", RecordType::Unknown(65400)));
+        // Not enumerable: below the cut; nonexistent names; other zones' names only once.
+        assert!(!has("ns1.sub.example.com.", RecordType::A));
+        assert!(!has("nope.example.com.", RecordType::A));
+        assert!(
+            table.iter().all(|c| c.flags & 0xf != 3),
+            "no NXDOMAIN entries"
+        );
+        let mut keys: Vec<_> = table
+            .iter()
+            .map(|c| (&c.qname, c.qtype, c.variant))
+            .collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "no key twice");
+        // Deterministic.
+        assert_eq!(table, compile(&sample()));
+    }
+
+    #[test]
+    fn oversized_answers_are_left_to_the_slow_path() {
+        let txt: String = (0..8)
+            .map(|i| format!("big TXT \"{i}-{}\"\n", "x".repeat(80)))
+            .collect();
+        let text = format!("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n{txt}");
+        let cat = Catalog::from_zones([Zone::from_text("t.test.", &text).unwrap()]);
+        let table = compile(&cat);
+        // ~700 bytes: too big without EDNS, fine with it.
+        assert!(find(&table, "big.t.test.", RecordType::TXT, Variant::NoEdns).is_none());
+        assert!(find(&table, "big.t.test.", RecordType::TXT, Variant::Edns).is_some());
+        assert!(find(&table, "big.t.test.", RecordType::A, Variant::NoEdns).is_some());
+    }
+
+    /// `cargo test --release -p rampart -- --ignored --nocapture compile_speed`
+    #[test]
+    #[ignore]
+    fn compile_speed() {
+        let mut text = String::from("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n");
+        for i in 0..10_000 {
+            text.push_str(&format!(
+                "host{i} A 10.{}.{}.1\n AAAA 2001:db8::{i:x}\n",
+                i / 256,
+                i % 256
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.test.zone");
+        std::fs::write(&path, text).unwrap();
+        let t = std::time::Instant::now();
+        let cat = Catalog::load(&[crate::zone::ZoneSpec { origin: None, path }], None).unwrap();
+        let loaded = t.elapsed();
+        let t = std::time::Instant::now();
+        let table = compile(&cat);
+        eprintln!(
+            "load {loaded:?}, compile {:?} for {} entries",
+            t.elapsed(),
+            table.len()
+        );
+    }
 }

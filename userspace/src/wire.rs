@@ -1,1 +1,598 @@
 //! DNS messages on the wire: query parsing and response rendering (hickory-proto).
+//!
+//! Byte identity with the fast path rests on one trick: every response is rendered with the
+//! *lowercased* query name in the question, and every record whose owner equals the query name
+//! (ignoring case) is written with that same lowercased name, so hickory's (case-sensitive)
+//! compression turns the owner into the pointer 0xC00C. Then the client's own question bytes, of
+//! the same length, are copied over the rendered question. The fast path stores only what
+//! follows the question and echoes the client's question too, so both paths send the same bytes.
+// The CLI (owned separately) is not wired to this module yet; drop this once it is.
+#![allow(dead_code)]
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use rampart_common::{CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, Variant};
+
+use crate::answer::{Answer, Question, Rr};
+use crate::zone::NameKey;
+
+pub const HEADER_LEN: usize = 12;
+/// CLASS IN (RFC 1035 §3.2.4).
+pub const CLASS_IN: u16 = 1;
+const TYPE_OPT: u16 = 41;
+
+// Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD/CD).
+pub const FLAG_QR: u16 = 0x8000;
+pub const FLAG_AA: u16 = 0x0400;
+pub const FLAG_TC: u16 = 0x0200;
+pub const FLAG_RD: u16 = 0x0100;
+pub const FLAG_CD: u16 = 0x0010;
+const OPCODE_SHIFT: u16 = 11;
+
+/// The query's OPT record (RFC 6891 §6.1.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    /// Requestor's UDP payload size.
+    pub udp_size: u16,
+    pub version: u8,
+    /// DO bit (RFC 3225).
+    pub dnssec_ok: bool,
+}
+
+/// A parsed query with one question.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub id: u16,
+    /// The header's flags word as received.
+    pub flags: u16,
+    /// The query name as sent (the client's letter case).
+    pub qname: Name,
+    /// The query name lowercased: what we look up.
+    pub qname_key: NameKey,
+    pub qtype: RecordType,
+    pub qclass: u16,
+    pub edns: Option<Edns>,
+    /// The question section exactly as received: name, type, class.
+    pub question: Vec<u8>,
+}
+
+impl Query {
+    /// A query as the compiler asks it: ID 0, RD and CD clear, class IN.
+    pub fn synthetic(qname: &NameKey, qtype: RecordType, variant: Variant) -> Query {
+        let mut question = qname.as_wire().to_vec();
+        question.extend_from_slice(&u16::from(qtype).to_be_bytes());
+        question.extend_from_slice(&CLASS_IN.to_be_bytes());
+        let edns = match variant {
+            Variant::NoEdns => None,
+            Variant::Edns => Some(Edns {
+                udp_size: EDNS_PAYLOAD,
+                version: 0,
+                dnssec_ok: false,
+            }),
+            Variant::EdnsDo => Some(Edns {
+                udp_size: EDNS_PAYLOAD,
+                version: 0,
+                dnssec_ok: true,
+            }),
+        };
+        Query {
+            id: 0,
+            flags: 0,
+            qname: qname.to_name(),
+            qname_key: qname.clone(),
+            qtype,
+            qclass: CLASS_IN,
+            edns,
+            question,
+        }
+    }
+
+    pub fn opcode(&self) -> u8 {
+        ((self.flags >> OPCODE_SHIFT) & 0xf) as u8
+    }
+    pub fn rd(&self) -> bool {
+        self.flags & FLAG_RD != 0
+    }
+    pub fn cd(&self) -> bool {
+        self.flags & FLAG_CD != 0
+    }
+    /// Which precompiled variant this query would use.
+    pub fn variant(&self) -> Variant {
+        match self.edns {
+            None => Variant::NoEdns,
+            Some(e) if e.dnssec_ok => Variant::EdnsDo,
+            Some(_) => Variant::Edns,
+        }
+    }
+    /// What the answer pipeline needs.
+    pub fn question(&self) -> Question<'_> {
+        Question {
+            qname: &self.qname_key,
+            qtype: self.qtype,
+            dnssec_ok: self.edns.is_some_and(|e| e.dnssec_ok),
+        }
+    }
+    /// Largest UDP response this client takes: 512 without EDNS (RFC 1035 §4.2.1), otherwise
+    /// its payload size capped at ours (RFC 6891 §6.2.5, never below 512).
+    pub fn udp_limit(&self) -> usize {
+        match self.edns {
+            None => CLASSIC_UDP_LIMIT as usize,
+            Some(e) => e.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD) as usize,
+        }
+    }
+}
+
+/// A packet we don't answer normally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Shorter than a header, or a response (QR=1): answering could feed a loop (RFC 5452 §9
+    /// spirit), so stay silent.
+    Ignore,
+    /// Malformed (RFC 1035 §4.1.1 FORMERR). `question` is echoed if it parsed.
+    FormErr {
+        id: u16,
+        flags: u16,
+        question: Option<Vec<u8>>,
+    },
+    /// An opcode other than QUERY (RFC 1035 §4.1.1 NOTIMP).
+    NotImp {
+        id: u16,
+        flags: u16,
+        question: Option<Vec<u8>>,
+    },
+}
+
+/// Parses a query: header, exactly one question, no answer/authority records, at most one OPT
+/// in the additional section (RFC 6891 §6.1.1). Other additional records are skipped.
+pub fn parse_query(packet: &[u8]) -> Result<Query, Rejected> {
+    if packet.len() < HEADER_LEN {
+        return Err(Rejected::Ignore);
+    }
+    let u16_at = |i: usize| u16::from_be_bytes([packet[i], packet[i + 1]]);
+    let (id, flags) = (u16_at(0), u16_at(2));
+    if flags & FLAG_QR != 0 {
+        return Err(Rejected::Ignore);
+    }
+    let (qdcount, ancount, nscount, arcount) = (u16_at(4), u16_at(6), u16_at(8), u16_at(10));
+    let parsed = if qdcount == 1 {
+        parse_question(packet)
+    } else {
+        None
+    };
+    let question = parsed
+        .as_ref()
+        .map(|(_, end)| packet[HEADER_LEN..*end].to_vec());
+    if (flags >> OPCODE_SHIFT) & 0xf != 0 {
+        return Err(Rejected::NotImp {
+            id,
+            flags,
+            question,
+        });
+    }
+    let formerr = |question| Rejected::FormErr {
+        id,
+        flags,
+        question,
+    };
+    let Some((qname_wire, end)) = parsed else {
+        return Err(formerr(None));
+    };
+    if ancount != 0 || nscount != 0 {
+        return Err(formerr(question));
+    }
+    let edns = match parse_additional(packet, end, arcount) {
+        Some(edns) => edns,
+        None => return Err(formerr(question)),
+    };
+    let qname = crate::zone::wire_to_name(&qname_wire).ok_or_else(|| formerr(question.clone()))?;
+    let qname_key = NameKey::from_wire(&qname_wire).ok_or_else(|| formerr(question.clone()))?;
+    let at = HEADER_LEN + qname_wire.len();
+    Ok(Query {
+        id,
+        flags,
+        qname,
+        qname_key,
+        qtype: RecordType::from(u16_at(at)),
+        qclass: u16_at(at + 2),
+        edns,
+        question: question.expect("parsed question"),
+    })
+}
+
+/// The question's name (wire, original case) and the offset after its type and class. Names in
+/// the question can't usefully be compressed (only the header precedes them): a pointer is
+/// malformed.
+fn parse_question(packet: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let name_len = crate::zone::wire_name_len(&packet[HEADER_LEN..])?;
+    let end = HEADER_LEN + name_len + 4;
+    if end > packet.len() {
+        return None;
+    }
+    Some((packet[HEADER_LEN..HEADER_LEN + name_len].to_vec(), end))
+}
+
+/// Walks the additional section; `None` if it is malformed or has more than one OPT.
+fn parse_additional(packet: &[u8], mut pos: usize, count: u16) -> Option<Option<Edns>> {
+    let mut edns = None;
+    for _ in 0..count {
+        let name_start = pos;
+        pos = skip_name(packet, pos)?;
+        let fixed = packet.get(pos..pos + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        pos += 10 + rdlen;
+        if pos > packet.len() {
+            return None;
+        }
+        if rtype == TYPE_OPT {
+            // RFC 6891 §6.1.1: one OPT, owned by the root.
+            if edns.is_some() || packet[name_start] != 0 {
+                return None;
+            }
+            edns = Some(Edns {
+                udp_size: class,
+                version: (ttl >> 16) as u8,
+                dnssec_ok: ttl & 0x8000 != 0,
+            });
+        }
+    }
+    Some(edns)
+}
+
+/// Skips a possibly compressed name; returns the offset after it.
+fn skip_name(packet: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *packet.get(pos)?;
+        match len {
+            0 => return Some(pos + 1),
+            1..=63 => pos += 1 + len as usize,
+            0xc0..=0xff => return (pos + 2 <= packet.len()).then_some(pos + 2),
+            _ => return None,
+        }
+    }
+}
+
+/// How the response travels: UDP responses are truncated to the client's limit, TCP ones are
+/// not (the server adds the 2-byte length prefix, RFC 1035 §4.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Renders the response to `query`: full, or for UDP over the client's limit a minimal one with
+/// TC=1 (header, question, OPT if the query had one; RFC 2181 §9 / RFC 6891 §7).
+pub fn render(query: &Query, ans: &Answer<'_>, transport: Transport) -> Vec<u8> {
+    let full = render_full(query, ans);
+    if transport == Transport::Udp && full.len() > query.udp_limit() {
+        return render_truncated(query, ans);
+    }
+    full
+}
+
+/// The complete response, whatever its size: the compiler's form (and TCP's).
+pub fn render_full(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
+    match try_render(query, ans) {
+        Ok(buf) => buf,
+        // Only a >64 KiB answer can fail to encode; tell the client we failed rather than lie.
+        Err(_) => render_truncated(query, &Answer::error(ResponseCode::ServFail)),
+    }
+}
+
+fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let mut buf = Vec::with_capacity(512);
+    let lower_qname = query.qname_key.to_name();
+    let counts = {
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.emit_vec(&[0; HEADER_LEN])?;
+        // The lowercased name goes first so it is the compression target at offset 12.
+        lower_qname.emit(&mut enc)?;
+        enc.emit_u16(query.qtype.into())?;
+        enc.emit_u16(query.qclass)?;
+        let mut counts = [1u16, 0, 0, 0];
+        for (i, section) in [&ans.answer, &ans.authority, &ans.additional]
+            .into_iter()
+            .enumerate()
+        {
+            for rr in section {
+                let owner = if query.qname_key.matches(&rr.owner) {
+                    &lower_qname
+                } else {
+                    &*rr.owner
+                };
+                emit_rr(&mut enc, owner, rr)?;
+            }
+            counts[i + 1] = u16::try_from(section.len()).unwrap_or(u16::MAX);
+        }
+        counts
+    };
+    write_header(&mut buf, query, ans.rcode, ans.authoritative, false, counts);
+    if let Some(edns) = query.edns {
+        push_opt(&mut buf, ans.rcode, edns.dnssec_ok, ans.ede);
+    }
+    echo_question(&mut buf, query);
+    Ok(buf)
+}
+
+fn emit_rr(
+    enc: &mut BinEncoder<'_>,
+    owner: &Name,
+    rr: &Rr<'_>,
+) -> Result<(), hickory_proto::ProtoError> {
+    owner.emit(enc)?;
+    enc.emit_u16(rr.rtype().into())?;
+    enc.emit_u16(CLASS_IN)?;
+    enc.emit_u32(rr.ttl)?;
+    let place = enc.place::<u16>()?;
+    rr.rdata.emit(enc)?;
+    let len = enc.len_since_place(&place);
+    place.replace(enc, u16::try_from(len).map_err(|_| "RDATA too long")?)?;
+    Ok(())
+}
+
+/// Header and question only, TC=1, plus OPT if the query had one.
+fn render_truncated(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
+    let mut buf = vec![0; HEADER_LEN];
+    buf.extend_from_slice(&query.question);
+    write_header(
+        &mut buf,
+        query,
+        ans.rcode,
+        ans.authoritative,
+        true,
+        [1, 0, 0, 0],
+    );
+    if let Some(edns) = query.edns {
+        push_opt(&mut buf, ans.rcode, edns.dnssec_ok, ans.ede);
+    }
+    buf
+}
+
+/// QR set; opcode, RD and CD from the query; RA, Z and AD clear (we are authoritative only and
+/// validate nothing).
+fn write_header(
+    buf: &mut [u8],
+    query: &Query,
+    rcode: ResponseCode,
+    aa: bool,
+    tc: bool,
+    counts: [u16; 4],
+) {
+    let mut flags = FLAG_QR | (query.flags & (0xf << OPCODE_SHIFT | FLAG_RD | FLAG_CD));
+    if aa {
+        flags |= FLAG_AA;
+    }
+    if tc {
+        flags |= FLAG_TC;
+    }
+    flags |= u16::from(rcode.low());
+    buf[0..2].copy_from_slice(&query.id.to_be_bytes());
+    buf[2..4].copy_from_slice(&flags.to_be_bytes());
+    for (i, c) in counts.iter().enumerate() {
+        buf[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// Appends our OPT (RFC 6891 §6.1.2): payload 1232, the RCODE's upper bits, version 0, DO echoed
+/// (RFC 3225 §3), and an Extended DNS Error (RFC 8914, option 15, no text) if there is one; and
+/// counts it in ARCOUNT.
+fn push_opt(buf: &mut Vec<u8>, rcode: ResponseCode, dnssec_ok: bool, ede: Option<u16>) {
+    const OPTION_EDE: u16 = 15;
+    buf.push(0);
+    buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    buf.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
+    buf.extend_from_slice(&[rcode.high(), 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
+    match ede {
+        Some(code) => {
+            buf.extend_from_slice(&6u16.to_be_bytes());
+            buf.extend_from_slice(&OPTION_EDE.to_be_bytes());
+            buf.extend_from_slice(&2u16.to_be_bytes());
+            buf.extend_from_slice(&code.to_be_bytes());
+        }
+        None => buf.extend_from_slice(&[0, 0]),
+    }
+    let arcount = u16::from_be_bytes([buf[10], buf[11]]) + 1;
+    buf[10..12].copy_from_slice(&arcount.to_be_bytes());
+}
+
+/// The client's question over our lowercased one: same length, so every offset stays valid.
+fn echo_question(buf: &mut [u8], query: &Query) {
+    let q = &query.question;
+    debug_assert_eq!(
+        buf[HEADER_LEN..HEADER_LEN + q.len()].to_ascii_lowercase(),
+        q.to_ascii_lowercase()
+    );
+    buf[HEADER_LEN..HEADER_LEN + q.len()].copy_from_slice(q);
+}
+
+/// The response to a rejected packet, if any: header (ID, opcode and RD echoed, QR set) and the
+/// question if it parsed. No OPT: the packet's EDNS can't be trusted.
+pub fn render_rejected(rejected: &Rejected) -> Option<Vec<u8>> {
+    let (id, flags, question, rcode) = match rejected {
+        Rejected::Ignore => return None,
+        Rejected::FormErr {
+            id,
+            flags,
+            question,
+        } => (*id, *flags, question, ResponseCode::FormErr),
+        Rejected::NotImp {
+            id,
+            flags,
+            question,
+        } => (*id, *flags, question, ResponseCode::NotImp),
+    };
+    let flags =
+        FLAG_QR | (flags & (0xf << OPCODE_SHIFT | FLAG_RD | FLAG_CD)) | u16::from(rcode.low());
+    let mut buf = Vec::with_capacity(HEADER_LEN + question.as_ref().map_or(0, Vec::len));
+    buf.extend_from_slice(&id.to_be_bytes());
+    buf.extend_from_slice(&flags.to_be_bytes());
+    buf.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
+    buf.extend_from_slice(&[0; 6]);
+    if let Some(q) = question {
+        buf.extend_from_slice(q);
+    }
+    Some(buf)
+}
+
+/// Raw query packets for tests across modules.
+#[cfg(test)]
+pub mod testutil {
+    /// A query: `qname` in presentation form (case kept), `edns` = (udp size, DO, version).
+    pub fn query_packet(
+        id: u16,
+        flags: u16,
+        qname: &str,
+        qtype: u16,
+        edns: Option<(u16, bool, u8)>,
+    ) -> Vec<u8> {
+        query_packet_class(id, flags, qname, qtype, 1, edns)
+    }
+
+    pub fn query_packet_class(
+        id: u16,
+        flags: u16,
+        qname: &str,
+        qtype: u16,
+        qclass: u16,
+        edns: Option<(u16, bool, u8)>,
+    ) -> Vec<u8> {
+        let mut p = Vec::new();
+        for w in [id, flags, 1, 0, 0, u16::from(edns.is_some())] {
+            p.extend_from_slice(&w.to_be_bytes());
+        }
+        p.extend_from_slice(&question(qname, qtype, qclass));
+        if let Some((size, dnssec_ok, version)) = edns {
+            p.extend_from_slice(&[0, 0, 41]);
+            p.extend_from_slice(&size.to_be_bytes());
+            p.extend_from_slice(&[0, version, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+        }
+        p
+    }
+
+    /// Question bytes: name (case kept), type, class.
+    pub fn question(qname: &str, qtype: u16, qclass: u16) -> Vec<u8> {
+        let mut q = Vec::new();
+        for label in qname
+            .trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+        {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&qclass.to_be_bytes());
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn parses_query_with_edns() {
+        let p = query_packet(
+            0x1234,
+            FLAG_RD | FLAG_CD,
+            "WwW.ExAmple.com",
+            28,
+            Some((4096, true, 0)),
+        );
+        let q = parse_query(&p).unwrap();
+        assert_eq!(q.id, 0x1234);
+        assert!(q.rd() && q.cd());
+        assert_eq!(q.opcode(), 0);
+        assert_eq!(q.qname.to_string(), "WwW.ExAmple.com.");
+        assert_eq!(q.qname_key.as_wire(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(q.qtype, RecordType::AAAA);
+        assert_eq!(q.qclass, 1);
+        assert_eq!(
+            q.edns,
+            Some(Edns {
+                udp_size: 4096,
+                version: 0,
+                dnssec_ok: true
+            })
+        );
+        assert_eq!(q.question, question("WwW.ExAmple.com", 28, 1));
+        assert_eq!(q.variant(), Variant::EdnsDo);
+        assert_eq!(q.udp_limit(), 1232);
+        let q = parse_query(&query_packet(1, 0, "a.b", 1, None)).unwrap();
+        assert_eq!(
+            (q.edns, q.variant(), q.udp_limit()),
+            (None, Variant::NoEdns, 512)
+        );
+        let q = parse_query(&query_packet(1, 0, "a.b", 1, Some((100, false, 0)))).unwrap();
+        assert_eq!((q.variant(), q.udp_limit()), (Variant::Edns, 512));
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        assert_eq!(parse_query(&[0; 11]).unwrap_err(), Rejected::Ignore);
+        let mut p = query_packet(7, 0, "a.b", 1, None);
+        p[2] |= 0x80; // QR
+        assert_eq!(parse_query(&p).unwrap_err(), Rejected::Ignore);
+        // Truncated question: FORMERR without question.
+        let p = query_packet(7, FLAG_RD, "abc.def", 1, None);
+        let err = parse_query(&p[..p.len() - 3]).unwrap_err();
+        assert_eq!(
+            err,
+            Rejected::FormErr {
+                id: 7,
+                flags: FLAG_RD,
+                question: None
+            }
+        );
+        let r = render_rejected(&err).unwrap();
+        assert_eq!(r, [0, 7, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // Compression pointer in the question.
+        let mut p = query_packet(7, 0, "", 1, None);
+        p.splice(12..13, [0xc0, 0x0c]);
+        assert!(matches!(
+            parse_query(&p),
+            Err(Rejected::FormErr { question: None, .. })
+        ));
+        // QDCOUNT 2.
+        let mut p = query_packet(7, 0, "a.b", 1, None);
+        p[5] = 2;
+        assert!(matches!(
+            parse_query(&p),
+            Err(Rejected::FormErr { question: None, .. })
+        ));
+        // ANCOUNT 1: FORMERR, question echoed.
+        let mut p = query_packet(7, 0, "a.b", 1, None);
+        p[7] = 1;
+        let err = parse_query(&p).unwrap_err();
+        let r = render_rejected(&err).unwrap();
+        assert_eq!(&r[..12], [0, 7, 0x80, 0x01, 0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&r[12..], &question("a.b", 1, 1)[..]);
+        // Two OPTs.
+        let mut p = query_packet(7, 0, "a.b", 1, Some((1232, false, 0)));
+        p.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+        p[11] = 2;
+        assert!(matches!(
+            parse_query(&p),
+            Err(Rejected::FormErr {
+                question: Some(_),
+                ..
+            })
+        ));
+        // OPT claiming more RDATA than there is.
+        let mut p = query_packet(7, 0, "a.b", 1, Some((1232, false, 0)));
+        let n = p.len();
+        p[n - 1] = 5;
+        assert!(matches!(parse_query(&p), Err(Rejected::FormErr { .. })));
+        // Opcode NOTIFY (4): NOTIMP, opcode echoed.
+        let p = query_packet(9, 4 << 11, "a.b", 6, None);
+        let err = parse_query(&p).unwrap_err();
+        assert!(matches!(err, Rejected::NotImp { id: 9, .. }));
+        let r = render_rejected(&err).unwrap();
+        assert_eq!(&r[2..4], [0x80 | (4 << 3), 0x04]);
+    }
+}

@@ -1,5 +1,496 @@
 //! Zone files: parsing (RFC 1035 master files), validation, and the in-memory zone model.
+//!
+//! Parsing goes through the `domain` crate's in-place zone file scanner; every record is composed
+//! to wire format there and decoded into hickory-proto's model, which is what the rest of the
+//! daemon works with. Names keep the zone's letter case in the data; every comparison and lookup
+//! goes through [`NameKey`], the lowercased wire form.
+// The CLI (owned separately) is not wired to this module yet; drop this once it is.
+#![allow(dead_code)]
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use bytes::Bytes;
+use domain::base::iana::Class;
+use domain::zonefile::inplace::{Entry, ScannedRecord, Zonefile};
+use hickory_proto::rr::rdata::NULL;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+
+/// Deepest `$INCLUDE` nesting we follow; deeper is almost certainly a mistake.
+pub const MAX_INCLUDE_DEPTH: usize = 8;
+
+// ------------------------------------------------------------------------------------------------
+// Names
+
+/// A domain name in uncompressed wire form, ASCII-lowercased: the identity the server compares,
+/// hashes and looks up by (RFC 4343: names are case-insensitive). Data keeps its original case in
+/// hickory [`Name`]s; this type is only the key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NameKey(Box<[u8]>);
+
+impl NameKey {
+    /// The root name.
+    pub fn root() -> NameKey {
+        NameKey(Box::new([0]))
+    }
+
+    /// Validates a wire-form name (no compression pointers) and lowercases it.
+    pub fn from_wire(wire: &[u8]) -> Option<NameKey> {
+        if wire_name_len(wire)? != wire.len() {
+            return None;
+        }
+        Some(NameKey(wire.to_ascii_lowercase().into_boxed_slice()))
+    }
+
+    /// The key of a hickory name (which must be fully qualified to mean anything to us).
+    pub fn from_name(name: &Name) -> NameKey {
+        let mut wire = Vec::with_capacity(name.len() + 2);
+        for label in name.iter() {
+            wire.push(label.len() as u8);
+            wire.extend(label.iter().map(u8::to_ascii_lowercase));
+        }
+        wire.push(0);
+        NameKey(wire.into_boxed_slice())
+    }
+
+    /// Parses presentation format (`www.example.com.`, escapes allowed); relative names are
+    /// taken as absolute.
+    pub fn parse(text: &str) -> Option<NameKey> {
+        let name = parse_origin(text).ok()?;
+        NameKey::from_wire(name.as_slice())
+    }
+
+    pub fn as_wire(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Lowercased hickory name with the same labels.
+    pub fn to_name(&self) -> Name {
+        wire_to_name(&self.0).expect("NameKey holds a valid wire name")
+    }
+
+    /// Number of labels, not counting the root.
+    pub fn label_count(&self) -> usize {
+        suffixes(&self.0).count() - 1
+    }
+
+    /// The name one label up, or `None` for the root.
+    pub fn parent(&self) -> Option<NameKey> {
+        parent_wire(&self.0).map(|p| NameKey(p.into()))
+    }
+
+    /// True if `self` is `other` or below it.
+    pub fn is_subdomain_of(&self, other: &NameKey) -> bool {
+        wire_is_subdomain(&self.0, &other.0)
+    }
+
+    /// `*.` + self: the wildcard that could cover children of this name (RFC 4592 §2.1.1).
+    pub fn wildcard_child(&self) -> Option<NameKey> {
+        if self.0.len() + 2 > rampart_common::MAX_NAME {
+            return None;
+        }
+        let mut wire = Vec::with_capacity(self.0.len() + 2);
+        wire.extend_from_slice(&[1, b'*']);
+        wire.extend_from_slice(&self.0);
+        Some(NameKey(wire.into_boxed_slice()))
+    }
+
+    /// True if `name` is this name, ignoring ASCII case; no allocation.
+    pub fn matches(&self, name: &Name) -> bool {
+        let mut pos = 0;
+        for label in name.iter() {
+            let Some(&len) = self.0.get(pos) else {
+                return false;
+            };
+            let end = pos + 1 + len as usize;
+            if len as usize != label.len() || !self.0[pos + 1..end].eq_ignore_ascii_case(label) {
+                return false;
+            }
+            pos = end;
+        }
+        self.0.get(pos) == Some(&0)
+    }
+
+    /// True if the first label is `*`.
+    pub fn is_wildcard(&self) -> bool {
+        self.0.starts_with(&[1, b'*'])
+    }
+}
+
+impl Borrow<[u8]> for NameKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Canonical DNS name order (RFC 4034 §6.1): deterministic, and the order NSEC will need.
+impl Ord for NameKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        canonical_cmp(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for NameKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for NameKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_presentation(f, &self.0)
+    }
+}
+
+impl fmt::Debug for NameKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NameKey({self})")
+    }
+}
+
+/// Length of the wire name at the start of `wire` (uncompressed), if it is well formed.
+pub fn wire_name_len(wire: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    loop {
+        let len = *wire.get(pos)? as usize;
+        if len > 63 {
+            return None;
+        }
+        pos += 1 + len;
+        if pos > rampart_common::MAX_NAME {
+            return None;
+        }
+        if len == 0 {
+            return if pos <= wire.len() { Some(pos) } else { None };
+        }
+    }
+}
+
+/// The name and each of its ancestors, longest first, ending with the root (`[0]`).
+pub fn suffixes(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut next = Some(wire);
+    std::iter::from_fn(move || {
+        let cur = next?;
+        next = parent_wire(cur);
+        Some(cur)
+    })
+}
+
+/// The wire name with its first label removed; `None` for the root (or garbage).
+pub fn parent_wire(wire: &[u8]) -> Option<&[u8]> {
+    let len = *wire.first()? as usize;
+    if len == 0 {
+        return None;
+    }
+    wire.get(1 + len..)
+}
+
+/// True if `child` equals `parent` or lies below it. Both must be lowercased wire names.
+pub fn wire_is_subdomain(child: &[u8], parent: &[u8]) -> bool {
+    if child.len() < parent.len() {
+        return false;
+    }
+    // The suffix of the right length must start on a label boundary.
+    suffixes(child)
+        .find(|s| s.len() <= parent.len())
+        .is_some_and(|s| s == parent)
+}
+
+fn labels(wire: &[u8]) -> Vec<&[u8]> {
+    suffixes(wire)
+        .filter(|s| s[0] != 0)
+        .map(|s| &s[1..1 + s[0] as usize])
+        .collect()
+}
+
+/// RFC 4034 §6.1: compare label by label from the root, each label as lowercase octets.
+fn canonical_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let (la, lb) = (labels(a), labels(b));
+    for (x, y) in la.iter().rev().zip(lb.iter().rev()) {
+        match x.cmp(y) {
+            Ordering::Equal => continue,
+            other => return other,
+        }
+    }
+    la.len().cmp(&lb.len())
+}
+
+/// Decodes an uncompressed wire name into a hickory name (case kept).
+pub fn wire_to_name(wire: &[u8]) -> Option<Name> {
+    let mut decoder = BinDecoder::new(wire);
+    Name::read(&mut decoder).ok()
+}
+
+/// Presentation format with RFC 1035 §5.1 escapes.
+fn write_presentation(f: &mut impl fmt::Write, wire: &[u8]) -> fmt::Result {
+    if wire == [0] {
+        return f.write_char('.');
+    }
+    for label in labels(wire) {
+        for &b in label {
+            match b {
+                b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
+                    f.write_char('\\')?;
+                    f.write_char(b as char)?;
+                }
+                0x21..=0x7e => f.write_char(b as char)?,
+                _ => write!(f, "\\{b:03}")?,
+            }
+        }
+        f.write_char('.')?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Zone model
+
+/// All records of one (owner, type): the unit DNS answers in (RFC 2181 §5).
+#[derive(Clone, Debug)]
+pub struct Rrset {
+    owner: Name,
+    rtype: RecordType,
+    ttl: u32,
+    rdata: Vec<RData>,
+}
+
+impl Rrset {
+    pub fn owner(&self) -> &Name {
+        &self.owner
+    }
+    pub fn rtype(&self) -> RecordType {
+        self.rtype
+    }
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+    pub fn rdata(&self) -> &[RData] {
+        &self.rdata
+    }
+    pub fn len(&self) -> usize {
+        self.rdata.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.rdata.is_empty()
+    }
+    /// The records, with the zone's owner name and TTL.
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        self.records_as(&self.owner, self.ttl)
+    }
+    /// The records with another owner and TTL (wildcard synthesis, negative-answer SOA TTL).
+    pub fn records_as<'a>(
+        &'a self,
+        owner: &'a Name,
+        ttl: u32,
+    ) -> impl Iterator<Item = Record> + 'a {
+        self.rdata
+            .iter()
+            .map(move |rd| Record::from_rdata(owner.clone(), ttl, rd.clone()))
+    }
+}
+
+/// Everything at one name of a zone. A node without RRsets is an empty non-terminal (RFC 8020
+/// §2: it exists, so it answers NODATA, never NXDOMAIN).
+#[derive(Clone, Debug)]
+pub struct Node {
+    name: Name,
+    rrsets: Vec<Rrset>,
+    /// Non-apex NS: a zone cut (RFC 1034 §4.2.1); data here and below is not ours except DS.
+    cut: bool,
+    /// Below a zone cut or a DNAME: glue or occluded data, never answered authoritatively.
+    occluded: bool,
+}
+
+impl Node {
+    fn new(name: Name) -> Node {
+        Node {
+            name,
+            rrsets: Vec::new(),
+            cut: false,
+            occluded: false,
+        }
+    }
+    /// The name in the case of its first appearance in the zone file.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+    /// RRsets ordered by type code.
+    pub fn rrsets(&self) -> &[Rrset] {
+        &self.rrsets
+    }
+    pub fn rrset(&self, rtype: RecordType) -> Option<&Rrset> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+    pub fn is_empty_non_terminal(&self) -> bool {
+        self.rrsets.is_empty()
+    }
+    /// A delegation point: NS here, and this is not the apex.
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
+    /// Below a cut or a DNAME.
+    pub fn is_occluded(&self) -> bool {
+        self.occluded
+    }
+    fn add(&mut self, owner: &Name, rtype: RecordType, ttl: u32, rdata: RData) -> AddOutcome {
+        match self
+            .rrsets
+            .binary_search_by_key(&u16::from(rtype), |r| u16::from(r.rtype))
+        {
+            Ok(i) => {
+                let set = &mut self.rrsets[i];
+                // RFC 2181 §5: an RRset has no duplicates.
+                if set.rdata.contains(&rdata) {
+                    return AddOutcome::Duplicate;
+                }
+                set.rdata.push(rdata);
+                if set.ttl != ttl {
+                    AddOutcome::TtlMismatch(set.ttl)
+                } else {
+                    AddOutcome::Added
+                }
+            }
+            Err(i) => {
+                let set = Rrset {
+                    owner: owner.clone(),
+                    rtype,
+                    ttl,
+                    rdata: vec![rdata],
+                };
+                self.rrsets.insert(i, set);
+                AddOutcome::Added
+            }
+        }
+    }
+}
+
+enum AddOutcome {
+    Added,
+    Duplicate,
+    /// Added, with the RRset's TTL (the first record's) kept.
+    TtlMismatch(u32),
+}
+
+/// One authoritative zone: its apex and every name in it (including glue below cuts and empty
+/// non-terminals).
+#[derive(Debug)]
+pub struct Zone {
+    origin: Name,
+    origin_key: NameKey,
+    nodes: HashMap<NameKey, Node>,
+    source: PathBuf,
+    has_wildcards: bool,
+    has_dnames: bool,
+    record_count: usize,
+}
+
+impl Zone {
+    /// Loads one zone from its file (following `$INCLUDE`s). Errors are `file:line: message`.
+    pub fn load(spec: &ZoneSpec) -> Result<(Zone, Vec<String>), Vec<String>> {
+        let origin_hint = match &spec.origin {
+            Some(text) => Some(OriginHint::Given(parse_origin(text).map_err(|e| {
+                vec![format!("{}: bad origin {text:?}: {e}", spec.path.display())]
+            })?)),
+            None => origin_from_file_name(&spec.path).map(OriginHint::FileName),
+        };
+        let mut parsed = Parsed::default();
+        let initial = origin_hint.as_ref().map(|h| h.name().clone());
+        parse_file(&spec.path, initial, 0, &mut Vec::new(), &mut parsed);
+        if !parsed.errors.is_empty() {
+            return Err(parsed.errors);
+        }
+        build_zone(spec, origin_hint, parsed)
+    }
+
+    /// Parses zone text held in memory (tests, tools). `$INCLUDE` paths are relative to the
+    /// current directory.
+    pub fn from_text(origin: &str, text: &str) -> Result<Zone, Vec<String>> {
+        let origin_name = parse_origin(origin).map_err(|e| vec![format!("bad origin: {e}")])?;
+        let mut parsed = Parsed::default();
+        let path = PathBuf::from(format!("<{origin}>"));
+        parsed.files.push(path.clone());
+        parse_bytes(
+            text.as_bytes(),
+            0,
+            Some(origin_name.clone()),
+            &path,
+            0,
+            &mut Vec::new(),
+            &mut parsed,
+        );
+        if !parsed.errors.is_empty() {
+            return Err(parsed.errors);
+        }
+        let spec = ZoneSpec {
+            origin: Some(origin.to_string()),
+            path,
+        };
+        build_zone(&spec, Some(OriginHint::Given(origin_name)), parsed).map(|(z, _)| z)
+    }
+
+    /// The apex name, in the zone file's case.
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+    pub fn origin_key(&self) -> &NameKey {
+        &self.origin_key
+    }
+    /// The file the zone came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+    /// The node at a lowercased wire name.
+    pub fn node(&self, key: &[u8]) -> Option<&Node> {
+        self.nodes.get(key)
+    }
+    pub fn apex(&self) -> &Node {
+        &self.nodes[&self.origin_key]
+    }
+    /// The apex SOA RRset (validation guarantees exactly one record).
+    pub fn soa(&self) -> &Rrset {
+        self.apex()
+            .rrset(RecordType::SOA)
+            .expect("validated zone has an SOA")
+    }
+    pub fn serial(&self) -> u32 {
+        match self.soa().rdata().first() {
+            Some(RData::SOA(soa)) => soa.serial(),
+            _ => 0,
+        }
+    }
+    /// True if the lowercased wire name is the apex or below it.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        wire_is_subdomain(key, self.origin_key.as_wire())
+    }
+    /// Every node in canonical order (deterministic output for the compiler).
+    pub fn nodes_sorted(&self) -> Vec<(&NameKey, &Node)> {
+        let mut nodes: Vec<_> = self.nodes.iter().collect();
+        nodes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        nodes
+    }
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+    pub fn record_count(&self) -> usize {
+        self.record_count
+    }
+    /// True if any owner name starts with `*` (RFC 4592).
+    pub fn has_wildcards(&self) -> bool {
+        self.has_wildcards
+    }
+    /// True if the zone has a DNAME anywhere (RFC 6672).
+    pub fn has_dnames(&self) -> bool {
+        self.has_dnames
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Catalog
 
 /// A zone to load: an optional origin (`ORIGIN=FILE` on the command line) and its file.
 #[derive(Clone, Debug)]
@@ -8,16 +499,1176 @@ pub struct ZoneSpec {
     pub path: PathBuf,
 }
 
-/// Every zone the server is authoritative for.
+impl ZoneSpec {
+    /// `ORIGIN=FILE` or just `FILE`.
+    pub fn parse(arg: &str) -> ZoneSpec {
+        match arg.split_once('=') {
+            Some((origin, path)) if !origin.is_empty() => ZoneSpec {
+                origin: Some(origin.to_string()),
+                path: PathBuf::from(path),
+            },
+            _ => ZoneSpec {
+                origin: None,
+                path: PathBuf::from(arg),
+            },
+        }
+    }
+}
+
+/// Every zone the server is authoritative for, keyed by origin.
 #[derive(Debug, Default)]
-pub struct Catalog {}
+pub struct Catalog {
+    zones: HashMap<NameKey, Zone>,
+    warnings: Vec<String>,
+}
 
 impl Catalog {
-    /// Load every zone; any error (as `file:line: message`) rejects the whole set.
-    pub fn load(_specs: &[ZoneSpec], _zone_dir: Option<&Path>) -> Result<Catalog, Vec<String>> {
-        todo!()
+    /// Loads every zone in `specs` and every `*.zone` file in `zone_dir`.
+    ///
+    /// Origins: `ORIGIN=FILE` wins. Otherwise a file named `NAME.zone` starts with `$ORIGIN
+    /// NAME.` and the zone's apex is the owner of its first SOA record (normally that same name;
+    /// a file may move it with `$ORIGIN`). A file whose name doesn't fit must use absolute names
+    /// or its own `$ORIGIN`; its apex is again the first SOA's owner.
+    ///
+    /// Any error (as `file:line: message`) rejects the whole set: every error of every zone is
+    /// returned, so one run shows all of them. Use [`Catalog::load_partial`] to keep the good
+    /// zones.
+    pub fn load(specs: &[ZoneSpec], zone_dir: Option<&Path>) -> Result<Catalog, Vec<String>> {
+        let (catalog, errors) = Catalog::load_partial(specs, zone_dir);
+        if errors.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(errors)
+        }
     }
+
+    /// Loads what loads: a zone with errors is left out, the others are kept. Returns the errors.
+    pub fn load_partial(specs: &[ZoneSpec], zone_dir: Option<&Path>) -> (Catalog, Vec<String>) {
+        let mut all: Vec<ZoneSpec> = specs.to_vec();
+        let mut errors = Vec::new();
+        if let Some(dir) = zone_dir {
+            match zone_dir_specs(dir) {
+                Ok(found) => all.extend(found),
+                Err(e) => errors.push(format!("{}: {e}", dir.display())),
+            }
+        }
+        let results = load_parallel(&all);
+        let mut catalog = Catalog::default();
+        for (spec, result) in all.iter().zip(results) {
+            match result {
+                Ok((zone, warnings)) => {
+                    catalog.warnings.extend(warnings);
+                    if let Some(prev) = catalog.zones.get(&zone.origin_key) {
+                        errors.push(format!(
+                            "{}: zone {} is already loaded from {}",
+                            spec.path.display(),
+                            zone.origin_key,
+                            prev.source.display()
+                        ));
+                        continue;
+                    }
+                    catalog.zones.insert(zone.origin_key.clone(), zone);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        (catalog, errors)
+    }
+
+    /// A catalog of already built zones (tests, tools). Later duplicates replace earlier ones.
+    pub fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Catalog {
+        let zones = zones
+            .into_iter()
+            .map(|z| (z.origin_key.clone(), z))
+            .collect();
+        Catalog {
+            zones,
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn zone_count(&self) -> usize {
-        0
+        self.zones.len()
+    }
+
+    /// Warnings from loading (TTL mismatches, missing glue, ...), as `file:line: warning: ...`.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The most specific zone containing the lowercased wire name (RFC 1034 §4.3.2 step 2).
+    pub fn find_zone(&self, key: &[u8]) -> Option<&Zone> {
+        suffixes(key).find_map(|s| self.zones.get(s))
+    }
+
+    /// The zone with exactly this origin.
+    pub fn zone(&self, origin: &[u8]) -> Option<&Zone> {
+        self.zones.get(origin)
+    }
+
+    /// The closest enclosing zone strictly above `zone`'s apex, if we serve one.
+    pub fn parent_zone(&self, zone: &Zone) -> Option<&Zone> {
+        self.find_zone(parent_wire(zone.origin_key.as_wire())?)
+    }
+
+    /// Every zone in canonical origin order.
+    pub fn zones(&self) -> Vec<&Zone> {
+        let mut zones: Vec<&Zone> = self.zones.values().collect();
+        zones.sort_by(|a, b| a.origin_key.cmp(&b.origin_key));
+        zones
+    }
+}
+
+/// What `rampart check` reports for zones that load.
+#[derive(Debug)]
+pub struct CheckSummary {
+    pub zones: Vec<ZoneSummary>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct ZoneSummary {
+    pub origin: String,
+    pub path: PathBuf,
+    pub serial: u32,
+    pub names: usize,
+    pub records: usize,
+}
+
+impl fmt::Display for CheckSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for w in &self.warnings {
+            writeln!(f, "{w}")?;
+        }
+        for z in &self.zones {
+            writeln!(
+                f,
+                "zone {} is ok ({}: serial {}, {} names, {} records)",
+                z.origin,
+                z.path.display(),
+                z.serial,
+                z.names,
+                z.records
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `rampart check FILE...`: load each zone (`ORIGIN=FILE` or `FILE`) and report, like
+/// nsd-checkzone. All errors of all files are returned.
+pub fn check(specs: &[ZoneSpec]) -> Result<CheckSummary, Vec<String>> {
+    let catalog = Catalog::load(specs, None)?;
+    let zones = catalog
+        .zones()
+        .into_iter()
+        .map(|z| ZoneSummary {
+            origin: z.origin_key.to_string(),
+            path: z.source.clone(),
+            serial: z.serial(),
+            names: z.node_count(),
+            records: z.record_count(),
+        })
+        .collect();
+    Ok(CheckSummary {
+        zones,
+        warnings: catalog.warnings,
+    })
+}
+
+fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "zone") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    // Directory order is arbitrary; sorted makes errors and duplicates deterministic.
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|path| ZoneSpec { origin: None, path })
+        .collect())
+}
+
+type LoadResult = Result<(Zone, Vec<String>), Vec<String>>;
+
+/// Zones are independent, so hundreds of them parse on every core at once.
+fn load_parallel(specs: &[ZoneSpec]) -> Vec<LoadResult> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(specs.len());
+    if threads <= 1 {
+        return specs.iter().map(Zone::load).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, LoadResult)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(spec) = specs.get(i) else { break };
+                        out.push((i, Zone::load(spec)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("zone loader panicked"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Parsing
+
+enum OriginHint {
+    /// `ORIGIN=FILE`: the apex, no discussion.
+    Given(domain::base::Name<Bytes>),
+    /// From `NAME.zone`: the initial `$ORIGIN`; the SOA decides the apex.
+    FileName(domain::base::Name<Bytes>),
+}
+
+impl OriginHint {
+    fn name(&self) -> &domain::base::Name<Bytes> {
+        match self {
+            OriginHint::Given(n) | OriginHint::FileName(n) => n,
+        }
+    }
+}
+
+fn parse_origin(text: &str) -> Result<domain::base::Name<Bytes>, String> {
+    let text = if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    };
+    domain::base::Name::<Bytes>::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn origin_from_file_name(path: &Path) -> Option<domain::base::Name<Bytes>> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".zone")?;
+    if stem.is_empty() {
+        return None;
+    }
+    parse_origin(stem).ok()
+}
+
+/// Where a record came from, for messages.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    file: u32,
+    line: u32,
+}
+
+#[derive(Default)]
+struct Parsed {
+    files: Vec<PathBuf>,
+    records: Vec<(Record, Loc)>,
+    errors: Vec<String>,
+}
+
+impl Parsed {
+    fn at(&self, loc: Loc) -> String {
+        format!("{}:{}", self.files[loc.file as usize].display(), loc.line)
+    }
+}
+
+fn parse_file(
+    path: &Path,
+    origin: Option<domain::base::Name<Bytes>>,
+    depth: usize,
+    stack: &mut Vec<PathBuf>,
+    out: &mut Parsed,
+) {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) => {
+            out.errors.push(format!("{}: {e}", path.display()));
+            return;
+        }
+    };
+    let file = out.files.len() as u32;
+    out.files.push(path.to_path_buf());
+    parse_bytes(&text, file, origin, path, depth, stack, out);
+}
+
+/// One logical entry of a master file: its bytes up to and including the newline that ends it
+/// (outside parentheses and quotes), and the lines it spans.
+struct Chunk<'a> {
+    bytes: &'a [u8],
+    first_line: usize,
+    last_line: usize,
+}
+
+/// Splits master-file text into entries (RFC 1035 §5.1 grammar: quotes, escapes, comments,
+/// parentheses). The `domain` scanner doesn't say where a record started, and reports some
+/// errors after it has read the line feed; feeding it one entry at a time lets us put the right
+/// `file:line` on every record and every error.
+fn split_entries(text: &[u8]) -> Vec<Chunk<'_>> {
+    let mut chunks = Vec::new();
+    let (mut start, mut start_line, mut line) = (0, 1, 1);
+    let (mut depth, mut quoted) = (0usize, false);
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        if quoted {
+            match c {
+                b'\\' => i += 1,
+                b'"' => quoted = false,
+                b'\n' => line += 1,
+                _ => {}
+            }
+        } else {
+            match c {
+                b'\\' => i += 1,
+                b'"' => quoted = true,
+                b';' => {
+                    while i + 1 < text.len() && text[i + 1] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b'\n' => {
+                    line += 1;
+                    if depth == 0 {
+                        chunks.push(Chunk {
+                            bytes: &text[start..=i],
+                            first_line: start_line,
+                            last_line: line - 1,
+                        });
+                        start = i + 1;
+                        start_line = line;
+                    }
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if start < text.len() {
+        chunks.push(Chunk {
+            bytes: &text[start..],
+            first_line: start_line,
+            last_line: line,
+        });
+    }
+    chunks
+}
+
+fn parse_bytes(
+    text: &[u8],
+    file: u32,
+    origin: Option<domain::base::Name<Bytes>>,
+    path: &Path,
+    depth: usize,
+    stack: &mut Vec<PathBuf>,
+    out: &mut Parsed,
+) {
+    let mut zf = Zonefile::with_capacity(text.len()).allow_invalid();
+    if let Some(origin) = origin {
+        zf.set_origin(origin);
+    }
+    // RFC 1035 has no default class; everything we serve is IN.
+    zf.set_default_class(Class::IN);
+    let mut buf = Vec::with_capacity(512);
+    // Lines the scanner has seen before the current chunk (it counts every line feed it reads).
+    let mut scanner_lines = 0usize;
+    for chunk in split_entries(text) {
+        zf.extend_from_slice(chunk.bytes);
+        if !chunk.bytes.ends_with(b"\n") {
+            zf.extend_from_slice(b"\n");
+        }
+        let loc = Loc {
+            file,
+            line: chunk.first_line as u32,
+        };
+        loop {
+            match zf.next_entry() {
+                Ok(Some(Entry::Record(rec))) => match convert(&rec, &mut buf) {
+                    Ok(r) => out.records.push((r, loc)),
+                    Err(e) => out.errors.push(format!("{}: {e}", out.at(loc))),
+                },
+                Ok(Some(Entry::Include { path: inc, origin })) => {
+                    let inc_path = resolve_include(path, inc.as_str());
+                    let origin = origin.or_else(|| zf.origin().ok());
+                    include(&inc_path, origin, depth, stack, out, loc);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The scanner's line counts from its own start; map it into this chunk.
+                    let (line, msg) = split_scanner_error(&e.to_string());
+                    let line = line.map_or(chunk.first_line, |l| {
+                        (chunk.first_line + l.saturating_sub(scanner_lines + 1))
+                            .min(chunk.last_line)
+                    });
+                    out.errors.push(format!("{}:{line}: {msg}", path.display()));
+                    // The scanner can't continue after an error; one syntax error per file.
+                    return;
+                }
+            }
+        }
+        scanner_lines += chunk.bytes.iter().filter(|&&b| b == b'\n').count();
+        if !chunk.bytes.ends_with(b"\n") {
+            scanner_lines += 1;
+        }
+    }
+}
+
+/// The `domain` crate formats its errors as `line:col: message` and keeps the fields private.
+fn split_scanner_error(text: &str) -> (Option<usize>, String) {
+    let mut parts = text.splitn(3, ':');
+    match (
+        parts.next().map(str::parse::<usize>),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(Ok(line)), Some(_col), Some(msg)) => (Some(line), msg.trim().to_string()),
+        _ => (None, text.to_string()),
+    }
+}
+
+fn resolve_include(including: &Path, inc: &str) -> PathBuf {
+    let inc = Path::new(inc);
+    if inc.is_absolute() {
+        return inc.to_path_buf();
+    }
+    // Relative to the including file, so a zone directory can be moved as a whole.
+    including.parent().unwrap_or(Path::new(".")).join(inc)
+}
+
+fn include(
+    path: &Path,
+    origin: Option<domain::base::Name<Bytes>>,
+    depth: usize,
+    stack: &mut Vec<PathBuf>,
+    out: &mut Parsed,
+    at: Loc,
+) {
+    if depth + 1 > MAX_INCLUDE_DEPTH {
+        out.errors.push(format!(
+            "{}: $INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} levels",
+            out.at(at)
+        ));
+        return;
+    }
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if stack.contains(&canonical) {
+        out.errors
+            .push(format!("{}: $INCLUDE loop: {}", out.at(at), path.display()));
+        return;
+    }
+    if !path.is_file() {
+        out.errors.push(format!(
+            "{}: $INCLUDE {}: no such file",
+            out.at(at),
+            path.display()
+        ));
+        return;
+    }
+    stack.push(canonical);
+    parse_file(path, origin, depth + 1, stack, out);
+    stack.pop();
+}
+
+/// Record types we keep as typed hickory RDATA. Everything else is kept as its exact wire bytes
+/// (hickory's `Unknown`): hickory 0.25 would compress the target names of SRV (RFC 2782 forbids
+/// it) and SVCB/HTTPS (RFC 9460 §2.2 forbids it), and opaque bytes can't be re-encoded wrongly.
+/// Names in RDATA of the RFC 1035 types may be compressed (RFC 3597 §4), which hickory does.
+const TYPED: [RecordType; 13] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::NS,
+    RecordType::CNAME,
+    RecordType::PTR,
+    RecordType::MX,
+    RecordType::SOA,
+    RecordType::TXT,
+    RecordType::HINFO,
+    RecordType::CAA,
+    RecordType::TLSA,
+    RecordType::SSHFP,
+    RecordType::OPENPGPKEY,
+];
+
+/// domain's record → wire → hickory record.
+fn convert(rec: &ScannedRecord, buf: &mut Vec<u8>) -> Result<Record, String> {
+    if rec.class() != Class::IN {
+        return Err(format!(
+            "class {} not supported: only IN is served",
+            rec.class()
+        ));
+    }
+    buf.clear();
+    rec.compose(buf)
+        .map_err(|_| "record too long".to_string())?;
+    let owner_len = wire_name_len(buf).ok_or("bad owner name")?;
+    let rdata = &buf[owner_len + 10..];
+    let owner = wire_to_name(&buf[..owner_len]).ok_or("bad owner name")?;
+    let rtype = RecordType::from(u16::from_be_bytes([buf[owner_len], buf[owner_len + 1]]));
+    let ttl = u32::from_be_bytes(
+        buf[owner_len + 4..owner_len + 8]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let typed = if TYPED.contains(&rtype) {
+        decode_typed(rtype, rdata)
+    } else {
+        None
+    };
+    let rdata = typed.unwrap_or_else(|| opaque(rtype, rdata));
+    Ok(Record::from_rdata(owner, ttl, rdata))
+}
+
+/// Typed hickory RDATA, if hickory decodes the bytes and writes back exactly the same.
+fn decode_typed(rtype: RecordType, wire: &[u8]) -> Option<RData> {
+    let len = u16::try_from(wire.len()).ok()?;
+    let mut decoder = BinDecoder::new(wire);
+    let rdata = RData::read(
+        &mut decoder,
+        rtype,
+        hickory_proto::serialize::binary::Restrict::new(len),
+    )
+    .ok()?;
+    let mut back = Vec::with_capacity(wire.len());
+    let mut encoder = BinEncoder::new(&mut back);
+    // Canonical mode: no compression, names lowercased; so compare ignoring ASCII case.
+    encoder.set_canonical_names(true);
+    rdata.emit(&mut encoder).ok()?;
+    back.eq_ignore_ascii_case(wire).then_some(rdata)
+}
+
+/// RDATA as opaque bytes (RFC 3597), written back verbatim.
+fn opaque(rtype: RecordType, wire: &[u8]) -> RData {
+    let null = if wire.is_empty() {
+        NULL::new()
+    } else {
+        NULL::with(wire.to_vec())
+    };
+    RData::Unknown {
+        code: rtype,
+        rdata: null,
+    }
+}
+
+/// The raw RDATA bytes of an opaque record (for DNAME targets and the like).
+pub fn opaque_bytes(rdata: &RData) -> Option<&[u8]> {
+    match rdata {
+        RData::Unknown { rdata, .. } => Some(rdata.anything()),
+        _ => None,
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Building and validating
+
+/// Types that may sit beside a CNAME (RFC 2181 §10.1, RFC 4035 §2.5).
+fn allowed_with_cname(t: RecordType) -> bool {
+    matches!(
+        u16::from(t),
+        46 /* RRSIG */ | 47 /* NSEC */ | 5 /* CNAME */
+    )
+}
+
+const DNAME: RecordType = RecordType::Unknown(39);
+
+fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> LoadResult {
+    let path_text = spec.path.display().to_string();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    // The apex: given, or the first SOA's owner.
+    let first_soa = parsed
+        .records
+        .iter()
+        .find(|(r, _)| r.record_type() == RecordType::SOA);
+    let origin: Name = match (&hint, first_soa) {
+        (Some(OriginHint::Given(n)), _) => wire_to_name(n.as_slice()).expect("valid origin"),
+        (_, Some((soa, _))) => soa.name().clone(),
+        (_, None) => {
+            return Err(vec![format!("{path_text}:1: zone has no SOA record")]);
+        }
+    };
+    let origin_key = NameKey::from_name(&origin);
+    if let (Some(OriginHint::FileName(n)), Some((_, loc))) = (&hint, first_soa)
+        && NameKey::from_wire(n.as_slice()).as_ref() != Some(&origin_key)
+    {
+        warnings.push(format!(
+            "{}: warning: zone origin {origin_key} differs from the file name",
+            parsed.at(*loc)
+        ));
+    }
+
+    let mut nodes: HashMap<NameKey, Node> = HashMap::with_capacity(parsed.records.len());
+    nodes.insert(origin_key.clone(), Node::new(origin.clone()));
+    let mut has_wildcards = false;
+    let mut has_dnames = false;
+    let mut soa_loc = None;
+    let mut record_count = 0;
+    for (record, loc) in parsed.records.iter() {
+        let at = parsed.at(*loc);
+        let owner = record.name();
+        let key = NameKey::from_name(owner);
+        let rtype = record.record_type();
+        if !key.is_subdomain_of(&origin_key) {
+            errors.push(format!(
+                "{at}: out-of-zone data: {key} is not in zone {origin_key}"
+            ));
+            continue;
+        }
+        if rtype == RecordType::SOA {
+            if key != origin_key {
+                errors.push(format!(
+                    "{at}: SOA record at {key}, not at the zone apex {origin_key}"
+                ));
+                continue;
+            }
+            if soa_loc.is_some() {
+                errors.push(format!("{at}: more than one SOA record at {origin_key}"));
+                continue;
+            }
+            soa_loc = Some(*loc);
+        }
+        // Empty non-terminals: every ancestor up to the apex is a node.
+        let mut up = key.parent();
+        while let Some(p) = up {
+            if !p.is_subdomain_of(&origin_key) || nodes.contains_key(&p) {
+                break;
+            }
+            up = p.parent();
+            let name = p.to_name();
+            nodes.insert(p, Node::new(name));
+        }
+        let node = nodes
+            .entry(key.clone())
+            .or_insert_with(|| Node::new(owner.clone()));
+        let has_cname = node.rrset(RecordType::CNAME).is_some();
+        if rtype == RecordType::CNAME {
+            if has_cname {
+                errors.push(format!("{at}: more than one CNAME record at {key}"));
+                continue;
+            }
+            if node.rrsets.iter().any(|r| !allowed_with_cname(r.rtype)) {
+                errors.push(format!("{at}: CNAME and other data at {key}"));
+                continue;
+            }
+        } else if has_cname && !allowed_with_cname(rtype) {
+            errors.push(format!(
+                "{at}: CNAME and other data at {key} ({rtype} record)"
+            ));
+            continue;
+        }
+        if rtype == DNAME {
+            if node.rrset(DNAME).is_some() {
+                errors.push(format!("{at}: more than one DNAME record at {key}"));
+                continue;
+            }
+            has_dnames = true;
+        }
+        has_wildcards |= key.is_wildcard();
+        match node.add(owner, rtype, record.ttl(), record.data().clone()) {
+            AddOutcome::Added => record_count += 1,
+            AddOutcome::Duplicate => {}
+            AddOutcome::TtlMismatch(kept) => {
+                record_count += 1;
+                warnings.push(format!(
+                    "{at}: warning: TTL {} of {key} {rtype} differs from the RRset's TTL {kept}; using {kept}",
+                    record.ttl()
+                ));
+            }
+        }
+    }
+
+    let apex = &nodes[&origin_key];
+    if apex.rrset(RecordType::SOA).is_none() {
+        errors.push(format!(
+            "{path_text}:1: zone {origin_key} has no SOA record at its apex"
+        ));
+    } else if apex.rrset(RecordType::NS).is_none() {
+        let at = parsed.at(soa_loc.expect("SOA was seen"));
+        errors.push(format!(
+            "{at}: zone {origin_key} has no NS records at its apex"
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    mark_cuts(&mut nodes, &origin_key);
+    warnings.extend(check_glue(&nodes, &path_text));
+    let zone = Zone {
+        origin,
+        origin_key,
+        nodes,
+        source: spec.path.clone(),
+        has_wildcards,
+        has_dnames,
+        record_count,
+    };
+    Ok((zone, warnings))
+}
+
+/// Marks delegation points and everything they (or a DNAME) occlude.
+fn mark_cuts(nodes: &mut HashMap<NameKey, Node>, origin: &NameKey) {
+    for (key, node) in nodes.iter_mut() {
+        node.cut = key != origin && node.rrset(RecordType::NS).is_some();
+    }
+    let occluded: Vec<NameKey> = nodes
+        .keys()
+        .filter(|key| {
+            suffixes(key.as_wire())
+                .skip(1)
+                .take_while(|s| s.len() > origin.as_wire().len())
+                .any(|s| {
+                    nodes
+                        .get(s)
+                        .is_some_and(|n| n.cut || n.rrset(DNAME).is_some())
+                })
+        })
+        .cloned()
+        .collect();
+    for key in occluded {
+        if let Some(node) = nodes.get_mut(&key) {
+            node.occluded = true;
+        }
+    }
+}
+
+/// Warns about in-bailiwick NS targets without addresses (RFC 9471 calls such glue required).
+fn check_glue(nodes: &HashMap<NameKey, Node>, path: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut cuts: Vec<(&NameKey, &Node)> = nodes.iter().filter(|(_, n)| n.cut).collect();
+    cuts.sort_by(|a, b| a.0.cmp(b.0));
+    for (cut, node) in cuts {
+        for rd in node
+            .rrset(RecordType::NS)
+            .map(Rrset::rdata)
+            .unwrap_or_default()
+        {
+            let RData::NS(ns) = rd else { continue };
+            let target = NameKey::from_name(&ns.0);
+            if !target.is_subdomain_of(cut) {
+                continue;
+            }
+            let has_addr = nodes.get(&target).is_some_and(|n| {
+                n.rrset(RecordType::A).is_some() || n.rrset(RecordType::AAAA).is_some()
+            });
+            if !has_addr {
+                warnings.push(format!(
+                    "{path}: warning: delegation {cut} has no glue for {target}"
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    const MINI: &str = "$TTL 300\n@ SOA ns hm 1 2 3 4 60\n  NS ns\nns A 192.0.2.1\n";
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        path
+    }
+
+    fn load_err(origin: &str, text: &str) -> Vec<String> {
+        Zone::from_text(origin, text).expect_err("zone should fail")
+    }
+
+    fn key(s: &str) -> NameKey {
+        NameKey::parse(s).unwrap()
+    }
+
+    #[test]
+    fn name_keys_are_lowercase_wire() {
+        let k = key("WWW.Example.COM.");
+        assert_eq!(k.as_wire(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(k.to_string(), "www.example.com.");
+        assert_eq!(k.label_count(), 3);
+        assert_eq!(k.parent().unwrap(), key("example.com."));
+        assert!(k.is_subdomain_of(&key("EXAMPLE.com.")));
+        assert!(!key("www.notexample.com.").is_subdomain_of(&key("example.com.")));
+        assert!(k.is_subdomain_of(&NameKey::root()));
+        assert_eq!(NameKey::root().to_string(), ".");
+        // Escapes: a dot inside a label, and a decimal escape.
+        let e = key("a\\.b.c\\032d.");
+        assert_eq!(e.as_wire(), b"\x03a.b\x03c d\x00");
+        assert_eq!(e.to_string(), "a\\.b.c\\032d.");
+        assert!(NameKey::from_wire(b"\x03abc").is_none());
+        assert!(NameKey::from_wire(b"\xc0\x0c").is_none());
+        // RFC 4034 §6.1 order.
+        let mut v = [
+            key("z.example."),
+            key("a.example."),
+            key("example."),
+            key("yljkjljk.a.example."),
+        ];
+        v.sort();
+        let names: Vec<String> = v.iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "example.",
+                "a.example.",
+                "yljkjljk.a.example.",
+                "z.example."
+            ]
+        );
+    }
+
+    #[test]
+    fn sample_zone_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        let cat = Catalog::load(&[], Some(&dir)).unwrap();
+        assert_eq!(cat.zone_count(), 2);
+        let z = cat
+            .find_zone(key("deep.www.example.com.").as_wire())
+            .unwrap();
+        assert_eq!(z.origin_key(), &key("example.com."));
+        assert_eq!(z.serial(), 2024010101);
+        // Mixed case kept in data, found lowercased.
+        let www = z.node(key("www.example.com.").as_wire()).unwrap();
+        assert_eq!(www.name().to_string(), "WWW.example.com.");
+        assert_eq!(www.rrsets().len(), 2);
+        assert!(
+            z.node(key("b.example.com.").as_wire())
+                .unwrap()
+                .is_empty_non_terminal()
+        );
+        assert!(z.node(key("sub.example.com.").as_wire()).unwrap().is_cut());
+        assert!(
+            z.node(key("ns1.sub.example.com.").as_wire())
+                .unwrap()
+                .is_occluded()
+        );
+        assert!(cat.warnings().is_empty(), "{:?}", cat.warnings());
+    }
+
+    #[test]
+    fn origin_from_file_name_or_soa() {
+        let dir = tempfile::tempdir().unwrap();
+        // No .zone suffix, no $ORIGIN: the SOA owner (absolute) decides.
+        let p = write(
+            dir.path(),
+            "db.foo",
+            "foo.test. 300 IN SOA ns.foo.test. h.foo.test. 1 2 3 4 5\nfoo.test. NS ns.foo.test.\n",
+        );
+        let (z, _) = Zone::load(&ZoneSpec {
+            origin: None,
+            path: p,
+        })
+        .unwrap();
+        assert_eq!(z.origin_key(), &key("foo.test."));
+        // File name gives the initial origin for relative names.
+        let p = write(dir.path(), "bar.test.zone", MINI);
+        let (z, _) = Zone::load(&ZoneSpec::parse(p.to_str().unwrap())).unwrap();
+        assert_eq!(z.origin_key(), &key("bar.test."));
+        assert!(z.node(key("ns.bar.test.").as_wire()).is_some());
+        // ORIGIN=FILE wins.
+        let arg = format!("other.test={}", p.display());
+        let (z, _) = Zone::load(&ZoneSpec::parse(&arg)).unwrap();
+        assert_eq!(z.origin_key(), &key("other.test."));
+    }
+
+    #[test]
+    fn syntax_errors_have_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "$TTL 300\n@ SOA ns hm 1 2 3 4 60\n  NS ns\n\nns A 192.0.2.1\nbad A 300.1.2.3\n";
+        let p = write(dir.path(), "t.test.zone", text);
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: p.clone(),
+        })
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(&format!("{}:6: ", p.display())),
+            "{errs:?}"
+        );
+        // Missing RDATA: the scanner has read past the line feed; still line 5.
+        let p = write(
+            dir.path(),
+            "u.test.zone",
+            "$TTL 300\n@ SOA ns hm 1 2 3 4 60\n  NS ns\n\nns A\nx A 192.0.2.1\n",
+        );
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: p.clone(),
+        })
+        .unwrap_err();
+        assert!(
+            errs[0].starts_with(&format!("{}:5: ", p.display())),
+            "{errs:?}"
+        );
+        // Inside parentheses: the line of the bad token.
+        let p = write(
+            dir.path(),
+            "v.test.zone",
+            "$TTL 300\n@ SOA ns hm (\n 1 2\n 3 x4\n 60 )\n  NS ns\n",
+        );
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: p.clone(),
+        })
+        .unwrap_err();
+        assert!(
+            errs[0].starts_with(&format!("{}:4: ", p.display())),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn errors_inside_include_name_the_included_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inc")).unwrap();
+        let inner = write(
+            dir.path(),
+            "inc/hosts",
+            "; hosts\nh1 A 192.0.2.1\nh2 A 192.0.2.2\nh3 AAAA not-an-address\n",
+        );
+        let main = write(
+            dir.path(),
+            "i.test.zone",
+            &format!("{MINI}$INCLUDE inc/hosts\n"),
+        );
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: main,
+        })
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(&format!("{}:4: ", inner.display())),
+            "{errs:?}"
+        );
+        // Validation errors inside the include, too; the include's origin argument is used.
+        write(dir.path(), "inc/other", "\n\nx A 192.0.2.1\n");
+        let main = write(
+            dir.path(),
+            "j.test.zone",
+            &format!("{MINI}$INCLUDE inc/other elsewhere.test.\n"),
+        );
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: main,
+        })
+        .unwrap_err();
+        assert!(
+            errs[0].contains("inc/other:3: out-of-zone data: x.elsewhere.test."),
+            "{errs:?}"
+        );
+        // Include loop.
+        write(dir.path(), "inc/self", "$INCLUDE self\n");
+        let main = write(
+            dir.path(),
+            "k.test.zone",
+            &format!("{MINI}$INCLUDE inc/self\n"),
+        );
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: main,
+        })
+        .unwrap_err();
+        assert!(errs[0].contains("inc/self:1: $INCLUDE loop"), "{errs:?}");
+        // A good include works, with the including file's origin.
+        write(dir.path(), "inc/good", "www A 192.0.2.80\n");
+        let main = write(
+            dir.path(),
+            "l.test.zone",
+            &format!("{MINI}$INCLUDE inc/good\n"),
+        );
+        let (z, _) = Zone::load(&ZoneSpec {
+            origin: None,
+            path: main,
+        })
+        .unwrap();
+        assert!(z.node(key("www.l.test.").as_wire()).is_some());
+    }
+
+    #[test]
+    fn validation_rules() {
+        let e = load_err("t.", "$TTL 1\n@ NS ns\nns A 192.0.2.1\n");
+        assert_eq!(e, ["<t.>:1: zone t. has no SOA record at its apex"]);
+        let e = load_err("t.", "$TTL 1\n@ SOA ns hm 1 2 3 4 5\nns A 192.0.2.1\n");
+        assert_eq!(e, ["<t.>:2: zone t. has no NS records at its apex"]);
+        let e = load_err("t.", &format!("{MINI}@ SOA ns hm 2 2 3 4 5\n"));
+        assert_eq!(e, ["<t.>:5: more than one SOA record at t."]);
+        let e = load_err("t.", &format!("{MINI}x SOA ns hm 2 2 3 4 5\n"));
+        assert_eq!(e, ["<t.>:5: SOA record at x.t., not at the zone apex t."]);
+        let e = load_err("t.", &format!("{MINI}www.other. A 192.0.2.1\n"));
+        assert_eq!(
+            e,
+            ["<t.>:5: out-of-zone data: www.other. is not in zone t."]
+        );
+        let e = load_err("t.", &format!("{MINI}x CNAME ns\nx A 192.0.2.1\n"));
+        assert_eq!(e, ["<t.>:6: CNAME and other data at x.t. (A record)"]);
+        let e = load_err("t.", &format!("{MINI}x A 192.0.2.1\nX CNAME ns\n"));
+        assert_eq!(e, ["<t.>:6: CNAME and other data at x.t."]);
+        let e = load_err("t.", &format!("{MINI}x CNAME ns\nx CNAME www\n"));
+        assert_eq!(e, ["<t.>:6: more than one CNAME record at x.t."]);
+        let e = load_err("t.", &format!("{MINI}x CH A 192.0.2.1\n"));
+        assert_eq!(e, ["<t.>:5: class CH not supported: only IN is served"]);
+        // CNAME beside RRSIG/NSEC is fine.
+        let z =
+            Zone::from_text("t.", &format!("{MINI}x CNAME ns\nx NSEC t. CNAME NSEC\n")).unwrap();
+        assert_eq!(z.node(key("x.t.").as_wire()).unwrap().rrsets().len(), 2);
+        // All errors at once.
+        let e = load_err(
+            "t.",
+            &format!("{MINI}a.other. A 192.0.2.1\nb.other. A 192.0.2.1\n"),
+        );
+        assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    fn ttl_mismatch_is_normalised_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "t.test.zone",
+            &format!("{MINI}x 100 A 192.0.2.1\nx 200 A 192.0.2.2\nx 100 A 192.0.2.1\n"),
+        );
+        let (z, warnings) = Zone::load(&ZoneSpec {
+            origin: None,
+            path: p.clone(),
+        })
+        .unwrap();
+        let set = z
+            .node(key("x.t.test.").as_wire())
+            .unwrap()
+            .rrset(RecordType::A)
+            .unwrap();
+        assert_eq!(
+            (set.ttl(), set.len()),
+            (100, 2),
+            "duplicate dropped, TTL of the first"
+        );
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with(&format!("{}:6: warning: TTL 200", p.display())),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn catalog_reports_all_zone_errors_and_finds_most_specific_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.test.zone", MINI);
+        write(dir.path(), "sub.a.test.zone", MINI);
+        write(dir.path(), "b.test.zone", "$TTL 1\n@ SOA ns hm 1 2 3 4 5\n");
+        write(
+            dir.path(),
+            "c.test.zone",
+            "$TTL 1\n@ SOA ns hm 1 2 3 4 5\nx A 1.2.3\n",
+        );
+        let errs = Catalog::load(&[], Some(dir.path())).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        let (cat, errs) = Catalog::load_partial(&[], Some(dir.path()));
+        assert_eq!((cat.zone_count(), errs.len()), (2, 2));
+        let z = cat.find_zone(key("x.Sub.A.test.").as_wire()).unwrap();
+        assert_eq!(z.origin_key(), &key("sub.a.test."));
+        assert_eq!(cat.parent_zone(z).unwrap().origin_key(), &key("a.test."));
+        assert_eq!(
+            cat.find_zone(key("x.a.test.").as_wire())
+                .unwrap()
+                .origin_key(),
+            &key("a.test.")
+        );
+        assert!(cat.find_zone(key("x.test.").as_wire()).is_none());
+    }
+
+    /// Every type we promise round-trips: the bytes we will send equal what the presentation
+    /// format means (checked against hand-encoded RDATA).
+    #[test]
+    fn rr_types_round_trip() {
+        let cases: &[(&str, &str, &[u8])] = &[
+            ("A", "192.0.2.1", &[192, 0, 2, 1]),
+            (
+                "AAAA",
+                "2001:db8::1",
+                &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            ),
+            ("NS", "Ns.t.", b"\x02Ns\x01t\x00"),
+            ("CNAME", "x", b"\x01x\x01t\x00"),
+            ("PTR", "p.q.", b"\x01p\x01q\x00"),
+            ("MX", "10 mx", b"\x00\x0a\x02mx\x01t\x00"),
+            ("TXT", "\"a b\" c \"\\\"\"", b"\x03a b\x01c\x01\""),
+            ("HINFO", "\"PC\" Linux", b"\x02PC\x05Linux"),
+            (
+                "SRV",
+                "1 2 3 Srv.t.",
+                b"\x00\x01\x00\x02\x00\x03\x03Srv\x01t\x00",
+            ),
+            ("CAA", "0 issue \"ca.example\"", b"\x00\x05issueca.example"),
+            (
+                "CAA",
+                "128 iodef \"mailto:a@b\"",
+                b"\x80\x05iodefmailto:a@b",
+            ),
+            ("TLSA", "3 1 1 0C72", &[3, 1, 1, 0x0c, 0x72]),
+            ("SSHFP", "4 2 ABCD", &[4, 2, 0xab, 0xcd]),
+            (
+                "SVCB",
+                "1 Svc.t. alpn=h2 port=8443",
+                b"\x00\x01\x03Svc\x01t\x00\x00\x01\x00\x03\x02h2\x00\x03\x00\x02\x20\xfb",
+            ),
+            (
+                "HTTPS",
+                "1 . alpn=h3",
+                b"\x00\x01\x00\x00\x01\x00\x03\x02h3",
+            ),
+            ("DS", "1 13 2 ABCD", &[0, 1, 13, 2, 0xab, 0xcd]),
+            (
+                "NAPTR",
+                "1 2 \"S\" \"SIP+D2U\" \"\" _sip._udp.t.",
+                b"\x00\x01\x00\x02\x01S\x07SIP+D2U\x00\x04_sip\x04_udp\x01t\x00",
+            ),
+            ("TYPE65400", "\\# 4 0A000001", &[10, 0, 0, 1]),
+            ("TYPE65401", "\\# 0", &[]),
+            ("DNAME", "Other.", b"\x05Other\x00"),
+        ];
+        for (rtype, rdata, wire) in cases {
+            let text = format!("{MINI}x {rtype} {rdata}\n");
+            let z = Zone::from_text("t.", &text).unwrap_or_else(|e| panic!("{rtype}: {e:?}"));
+            let node = z.node(key("x.t.").as_wire()).unwrap();
+            let set = &node.rrsets()[0];
+            assert_eq!(set.len(), 1);
+            let mut out = Vec::new();
+            let mut enc = BinEncoder::new(&mut out);
+            set.rdata()[0].emit(&mut enc).unwrap();
+            assert_eq!(&out[..], *wire, "{rtype} {rdata}");
+            if [
+                "A", "AAAA", "NS", "MX", "TXT", "CAA", "TLSA", "SSHFP", "HINFO",
+            ]
+            .contains(rtype)
+            {
+                assert!(
+                    opaque_bytes(&set.rdata()[0]).is_none(),
+                    "{rtype} should be typed"
+                );
+            }
+            if ["SRV", "SVCB", "HTTPS"].contains(rtype) {
+                assert!(
+                    opaque_bytes(&set.rdata()[0]).is_some(),
+                    "{rtype} must not be compressed"
+                );
+            }
+        }
     }
 }

@@ -215,10 +215,6 @@ impl FastPath {
         Ok(())
     }
 
-    pub fn interfaces(&self) -> impl Iterator<Item = &str> {
-        self.links.iter().map(|(i, _)| i.as_str())
-    }
-
     /// Fill the idle generation with `table`, flip the live generation to it, then delete the
     /// old one. Queries see either the old zones or the new ones, never a mix. When the table
     /// doesn't fit the maps loaded at start, the fast path is switched off (every query goes to
@@ -389,6 +385,7 @@ impl Counters {
         Counters::read(&stats)
     }
 
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> u64 {
         self.0
             .iter()
