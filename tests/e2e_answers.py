@@ -32,6 +32,9 @@ import rplab  # noqa: E402
 EXTRA_TYPES = ("A", "AAAA", "MX", "TXT")
 EDNS_VARIANTS = ("noedns", "edns", "do")
 SEED = int(os.environ.get("RP_SEED", "20240101"))
+# RP_DIAG=1: read the counters around every UDP :53 query to the node and print which XDP
+# outcome each precompilable query got (slow: ~20 ms per query)
+DIAG = os.environ.get("RP_DIAG") == "1"
 
 
 def load_zones(zone_dir):
@@ -114,7 +117,13 @@ def compare(c, lab, base):
                         tag = f"{case}/{edns}/v{fam}/{tr}"
                         wire = make_query(name, qtype, edns, rng.randrange(1, 65536))
                         want_raw = ask(wire, lab.oracle(fam), 53, tr)
+                        diag0 = lab.stats() if DIAG and tr == "udp" else None
                         got_raw = ask(wire, lab.node(fam), 53, tr)
+                        if diag0 is not None:
+                            moved = [k for k, v in rplab.delta(diag0, lab.stats()).items()
+                                     if v and k != "packets"]
+                            print(f"DIAG {kind:6s} {name} {qtype} {tag}: {','.join(moved) or '-'}"
+                                  f" reply {len(got_raw or b'')} B query {len(wire)} B", flush=True)
                         if want_raw is None:
                             problems.append(f"{tag}: oracle (NSD) did not answer")
                             continue
