@@ -216,7 +216,8 @@ def run():
         print(f"e2e_answers: counter deltas {d}", flush=True)
         c.check("fast path answered the precompilable UDP queries",
                 fast_expected > 0 and grew >= fast_expected,
-                f"tx_answer + tx_nodata grew by {grew}, expected >= {fast_expected}")
+                f"tx_answer + tx_nodata grew by {grew}, expected >= {fast_expected}; pass_* deltas: "
+                f"{ {k: v for k, v in d.items() if k.startswith('pass_') and v} } (RP_DIAG=1 shows each query's outcome)")
     c.run("fast vs slow", fast_vs_slow, c, lab, udp_queries)
     return c
 
