@@ -1,0 +1,259 @@
+# shellcheck shell=bash
+# The single-node lab, as sourced helpers (demo, test, bench):
+#
+#   oracle ns (NSD)                client ns                       node ns (rampart)
+#   o0 203.0.113.1/24  ──veth──  c1 203.0.113.2/24
+#      2001:db8:203::1/64           2001:db8:203::2/64
+#                                 c0 198.51.100.2/24  ──veth──  n0 198.51.100.1/24
+#                                    2001:db8:100::2/64             2001:db8:100::1/64
+#
+# Documentation addresses only; namespaces are named rp-<role>-<id> so parallel labs don't
+# collide. Every veth has one queue. c0 runs an XDP_PASS program (veth delivers the node's XDP_TX
+# frames only to a peer that runs XDP) and has TX checksum offload off (see lab_up). The node's
+# maps are pinned on a bpffs of the lab's own, mounted in the host's mount namespace under the
+# lab's temp dir, so `ip netns exec` (which hides /sys/fs/bpf) still sees it.
+#
+# Usage:  . scripts/lib/lab.sh; lab_init [id]; trap lab_down EXIT; lab_up; ...
+# Everything lab_up starts is recorded by pid in $RP_TMP/pids and ended by lab_down.
+
+RP_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PY=/usr/bin/python3   # Debian's python: it has dnspython (a pyenv python may come first on PATH)
+
+lab_log() { echo "lab: $*" >&2; }
+lab_die() { echo "lab: error: $*" >&2; return 1; }
+
+# lab_init [ID]: names and addresses, exported for the python tests.
+lab_init() {
+  local id=${1:-$$}
+  export RP_LAB_ID=$id
+  export RP_NS_CLIENT=rp-client-$id RP_NS_NODE=rp-node-$id RP_NS_ORACLE=rp-oracle-$id
+  export RP_CLIENT_IF=c0 RP_NODE_IF=n0 RP_CLIENT_OIF=c1 RP_ORACLE_IF=o0
+  export RP_CLIENT4=198.51.100.2 RP_CLIENT6=2001:db8:100::2
+  export RP_NODE4=198.51.100.1 RP_NODE6=2001:db8:100::1
+  export RP_CLIENT_O4=203.0.113.2 RP_CLIENT_O6=2001:db8:203::2
+  export RP_ORACLE4=203.0.113.1 RP_ORACLE6=2001:db8:203::1
+  export RP_TMP=/tmp/rp-lab-$id
+  export RP_BPFFS=$RP_TMP/bpffs RP_PIN_DIR=$RP_TMP/bpffs/rampart
+  export RP_BIN=${RP_BIN:-$RP_REPO/target/release/rampart}
+  export RP_SLOW_PORT=${RP_SLOW_PORT:-5353}   # rampart also listens here: port != 53 → slow path
+  export PY
+}
+
+# lab_setup: install packages only when something the lab needs is missing. scripts/setup is
+# idempotent but also ends every process named nsd on the machine (`pkill -x nsd`), which would
+# kill a parallel lab's oracle; RP_FORCE_SETUP=1 runs it regardless.
+lab_setup() {
+  local missing=0 c
+  for c in ip bpftool ethtool dig kdig kxdpgun dnsperf nsd clang-14 cargo; do
+    command -v "$c" >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/$c" ] || { lab_log "missing: $c"; missing=1; }
+  done
+  $PY -c 'import dns.message, scapy' 2>/dev/null || { lab_log "missing: python3-dnspython/scapy"; missing=1; }
+  if [ "$missing" = 1 ] || [ "${RP_FORCE_SETUP:-0}" = 1 ]; then
+    "$RP_REPO/scripts/setup"
+  fi
+}
+
+lab_bg() { # lab_bg NAME LOGFILE CMD... : start in background, record the pid
+  local name=$1 log=$2; shift 2
+  "$@" >"$log" 2>&1 &
+  echo "$! $name" >>"$RP_TMP/pids"
+  echo $!
+}
+
+# xdp_pass_obj: compile tests/xdp_pass.c once per lab.
+lab_xdp_pass_obj() {
+  local obj=$RP_TMP/xdp_pass.o
+  [ -f "$obj" ] || clang-14 -O2 -target bpf -c "$RP_REPO/tests/xdp_pass.c" -o "$obj"
+  echo "$obj"
+}
+
+lab_up() {
+  [ -n "${RP_TMP:-}" ] || lab_init
+  mkdir -p "$RP_TMP" && : >"$RP_TMP/pids"
+  local ns
+  for ns in "$RP_NS_CLIENT" "$RP_NS_NODE" "$RP_NS_ORACLE"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+  done
+  ip link add "$RP_CLIENT_IF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_CLIENT" type veth \
+     peer name "$RP_NODE_IF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_NODE"
+  ip link add "$RP_CLIENT_OIF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_CLIENT" type veth \
+     peer name "$RP_ORACLE_IF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_ORACLE"
+  ip -n "$RP_NS_CLIENT" addr add "$RP_CLIENT4/24" dev "$RP_CLIENT_IF"
+  ip -n "$RP_NS_CLIENT" addr add "$RP_CLIENT6/64" dev "$RP_CLIENT_IF" nodad
+  ip -n "$RP_NS_NODE" addr add "$RP_NODE4/24" dev "$RP_NODE_IF"
+  ip -n "$RP_NS_NODE" addr add "$RP_NODE6/64" dev "$RP_NODE_IF" nodad
+  ip -n "$RP_NS_CLIENT" addr add "$RP_CLIENT_O4/24" dev "$RP_CLIENT_OIF"
+  ip -n "$RP_NS_CLIENT" addr add "$RP_CLIENT_O6/64" dev "$RP_CLIENT_OIF" nodad
+  ip -n "$RP_NS_ORACLE" addr add "$RP_ORACLE4/24" dev "$RP_ORACLE_IF"
+  ip -n "$RP_NS_ORACLE" addr add "$RP_ORACLE6/64" dev "$RP_ORACLE_IF" nodad
+  # The client's stack hands veth CHECKSUM_PARTIAL packets (UDP checksum field = pseudo-header
+  # sum only). An XDP program on n0 sees those bytes; when it XDP_TXes them, the skb's offload
+  # state is gone and c0 drops the reply as a bad checksum (UdpInCsumErrors), even when the
+  # program updated the checksum incrementally, correctly. Real NICs deliver full checksums;
+  # so does c0 with TX offload off.
+  ip netns exec "$RP_NS_CLIENT" ethtool -K "$RP_CLIENT_IF" tx off >/dev/null
+  ip -n "$RP_NS_CLIENT" link set dev "$RP_CLIENT_IF" xdpdrv obj "$(lab_xdp_pass_obj)" sec xdp
+  ip -n "$RP_NS_CLIENT" link set "$RP_CLIENT_IF" up
+  ip -n "$RP_NS_CLIENT" link set "$RP_CLIENT_OIF" up
+  ip -n "$RP_NS_NODE" link set "$RP_NODE_IF" up
+  ip -n "$RP_NS_ORACLE" link set "$RP_ORACLE_IF" up
+  mkdir -p "$RP_BPFFS"
+  mount -t bpf bpf "$RP_BPFFS"
+  lab_log "up: $RP_NS_CLIENT ($RP_CLIENT4) ─ $RP_NS_NODE ($RP_NODE4), oracle $RP_NS_ORACLE ($RP_ORACLE4)"
+}
+
+# lab_reattach_pass: after kxdpgun (which leaves its own XDP program on c0).
+lab_reattach_pass() {
+  ip -n "$RP_NS_CLIENT" link set dev "$RP_CLIENT_IF" xdp off 2>/dev/null || true
+  ip -n "$RP_NS_CLIENT" link set dev "$RP_CLIENT_IF" xdpdrv obj "$(lab_xdp_pass_obj)" sec xdp
+}
+
+lab_stop_pid() { # lab_stop_pid PID: TERM, wait up to 5 s, then KILL
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  lab_log "pid $pid ignored SIGTERM for 5 s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# lab_stop NAME: end the recorded processes named NAME (e.g. rampart, nsd-oracle).
+lab_stop() {
+  local name=$1 pid n
+  [ -f "$RP_TMP/pids" ] || return 0
+  while read -r pid n; do
+    [ "$n" = "$name" ] && lab_stop_pid "$pid"
+  done <"$RP_TMP/pids"
+  return 0
+}
+
+lab_down() {
+  local rc=$? pid n ns
+  [ -n "${RP_TMP:-}" ] || return $rc
+  if [ -f "$RP_TMP/pids" ]; then
+    while read -r pid n; do lab_stop_pid "$pid"; done <"$RP_TMP/pids"
+  fi
+  for ns in "$RP_NS_CLIENT" "$RP_NS_NODE" "$RP_NS_ORACLE"; do
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  mountpoint -q "$RP_BPFFS" 2>/dev/null && umount "$RP_BPFFS"
+  if [ "${RP_KEEP_TMP:-0}" != 1 ]; then rm -rf "$RP_TMP"; else lab_log "kept $RP_TMP"; fi
+  lab_log "down"
+  return $rc
+}
+
+# lab_nsd_conf NAME ZONEDIR PORT ADDR... : write an NSD config for the given addresses serving
+# every *.zone file in ZONEDIR (origin = file name without .zone). Prints the config path.
+lab_nsd_conf() {
+  local name=$1 zdir=$2 port=$3; shift 3
+  local d=$RP_TMP/$name a f z
+  mkdir -p "$d"
+  {
+    echo "server:"
+    for a in "$@"; do echo "  ip-address: $a"; done
+    cat <<EOF
+  port: $port
+  server-count: ${RP_NSD_SERVERS:-1}
+  username: ""
+  chroot: ""
+  zonesdir: "$zdir"
+  database: ""
+  zonelistfile: "$d/zone.list"
+  xfrdfile: "$d/xfrd.state"
+  xfrdir: "$d"
+  pidfile: "$d/nsd.pid"
+  logfile: "$d/nsd.log"
+  verbosity: 1
+  hide-version: yes
+  minimal-responses: yes
+  refuse-any: yes
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+  tcp-count: 200
+  reuseport: $([ "${RP_NSD_SERVERS:-1}" -gt 1 ] && echo yes || echo no)
+remote-control:
+  control-enable: no
+EOF
+    for f in "$zdir"/*.zone; do
+      z=$(basename "$f" .zone)
+      printf 'zone:\n  name: "%s"\n  zonefile: "%s"\n' "$z" "$f"
+    done
+  } >"$d/nsd.conf"
+  echo "$d/nsd.conf"
+}
+
+# lab_wait_dns NS ADDR PORT NAME [SECONDS]: until ADDR answers a SOA query for NAME.
+lab_wait_dns() {
+  local ns=$1 addr=$2 port=$3 name=$4 t=${5:-10} i
+  for i in $(seq $((t * 5))); do
+    ip netns exec "$ns" dig +norec +tries=1 +time=1 -p "$port" "@$addr" "$name" SOA 2>/dev/null |
+      grep -q 'status: NOERROR' && return 0
+    sleep 0.2
+  done
+  lab_die "no DNS answer from $addr#$port in $ns after ${t}s"
+}
+
+# lab_nsd_start NAME NS ZONEDIR PORT ADDR... : NSD in namespace NS.
+lab_nsd_start() {
+  local name=$1 ns=$2 zdir=$3 port=$4; shift 4
+  local conf
+  conf=$(lab_nsd_conf "$name" "$zdir" "$port" "$@")
+  nsd-checkconf "$conf" || lab_die "bad nsd config $conf"
+  lab_bg "$name" "$RP_TMP/$name/stderr" ip netns exec "$ns" nsd -d -c "$conf" >/dev/null
+  local zone; zone=$(basename "$(ls "$zdir"/*.zone | head -1)" .zone)
+  lab_wait_dns "$RP_NS_CLIENT" "$1" "$port" "$zone" 15 ||
+    { cat "$RP_TMP/$name/stderr" "$RP_TMP/$name/nsd.log" >&2 2>/dev/null; return 1; }
+  lab_log "$name: NSD on $* port $port in $ns"
+}
+
+# lab_oracle_start ZONEDIR: NSD serving ZONEDIR as the oracle, in its own namespace.
+lab_oracle_start() {
+  lab_nsd_start nsd-oracle "$RP_NS_ORACLE" "$1" 53 "$RP_ORACLE4" "$RP_ORACLE6"
+}
+
+# lab_rampart_start ARGS... : `rampart run --pin-dir $RP_PIN_DIR ARGS` in the node namespace;
+# waits for "rampart: ready" on stderr (30 s). Log: $RP_TMP/rampart.log
+lab_rampart_start() {
+  [ -x "$RP_BIN" ] || lab_die "no binary at $RP_BIN (scripts/build)"
+  local log=$RP_TMP/rampart.log pid i
+  pid=$(lab_bg rampart "$log" ip netns exec "$RP_NS_NODE" "$RP_BIN" run --pin-dir "$RP_PIN_DIR" "$@")
+  for i in $(seq 300); do
+    grep -q 'rampart: ready' "$log" 2>/dev/null && { lab_log "rampart ready (pid $pid)"; return 0; }
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; lab_die "rampart exited before ready"; return 1; }
+    sleep 0.1
+  done
+  cat "$log" >&2
+  lab_die "rampart not ready after 30 s"
+}
+
+# lab_rampart_default ZONEDIR [ARGS...]: native XDP on n0; slow path on :53 and :$RP_SLOW_PORT.
+lab_rampart_default() {
+  local zdir=$1; shift
+  lab_rampart_start --iface "$RP_NODE_IF" --xdp-mode native --zone-dir "$zdir" \
+    --listen "$RP_NODE4:53" --listen "[$RP_NODE6]:53" \
+    --listen "$RP_NODE4:$RP_SLOW_PORT" --listen "[$RP_NODE6]:$RP_SLOW_PORT" "$@"
+}
+
+lab_stats() { # lab_stats [--json]
+  ip netns exec "$RP_NS_NODE" "$RP_BIN" stats --pin-dir "$RP_PIN_DIR" "$@"
+}
+
+lab_mac() { # lab_mac NS DEV
+  ip -n "$1" -j link show "$2" | $PY -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'
+}
+
+# lab_xdp_prog_id NS DEV: id of the XDP program attached to DEV (empty if none)
+lab_xdp_prog_id() {
+  ip -n "$1" -d -j link show "$2" | $PY -c '
+import json, sys
+x = json.load(sys.stdin)[0].get("xdp") or {}
+p = x.get("prog") or (x.get("attached") or [{}])[0].get("prog") or {}
+print(p.get("id", ""))'
+}
+
+lab_in() { # lab_in NS CMD...
+  local ns=$1; shift
+  ip netns exec "$ns" "$@"
+}
