@@ -160,6 +160,10 @@ pub enum Counter {
     PassNotReady,
     /// Source port 0: nothing legitimate sends from it.
     PassBadSourcePort,
+    /// UDP checksum wrong (or absent on IPv6): the kernel drops it and counts UdpInCsumErrors.
+    PassBadChecksum,
+    /// A query over 512 bytes of UDP: too big to verify here, so the kernel handles it.
+    PassLargeQuery,
     /// Packet geometry we could not rewrite (adjust_tail failed).
     PassRewriteFailed,
     /// A rewrite failed half-way (after the resize): the frame is no longer the query, so it is
@@ -189,6 +193,8 @@ impl Counter {
         (Counter::PassTooBig, "pass_too_big"),
         (Counter::PassNotReady, "pass_not_ready"),
         (Counter::PassBadSourcePort, "pass_bad_source_port"),
+        (Counter::PassBadChecksum, "pass_bad_checksum"),
+        (Counter::PassLargeQuery, "pass_large_query"),
         (Counter::PassRewriteFailed, "pass_rewrite_failed"),
         (Counter::DropRewriteFailed, "drop_rewrite_failed"),
     ];

@@ -62,9 +62,12 @@ pub fn parse(ctx: &XdpContext, l2: &L2) -> Result<L3, Counter> {
             if u8_at(ctx, off, Counter::PassNotDns)? >> 4 != 6 {
                 return Err(Counter::PassMalformed);
             }
-            // Extension headers (including fragments) go to the kernel.
-            if u8_at(ctx, off + 6, Counter::PassNotDns)? != IPPROTO_UDP {
-                return Err(Counter::PassIpUnusual);
+            match u8_at(ctx, off + 6, Counter::PassNotDns)? {
+                IPPROTO_UDP => {}
+                // Extension headers (hop-by-hop, routing, fragment, ESP, AH, destination
+                // options, mobility, HIP, shim6) go to the kernel.
+                0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Counter::PassIpUnusual),
+                _ => return Err(Counter::PassNotDns),
             }
             let plen = be16_at(ctx, off + 4, Counter::PassNotDns)? as usize;
             if off + IPV6_HLEN + plen > ctx.data_end() - ctx.data() {
@@ -78,6 +81,21 @@ pub fn parse(ctx: &XdpContext, l2: &L2) -> Result<L3, Counter> {
             })
         }
         _ => Err(Counter::PassNotDns),
+    }
+}
+
+/// The UDP pseudo-header sum (RFC 768, RFC 8200 §8.1) for a datagram of `l4_len` bytes.
+#[inline(always)]
+pub fn pseudo_sum(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<u64, Counter> {
+    let sum = IPPROTO_UDP as u64 + l4_len as u64;
+    if l3.v6 {
+        let p = ptr_at(ctx, l3.off, IPV6_HLEN, Counter::PassMalformed)?;
+        // SAFETY: the 40-byte header was bound-checked above.
+        Ok(sum + unsafe { sum_words(p.add(8), 32) })
+    } else {
+        let p = ptr_at(ctx, l3.off, IPV4_HLEN, Counter::PassMalformed)?;
+        // SAFETY: the 20-byte header was bound-checked above.
+        Ok(sum + unsafe { sum_words(p.add(12), 8) })
     }
 }
 

@@ -29,6 +29,7 @@ pub fn rampart(ctx: XdpContext) -> u32 {
     count(Counter::Packets);
     match try_rampart(&ctx) {
         Ok(action) => action,
+        Err(Counter::DropRewriteFailed) => xdp_action::XDP_DROP,
         Err(reason) => {
             count(reason);
             xdp_action::XDP_PASS
@@ -59,6 +60,7 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     if dns_len > limit {
         return Err(Counter::PassTooBig);
     }
+    udp::verify_checksum(ctx, &l3, &udp)?;
     respond(
         ctx,
         &l3,
@@ -81,23 +83,53 @@ fn respond(
     answer: &Answer,
     dns_len: usize,
 ) -> Verdict {
-    let new_len = dns_off + dns_len;
-    let delta = new_len as i32 - (ctx.data_end() - ctx.data()) as i32;
-    // SAFETY: plain helper call on our own context; every pointer is re-derived afterwards.
-    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-        debug!(ctx, "adjust_tail {} failed", delta);
-        return Err(Counter::PassRewriteFailed);
-    }
+    resize(
+        ctx,
+        dns_off + dns_len,
+        dns_off + dns::HEADER_LEN + question.len,
+    )?;
     match rewrite(ctx, l3, dns_off, header, question, answer, dns_len) {
         Ok(()) => {
             count(answer.kind());
             Ok(xdp_action::XDP_TX)
         }
         Err(_) => {
+            // Never expected: every bound was checked before the resize.
+            debug!(ctx, "rewrite failed after resize");
             count(Counter::DropRewriteFailed);
             Ok(xdp_action::XDP_DROP)
         }
     }
+}
+
+/// Make the frame `new_len` bytes long, keeping its first `keep` bytes (headers and question)
+/// in place. The tail is tried first; where the driver leaves little tailroom (veth leaves only
+/// the cache-line slack), grow at the head instead and copy the kept bytes to the new start.
+#[inline(always)]
+fn resize(ctx: &XdpContext, new_len: usize, keep: usize) -> Result<(), Counter> {
+    let delta = new_len as i32 - (ctx.data_end() - ctx.data()) as i32;
+    // SAFETY: helper calls on our own context; every packet pointer is re-derived afterwards.
+    unsafe {
+        if aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, delta) == 0 {
+            return Ok(());
+        }
+        let buf = maps::frame_buf()?;
+        let keep = keep as u32;
+        if keep == 0 || keep > maps::FRAME_BUF as u32 {
+            return Err(Counter::PassRewriteFailed);
+        }
+        if aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, 0, buf.cast(), keep) != 0
+            || aya_ebpf::helpers::bpf_xdp_adjust_head(ctx.ctx, -delta) != 0
+        {
+            return Err(Counter::PassRewriteFailed);
+        }
+        // From here the frame is no longer the query: a failure must drop it, not pass it.
+        if aya_ebpf::helpers::bpf_xdp_store_bytes(ctx.ctx, 0, buf.cast(), keep) != 0 {
+            count(Counter::DropRewriteFailed);
+            return Err(Counter::DropRewriteFailed);
+        }
+    }
+    Ok(())
 }
 
 /// Everything after the resize: tail, header, addresses, checksums.

@@ -26,6 +26,21 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 /// The lookup key is 260 bytes, too big for the 512-byte stack next to everything else.
+/// Bytes of a frame the program may copy aside: the headers and the longest question (18 + 40 +
+/// 8 + 12 + 259) fit, and so does a whole 512-byte UDP query.
+pub const FRAME_BUF: usize = 600;
+#[map(name = "FRAMEBUF")]
+static FRAMEBUF: PerCpuArray<[u8; FRAME_BUF]> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's frame copy buffer.
+#[inline(always)]
+pub fn frame_buf() -> Result<*mut u8, Counter> {
+    match FRAMEBUF.get_ptr_mut(0) {
+        Some(p) => Ok(p.cast()),
+        None => Err(Counter::PassRewriteFailed),
+    }
+}
+
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 

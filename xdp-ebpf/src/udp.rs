@@ -4,7 +4,8 @@ use rampart_common::Counter;
 
 use crate::{
     csum,
-    ip::L3,
+    ip::{self, L3},
+    maps,
     packet::{be16_at, ptr_at, put_be16},
 };
 
@@ -16,6 +17,64 @@ const MIN_DNS: usize = 12;
 pub struct Udp {
     pub payload_off: usize,
     pub payload_len: usize,
+    /// The checksum field as received (0: none, allowed on IPv4 only).
+    pub csum: u16,
+}
+
+/// Largest query whose checksum the program verifies (bpf_csum_diff sums at most 512 bytes);
+/// bigger ones go up.
+const MAX_VERIFIED: usize = 512;
+
+/// Verify the query's UDP checksum, as the kernel would before delivering it: a corrupted
+/// datagram is the kernel's to drop, never ours to answer.
+#[inline(always)]
+pub fn verify_checksum(ctx: &XdpContext, l3: &L3, udp: &Udp) -> Result<(), Counter> {
+    if udp.csum == 0 {
+        // "No checksum" is legal on IPv4 (RFC 768), never on IPv6 (RFC 8200 §8.1).
+        return if l3.v6 {
+            Err(Counter::PassBadChecksum)
+        } else {
+            Ok(())
+        };
+    }
+    let len = udp.payload_len + UDP_HLEN;
+    if len > MAX_VERIFIED {
+        return Err(Counter::PassLargeQuery);
+    }
+    let buf = maps::frame_buf()?;
+    let padded = (len + 3) & !3;
+    // SAFETY: helpers copy within our per-CPU buffer (FRAME_BUF > MAX_VERIFIED + 3) and the
+    // packet, with lengths bounded above.
+    let sum = unsafe {
+        if aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, l3.l4_off as u32, buf.cast(), len as u32)
+            != 0
+        {
+            return Err(Counter::PassMalformed);
+        }
+        // bpf_csum_diff takes whole 32-bit words: zero the (up to 3) pad bytes after the
+        // datagram. len <= 512 and the buffer holds 600, so all three writes are in bounds.
+        let pad = buf.add(len & 0x3ff);
+        *pad = 0;
+        *pad.add(1) = 0;
+        *pad.add(2) = 0;
+        let s = aya_ebpf::helpers::bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            buf.cast(),
+            padded as u32,
+            0,
+        );
+        if s < 0 {
+            return Err(Counter::PassMalformed);
+        }
+        s as u64
+    };
+    // The helper sums words as loaded on this little-endian CPU: byte-swap to network order.
+    let sum = csum::fold(sum).swap_bytes() as u64 + ip::pseudo_sum(ctx, l3, len)?;
+    if csum::fold(sum) != 0xffff {
+        return Err(Counter::PassBadChecksum);
+    }
+    Ok(())
 }
 
 #[inline(always)]
@@ -33,9 +92,11 @@ pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
     if len != l3.l4_len || len < UDP_HLEN + MIN_DNS {
         return Err(Counter::PassMalformed);
     }
+    let csum = be16_at(ctx, off + 6, Counter::PassMalformed)?;
     Ok(Udp {
         payload_off: off + UDP_HLEN,
         payload_len: len - UDP_HLEN,
+        csum,
     })
 }
 

@@ -146,7 +146,26 @@ pub(super) fn frame(v6: bool, sport: u16, dns: &[u8]) -> Vec<u8> {
         let c = !fold(sum16(&f[14..34]));
         f[24..26].copy_from_slice(&c.to_be_bytes());
     }
+    // A correct UDP checksum, as a real client's stack (or NIC) writes it.
+    let pseudo = if v6 {
+        sum16(&f[22..54])
+    } else {
+        sum16(&f[26..34])
+    } + 17
+        + udp_len as u64;
+    let mut c = !fold(pseudo + sum16(&udp));
+    if c == 0 {
+        c = 0xffff;
+    }
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&udp);
+    f
+}
+
+/// The same frame with its UDP checksum field set to `csum`.
+fn with_udp_csum(mut f: Vec<u8>, csum: u16) -> Vec<u8> {
+    let l4 = if f[12] == 0x86 { 54 } else { 34 };
+    f[l4 + 6..l4 + 8].copy_from_slice(&csum.to_be_bytes());
     f
 }
 
@@ -497,4 +516,27 @@ fn three_hundred_zones_answer_from_the_fast_path() {
         let a = u8::try_from(i % 250 + 1).unwrap();
         assert_eq!(&dns[dns.len() - 4..], &[203, 0, 113, a]);
     }
+}
+
+#[test]
+fn queries_with_a_bad_udp_checksum_go_to_the_kernel() {
+    let fp = loaded();
+    let q = query(3, "www.example.com", 1, Some((1232, false)));
+    for v6 in [false, true] {
+        let good = frame(v6, 5300, &q);
+        let l4 = if v6 { 54 } else { 34 };
+        let stored = u16::from_be_bytes([good[l4 + 6], good[l4 + 7]]);
+        let (action, _) = run(&fp, &with_udp_csum(good.clone(), stored ^ 0x0100));
+        assert_eq!(action, XDP_PASS, "v6={v6}: corrupted checksum");
+        let mut flipped = good.clone();
+        flipped[l4 + 8 + 13] ^= 0x20; // "www" -> "Www": still a valid query, another sum
+        assert_eq!(run(&fp, &flipped).0, XDP_PASS, "v6={v6}: corrupted payload");
+        let (action, _) = run(&fp, &with_udp_csum(good, 0));
+        assert_eq!(
+            action,
+            if v6 { XDP_PASS } else { XDP_TX },
+            "v6={v6}: zero checksum"
+        );
+    }
+    assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 5);
 }
