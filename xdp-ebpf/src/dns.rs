@@ -90,9 +90,8 @@ fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<usize, 
     Err(Counter::PassMalformed)
 }
 
-/// Parse the question: measure the name, then copy it lowercased into the per-CPU key buffer and
-/// sum it for the UDP checksum. Two passes keep each loop a single path for the verifier; length
-/// bytes are below 'A', so lowercasing every byte leaves them alone.
+/// Parse the question: measure the name label by label, then copy it lowercased into the
+/// per-CPU key buffer, summing it for the UDP checksum on the way.
 #[inline(always)]
 pub fn parse_question(
     ctx: &XdpContext,
@@ -103,24 +102,10 @@ pub fn parse_question(
     let dns_end = dns_off + dns_len;
     let key: &mut KeyBuf = maps::key_buf()?;
     key.set_len(name_length(ctx, start, dns_end)?);
-    let name_len = key.len();
-    key.clear();
-    let mut sum: u64 = 0;
-    let mut i = 0usize;
-    while i < MAX_NAME {
-        if i >= name_len {
-            break;
-        }
-        let b = name_byte_at(ctx, start + i)?;
-        // Question bytes sit at even payload offsets when i is even: the header is 12 bytes.
-        sum += if i & 1 == 0 {
-            (b as u64) << 8
-        } else {
-            b as u64
-        };
-        key.set(i, b.to_ascii_lowercase());
-        i += 1;
-    }
+    key.clear(key.len());
+    let name_sum = key.fill_name(ctx, start, key.len())?;
+    // The name starts at payload offset 12 (even): its little-endian sum, swapped, is in order.
+    let mut sum = crate::csum::fold(name_sum).swap_bytes() as u64;
     let name_len = key.len();
     let tail = start + name_len;
     if tail + 4 > dns_end {
