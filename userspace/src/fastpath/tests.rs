@@ -540,30 +540,3 @@ fn queries_with_a_bad_udp_checksum_go_to_the_kernel() {
     }
     assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 5);
 }
-
-#[test]
-#[ignore]
-fn adhoc_ns_per_packet() {
-    use crate::zone::{Catalog, Zone};
-    let mut text = String::from("$TTL 300\n@ SOA ns1 hm 1 7200 3600 1209600 300\n NS ns1\nns1 A 192.0.2.1\n");
-    for i in 0..10000 {
-        text.push_str(&format!("h{i} A 198.51.100.{}\n AAAA 2001:db8::{i:x}\n", i % 250 + 1));
-    }
-    let catalog = Catalog::from_zones([Zone::from_text("bench.example.", &text).unwrap()]);
-    let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
-    fp.install(&table).unwrap();
-    for (name, edns, class) in [("h1234.bench.example", None, 3), ("nx.bench.example", None, 3), ("nx.bench.example", None, 1), ("h1.bench.example", None, 1)] {
-        let mut q = query(9, name, 1, edns);
-        let n = q.len();
-        q[n - 1] = class;
-        let f = frame(false, 999, &q);
-        let mut out = vec![0u8; 4096];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(&f);
-        opts.data_out = Some(&mut out);
-        opts.repeat = 1_000_000;
-        let r = fp.program().test_run(opts).unwrap();
-        eprintln!("{name} {edns:?}: {:?}/pkt action {}", r.duration, r.return_value);
-    }
-}
