@@ -1,0 +1,195 @@
+"""Operating rampart: what a DNS operator relies on besides answers.
+
+- `rampart check` reports file:line and exits 1 on a broken zone, 0 on good ones.
+- Hundreds of zones load at once and each one answers.
+- SIGHUP reload: a changed zone is served anew; a zone whose file now fails keeps serving its
+  previous version (never dropped, never half-loaded).
+- Fate-sharing: a rampart killed with SIGKILL leaves no XDP program on its NIC (bpf_link).
+- `rampart detach` removes a program a crashed instance (or anything netlink-attached) left.
+
+These run in the node namespace on a veth pair and loopback port of their own, beside the lab's
+running rampart, which they don't touch."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+import rplab
+
+PORT = 5454  # a socket-only rampart of this module's own, on the node's loopback
+ZONES = 300
+
+
+def zone_text(origin, serial, addr, extra=""):
+    return (f"$ORIGIN {origin}.\n$TTL 300\n@ SOA ns1 hostmaster {serial} 7200 3600 1209600 300\n"
+            f"@ NS ns1\nns1 A 192.0.2.1\nwww A {addr}\n{extra}")
+
+
+def ns_run(lab, *cmd, timeout=30, check=False):
+    return subprocess.run(["ip", "netns", "exec", lab.ns_node, *cmd], capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+def ask(lab, name, qtype="A"):
+    """Query the module's own rampart over UDP on the node's loopback; (rcode, [rdata text])."""
+    q = dns.message.make_query(name, qtype)
+    out = ns_run(lab, "/usr/bin/python3", "-c",
+                 "import sys,dns.message,dns.query;"
+                 "q=dns.message.from_wire(bytes.fromhex(sys.argv[1]));"
+                 f"r=dns.query.udp(q,'127.0.0.1',port={PORT},timeout=2);"
+                 "print(r.to_wire().hex())", q.to_wire().hex())
+    if out.returncode != 0:
+        return None, out.stderr.strip()[-200:]
+    r = dns.message.from_wire(bytes.fromhex(out.stdout.strip()))
+    data = [rd.to_text() for rrset in r.answer for rd in rrset if rrset.rdtype == dns.rdatatype.from_text(qtype)]
+    return r.rcode(), data
+
+
+def wait_ready(proc, log, secs=20):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with open(log) as f:
+            if "rampart: ready" in f.read():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def check_command(c, lab, tmp):
+    good = os.path.join(tmp, "good.test.zone")
+    bad = os.path.join(tmp, "bad.test.zone")
+    with open(good, "w") as f:
+        f.write(zone_text("good.test", 1, "192.0.2.10"))
+    with open(bad, "w") as f:
+        f.write(zone_text("bad.test", 1, "192.0.2.10", "mail MX 10\n"))
+    ok = subprocess.run([lab.bin, "check", good], capture_output=True, text=True, timeout=20)
+    c.check("check: a good zone exits 0", ok.returncode == 0, ok.stdout + ok.stderr)
+    ko = subprocess.run([lab.bin, "check", good, bad], capture_output=True, text=True, timeout=20)
+    c.check("check: a broken zone exits 1", ko.returncode == 1, f"rc={ko.returncode}")
+    c.check("check: the error is file:line", f"{bad}:7:" in ko.stderr, ko.stderr)
+
+
+def reload_and_many_zones(c, lab, tmp):
+    zdir = os.path.join(tmp, "zones")
+    os.makedirs(zdir)
+    for i in range(ZONES):
+        with open(os.path.join(zdir, f"z{i}.test.zone"), "w") as f:
+            f.write(zone_text(f"z{i}.test", 1, f"198.51.100.{i % 250 + 1}"))
+    log = os.path.join(tmp, "rampart.log")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["ip", "netns", "exec", lab.ns_node, lab.bin, "run", "--zone-dir", zdir,
+                                 "--listen", f"127.0.0.1:{PORT}"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        if not c.check("many zones: rampart starts", wait_ready(proc, log), open(log).read()[-2000:]):
+            return
+        answers = {i: ask(lab, f"www.z{i}.test") for i in (0, 1, 150, ZONES - 1)}
+        c.check(f"many zones: all {ZONES} load and answer",
+                all(a == (dns.rcode.NOERROR, [f"198.51.100.{i % 250 + 1}"]) for i, a in answers.items()),
+                str(answers))
+
+        # z0 changes; z1 breaks (syntax error); SIGHUP.
+        with open(os.path.join(zdir, "z0.test.zone"), "w") as f:
+            f.write(zone_text("z0.test", 2, "203.0.113.77"))
+        with open(os.path.join(zdir, "z1.test.zone"), "w") as f:
+            f.write(zone_text("z1.test", 2, "203.0.113.78", "www2 A 203.0.113.999\n"))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and ask(lab, "www.z0.test")[1] != ["203.0.113.77"]:
+            time.sleep(0.1)
+        c.check("reload: a changed zone is served anew", ask(lab, "www.z0.test") == (dns.rcode.NOERROR, ["203.0.113.77"]))
+        c.check("reload: a zone whose file now fails keeps its previous version",
+                ask(lab, "www.z1.test") == (dns.rcode.NOERROR, ["198.51.100.2"]), str(ask(lab, "www.z1.test")))
+        text = open(log).read()
+        c.check("reload: the error is logged as file:line", "z1.test.zone:7:" in text, text[-1500:])
+        c.check("reload: the others still answer", ask(lab, f"www.z{ZONES - 1}.test")[0] == dns.rcode.NOERROR)
+    finally:
+        stop(proc)
+
+
+def xdp_prog_on(lab, dev):
+    out = ns_run(lab, "ip", "-j", "link", "show", dev, check=True)
+    return '"xdp"' in out.stdout
+
+
+def fate_sharing_and_detach(c, lab, tmp):
+    """A veth pair of this module's own inside the node namespace."""
+    ns_run(lab, "ip", "link", "add", "rpop0", "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
+           "peer", "name", "rpop1", "numtxqueues", "1", "numrxqueues", "1", check=True)
+    try:
+        ns_run(lab, "ip", "link", "set", "rpop0", "up", check=True)
+        ns_run(lab, "ip", "link", "set", "rpop1", "up", check=True)
+        zdir = os.path.join(tmp, "fs-zones")
+        os.makedirs(zdir)
+        with open(os.path.join(zdir, "fs.test.zone"), "w") as f:
+            f.write(zone_text("fs.test", 1, "192.0.2.10"))
+        pins = os.path.join(os.path.dirname(lab.pin_dir), "rampart-ops")
+        log = os.path.join(tmp, "fs.log")
+        with open(log, "w") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", lab.ns_node, lab.bin, "run", "--iface", "rpop0",
+                                     "--zone-dir", zdir, "--listen", f"127.0.0.1:{PORT + 1}",
+                                     "--pin-dir", pins], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            if not c.check("fate-sharing: rampart attaches", wait_ready(proc, log), open(log).read()[-1500:]):
+                return
+            c.check("fate-sharing: program on the NIC while running", xdp_prog_on(lab, "rpop0"))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            gone = False
+            for _ in range(50):
+                if not xdp_prog_on(lab, "rpop0"):
+                    gone = True
+                    break
+                time.sleep(0.1)
+            c.check("fate-sharing: SIGKILL leaves no XDP program behind", gone)
+        finally:
+            stop(proc)
+        # A program attached the legacy (netlink) way stays after its loader exits: detach removes it.
+        obj = os.path.join(os.environ.get("RP_TMP", tmp), "xdp_pass.o")
+        if not os.path.exists(obj):
+            c.skip("detach", "no xdp_pass.o in the lab")
+            return
+        ns_run(lab, "ip", "link", "set", "dev", "rpop0", "xdpgeneric", "obj", obj, "sec", "xdp", check=True)
+        c.check("detach: a left-over program is there", xdp_prog_on(lab, "rpop0"))
+        out = ns_run(lab, lab.bin, "detach", "--iface", "rpop0")
+        c.check("detach: exits 0", out.returncode == 0, out.stderr)
+        c.check("detach: the program is gone", not xdp_prog_on(lab, "rpop0"))
+        out = ns_run(lab, lab.bin, "detach", "--iface", "no-such-nic")
+        c.check("detach: an unknown NIC is an error", out.returncode != 0 and "no such interface" in out.stderr,
+                out.stderr)
+    finally:
+        ns_run(lab, "ip", "link", "del", "rpop0")
+
+
+def run():
+    c = rplab.Checks("e2e_operations")
+    lab = rplab.Lab()
+    if lab.target != "rampart":
+        c.skip("operations", "the node is not rampart")
+        return c
+    tmp = tempfile.mkdtemp(prefix="rp-ops-")
+    try:
+        c.run("check command", check_command, c, lab, tmp)
+        c.run("reload and many zones", reload_and_many_zones, c, lab, tmp)
+        c.run("fate-sharing and detach", fate_sharing_and_detach, c, lab, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return c
