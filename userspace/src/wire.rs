@@ -26,6 +26,8 @@ pub const FLAG_AA: u16 = 0x0400;
 pub const FLAG_TC: u16 = 0x0200;
 pub const FLAG_RD: u16 = 0x0100;
 pub const FLAG_CD: u16 = 0x0010;
+/// The header's 4-bit RCODE field.
+pub const FLAG_RCODE: u16 = 0x000f;
 const OPCODE_SHIFT: u16 = 11;
 
 /// The query's OPT record (RFC 6891 §6.1.3).
@@ -178,6 +180,12 @@ pub fn parse_query(packet: &[u8]) -> Result<Query, Rejected> {
         flags,
         question,
     };
+    // RCODE is set in responses only (RFC 1035 §4.1.1); a query carrying one is malformed. NSD
+    // (our oracle) answers FORMERR (`query_process`: `RCODE(q->packet) != RCODE_OK` →
+    // `query_formerr`); Knot ignores the field and answers. The fast path must send these up.
+    if flags & FLAG_RCODE != 0 {
+        return Err(formerr(question));
+    }
     let Some((qname_wire, end)) = parsed else {
         return Err(formerr(None));
     };
@@ -649,6 +657,25 @@ mod tests {
         let p = query_packet(2, 0, "pTr.c.test", 12, None);
         let r = respond(&cat, &p, Transport::Udp).unwrap();
         assert_eq!(&r[r.len() - 2..], [0xc0, 0x0c]);
+    }
+
+    #[test]
+    fn rcode_in_a_query_is_formerr() {
+        // RCODE set in a query: FORMERR, as NSD answers; the question is echoed like our other
+        // FORMERRs (NSD sends the header alone). An opcode we don't implement wins, as in NSD.
+        for rcode in [1u16, 3, 5, 15] {
+            let p = query_packet(7, FLAG_RD | rcode, "a.b", 1, Some((1232, false, 0)));
+            let err = parse_query(&p).unwrap_err();
+            let r = render_rejected(&err).unwrap();
+            assert_eq!(
+                &r[..12],
+                [0, 7, 0x81, 0x01, 0, 1, 0, 0, 0, 0, 0, 0],
+                "{rcode}"
+            );
+            assert_eq!(&r[12..], &question("a.b", 1, 1)[..]);
+        }
+        let p = query_packet(7, 2 << 11 | 1, "a.b", 1, None);
+        assert!(matches!(parse_query(&p), Err(Rejected::NotImp { .. })));
     }
 
     #[test]
