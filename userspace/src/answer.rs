@@ -275,6 +275,11 @@ pub fn solve_answer<'z>(
                     return (zone, State::DnameOverflow);
                 };
                 ans.synthesized = true;
+                if q.qtype == RecordType::CNAME {
+                    // The synthesized CNAME answers a CNAME query, as a zone's CNAME does
+                    // (step 3a); NSD and BIND stop here too.
+                    return (zone, State::Hit);
+                }
                 let Some(next) = next_zone(catalog, &target, q) else {
                     return (zone, State::Hit);
                 };
@@ -863,6 +868,15 @@ mod tests {
             "NXDOMAIN for the target (RFC 6604)"
         );
         assert_eq!(m.answers().len(), 2);
+        // A CNAME query is answered by the synthesized CNAME: the target isn't looked up (NSD
+        // 4.6.1 answers the same; RFC 1034 §4.3.2 step 3a by analogy).
+        let m = ask(&cat, "nothing.old.d.test", RecordType::CNAME);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            ["old.d.test. 60 Unknown", "nothing.old.d.test. 60 CNAME"]
+        );
+        assert!(m.name_servers().is_empty());
         // The DNAME owner itself is an ordinary name.
         let m = ask(&cat, "old.d.test", RecordType::A);
         assert!(m.answers().is_empty() && m.response_code() == ResponseCode::NoError);
