@@ -12,7 +12,9 @@ use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::zone::{Catalog, NameKey, Node, Rrset, Zone, suffixes, wire_is_subdomain};
 
-/// Longest CNAME/DNAME chain we follow inside a zone (Knot and NSD stop at a similar depth).
+/// Longest CNAME/DNAME chain we follow (names visited, across zones). NSD 4.6 has no such limit
+/// (it stops only at a loop: a 100-link chain comes back whole); a bound keeps one query's work
+/// and answer size small, and a resolver restarts from where we stopped.
 pub const MAX_CHAIN: usize = 16;
 
 /// DNAME (RFC 6672); hickory has no typed variant, so zones keep it as opaque RDATA.
@@ -135,7 +137,8 @@ pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
         return Answer::not_authoritative();
     };
     let mut ans = Answer::new();
-    let state = solve_answer(zone, q, &mut ans);
+    // The chain may end in another zone: the later steps work in the zone where it ended.
+    let (zone, state) = solve_answer(catalog, zone, q, &mut ans);
     solve_dnssec(zone, q, &state, &mut ans);
     solve_authority(zone, &state, &mut ans);
     solve_additional(zone, &state, &mut ans);
@@ -224,19 +227,32 @@ fn closest_wildcard<'z>(zone: &'z Zone, missing: &[u8]) -> Option<&'z Node> {
 }
 
 /// RFC 1034 §4.3.2 step 3 (with RFC 2308 for the negative cases, RFC 4592 for wildcards and
-/// RFC 6672 for DNAME): fill the answer section, following CNAMEs and DNAMEs inside the zone.
+/// RFC 6672 for DNAME): fill the answer section, following CNAMEs and DNAMEs. Returns where the
+/// chain ended: the zone and the state the later steps work from.
 ///
-/// CNAMEs are followed only inside the zone, as Knot and NSD do: data from another zone would
-/// make the answer depend on two zones' generations.
-pub fn solve_answer<'z>(zone: &'z Zone, q: &Question<'_>, ans: &mut Answer<'z>) -> State<'z> {
+/// Step 3a says "change QNAME to the canonical name in the CNAME RR, and go back to step 1",
+/// so each new name selects its zone again (step 2): the chain goes on into any zone we serve,
+/// including a child zone below a cut of this one, as NSD 4.6 does (`answer_domain` →
+/// `answer_lookup_zone`). It stops at a name in none of our zones (the answer so far, NOERROR),
+/// at a loop, after [`MAX_CHAIN`] names, and at a cut in the target's zone (a referral: NS in
+/// authority, glue in additional, AA still set because the answer section is ours; NSD's
+/// `answer_delegation` with `cname_count > 0`). A negative end takes the SOA of the zone where
+/// the chain ended. The answer then depends on several zones, which is fine: the compiler
+/// compiles the whole catalog at once on every load and reload.
+pub fn solve_answer<'z>(
+    catalog: &'z Catalog,
+    mut zone: &'z Zone,
+    q: &Question<'_>,
+    ans: &mut Answer<'z>,
+) -> (&'z Zone, State<'z>) {
     let mut qname = q.qname.clone();
     // The owner to give synthesized records: the name as the client (or the CNAME) spelt it.
     let mut owner: Name = qname.to_name();
     let mut visited: Vec<NameKey> = Vec::new();
     loop {
         if visited.len() >= MAX_CHAIN || visited.contains(&qname) {
-            // A loop or a chain too long: answer what we have (Knot and NSD do the same).
-            return State::Hit;
+            // A loop or a chain too long: answer what we have (NSD does the same at a loop).
+            return (zone, State::Hit);
         }
         visited.push(qname.clone());
         let (node, synthesized) = match find_name(zone, &qname, q.qtype) {
@@ -247,21 +263,27 @@ pub fn solve_answer<'z>(zone: &'z Zone, q: &Question<'_>, ans: &mut Answer<'z>) 
                 if ans.answer.is_empty() {
                     ans.authoritative = false;
                 }
-                return State::Deleg(cut);
+                return (zone, State::Deleg(cut));
             }
             Found::Missing => {
                 ans.rcode = ResponseCode::NXDomain;
-                return State::Miss;
+                return (zone, State::Miss);
             }
             Found::Dname(dnode) => {
                 let Some((new_owner, target)) = follow_dname(dnode, &qname, &owner, ans) else {
                     ans.rcode = ResponseCode::YXDomain;
-                    return State::DnameOverflow;
+                    return (zone, State::DnameOverflow);
                 };
                 ans.synthesized = true;
-                if !zone.contains(target.as_wire()) {
-                    return State::Hit;
+                if q.qtype == RecordType::CNAME {
+                    // The synthesized CNAME answers a CNAME query, as a zone's CNAME does
+                    // (step 3a); NSD and BIND stop here too.
+                    return (zone, State::Hit);
                 }
+                let Some(next) = next_zone(catalog, &target, q) else {
+                    return (zone, State::Hit);
+                };
+                zone = next;
                 owner = new_owner;
                 qname = target;
                 continue;
@@ -284,12 +306,13 @@ pub fn solve_answer<'z>(zone: &'z Zone, q: &Question<'_>, ans: &mut Answer<'z>) 
         {
             push(ans, cname);
             let Some(RData::CNAME(target)) = cname.rdata().first() else {
-                return State::Hit;
+                return (zone, State::Hit);
             };
             let target_key = NameKey::from_name(&target.0);
-            if !zone.contains(target_key.as_wire()) {
-                return State::Hit;
-            }
+            let Some(next) = next_zone(catalog, &target_key, q) else {
+                return (zone, State::Hit);
+            };
+            zone = next;
             owner = target.0.clone();
             qname = target_key;
             continue;
@@ -302,11 +325,22 @@ pub fn solve_answer<'z>(zone: &'z Zone, q: &Question<'_>, ans: &mut Answer<'z>) 
         return match set {
             Some(set) => {
                 push(ans, set);
-                State::Hit
+                (zone, State::Hit)
             }
-            None => State::NoData,
+            None => (zone, State::NoData),
         };
     }
+}
+
+/// RFC 1034 §4.3.2 step 3a → step 2 for the next name of a chain: the zone to look it up in, or
+/// `None` if we serve none (the chain ends there, as in NSD; RFC 1034 leaves the rest to the
+/// resolver). The DS rule of [`select_zone`] applies to each name, as NSD applies it.
+fn next_zone<'c>(catalog: &'c Catalog, target: &NameKey, q: &Question<'_>) -> Option<&'c Zone> {
+    let next = Question {
+        qname: target,
+        ..q.clone()
+    };
+    select_zone(catalog, &next)
 }
 
 /// RFC 8482 §4.1: answer ANY with one RRset rather than everything: the SOA at an apex (as NSD
@@ -439,6 +473,41 @@ fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, ans: &mut Answer<'z>) {
                 ans.additional.extend(rrs(set));
             }
         }
+    }
+}
+
+/// Zones whose CNAMEs and DNAMEs cross into each other, for tests across modules. Expected
+/// answers in the tests were checked against NSD 4.6.1 serving the same data.
+#[cfg(test)]
+pub mod testzones {
+    use crate::zone::{Catalog, Zone};
+
+    pub fn cross_zone_catalog() -> Catalog {
+        let a = Zone::from_text(
+            "a.test.",
+            "$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\nwww A 192.0.2.4\n\
+             alias CNAME www.b.test.\nAlias-Nx CNAME nope.B.TEST.\nalias-ent CNAME ent.b.test.\n\
+             alias-deleg CNAME x.sub.b.test.\nalias-out CNAME www.example.org.\n\
+             alias-chain CNAME c1.b.test.\nc2 A 192.0.2.2\nxl1 CNAME xl2.b.test.\n\
+             alias-wild CNAME foo.wild.b.test.\nalias-child CNAME www.child.a.test.\n\
+             alias-ns CNAME b.test.\nalias-dname CNAME www.xdn.b.test.\n\
+             child NS ns.child\nns.child A 192.0.2.3\n",
+        )
+        .unwrap();
+        let b = Zone::from_text(
+            "b.test.",
+            "$TTL 120\n@ SOA ns hm 1 2 3 4 40\n NS ns\n NS ns.a.test.\nns A 192.0.2.11\n\
+             \x20AAAA 2001:db8::11\nwww A 192.0.2.12\nx.ent A 192.0.2.13\nsub NS ns.sub\n\
+             ns.sub A 192.0.2.14\nc1 CNAME c2.a.test.\nxl2 CNAME xl1.a.test.\n\
+             *.wild A 192.0.2.15\nxdn DNAME a.test.\n",
+        )
+        .unwrap();
+        let child = Zone::from_text(
+            "child.a.test.",
+            "$TTL 90\n@ SOA ns hm 1 2 3 4 50\n NS ns\nns A 192.0.2.3\nwww A 192.0.2.17\n",
+        )
+        .unwrap();
+        Catalog::from_zones([a, b, child])
     }
 }
 
@@ -640,6 +709,106 @@ mod tests {
         .unwrap()
     }
 
+    /// RFC 1034 §4.3.2 step 3a: the chain goes back to step 1 (and 2: zone selection) for each
+    /// name, into every zone we serve. Each expectation is what NSD 4.6.1 answered for the same
+    /// zones (dig against a local NSD, minimal-responses).
+    #[test]
+    fn cname_chain_crosses_into_other_zones_we_serve() {
+        let cat = super::testzones::cross_zone_catalog();
+        let m = ask(&cat, "alias.a.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.authoritative());
+        assert_eq!(
+            names(m.answers()),
+            ["alias.a.test. 60 CNAME", "www.b.test. 120 A"]
+        );
+        assert!(m.name_servers().is_empty() && m.additionals().is_empty());
+        // Negative ends take the SOA (and negative TTL) of the zone where the chain ended.
+        let m = ask(&cat, "alias.a.test", RecordType::MX);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(names(m.answers()), ["alias.a.test. 60 CNAME"]);
+        assert_eq!(names(m.name_servers()), ["b.test. 40 SOA"]);
+        let m = ask(&cat, "alias-nx.a.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert!(m.authoritative());
+        assert_eq!(names(m.answers()), ["alias-nx.a.test. 60 CNAME"]);
+        assert_eq!(names(m.name_servers()), ["b.test. 40 SOA"]);
+        let m = ask(&cat, "alias-ent.a.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(names(m.name_servers()), ["b.test. 40 SOA"]);
+        // A cut in the target's zone: referral after the CNAME, AA still set.
+        let m = ask(&cat, "alias-deleg.a.test", RecordType::A);
+        assert!(m.authoritative());
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(names(m.answers()), ["alias-deleg.a.test. 60 CNAME"]);
+        assert_eq!(names(m.name_servers()), ["sub.b.test. 120 NS"]);
+        assert_eq!(names(m.additionals()), ["ns.sub.b.test. 120 A"]);
+        // A name in none of our zones ends the chain.
+        let m = ask(&cat, "alias-out.a.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.authoritative());
+        assert_eq!(names(m.answers()), ["alias-out.a.test. 60 CNAME"]);
+        assert!(m.name_servers().is_empty());
+        // There and back again; and a loop across zones ends.
+        let m = ask(&cat, "alias-chain.a.test", RecordType::A);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "alias-chain.a.test. 60 CNAME",
+                "c1.b.test. 120 CNAME",
+                "c2.a.test. 60 A"
+            ]
+        );
+        let m = ask(&cat, "xl1.a.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            ["xl1.a.test. 60 CNAME", "xl2.b.test. 120 CNAME"]
+        );
+        // A wildcard in the other zone; a child zone below our own cut (not a referral).
+        let m = ask(&cat, "alias-wild.a.test", RecordType::A);
+        assert_eq!(
+            names(m.answers()),
+            ["alias-wild.a.test. 60 CNAME", "foo.wild.b.test. 120 A"]
+        );
+        let m = ask(&cat, "alias-child.a.test", RecordType::A);
+        assert!(m.authoritative());
+        assert_eq!(
+            names(m.answers()),
+            ["alias-child.a.test. 60 CNAME", "www.child.a.test. 90 A"]
+        );
+        // NS at the end: the addresses the target's zone has for its in-zone targets.
+        let m = ask(&cat, "alias-ns.a.test", RecordType::NS);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "alias-ns.a.test. 60 CNAME",
+                "b.test. 120 NS",
+                "b.test. 120 NS"
+            ]
+        );
+        assert_eq!(
+            names(m.additionals()),
+            ["ns.b.test. 120 A", "ns.b.test. 120 AAAA"]
+        );
+        // DNAME into another zone, and a CNAME into that DNAME.
+        let m = ask(&cat, "www.xdn.b.test", RecordType::A);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "xdn.b.test. 120 Unknown",
+                "www.xdn.b.test. 120 CNAME",
+                "www.a.test. 60 A"
+            ]
+        );
+        let m = ask(&cat, "nope.xdn.b.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(names(m.name_servers()), ["a.test. 30 SOA"]);
+        let m = ask(&cat, "alias-dname.a.test", RecordType::A);
+        assert_eq!(m.answers().len(), 4);
+        assert_eq!(names(&m.answers()[3..]), ["www.a.test. 60 A"]);
+    }
+
     #[test]
     fn wildcards_synthesize_but_not_over_existing_names() {
         let z = zone(
@@ -699,6 +868,15 @@ mod tests {
             "NXDOMAIN for the target (RFC 6604)"
         );
         assert_eq!(m.answers().len(), 2);
+        // A CNAME query is answered by the synthesized CNAME: the target isn't looked up (NSD
+        // 4.6.1 answers the same; RFC 1034 §4.3.2 step 3a by analogy).
+        let m = ask(&cat, "nothing.old.d.test", RecordType::CNAME);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            ["old.d.test. 60 Unknown", "nothing.old.d.test. 60 CNAME"]
+        );
+        assert!(m.name_servers().is_empty());
         // The DNAME owner itself is an ordinary name.
         let m = ask(&cat, "old.d.test", RecordType::A);
         assert!(m.answers().is_empty() && m.response_code() == ResponseCode::NoError);

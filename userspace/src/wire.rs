@@ -1,14 +1,14 @@
 //! DNS messages on the wire: query parsing and response rendering (hickory-proto).
 //!
 //! Byte identity with the fast path rests on one trick: every response is rendered with the
-//! *lowercased* query name in the question, and every record whose owner equals the query name
-//! (ignoring case) is written with that same lowercased name, so hickory's (case-sensitive)
-//! compression turns the owner into the pointer 0xC00C. Then the client's own question bytes, of
-//! the same length, are copied over the rendered question. The fast path stores only what
-//! follows the question and echoes the client's question too, so both paths send the same bytes.
+//! *lowercased* query name in the question, and names are compressed ignoring ASCII case
+//! ([`Compressor`]), so every owner (or RDATA name) equal to the query name becomes the pointer
+//! 0xC00C whatever its spelling. Then the client's own question bytes, of the same length, are
+//! copied over the rendered question. The fast path stores only what follows the question and
+//! echoes the client's question too, so both paths send the same bytes.
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use rampart_common::{CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, Variant};
 
@@ -26,6 +26,8 @@ pub const FLAG_AA: u16 = 0x0400;
 pub const FLAG_TC: u16 = 0x0200;
 pub const FLAG_RD: u16 = 0x0100;
 pub const FLAG_CD: u16 = 0x0010;
+/// The header's 4-bit RCODE field.
+pub const FLAG_RCODE: u16 = 0x000f;
 const OPCODE_SHIFT: u16 = 11;
 
 /// The query's OPT record (RFC 6891 §6.1.3).
@@ -178,6 +180,12 @@ pub fn parse_query(packet: &[u8]) -> Result<Query, Rejected> {
         flags,
         question,
     };
+    // RCODE is set in responses only (RFC 1035 §4.1.1); a query carrying one is malformed. NSD
+    // (our oracle) answers FORMERR (`query_process`: `RCODE(q->packet) != RCODE_OK` →
+    // `query_formerr`); Knot ignores the field and answers. The fast path must send these up.
+    if flags & FLAG_RCODE != 0 {
+        return Err(formerr(question));
+    }
     let Some((qname_wire, end)) = parsed else {
         return Err(formerr(None));
     };
@@ -287,12 +295,12 @@ pub fn render_full(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
 
 fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto::ProtoError> {
     let mut buf = Vec::with_capacity(512);
-    let lower_qname = query.qname_key.to_name();
     let counts = {
         let mut enc = BinEncoder::new(&mut buf);
+        let mut names = Compressor::default();
         enc.emit_vec(&[0; HEADER_LEN])?;
         // The lowercased name goes first so it is the compression target at offset 12.
-        lower_qname.emit(&mut enc)?;
+        names.emit(&mut enc, query.qname_key.as_wire())?;
         enc.emit_u16(query.qtype.into())?;
         enc.emit_u16(query.qclass)?;
         let mut counts = [1u16, 0, 0, 0];
@@ -301,12 +309,7 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
             .enumerate()
         {
             for rr in section {
-                let owner = if query.qname_key.matches(&rr.owner) {
-                    &lower_qname
-                } else {
-                    &*rr.owner
-                };
-                emit_rr(&mut enc, owner, rr)?;
+                emit_rr(&mut enc, &mut names, rr)?;
             }
             counts[i + 1] = u16::try_from(section.len()).unwrap_or(u16::MAX);
         }
@@ -322,18 +325,98 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
 
 fn emit_rr(
     enc: &mut BinEncoder<'_>,
-    owner: &Name,
+    names: &mut Compressor,
     rr: &Rr<'_>,
 ) -> Result<(), hickory_proto::ProtoError> {
-    owner.emit(enc)?;
+    names.emit_name(enc, &rr.owner)?;
     enc.emit_u16(rr.rtype().into())?;
     enc.emit_u16(CLASS_IN)?;
     enc.emit_u32(rr.ttl)?;
     let place = enc.place::<u16>()?;
-    rr.rdata.emit(enc)?;
+    // RFC 3597 §4: only names in the RDATA of the RFC 1035 types may be compressed. Of those,
+    // the zone keeps NS, CNAME, PTR, MX and SOA typed (`zone::TYPED`); every other type with
+    // names in its RDATA (SRV, SVCB, DNAME...) is opaque bytes, written as the zone has them.
+    match &*rr.rdata {
+        RData::CNAME(target) => names.emit_name(enc, &target.0)?,
+        RData::NS(target) => names.emit_name(enc, &target.0)?,
+        RData::PTR(target) => names.emit_name(enc, &target.0)?,
+        RData::MX(mx) => {
+            enc.emit_u16(mx.preference())?;
+            names.emit_name(enc, mx.exchange())?;
+        }
+        RData::SOA(soa) => {
+            names.emit_name(enc, soa.mname())?;
+            names.emit_name(enc, soa.rname())?;
+            enc.emit_u32(soa.serial())?;
+            enc.emit_i32(soa.refresh())?;
+            enc.emit_i32(soa.retry())?;
+            enc.emit_i32(soa.expire())?;
+            enc.emit_u32(soa.minimum())?;
+        }
+        // No names to compress (A, AAAA, TXT, CAA, TLSA...), or opaque.
+        other => other.emit(enc)?,
+    }
     let len = enc.len_since_place(&place);
     place.replace(enc, u16::try_from(len).map_err(|_| "RDATA too long")?)?;
     Ok(())
+}
+
+/// Name compression (RFC 1035 §4.1.4) that compares names ignoring ASCII case (RFC 4343 §3), as
+/// NSD does. hickory 0.25's `BinEncoder` matches earlier names byte for byte
+/// (`get_label_pointer` compares the stored label bytes with `==`), so a zone that spells an
+/// owner `WWW` and a CNAME target `www` would get the labels twice; NSD writes a pointer. So
+/// names are written here, not by hickory: each name's longest suffix already in the message
+/// becomes a pointer to its first occurrence, and every new suffix is remembered at its offset
+/// (pointers reach 0x3FFF). A pointer shows the earlier occurrence's spelling, which is why the
+/// owner of a record for the query name always reads as the client's question.
+#[derive(Default)]
+struct Compressor {
+    /// (offset, lowercased uncompressed wire form) of every suffix written so far.
+    seen: Vec<(u16, Box<[u8]>)>,
+}
+
+impl Compressor {
+    fn emit_name(
+        &mut self,
+        enc: &mut BinEncoder<'_>,
+        name: &Name,
+    ) -> Result<(), hickory_proto::ProtoError> {
+        let mut wire = Vec::with_capacity(name.len() + 2);
+        for label in name.iter() {
+            wire.push(u8::try_from(label.len()).map_err(|_| "label too long")?);
+            wire.extend_from_slice(label);
+        }
+        wire.push(0);
+        self.emit(enc, &wire)
+    }
+
+    /// `wire`: an uncompressed name in wire form, in the case to write.
+    fn emit(
+        &mut self,
+        enc: &mut BinEncoder<'_>,
+        wire: &[u8],
+    ) -> Result<(), hickory_proto::ProtoError> {
+        if wire.len() > rampart_common::MAX_NAME {
+            return Err("name longer than 255 octets".into());
+        }
+        let lower = wire.to_ascii_lowercase();
+        let mut pos = 0;
+        while let Some(&len) = wire.get(pos).filter(|&&len| len != 0) {
+            let suffix = &lower[pos..];
+            if let Some((offset, _)) = self.seen.iter().find(|(_, s)| **s == *suffix) {
+                return enc.emit_u16(0xC000 | offset);
+            }
+            if let Ok(offset) = u16::try_from(enc.offset())
+                && offset <= 0x3FFF
+            {
+                self.seen.push((offset, suffix.into()));
+            }
+            let end = pos + 1 + usize::from(len);
+            enc.emit_vec(wire.get(pos..end).ok_or("truncated name")?)?;
+            pos = end;
+        }
+        enc.emit(0)
+    }
 }
 
 /// Header and question only, TC=1, plus OPT if the query had one.
@@ -533,6 +616,66 @@ mod tests {
         );
         let q = parse_query(&query_packet(1, 0, "a.b", 1, Some((100, false, 0)))).unwrap();
         assert_eq!((q.variant(), q.udp_limit()), (Variant::Edns, 512));
+    }
+
+    /// NSD compresses names ignoring case; so do we. Expected bytes are NSD 4.6.1's answer to the
+    /// same query (the sample zone spells the owner `WWW` and the CNAME target `www`).
+    #[test]
+    fn compression_ignores_case() {
+        use crate::server::respond;
+        use crate::zone::{Catalog, Zone};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        let cat = Catalog::load(&[], Some(&dir)).unwrap();
+        let p = query_packet(0x01f5, 0, "alias2.example.com", 1, None);
+        let nsd: &[u8] = b"\x01\xf5\x84\x00\x00\x01\x00\x02\x00\x00\x00\x00\
+            \x06alias2\x07example\x03com\x00\x00\x01\x00\x01\
+            \xc0\x0c\x00\x05\x00\x01\x00\x00\x0e\x10\x00\x06\x03www\xc0\x13\
+            \xc0\x30\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04\xc0\x00\x02\x0a";
+        assert_eq!(respond(&cat, &p, Transport::Udp).unwrap(), nsd);
+
+        // Suffixes too: `SUB.c.test` in the CNAME target, `sub.c.test` in the next owner.
+        let z = Zone::from_text(
+            "c.test.",
+            "$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n\
+             alias CNAME host.SUB\nHOST.sub A 192.0.2.2\nx.Sub A 192.0.2.3\nptr PTR PTR.C.TEST.\n",
+        )
+        .unwrap();
+        let cat = Catalog::from_zones([z]);
+        let p = query_packet(1, 0, "Alias.c.test", 1, None);
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        let q_end = 12 + 14 + 4;
+        assert_eq!(&r[12..q_end], &p[12..q_end]);
+        let rdata = q_end + 12;
+        // CNAME: owner 0xC00C; RDATA "host" "SUB" + pointer to "c.test" in the question.
+        assert_eq!(&r[q_end..q_end + 2], [0xc0, 0x0c]);
+        assert_eq!(&r[rdata..rdata + 11], b"\x04host\x03SUB\xc0\x12");
+        // A: the owner is one pointer to the CNAME's target, whatever the zone's spelling.
+        let owner = rdata + 11;
+        assert_eq!(&r[owner..owner + 2], [0xc0, rdata as u8]);
+        assert_eq!(r.len(), owner + 2 + 10 + 4);
+        // An RDATA name equal to the query name points at the question (the client's case).
+        let p = query_packet(2, 0, "pTr.c.test", 12, None);
+        let r = respond(&cat, &p, Transport::Udp).unwrap();
+        assert_eq!(&r[r.len() - 2..], [0xc0, 0x0c]);
+    }
+
+    #[test]
+    fn rcode_in_a_query_is_formerr() {
+        // RCODE set in a query: FORMERR, as NSD answers; the question is echoed like our other
+        // FORMERRs (NSD sends the header alone). An opcode we don't implement wins, as in NSD.
+        for rcode in [1u16, 3, 5, 15] {
+            let p = query_packet(7, FLAG_RD | rcode, "a.b", 1, Some((1232, false, 0)));
+            let err = parse_query(&p).unwrap_err();
+            let r = render_rejected(&err).unwrap();
+            assert_eq!(
+                &r[..12],
+                [0, 7, 0x81, 0x01, 0, 1, 0, 0, 0, 0, 0, 0],
+                "{rcode}"
+            );
+            assert_eq!(&r[12..], &question("a.b", 1, 1)[..]);
+        }
+        let p = query_packet(7, 2 << 11 | 1, "a.b", 1, None);
+        assert!(matches!(parse_query(&p), Err(Rejected::NotImp { .. })));
     }
 
     #[test]

@@ -102,22 +102,6 @@ impl NameKey {
         Some(NameKey(wire.into_boxed_slice()))
     }
 
-    /// True if `name` is this name, ignoring ASCII case; no allocation.
-    pub fn matches(&self, name: &Name) -> bool {
-        let mut pos = 0;
-        for label in name.iter() {
-            let Some(&len) = self.0.get(pos) else {
-                return false;
-            };
-            let end = pos + 1 + len as usize;
-            if len as usize != label.len() || !self.0[pos + 1..end].eq_ignore_ascii_case(label) {
-                return false;
-            }
-            pos = end;
-        }
-        self.0.get(pos) == Some(&0)
-    }
-
     /// True if the first label is `*`.
     pub fn is_wildcard(&self) -> bool {
         self.0.starts_with(&[1, b'*'])
