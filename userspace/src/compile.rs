@@ -56,7 +56,7 @@ impl CompiledAnswer {
     /// are used) and question bytes.
     #[cfg(test)]
     pub fn response(&self, id: u16, query_flags: u16, question: &[u8]) -> Vec<u8> {
-        let flags = self.flags | (query_flags & (wire::FLAG_RD | wire::FLAG_CD));
+        let flags = self.flags | (query_flags & wire::FLAG_RD);
         let mut out = Vec::with_capacity(HEADER_LEN + question.len() + self.tail.len());
         for word in [id, flags, 1, self.ancount, self.nscount, self.arcount] {
             out.extend_from_slice(&word.to_be_bytes());
@@ -331,6 +331,8 @@ mod tests {
                 c.variant
             );
             assert_eq!(c.flags & (FLAG_RD | FLAG_CD), 0);
+            assert_eq!(slow[2] & 0x01, 0x01, "RD copied");
+            assert_eq!(slow[3] & 0x10, 0, "CD cleared (RFC 4035 §3.1.6)");
         }
     }
 

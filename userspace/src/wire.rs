@@ -437,8 +437,8 @@ fn render_truncated(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
     buf
 }
 
-/// QR set; opcode, RD and CD from the query; RA, Z and AD clear (we are authoritative only and
-/// validate nothing).
+/// QR set; opcode and RD from the query; RA, Z, AD and CD clear: we are authoritative only and
+/// validate nothing, and RFC 4035 §3.1.6 has an authoritative server clear CD (NSD and Knot do).
 fn write_header(
     buf: &mut [u8],
     query: &Query,
@@ -447,7 +447,7 @@ fn write_header(
     tc: bool,
     counts: [u16; 4],
 ) {
-    let mut flags = FLAG_QR | (query.flags & (0xf << OPCODE_SHIFT | FLAG_RD | FLAG_CD));
+    let mut flags = FLAG_QR | (query.flags & (0xf << OPCODE_SHIFT | FLAG_RD));
     if aa {
         flags |= FLAG_AA;
     }
@@ -510,8 +510,7 @@ pub fn render_rejected(rejected: &Rejected) -> Option<Vec<u8>> {
             question,
         } => (*id, *flags, question, ResponseCode::NotImp),
     };
-    let flags =
-        FLAG_QR | (flags & (0xf << OPCODE_SHIFT | FLAG_RD | FLAG_CD)) | u16::from(rcode.low());
+    let flags = FLAG_QR | (flags & (0xf << OPCODE_SHIFT | FLAG_RD)) | u16::from(rcode.low());
     let mut buf = Vec::with_capacity(HEADER_LEN + question.as_ref().map_or(0, Vec::len));
     buf.extend_from_slice(&id.to_be_bytes());
     buf.extend_from_slice(&flags.to_be_bytes());

@@ -11,8 +11,11 @@ pub const HEADER_LEN: usize = 12;
 const QR: u16 = 0x8000;
 const OPCODE: u16 = 0x7800;
 const TC: u16 = 0x0200;
-/// Bits of the query's flags an answer copies (RFC 1035 §4.1.1 RD; RFC 4035 §3.1.6 CD).
-const COPIED_FLAGS: u16 = 0x0100 | 0x0010;
+/// Bits of the query's flags an answer copies: RD (RFC 1035 §4.1.1). CD is cleared, as an
+/// authoritative server should (RFC 4035 §3.1.6; NSD and Knot do).
+const COPIED_FLAGS: u16 = 0x0100;
+/// The RCODE field: nonzero in a query earns FORMERR from the slow path (as NSD does).
+const RCODE: u16 = 0x000f;
 const CLASS_IN: u16 = 1;
 const TYPE_OPT: u16 = 41;
 /// Owner (root), type, class (UDP size), TTL (extended RCODE, version, flags), RDLENGTH.
@@ -27,13 +30,13 @@ pub struct Header {
     pub arcount: u16,
 }
 
-/// Accept only a plain query: QR=0, opcode QUERY, not truncated, one question, nothing in the
-/// answer or authority sections. Everything else is the slow path's to judge.
+/// Accept only a plain query: QR=0, opcode QUERY, not truncated, RCODE 0, one question, nothing
+/// in the answer or authority sections. Everything else is the slow path's to judge.
 #[inline(always)]
 pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header, Counter> {
     let id = be16_at(ctx, off, Counter::PassMalformed)?;
     let flags = be16_at(ctx, off + 2, Counter::PassMalformed)?;
-    if flags & (QR | OPCODE | TC) != 0 {
+    if flags & (QR | OPCODE | TC | RCODE) != 0 {
         return Err(Counter::PassNotQuery);
     }
     let qd = be16_at(ctx, off + 4, Counter::PassMalformed)?;

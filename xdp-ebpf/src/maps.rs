@@ -5,7 +5,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rampart_common::{
-    AnswerValue, COUNTER_COUNT, MAX_NAME, Config, Counter, KEY_NAME_LEN, LongKey, QTYPE_OTHER,
+    AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, MAX_NAME, QTYPE_OTHER,
     SHORT_NAME_LEN, ShortKey, TAIL_CLASS_SMALL, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall,
     Variant, is_data_type,
 };
@@ -81,7 +81,11 @@ impl KeyBuf {
     #[inline(always)]
     pub fn clear(&mut self, len: usize) {
         let words = self.key.name.as_mut_ptr() as *mut u64;
-        let n = if len <= SHORT_NAME_LEN { SHORT_NAME_LEN / 8 } else { KEY_NAME_LEN / 8 };
+        let n = if len <= SHORT_NAME_LEN {
+            SHORT_NAME_LEN / 8
+        } else {
+            KEY_NAME_LEN / 8
+        };
         let mut i = 0;
         while i < KEY_NAME_LEN / 8 {
             if i >= n {
@@ -105,7 +109,10 @@ impl KeyBuf {
         }
         let name = self.key.name.as_mut_ptr();
         // SAFETY: the helper writes len <= 255 bytes into the 256-byte name.
-        if unsafe { aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, off as u32, name.cast(), len as u32) } != 0 {
+        if unsafe {
+            aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, off as u32, name.cast(), len as u32)
+        } != 0
+        {
             return Err(Counter::PassMalformed);
         }
         let words = name as *mut u64;

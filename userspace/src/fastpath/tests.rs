@@ -240,13 +240,18 @@ fn answers_v4_and_v6_with_client_case_and_valid_checksums() {
             (Some((1232, false)), false),
             (Some((4096, true)), true),
         ] {
-            let q = query(0xbeef, "WwW.ExAmple.COM", 1, edns.map(|(s, _)| (s, do_bit)));
+            let mut q = query(0xbeef, "WwW.ExAmple.COM", 1, edns.map(|(s, _)| (s, do_bit)));
+            q[3] |= 0x10; // CD: an authoritative answer clears it (RFC 4035 §3.1.6)
             let f = frame(v6, 40000, &q);
             let (action, out) = run(&fp, &f);
             assert_eq!(action, XDP_TX, "v6={v6} edns={edns:?}");
             let dns = verify_reply(&f, &out);
             assert_eq!(&dns[0..2], &[0xbe, 0xef]);
-            assert_eq!(u16::from_be_bytes([dns[2], dns[3]]), 0x8500, "QR AA RD");
+            assert_eq!(
+                u16::from_be_bytes([dns[2], dns[3]]),
+                0x8500,
+                "QR AA RD, CD clear"
+            );
             let qlen = wire("www.example.com").len() + 4;
             assert_eq!(
                 &dns[12..12 + qlen],
@@ -303,6 +308,9 @@ fn passes_what_it_must_not_answer() {
     let mut qd2 = good.clone();
     qd2[5] = 2;
     cases.push(("QDCOUNT=2", qd2, "pass_not_query"));
+    let mut rcode = good.clone();
+    rcode[3] |= 0x05;
+    cases.push(("RCODE in a query", rcode, "pass_not_query"));
     let mut chaos = good.clone();
     let n = chaos.len();
     chaos[n - 1] = 3;
