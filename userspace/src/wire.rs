@@ -25,6 +25,8 @@ pub const FLAG_QR: u16 = 0x8000;
 pub const FLAG_AA: u16 = 0x0400;
 pub const FLAG_TC: u16 = 0x0200;
 pub const FLAG_RD: u16 = 0x0100;
+/// Checking Disabled: read from queries in tests only; answers clear it.
+#[cfg(test)]
 pub const FLAG_CD: u16 = 0x0010;
 /// The header's 4-bit RCODE field.
 pub const FLAG_RCODE: u16 = 0x000f;
