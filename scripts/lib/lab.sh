@@ -39,18 +39,11 @@ lab_init() {
   export PY
 }
 
-# lab_setup: install packages only when something the lab needs is missing. scripts/setup is
-# idempotent but also ends every process named nsd on the machine (`pkill -x nsd`), which would
-# kill a parallel lab's oracle; RP_FORCE_SETUP=1 runs it regardless.
+# lab_setup: scripts/setup, which is idempotent and quick when everything is there, so a fresh
+# machine and one missing a single piece (bpf-linker, the toolchain link) both end up complete.
 lab_setup() {
-  local missing=0 c
-  for c in ip bpftool ethtool dig kdig kxdpgun dnsperf nsd clang-14 cargo; do
-    command -v "$c" >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/$c" ] || { lab_log "missing: $c"; missing=1; }
-  done
-  $PY -c 'import dns.message, scapy' 2>/dev/null || { lab_log "missing: python3-dnspython/scapy"; missing=1; }
-  if [ "$missing" = 1 ] || [ "${RP_FORCE_SETUP:-0}" = 1 ]; then
-    "$RP_REPO/scripts/setup"
-  fi
+  "$RP_REPO/scripts/setup"
+  export PATH="$HOME/.cargo/bin:$PATH"
 }
 
 lab_bg() { # lab_bg NAME LOGFILE CMD... : start in background, record the pid
