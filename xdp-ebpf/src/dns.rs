@@ -1,6 +1,6 @@
 //! DNS: the header, the question (copied lowercased into the lookup key), and the OPT record.
 use aya_ebpf::programs::XdpContext;
-use rampart_common::{AnswerValue, Counter, MAX_NAME, Variant};
+use rampart_common::{AnswerHead, Counter, MAX_NAME, Variant};
 
 use crate::{
     maps::{self, KeyBuf},
@@ -188,7 +188,9 @@ pub fn parse_edns(
 
 /// A found answer and where its tail lives.
 pub struct Answer {
-    pub value: AnswerValue,
+    pub value: AnswerHead,
+    /// The inline tail inside the map value (valid while the program runs: RCU).
+    pub inline: *const u8,
 }
 
 impl Answer {
@@ -214,7 +216,7 @@ pub fn write_header(
     ctx: &XdpContext,
     off: usize,
     q: &Header,
-    v: &AnswerValue,
+    v: &AnswerHead,
 ) -> Result<(), Counter> {
     put_be16(ctx, off + 2, reply_flags(q, v))?;
     put_be16(ctx, off + 4, 1)?;
@@ -224,13 +226,13 @@ pub fn write_header(
 }
 
 #[inline(always)]
-fn reply_flags(q: &Header, v: &AnswerValue) -> u16 {
+fn reply_flags(q: &Header, v: &AnswerHead) -> u16 {
     v.flags | (q.flags & COPIED_FLAGS)
 }
 
 /// Checksum contribution of the answer's 12-byte header.
 #[inline(always)]
-pub fn header_sum(q: &Header, v: &AnswerValue) -> u64 {
+pub fn header_sum(q: &Header, v: &AnswerHead) -> u64 {
     q.id as u64
         + reply_flags(q, v) as u64
         + 1

@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use rampart_common::{
     AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, MAX_NAME, QTYPE_OTHER,
-    SHORT_NAME_LEN, ShortKey, TAIL_CLASS_SMALL, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall,
-    Variant, is_data_type,
+    SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_LARGE,
+    TAIL_SMALL, TailLarge, TailSmall, Variant, is_data_type,
 };
 
 use crate::dns::{Answer, Question};
@@ -187,21 +187,22 @@ pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
     let Some(v) = found else {
         return Err(Counter::PassMiss);
     };
-    // SAFETY: map value pointer from a successful lookup; copied out at once.
-    let value = unsafe { *v };
+    // SAFETY: map value pointer from a successful lookup; the header fields are copied out at
+    // once, the inline tail is read in place by store_tail.
+    let (value, inline) = unsafe { ((*v).head, (*v).inline.as_ptr()) };
     if value.tail_len == 0 {
         return Err(Counter::PassTooBig);
     }
     // Userspace never writes a bad length; checking here keeps every failure before the resize.
-    let slot = if value.tail_class == TAIL_CLASS_SMALL {
-        TAIL_SMALL
-    } else {
-        TAIL_LARGE
+    let slot = match value.tail_class {
+        TAIL_CLASS_INLINE => TAIL_INLINE,
+        TAIL_CLASS_SMALL => TAIL_SMALL,
+        _ => TAIL_LARGE,
     };
     if value.tail_len as usize > slot {
         return Err(Counter::PassMiss);
     }
-    Ok(Answer { value })
+    Ok(Answer { value, inline })
 }
 
 #[inline(always)]
@@ -220,7 +221,15 @@ fn get(key: &KeyBuf, short: bool) -> Option<*const AnswerValue> {
 pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counter> {
     let len = a.value.tail_len as u32;
     let idx = a.value.tail_index;
-    let rc = if a.value.tail_class == TAIL_CLASS_SMALL {
+    let rc = if a.value.tail_class == TAIL_CLASS_INLINE {
+        if len == 0 || len > TAIL_INLINE as u32 {
+            return Err(Counter::PassMiss);
+        }
+        // SAFETY: helper copies len bytes from the map value's inline tail into the packet.
+        unsafe {
+            aya_ebpf::helpers::bpf_xdp_store_bytes(ctx.ctx, off as u32, a.inline as *mut _, len)
+        }
+    } else if a.value.tail_class == TAIL_CLASS_SMALL {
         let Some(t) = TAILS_SMALL.get_ptr(idx) else {
             return Err(Counter::PassMiss);
         };

@@ -18,9 +18,10 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    AnswerKey, AnswerValue, Config, Counter, LongKey, MAP_ANSWERS, MAP_ANSWERS_LONG, MAP_CONFIG,
-    MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, PROGRAM_NAME, SHORT_NAME_LEN, ShortKey,
-    TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall,
+    AnswerHead, AnswerKey, AnswerValue, Config, Counter, LongKey, MAP_ANSWERS, MAP_ANSWERS_LONG,
+    MAP_CONFIG, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, PROGRAM_NAME, SHORT_NAME_LEN,
+    ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_LARGE,
+    TAIL_SMALL, TailLarge, TailSmall,
 };
 use tracing::{info, warn};
 
@@ -89,8 +90,9 @@ impl TailSet {
         let mut seen: StdHashMap<&[u8], (u8, u32)> = StdHashMap::new();
         let (mut small, mut large, mut slots) = (Vec::new(), Vec::new(), Vec::new());
         for a in table {
-            if a.is_pass_marker() {
-                slots.push((TAIL_CLASS_SMALL, 0));
+            if a.is_pass_marker() || a.tail.len() <= TAIL_INLINE {
+                // Markers have no tail; short tails travel inside the answer's value.
+                slots.push((TAIL_CLASS_INLINE, 0));
                 continue;
             }
             let slot = *seen.entry(&a.tail).or_insert_with(|| {
@@ -299,17 +301,27 @@ impl FastPath {
                 } else {
                     large_base
                 };
-                let value = AnswerValue {
-                    flags: a.flags,
-                    ancount: a.ancount,
-                    nscount: a.nscount,
-                    arcount: a.arcount,
-                    tail_len: a.tail.len() as u16,
-                    tail_csum: tail_checksum(&a.tail),
-                    tail_index: base + idx,
-                    tail_class: class,
-                    _pad: [0; 3],
+                let mut value = AnswerValue {
+                    head: AnswerHead {
+                        flags: a.flags,
+                        ancount: a.ancount,
+                        nscount: a.nscount,
+                        arcount: a.arcount,
+                        tail_len: a.tail.len() as u16,
+                        tail_csum: tail_checksum(&a.tail),
+                        tail_index: if class == TAIL_CLASS_INLINE {
+                            0
+                        } else {
+                            base + idx
+                        },
+                        tail_class: class,
+                        _pad: [0; 3],
+                    },
+                    inline: [0; TAIL_INLINE],
                 };
+                if class == TAIL_CLASS_INLINE {
+                    value.inline[..a.tail.len()].copy_from_slice(&a.tail);
+                }
                 if a.qname.len() <= SHORT_NAME_LEN {
                     let key = answer_key(next as u8, a)?;
                     short.insert(key, value, 0).context("inserting an answer")?;

@@ -82,6 +82,19 @@ fn sample_table() -> Vec<CompiledAnswer> {
         tail: Vec::new(),
         ..nodata(16)
     });
+    // A tail too big to travel inline but small-slot sized: one TXT string of 90 bytes.
+    let mut mid = vec![0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60, 0, 91, 90];
+    mid.extend_from_slice(&[b'm'; 90]);
+    table.push(CompiledAnswer {
+        qname: wire("mid.example.com"),
+        qtype: 16,
+        variant: Variant::NoEdns,
+        flags: 0x8400,
+        ancount: 1,
+        nscount: 0,
+        arcount: 0,
+        tail: mid,
+    });
     // A name longer than a short key holds.
     table.push(CompiledAnswer {
         qname: wire(LONG_NAME),
@@ -547,4 +560,51 @@ fn queries_with_a_bad_udp_checksum_go_to_the_kernel() {
         );
     }
     assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 5);
+}
+
+/// Each tail class (inline in the value, small slot, large slot) reaches the wire intact.
+#[test]
+fn every_tail_class_is_copied_whole() {
+    let fp = loaded();
+    let table = sample_table();
+    for (name, qtype, edns) in [
+        ("www.example.com", 1, None),
+        ("mid.example.com", 16, None),
+        ("big.example.com", 16, Some((4096, false))),
+    ] {
+        let f = frame(false, 777, &query(1, name, qtype, edns));
+        let (action, out) = run(&fp, &f);
+        assert_eq!(action, XDP_TX, "{name}");
+        let dns = verify_reply(&f, &out);
+        let qlen = wire(name).len() + 4;
+        let want = table
+            .iter()
+            .find(|a| {
+                a.qname == wire(name)
+                    && a.qtype == qtype
+                    && (a.variant as u8 == edns.is_some() as u8)
+            })
+            .unwrap();
+        assert_eq!(&dns[12 + qlen..], &want.tail[..], "{name}");
+    }
+    let (i, s, l) = (
+        rampart_common::TAIL_INLINE,
+        rampart_common::TAIL_SMALL,
+        rampart_common::TAIL_LARGE,
+    );
+    let lens: Vec<usize> = ["www", "mid", "big"]
+        .iter()
+        .map(|n| {
+            table
+                .iter()
+                .find(|a| a.qname == wire(&format!("{n}.example.com")))
+                .unwrap()
+                .tail
+                .len()
+        })
+        .collect();
+    assert!(
+        lens[0] <= i && lens[1] > i && lens[1] <= s && lens[2] > s && lens[2] <= l,
+        "{lens:?}"
+    );
 }
