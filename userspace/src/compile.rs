@@ -74,37 +74,10 @@ impl CompiledAnswer {
 /// serve (RFC 1034 §4.3.2 step 3a, see `answer::solve_answer`). That is why the whole catalog
 /// is compiled at once, on every load and reload, and never one zone alone.
 pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
-    let zones = catalog.zones();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads <= 1 || zones.len() <= 1 {
-        return zones
-            .iter()
-            .flat_map(|z| compile_zone(catalog, z))
-            .collect();
-    }
-    // Zones are independent; compile them on every core and keep the order.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut parts: Vec<(usize, Vec<CompiledAnswer>)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads.min(zones.len()))
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(zone) = zones.get(i) else { break };
-                        out.push((i, compile_zone(catalog, zone)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("compiler thread panicked"))
-            .collect()
-    });
-    parts.sort_by_key(|(i, _)| *i);
-    parts.into_iter().flat_map(|(_, p)| p).collect()
+    crate::parallel::map(&catalog.zones(), |z| compile_zone(catalog, z))
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Compiles the names of one zone. Names below a cut or a DNAME are not enumerable (the slow

@@ -3,6 +3,7 @@ mod answer;
 mod cli;
 mod compile;
 mod fastpath;
+mod parallel;
 mod server;
 mod wire;
 mod zone;

@@ -211,19 +211,20 @@ fn prepare(socket: &Socket, addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The socket's read timeout (how workers notice a stop) or a signal, not a failure.
+fn is_poll_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
 fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, stop: Receiver<()>) {
     let mut buf = vec![0u8; 65535];
     while !stopped(&stop) {
         let (len, peer) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if is_poll_timeout(&e) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "udp recv");
                 continue;
@@ -254,14 +255,7 @@ fn tcp_acceptor(
         handlers.retain(|h| !h.is_finished());
         let (stream, peer) = match listener.accept() {
             Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if is_poll_timeout(&e) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "tcp accept");
                 std::thread::sleep(POLL);

@@ -559,18 +559,24 @@ pub mod testutil {
         p
     }
 
-    /// Question bytes: name (case kept), type, class.
-    pub fn question(qname: &str, qtype: u16, qclass: u16) -> Vec<u8> {
-        let mut q = Vec::new();
-        for label in qname
+    /// A presentation name (no escapes) in wire form, case kept.
+    pub fn name(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for label in text
             .trim_end_matches('.')
             .split('.')
             .filter(|l| !l.is_empty())
         {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
         }
-        q.push(0);
+        out.push(0);
+        out
+    }
+
+    /// Question bytes: name (case kept), type, class.
+    pub fn question(qname: &str, qtype: u16, qclass: u16) -> Vec<u8> {
+        let mut q = name(qname);
         q.extend_from_slice(&qtype.to_be_bytes());
         q.extend_from_slice(&qclass.to_be_bytes());
         q

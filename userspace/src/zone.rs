@@ -684,34 +684,7 @@ type LoadResult = Result<(Zone, Vec<String>), Vec<String>>;
 
 /// Zones are independent, so hundreds of them parse on every core at once.
 fn load_parallel(specs: &[ZoneSpec]) -> Vec<LoadResult> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(specs.len());
-    if threads <= 1 {
-        return specs.iter().map(Zone::load).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, LoadResult)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(spec) = specs.get(i) else { break };
-                        out.push((i, Zone::load(spec)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("zone loader panicked"))
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    crate::parallel::map(specs, Zone::load)
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -63,34 +63,39 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     udp::verify_checksum(ctx, &l3, &udp)?;
     respond(
         ctx,
-        &l3,
-        udp.payload_off,
-        &header,
-        &question,
-        &answer,
-        dns_len,
+        &Reply {
+            l3: &l3,
+            dns_off: udp.payload_off,
+            header: &header,
+            question: &question,
+            answer: &answer,
+            dns_len,
+        },
     )
+}
+
+/// Everything the rewrite needs to know about the query and its answer.
+struct Reply<'a> {
+    l3: &'a L3,
+    dns_off: usize,
+    header: &'a dns::Header,
+    question: &'a Question,
+    answer: &'a Answer,
+    /// Length of the DNS answer: header, question, tail.
+    dns_len: usize,
 }
 
 /// Turn the query into its answer in place and send it back out of the same NIC.
 #[inline(always)]
-fn respond(
-    ctx: &XdpContext,
-    l3: &L3,
-    dns_off: usize,
-    header: &dns::Header,
-    question: &Question,
-    answer: &Answer,
-    dns_len: usize,
-) -> Verdict {
+fn respond(ctx: &XdpContext, r: &Reply) -> Verdict {
     resize(
         ctx,
-        dns_off + dns_len,
-        dns_off + dns::HEADER_LEN + question.len,
+        r.dns_off + r.dns_len,
+        r.dns_off + dns::HEADER_LEN + r.question.len,
     )?;
-    match rewrite(ctx, l3, dns_off, header, question, answer, dns_len) {
+    match rewrite(ctx, r) {
         Ok(()) => {
-            count(answer.kind());
+            count(r.answer.kind());
             Ok(xdp_action::XDP_TX)
         }
         Err(_) => {
@@ -101,7 +106,6 @@ fn respond(
         }
     }
 }
-
 /// Make the frame `new_len` bytes long, keeping its first `keep` bytes (headers and question)
 /// in place. The tail is tried first; where the driver leaves little tailroom (veth leaves only
 /// the cache-line slack), grow at the head instead and copy the kept bytes to the new start.
@@ -134,24 +138,17 @@ fn resize(ctx: &XdpContext, new_len: usize, keep: usize) -> Result<(), Counter> 
 
 /// Everything after the resize: tail, header, addresses, checksums.
 #[inline(always)]
-fn rewrite(
-    ctx: &XdpContext,
-    l3: &L3,
-    dns_off: usize,
-    header: &dns::Header,
-    question: &Question,
-    answer: &Answer,
-    dns_len: usize,
-) -> Result<(), Counter> {
-    let tail_off = dns_off + dns::HEADER_LEN + question.len;
-    maps::store_tail(ctx, tail_off, answer)?;
-    dns::write_header(ctx, dns_off, header, &answer.value)?;
+fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
+    let tail_off = r.dns_off + dns::HEADER_LEN + r.question.len;
+    let v = &r.answer.value;
+    maps::store_tail(ctx, tail_off, r.answer)?;
+    dns::write_header(ctx, r.dns_off, r.header, v)?;
     eth::swap_macs(ctx)?;
-    let pseudo = ip::reply(ctx, l3, 8 + dns_len)?;
-    let payload_sum = dns::header_sum(header, &answer.value)
-        + question.csum
-        + csum::at_offset(answer.value.tail_csum, tail_off - dns_off);
-    udp::reply(ctx, l3, 8 + dns_len, pseudo + payload_sum)
+    let pseudo = ip::reply(ctx, r.l3, 8 + r.dns_len)?;
+    let payload_sum = dns::header_sum(r.header, v)
+        + r.question.csum
+        + csum::at_offset(v.tail_csum, tail_off - r.dns_off);
+    udp::reply(ctx, r.l3, 8 + r.dns_len, pseudo + payload_sum)
 }
 
 #[cfg(not(test))]

@@ -20,8 +20,8 @@ use aya::{
 use rampart_common::{
     AnswerHead, AnswerKey, AnswerValue, Config, Counter, LongKey, MAP_ANSWERS, MAP_ANSWERS_LONG,
     MAP_CONFIG, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, PROGRAM_NAME, SHORT_NAME_LEN,
-    ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_LARGE,
-    TAIL_SMALL, TailLarge, TailSmall,
+    ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL,
+    TailLarge, TailSmall,
 };
 use tracing::{info, warn};
 
@@ -112,6 +112,22 @@ impl TailSet {
             slots,
         }
     }
+}
+
+/// Write `tails` into consecutive slots of a tail array from `base`, zero-padded to the slot size.
+fn fill_slots<T: aya::Pod, const N: usize>(
+    map: &mut Map,
+    base: u32,
+    tails: &[Vec<u8>],
+    slot: impl Fn([u8; N]) -> T,
+) -> Result<()> {
+    let mut array: Array<_, T> = Array::try_from(map)?;
+    for (i, t) in tails.iter().enumerate() {
+        let mut bytes = [0; N];
+        bytes[..t.len()].copy_from_slice(t);
+        array.set(base + i as u32, slot(bytes), 0)?;
+    }
+    Ok(())
 }
 
 /// One's-complement sum of `bytes` as big-endian words from an even offset, folded, not inverted.
@@ -267,28 +283,18 @@ impl FastPath {
         }
         let small_base = next * half(self.capacity.tails_small);
         let large_base = next * half(self.capacity.tails_large);
-        {
-            let mut small: Array<_, TailSmall> =
-                Array::try_from(self.ebpf.map_mut(MAP_TAILS_SMALL).expect("map"))?;
-            for (i, t) in tails.small.iter().enumerate() {
-                let mut slot = TailSmall {
-                    bytes: [0; TAIL_SMALL],
-                };
-                slot.bytes[..t.len()].copy_from_slice(t);
-                small.set(small_base + i as u32, slot, 0)?;
-            }
-        }
-        {
-            let mut large: Array<_, TailLarge> =
-                Array::try_from(self.ebpf.map_mut(MAP_TAILS_LARGE).expect("map"))?;
-            for (i, t) in tails.large.iter().enumerate() {
-                let mut slot = TailLarge {
-                    bytes: [0; TAIL_LARGE],
-                };
-                slot.bytes[..t.len()].copy_from_slice(t);
-                large.set(large_base + i as u32, slot, 0)?;
-            }
-        }
+        fill_slots(
+            self.ebpf.map_mut(MAP_TAILS_SMALL).expect("map"),
+            small_base,
+            &tails.small,
+            |bytes| TailSmall { bytes },
+        )?;
+        fill_slots(
+            self.ebpf.map_mut(MAP_TAILS_LARGE).expect("map"),
+            large_base,
+            &tails.large,
+            |bytes| TailLarge { bytes },
+        )?;
         let mut keys = GenerationKeys::default();
         {
             let [short, long] = self.ebpf.maps_disjoint_mut([MAP_ANSWERS, MAP_ANSWERS_LONG]);
