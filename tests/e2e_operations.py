@@ -88,6 +88,21 @@ def check_command(c, lab, tmp):
     c.check("check: the error is file:line", f"{bad}:7:" in ko.stderr, ko.stderr)
 
 
+def native_attach_fails_loudly(c, lab, tmp):
+    """Loopback has no driver-mode XDP: native (the default) must refuse, generic must work."""
+    zdir = os.path.join(tmp, "lo-zones")
+    os.makedirs(zdir)
+    with open(os.path.join(zdir, "lo.test.zone"), "w") as f:
+        f.write(zone_text("lo.test", 1, "192.0.2.10"))
+    pins = os.path.join(os.path.dirname(lab.pin_dir), "rampart-lo")
+    out = ns_run(lab, lab.bin, "run", "--iface", "lo", "--zone-dir", zdir, "--listen", f"127.0.0.1:{PORT + 2}",
+                 "--pin-dir", pins, timeout=30)
+    c.check("native attach on a NIC without driver XDP exits non-zero", out.returncode != 0, out.stderr[-500:])
+    c.check("and says why and what to do", "Native mode" in out.stderr and "--xdp-mode generic" in out.stderr,
+            out.stderr[-500:])
+    c.check("and leaves no program behind", not xdp_prog_on(lab, "lo"))
+
+
 def reload_and_many_zones(c, lab, tmp):
     zdir = os.path.join(tmp, "zones")
     os.makedirs(zdir)
@@ -190,6 +205,7 @@ def run():
         c.run("check command", check_command, c, lab, tmp)
         c.run("reload and many zones", reload_and_many_zones, c, lab, tmp)
         c.run("fate-sharing and detach", fate_sharing_and_detach, c, lab, tmp)
+        c.run("native attach fails loudly", native_attach_fails_loudly, c, lab, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return c
