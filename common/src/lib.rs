@@ -72,6 +72,15 @@ pub type LongKey = AnswerKey<KEY_NAME_LEN>;
 /// [`is_data_type`]).
 pub const QTYPE_OTHER: u16 = 0;
 
+/// Key qtype of a name's *closest-encloser* entry: the answer for names that don't exist below
+/// it (the zone's NXDOMAIN, or a pass marker where a cut, DNAME or wildcard decides instead).
+/// The program walks a missing name's suffixes to the first one that has it (DESIGN.md §2).
+/// Type 65535 is reserved (RFC 6895), so no query asks for it; the program passes it up.
+pub const QTYPE_ENCLOSER: u16 = 65535;
+
+/// Most pointer fields an NXDOMAIN template relocates (SOA owner, MNAME, RNAME, spare).
+pub const MAX_RELOCS: usize = 4;
+
 /// Data types (RFC 6895 §3.1): not 0, not OPT, not the meta/query range 128-255 (TSIG, AXFR,
 /// ANY...). Only these can share a name's [`QTYPE_OTHER`] answer.
 #[inline(always)]
@@ -117,7 +126,13 @@ pub struct AnswerHead {
     pub tail_index: u32,
     /// `TAIL_CLASS_SMALL`, `TAIL_CLASS_LARGE` or `TAIL_CLASS_INLINE`.
     pub tail_class: u8,
-    pub _pad: [u8; 3],
+    /// NXDOMAIN templates only: the tail was rendered for a query name of `ref_qname_len` bytes,
+    /// and the `reloc_count` compression pointers at tail offsets `reloc` point into that name's
+    /// suffix; the program adds (its query name's length - ref_qname_len) to each.
+    pub reloc_count: u8,
+    pub ref_qname_len: u8,
+    pub _pad: u8,
+    pub reloc: [u8; MAX_RELOCS],
 }
 
 #[repr(C)]

@@ -6,7 +6,9 @@
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use rampart_common::{CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, QTYPE_OTHER, Variant, is_data_type};
+use rampart_common::{
+    CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, MAX_RELOCS, QTYPE_ENCLOSER, QTYPE_OTHER, Variant, is_data_type,
+};
 
 use crate::answer::{self, Question};
 use crate::wire::{self, HEADER_LEN, Query};
@@ -44,6 +46,18 @@ pub struct CompiledAnswer {
     pub arcount: u16,
     /// Bytes after the question.
     pub tail: Vec<u8>,
+    /// NXDOMAIN templates only: how to fit the tail to another query name.
+    pub relocation: Option<Relocation>,
+}
+
+/// An NXDOMAIN tail is the same for every missing name of a zone but for its compression
+/// pointers into the query name's suffix (the SOA owner, MNAME, RNAME): the tail was rendered
+/// for a name of `ref_qname_len` bytes, and the program adds its own name's length minus that to
+/// the pointer at each tail offset in `pointers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relocation {
+    pub ref_qname_len: u8,
+    pub pointers: Vec<u8>,
 }
 
 impl CompiledAnswer {
@@ -94,9 +108,177 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
         }
         if node.rrset(RecordType::CNAME).is_none() {
             compile_one(catalog, key, QTYPE_OTHER, probe_qtype(node), &mut out);
+        } else {
+            // Other types at a CNAME follow the chain: the slow path's. The marker also keeps
+            // the program's NXDOMAIN walk away from this existing name.
+            out.extend(pass_markers(key, QTYPE_OTHER));
+        }
+    }
+    out.extend(compile_enclosers(catalog, zone));
+    out
+}
+
+/// Every variant's "not from the fast path" entry for (name, key qtype).
+fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswer> + '_ {
+    Variant::ALL.into_iter().map(move |variant| CompiledAnswer {
+        qname: key.as_wire().to_vec(),
+        qtype,
+        variant,
+        flags: 0,
+        ancount: 0,
+        nscount: 0,
+        arcount: 0,
+        tail: Vec::new(),
+        relocation: None,
+    })
+}
+
+/// Closest-encloser entries (DESIGN.md §2): at every name of the zone, what a missing name
+/// below it gets. The program walks a missing query name's suffixes to the first that has one.
+/// That is the zone's NXDOMAIN (RFC 1034 §4.3.2 step 3c, RFC 2308 §2.1) where the name is the
+/// closest encloser, and a pass marker where something else decides: a cut (referral), a DNAME
+/// (synthesis, RFC 6672), a wildcard child (RFC 4592). Names on the SOA's MNAME/RNAME suffix
+/// chain are markers too: there the slow path compresses MNAME/RNAME against the query name
+/// further than the template's pointers reach, and the bytes would differ.
+fn compile_enclosers(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
+    let apex = zone.origin_key();
+    let hazards = soa_name_chain(zone);
+    let templates = nx_templates(catalog, zone, &hazards);
+    let mut out = Vec::new();
+    for (key, node) in zone.nodes_sorted() {
+        if node.is_occluded() || !in_this_zone(catalog, zone, key) {
+            continue;
+        }
+        let decided_elsewhere = (node.is_cut() && key != apex)
+            || node.rrset(answer::DNAME).is_some()
+            || key
+                .wildcard_child()
+                .is_some_and(|w| zone.node(w.as_wire()).is_some())
+            || hazards.contains(key);
+        match (&templates, decided_elsewhere) {
+            (Some(t), false) => out.extend(t.iter().map(|t| CompiledAnswer {
+                qname: key.as_wire().to_vec(),
+                qtype: QTYPE_ENCLOSER,
+                ..t.clone()
+            })),
+            _ => out.extend(pass_markers(key, QTYPE_ENCLOSER)),
+        }
+    }
+    for key in &hazards {
+        if zone.node(key.as_wire()).is_none() {
+            out.extend(pass_markers(key, QTYPE_ENCLOSER));
         }
     }
     out
+}
+
+/// The names strictly between the apex and the SOA's MNAME and RNAME, both included.
+fn soa_name_chain(zone: &Zone) -> std::collections::BTreeSet<NameKey> {
+    let apex = zone.origin_key();
+    let mut chain = std::collections::BTreeSet::new();
+    let Some(hickory_proto::rr::RData::SOA(soa)) = zone.soa().rdata().first() else {
+        return chain;
+    };
+    for name in [soa.mname(), soa.rname()] {
+        let mut key = Some(NameKey::from_name(name));
+        while let Some(k) = key {
+            if &k == apex || !k.is_subdomain_of(apex) {
+                break;
+            }
+            key = k.parent();
+            chain.insert(k);
+        }
+    }
+    chain
+}
+
+/// The zone's NXDOMAIN answer per variant, rendered by the slow path's own pipeline for two
+/// missing names of different lengths directly below the apex: the bytes that differ must be
+/// exactly the compression pointers into the query name, off by the length difference. Any other
+/// difference (or no NXDOMAIN there: a wildcard at the apex) and the zone gets no template; its
+/// missing names then go to the slow path.
+fn nx_templates(
+    catalog: &Catalog,
+    zone: &Zone,
+    hazards: &std::collections::BTreeSet<NameKey>,
+) -> Option<Vec<CompiledAnswer>> {
+    let apex = zone.origin_key();
+    let missing = |label: &str| {
+        let mut wire = vec![label.len() as u8];
+        wire.extend_from_slice(label.as_bytes());
+        wire.extend_from_slice(apex.as_wire());
+        NameKey::from_wire(&wire)
+            .filter(|k| zone.node(k.as_wire()).is_none() && !hazards.contains(k))
+    };
+    let short = ["x", "y", "z", "q"].into_iter().find_map(missing)?;
+    let long = ["xxxx", "yyyy", "zzzz", "qqqq"]
+        .into_iter()
+        .find_map(missing)?;
+    let delta = (long.as_wire().len() - short.as_wire().len()) as u16;
+    let mut out = Vec::new();
+    for variant in Variant::ALL {
+        let render = |k: &NameKey| {
+            let query = Query::synthetic(k, RecordType::A, variant);
+            let ans = answer::answer(catalog, &query.question());
+            (
+                ans.rcode,
+                wire::render_full(&query, &ans),
+                query.question.len(),
+            )
+        };
+        let (rcode_a, a, qa) = render(&short);
+        let (rcode_b, b, qb) = render(&long);
+        if rcode_a != ResponseCode::NXDomain || rcode_b != ResponseCode::NXDomain {
+            return None;
+        }
+        let (ta, tb) = (&a[HEADER_LEN + qa..], &b[HEADER_LEN + qb..]);
+        if a[2..HEADER_LEN] != b[2..HEADER_LEN] || ta.len() != tb.len() {
+            return None;
+        }
+        let mut pointers = Vec::new();
+        let mut i = 0;
+        while i < ta.len() {
+            if ta[i] == tb[i] {
+                i += 1;
+                continue;
+            }
+            // The differing byte must be inside a pointer that moved by exactly `delta`.
+            let p = if i > 0 && ta[i - 1] & 0xc0 == 0xc0 && ta[i - 1] == tb[i - 1] {
+                i - 1
+            } else {
+                i
+            };
+            let word = |t: &[u8]| t.get(p..p + 2).map(|w| u16::from_be_bytes([w[0], w[1]]));
+            match (word(ta), word(tb)) {
+                (Some(x), Some(y))
+                    if x & 0xc000 == 0xc000 && y.wrapping_sub(x) == delta && p < 256 =>
+                {
+                    pointers.push(p as u8);
+                    i = p + 2;
+                }
+                _ => return None,
+            }
+        }
+        if pointers.len() > MAX_RELOCS || a.len() > CLASSIC_UDP_LIMIT as usize {
+            return None;
+        }
+        let word = |i: usize| u16::from_be_bytes([a[i], a[i + 1]]);
+        out.push(CompiledAnswer {
+            qname: Vec::new(),
+            qtype: QTYPE_ENCLOSER,
+            variant,
+            flags: word(2),
+            ancount: word(6),
+            nscount: word(8),
+            arcount: word(10),
+            tail: ta.to_vec(),
+            relocation: Some(Relocation {
+                ref_qname_len: short.as_wire().len() as u8,
+                pointers,
+            }),
+        });
+    }
+    Some(out)
 }
 
 /// Types compiled with an entry of their own at a name: those it has, DS (answered from the
@@ -159,6 +341,7 @@ fn compile_one(
             nscount: 0,
             arcount: 0,
             tail: Vec::new(),
+            relocation: None,
         };
         if bytes.len() <= limit
             && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail)
@@ -176,6 +359,7 @@ fn compile_one(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::path::Path;
 
     use super::*;
@@ -275,10 +459,11 @@ mod tests {
     }
 
     fn assert_byte_identical(cat: &Catalog, table: &[CompiledAnswer]) {
+        // Closest-encloser entries answer other (missing) names: fast_path_emulation checks them.
         for (i, c) in table
             .iter()
             .enumerate()
-            .filter(|(_, c)| !c.is_pass_marker())
+            .filter(|(_, c)| !c.is_pass_marker() && c.qtype != QTYPE_ENCLOSER)
         {
             let qname = mixed_case(&c.qname, i);
             // The entry for "other types" must be what any absent data type gets.
@@ -307,6 +492,147 @@ mod tests {
             assert_eq!(slow[2] & 0x01, 0x01, "RD copied");
             assert_eq!(slow[3] & 0x10, 0, "CD cleared (RFC 4035 §3.1.6)");
         }
+    }
+
+    type Index<'a> = HashMap<(&'a [u8], u16, Variant), &'a CompiledAnswer>;
+
+    /// What the XDP program sends for a query, from the table alone, step by step as
+    /// xdp-ebpf/src/maps.rs does it: the exact type, the name's entry for other data types, then
+    /// the walk up the name's suffixes to a closest-encloser entry, with its pointers relocated.
+    /// `None`: the program passes the query up.
+    fn emulate(idx: &Index, qname: &[u8], qtype: u16, v: Variant) -> Option<CompiledAnswer> {
+        if qtype == QTYPE_OTHER || qtype == QTYPE_ENCLOSER {
+            return None;
+        }
+        let found = idx.get(&(qname, qtype, v)).or_else(|| {
+            is_data_type(qtype)
+                .then(|| idx.get(&(qname, QTYPE_OTHER, v)))
+                .flatten()
+        });
+        if let Some(c) = found {
+            return (!c.is_pass_marker()).then(|| (*c).clone());
+        }
+        if !is_data_type(qtype) || qname.len() > rampart_common::SHORT_NAME_LEN {
+            return None;
+        }
+        let c = crate::zone::suffixes(qname).find_map(|s| idx.get(&(s, QTYPE_ENCLOSER, v)))?;
+        if c.is_pass_marker() {
+            return None;
+        }
+        let r = c
+            .relocation
+            .as_ref()
+            .expect("encloser templates carry a relocation");
+        let delta = (qname.len() - r.ref_qname_len as usize) as u16;
+        let mut out = (*c).clone();
+        for &p in &r.pointers {
+            let p = p as usize;
+            let w = u16::from_be_bytes([out.tail[p], out.tail[p + 1]]) + delta;
+            out.tail[p..p + 2].copy_from_slice(&w.to_be_bytes());
+        }
+        Some(out)
+    }
+
+    /// Every query of a corpus (each name, missing names below each, names along the SOA's
+    /// MNAME/RNAME, in mixed case, several types, every variant) gets from the emulated fast path
+    /// either nothing or exactly the slow path's bytes. Returns how many it answered.
+    fn assert_fast_path_matches_slow_path(cat: &Catalog, table: &[CompiledAnswer]) -> usize {
+        let idx: Index = table
+            .iter()
+            .map(|c| ((c.qname.as_slice(), c.qtype, c.variant), c))
+            .collect();
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let prefixes: [&[u8]; 6] = [
+            b"",
+            b"\x03zz9",
+            b"\x01a\x03zz9",
+            b"\x0ahostmaster",
+            b"\x03ns1",
+            b"\x01x\x03ns1",
+        ];
+        for c in table {
+            for prefix in prefixes {
+                let mut n = prefix.to_vec();
+                n.extend_from_slice(&c.qname);
+                if n.len() <= 255 {
+                    names.push(n);
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        let (mut fast, mut nx) = (0, 0);
+        for (i, name) in names.iter().enumerate() {
+            let qname = mixed_case(name, i);
+            for qtype in [1u16, 28, 15, 16, 65280, 255] {
+                for v in Variant::ALL {
+                    let Some(c) = emulate(&idx, name, qtype, v) else {
+                        continue;
+                    };
+                    let edns = match v {
+                        Variant::NoEdns => None,
+                        Variant::Edns => Some((1232, false, 0)),
+                        Variant::EdnsDo => Some((1232, true, 0)),
+                    };
+                    let id = 0x2000u16.wrapping_add(i as u16);
+                    let packet =
+                        crate::wire::testutil::query_packet(id, FLAG_RD, &qname, qtype, edns);
+                    let slow = respond(cat, &packet, Transport::Udp).unwrap();
+                    let q = question(&qname, qtype, 1);
+                    assert_eq!(slow, c.response(id, FLAG_RD, &q), "{qname} {qtype} {v:?}");
+                    fast += 1;
+                    nx += usize::from(c.flags & 0xf == 3);
+                }
+            }
+        }
+        assert!(nx > 0, "no NXDOMAIN from the fast path");
+        fast
+    }
+
+    #[test]
+    fn fast_path_answers_equal_the_slow_paths_nxdomain_included() {
+        let cat = sample();
+        let n = assert_fast_path_matches_slow_path(&cat, &compile(&cat));
+        assert!(n > 1000, "{n}");
+        let cat = crate::answer::testzones::cross_zone_catalog();
+        assert_fast_path_matches_slow_path(&cat, &compile(&cat));
+    }
+
+    #[test]
+    fn nxdomain_is_compiled_where_the_closest_encloser_decides_it() {
+        let table = compile(&sample());
+        let enc = |n: &str| find_exact(&table, n, QTYPE_ENCLOSER, Variant::Edns).unwrap();
+        let apex = enc("example.com.");
+        assert_eq!((apex.flags, apex.ancount, apex.nscount), (0x8403, 0, 1));
+        assert!(!apex.relocation.as_ref().unwrap().pointers.is_empty());
+        assert!(
+            enc("sub.example.com.").is_pass_marker(),
+            "a cut: referral, not NXDOMAIN"
+        );
+        assert!(
+            enc("ns1.example.com.").is_pass_marker(),
+            "on the MNAME chain"
+        );
+        assert!(
+            enc("hostmaster.example.com.").is_pass_marker(),
+            "on the RNAME chain"
+        );
+        assert!(
+            find_exact(
+                &table,
+                "ns1.sub.example.com.",
+                QTYPE_ENCLOSER,
+                Variant::Edns
+            )
+            .is_none(),
+            "occluded"
+        );
+        // A CNAME owner answers uncommon types from the slow path, and never walks to NXDOMAIN.
+        assert!(
+            find_exact(&table, "alias.example.com.", QTYPE_OTHER, Variant::Edns)
+                .unwrap()
+                .is_pass_marker()
+        );
     }
 
     #[test]
@@ -371,8 +697,10 @@ mod tests {
         assert!(!has("ns1.sub.example.com.", RecordType::A));
         assert!(!has("nope.example.com.", RecordType::A));
         assert!(
-            table.iter().all(|c| c.flags & 0xf != 3),
-            "no NXDOMAIN entries"
+            table
+                .iter()
+                .all(|c| c.flags & 0xf != 3 || c.qtype == QTYPE_ENCLOSER),
+            "NXDOMAIN only as closest-encloser templates"
         );
         let mut keys: Vec<_> = table
             .iter()

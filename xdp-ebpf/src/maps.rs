@@ -5,9 +5,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rampart_common::{
-    AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, MAX_NAME, QTYPE_OTHER,
-    SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_LARGE,
-    TAIL_SMALL, TailLarge, TailSmall, Variant, is_data_type,
+    AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, MAX_NAME, QTYPE_ENCLOSER,
+    QTYPE_OTHER, SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_SMALL, TAIL_INLINE,
+    TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant, is_data_type,
 };
 
 use crate::dns::{Answer, Question};
@@ -171,8 +171,9 @@ pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
         Some(c) if c.ready != 0 => c,
         _ => return Err(Counter::PassNotReady),
     };
-    // Type 0 is the key of the shared entry, never a question we answer (RFC 6895 reserves it).
-    if q.qtype == QTYPE_OTHER {
+    // Types 0 and 65535 key the shared and closest-encloser entries, never a question we
+    // answer (RFC 6895 reserves both).
+    if q.qtype == QTYPE_OTHER || q.qtype == QTYPE_ENCLOSER {
         return Err(Counter::PassMiss);
     }
     let key = key_buf()?;

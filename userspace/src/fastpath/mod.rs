@@ -19,9 +19,9 @@ use aya::{
 };
 use rampart_common::{
     AnswerHead, AnswerKey, AnswerValue, Config, Counter, LongKey, MAP_ANSWERS, MAP_ANSWERS_LONG,
-    MAP_CONFIG, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, PROGRAM_NAME, SHORT_NAME_LEN,
-    ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL,
-    TailLarge, TailSmall,
+    MAP_CONFIG, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAX_RELOCS, PROGRAM_NAME,
+    SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE,
+    TAIL_SMALL, TailLarge, TailSmall,
 };
 use tracing::{info, warn};
 
@@ -321,12 +321,20 @@ impl FastPath {
                             base + idx
                         },
                         tail_class: class,
-                        _pad: [0; 3],
+                        reloc_count: 0,
+                        ref_qname_len: 0,
+                        _pad: 0,
+                        reloc: [0; MAX_RELOCS],
                     },
                     inline: [0; TAIL_INLINE],
                 };
                 if class == TAIL_CLASS_INLINE {
                     value.inline[..a.tail.len()].copy_from_slice(&a.tail);
+                }
+                if let Some(r) = &a.relocation {
+                    value.head.reloc_count = r.pointers.len() as u8;
+                    value.head.ref_qname_len = r.ref_qname_len;
+                    value.head.reloc[..r.pointers.len()].copy_from_slice(&r.pointers);
                 }
                 if a.qname.len() <= SHORT_NAME_LEN {
                     let key = answer_key(next as u8, a)?;

@@ -30,6 +30,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
             nscount: 0,
             arcount,
             tail,
+            relocation: None,
         });
     }
     // A large answer: 40 TXT strings, only in the large slot class.
@@ -49,6 +50,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
         nscount: 0,
         arcount: 1,
         tail: [tail, vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]].concat(),
+        relocation: None,
     });
     // "Any other data type" at www: NODATA (SOA in authority), and a marker for TXT, whose
     // answer the fast path may not send, so TXT must not fall through to that NODATA.
@@ -64,6 +66,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
             0xc0, 0x10, 0, 6, 0, 1, 0, 0, 0, 60, 0, 24, 0xc0, 0x10, 0xc0, 0x10, 0, 0, 0, 1, 0, 0,
             0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 60,
         ],
+        relocation: None,
     };
     table.push(nodata(QTYPE_OTHER));
     table.push(CompiledAnswer {
@@ -82,6 +85,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
         nscount: 0,
         arcount: 0,
         tail: mid,
+        relocation: None,
     });
     // A name longer than a short key holds.
     table.push(CompiledAnswer {
