@@ -127,12 +127,14 @@ pub struct AnswerHead {
     /// `TAIL_CLASS_SMALL`, `TAIL_CLASS_LARGE` or `TAIL_CLASS_INLINE`.
     pub tail_class: u8,
     /// NXDOMAIN templates only: the tail was rendered for a query name of `ref_qname_len` bytes,
-    /// and the `reloc_count` compression pointers at tail offsets `reloc` point into that name's
-    /// suffix; the program adds (its query name's length - ref_qname_len) to each.
+    /// and the `reloc_count` compression pointers at the tail offsets packed in `reloc` (byte i
+    /// = offset i, least significant first: the program shifts rather than indexes, which the
+    /// verifier can follow) point into that name's suffix; the program adds (its query name's
+    /// length - ref_qname_len) to each.
     pub reloc_count: u8,
     pub ref_qname_len: u8,
     pub _pad: u8,
-    pub reloc: [u8; MAX_RELOCS],
+    pub reloc: u32,
 }
 
 #[repr(C)]

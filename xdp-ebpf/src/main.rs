@@ -13,7 +13,7 @@ mod udp;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
-use rampart_common::{CLASSIC_UDP_LIMIT, Counter, EDNS_PAYLOAD, Variant};
+use rampart_common::{CLASSIC_UDP_LIMIT, Counter, EDNS_PAYLOAD, MAX_RELOCS, Variant};
 
 use crate::{
     dns::{Answer, Question},
@@ -51,7 +51,7 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
         udp.payload_off + udp.payload_len,
     )?;
 
-    let answer = maps::lookup(&question, edns.variant)?;
+    let answer = maps::lookup(ctx, &question, edns.variant)?;
     let limit = match edns.variant {
         Variant::NoEdns => CLASSIC_UDP_LIMIT,
         _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
@@ -142,13 +142,38 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
     let tail_off = r.dns_off + dns::HEADER_LEN + r.question.len;
     let v = &r.answer.value;
     maps::store_tail(ctx, tail_off, r.answer)?;
+    let relocated = relocate(ctx, r, tail_off)?;
     dns::write_header(ctx, r.dns_off, r.header, v)?;
     eth::swap_macs(ctx)?;
     let pseudo = ip::reply(ctx, r.l3, 8 + r.dns_len)?;
     let payload_sum = dns::header_sum(r.header, v)
         + r.question.csum
-        + csum::at_offset(v.tail_csum, tail_off - r.dns_off);
+        + csum::at_offset(v.tail_csum, tail_off - r.dns_off)
+        + relocated;
     udp::reply(ctx, r.l3, 8 + r.dns_len, pseudo + payload_sum)
+}
+
+/// Fit an NXDOMAIN template to this query name: its pointers into the name's suffix were
+/// rendered for a name of `ref_qname_len` bytes. Returns the checksum change.
+#[inline(always)]
+fn relocate(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> {
+    let v = &r.answer.value;
+    let delta = (r.question.name_len - v.ref_qname_len as usize) as u16;
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < MAX_RELOCS {
+        if i >= v.reloc_count as usize {
+            break;
+        }
+        let pos = tail_off + ((v.reloc >> (8 * i)) & 0xff) as usize;
+        let old = packet::be16_at(ctx, pos, Counter::DropRewriteFailed)?;
+        let new = old.wrapping_add(delta);
+        packet::put_be16(ctx, pos, new)?;
+        // One's complement: replacing a word adds the new one and the complement of the old.
+        sum += csum::at_offset(new, pos - r.dns_off) + csum::at_offset(!old, pos - r.dns_off);
+        i += 1;
+    }
+    Ok(sum)
 }
 
 #[cfg(not(test))]

@@ -5,9 +5,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rampart_common::{
-    AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, MAX_NAME, QTYPE_ENCLOSER,
-    QTYPE_OTHER, SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_SMALL, TAIL_INLINE,
-    TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant, is_data_type,
+    AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, MAX_NAME, MAX_RELOCS,
+    QTYPE_ENCLOSER, QTYPE_OTHER, SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_SMALL,
+    TAIL_INLINE, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant, is_data_type,
 };
 
 use crate::dns::{Answer, Question};
@@ -132,6 +132,42 @@ impl KeyBuf {
         }
         Ok(sum)
     }
+    /// Put the `len`-byte name suffix at packet offset `off` (len <= 64) into the key,
+    /// lowercased and zero-padded to the short key's 64 bytes.
+    #[inline(always)]
+    pub fn fill_short_suffix(
+        &mut self,
+        ctx: &XdpContext,
+        off: usize,
+        len: usize,
+    ) -> Result<(), Counter> {
+        if len == 0 || len > SHORT_NAME_LEN {
+            return Err(Counter::PassMiss);
+        }
+        self.clear(len);
+        let name = self.key.name.as_mut_ptr();
+        // The same value, in a form whose range [1, 64] the verifier can see for itself.
+        let n = (((len - 1) & (SHORT_NAME_LEN - 1)) + 1) as u32;
+        // SAFETY: the helper writes n <= 64 bytes into the 256-byte name.
+        if unsafe { aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, off as u32, name.cast(), n) }
+            != 0
+        {
+            return Err(Counter::PassMalformed);
+        }
+        let words = name as *mut u64;
+        let mut i = 0;
+        while i < SHORT_NAME_LEN / 8 {
+            // SAFETY: i < 8 words of the 256-byte name.
+            unsafe {
+                words
+                    .add(i)
+                    .write_unaligned(ascii_lowercase8(words.add(i).read_unaligned()))
+            };
+            i += 1;
+        }
+        Ok(())
+    }
+
     /// Keep the name length in memory. Every exit of a loop over the name leaves the verifier a
     /// different range for it (the exit test refines it); reading it back with [`Self::len`]
     /// gives all of them one plain u8 range, so the code after the loop is verified once instead
@@ -166,7 +202,7 @@ pub fn key_buf() -> Result<&'static mut KeyBuf, Counter> {
 /// Find the precompiled answer for the question just parsed into the key buffer: the exact
 /// (name, type) first, then, for data types, the name's answer for types it doesn't list.
 #[inline(always)]
-pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
+pub fn lookup(ctx: &XdpContext, q: &Question, variant: Variant) -> Result<Answer, Counter> {
     let config = match CONFIG.get(0) {
         Some(c) if c.ready != 0 => c,
         _ => return Err(Counter::PassNotReady),
@@ -185,14 +221,28 @@ pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
         key.key.qtype = QTYPE_OTHER;
         found = get(key, short);
     }
-    let Some(v) = found else {
-        return Err(Counter::PassMiss);
+    let (v, walked) = match found {
+        Some(v) => (v, false),
+        // A name with no entry at all doesn't exist: its closest encloser says what it gets.
+        None if short && is_data_type(q.qtype) => match lookup_encloser(ctx, q, key)? {
+            Some(v) => (v, true),
+            None => return Err(Counter::PassMiss),
+        },
+        None => return Err(Counter::PassMiss),
     };
     // SAFETY: map value pointer from a successful lookup; the header fields are copied out at
     // once, the inline tail is read in place by store_tail.
     let (value, inline) = unsafe { ((*v).head, (*v).inline.as_ptr()) };
     if value.tail_len == 0 {
-        return Err(Counter::PassTooBig);
+        // A marker: too big for this variant, or (walked) a cut, DNAME or wildcard decides.
+        return Err(if walked {
+            Counter::PassMiss
+        } else {
+            Counter::PassTooBig
+        });
+    }
+    if value.reloc_count as usize > MAX_RELOCS || q.name_len < value.ref_qname_len as usize {
+        return Err(Counter::PassMiss);
     }
     // Userspace never writes a bad length; checking here keeps every failure before the resize.
     let slot = match value.tail_class {
@@ -204,6 +254,38 @@ pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
         return Err(Counter::PassMiss);
     }
     Ok(Answer { value, inline })
+}
+
+/// Walk a missing name's suffixes, itself first, to the first with a closest-encloser entry
+/// (DESIGN.md §2). Short names only (<= 64 bytes, so <= 32 hops): each step copies the suffix
+/// from the packet into the key, lowercased. `None` past the last label: not one of our zones.
+#[inline(always)]
+fn lookup_encloser(
+    ctx: &XdpContext,
+    q: &Question,
+    key: &mut KeyBuf,
+) -> Result<Option<*const AnswerValue>, Counter> {
+    let start = q.end - q.len;
+    let mut k = 0usize;
+    let mut hop = 0;
+    while hop < SHORT_NAME_LEN / 2 {
+        if k >= q.name_len {
+            break;
+        }
+        key.fill_short_suffix(ctx, start + k, q.name_len - k)?;
+        key.key.qtype = QTYPE_ENCLOSER;
+        let found = get(key, true);
+        if found.is_some() {
+            return Ok(found);
+        }
+        let label = key.key.name[0] as usize;
+        if label == 0 {
+            break;
+        }
+        k += label + 1;
+        hop += 1;
+    }
+    Ok(None)
 }
 
 #[inline(always)]

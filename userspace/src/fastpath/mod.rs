@@ -324,7 +324,7 @@ impl FastPath {
                         reloc_count: 0,
                         ref_qname_len: 0,
                         _pad: 0,
-                        reloc: [0; MAX_RELOCS],
+                        reloc: 0,
                     },
                     inline: [0; TAIL_INLINE],
                 };
@@ -334,7 +334,9 @@ impl FastPath {
                 if let Some(r) = &a.relocation {
                     value.head.reloc_count = r.pointers.len() as u8;
                     value.head.ref_qname_len = r.ref_qname_len;
-                    value.head.reloc[..r.pointers.len()].copy_from_slice(&r.pointers);
+                    let mut packed = [0u8; MAX_RELOCS];
+                    packed[..r.pointers.len()].copy_from_slice(&r.pointers);
+                    value.head.reloc = u32::from_le_bytes(packed);
                 }
                 if a.qname.len() <= SHORT_NAME_LEN {
                     let key = answer_key(next as u8, a)?;

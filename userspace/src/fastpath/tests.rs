@@ -600,3 +600,71 @@ fn every_tail_class_is_copied_whole() {
         "{lens:?}"
     );
 }
+
+/// The in-kernel fast/slow invariant on the example zones: for existing names, missing names
+/// (NXDOMAIN from the closest encloser), names below a cut and along the SOA's MNAME/RNAME, the
+/// program either passes the query up or sends exactly the slow path's bytes.
+#[test]
+fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
+    use crate::{server::respond, wire::Transport, zone::Catalog};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+    let catalog = Catalog::load(&[], Some(&dir)).unwrap();
+    let table = crate::compile::compile(&catalog);
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
+    fp.install(&table).unwrap();
+    let names = [
+        "www.example.com",
+        "WWW.Example.COM",
+        "nope.example.com",
+        "a.b.nope.EXAMPLE.com",
+        "x.www.example.com",
+        "b.example.com",
+        "zz.b.example.com",
+        "ns1.sub.example.com",
+        "x.sub.example.com",
+        "hostmaster.example.com",
+        "x.ns1.example.com",
+        "nope.example.net",
+        "deep.er.nope.example.net",
+        "example.org",
+        "x.alias.example.com",
+    ];
+    let (mut tx, mut nx, mut passed) = (0, 0, 0);
+    for (i, name) in names.iter().enumerate() {
+        for (qtype, edns) in [
+            (1u16, None),
+            (28, Some((1232, false))),
+            (15, Some((1232, true))),
+        ] {
+            let q = query(0x100 + i as u16, name, qtype, edns);
+            let f = frame(i % 2 == 1, 2000 + i as u16, &q);
+            let (action, out) = run(&fp, &f);
+            if action == XDP_PASS {
+                passed += 1;
+                continue;
+            }
+            assert_eq!(action, XDP_TX, "{name}");
+            let dns = verify_reply(&f, &out);
+            let slow = respond(&catalog, &q, Transport::Udp).expect("the slow path answers");
+            assert_eq!(dns, slow, "{name} {qtype} {edns:?}: fast and slow bytes");
+            tx += 1;
+            nx += usize::from(dns[3] & 0xf == 3);
+        }
+    }
+    let c = fp.counters().unwrap();
+    assert!(
+        nx >= 6 && c.get("tx_nxdomain") as usize == nx,
+        "nx={nx} {c:?}"
+    );
+    assert!(tx > nx && passed > 0, "tx={tx} passed={passed}");
+    // What must not come from the walk: below a cut (referral), the MNAME/RNAME chain, other zones.
+    for name in [
+        "x.sub.example.com",
+        "hostmaster.example.com",
+        "x.ns1.example.com",
+        "example.org",
+    ] {
+        let f = frame(false, 999, &query(1, name, 1, None));
+        assert_eq!(run(&fp, &f).0, XDP_PASS, "{name}");
+    }
+}
