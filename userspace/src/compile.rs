@@ -62,6 +62,43 @@ pub struct Relocation {
 
 impl CompiledAnswer {
     /// An entry that only says "not from the fast path".
+    fn pass_marker(qname: &[u8], qtype: u16, variant: Variant) -> CompiledAnswer {
+        CompiledAnswer {
+            qname: qname.to_vec(),
+            qtype,
+            variant,
+            flags: 0,
+            ancount: 0,
+            nscount: 0,
+            arcount: 0,
+            tail: Vec::new(),
+            relocation: None,
+        }
+    }
+
+    /// The entry for a response the slow path rendered: its header fields and the bytes after
+    /// its question (`question_len` bytes after the header).
+    fn from_rendered(
+        qname: &[u8],
+        qtype: u16,
+        variant: Variant,
+        bytes: &[u8],
+        question_len: usize,
+    ) -> CompiledAnswer {
+        let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+        CompiledAnswer {
+            qname: qname.to_vec(),
+            qtype,
+            variant,
+            flags: word(2),
+            ancount: word(6),
+            nscount: word(8),
+            arcount: word(10),
+            tail: bytes[HEADER_LEN + question_len..].to_vec(),
+            relocation: None,
+        }
+    }
+
     pub fn is_pass_marker(&self) -> bool {
         self.tail.is_empty()
     }
@@ -120,17 +157,9 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
 
 /// Every variant's "not from the fast path" entry for (name, key qtype).
 fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswer> + '_ {
-    Variant::ALL.into_iter().map(move |variant| CompiledAnswer {
-        qname: key.as_wire().to_vec(),
-        qtype,
-        variant,
-        flags: 0,
-        ancount: 0,
-        nscount: 0,
-        arcount: 0,
-        tail: Vec::new(),
-        relocation: None,
-    })
+    Variant::ALL
+        .into_iter()
+        .map(move |variant| CompiledAnswer::pass_marker(key.as_wire(), qtype, variant))
 }
 
 /// Closest-encloser entries (DESIGN.md §2): at every name of the zone, what a missing name
@@ -262,20 +291,12 @@ fn nx_templates(
         if pointers.len() > MAX_RELOCS || a.len() > CLASSIC_UDP_LIMIT as usize {
             return None;
         }
-        let word = |i: usize| u16::from_be_bytes([a[i], a[i + 1]]);
         out.push(CompiledAnswer {
-            qname: Vec::new(),
-            qtype: QTYPE_ENCLOSER,
-            variant,
-            flags: word(2),
-            ancount: word(6),
-            nscount: word(8),
-            arcount: word(10),
-            tail: ta.to_vec(),
             relocation: Some(Relocation {
                 ref_qname_len: short.as_wire().len() as u8,
                 pointers,
             }),
+            ..CompiledAnswer::from_rendered(&[], QTYPE_ENCLOSER, variant, &a, qa)
         });
     }
     Some(out)
@@ -332,28 +353,19 @@ fn compile_one(
             Variant::NoEdns => CLASSIC_UDP_LIMIT,
             Variant::Edns | Variant::EdnsDo => EDNS_PAYLOAD,
         } as usize;
-        let mut entry = CompiledAnswer {
-            qname: key.as_wire().to_vec(),
-            qtype: key_qtype,
-            variant,
-            flags: 0,
-            ancount: 0,
-            nscount: 0,
-            arcount: 0,
-            tail: Vec::new(),
-            relocation: None,
-        };
-        if bytes.len() <= limit
-            && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail)
-        {
-            let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
-            entry.flags = word(2);
-            entry.ancount = word(6);
-            entry.nscount = word(8);
-            entry.arcount = word(10);
-            entry.tail = bytes[HEADER_LEN + query.question.len()..].to_vec();
-        }
-        out.push(entry);
+        let sendable = bytes.len() <= limit
+            && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail);
+        out.push(if sendable {
+            CompiledAnswer::from_rendered(
+                key.as_wire(),
+                key_qtype,
+                variant,
+                &bytes,
+                query.question.len(),
+            )
+        } else {
+            CompiledAnswer::pass_marker(key.as_wire(), key_qtype, variant)
+        });
     }
 }
 
