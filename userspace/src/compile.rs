@@ -379,6 +379,15 @@ mod tests {
     use crate::wire::testutil::question;
     use crate::wire::{FLAG_CD, FLAG_RD, Transport};
 
+    /// The OPT a query of this variant carries: (UDP size, DO, version).
+    fn edns_for(v: Variant) -> Option<(u16, bool, u8)> {
+        match v {
+            Variant::NoEdns => None,
+            Variant::Edns => Some((1232, false, 0)),
+            Variant::EdnsDo => Some((1232, true, 0)),
+        }
+    }
+
     fn sample() -> Catalog {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
         Catalog::load(&[], Some(&dir)).unwrap()
@@ -484,11 +493,7 @@ mod tests {
             } else {
                 c.qtype
             };
-            let edns = match c.variant {
-                Variant::NoEdns => None,
-                Variant::Edns => Some((1232, false, 0)),
-                Variant::EdnsDo => Some((1232, true, 0)),
-            };
+            let edns = edns_for(c.variant);
             let id = 0x4000u16.wrapping_add(i as u16);
             let flags = FLAG_RD | FLAG_CD;
             let packet = crate::wire::testutil::query_packet(id, flags, &qname, qtype, edns);
@@ -581,11 +586,7 @@ mod tests {
                     let Some(c) = emulate(&idx, name, qtype, v) else {
                         continue;
                     };
-                    let edns = match v {
-                        Variant::NoEdns => None,
-                        Variant::Edns => Some((1232, false, 0)),
-                        Variant::EdnsDo => Some((1232, true, 0)),
-                    };
+                    let edns = edns_for(v);
                     let id = 0x2000u16.wrapping_add(i as u16);
                     let packet =
                         crate::wire::testutil::query_packet(id, FLAG_RD, &qname, qtype, edns);
