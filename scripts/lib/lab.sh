@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # The single-node lab, as sourced helpers (demo, test, bench):
 #
-#   oracle ns (NSD)                client ns                       node ns (rampart)
+#   oracle ns (NSD, Knot)          client ns                       node ns (rampart)
 #   o0 203.0.113.1/24  ──veth──  c1 203.0.113.2/24
 #      2001:db8:203::1/64           2001:db8:203::2/64
+#      203.0.113.3/24, 2001:db8:203::3/64 (Knot, the second oracle: lab_knot_start)
 #                                 c0 198.51.100.2/24  ──veth──  n0 198.51.100.1/24
 #                                    2001:db8:100::2/64             2001:db8:100::1/64
 #
@@ -32,6 +33,7 @@ lab_init() {
   export RP_NODE4=198.51.100.1 RP_NODE6=2001:db8:100::1
   export RP_CLIENT_O4=203.0.113.2 RP_CLIENT_O6=2001:db8:203::2
   export RP_ORACLE4=203.0.113.1 RP_ORACLE6=2001:db8:203::1
+  export RP_KNOT4=203.0.113.3 RP_KNOT6=2001:db8:203::3   # second oracle (Knot), also on o0
   export RP_TMP=/tmp/rp-lab-$id
   export RP_BPFFS=$RP_TMP/bpffs RP_PIN_DIR=$RP_TMP/bpffs/rampart
   export RP_BIN=${RP_BIN:-$RP_REPO/target/release/rampart}
@@ -204,6 +206,78 @@ lab_nsd_start() {
 # lab_oracle_start ZONEDIR: NSD serving ZONEDIR as the oracle, in its own namespace.
 lab_oracle_start() {
   lab_nsd_start nsd-oracle "$RP_NS_ORACLE" "$1" 53 "$RP_ORACLE4" "$RP_ORACLE6"
+}
+
+# lab_knot_conf NAME ZONEDIR PORT ADDR... : a knotd config serving every *.zone file in ZONEDIR
+# (origin = file name without .zone) on the given addresses, with its rundir, storage, journal,
+# KASP and timer databases under $RP_TMP/NAME. Plain authoritative: no DNSSEC signing, no XDP
+# (an XDP-mode knotd would leave its program attached on o0), no journal contents, never writes
+# the zone files back, no RRL/NSID (Knot 3.2 enables neither unless configured). Prints the path.
+lab_knot_conf() {
+  local name=$1 zdir=$2 port=$3; shift 3
+  local d=$RP_TMP/$name a f z listen=""
+  mkdir -p "$d/storage"
+  for a in "$@"; do listen+="${listen:+, }$a@$port"; done
+  {
+    cat <<EOF
+server:
+    rundir: "$d"
+    pidfile: "$d/knot.pid"
+    listen: [ $listen ]
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+    identity: ""
+    version: ""
+control:
+    listen: "$d/knot.sock"
+log:
+  - target: "$d/knot.log"
+    any: info
+database:
+    storage: "$d/storage"
+    journal-db: "$d/storage/journal"
+    journal-db-max-size: 64M
+    kasp-db: "$d/storage/keys"
+    kasp-db-max-size: 16M
+    timer-db: "$d/storage/timers"
+    timer-db-max-size: 16M
+    catalog-db: "$d/storage/catalog"
+    catalog-db-max-size: 16M
+template:
+  - id: default
+    storage: "$zdir"
+    dnssec-signing: off
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+    semantic-checks: off
+zone:
+EOF
+    for f in "$zdir"/*.zone; do
+      z=$(basename "$f" .zone)
+      printf '  - domain: "%s."\n    file: "%s"\n' "$z" "$f"
+    done
+  } >"$d/knot.conf"
+  echo "$d/knot.conf"
+}
+
+# lab_knot_start ZONEDIR: knotd as the second oracle in the oracle namespace, on $RP_KNOT4 and
+# $RP_KNOT6 (added to o0; the client reaches them over c1 like NSD). Recorded as knot-oracle.
+lab_knot_start() {
+  local zdir=$1 name=knot-oracle conf zone
+  ip -n "$RP_NS_ORACLE" addr add "$RP_KNOT4/24" dev "$RP_ORACLE_IF" 2>/dev/null || true
+  ip -n "$RP_NS_ORACLE" addr add "$RP_KNOT6/64" dev "$RP_ORACLE_IF" nodad 2>/dev/null || true
+  conf=$(lab_knot_conf "$name" "$zdir" 53 "$RP_KNOT4" "$RP_KNOT6")
+  knotc -c "$conf" conf-check >/dev/null || { lab_die "bad knot config $conf"; return 1; }
+  lab_bg "$name" "$RP_TMP/$name/stderr" ip netns exec "$RP_NS_ORACLE" knotd -c "$conf" >/dev/null
+  zone=$(basename "$(ls "$zdir"/*.zone | head -1)" .zone)
+  if ! { lab_wait_dns "$RP_NS_CLIENT" "$RP_KNOT4" 53 "$zone" 15 &&
+         lab_wait_dns "$RP_NS_CLIENT" "$RP_KNOT6" 53 "$zone" 5; }; then
+    cat "$RP_TMP/$name/stderr" "$RP_TMP/$name/knot.log" >&2 2>/dev/null
+    return 1
+  fi
+  lab_log "$name: knotd on $RP_KNOT4 $RP_KNOT6 port 53 in $RP_NS_ORACLE"
 }
 
 # lab_rampart_start ARGS... : `rampart run --pin-dir $RP_PIN_DIR ARGS` in the node namespace;

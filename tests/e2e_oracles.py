@@ -1,0 +1,224 @@
+"""rampart against the majority of two reference servers, NSD and Knot DNS, serving the same
+zones (issue 3: "rampart must agree with the majority on rcode, flags and the answer, authority
+and additional sections").
+
+Corpus: the one e2e_answers builds from tests/fixtures/zones (owners, ENTs, cut, wildcard,
+missing names, out of zone), each lowercase and 0x20-mixed case, without EDNS / EDNS / EDNS+DO,
+over IPv4 and IPv6, UDP and TCP. Every query goes to rampart (the node, port 53: XDP or slow path),
+to NSD (RP_ORACLE4/6) and to Knot (RP_KNOT4/6).
+
+Comparison classes, each judged on its own:
+  rcode; flags AA, TC, RD, CD, AD; edns (OPT present, DO bit, the option codes);
+  answer, authority, additional: sets of (lowercased owner, type, TTL, lowercased rdata), OPT not
+  included.
+Per class and query:
+  - NSD == Knot: rampart must equal them ("agree"), else it is a difference;
+  - NSD != Knot and rampart equals one of them: rampart is the majority of three, counted apart
+    ("oracle split") and summarised per (class, which oracle rampart sided with, query shape);
+  - all three differ: a difference (no majority).
+A difference is a failure unless it falls in one of the IGNORED classes below (each with the reason
+it is policy, not an error); the summary line counts both. Oracle splits are labelled with the
+KNOWN_SPLITS policy difference they come from ("unexplained" if none: look at it).
+
+Sensitivity, checked by hand: with the node serving a copy of the fixtures where one TTL and one
+address differ, the affected (name, type) checks fail with all three answers printed.
+"""
+
+import collections
+import os
+import random
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dns.flags  # noqa: E402
+import dns.message  # noqa: E402
+import dns.rcode  # noqa: E402
+import dns.rdatatype  # noqa: E402
+
+import e2e_answers  # noqa: E402  (corpus, query construction, transport)
+import rplab  # noqa: E402
+
+SEED = int(os.environ.get("RP_SEED", "20240101"))
+FLAGS = (("aa", dns.flags.AA), ("tc", dns.flags.TC), ("rd", dns.flags.RD),
+         ("cd", dns.flags.CD), ("ad", dns.flags.AD))
+SECTIONS = ("answer", "authority", "additional")
+CLASSES = ("rcode",) + tuple(f for f, _ in FLAGS) + ("edns",) + SECTIONS
+
+# Difference classes that are not failures: name → (reason, predicate(cls, q, r, n, k)), where
+# q = (qname, qtype, edns, transport), r/n/k = rampart's, NSD's and Knot's full class dicts (see
+# classes()). Only what was observed in this lab and is understood belongs here. None is: on the
+# fixtures rampart equals NSD and Knot wherever those two agree (2026-11-28: 3408 queries, 0
+# differences), and the only NSD/Knot disagreements are the oracle splits below, where rampart
+# is the majority of three, so nothing needs ignoring. Not seen, hence not ignored: NSID or other
+# EDNS options (neither oracle is configured for NSID; EDE 20 on REFUSED comes from both and from
+# rampart), advertised UDP payload (1232 everywhere), negative-answer SOA TTL (all three use
+# min(SOA TTL, MINIMUM)).
+IGNORED = {}
+
+
+ORIGINS = set()   # the fixture zones' origins, lowercase text with the final dot (set by run())
+
+
+def _zone_of(name):
+    return max((o for o in ORIGINS if name == o or name.endswith("." + o)), key=len, default=None)
+
+
+def _cname_leaves_zone(q, n):
+    """NSD's answer to q holds a CNAME whose target is in another of the zones served."""
+    return any(t == "CNAME" and _zone_of(rd) not in (None, _zone_of(owner))
+               for owner, t, _, rd in n["answer"])
+
+
+# NSD and Knot differ by policy here; the split is counted, summarised and not a failure either
+# way (rampart is then the majority of three with whichever it equals). Name → (reason,
+# predicate(cls, q, n, k)); a split that matches none is printed as "unexplained".
+KNOWN_SPLITS = {
+    "knot-additional-for-targets": (
+        "Knot 3.2 has no minimal-responses switch and adds the in-zone addresses of an MX "
+        "answer's targets to the additional section (observed: mail.example.com A for example.com "
+        "MX); NSD runs with minimal-responses: yes (extra data only where necessary). Additional "
+        "data is optional (RFC 1034 4.3.2 step 6: 'attempt to add other RRs which may be useful')",
+        lambda cls, q, n, k: cls == "additional" and n["additional"] < k["additional"]),
+    "nsd-follows-cname-into-other-zone": (
+        "NSD follows a CNAME into another zone it is authoritative for (answer: CNAME + target "
+        "RRset; NODATA at the target: that zone's SOA in authority), as RFC 1034 4.3.2 step 3a "
+        "(restart with the canonical name over all zones held) describes; Knot stops at the zone "
+        "boundary and answers with the CNAME only (the resolver restarts at the target anyway)",
+        lambda cls, q, n, k: cls in ("answer", "authority") and _cname_leaves_zone(q, n)),
+}
+
+
+def rrset_tuples(section):
+    out = set()
+    for rrset in section:
+        for rd in rrset:
+            out.add((rrset.name.to_text().lower(), dns.rdatatype.to_text(rrset.rdtype),
+                     rrset.ttl, rd.to_text().lower()))
+    return frozenset(out)
+
+
+def classes(wire):
+    """Class name → comparable value for one reply. Raises on a reply that doesn't parse."""
+    m = dns.message.from_wire(wire)
+    v = {"rcode": dns.rcode.to_text(m.rcode())}
+    for name, bit in FLAGS:
+        v[name] = bool(m.flags & bit)
+    if m.edns >= 0:
+        v["edns"] = ("opt", f"v{m.edns}", f"udp{m.payload}", "do" if m.ednsflags & dns.flags.DO else "-",
+                     tuple(sorted(int(o.otype) for o in m.options)))
+    else:
+        v["edns"] = ("no-opt",)
+    v["answer"] = rrset_tuples(m.answer)
+    v["authority"] = rrset_tuples(m.authority)
+    v["additional"] = rrset_tuples(m.additional)
+    return v
+
+
+def show(v):
+    return sorted(v) if isinstance(v, frozenset) else v
+
+
+def shape(q, n):
+    """The query, for the oracle-split summary (variants of case, EDNS, family and transport are
+    counted together)."""
+    qname, qtype, _edns, _tr = q
+    return f"{qname} {qtype} (nsd {n['rcode']})"
+
+
+def split_reason(cls, q, n, k):
+    return next((name for name, (_, pred) in KNOWN_SPLITS.items() if pred(cls, q, n, k)),
+                "unexplained")
+
+
+def judge(q, r, n, k, stats, problems, tag):
+    for cls in CLASSES:
+        rv, nv, kv = r[cls], n[cls], k[cls]
+        if nv == kv:
+            if rv == nv:
+                stats["agree"] += 1
+                continue
+        elif rv == nv or rv == kv:
+            side = "nsd" if rv == nv else "knot"
+            stats["split"] += 1
+            stats["split_classes"][(cls, side, shape(q, n), split_reason(cls, q, n, k))] += 1
+            if len(stats["split_examples"][(cls, side)]) < 2:
+                stats["split_examples"][(cls, side)].append(
+                    f"{q[0]} {q[1]} {tag}: rampart=={side}: {show(rv)}; other: {show(kv if side == 'nsd' else nv)}")
+            continue
+        why = next((name for name, (_, pred) in IGNORED.items() if pred(cls, q, r, n, k)), None)
+        if why is not None:
+            stats["ignored"][why] += 1
+            continue
+        stats["differ"] += 1
+        problems.append(f"{tag}: {cls}: rampart {show(rv)} | nsd {show(nv)} | knot {show(kv)}")
+
+
+def compare(c, lab, base, stats):
+    rng = random.Random(SEED)
+    knot = {4: rplab.env("RP_KNOT4"), 6: rplab.env("RP_KNOT6")}
+    for qname, qtype, _kind in base:
+        problems = []
+        for case in ("lower", "mixed"):
+            name = qname if case == "lower" else e2e_answers.mix_case(qname, rng)
+            for edns in e2e_answers.EDNS_VARIANTS:
+                for fam in (4, 6):
+                    for tr in ("udp", "tcp"):
+                        tag = f"{case}/{edns}/v{fam}/{tr}"
+                        wire = e2e_answers.make_query(name, qtype, edns, rng.randrange(1, 65536))
+                        raw = {"rampart": e2e_answers.ask(wire, lab.node(fam), 53, tr),
+                               "nsd": e2e_answers.ask(wire, lab.oracle(fam), 53, tr),
+                               "knot": e2e_answers.ask(wire, knot[fam], 53, tr)}
+                        parsed = {}
+                        for who, w in raw.items():
+                            if w is None:
+                                problems.append(f"{tag}: no reply from {who}")
+                                continue
+                            try:
+                                parsed[who] = classes(w)
+                            except Exception as e:  # noqa: BLE001
+                                problems.append(f"{tag}: {who}'s reply does not parse: {e}: {w.hex()}")
+                        if len(parsed) < 3:
+                            continue
+                        stats["queries"] += 1
+                        judge((qname, qtype, edns, tr), parsed["rampart"], parsed["nsd"],
+                              parsed["knot"], stats, problems, tag)
+        c.check(f"{qname} {qtype}: rampart agrees with the NSD/Knot majority", not problems,
+                "\n     ".join(problems[:8]) +
+                (f"\n     ... {len(problems) - 8} more" if len(problems) > 8 else ""))
+
+
+def run():
+    lab = rplab.Lab()
+    c = rplab.Checks("e2e_oracles")
+    zones = e2e_answers.load_zones(lab.zone_dir)
+    ORIGINS.update(o.to_text().lower() for o in zones)
+    c.check("zones found", bool(zones), f"no *.zone in {lab.zone_dir}")
+    base = e2e_answers.corpus(zones)
+    print(f"e2e_oracles: {len(base)} (name, type) pairs × 24 variants × 3 servers, seed {SEED}", flush=True)
+    stats = {"queries": 0, "agree": 0, "split": 0, "differ": 0,
+             "ignored": collections.Counter(), "split_classes": collections.Counter(),
+             "split_examples": collections.defaultdict(list)}
+    compare(c, lab, base, stats)
+    if stats["split_classes"]:
+        print("e2e_oracles: NSD and Knot disagree, rampart sides with one of them (majority of three):",
+              flush=True)
+        for (cls, side, shp, why), n in sorted(stats["split_classes"].items()):
+            print(f"  {cls:10s} rampart=={side:4s} {n:3d}/24 variants: {shp} [{why}]", flush=True)
+        for name, (reason, _) in KNOWN_SPLITS.items():
+            print(f"  [{name}]: {reason}", flush=True)
+        for (cls, side), ex in sorted(stats["split_examples"].items()):
+            for e in ex:
+                print(f"  e.g. {cls}: {e}", flush=True)
+    for name, (reason, _) in IGNORED.items():
+        print(f"e2e_oracles: ignored class {name} ({stats['ignored'][name]}×): {reason}", flush=True)
+    ign = sum(stats["ignored"].values())
+    print(f"e2e_oracles: {stats['queries']} queries compared × {len(CLASSES)} classes: "
+          f"{stats['agree']} agree with NSD and Knot, {stats['split']} oracle splits (rampart with one), "
+          f"{stats['differ']} differences, {ign} ignored in {len(IGNORED)} ignored classes", flush=True)
+    c.check("every query compared", stats["queries"] == len(base) * 24,
+            f"{stats['queries']} of {len(base) * 24} queries got three parsable replies")
+    return c
+
+
+if __name__ == "__main__":
+    rplab.main_for(run)
