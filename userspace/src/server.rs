@@ -302,6 +302,9 @@ fn tcp_connection(
     idle_timeout: Duration,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(POLL))?;
+    // A client that stops reading its answers gets as long as an idle one, then loses the
+    // connection: otherwise it would hold a thread and a connection slot forever.
+    stream.set_write_timeout(Some(idle_timeout))?;
     stream.set_nodelay(true)?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -329,11 +332,7 @@ fn tcp_connection(
         match stream.read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_poll_timeout(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -460,6 +459,48 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
         // The port is free again.
         UdpSocket::bind(addr).unwrap();
+    }
+
+    /// A client that pipelines queries but never reads the answers is cut off after the idle
+    /// timeout, freeing its connection slot (here the only one) for the next client.
+    #[test]
+    fn a_client_that_stops_reading_loses_its_connection() {
+        let cfg = ServerConfig {
+            tcp_max_connections: 1,
+            ..config()
+        };
+        let server = Server::start_with(&["127.0.0.1:0".parse().unwrap()], sample(), cfg).unwrap();
+        let addr = server.tcp_addrs()[0];
+        let stalled = TcpStream::connect(addr).unwrap();
+        stalled
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let q = query_packet(7, 0, "example.com", 15, None);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        let writer = {
+            let mut s = stalled.try_clone().unwrap();
+            std::thread::spawn(move || {
+                // Enough answers to fill both sides' socket buffers; stops at the first error.
+                for _ in 0..200_000 {
+                    if s.write_all(&framed).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_secs(4));
+        let mut next = TcpStream::connect(addr).unwrap();
+        next.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let q = query_packet(8, 0, "www.example.com", 1, None);
+        next.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+        next.write_all(&q).unwrap();
+        let mut len = [0u8; 2];
+        next.read_exact(&mut len)
+            .expect("the stalled client's slot was freed");
+        drop(stalled);
+        writer.join().unwrap();
+        server.stop();
     }
 
     #[test]
