@@ -194,6 +194,23 @@ def fate_sharing_and_detach(c, lab, tmp):
         ns_run(lab, "ip", "link", "del", "rpop0")
 
 
+def metrics_endpoint(c, lab):
+    """The lab's rampart serves Prometheus text with its XDP counters and zones."""
+    port = os.environ.get("RP_METRICS_PORT", "9153")
+    # One answer from the driver first, so the scrape has something to count.
+    reply = rplab.udp_raw(dns.message.make_query("www.example.com", "A").to_wire(), lab.node4, 53)
+    c.check("metrics: a query was answered first", reply is not None)
+    out = ns_run(lab, "/usr/bin/python3", "-c",
+                 "import urllib.request,sys;"
+                 f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics', timeout=5).read().decode())")
+    text = out.stdout
+    c.check("metrics: the endpoint answers", out.returncode == 0, out.stderr[-500:])
+    answered = [line for line in text.splitlines() if line.startswith('rampart_xdp_packets_total{outcome="tx_answer"}')]
+    c.check("metrics: XDP answers are counted", bool(answered) and int(answered[0].split()[-1]) > 0, text[:800])
+    zones = [line for line in text.splitlines() if line.startswith("rampart_zones ")]
+    c.check("metrics: zones served", bool(zones) and int(zones[0].split()[-1]) >= 1, text[:800])
+
+
 def run():
     c = rplab.Checks("e2e_operations")
     lab = rplab.Lab()
@@ -202,6 +219,7 @@ def run():
         return c
     tmp = tempfile.mkdtemp(prefix="rp-ops-")
     try:
+        c.run("metrics endpoint", metrics_endpoint, c, lab)
         c.run("check command", check_command, c, lab, tmp)
         c.run("reload and many zones", reload_and_many_zones, c, lab, tmp)
         c.run("fate-sharing and detach", fate_sharing_and_detach, c, lab, tmp)

@@ -37,7 +37,8 @@ lab_init() {
   export RP_TMP=/tmp/rp-lab-$id
   export RP_BPFFS=$RP_TMP/bpffs RP_PIN_DIR=$RP_TMP/bpffs/rampart
   export RP_BIN=${RP_BIN:-$RP_REPO/target/release/rampart}
-  export RP_SLOW_PORT=${RP_SLOW_PORT:-5353}   # rampart also listens here: port != 53 → slow path
+  export RP_SLOW_PORT=${RP_SLOW_PORT:-5353}
+  export RP_METRICS_PORT=${RP_METRICS_PORT:-9153}   # rampart's Prometheus endpoint, node loopback   # rampart also listens here: port != 53 → slow path
   export PY
 }
 
@@ -300,7 +301,8 @@ lab_rampart_default() {
   local zdir=$1; shift
   lab_rampart_start --iface "$RP_NODE_IF" --xdp-mode native --zone-dir "$zdir" \
     --listen "$RP_NODE4:53" --listen "[$RP_NODE6]:53" \
-    --listen "$RP_NODE4:$RP_SLOW_PORT" --listen "[$RP_NODE6]:$RP_SLOW_PORT" "$@"
+    --listen "$RP_NODE4:$RP_SLOW_PORT" --listen "[$RP_NODE6]:$RP_SLOW_PORT" \
+    --metrics "127.0.0.1:$RP_METRICS_PORT" "$@"
 }
 
 lab_stats() { # lab_stats [--json]

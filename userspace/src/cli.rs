@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::{
     compile,
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
+    metrics,
     server::{Server, ServerHandle},
     zone::{self, Catalog, ZoneSpec},
 };
@@ -78,6 +79,9 @@ struct RunArgs {
     /// bpffs directory where the counters and maps are pinned for `rampart stats`.
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
+    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 pub fn main() -> ExitCode {
@@ -164,6 +168,16 @@ fn run(args: RunArgs) -> Result<()> {
         fast = Some(fp);
     }
     let server = Server::start(&args.listen, catalog.clone()).context("starting the slow path")?;
+    if let Some(addr) = args.metrics {
+        let shared = server.shared_catalog();
+        metrics::serve(
+            addr,
+            metrics::Sources {
+                pin_dir: fast.is_some().then(|| args.pin_dir.clone()),
+                catalog: Box::new(move || shared.get()),
+            },
+        )?;
+    }
 
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));

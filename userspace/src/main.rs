@@ -3,6 +3,7 @@ mod answer;
 mod cli;
 mod compile;
 mod fastpath;
+mod metrics;
 mod parallel;
 mod server;
 mod wire;
