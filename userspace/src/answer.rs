@@ -19,6 +19,10 @@ pub const MAX_CHAIN: usize = 16;
 
 /// DNAME (RFC 6672); hickory has no typed variant, so zones keep it as opaque RDATA.
 pub const DNAME: RecordType = RecordType::Unknown(39);
+/// The DNSSEC types (RFC 4034, RFC 5155), kept as opaque RDATA too.
+const RRSIG: RecordType = RecordType::RRSIG;
+const NSEC: RecordType = RecordType::NSEC;
+const NSEC3: RecordType = RecordType::NSEC3;
 
 /// What the pipeline needs from a query.
 #[derive(Clone, Debug)]
@@ -26,8 +30,7 @@ pub struct Question<'a> {
     /// The query name, lowercased.
     pub qname: &'a NameKey,
     pub qtype: RecordType,
-    /// DO bit (RFC 3225); read once DNSSEC answers exist (the next issue).
-    #[allow(dead_code)]
+    /// DO bit (RFC 3225): signatures and proofs from signed zones (RFC 4035 §3.1).
     pub dnssec_ok: bool,
 }
 
@@ -140,8 +143,8 @@ pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
     // The chain may end in another zone: the later steps work in the zone where it ended.
     let (zone, state) = solve_answer(catalog, zone, q, &mut ans);
     solve_dnssec(zone, q, &state, &mut ans);
-    solve_authority(zone, &state, &mut ans);
-    solve_additional(zone, &state, &mut ans);
+    solve_authority(zone, q, &state, &mut ans);
+    solve_additional(zone, q, &state, &mut ans);
     ans
 }
 
@@ -150,10 +153,11 @@ pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
 pub enum State<'z> {
     /// Answer section holds the data.
     Hit,
-    /// The last name in the chain exists without the type.
-    NoData,
-    /// The last name in the chain doesn't exist.
-    Miss,
+    /// The last name in the chain (the key) exists without the type; the node is its own, or
+    /// the wildcard that matched it.
+    NoData(&'z Node, NameKey),
+    /// The last name in the chain (the key) doesn't exist.
+    Miss(NameKey),
     /// The last name in the chain is at or below this cut.
     Deleg(&'z Node),
     /// DNAME substitution overflowed 255 octets (RFC 6672 §2.2): YXDOMAIN.
@@ -267,10 +271,12 @@ pub fn solve_answer<'z>(
             }
             Found::Missing => {
                 ans.rcode = ResponseCode::NXDomain;
-                return (zone, State::Miss);
+                return (zone, State::Miss(qname));
             }
             Found::Dname(dnode) => {
-                let Some((new_owner, target)) = follow_dname(dnode, &qname, &owner, ans) else {
+                let sign = q.dnssec_ok && zone.is_signed();
+                let Some((new_owner, target)) = follow_dname(dnode, &qname, &owner, sign, ans)
+                else {
                     ans.rcode = ResponseCode::YXDomain;
                     return (zone, State::DnameOverflow);
                 };
@@ -291,13 +297,33 @@ pub fn solve_answer<'z>(
         };
         ans.synthesized |= synthesized;
         // Wildcard answers carry the query name as owner (RFC 4592 §3.3.1); exact ones the
-        // zone's own spelling.
+        // zone's own spelling. With DO, each RRset is followed by its RRSIGs (RFC 4035
+        // §3.1.1), and a wildcard expansion by the proof that the name itself doesn't exist
+        // (RFC 4035 §3.1.3.3, RFC 5155 §7.2.6).
+        let sign = q.dnssec_ok && zone.is_signed();
         let push = |ans: &mut Answer<'z>, set: &'z Rrset| {
-            if synthesized {
-                ans.answer
-                    .extend(rrs_as(set, Cow::Owned(owner.clone()), set.ttl()));
+            let owner = if synthesized {
+                Cow::Owned(owner.clone())
             } else {
-                ans.answer.extend(rrs(set));
+                Cow::Borrowed(set.owner())
+            };
+            if set.rtype() == RRSIG {
+                // Each signature with the TTL of the RRset it covers (RFC 4034 §3), as the
+                // zone file has them; NSD sends them so.
+                ans.answer.extend(set.rdata().iter().map(|rd| Rr {
+                    owner: owner.clone(),
+                    ttl: covered_ttl(node, rd).unwrap_or(set.ttl()),
+                    rdata: Cow::Borrowed(rd),
+                }));
+            } else {
+                ans.answer.extend(rrs_as(set, owner.clone(), set.ttl()));
+            }
+            if sign {
+                ans.answer
+                    .extend(rrsigs(node, set.rtype(), owner, set.ttl()));
+                if synthesized {
+                    deny_wildcard_expansion(zone, &qname, ans);
+                }
             }
         };
         if let Some(cname) = node.rrset(RecordType::CNAME)
@@ -327,7 +353,7 @@ pub fn solve_answer<'z>(
                 push(ans, set);
                 (zone, State::Hit)
             }
-            None => (zone, State::NoData),
+            None => (zone, State::NoData(node, qname)),
         };
     }
 }
@@ -360,9 +386,18 @@ fn follow_dname<'z>(
     dnode: &'z Node,
     qname: &NameKey,
     owner: &Name,
+    sign: bool,
     ans: &mut Answer<'z>,
 ) -> Option<(Name, NameKey)> {
     let dname = dnode.rrset(DNAME)?;
+    let push_dname = |ans: &mut Answer<'z>| {
+        ans.answer.extend(rrs(dname));
+        if sign {
+            // The synthesized CNAME has no signature (RFC 6672 §5.3.1).
+            let owner = Cow::Borrowed(dname.owner());
+            ans.answer.extend(rrsigs(dnode, DNAME, owner, dname.ttl()));
+        }
+    };
     let target_wire = dname.rdata().first().and_then(crate::zone::opaque_bytes)?;
     let owner_key = NameKey::from_name(dnode.name());
     let prefix_len = qname.as_wire().len() - owner_key.as_wire().len();
@@ -372,11 +407,11 @@ fn follow_dname<'z>(
     let mut new_wire = owner_wire[..prefix_len].to_vec();
     new_wire.extend_from_slice(target_wire);
     if new_wire.len() > rampart_common::MAX_NAME {
-        ans.answer.extend(rrs(dname));
+        push_dname(ans);
         return None;
     }
     let new_name = crate::zone::wire_to_name(&new_wire)?;
-    ans.answer.extend(rrs(dname));
+    push_dname(ans);
     let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(new_name.clone()));
     ans.answer.push(Rr {
         owner: Cow::Owned(owner.clone()),
@@ -396,33 +431,193 @@ fn name_to_wire(name: &Name) -> Vec<u8> {
     wire
 }
 
-/// DNSSEC additions (RFC 4035 §3.1): RRSIGs and denial of existence go here once zones are
-/// signed. Nothing yet, so DO answers equal plain EDNS answers apart from the OPT's DO bit.
-pub fn solve_dnssec<'z>(
-    _zone: &'z Zone,
-    _q: &Question<'_>,
-    _state: &State<'z>,
-    _ans: &mut Answer<'z>,
-) {
+/// The RRSIGs at `node` covering `covered` (RFC 4035 §3.1.1), with the owner and TTL the RRset
+/// was given: a signature's TTL is its RRset's (RFC 4034 §3), and a wildcard's signature goes
+/// out under the query name, its label count telling the validator so (RFC 4035 §3.1.3.3).
+fn rrsigs<'z>(
+    node: &'z Node,
+    covered: RecordType,
+    owner: Cow<'z, Name>,
+    ttl: u32,
+) -> impl Iterator<Item = Rr<'z>> {
+    let code = u16::from(covered).to_be_bytes();
+    node.rrset(RRSIG)
+        .into_iter()
+        .flat_map(|set| set.rdata().iter())
+        .filter(move |rd| crate::zone::opaque_bytes(rd).is_some_and(|b| b.starts_with(&code)))
+        .map(move |rd| Rr {
+            owner: owner.clone(),
+            ttl,
+            rdata: Cow::Borrowed(rd),
+        })
+}
+
+/// The TTL of the RRset an RRSIG covers, if it is at `node`.
+fn covered_ttl(node: &Node, rrsig: &RData) -> Option<u32> {
+    let b = crate::zone::opaque_bytes(rrsig)?;
+    let covered = RecordType::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
+    node.rrset(covered).map(Rrset::ttl)
+}
+
+/// Puts the `rtype` (NSEC or NSEC3) RRset of `node` and its RRSIGs in authority, once: two
+/// proofs may need the same record (RFC 4035 §3.1.3.2).
+fn add_denial<'z>(node: &'z Node, rtype: RecordType, ans: &mut Answer<'z>) {
+    let Some(set) = node.rrset(rtype) else { return };
+    let key = NameKey::from_name(set.owner());
+    if ans
+        .authority
+        .iter()
+        .any(|rr| rr.rtype() == rtype && NameKey::from_name(&rr.owner) == key)
+    {
+        return;
+    }
+    ans.authority.extend(rrs(set));
+    ans.authority
+        .extend(rrsigs(node, rtype, Cow::Borrowed(set.owner()), set.ttl()));
+}
+
+/// The closest encloser of a missing `qname` (RFC 5155 §1.3, RFC 4592 §3.3.1): its longest
+/// existing ancestor, and the next closer name (one label longer, on the way to `qname`).
+fn closest_encloser(zone: &Zone, qname: &NameKey) -> Option<(NameKey, NameKey)> {
+    let path: Vec<&[u8]> = suffixes(qname.as_wire()).collect();
+    let i = path.iter().position(|s| zone.node(s).is_some())?;
+    let next_closer = path.get(i.checked_sub(1)?)?;
+    Some((
+        NameKey::from_wire(path[i])?,
+        NameKey::from_wire(next_closer)?,
+    ))
+}
+
+/// RFC 4035 §3.1.3.3 / RFC 5155 §7.2.6: an answer from the wildcard `wild` for `qname` proves
+/// that `qname` (NSEC), or the next closer name (NSEC3), doesn't exist.
+fn deny_wildcard_expansion<'z>(zone: &'z Zone, qname: &NameKey, ans: &mut Answer<'z>) {
+    if zone.uses_nsec3() {
+        if let Some((_, next_closer)) = closest_encloser(zone, qname)
+            && let Some(n) = zone.nsec3_covering(&next_closer)
+        {
+            add_denial(n, NSEC3, ans);
+        }
+    } else if let Some(n) = zone.nsec_covering(qname) {
+        add_denial(n, NSEC, ans);
+    }
+}
+
+/// RFC 4035 §3.1.3.2 / RFC 5155 §7.2.2: the name doesn't exist, nor a wildcard that could
+/// have answered for it. NSEC: the NSEC covering the name and the one covering `*.` + closest
+/// encloser. NSEC3: the closest encloser proof (the NSEC3 matching the closest encloser, the
+/// one covering the next closer name) and the one covering the wildcard.
+fn deny_name<'z>(zone: &'z Zone, qname: &NameKey, ans: &mut Answer<'z>) {
+    let Some((ce, next_closer)) = closest_encloser(zone, qname) else {
+        return;
+    };
+    let Some(wildcard) = ce.wildcard_child() else {
+        return;
+    };
+    if zone.uses_nsec3() {
+        for n in [
+            zone.nsec3_matching(&ce),
+            zone.nsec3_covering(&next_closer),
+            zone.nsec3_covering(&wildcard),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_denial(n, NSEC3, ans);
+        }
+    } else {
+        for n in [zone.nsec_covering(qname), zone.nsec_covering(&wildcard)]
+            .into_iter()
+            .flatten()
+        {
+            add_denial(n, NSEC, ans);
+        }
+    }
+}
+
+/// RFC 4035 §3.1.3.1 / RFC 5155 §7.2.3: the name exists without the type: its NSEC, or the
+/// NSEC3 matching it. From a wildcard (RFC 4035 §3.1.3.4, RFC 5155 §7.2.5) also the proof that
+/// the name itself doesn't exist, and the wildcard's own NSEC(3) showing the type missing.
+fn deny_type<'z>(zone: &'z Zone, node: &'z Node, qname: &NameKey, ans: &mut Answer<'z>) {
+    let own = NameKey::from_name(node.name());
+    let wildcard = own != *qname;
+    if zone.uses_nsec3() {
+        if wildcard && let Some((ce, next_closer)) = closest_encloser(zone, qname) {
+            for n in [zone.nsec3_matching(&ce), zone.nsec3_covering(&next_closer)]
+                .into_iter()
+                .flatten()
+            {
+                add_denial(n, NSEC3, ans);
+            }
+        }
+        if let Some(n) = zone.nsec3_matching(&own) {
+            add_denial(n, NSEC3, ans);
+        }
+    } else {
+        if wildcard && let Some(n) = zone.nsec_covering(qname) {
+            add_denial(n, NSEC, ans);
+        }
+        if node.rrset(NSEC).is_some() {
+            add_denial(node, NSEC, ans);
+        } else if let Some(n) = zone.nsec_covering(&own) {
+            // An empty non-terminal has no NSEC: the one covering it, whose next name is
+            // below it, proves it has no types (as NSD answers; RFC 4035 §3.1.3.1).
+            add_denial(n, NSEC, ans);
+        }
+    }
+}
+
+/// DNSSEC additions to authority (RFC 4035 §3.1.3, §3.1.4) when the query has DO and the zone
+/// where the answer ended is signed: denial of existence for negative answers, and for a
+/// referral the DS RRset with its RRSIGs, or the proof that there is no DS. RRSIGs of answer
+/// RRsets go in with them (`solve_answer`), the SOA's with the SOA (`solve_authority`).
+pub fn solve_dnssec<'z>(zone: &'z Zone, q: &Question<'_>, state: &State<'z>, ans: &mut Answer<'z>) {
+    if !q.dnssec_ok || !zone.is_signed() {
+        return;
+    }
+    match state {
+        State::Miss(qname) => deny_name(zone, qname, ans),
+        State::NoData(node, qname) => deny_type(zone, node, qname, ans),
+        State::Deleg(cut) => match cut.rrset(RecordType::DS) {
+            Some(ds) => {
+                ans.authority.extend(rrs(ds));
+                ans.authority.extend(rrsigs(
+                    cut,
+                    RecordType::DS,
+                    Cow::Borrowed(ds.owner()),
+                    ds.ttl(),
+                ));
+            }
+            None => deny_type(zone, cut, &NameKey::from_name(cut.name()), ans),
+        },
+        State::Hit | State::DnameOverflow => {}
+    }
 }
 
 /// RFC 2308 §3 (negative answers: the zone's SOA, TTL = min(SOA TTL, SOA MINIMUM)) and RFC 1034
 /// §4.3.2 step 3b (referrals: the cut's NS RRset). Positive answers get nothing: minimal
 /// responses, as Knot does by default.
-pub fn solve_authority<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'z>) {
+pub fn solve_authority<'z>(
+    zone: &'z Zone,
+    q: &Question<'_>,
+    state: &State<'z>,
+    ans: &mut Answer<'z>,
+) {
     match state {
-        State::NoData | State::Miss => {
+        State::NoData(..) | State::Miss(_) => {
             let soa = zone.soa();
             let minimum = match soa.rdata().first() {
                 Some(RData::SOA(s)) => s.minimum(),
                 _ => soa.ttl(),
             };
-            ans.authority.extend(rrs_as(
-                soa,
-                Cow::Borrowed(soa.owner()),
-                soa.ttl().min(minimum),
-            ));
-            ans.outcome = if matches!(state, State::Miss) {
+            let ttl = soa.ttl().min(minimum);
+            let owner = Cow::Borrowed(soa.owner());
+            ans.authority.extend(rrs_as(soa, owner.clone(), ttl));
+            if q.dnssec_ok && zone.is_signed() {
+                // The SOA's signature, with the SOA's negative TTL, as NSD sends it.
+                ans.authority
+                    .extend(rrsigs(zone.apex(), RecordType::SOA, owner, ttl));
+            }
+            ans.outcome = if matches!(state, State::Miss(_)) {
                 Outcome::NxDomain
             } else {
                 Outcome::NoData
@@ -442,23 +637,31 @@ pub fn solve_authority<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'
 /// RFC 1034 §4.3.2 step 6 as minimal responses read it (NSD's `minimal-responses: yes`, our
 /// oracle): addresses of NS targets inside this zone, for referrals (glue below the cut, RFC
 /// 9471, or sibling data) and for NS answers. Nothing for MX/SRV/SVCB targets.
-pub fn solve_additional<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'z>) {
+pub fn solve_additional<'z>(
+    zone: &'z Zone,
+    q: &Question<'_>,
+    state: &State<'z>,
+    ans: &mut Answer<'z>,
+) {
     let ns = match state {
         State::Deleg(cut) => cut.rrset(RecordType::NS),
         // An NS answer: the RRset at the (last) name answered.
         State::Hit => {
-            let last = ans.answer.last().filter(|rr| rr.rtype() == RecordType::NS);
+            let last = (ans.answer.iter().rev())
+                .find(|rr| rr.rtype() != RRSIG)
+                .filter(|rr| rr.rtype() == RecordType::NS);
             last.and_then(|rr| zone.node(NameKey::from_name(&rr.owner).as_wire()))
                 .and_then(|node| node.rrset(RecordType::NS))
         }
         _ => None,
     };
     let Some(ns) = ns else { return };
-    ns_addresses(zone, ns, ans);
+    ns_addresses(zone, ns, q.dnssec_ok && zone.is_signed(), ans);
 }
 
-/// A then AAAA of each in-zone NS target, in NS order.
-fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, ans: &mut Answer<'z>) {
+/// A then AAAA of each in-zone NS target, in NS order; with their RRSIGs if `sign` (glue has
+/// none: it isn't authoritative data, RFC 4035 §2.2).
+fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, sign: bool, ans: &mut Answer<'z>) {
     for rd in ns.rdata() {
         let RData::NS(target) = rd else { continue };
         let key = NameKey::from_name(&target.0);
@@ -471,6 +674,10 @@ fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, ans: &mut Answer<'z>) {
         for rtype in [RecordType::A, RecordType::AAAA] {
             if let Some(set) = node.rrset(rtype) {
                 ans.additional.extend(rrs(set));
+                if sign && !node.is_occluded() {
+                    let owner = Cow::Borrowed(set.owner());
+                    ans.additional.extend(rrsigs(node, rtype, owner, set.ttl()));
+                }
             }
         }
     }
