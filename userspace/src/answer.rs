@@ -1159,4 +1159,317 @@ mod tests {
         assert!(!m.truncated());
         assert_eq!(m.answers().len(), 40);
     }
+
+    // --- DNSSEC (RFC 4035 §3.1, RFC 5155 §7.2) -------------------------------------------------
+    // zones/signed holds an NSEC and an NSEC3 zone signed with ldns-signzone; every expectation
+    // below is what NSD 4.6.1 (minimal-responses) answered for the same files, sections as sets.
+
+    fn signed() -> Catalog {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones/signed");
+        Catalog::load(&[], Some(&dir)).unwrap()
+    }
+
+    /// A UDP query with EDNS, DO as given.
+    fn ask_edns(cat: &Catalog, qname: &str, qtype: RecordType, dnssec_ok: bool) -> Message {
+        let p = query_packet(7, 0, qname, qtype.into(), Some((1232, dnssec_ok, 0)));
+        let m = Message::from_vec(&respond(cat, &p, Transport::Udp).unwrap()).unwrap();
+        assert!(!m.authentic_data(), "AD stays clear");
+        assert_eq!(
+            m.extensions().as_ref().unwrap().flags().dnssec_ok,
+            dnssec_ok
+        );
+        m
+    }
+
+    /// A section as a sorted set of "owner ttl TYPE", RRSIGs as "RRSIG <covered>".
+    fn set(rrs: &[Record]) -> Vec<String> {
+        let mut out: Vec<String> = rrs
+            .iter()
+            .map(|r| {
+                let mut line = format!(
+                    "{} {} {}",
+                    r.name().to_ascii().to_lowercase(),
+                    r.ttl(),
+                    r.record_type()
+                );
+                if r.record_type() == RecordType::RRSIG {
+                    let mut bytes = Vec::new();
+                    let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+                    hickory_proto::serialize::binary::BinEncodable::emit(r.data(), &mut enc)
+                        .unwrap();
+                    let covered = RecordType::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+                    line = format!("{line} {covered}");
+                }
+                line
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn do_and_plain(cat: &Catalog, qname: &str, qtype: RecordType) -> (Message, Message) {
+        (
+            ask_edns(cat, qname, qtype, true),
+            ask_edns(cat, qname, qtype, false),
+        )
+    }
+
+    #[test]
+    fn dnssec_positive_answers_and_chains_carry_rrsigs() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "www.nsec.example", RecordType::A);
+        assert!(m.authoritative());
+        assert_eq!(
+            set(m.answers()),
+            ["www.nsec.example. 3600 A", "www.nsec.example. 3600 RRSIG A"]
+        );
+        assert!(m.name_servers().is_empty() && m.additionals().is_empty());
+        assert_eq!(set(plain.answers()), ["www.nsec.example. 3600 A"]);
+        // A CNAME chain: each RRset with its signatures (RFC 4035 §3.1.1).
+        let m = ask_edns(&cat, "alias.nsec3.example", RecordType::A, true);
+        assert_eq!(
+            set(m.answers()),
+            [
+                "alias.nsec3.example. 3600 CNAME",
+                "alias.nsec3.example. 3600 RRSIG CNAME",
+                "www.nsec3.example. 3600 A",
+                "www.nsec3.example. 3600 RRSIG A"
+            ]
+        );
+        // NS answer: the in-zone addresses in additional come signed too.
+        let m = ask_edns(&cat, "nsec.example", RecordType::NS, true);
+        assert_eq!(
+            set(m.answers()),
+            ["nsec.example. 3600 NS", "nsec.example. 3600 RRSIG NS"]
+        );
+        assert_eq!(
+            set(m.additionals()),
+            ["ns.nsec.example. 3600 A", "ns.nsec.example. 3600 RRSIG A"]
+        );
+        // RRSIG and NSEC asked for explicitly are plain RRsets, DO or not; each signature
+        // keeps the TTL of the RRset it covers.
+        let (m, plain) = do_and_plain(&cat, "www.nsec.example", RecordType::RRSIG);
+        let expected = [
+            "www.nsec.example. 300 RRSIG NSEC",
+            "www.nsec.example. 3600 RRSIG A",
+            "www.nsec.example. 3600 RRSIG AAAA",
+        ];
+        assert_eq!(set(m.answers()), expected);
+        assert_eq!(set(plain.answers()), expected);
+        let plain = ask_edns(&cat, "www.nsec.example", RecordType::NSEC, false);
+        assert_eq!(set(plain.answers()), ["www.nsec.example. 300 NSEC"]);
+        // An unsigned zone answers DO queries as before.
+        let m = ask_edns(&sample(), "www.example.com", RecordType::A, true);
+        assert_eq!(set(m.answers()), ["www.example.com. 3600 A"]);
+    }
+
+    #[test]
+    fn dnssec_nodata_proves_the_type_missing() {
+        let cat = signed();
+        let soa = |z: &str| [format!("{z}. 300 RRSIG SOA"), format!("{z}. 300 SOA")];
+        let (m, plain) = do_and_plain(&cat, "www.nsec.example", RecordType::MX);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.answers().is_empty());
+        let mut want = vec![
+            "www.nsec.example. 300 NSEC".to_string(),
+            "www.nsec.example. 300 RRSIG NSEC".to_string(),
+        ];
+        want.extend(soa("nsec.example"));
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        assert_eq!(set(plain.name_servers()), ["nsec.example. 300 SOA"]);
+        // An empty non-terminal has no NSEC: the one covering it (alias -> a.b).
+        let m = ask_edns(&cat, "b.nsec.example", RecordType::A, true);
+        let mut want = vec![
+            "alias.nsec.example. 300 NSEC".to_string(),
+            "alias.nsec.example. 300 RRSIG NSEC".to_string(),
+        ];
+        want.extend(soa("nsec.example"));
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        // NSEC3: the NSEC3 matching the name (RFC 5155 §7.2.3), ENTs included.
+        for (qname, hash) in [
+            ("www.nsec3.example", "em37fse2r8na0bl51skqv9u3eees3q4p"),
+            ("b.nsec3.example", "ulsboeuqnq2mu573ba7ijqjctessct80"),
+        ] {
+            let m = ask_edns(&cat, qname, RecordType::MX, true);
+            let mut want = vec![
+                format!("{hash}.nsec3.example. 300 NSEC3"),
+                format!("{hash}.nsec3.example. 300 RRSIG NSEC3"),
+            ];
+            want.extend(soa("nsec3.example"));
+            want.sort();
+            assert_eq!(set(m.name_servers()), want, "{qname}");
+        }
+    }
+
+    #[test]
+    fn dnssec_nxdomain_proves_name_and_wildcard_missing() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "nope.nsec.example", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "insecure.nsec.example. 300 NSEC",
+                "insecure.nsec.example. 300 RRSIG NSEC",
+                "nsec.example. 300 NSEC",
+                "nsec.example. 300 RRSIG NSEC",
+                "nsec.example. 300 RRSIG SOA",
+                "nsec.example. 300 SOA"
+            ]
+        );
+        assert_eq!(set(plain.name_servers()), ["nsec.example. 300 SOA"]);
+        // One NSEC covers both the name and the wildcard: sent once.
+        let m = ask_edns(&cat, "0.nsec.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "nsec.example. 300 NSEC",
+                "nsec.example. 300 RRSIG NSEC",
+                "nsec.example. 300 RRSIG SOA",
+                "nsec.example. 300 SOA"
+            ]
+        );
+        // NSEC3: closest encloser proof + the wildcard (RFC 5155 §7.2.2); here the matching
+        // NSEC3 of the apex, the one covering nope, the one covering *.nsec3.example.
+        let m = ask_edns(&cat, "nope.nsec3.example", RecordType::A, true);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        let n3 = |h: &str| {
+            [
+                format!("{h}.nsec3.example. 300 NSEC3"),
+                format!("{h}.nsec3.example. 300 RRSIG NSEC3"),
+            ]
+        };
+        let mut want: Vec<String> = [
+            "2chh0lmaivastrsmdki2unl9e99c461e",
+            "sauc3753qfi66332k2dq545r13djha7p",
+            "ulsboeuqnq2mu573ba7ijqjctessct80",
+        ]
+        .iter()
+        .flat_map(|h| n3(h))
+        .collect();
+        want.extend([
+            "nsec3.example. 300 RRSIG SOA".into(),
+            "nsec3.example. 300 SOA".into(),
+        ]);
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        // Two missing labels: the next closer name is the one below the apex.
+        let deeper = ask_edns(&cat, "deep.nope.nsec3.example", RecordType::A, true);
+        assert_eq!(set(deeper.name_servers()), want);
+        let m = ask_edns(&cat, "0.nsec3.example", RecordType::A, true);
+        assert_eq!(m.name_servers().len(), 8);
+    }
+
+    #[test]
+    fn dnssec_referrals_carry_ds_or_prove_it_missing() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "www.sub.nsec.example", RecordType::A);
+        assert!(!m.authoritative());
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "sub.nsec.example. 3600 DS",
+                "sub.nsec.example. 3600 NS",
+                "sub.nsec.example. 3600 RRSIG DS"
+            ]
+        );
+        // Glue is not signed.
+        assert_eq!(set(m.additionals()), ["ns.sub.nsec.example. 3600 A"]);
+        assert_eq!(set(plain.name_servers()), ["sub.nsec.example. 3600 NS"]);
+        // Unsigned delegation: the NSEC (NSEC3) at the cut shows no DS.
+        let m = ask_edns(&cat, "insecure.nsec.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "insecure.nsec.example. 300 NSEC",
+                "insecure.nsec.example. 300 RRSIG NSEC",
+                "insecure.nsec.example. 3600 NS"
+            ]
+        );
+        let m = ask_edns(&cat, "x.insecure.nsec3.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "agvlqnfbnq21mcaoebt0iab8u7kjs7qi.nsec3.example. 300 NSEC3",
+                "agvlqnfbnq21mcaoebt0iab8u7kjs7qi.nsec3.example. 300 RRSIG NSEC3",
+                "insecure.nsec3.example. 3600 NS"
+            ]
+        );
+        // DS asked for at the cut: answered by the parent, signed; or NODATA with the proof.
+        let m = ask_edns(&cat, "sub.nsec3.example", RecordType::DS, true);
+        assert!(m.authoritative());
+        assert_eq!(
+            set(m.answers()),
+            [
+                "sub.nsec3.example. 3600 DS",
+                "sub.nsec3.example. 3600 RRSIG DS"
+            ]
+        );
+        let m = ask_edns(&cat, "insecure.nsec.example", RecordType::DS, true);
+        assert!(m.authoritative() && m.answers().is_empty());
+        assert_eq!(m.name_servers().len(), 4, "SOA, NSEC and their RRSIGs");
+    }
+
+    #[test]
+    fn dnssec_wildcard_answers_prove_the_name_missing() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "Foo.wild.nsec.example", RecordType::A);
+        // The signature goes out under the query name; its label count (3) says "wildcard".
+        assert_eq!(
+            set(m.answers()),
+            [
+                "foo.wild.nsec.example. 3600 A",
+                "foo.wild.nsec.example. 3600 RRSIG A"
+            ]
+        );
+        let sig = &m.answers()[1];
+        let mut bytes = Vec::new();
+        let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+        hickory_proto::serialize::binary::BinEncodable::emit(sig.data(), &mut enc).unwrap();
+        assert_eq!(bytes[3], 3, "RRSIG labels field of *.wild.nsec.example");
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "*.wild.nsec.example. 300 NSEC",
+                "*.wild.nsec.example. 300 RRSIG NSEC"
+            ]
+        );
+        assert!(plain.name_servers().is_empty());
+        assert_eq!(set(plain.answers()), ["foo.wild.nsec.example. 3600 A"]);
+        // NSEC3: the NSEC3 covering the next closer name (RFC 5155 §7.2.6).
+        let m = ask_edns(&cat, "bar.foo.wild.nsec3.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2.nsec3.example. 300 NSEC3",
+                "l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2.nsec3.example. 300 RRSIG NSEC3"
+            ]
+        );
+        // Wildcard NODATA (RFC 5155 §7.2.5): closest encloser proof + the wildcard's NSEC3.
+        let m = ask_edns(&cat, "foo.wild.nsec3.example", RecordType::MX, true);
+        let mut want: Vec<String> = [
+            "15na20j18vgjfsr39vnkmvbghjv1inrd",
+            "jl9f5a5tan2gj6em6o921q6479fvi2kc",
+            "l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2",
+        ]
+        .iter()
+        .flat_map(|h| {
+            [
+                format!("{h}.nsec3.example. 300 NSEC3"),
+                format!("{h}.nsec3.example. 300 RRSIG NSEC3"),
+            ]
+        })
+        .collect();
+        want.extend([
+            "nsec3.example. 300 RRSIG SOA".into(),
+            "nsec3.example. 300 SOA".into(),
+        ]);
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        // NSEC wildcard NODATA (RFC 4035 §3.1.3.4): the covering NSEC is the wildcard's own.
+        let m = ask_edns(&cat, "foo.wild.nsec.example", RecordType::MX, true);
+        assert_eq!(m.name_servers().len(), 4);
+    }
 }

@@ -621,6 +621,63 @@ mod tests {
         assert_fast_path_matches_slow_path(&cat, &compile(&cat));
     }
 
+    /// Signed zones (zones/signed): DO answers come from the table with their RRSIGs and
+    /// proofs, byte for byte the slow path's. (Their DO NXDOMAIN is too big for a template
+    /// anyway; the next test has one small enough.)
+    #[test]
+    fn signed_zones_compile_to_the_slow_paths_bytes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones/signed");
+        let cat = Catalog::load(&[], Some(&dir)).unwrap();
+        let table = compile(&cat);
+        assert_byte_identical(&cat, &table);
+        assert_fast_path_matches_slow_path(&cat, &table);
+        let a = |v| find(&table, "www.nsec3.example.", RecordType::A, v).unwrap();
+        assert_eq!(
+            (a(Variant::Edns).ancount, a(Variant::EdnsDo).ancount),
+            (1, 2)
+        );
+        let mx = |v| find(&table, "www.nsec.example.", RecordType::MX, v).unwrap();
+        assert_eq!(
+            (mx(Variant::Edns).nscount, mx(Variant::EdnsDo).nscount),
+            (1, 4)
+        );
+        for zone in ["nsec.example.", "nsec3.example."] {
+            let enc = |v| find_exact(&table, zone, QTYPE_ENCLOSER, v).unwrap();
+            assert!(enc(Variant::EdnsDo).is_pass_marker(), "{zone}");
+            assert!(!enc(Variant::Edns).is_pass_marker(), "{zone}");
+        }
+    }
+
+    /// Missing names never get a DO template in a signed zone, while the other variants keep
+    /// theirs (templates are given up per variant). The NSECs proving a name missing depend on
+    /// the name (RFC 4035 §3.1.3.2): here the probe names `x` and `xxxx` share them (both after
+    /// `www.t.`) while `ns1.t.` needs the apex's. Two things keep the DO template out: the
+    /// explicit NSEC/NSEC3 check in `nx_templates`, and (today) the owners of NSECs and RRSIGs
+    /// needing more relocated pointers than `MAX_RELOCS`; tiny fake signatures (signer `.`) and
+    /// SOA names outside the zone keep the answer well under 512 octets.
+    #[test]
+    fn signed_nxdomain_gets_no_do_template() {
+        let sig = |t: &str, labels: u8| {
+            format!("RRSIG {t} 15 {labels} 60 20360101000000 20260101000000 1 . AAAA")
+        };
+        let text = format!(
+            "$TTL 60\n@ SOA ns.o. hm.o. 1 2 3 4 30\n {}\n NS ns.o.\n {}\n\
+             \x20NSEC www.t. NS SOA RRSIG NSEC\n {}\nwww A 192.0.2.2\n {}\n\
+             \x20NSEC t. A RRSIG NSEC\n {}\n",
+            sig("SOA", 1),
+            sig("NS", 1),
+            sig("NSEC", 1),
+            sig("A", 2),
+            sig("NSEC", 2),
+        );
+        let cat = Catalog::from_zones([crate::zone::Zone::from_text("t.", &text).unwrap()]);
+        let table = compile(&cat);
+        assert_fast_path_matches_slow_path(&cat, &table);
+        let enc = |v| find_exact(&table, "t.", QTYPE_ENCLOSER, v).unwrap();
+        assert!(enc(Variant::EdnsDo).is_pass_marker());
+        assert!(!enc(Variant::Edns).is_pass_marker() && !enc(Variant::NoEdns).is_pass_marker());
+    }
+
     #[test]
     fn nxdomain_is_compiled_where_the_closest_encloser_decides_it() {
         let table = compile(&sample());
