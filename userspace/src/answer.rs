@@ -1360,6 +1360,27 @@ mod tests {
         assert_eq!(set(deeper.name_servers()), want);
         let m = ask_edns(&cat, "0.nsec3.example", RecordType::A, true);
         assert_eq!(m.name_servers().len(), 8);
+        // NSEC3 owner names are not names of the zone (RFC 5155 §7.2.8): NXDOMAIN, DO or not,
+        // with the usual proof (the apex's hash matches, its own NSEC3 is covered).
+        let hashed = "2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example";
+        let (m, plain) = do_and_plain(&cat, hashed, RecordType::NSEC3);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(plain.response_code(), ResponseCode::NXDomain);
+        assert!(m.answers().is_empty() && plain.answers().is_empty());
+        let mut want: Vec<String> = [
+            "2chh0lmaivastrsmdki2unl9e99c461e",
+            "ebms0iqsbqmudtfedi8pvs0eki6mjc7f",
+            "ulsboeuqnq2mu573ba7ijqjctessct80",
+        ]
+        .iter()
+        .flat_map(|h| n3(h))
+        .collect();
+        want.extend([
+            "nsec3.example. 300 RRSIG SOA".into(),
+            "nsec3.example. 300 SOA".into(),
+        ]);
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
     }
 
     #[test]

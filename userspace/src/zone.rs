@@ -369,6 +369,9 @@ struct Dnssec {
     nsec: Vec<NameKey>,
     /// The NSEC3 chain, if the zone has NSEC3PARAM at its apex.
     nsec3: Option<Nsec3Chain>,
+    /// Names holding only NSEC3 (and its RRSIGs), kept out of the zone's names: a query for
+    /// one is answered as if it didn't exist (RFC 5155 §7.2.8).
+    nsec3_nodes: HashMap<NameKey, Node>,
 }
 
 #[derive(Debug)]
@@ -417,7 +420,20 @@ const NSEC3: RecordType = RecordType::NSEC3;
 const NSEC3PARAM: RecordType = RecordType::NSEC3PARAM;
 
 impl Dnssec {
-    fn index(nodes: &HashMap<NameKey, Node>, origin: &NameKey) -> Dnssec {
+    fn index(nodes: &mut HashMap<NameKey, Node>, origin: &NameKey) -> Dnssec {
+        let only_nsec3: Vec<NameKey> = (nodes.iter())
+            .filter(|(k, n)| {
+                *k != origin
+                    && n.rrset(NSEC3).is_some()
+                    && n.rrsets
+                        .iter()
+                        .all(|r| r.rtype == NSEC3 || r.rtype == RRSIG)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let nsec3_nodes: HashMap<NameKey, Node> = (only_nsec3.into_iter())
+            .filter_map(|k| nodes.remove_entry(&k))
+            .collect();
         let apex = &nodes[origin];
         let signed = apex.rrset(RRSIG).is_some();
         let mut nsec: Vec<NameKey> = nodes
@@ -433,7 +449,7 @@ impl Dnssec {
             .and_then(opaque_bytes)
             .filter(|p| p.len() >= 5 && p[0] == 1 && p.len() >= 5 + p[4] as usize)
             .map(|p| {
-                let mut owners: Vec<(Vec<u8>, NameKey)> = nodes
+                let mut owners: Vec<(Vec<u8>, NameKey)> = nsec3_nodes
                     .iter()
                     .filter(|(_, n)| n.rrset(NSEC3).is_some())
                     .filter_map(|(k, _)| {
@@ -452,6 +468,7 @@ impl Dnssec {
             signed,
             nsec,
             nsec3,
+            nsec3_nodes,
         }
     }
 }
@@ -571,7 +588,7 @@ impl Zone {
             .owners
             .binary_search_by(|(h, _)| h.as_slice().cmp(&hash))
             .ok()?;
-        self.nodes.get(&chain.owners[i].1)
+        self.dnssec.nsec3_nodes.get(&chain.owners[i].1)
     }
     /// The node whose NSEC3 covers the hash of `name`: the last owner hash before it, wrapping
     /// to the last one (RFC 5155 §3.1.7: the chain is circular).
@@ -586,7 +603,7 @@ impl Zone {
         } else {
             &chain.owners[i - 1]
         };
-        self.nodes.get(key)
+        self.dnssec.nsec3_nodes.get(key)
     }
 }
 
@@ -1307,7 +1324,7 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
 
     mark_cuts(&mut nodes, &origin_key);
     warnings.extend(check_glue(&nodes, &path_text));
-    let dnssec = Dnssec::index(&nodes, &origin_key);
+    let dnssec = Dnssec::index(&mut nodes, &origin_key);
     let zone = Zone {
         dnssec,
         origin_key,
