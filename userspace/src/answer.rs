@@ -1,8 +1,10 @@
 //! The RFC 1034 §4.3.2 answering pipeline, shared by the slow path and the compiler.
 //!
 //! Shaped like Knot's `src/knot/nameserver/internet.c`: [`select_zone`] →
-//! [`solve_answer`] (HIT, NODATA, MISS, DELEG, FOLLOW for CNAME/DNAME) → DNSSEC additions (not
-//! yet: [`solve_dnssec`] is the hook) → [`solve_authority`] → [`solve_additional`]. Each step
+//! [`solve_answer`] (HIT, NODATA, MISS, DELEG, FOLLOW for CNAME/DNAME) → [`solve_dnssec`]
+//! (denial of existence, DS at referrals) → [`solve_authority`] → [`solve_additional`]. Zones are
+//! pre-signed: with DO, and only for zones whose apex carries RRSIGs, each RRset goes out with the
+//! RRSIGs covering it, put in beside it by the step that adds it (RFC 4035 §3.1). Each step
 //! only reads the zone model; the result is an [`Answer`] that `wire` renders.
 
 use std::borrow::Cow;
@@ -19,7 +21,7 @@ pub const MAX_CHAIN: usize = 16;
 
 /// DNAME (RFC 6672); hickory has no typed variant, so zones keep it as opaque RDATA.
 pub const DNAME: RecordType = RecordType::Unknown(39);
-/// The DNSSEC types (RFC 4034, RFC 5155), kept as opaque RDATA too.
+/// The DNSSEC types (RFC 4034, RFC 5155); zones keep their RDATA opaque.
 const RRSIG: RecordType = RecordType::RRSIG;
 const NSEC: RecordType = RecordType::NSEC;
 const NSEC3: RecordType = RecordType::NSEC3;
