@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query

@@ -536,6 +536,28 @@ fn deny_name<'z>(zone: &'z Zone, qname: &NameKey, ans: &mut Answer<'z>) {
     }
 }
 
+/// RFC 5155 §7.2.1: the NSEC3 matching the closest ancestor of `name` that has one, and the
+/// NSEC3 covering the next closer name (one label longer, towards `name`).
+fn closest_provable_encloser<'z>(zone: &'z Zone, name: &NameKey, ans: &mut Answer<'z>) {
+    let path: Vec<&[u8]> = suffixes(name.as_wire()).collect();
+    for i in 1..path.len() {
+        let Some(ancestor) = NameKey::from_wire(path[i]) else {
+            return;
+        };
+        if !zone.contains(ancestor.as_wire()) {
+            return;
+        }
+        if let Some(n) = zone.nsec3_matching(&ancestor) {
+            add_denial(n, NSEC3, ans);
+            if let Some(c) = NameKey::from_wire(path[i - 1]).and_then(|nc| zone.nsec3_covering(&nc))
+            {
+                add_denial(c, NSEC3, ans);
+            }
+            return;
+        }
+    }
+}
+
 /// RFC 4035 §3.1.3.1 / RFC 5155 §7.2.3: the name exists without the type: its NSEC, or the
 /// NSEC3 matching it. From a wildcard (RFC 4035 §3.1.3.4, RFC 5155 §7.2.5) also the proof that
 /// the name itself doesn't exist, and the wildcard's own NSEC(3) showing the type missing.
@@ -553,6 +575,11 @@ fn deny_type<'z>(zone: &'z Zone, node: &'z Node, qname: &NameKey, ans: &mut Answ
         }
         if let Some(n) = zone.nsec3_matching(&own) {
             add_denial(n, NSEC3, ans);
+        } else if !wildcard {
+            // No NSEC3 at the name: an unsigned delegation inside an opt-out span. The closest
+            // provable encloser proof shows it (RFC 5155 §7.2.4 for DS NODATA, §7.2.7 for the
+            // referral): the opt-out NSEC3 covering the next closer name allows an insecure cut.
+            closest_provable_encloser(zone, &own, ans);
         }
     } else {
         if wildcard && let Some(n) = zone.nsec_covering(qname) {
@@ -1433,6 +1460,26 @@ mod tests {
         let m = ask_edns(&cat, "insecure.nsec.example", RecordType::DS, true);
         assert!(m.authoritative() && m.answers().is_empty());
         assert_eq!(m.name_servers().len(), 4, "SOA, NSEC and their RRSIGs");
+        // Opt-out (RFC 5155 §7.2.7, §7.2.4): insecure2 has no NSEC3 of its own; the closest
+        // provable encloser (the apex, jp95…) and the opt-out NSEC3 covering insecure2 (hh0p…).
+        let proof = [
+            "hh0piauvhbjc7j1soqhehphq6ukeg8if.optout.example. 300 NSEC3",
+            "hh0piauvhbjc7j1soqhehphq6ukeg8if.optout.example. 300 RRSIG NSEC3",
+            "jp950ntp30hd3mkvafs9tojn8m569hs2.optout.example. 300 NSEC3",
+            "jp950ntp30hd3mkvafs9tojn8m569hs2.optout.example. 300 RRSIG NSEC3",
+        ];
+        let m = ask_edns(&cat, "www.insecure2.optout.example", RecordType::A, true);
+        let mut want: Vec<String> = proof.iter().map(|s| s.to_string()).collect();
+        want.push("insecure2.optout.example. 3600 NS".into());
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        let m = ask_edns(&cat, "insecure2.optout.example", RecordType::DS, true);
+        let mut want: Vec<String> = proof.iter().map(|s| s.to_string()).collect();
+        want.extend([
+            "optout.example. 300 RRSIG SOA".into(),
+            "optout.example. 300 SOA".into(),
+        ]);
+        assert_eq!(set(m.name_servers()), want);
     }
 
     #[test]
