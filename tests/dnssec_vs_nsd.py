@@ -39,7 +39,9 @@ NAMES = [("", "SOA"), ("", "NS"), ("", "ANY"), ("", "DNSKEY"), ("", "NSEC3PARAM"
          ("x.insecure", "A"), ("ns.insecure", "A"), ("insecure2", "A"), ("insecure2", "DS"),
          ("old", "DNAME"), ("old", "A"), ("x.old", "A"), ("www.old", "A"), ("www.old", "MX"),
          ("new", "A"), ("a.cw", "A"), ("a.cw", "CNAME"), ("b.a.cw", "MX"), ("alias-nx", "A"),
-         ("alias-x", "A"), ("alias-x", "MX")]
+         ("alias-x", "A"), ("alias-x", "MX"), ("y.b", "A"), ("foo.new", "A"), ("www.new", "A"),
+         ("y.nope", "TXT"), ("x.www", "A"), ("*.cw", "A"), ("cw", "TXT"), ("x.ns.sub", "A"),
+         ("insecure2", "NS"), ("www.insecure2", "A")]
 EXTRA = [("2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A"),
          ("2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "NSEC3"),
          ("x.2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A")]

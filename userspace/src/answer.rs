@@ -490,8 +490,8 @@ fn closest_encloser(zone: &Zone, qname: &NameKey) -> Option<(NameKey, NameKey)> 
     ))
 }
 
-/// RFC 4035 §3.1.3.3 / RFC 5155 §7.2.6: an answer from the wildcard `wild` for `qname` proves
-/// that `qname` (NSEC), or the next closer name (NSEC3), doesn't exist.
+/// RFC 4035 §3.1.3.3 / RFC 5155 §7.2.6: an answer synthesized from a wildcard for `qname`
+/// carries the proof that `qname` (NSEC), or the next closer name (NSEC3), doesn't exist.
 fn deny_wildcard_expansion<'z>(zone: &'z Zone, qname: &NameKey, ans: &mut Answer<'z>) {
     if zone.uses_nsec3() {
         if let Some((_, next_closer)) = closest_encloser(zone, qname)
