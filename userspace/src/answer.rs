@@ -1,8 +1,10 @@
 //! The RFC 1034 §4.3.2 answering pipeline, shared by the slow path and the compiler.
 //!
 //! Shaped like Knot's `src/knot/nameserver/internet.c`: [`select_zone`] →
-//! [`solve_answer`] (HIT, NODATA, MISS, DELEG, FOLLOW for CNAME/DNAME) → DNSSEC additions (not
-//! yet: [`solve_dnssec`] is the hook) → [`solve_authority`] → [`solve_additional`]. Each step
+//! [`solve_answer`] (HIT, NODATA, MISS, DELEG, FOLLOW for CNAME/DNAME) → [`solve_dnssec`]
+//! (denial of existence, DS at referrals) → [`solve_authority`] → [`solve_additional`]. Zones are
+//! pre-signed: with DO, and only for zones whose apex carries RRSIGs, each RRset goes out with the
+//! RRSIGs covering it, put in beside it by the step that adds it (RFC 4035 §3.1). Each step
 //! only reads the zone model; the result is an [`Answer`] that `wire` renders.
 
 use std::borrow::Cow;
@@ -19,6 +21,10 @@ pub const MAX_CHAIN: usize = 16;
 
 /// DNAME (RFC 6672); hickory has no typed variant, so zones keep it as opaque RDATA.
 pub const DNAME: RecordType = RecordType::Unknown(39);
+/// The DNSSEC types (RFC 4034, RFC 5155); zones keep their RDATA opaque.
+const RRSIG: RecordType = RecordType::RRSIG;
+const NSEC: RecordType = RecordType::NSEC;
+const NSEC3: RecordType = RecordType::NSEC3;
 
 /// What the pipeline needs from a query.
 #[derive(Clone, Debug)]
@@ -26,8 +32,7 @@ pub struct Question<'a> {
     /// The query name, lowercased.
     pub qname: &'a NameKey,
     pub qtype: RecordType,
-    /// DO bit (RFC 3225); read once DNSSEC answers exist (the next issue).
-    #[allow(dead_code)]
+    /// DO bit (RFC 3225): signatures and proofs from signed zones (RFC 4035 §3.1).
     pub dnssec_ok: bool,
 }
 
@@ -140,8 +145,8 @@ pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
     // The chain may end in another zone: the later steps work in the zone where it ended.
     let (zone, state) = solve_answer(catalog, zone, q, &mut ans);
     solve_dnssec(zone, q, &state, &mut ans);
-    solve_authority(zone, &state, &mut ans);
-    solve_additional(zone, &state, &mut ans);
+    solve_authority(zone, q, &state, &mut ans);
+    solve_additional(zone, q, &state, &mut ans);
     ans
 }
 
@@ -150,10 +155,11 @@ pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
 pub enum State<'z> {
     /// Answer section holds the data.
     Hit,
-    /// The last name in the chain exists without the type.
-    NoData,
-    /// The last name in the chain doesn't exist.
-    Miss,
+    /// The last name in the chain (the key) exists without the type; the node is its own, or
+    /// the wildcard that matched it.
+    NoData(&'z Node, NameKey),
+    /// The last name in the chain (the key) doesn't exist.
+    Miss(NameKey),
     /// The last name in the chain is at or below this cut.
     Deleg(&'z Node),
     /// DNAME substitution overflowed 255 octets (RFC 6672 §2.2): YXDOMAIN.
@@ -267,10 +273,12 @@ pub fn solve_answer<'z>(
             }
             Found::Missing => {
                 ans.rcode = ResponseCode::NXDomain;
-                return (zone, State::Miss);
+                return (zone, State::Miss(qname));
             }
             Found::Dname(dnode) => {
-                let Some((new_owner, target)) = follow_dname(dnode, &qname, &owner, ans) else {
+                let sign = q.dnssec_ok && zone.is_signed();
+                let Some((new_owner, target)) = follow_dname(dnode, &qname, &owner, sign, ans)
+                else {
                     ans.rcode = ResponseCode::YXDomain;
                     return (zone, State::DnameOverflow);
                 };
@@ -291,13 +299,33 @@ pub fn solve_answer<'z>(
         };
         ans.synthesized |= synthesized;
         // Wildcard answers carry the query name as owner (RFC 4592 §3.3.1); exact ones the
-        // zone's own spelling.
+        // zone's own spelling. With DO, each RRset is followed by its RRSIGs (RFC 4035
+        // §3.1.1), and a wildcard expansion by the proof that the name itself doesn't exist
+        // (RFC 4035 §3.1.3.3, RFC 5155 §7.2.6).
+        let sign = q.dnssec_ok && zone.is_signed();
         let push = |ans: &mut Answer<'z>, set: &'z Rrset| {
-            if synthesized {
-                ans.answer
-                    .extend(rrs_as(set, Cow::Owned(owner.clone()), set.ttl()));
+            let owner = if synthesized {
+                Cow::Owned(owner.clone())
             } else {
-                ans.answer.extend(rrs(set));
+                Cow::Borrowed(set.owner())
+            };
+            if set.rtype() == RRSIG {
+                // Each signature with the TTL of the RRset it covers (RFC 4034 §3), as the
+                // zone file has them; NSD sends them so.
+                ans.answer.extend(set.rdata().iter().map(|rd| Rr {
+                    owner: owner.clone(),
+                    ttl: covered_ttl(node, rd).unwrap_or(set.ttl()),
+                    rdata: Cow::Borrowed(rd),
+                }));
+            } else {
+                ans.answer.extend(rrs_as(set, owner.clone(), set.ttl()));
+            }
+            if sign {
+                ans.answer
+                    .extend(rrsigs(node, set.rtype(), owner, set.ttl()));
+                if synthesized {
+                    deny_wildcard_expansion(zone, &qname, ans);
+                }
             }
         };
         if let Some(cname) = node.rrset(RecordType::CNAME)
@@ -327,7 +355,7 @@ pub fn solve_answer<'z>(
                 push(ans, set);
                 (zone, State::Hit)
             }
-            None => (zone, State::NoData),
+            None => (zone, State::NoData(node, qname)),
         };
     }
 }
@@ -360,9 +388,18 @@ fn follow_dname<'z>(
     dnode: &'z Node,
     qname: &NameKey,
     owner: &Name,
+    sign: bool,
     ans: &mut Answer<'z>,
 ) -> Option<(Name, NameKey)> {
     let dname = dnode.rrset(DNAME)?;
+    let push_dname = |ans: &mut Answer<'z>| {
+        ans.answer.extend(rrs(dname));
+        if sign {
+            // The synthesized CNAME has no signature (RFC 6672 §5.3.1).
+            let owner = Cow::Borrowed(dname.owner());
+            ans.answer.extend(rrsigs(dnode, DNAME, owner, dname.ttl()));
+        }
+    };
     let target_wire = dname.rdata().first().and_then(crate::zone::opaque_bytes)?;
     let owner_key = NameKey::from_name(dnode.name());
     let prefix_len = qname.as_wire().len() - owner_key.as_wire().len();
@@ -372,11 +409,11 @@ fn follow_dname<'z>(
     let mut new_wire = owner_wire[..prefix_len].to_vec();
     new_wire.extend_from_slice(target_wire);
     if new_wire.len() > rampart_common::MAX_NAME {
-        ans.answer.extend(rrs(dname));
+        push_dname(ans);
         return None;
     }
     let new_name = crate::zone::wire_to_name(&new_wire)?;
-    ans.answer.extend(rrs(dname));
+    push_dname(ans);
     let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(new_name.clone()));
     ans.answer.push(Rr {
         owner: Cow::Owned(owner.clone()),
@@ -396,33 +433,220 @@ fn name_to_wire(name: &Name) -> Vec<u8> {
     wire
 }
 
-/// DNSSEC additions (RFC 4035 §3.1): RRSIGs and denial of existence go here once zones are
-/// signed. Nothing yet, so DO answers equal plain EDNS answers apart from the OPT's DO bit.
-pub fn solve_dnssec<'z>(
-    _zone: &'z Zone,
-    _q: &Question<'_>,
-    _state: &State<'z>,
-    _ans: &mut Answer<'z>,
-) {
+/// The RRSIGs at `node` covering `covered` (RFC 4035 §3.1.1), with the owner and TTL the RRset
+/// was given: a signature's TTL is its RRset's (RFC 4034 §3), and a wildcard's signature goes
+/// out under the query name, its label count telling the validator so (RFC 4035 §3.1.3.3).
+fn rrsigs<'z>(
+    node: &'z Node,
+    covered: RecordType,
+    owner: Cow<'z, Name>,
+    ttl: u32,
+) -> impl Iterator<Item = Rr<'z>> {
+    let code = u16::from(covered).to_be_bytes();
+    node.rrset(RRSIG)
+        .into_iter()
+        .flat_map(|set| set.rdata().iter())
+        .filter(move |rd| crate::zone::opaque_bytes(rd).is_some_and(|b| b.starts_with(&code)))
+        .map(move |rd| Rr {
+            owner: owner.clone(),
+            ttl,
+            rdata: Cow::Borrowed(rd),
+        })
+}
+
+/// The TTL of the RRset an RRSIG covers, if it is at `node`.
+fn covered_ttl(node: &Node, rrsig: &RData) -> Option<u32> {
+    let b = crate::zone::opaque_bytes(rrsig)?;
+    let covered = RecordType::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
+    node.rrset(covered).map(Rrset::ttl)
+}
+
+/// Puts the `rtype` (NSEC or NSEC3) RRset of `node` and its RRSIGs in authority, once: two
+/// proofs may need the same record (RFC 4035 §3.1.3.2).
+fn add_denial<'z>(node: &'z Node, rtype: RecordType, ans: &mut Answer<'z>) {
+    let Some(set) = node.rrset(rtype) else { return };
+    let key = NameKey::from_name(set.owner());
+    if ans
+        .authority
+        .iter()
+        .any(|rr| rr.rtype() == rtype && NameKey::from_name(&rr.owner) == key)
+    {
+        return;
+    }
+    ans.authority.extend(rrs(set));
+    ans.authority
+        .extend(rrsigs(node, rtype, Cow::Borrowed(set.owner()), set.ttl()));
+}
+
+/// The closest encloser of a missing `qname` (RFC 5155 §1.3, RFC 4592 §3.3.1): its longest
+/// existing ancestor, and the next closer name (one label longer, on the way to `qname`).
+fn closest_encloser(zone: &Zone, qname: &NameKey) -> Option<(NameKey, NameKey)> {
+    let path: Vec<&[u8]> = suffixes(qname.as_wire()).collect();
+    let i = path.iter().position(|s| zone.node(s).is_some())?;
+    let next_closer = path.get(i.checked_sub(1)?)?;
+    Some((
+        NameKey::from_wire(path[i])?,
+        NameKey::from_wire(next_closer)?,
+    ))
+}
+
+/// RFC 4035 §3.1.3.3 / RFC 5155 §7.2.6: an answer synthesized from a wildcard for `qname`
+/// carries the proof that `qname` (NSEC), or the next closer name (NSEC3), doesn't exist.
+fn deny_wildcard_expansion<'z>(zone: &'z Zone, qname: &NameKey, ans: &mut Answer<'z>) {
+    if zone.uses_nsec3() {
+        if let Some((_, next_closer)) = closest_encloser(zone, qname)
+            && let Some(n) = zone.nsec3_covering(&next_closer)
+        {
+            add_denial(n, NSEC3, ans);
+        }
+    } else if let Some(n) = zone.nsec_covering(qname) {
+        add_denial(n, NSEC, ans);
+    }
+}
+
+/// RFC 4035 §3.1.3.2 / RFC 5155 §7.2.2: the name doesn't exist, nor a wildcard that could
+/// have answered for it. NSEC: the NSEC covering the name and the one covering `*.` + closest
+/// encloser. NSEC3: the closest encloser proof (the NSEC3 matching the closest encloser, the
+/// one covering the next closer name) and the one covering the wildcard.
+fn deny_name<'z>(zone: &'z Zone, qname: &NameKey, ans: &mut Answer<'z>) {
+    let Some((ce, next_closer)) = closest_encloser(zone, qname) else {
+        return;
+    };
+    let Some(wildcard) = ce.wildcard_child() else {
+        return;
+    };
+    if zone.uses_nsec3() {
+        for n in [
+            zone.nsec3_matching(&ce),
+            zone.nsec3_covering(&next_closer),
+            zone.nsec3_covering(&wildcard),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_denial(n, NSEC3, ans);
+        }
+    } else {
+        for n in [zone.nsec_covering(qname), zone.nsec_covering(&wildcard)]
+            .into_iter()
+            .flatten()
+        {
+            add_denial(n, NSEC, ans);
+        }
+    }
+}
+
+/// RFC 5155 §7.2.1: the NSEC3 matching the closest ancestor of `name` that has one, and the
+/// NSEC3 covering the next closer name (one label longer, towards `name`).
+fn closest_provable_encloser<'z>(zone: &'z Zone, name: &NameKey, ans: &mut Answer<'z>) {
+    let path: Vec<&[u8]> = suffixes(name.as_wire()).collect();
+    for i in 1..path.len() {
+        let Some(ancestor) = NameKey::from_wire(path[i]) else {
+            return;
+        };
+        if !zone.contains(ancestor.as_wire()) {
+            return;
+        }
+        if let Some(n) = zone.nsec3_matching(&ancestor) {
+            add_denial(n, NSEC3, ans);
+            if let Some(c) = NameKey::from_wire(path[i - 1]).and_then(|nc| zone.nsec3_covering(&nc))
+            {
+                add_denial(c, NSEC3, ans);
+            }
+            return;
+        }
+    }
+}
+
+/// RFC 4035 §3.1.3.1 / RFC 5155 §7.2.3: the name exists without the type: its NSEC, or the
+/// NSEC3 matching it. From a wildcard (RFC 4035 §3.1.3.4, RFC 5155 §7.2.5) also the proof that
+/// the name itself doesn't exist, and the wildcard's own NSEC(3) showing the type missing.
+fn deny_type<'z>(zone: &'z Zone, node: &'z Node, qname: &NameKey, ans: &mut Answer<'z>) {
+    let own = NameKey::from_name(node.name());
+    let wildcard = own != *qname;
+    if zone.uses_nsec3() {
+        if wildcard && let Some((ce, next_closer)) = closest_encloser(zone, qname) {
+            for n in [zone.nsec3_matching(&ce), zone.nsec3_covering(&next_closer)]
+                .into_iter()
+                .flatten()
+            {
+                add_denial(n, NSEC3, ans);
+            }
+        }
+        if let Some(n) = zone.nsec3_matching(&own) {
+            add_denial(n, NSEC3, ans);
+        } else if !wildcard {
+            // No NSEC3 at the name: an unsigned delegation inside an opt-out span. The closest
+            // provable encloser proof shows it (RFC 5155 §7.2.4 for DS NODATA, §7.2.7 for the
+            // referral): the opt-out NSEC3 covering the next closer name allows an insecure cut.
+            closest_provable_encloser(zone, &own, ans);
+        }
+    } else {
+        if wildcard && let Some(n) = zone.nsec_covering(qname) {
+            add_denial(n, NSEC, ans);
+        }
+        if node.rrset(NSEC).is_some() {
+            add_denial(node, NSEC, ans);
+        } else if let Some(n) = zone.nsec_covering(&own) {
+            // An empty non-terminal has no NSEC: the one covering it, whose next name is
+            // below it, proves it has no types (as NSD answers; RFC 4035 §3.1.3.1).
+            add_denial(n, NSEC, ans);
+        }
+    }
+}
+
+/// DNSSEC additions to authority (RFC 4035 §3.1.3, §3.1.4) when the query has DO and the zone
+/// where the answer ended is signed: denial of existence for negative answers, and for a
+/// referral the DS RRset with its RRSIGs, or the proof that there is no DS. RRSIGs of answer
+/// RRsets go in with them (`solve_answer`), the SOA's with the SOA (`solve_authority`).
+pub fn solve_dnssec<'z>(zone: &'z Zone, q: &Question<'_>, state: &State<'z>, ans: &mut Answer<'z>) {
+    if !q.dnssec_ok || !zone.is_signed() {
+        return;
+    }
+    match state {
+        State::Miss(qname) => deny_name(zone, qname, ans),
+        State::NoData(node, qname) => deny_type(zone, node, qname, ans),
+        State::Deleg(cut) => match cut.rrset(RecordType::DS) {
+            Some(ds) => {
+                ans.authority.extend(rrs(ds));
+                ans.authority.extend(rrsigs(
+                    cut,
+                    RecordType::DS,
+                    Cow::Borrowed(ds.owner()),
+                    ds.ttl(),
+                ));
+            }
+            None => deny_type(zone, cut, &NameKey::from_name(cut.name()), ans),
+        },
+        State::Hit | State::DnameOverflow => {}
+    }
 }
 
 /// RFC 2308 §3 (negative answers: the zone's SOA, TTL = min(SOA TTL, SOA MINIMUM)) and RFC 1034
 /// §4.3.2 step 3b (referrals: the cut's NS RRset). Positive answers get nothing: minimal
 /// responses, as Knot does by default.
-pub fn solve_authority<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'z>) {
+pub fn solve_authority<'z>(
+    zone: &'z Zone,
+    q: &Question<'_>,
+    state: &State<'z>,
+    ans: &mut Answer<'z>,
+) {
     match state {
-        State::NoData | State::Miss => {
+        State::NoData(..) | State::Miss(_) => {
             let soa = zone.soa();
             let minimum = match soa.rdata().first() {
                 Some(RData::SOA(s)) => s.minimum(),
                 _ => soa.ttl(),
             };
-            ans.authority.extend(rrs_as(
-                soa,
-                Cow::Borrowed(soa.owner()),
-                soa.ttl().min(minimum),
-            ));
-            ans.outcome = if matches!(state, State::Miss) {
+            let ttl = soa.ttl().min(minimum);
+            let owner = Cow::Borrowed(soa.owner());
+            ans.authority.extend(rrs_as(soa, owner.clone(), ttl));
+            if q.dnssec_ok && zone.is_signed() {
+                // The SOA's signature, with the SOA's negative TTL, as NSD sends it.
+                ans.authority
+                    .extend(rrsigs(zone.apex(), RecordType::SOA, owner, ttl));
+            }
+            ans.outcome = if matches!(state, State::Miss(_)) {
                 Outcome::NxDomain
             } else {
                 Outcome::NoData
@@ -442,23 +666,31 @@ pub fn solve_authority<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'
 /// RFC 1034 §4.3.2 step 6 as minimal responses read it (NSD's `minimal-responses: yes`, our
 /// oracle): addresses of NS targets inside this zone, for referrals (glue below the cut, RFC
 /// 9471, or sibling data) and for NS answers. Nothing for MX/SRV/SVCB targets.
-pub fn solve_additional<'z>(zone: &'z Zone, state: &State<'z>, ans: &mut Answer<'z>) {
+pub fn solve_additional<'z>(
+    zone: &'z Zone,
+    q: &Question<'_>,
+    state: &State<'z>,
+    ans: &mut Answer<'z>,
+) {
     let ns = match state {
         State::Deleg(cut) => cut.rrset(RecordType::NS),
         // An NS answer: the RRset at the (last) name answered.
         State::Hit => {
-            let last = ans.answer.last().filter(|rr| rr.rtype() == RecordType::NS);
+            let last = (ans.answer.iter().rev())
+                .find(|rr| rr.rtype() != RRSIG)
+                .filter(|rr| rr.rtype() == RecordType::NS);
             last.and_then(|rr| zone.node(NameKey::from_name(&rr.owner).as_wire()))
                 .and_then(|node| node.rrset(RecordType::NS))
         }
         _ => None,
     };
     let Some(ns) = ns else { return };
-    ns_addresses(zone, ns, ans);
+    ns_addresses(zone, ns, q.dnssec_ok && zone.is_signed(), ans);
 }
 
-/// A then AAAA of each in-zone NS target, in NS order.
-fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, ans: &mut Answer<'z>) {
+/// A then AAAA of each in-zone NS target, in NS order; with their RRSIGs if `sign` (glue has
+/// none: it isn't authoritative data, RFC 4035 §2.2).
+fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, sign: bool, ans: &mut Answer<'z>) {
     for rd in ns.rdata() {
         let RData::NS(target) = rd else { continue };
         let key = NameKey::from_name(&target.0);
@@ -471,6 +703,10 @@ fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, ans: &mut Answer<'z>) {
         for rtype in [RecordType::A, RecordType::AAAA] {
             if let Some(set) = node.rrset(rtype) {
                 ans.additional.extend(rrs(set));
+                if sign && !node.is_occluded() {
+                    let owner = Cow::Borrowed(set.owner());
+                    ans.additional.extend(rrsigs(node, rtype, owner, set.ttl()));
+                }
             }
         }
     }
@@ -951,5 +1187,359 @@ mod tests {
         let m = Message::from_vec(&r).unwrap();
         assert!(!m.truncated());
         assert_eq!(m.answers().len(), 40);
+    }
+
+    // --- DNSSEC (RFC 4035 §3.1, RFC 5155 §7.2) -------------------------------------------------
+    // zones/signed holds an NSEC and an NSEC3 zone signed with ldns-signzone; every expectation
+    // below is what NSD 4.6.1 (minimal-responses) answered for the same files, sections as sets.
+
+    fn signed() -> Catalog {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones/signed");
+        Catalog::load(&[], Some(&dir)).unwrap()
+    }
+
+    /// A UDP query with EDNS, DO as given.
+    fn ask_edns(cat: &Catalog, qname: &str, qtype: RecordType, dnssec_ok: bool) -> Message {
+        let p = query_packet(7, 0, qname, qtype.into(), Some((1232, dnssec_ok, 0)));
+        let m = Message::from_vec(&respond(cat, &p, Transport::Udp).unwrap()).unwrap();
+        assert!(!m.authentic_data(), "AD stays clear");
+        assert_eq!(
+            m.extensions().as_ref().unwrap().flags().dnssec_ok,
+            dnssec_ok
+        );
+        m
+    }
+
+    /// A section as a sorted set of "owner ttl TYPE", RRSIGs as "RRSIG <covered>".
+    fn set(rrs: &[Record]) -> Vec<String> {
+        let mut out: Vec<String> = rrs
+            .iter()
+            .map(|r| {
+                let mut line = format!(
+                    "{} {} {}",
+                    r.name().to_ascii().to_lowercase(),
+                    r.ttl(),
+                    r.record_type()
+                );
+                if r.record_type() == RecordType::RRSIG {
+                    let mut bytes = Vec::new();
+                    let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+                    hickory_proto::serialize::binary::BinEncodable::emit(r.data(), &mut enc)
+                        .unwrap();
+                    let covered = RecordType::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+                    line = format!("{line} {covered}");
+                }
+                line
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn do_and_plain(cat: &Catalog, qname: &str, qtype: RecordType) -> (Message, Message) {
+        (
+            ask_edns(cat, qname, qtype, true),
+            ask_edns(cat, qname, qtype, false),
+        )
+    }
+
+    #[test]
+    fn dnssec_positive_answers_and_chains_carry_rrsigs() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "www.nsec.example", RecordType::A);
+        assert!(m.authoritative());
+        assert_eq!(
+            set(m.answers()),
+            ["www.nsec.example. 3600 A", "www.nsec.example. 3600 RRSIG A"]
+        );
+        assert!(m.name_servers().is_empty() && m.additionals().is_empty());
+        assert_eq!(set(plain.answers()), ["www.nsec.example. 3600 A"]);
+        // A CNAME chain: each RRset with its signatures (RFC 4035 §3.1.1).
+        let m = ask_edns(&cat, "alias.nsec3.example", RecordType::A, true);
+        assert_eq!(
+            set(m.answers()),
+            [
+                "alias.nsec3.example. 3600 CNAME",
+                "alias.nsec3.example. 3600 RRSIG CNAME",
+                "www.nsec3.example. 3600 A",
+                "www.nsec3.example. 3600 RRSIG A"
+            ]
+        );
+        // NS answer: the in-zone addresses in additional come signed too.
+        let m = ask_edns(&cat, "nsec.example", RecordType::NS, true);
+        assert_eq!(
+            set(m.answers()),
+            ["nsec.example. 3600 NS", "nsec.example. 3600 RRSIG NS"]
+        );
+        assert_eq!(
+            set(m.additionals()),
+            ["ns.nsec.example. 3600 A", "ns.nsec.example. 3600 RRSIG A"]
+        );
+        // RRSIG and NSEC asked for explicitly are plain RRsets, DO or not; each signature
+        // keeps the TTL of the RRset it covers.
+        let (m, plain) = do_and_plain(&cat, "www.nsec.example", RecordType::RRSIG);
+        let expected = [
+            "www.nsec.example. 300 RRSIG NSEC",
+            "www.nsec.example. 3600 RRSIG A",
+            "www.nsec.example. 3600 RRSIG AAAA",
+        ];
+        assert_eq!(set(m.answers()), expected);
+        assert_eq!(set(plain.answers()), expected);
+        let plain = ask_edns(&cat, "www.nsec.example", RecordType::NSEC, false);
+        assert_eq!(set(plain.answers()), ["www.nsec.example. 300 NSEC"]);
+        // An unsigned zone answers DO queries as before.
+        let m = ask_edns(&sample(), "www.example.com", RecordType::A, true);
+        assert_eq!(set(m.answers()), ["www.example.com. 3600 A"]);
+    }
+
+    #[test]
+    fn dnssec_nodata_proves_the_type_missing() {
+        let cat = signed();
+        let soa = |z: &str| [format!("{z}. 300 RRSIG SOA"), format!("{z}. 300 SOA")];
+        let (m, plain) = do_and_plain(&cat, "www.nsec.example", RecordType::MX);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert!(m.answers().is_empty());
+        let mut want = vec![
+            "www.nsec.example. 300 NSEC".to_string(),
+            "www.nsec.example. 300 RRSIG NSEC".to_string(),
+        ];
+        want.extend(soa("nsec.example"));
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        assert_eq!(set(plain.name_servers()), ["nsec.example. 300 SOA"]);
+        // An empty non-terminal has no NSEC: the one covering it (alias -> a.b).
+        let m = ask_edns(&cat, "b.nsec.example", RecordType::A, true);
+        let mut want = vec![
+            "alias.nsec.example. 300 NSEC".to_string(),
+            "alias.nsec.example. 300 RRSIG NSEC".to_string(),
+        ];
+        want.extend(soa("nsec.example"));
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        // NSEC3: the NSEC3 matching the name (RFC 5155 §7.2.3), ENTs included.
+        for (qname, hash) in [
+            ("www.nsec3.example", "em37fse2r8na0bl51skqv9u3eees3q4p"),
+            ("b.nsec3.example", "ulsboeuqnq2mu573ba7ijqjctessct80"),
+        ] {
+            let m = ask_edns(&cat, qname, RecordType::MX, true);
+            let mut want = vec![
+                format!("{hash}.nsec3.example. 300 NSEC3"),
+                format!("{hash}.nsec3.example. 300 RRSIG NSEC3"),
+            ];
+            want.extend(soa("nsec3.example"));
+            want.sort();
+            assert_eq!(set(m.name_servers()), want, "{qname}");
+        }
+    }
+
+    #[test]
+    fn dnssec_nxdomain_proves_name_and_wildcard_missing() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "nope.nsec.example", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "insecure.nsec.example. 300 NSEC",
+                "insecure.nsec.example. 300 RRSIG NSEC",
+                "nsec.example. 300 NSEC",
+                "nsec.example. 300 RRSIG NSEC",
+                "nsec.example. 300 RRSIG SOA",
+                "nsec.example. 300 SOA"
+            ]
+        );
+        assert_eq!(set(plain.name_servers()), ["nsec.example. 300 SOA"]);
+        // One NSEC covers both the name and the wildcard: sent once.
+        let m = ask_edns(&cat, "0.nsec.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "nsec.example. 300 NSEC",
+                "nsec.example. 300 RRSIG NSEC",
+                "nsec.example. 300 RRSIG SOA",
+                "nsec.example. 300 SOA"
+            ]
+        );
+        // NSEC3: closest encloser proof + the wildcard (RFC 5155 §7.2.2); here the matching
+        // NSEC3 of the apex, the one covering nope, the one covering *.nsec3.example.
+        let m = ask_edns(&cat, "nope.nsec3.example", RecordType::A, true);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        let n3 = |h: &str| {
+            [
+                format!("{h}.nsec3.example. 300 NSEC3"),
+                format!("{h}.nsec3.example. 300 RRSIG NSEC3"),
+            ]
+        };
+        let mut want: Vec<String> = [
+            "2chh0lmaivastrsmdki2unl9e99c461e",
+            "sauc3753qfi66332k2dq545r13djha7p",
+            "ulsboeuqnq2mu573ba7ijqjctessct80",
+        ]
+        .iter()
+        .flat_map(|h| n3(h))
+        .collect();
+        want.extend([
+            "nsec3.example. 300 RRSIG SOA".into(),
+            "nsec3.example. 300 SOA".into(),
+        ]);
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        // Two missing labels: the next closer name is the one below the apex.
+        let deeper = ask_edns(&cat, "deep.nope.nsec3.example", RecordType::A, true);
+        assert_eq!(set(deeper.name_servers()), want);
+        let m = ask_edns(&cat, "0.nsec3.example", RecordType::A, true);
+        assert_eq!(m.name_servers().len(), 8);
+        // NSEC3 owner names are not names of the zone (RFC 5155 §7.2.8): NXDOMAIN, DO or not,
+        // with the usual proof (the apex's hash matches, its own NSEC3 is covered).
+        let hashed = "2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example";
+        let (m, plain) = do_and_plain(&cat, hashed, RecordType::NSEC3);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(plain.response_code(), ResponseCode::NXDomain);
+        assert!(m.answers().is_empty() && plain.answers().is_empty());
+        let mut want: Vec<String> = [
+            "2chh0lmaivastrsmdki2unl9e99c461e",
+            "ebms0iqsbqmudtfedi8pvs0eki6mjc7f",
+            "ulsboeuqnq2mu573ba7ijqjctessct80",
+        ]
+        .iter()
+        .flat_map(|h| n3(h))
+        .collect();
+        want.extend([
+            "nsec3.example. 300 RRSIG SOA".into(),
+            "nsec3.example. 300 SOA".into(),
+        ]);
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+    }
+
+    #[test]
+    fn dnssec_referrals_carry_ds_or_prove_it_missing() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "www.sub.nsec.example", RecordType::A);
+        assert!(!m.authoritative());
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "sub.nsec.example. 3600 DS",
+                "sub.nsec.example. 3600 NS",
+                "sub.nsec.example. 3600 RRSIG DS"
+            ]
+        );
+        // Glue is not signed.
+        assert_eq!(set(m.additionals()), ["ns.sub.nsec.example. 3600 A"]);
+        assert_eq!(set(plain.name_servers()), ["sub.nsec.example. 3600 NS"]);
+        // Unsigned delegation: the NSEC (NSEC3) at the cut shows no DS.
+        let m = ask_edns(&cat, "insecure.nsec.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "insecure.nsec.example. 300 NSEC",
+                "insecure.nsec.example. 300 RRSIG NSEC",
+                "insecure.nsec.example. 3600 NS"
+            ]
+        );
+        let m = ask_edns(&cat, "x.insecure.nsec3.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "agvlqnfbnq21mcaoebt0iab8u7kjs7qi.nsec3.example. 300 NSEC3",
+                "agvlqnfbnq21mcaoebt0iab8u7kjs7qi.nsec3.example. 300 RRSIG NSEC3",
+                "insecure.nsec3.example. 3600 NS"
+            ]
+        );
+        // DS asked for at the cut: answered by the parent, signed; or NODATA with the proof.
+        let m = ask_edns(&cat, "sub.nsec3.example", RecordType::DS, true);
+        assert!(m.authoritative());
+        assert_eq!(
+            set(m.answers()),
+            [
+                "sub.nsec3.example. 3600 DS",
+                "sub.nsec3.example. 3600 RRSIG DS"
+            ]
+        );
+        let m = ask_edns(&cat, "insecure.nsec.example", RecordType::DS, true);
+        assert!(m.authoritative() && m.answers().is_empty());
+        assert_eq!(m.name_servers().len(), 4, "SOA, NSEC and their RRSIGs");
+        // Opt-out (RFC 5155 §7.2.7, §7.2.4): insecure2 has no NSEC3 of its own; the closest
+        // provable encloser (the apex, jp95…) and the opt-out NSEC3 covering insecure2 (hh0p…).
+        let proof = [
+            "hh0piauvhbjc7j1soqhehphq6ukeg8if.optout.example. 300 NSEC3",
+            "hh0piauvhbjc7j1soqhehphq6ukeg8if.optout.example. 300 RRSIG NSEC3",
+            "jp950ntp30hd3mkvafs9tojn8m569hs2.optout.example. 300 NSEC3",
+            "jp950ntp30hd3mkvafs9tojn8m569hs2.optout.example. 300 RRSIG NSEC3",
+        ];
+        let m = ask_edns(&cat, "www.insecure2.optout.example", RecordType::A, true);
+        let mut want: Vec<String> = proof.iter().map(|s| s.to_string()).collect();
+        want.push("insecure2.optout.example. 3600 NS".into());
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        let m = ask_edns(&cat, "insecure2.optout.example", RecordType::DS, true);
+        let mut want: Vec<String> = proof.iter().map(|s| s.to_string()).collect();
+        want.extend([
+            "optout.example. 300 RRSIG SOA".into(),
+            "optout.example. 300 SOA".into(),
+        ]);
+        assert_eq!(set(m.name_servers()), want);
+    }
+
+    #[test]
+    fn dnssec_wildcard_answers_prove_the_name_missing() {
+        let cat = signed();
+        let (m, plain) = do_and_plain(&cat, "Foo.wild.nsec.example", RecordType::A);
+        // The signature goes out under the query name; its label count (3) says "wildcard".
+        assert_eq!(
+            set(m.answers()),
+            [
+                "foo.wild.nsec.example. 3600 A",
+                "foo.wild.nsec.example. 3600 RRSIG A"
+            ]
+        );
+        let sig = &m.answers()[1];
+        let mut bytes = Vec::new();
+        let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+        hickory_proto::serialize::binary::BinEncodable::emit(sig.data(), &mut enc).unwrap();
+        assert_eq!(bytes[3], 3, "RRSIG labels field of *.wild.nsec.example");
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "*.wild.nsec.example. 300 NSEC",
+                "*.wild.nsec.example. 300 RRSIG NSEC"
+            ]
+        );
+        assert!(plain.name_servers().is_empty());
+        assert_eq!(set(plain.answers()), ["foo.wild.nsec.example. 3600 A"]);
+        // NSEC3: the NSEC3 covering the next closer name (RFC 5155 §7.2.6).
+        let m = ask_edns(&cat, "bar.foo.wild.nsec3.example", RecordType::A, true);
+        assert_eq!(
+            set(m.name_servers()),
+            [
+                "l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2.nsec3.example. 300 NSEC3",
+                "l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2.nsec3.example. 300 RRSIG NSEC3"
+            ]
+        );
+        // Wildcard NODATA (RFC 5155 §7.2.5): closest encloser proof + the wildcard's NSEC3.
+        let m = ask_edns(&cat, "foo.wild.nsec3.example", RecordType::MX, true);
+        let mut want: Vec<String> = [
+            "15na20j18vgjfsr39vnkmvbghjv1inrd",
+            "jl9f5a5tan2gj6em6o921q6479fvi2kc",
+            "l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2",
+        ]
+        .iter()
+        .flat_map(|h| {
+            [
+                format!("{h}.nsec3.example. 300 NSEC3"),
+                format!("{h}.nsec3.example. 300 RRSIG NSEC3"),
+            ]
+        })
+        .collect();
+        want.extend([
+            "nsec3.example. 300 RRSIG SOA".into(),
+            "nsec3.example. 300 SOA".into(),
+        ]);
+        want.sort();
+        assert_eq!(set(m.name_servers()), want);
+        // NSEC wildcard NODATA (RFC 4035 §3.1.3.4): the covering NSEC is the wildcard's own.
+        let m = ask_edns(&cat, "foo.wild.nsec.example", RecordType::MX, true);
+        assert_eq!(m.name_servers().len(), 4);
     }
 }

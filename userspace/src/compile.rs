@@ -185,10 +185,13 @@ fn compile_enclosers(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
                 .is_some_and(|w| zone.node(w.as_wire()).is_some())
             || hazards.contains(key);
         match (&templates, decided_elsewhere) {
-            (Some(t), false) => out.extend(t.iter().map(|t| CompiledAnswer {
-                qname: key.as_wire().to_vec(),
-                qtype: QTYPE_ENCLOSER,
-                ..t.clone()
+            (Some(t), false) => out.extend(t.iter().map(|(variant, t)| match t {
+                Some(t) => CompiledAnswer {
+                    qname: key.as_wire().to_vec(),
+                    qtype: QTYPE_ENCLOSER,
+                    ..t.clone()
+                },
+                None => CompiledAnswer::pass_marker(key.as_wire(), QTYPE_ENCLOSER, *variant),
             })),
             _ => out.extend(pass_markers(key, QTYPE_ENCLOSER)),
         }
@@ -224,13 +227,15 @@ fn soa_name_chain(zone: &Zone) -> std::collections::BTreeSet<NameKey> {
 /// The zone's NXDOMAIN answer per variant, rendered by the slow path's own pipeline for two
 /// missing names of different lengths directly below the apex: the bytes that differ must be
 /// exactly the compression pointers into the query name, off by the length difference. Any other
-/// difference (or no NXDOMAIN there: a wildcard at the apex) and the zone gets no template; its
-/// missing names then go to the slow path.
+/// difference (or no NXDOMAIN there: a wildcard at the apex) and that variant gets no template
+/// (`None`); its missing names then go to the slow path. So does a variant whose answer carries
+/// NSEC or NSEC3 (a signed zone with DO): the records proving a name missing depend on the name
+/// (RFC 4035 §3.1.3.2), even where two probe names happen to get the same ones.
 fn nx_templates(
     catalog: &Catalog,
     zone: &Zone,
     hazards: &std::collections::BTreeSet<NameKey>,
-) -> Option<Vec<CompiledAnswer>> {
+) -> Option<Vec<(Variant, Option<CompiledAnswer>)>> {
     let apex = zone.origin_key();
     let missing = |label: &str| {
         let mut wire = vec![label.len() as u8];
@@ -244,20 +249,25 @@ fn nx_templates(
         .into_iter()
         .find_map(missing)?;
     let delta = (long.as_wire().len() - short.as_wire().len()) as u16;
-    let mut out = Vec::new();
-    for variant in Variant::ALL {
+    let template = |variant: Variant| -> Option<CompiledAnswer> {
         let render = |k: &NameKey| {
             let query = Query::synthetic(k, RecordType::A, variant);
             let ans = answer::answer(catalog, &query.question());
+            let proof = (ans.authority.iter())
+                .any(|rr| matches!(rr.rtype(), RecordType::NSEC | RecordType::NSEC3));
             (
                 ans.rcode,
+                proof,
                 wire::render_full(&query, &ans),
                 query.question.len(),
             )
         };
-        let (rcode_a, a, qa) = render(&short);
-        let (rcode_b, b, qb) = render(&long);
+        let (rcode_a, proof_a, a, qa) = render(&short);
+        let (rcode_b, proof_b, b, qb) = render(&long);
         if rcode_a != ResponseCode::NXDomain || rcode_b != ResponseCode::NXDomain {
+            return None;
+        }
+        if proof_a || proof_b {
             return None;
         }
         let (ta, tb) = (&a[HEADER_LEN + qa..], &b[HEADER_LEN + qb..]);
@@ -291,15 +301,15 @@ fn nx_templates(
         if pointers.len() > MAX_RELOCS || a.len() > CLASSIC_UDP_LIMIT as usize {
             return None;
         }
-        out.push(CompiledAnswer {
+        Some(CompiledAnswer {
             relocation: Some(Relocation {
                 ref_qname_len: short.as_wire().len() as u8,
                 pointers,
             }),
             ..CompiledAnswer::from_rendered(&[], QTYPE_ENCLOSER, variant, &a, qa)
-        });
-    }
-    Some(out)
+        })
+    };
+    Some(Variant::ALL.into_iter().map(|v| (v, template(v))).collect())
 }
 
 /// Types compiled with an entry of their own at a name: those it has, DS (answered from the
@@ -609,6 +619,63 @@ mod tests {
         assert!(n > 1000, "{n}");
         let cat = crate::answer::testzones::cross_zone_catalog();
         assert_fast_path_matches_slow_path(&cat, &compile(&cat));
+    }
+
+    /// Signed zones (zones/signed): DO answers come from the table with their RRSIGs and
+    /// proofs, byte for byte the slow path's. (Their DO NXDOMAIN is too big for a template
+    /// anyway; the next test has one small enough.)
+    #[test]
+    fn signed_zones_compile_to_the_slow_paths_bytes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones/signed");
+        let cat = Catalog::load(&[], Some(&dir)).unwrap();
+        let table = compile(&cat);
+        assert_byte_identical(&cat, &table);
+        assert_fast_path_matches_slow_path(&cat, &table);
+        let a = |v| find(&table, "www.nsec3.example.", RecordType::A, v).unwrap();
+        assert_eq!(
+            (a(Variant::Edns).ancount, a(Variant::EdnsDo).ancount),
+            (1, 2)
+        );
+        let mx = |v| find(&table, "www.nsec.example.", RecordType::MX, v).unwrap();
+        assert_eq!(
+            (mx(Variant::Edns).nscount, mx(Variant::EdnsDo).nscount),
+            (1, 4)
+        );
+        for zone in ["nsec.example.", "nsec3.example."] {
+            let enc = |v| find_exact(&table, zone, QTYPE_ENCLOSER, v).unwrap();
+            assert!(enc(Variant::EdnsDo).is_pass_marker(), "{zone}");
+            assert!(!enc(Variant::Edns).is_pass_marker(), "{zone}");
+        }
+    }
+
+    /// Missing names never get a DO template in a signed zone, while the other variants keep
+    /// theirs (templates are given up per variant). The NSECs proving a name missing depend on
+    /// the name (RFC 4035 §3.1.3.2): here the probe names `x` and `xxxx` share them (both after
+    /// `www.t.`) while `ns1.t.` needs the apex's. Two things keep the DO template out: the
+    /// explicit NSEC/NSEC3 check in `nx_templates`, and (today) the owners of NSECs and RRSIGs
+    /// needing more relocated pointers than `MAX_RELOCS`; tiny fake signatures (signer `.`) and
+    /// SOA names outside the zone keep the answer well under 512 octets.
+    #[test]
+    fn signed_nxdomain_gets_no_do_template() {
+        let sig = |t: &str, labels: u8| {
+            format!("RRSIG {t} 15 {labels} 60 20360101000000 20260101000000 1 . AAAA")
+        };
+        let text = format!(
+            "$TTL 60\n@ SOA ns.o. hm.o. 1 2 3 4 30\n {}\n NS ns.o.\n {}\n\
+             \x20NSEC www.t. NS SOA RRSIG NSEC\n {}\nwww A 192.0.2.2\n {}\n\
+             \x20NSEC t. A RRSIG NSEC\n {}\n",
+            sig("SOA", 1),
+            sig("NS", 1),
+            sig("NSEC", 1),
+            sig("A", 2),
+            sig("NSEC", 2),
+        );
+        let cat = Catalog::from_zones([crate::zone::Zone::from_text("t.", &text).unwrap()]);
+        let table = compile(&cat);
+        assert_fast_path_matches_slow_path(&cat, &table);
+        let enc = |v| find_exact(&table, "t.", QTYPE_ENCLOSER, v).unwrap();
+        assert!(enc(Variant::EdnsDo).is_pass_marker());
+        assert!(!enc(Variant::Edns).is_pass_marker() && !enc(Variant::NoEdns).is_pass_marker());
     }
 
     #[test]

@@ -356,6 +356,121 @@ pub struct Zone {
     source: PathBuf,
     has_wildcards: bool,
     record_count: usize,
+    dnssec: Dnssec,
+}
+
+/// What denial of existence needs from a signed zone (RFC 4035 §3.1.3, RFC 5155 §7.2), indexed
+/// once at load.
+#[derive(Debug, Default)]
+struct Dnssec {
+    /// The apex has RRSIGs: DO answers carry signatures and proofs.
+    signed: bool,
+    /// Owners of NSEC RRsets, in canonical order (RFC 4034 §6.1).
+    nsec: Vec<NameKey>,
+    /// The NSEC3 chain, if the zone has NSEC3PARAM at its apex.
+    nsec3: Option<Nsec3Chain>,
+    /// Names holding only NSEC3 (and its RRSIGs), kept out of the zone's names: a query for
+    /// one is answered as if it didn't exist (RFC 5155 §7.2.8).
+    nsec3_nodes: HashMap<NameKey, Node>,
+}
+
+#[derive(Debug)]
+struct Nsec3Chain {
+    iterations: u16,
+    salt: Vec<u8>,
+    /// (lowercase base32hex hash label, owner) sorted by label: hash order (RFC 5155 §3.3).
+    owners: Vec<(Vec<u8>, NameKey)>,
+}
+
+/// RFC 5155 §5: IH(salt, x, k), SHA-1 only (hash algorithm 1), as lowercase base32hex (§3.3).
+fn nsec3_hash(name: &NameKey, salt: &[u8], iterations: u16) -> Vec<u8> {
+    use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY as SHA1, digest};
+    let mut input = name.as_wire().to_vec();
+    input.extend_from_slice(salt);
+    let mut h = digest(&SHA1, &input);
+    for _ in 0..iterations {
+        let mut next = h.as_ref().to_vec();
+        next.extend_from_slice(salt);
+        h = digest(&SHA1, &next);
+    }
+    base32hex(h.as_ref())
+}
+
+fn base32hex(bytes: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(5) * 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize]);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize]);
+    }
+    out
+}
+
+const RRSIG: RecordType = RecordType::RRSIG;
+const NSEC: RecordType = RecordType::NSEC;
+const NSEC3: RecordType = RecordType::NSEC3;
+const NSEC3PARAM: RecordType = RecordType::NSEC3PARAM;
+
+impl Dnssec {
+    fn index(nodes: &mut HashMap<NameKey, Node>, origin: &NameKey) -> Dnssec {
+        let only_nsec3: Vec<NameKey> = (nodes.iter())
+            .filter(|(k, n)| {
+                *k != origin
+                    && n.rrset(NSEC3).is_some()
+                    && n.rrsets
+                        .iter()
+                        .all(|r| r.rtype == NSEC3 || r.rtype == RRSIG)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let nsec3_nodes: HashMap<NameKey, Node> = (only_nsec3.into_iter())
+            .filter_map(|k| nodes.remove_entry(&k))
+            .collect();
+        let apex = &nodes[origin];
+        let signed = apex.rrset(RRSIG).is_some();
+        let mut nsec: Vec<NameKey> = nodes
+            .iter()
+            .filter(|(_, n)| n.rrset(NSEC).is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        nsec.sort_unstable();
+        // NSEC3PARAM: algorithm, flags, iterations (2), salt length, salt.
+        let nsec3 = apex
+            .rrset(NSEC3PARAM)
+            .and_then(|s| s.rdata().first())
+            .and_then(opaque_bytes)
+            .filter(|p| p.len() >= 5 && p[0] == 1 && p.len() >= 5 + p[4] as usize)
+            .map(|p| {
+                let mut owners: Vec<(Vec<u8>, NameKey)> = nsec3_nodes
+                    .iter()
+                    .filter(|(_, n)| n.rrset(NSEC3).is_some())
+                    .filter_map(|(k, _)| {
+                        let label = k.as_wire().get(1..1 + *k.as_wire().first()? as usize)?;
+                        Some((label.to_vec(), k.clone()))
+                    })
+                    .collect();
+                owners.sort_unstable();
+                Nsec3Chain {
+                    iterations: u16::from_be_bytes([p[2], p[3]]),
+                    salt: p[5..5 + p[4] as usize].to_vec(),
+                    owners,
+                }
+            });
+        Dnssec {
+            signed,
+            nsec,
+            nsec3,
+            nsec3_nodes,
+        }
+    }
 }
 
 impl Zone {
@@ -444,6 +559,51 @@ impl Zone {
     /// True if any owner name starts with `*` (RFC 4592).
     pub fn has_wildcards(&self) -> bool {
         self.has_wildcards
+    }
+    /// The apex carries RRSIGs: a pre-signed zone (RFC 4035 §3.1).
+    pub fn is_signed(&self) -> bool {
+        self.dnssec.signed
+    }
+    /// True if denial of existence uses NSEC3 (an NSEC3PARAM at the apex, RFC 5155 §4).
+    pub fn uses_nsec3(&self) -> bool {
+        self.dnssec.nsec3.is_some()
+    }
+    /// The node whose NSEC covers or matches `name`: the last NSEC owner at or before it in
+    /// canonical order (RFC 4035 §3.1.3.2), wrapping to the last one.
+    pub fn nsec_covering(&self, name: &NameKey) -> Option<&Node> {
+        let owners = &self.dnssec.nsec;
+        let i = owners.partition_point(|o| o <= name);
+        let key = if i == 0 {
+            owners.last()?
+        } else {
+            &owners[i - 1]
+        };
+        self.nodes.get(key)
+    }
+    /// The node whose NSEC3 has the hash of `name` as owner (RFC 5155 §7.2: "matches").
+    pub fn nsec3_matching(&self, name: &NameKey) -> Option<&Node> {
+        let chain = self.dnssec.nsec3.as_ref()?;
+        let hash = nsec3_hash(name, &chain.salt, chain.iterations);
+        let i = chain
+            .owners
+            .binary_search_by(|(h, _)| h.as_slice().cmp(&hash))
+            .ok()?;
+        self.dnssec.nsec3_nodes.get(&chain.owners[i].1)
+    }
+    /// The node whose NSEC3 covers the hash of `name`: the last owner hash before it, wrapping
+    /// to the last one (RFC 5155 §3.1.7: the chain is circular).
+    pub fn nsec3_covering(&self, name: &NameKey) -> Option<&Node> {
+        let chain = self.dnssec.nsec3.as_ref()?;
+        let hash = nsec3_hash(name, &chain.salt, chain.iterations);
+        let i = chain
+            .owners
+            .partition_point(|(h, _)| h.as_slice() < hash.as_slice());
+        let (_, key) = if i == 0 {
+            chain.owners.last()?
+        } else {
+            &chain.owners[i - 1]
+        };
+        self.dnssec.nsec3_nodes.get(key)
     }
 }
 
@@ -1134,6 +1294,9 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
         match node.add(owner, rtype, record.ttl(), record.data().clone()) {
             AddOutcome::Added => record_count += 1,
             AddOutcome::Duplicate => {}
+            // RRSIGs at a name cover RRsets of different TTLs (RFC 4034 §3): answers take each
+            // signature's TTL from the RRset it covers.
+            AddOutcome::TtlMismatch(_) if rtype == RRSIG => record_count += 1,
             AddOutcome::TtlMismatch(kept) => {
                 record_count += 1;
                 warnings.push(format!(
@@ -1161,7 +1324,9 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
 
     mark_cuts(&mut nodes, &origin_key);
     warnings.extend(check_glue(&nodes, &path_text));
+    let dnssec = Dnssec::index(&mut nodes, &origin_key);
     let zone = Zone {
+        dnssec,
         origin_key,
         nodes,
         source: spec.path.clone(),

@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""DNSSEC answers (issue 3) from rampart's slow path against NSD 4.6, on the pre-signed zones of
+zones/signed. No lab needed: both run on 127.0.0.1 (ports below), each with its own temp dir and
+pidfile, and are stopped by the pids this script started.
+
+    cargo build -p rampart && tests/dnssec_vs_nsd.py [path/to/rampart]
+
+Every query goes with DO and without (EDNS 1232, RD clear) over UDP. Compared: rcode, AA, AD
+(must be clear) and the answer, authority and additional sections as sets of (lowercased owner,
+TTL, type, RRSIG type covered). Differences listed in KNOWN (each with why rampart is right) are
+reported but not failures. Exit status 1 on any other difference.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZONES = os.path.join(ROOT, "zones", "signed")
+NSD_PORT, RAMPART_PORT = 5399, 5398
+
+NAMES = [("", "SOA"), ("", "NS"), ("", "ANY"), ("", "DNSKEY"), ("", "NSEC3PARAM"), ("", "RRSIG"),
+         ("www", "A"), ("www", "MX"), ("www", "ANY"), ("www", "RRSIG"), ("www", "NSEC"),
+         ("alias", "A"), ("alias", "MX"), ("ns", "A"), ("0", "A"), ("nope", "A"),
+         ("deep.nope", "A"), ("nope", "DS"), ("zzz", "A"), ("b", "A"), ("b", "DS"), ("a.b", "A"),
+         ("a.b", "TXT"), ("x.a.b", "A"), ("wild", "A"), ("*.wild", "A"), ("foo.wild", "A"),
+         ("foo.wild", "MX"), ("bar.foo.wild", "A"), ("sub", "A"), ("sub", "NS"), ("sub", "DS"),
+         ("www.sub", "A"), ("ns.sub", "A"), ("insecure", "A"), ("insecure", "DS"),
+         ("x.insecure", "A"), ("ns.insecure", "A"), ("insecure2", "A"), ("insecure2", "DS"),
+         ("old", "DNAME"), ("old", "A"), ("x.old", "A"), ("www.old", "A"), ("www.old", "MX"),
+         ("new", "A"), ("a.cw", "A"), ("a.cw", "CNAME"), ("b.a.cw", "MX"), ("alias-nx", "A"),
+         ("alias-x", "A"), ("alias-x", "MX"), ("y.b", "A"), ("foo.new", "A"), ("www.new", "A"),
+         ("y.nope", "TXT"), ("x.www", "A"), ("*.cw", "A"), ("cw", "TXT"), ("x.ns.sub", "A"),
+         ("insecure2", "NS"), ("www.insecure2", "A")]
+EXTRA = [("2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A"),
+         ("2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "NSEC3"),
+         ("x.2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A")]
+
+# (qname, qtype, DO) → why rampart differs from NSD 4.6.1 and is right.
+KNOWN = {
+    ("x.old.nsec2.example.", "A", True):
+        "DNAME to a missing name in an NSEC zone: NSD sends only the NSEC covering the wildcard "
+        "*.new; rampart also the NSEC covering the target x.new itself (RFC 4035 §3.1.3.2 asks "
+        "for both). For the NSEC3 zone both send the full proof.",
+    ("x.2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A", True):
+        "Below an NSEC3 owner name: NSD keeps NSEC3 owners in its name tree and sends one NSEC3; "
+        "rampart treats them as nonexistent (RFC 5155 §7.2.8), so the closest encloser is the "
+        "apex and the proof is the full RFC 5155 §7.2.2 one.",
+}
+
+
+def zones():
+    return sorted(f[:-len(".zone")] + "." for f in os.listdir(ZONES) if f.endswith(".zone"))
+
+
+def queries():
+    out = []
+    for z in zones():
+        out += [((n + "." if n else "") + z, t) for n, t in NAMES]
+    return out + EXTRA
+
+
+def start_nsd(tmp):
+    conf = os.path.join(tmp, "nsd.conf")
+    with open(conf, "w") as f:
+        f.write(f"""server:
+  ip-address: 127.0.0.1@{NSD_PORT}
+  pidfile: {tmp}/nsd.pid
+  zonesdir: {ZONES}
+  database: ""
+  xfrdfile: {tmp}/xfrd.state
+  zonelistfile: {tmp}/zone.list
+  username: ""
+  chroot: ""
+  logfile: {tmp}/nsd.log
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+  minimal-responses: yes
+remote-control:
+  control-enable: no
+""")
+        for z in zones():
+            f.write(f"zone:\n  name: {z}\n  zonefile: {z}zone\n")
+    subprocess.run(["nsd", "-c", conf], check=True)
+    for _ in range(50):
+        if os.path.exists(f"{tmp}/nsd.pid"):
+            with open(f"{tmp}/nsd.pid") as f:
+                text = f.read().strip()
+            if text:
+                return int(text)
+        time.sleep(0.1)
+    sys.exit("nsd did not start")
+
+
+def ask(port, name, qtype, do):
+    q = dns.message.make_query(name, qtype, use_edns=0, payload=1232, want_dnssec=do)
+    q.flags &= ~dns.flags.RD
+    for _ in range(3):
+        try:
+            return dns.query.udp(q, "127.0.0.1", port=port, timeout=2)
+        except dns.exception.Timeout:
+            continue
+    raise RuntimeError(f"no answer from port {port} for {name} {qtype}")
+
+
+def shape(r):
+    def section(sec):
+        out = set()
+        for rrset in sec:
+            for rd in rrset:
+                covered = dns.rdatatype.to_text(rd.type_covered) if rrset.rdtype == 46 else ""
+                out.add((rrset.name.to_text().lower(), rrset.ttl,
+                         dns.rdatatype.to_text(rrset.rdtype), covered))
+        return out
+    return {"rcode": r.rcode(), "aa": bool(r.flags & dns.flags.AA),
+            "ad": bool(r.flags & dns.flags.AD), "answer": section(r.answer),
+            "authority": section(r.authority), "additional": section(r.additional)}
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/debug/rampart")
+    tmp = tempfile.mkdtemp(prefix="dnssec-vs-nsd-")
+    nsd_pid = start_nsd(tmp)
+    log = open(os.path.join(tmp, "rampart.log"), "w")
+    rampart = subprocess.Popen([binary, "run", "--zone-dir", ZONES, "--listen",
+                                f"127.0.0.1:{RAMPART_PORT}", "--pin-dir", f"{tmp}/pin"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        failed = known = total = 0
+        for name, qtype in queries():
+            for do in (True, False):
+                total += 1
+                n, r = shape(ask(NSD_PORT, name, qtype, do)), shape(ask(RAMPART_PORT, name, qtype, do))
+                bad = [k for k in n if n[k] != r[k]] + (["ad set"] if r["ad"] else [])
+                if not bad:
+                    continue
+                why = KNOWN.get((name, qtype, do))
+                print(f"{'KNOWN' if why else 'DIFF'} {name} {qtype} do={do}: {', '.join(bad)}")
+                for k in bad[:3]:
+                    if k in n:
+                        print(f"    nsd:     {sorted(n[k]) if isinstance(n[k], set) else n[k]}")
+                        print(f"    rampart: {sorted(r[k]) if isinstance(r[k], set) else r[k]}")
+                if why:
+                    print(f"    ({why})")
+                    known += 1
+                else:
+                    failed += 1
+        print(f"{total} queries: {total - failed - known} identical, {known} known, {failed} failed")
+        return 1 if failed else 0
+    finally:
+        rampart.send_signal(signal.SIGTERM)
+        rampart.wait(timeout=10)
+        os.kill(nsd_pid, signal.SIGTERM)
+        time.sleep(0.3)
+        if not os.environ.get("RP_KEEP_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
