@@ -133,6 +133,9 @@ pub fn parse_question(
 pub struct Edns {
     pub variant: Variant,
     pub udp_size: u16,
+    /// Checksum contribution of the OPT record at its place, when it carries no options (or
+    /// there is no OPT: 0); `None` when options follow, which the program doesn't sum itself.
+    pub csum: Option<u64>,
 }
 
 /// RFC 6891: with ARCOUNT=1 the record after the question must be a root-owned OPT of version 0
@@ -152,6 +155,7 @@ pub fn parse_edns(
         return Ok(Edns {
             variant: Variant::NoEdns,
             udp_size: 0,
+            csum: Some(0),
         });
     }
     if opt + OPT_FIXED_LEN > dns_end {
@@ -161,9 +165,17 @@ pub fn parse_edns(
     // verifier no range (see packet::name_byte_at).
     let p = ptr_at(ctx, opt, OPT_FIXED_LEN, Counter::PassMalformed)?;
     // SAFETY: 11 bytes checked above; big-endian fields read unaligned.
-    let (owner, rtype, udp_size, version, flags, rdlen) = unsafe {
+    let (owner, rtype, udp_size, ext_rcode, version, flags, rdlen) = unsafe {
         let be16 = |o: usize| u16::from_be((p.add(o) as *const u16).read_unaligned());
-        (*p, be16(1), be16(3), *p.add(6), be16(7), be16(9) as usize)
+        (
+            *p,
+            be16(1),
+            be16(3),
+            *p.add(5),
+            *p.add(6),
+            be16(7),
+            be16(9) as usize,
+        )
     };
     if owner != 0 {
         return Err(Counter::PassEdns);
@@ -183,7 +195,23 @@ pub fn parse_edns(
     } else {
         Variant::Edns
     };
-    Ok(Edns { variant, udp_size })
+    // The 11 bytes as words from an even offset: owner|type_hi, type_lo|class_hi,
+    // class_lo|ext_rcode, version|flags_hi, flags_lo|rdlen_hi, rdlen_lo|pad.
+    let csum = (rdlen == 0).then(|| {
+        let b = |hi: u16, lo: u16| ((hi & 0xff) << 8 | (lo & 0xff)) as u64;
+        let even = b(owner as u16, rtype >> 8)
+            + b(rtype, udp_size >> 8)
+            + b(udp_size, ext_rcode as u16)
+            + b(version as u16, flags >> 8)
+            + b(flags, 0)
+            + b(0, 0);
+        crate::csum::at_offset(crate::csum::fold(even), opt - q.end + q.len + HEADER_LEN)
+    });
+    Ok(Edns {
+        variant,
+        udp_size,
+        csum,
+    })
 }
 
 /// A found answer and where its tail lives.
@@ -228,6 +256,12 @@ pub fn write_header(
 #[inline(always)]
 fn reply_flags(q: &Header, v: &AnswerHead) -> u16 {
     v.flags | (q.flags & COPIED_FLAGS)
+}
+
+/// Checksum contribution of the query's 12-byte header (QDCOUNT 1, AN and NS 0: checked).
+#[inline(always)]
+pub fn query_header_sum(q: &Header) -> u64 {
+    q.id as u64 + q.flags as u64 + 1 + q.arcount as u64
 }
 
 /// Checksum contribution of the answer's 12-byte header.

@@ -60,7 +60,10 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     if dns_len > limit {
         return Err(Counter::PassTooBig);
     }
-    udp::verify_checksum(ctx, &l3, &udp)?;
+    let payload_sum = edns
+        .csum
+        .map(|opt| dns::query_header_sum(&header) + question.csum + opt);
+    udp::verify_checksum(ctx, &l3, &udp, payload_sum)?;
     respond(
         ctx,
         &Reply {

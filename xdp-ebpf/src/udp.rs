@@ -28,7 +28,15 @@ const MAX_VERIFIED: usize = 512;
 /// Verify the query's UDP checksum, as the kernel would before delivering it: a corrupted
 /// datagram is the kernel's to drop, never ours to answer.
 #[inline(always)]
-pub fn verify_checksum(ctx: &XdpContext, l3: &L3, udp: &Udp) -> Result<(), Counter> {
+/// `payload_sum`: the DNS payload's sum when the caller has it already (every byte of a query
+/// without EDNS options was summed while parsing); otherwise the datagram is copied aside and
+/// summed with `bpf_csum_diff`.
+pub fn verify_checksum(
+    ctx: &XdpContext,
+    l3: &L3,
+    udp: &Udp,
+    payload_sum: Option<u64>,
+) -> Result<(), Counter> {
     if udp.csum == 0 {
         // "No checksum" is legal on IPv4 (RFC 768), never on IPv6 (RFC 8200 §8.1).
         return if l3.v6 {
@@ -38,6 +46,19 @@ pub fn verify_checksum(ctx: &XdpContext, l3: &L3, udp: &Udp) -> Result<(), Count
         };
     }
     let len = udp.payload_len + UDP_HLEN;
+    if let Some(payload) = payload_sum {
+        let off = l3.l4_off;
+        let header = be16_at(ctx, off, Counter::PassMalformed)? as u64
+            + be16_at(ctx, off + 2, Counter::PassMalformed)? as u64
+            + len as u64
+            + udp.csum as u64;
+        let sum = payload + header + ip::pseudo_sum(ctx, l3, len)?;
+        return if csum::fold(sum) == 0xffff {
+            Ok(())
+        } else {
+            Err(Counter::PassBadChecksum)
+        };
+    }
     if len > MAX_VERIFIED {
         return Err(Counter::PassLargeQuery);
     }

@@ -552,6 +552,19 @@ fn queries_with_a_bad_udp_checksum_go_to_the_kernel() {
         );
     }
     assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 5);
+    // With EDNS options (a client cookie, RFC 7873) the datagram is summed by the helper path.
+    let mut q = query(4, "www.example.com", 1, Some((1232, false)));
+    let n = q.len();
+    q[n - 2..].copy_from_slice(&12u16.to_be_bytes());
+    q.extend_from_slice(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+    for v6 in [false, true] {
+        let good = frame(v6, 5301, &q);
+        assert_eq!(run(&fp, &good).0, XDP_TX, "v6={v6}: cookie query");
+        let l4 = if v6 { 54 } else { 34 };
+        let stored = u16::from_be_bytes([good[l4 + 6], good[l4 + 7]]);
+        assert_eq!(run(&fp, &with_udp_csum(good, stored ^ 0x0010)).0, XDP_PASS, "v6={v6}");
+    }
+    assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 7);
 }
 
 /// Each tail class (inline in the value, small slot, large slot) reaches the wire intact.
