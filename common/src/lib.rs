@@ -164,7 +164,8 @@ pub struct Config {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Every packet the program saw.
+    /// Every packet the program saw: the sum of all the others, computed by userspace (each frame
+    /// ends in exactly one outcome); the program never writes this slot.
     Packets = 0,
     /// Answered from the maps, by outcome (RCODE / section shape).
     TxAnswer,

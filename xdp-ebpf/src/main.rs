@@ -26,7 +26,6 @@ pub type Verdict = Result<u32, Counter>;
 
 #[xdp]
 pub fn rampart(ctx: XdpContext) -> u32 {
-    count(Counter::Packets);
     match try_rampart(&ctx) {
         Ok(action) => action,
         Err(Counter::DropRewriteFailed) => xdp_action::XDP_DROP,

@@ -427,9 +427,16 @@ impl Counters {
     fn read<T: std::borrow::Borrow<MapData>>(stats: &PerCpuArray<T, u64>) -> Result<Counters> {
         let mut out = Vec::new();
         for (c, name) in Counter::NAMED {
-            let per_cpu = stats.get(&(c as u32), 0)?;
-            out.push((name, per_cpu.iter().sum()));
+            let value = if c == Counter::Packets {
+                0
+            } else {
+                stats.get(&(c as u32), 0)?.iter().sum()
+            };
+            out.push((name, value));
         }
+        // Every frame ends in exactly one outcome, so the program needn't count frames itself.
+        let total = out.iter().map(|(_, v)| v).sum();
+        out[Counter::Packets as usize].1 = total;
         Ok(Counters(out))
     }
 

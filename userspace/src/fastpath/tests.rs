@@ -416,6 +416,8 @@ fn fuzz_every_tx_is_a_well_formed_answer() {
     }
     eprintln!("fuzz: {tx} of {total} mutated frames answered, all well-formed");
     assert_eq!(fp.counters().unwrap().get("drop_rewrite_failed"), 0);
+    // Every frame ended in exactly one outcome counter: that is what `packets` is made of.
+    assert_eq!(fp.counters().unwrap().get("packets"), total as u64);
     assert!(tx > 0, "the fuzz never reached the answer path");
 }
 
@@ -562,7 +564,11 @@ fn queries_with_a_bad_udp_checksum_go_to_the_kernel() {
         assert_eq!(run(&fp, &good).0, XDP_TX, "v6={v6}: cookie query");
         let l4 = if v6 { 54 } else { 34 };
         let stored = u16::from_be_bytes([good[l4 + 6], good[l4 + 7]]);
-        assert_eq!(run(&fp, &with_udp_csum(good, stored ^ 0x0010)).0, XDP_PASS, "v6={v6}");
+        assert_eq!(
+            run(&fp, &with_udp_csum(good, stored ^ 0x0010)).0,
+            XDP_PASS,
+            "v6={v6}"
+        );
     }
     assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 7);
 }
