@@ -84,35 +84,39 @@ pub fn parse(ctx: &XdpContext, l2: &L2) -> Result<L3, Counter> {
     }
 }
 
-/// The UDP pseudo-header sum (RFC 768, RFC 8200 §8.1) for a datagram of `l4_len` bytes.
+/// Sum of the source and destination addresses: the address part of the UDP pseudo-header
+/// (RFC 768, RFC 8200 §8.1). Swapping them for the reply leaves it unchanged, so the query's
+/// checksum check and the answer's checksum share it.
 #[inline(always)]
-pub fn pseudo_sum(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<u64, Counter> {
-    let sum = IPPROTO_UDP as u64 + l4_len as u64;
+pub fn address_sum(ctx: &XdpContext, l3: &L3) -> Result<u64, Counter> {
     if l3.v6 {
         let p = ptr_at(ctx, l3.off, IPV6_HLEN, Counter::PassMalformed)?;
         // SAFETY: the 40-byte header was bound-checked above.
-        Ok(sum + unsafe { sum_words(p.add(8), 32) })
+        Ok(unsafe { sum_words(p.add(8), 32) })
     } else {
         let p = ptr_at(ctx, l3.off, IPV4_HLEN, Counter::PassMalformed)?;
         // SAFETY: the 20-byte header was bound-checked above.
-        Ok(sum + unsafe { sum_words(p.add(12), 8) })
+        Ok(unsafe { sum_words(p.add(12), 8) })
     }
 }
 
-/// Swap addresses, set lengths and TTL, fix the IPv4 header checksum. Returns the UDP
-/// pseudo-header sum (addresses, protocol, length) for the transport checksum.
+/// The whole pseudo-header sum for a datagram of `l4_len` bytes, from [`address_sum`].
 #[inline(always)]
-pub fn reply(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<u64, Counter> {
+pub fn pseudo_sum(address_sum: u64, l4_len: usize) -> u64 {
+    address_sum + IPPROTO_UDP as u64 + l4_len as u64
+}
+
+/// Swap addresses, set lengths and TTL, fix the IPv4 header checksum.
+#[inline(always)]
+pub fn reply(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<(), Counter> {
     let off = l3.off;
     let err = Counter::PassRewriteFailed;
-    let mut sum: u64 = IPPROTO_UDP as u64 + l4_len as u64;
     if l3.v6 {
         let p = ptr_at(ctx, off, IPV6_HLEN, err)?;
         // SAFETY: the 40-byte header was bound-checked above.
         unsafe {
             swap16(p.add(8), p.add(24));
             *p.add(7) = REPLY_TTL;
-            sum += sum_words(p.add(8), 16) + sum_words(p.add(24), 16);
         }
         put_be16(ctx, off + 4, l4_len as u16)?;
     } else {
@@ -124,7 +128,6 @@ pub fn reply(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<u64, Counter> {
             (p.add(12) as *mut u32).write_unaligned(dst);
             (p.add(16) as *mut u32).write_unaligned(src);
             *p.add(8) = REPLY_TTL;
-            sum += sum_words(p.add(12), 8);
         }
         put_be16(ctx, off + 2, (IPV4_HLEN + l4_len) as u16)?;
         put_be16(ctx, off + 10, 0)?;
@@ -133,7 +136,7 @@ pub fn reply(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<u64, Counter> {
         let hsum = unsafe { sum_words(p, IPV4_HLEN) };
         put_be16(ctx, off + 10, csum::finish(hsum))?;
     }
-    Ok(sum)
+    Ok(())
 }
 
 /// Sum of `len` bytes (even) as big-endian 16-bit words.

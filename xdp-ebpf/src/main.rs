@@ -62,7 +62,8 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     let payload_sum = edns
         .csum
         .map(|opt| dns::query_header_sum(&header) + question.csum + opt);
-    udp::verify_checksum(ctx, &l3, &udp, payload_sum)?;
+    let address_sum = ip::address_sum(ctx, &l3)?;
+    udp::verify_checksum(ctx, &l3, &udp, address_sum, payload_sum)?;
     respond(
         ctx,
         &Reply {
@@ -72,6 +73,7 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
             question: &question,
             answer: &answer,
             dns_len,
+            address_sum,
         },
     )
 }
@@ -85,6 +87,8 @@ struct Reply<'a> {
     answer: &'a Answer,
     /// Length of the DNS answer: header, question, tail.
     dns_len: usize,
+    /// The addresses' share of the UDP pseudo-header, the same for query and answer.
+    address_sum: u64,
 }
 
 /// Turn the query into its answer in place and send it back out of the same NIC.
@@ -147,7 +151,8 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
     let relocated = relocate(ctx, r, tail_off)?;
     dns::write_header(ctx, r.dns_off, r.header, v)?;
     eth::swap_macs(ctx)?;
-    let pseudo = ip::reply(ctx, r.l3, 8 + r.dns_len)?;
+    ip::reply(ctx, r.l3, 8 + r.dns_len)?;
+    let pseudo = ip::pseudo_sum(r.address_sum, 8 + r.dns_len);
     let payload_sum = dns::header_sum(r.header, v)
         + r.question.csum
         + csum::at_offset(v.tail_csum, tail_off - r.dns_off)
