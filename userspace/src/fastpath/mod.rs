@@ -389,9 +389,8 @@ impl FastPath {
         Counters::read(&stats)
     }
 
-    /// The program, for BPF_PROG_TEST_RUN in tests.
-    #[cfg(test)]
-    pub fn program(&self) -> &Xdp {
+    /// The loaded program (for BPF_PROG_TEST_RUN).
+    fn program(&self) -> &Xdp {
         self.ebpf
             .program(PROGRAM_NAME)
             .expect("loaded")
@@ -516,5 +515,6 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+pub mod probe;
 #[cfg(test)]
 mod tests;
