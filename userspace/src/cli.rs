@@ -16,9 +16,11 @@ use tracing::{error, info, warn};
 
 use crate::{
     compile,
+    config::{Config, ZonesConfig},
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
+    identity::Identity,
     metrics,
-    server::{Server, ServerHandle},
+    server::{Server, ServerConfig, ServerHandle},
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -59,29 +61,87 @@ enum Command {
     },
 }
 
+/// `rampart run` flags: each overrides its key in the config file (`config.rs`).
 #[derive(clap::Args)]
 struct RunArgs {
-    /// NIC to attach the XDP program to (repeatable). Without it, rampart serves from sockets only.
+    /// TOML configuration file (see rampart.example.toml); flags override its keys.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// NIC to attach the XDP program to (repeatable; xdp.interfaces). Without it, rampart serves
+    /// from sockets only.
     #[arg(long = "iface")]
     ifaces: Vec<String>,
-    /// Zone file, FILE or ORIGIN=FILE (repeatable).
+    /// Zone file, FILE or ORIGIN=FILE (repeatable; zones.files).
     #[arg(long = "zone")]
     zones: Vec<String>,
-    /// Directory whose *.zone files are all loaded (origin from the file name).
+    /// Directory whose *.zone files are all loaded, origin from the file name (zones.dir).
     #[arg(long)]
     zone_dir: Option<PathBuf>,
-    /// UDP and TCP address for the slow path (repeatable).
-    #[arg(long = "listen", default_values_t = [SocketAddr::from(([0, 0, 0, 0], 53))])]
+    /// UDP and TCP address for the slow path (repeatable; server.listen) [default: 0.0.0.0:53].
+    #[arg(long = "listen")]
     listen: Vec<SocketAddr>,
-    /// XDP attach mode: native (driver; fails where unsupported), generic, or auto.
-    #[arg(long, value_enum, default_value_t = AttachMode::Native)]
-    xdp_mode: AttachMode,
-    /// bpffs directory where the counters and maps are pinned for `rampart stats`.
-    #[arg(long, default_value = DEFAULT_PIN_DIR)]
-    pin_dir: PathBuf,
-    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics.
+    /// XDP attach mode: native (driver; fails where unsupported), generic, or auto (xdp.mode)
+    /// [default: native].
+    #[arg(long, value_enum)]
+    xdp_mode: Option<AttachMode>,
+    /// bpffs directory where the counters and maps are pinned for `rampart stats` (xdp.pin_dir)
+    /// [default: /sys/fs/bpf/rampart].
+    #[arg(long)]
+    pin_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics
+    /// (server.metrics).
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// This node's name in NSID and CHAOS TXT id.server./hostname.bind. answers (server.identity).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Prefix to announce while healthy (repeatable; anycast.prefixes).
+    #[arg(long = "anycast-prefix")]
+    anycast_prefixes: Vec<ipnet::IpNet>,
+    /// TUN device carrying the announced prefixes (anycast.device) [default: rampart0].
+    #[arg(long)]
+    anycast_device: Option<String>,
+    /// Unix socket for `rampart anycast` (anycast.control_socket)
+    /// [default: /run/rampart/control.sock].
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The config file (or the defaults) with every given flag applied over it.
+    fn into_config(self) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        fn list<T>(key: &mut Vec<T>, flag: Vec<T>) {
+            if !flag.is_empty() {
+                *key = flag;
+            }
+        }
+        fn one<T>(key: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *key = v;
+            }
+        }
+        list(&mut c.xdp.interfaces, self.ifaces);
+        list(&mut c.zones.files, self.zones);
+        list(&mut c.server.listen, self.listen);
+        list(&mut c.anycast.prefixes, self.anycast_prefixes);
+        if self.zone_dir.is_some() {
+            c.zones.dir = self.zone_dir;
+        }
+        if self.metrics.is_some() {
+            c.server.metrics = self.metrics;
+        }
+        one(&mut c.xdp.mode, self.xdp_mode);
+        one(&mut c.xdp.pin_dir, self.pin_dir);
+        one(&mut c.server.identity, self.identity);
+        one(&mut c.anycast.device, self.anycast_device);
+        one(&mut c.anycast.control_socket, self.control_socket);
+        c.check()?;
+        Ok(c)
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -96,7 +156,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { files } => return check(&files),
-        Command::Run(args) => run(args),
+        Command::Run(args) => args.into_config().and_then(run),
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
         Command::Detach { iface } => iface.iter().try_for_each(|i| {
             fastpath::detach_iface(i)?;
@@ -129,14 +189,14 @@ fn check(files: &[String]) -> ExitCode {
     }
 }
 
-fn zone_specs(args: &RunArgs) -> Vec<ZoneSpec> {
-    args.zones.iter().map(|z| ZoneSpec::parse(z)).collect()
+fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
+    zones.files.iter().map(|z| ZoneSpec::parse(z)).collect()
 }
 
 /// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
 /// is reported (file:line) and left out rather than keeping the whole node down.
-fn load_catalog(args: &RunArgs) -> Result<Catalog> {
-    let (catalog, errors) = Catalog::load_partial(&zone_specs(args), args.zone_dir.as_deref());
+fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
+    let (catalog, errors) = Catalog::load_partial(&zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
         error!("{e}");
     }
@@ -149,31 +209,33 @@ fn load_catalog(args: &RunArgs) -> Result<Catalog> {
     Ok(catalog)
 }
 
-fn run(args: RunArgs) -> Result<()> {
-    if args.zones.is_empty() && args.zone_dir.is_none() {
-        bail!("no zones: give --zone FILE or --zone-dir DIR");
-    }
+fn run(config: Config) -> Result<()> {
     let started = Instant::now();
-    let catalog = Arc::new(load_catalog(&args)?);
+    let catalog = Arc::new(load_catalog(&config.zones)?);
     let table = compile::compile(&catalog);
     info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
 
     let mut fast = None;
-    if !args.ifaces.is_empty() {
-        let mut fp = FastPath::load(Capacity::for_table(&table), &args.pin_dir)?;
+    if !config.xdp.interfaces.is_empty() {
+        let mut fp = FastPath::load(Capacity::for_table(&table), &config.xdp.pin_dir)?;
         log_installed(&fp.install(&table)?);
-        for iface in &args.ifaces {
-            fp.attach(iface, args.xdp_mode)?;
+        for iface in &config.xdp.interfaces {
+            fp.attach(iface, config.xdp.mode)?;
         }
         fast = Some(fp);
     }
-    let server = Server::start(&args.listen, catalog.clone()).context("starting the slow path")?;
-    if let Some(addr) = args.metrics {
+    let server_config = ServerConfig {
+        identity: Arc::new(Identity::new(&config.server.identity)?),
+        ..ServerConfig::default()
+    };
+    let server = Server::start_with(&config.server.listen, catalog.clone(), server_config)
+        .context("starting the slow path")?;
+    if let Some(addr) = config.server.metrics {
         let shared = server.shared_catalog();
         metrics::serve(
             addr,
             metrics::Sources {
-                pin_dir: fast.is_some().then(|| args.pin_dir.clone()),
+                pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
                 catalog: Box::new(move || shared.get()),
             },
         )?;
@@ -189,7 +251,7 @@ fn run(args: RunArgs) -> Result<()> {
     while !term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Ordering::Relaxed) {
-            reload(&args, &server, fast.as_mut());
+            reload(&config.zones, &server, fast.as_mut());
         }
     }
     info!("shutting down");
@@ -207,9 +269,9 @@ fn run(args: RunArgs) -> Result<()> {
 
 /// SIGHUP: parse and compile the zones again. A zone whose file now fails keeps serving its
 /// previous version; both paths switch to the new catalog together.
-fn reload(args: &RunArgs, server: &ServerHandle, fast: Option<&mut FastPath>) {
+fn reload(zones: &ZonesConfig, server: &ServerHandle, fast: Option<&mut FastPath>) {
     let previous = server.catalog();
-    let (catalog, errors) = Catalog::reload(&previous, &zone_specs(args), args.zone_dir.as_deref());
+    let (catalog, errors) = Catalog::reload(&previous, &zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
         error!("reload: {e}");
     }
