@@ -24,6 +24,7 @@ import dns.rcode
 import dns.rdatatype
 
 NSID = 3
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
 
 
 def query_wire(qname, qtype):
@@ -61,12 +62,16 @@ def probe(server, port, rate, duration, timeout, qname, qtype, nports, count=Non
     for _ in range(nports):
         s = socket.socket(family, socket.SOCK_DGRAM)
         s.setblocking(False)
+        # the kernel stamps each reply on arrival: a prober that the loaded machine deschedules
+        # for a while reads late, but doesn't count an answer that came in time as lost
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
         socks.append(s)
         by_fd[s.fileno()] = s
         ep.register(s.fileno(), select.EPOLLIN)
     total = int(duration * rate) if count is None else min(count, int(duration * rate))
     recs = []
+    sent_rt = []  # CLOCK_REALTIME of each send, the clock of the kernel's receive stamps
     pending = {}  # (fd, id) → index
     qid = int.from_bytes(os.urandom(2), "big")
     t0 = time.monotonic()
@@ -80,11 +85,13 @@ def probe(server, port, rate, duration, timeout, qname, qtype, nports, count=Non
                 s = socks[i % nports]
                 qid = (qid + 7919) & 0xFFFF
                 struct.pack_into("!H", base, 0, qid)
+                # taken before sending: over veth the reply can arrive before sendto returns
+                recs.append([time.monotonic(), None, None, None])
+                sent_rt.append(time.time())
                 try:
                     s.sendto(base, (server, port))
                 except OSError:
                     pass  # no route during a withdrawal: the query is simply lost
-                recs.append([time.monotonic(), None, None, None])
                 pending[(s.fileno(), qid)] = i
                 i += 1
                 continue
@@ -99,12 +106,16 @@ def probe(server, port, rate, duration, timeout, qname, qtype, nports, count=Non
             s = by_fd[fd]
             while True:
                 try:
-                    wire = s.recv(4096)
+                    wire, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(16))
                 except BlockingIOError:
                     break
                 except OSError:
                     continue  # ICMP error reported on the socket: not an answer
-                t = time.monotonic()
+                t = time.time()
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                        sec, nsec = struct.unpack("qq", data[:16])
+                        t = sec + nsec / 1e9
                 if len(wire) < 12:
                     continue
                 k = pending.pop((fd, int.from_bytes(wire[:2], "big")), None)
@@ -113,7 +124,7 @@ def probe(server, port, rate, duration, timeout, qname, qtype, nports, count=Non
                 a = answer_of(wire)
                 if a is None:
                     continue
-                rtt = t - recs[k][0]
+                rtt = t - sent_rt[k]
                 if rtt <= timeout:
                     recs[k][1], recs[k][3], recs[k][2] = rtt, a[0], a[1]
     for s in socks:
