@@ -4,7 +4,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -15,6 +15,10 @@ use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 
 use crate::{
+    anycast::{
+        self, Anycast,
+        health::{self, FastProbe, ProbeQuestion, Probes},
+    },
     compile,
     config::{Config, ZonesConfig},
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
@@ -46,13 +50,25 @@ enum Command {
         files: Vec<String>,
     },
     /// Serve zones: attach the XDP program to the named NICs and answer the rest from userspace.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the running instance's counters.
     Stats {
         #[arg(long)]
         json: bool,
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+    },
+    /// The running node's announcement: status, or a maintenance drain.
+    Anycast {
+        #[command(subcommand)]
+        action: AnycastAction,
+        /// The daemon's control socket [default: anycast.control_socket of --config, else
+        /// /run/rampart/control.sock].
+        #[arg(long, global = true)]
+        control_socket: Option<PathBuf>,
+        /// Take the control socket's path from this config file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
     },
     /// Remove an XDP program left on a NIC by a crashed instance.
     Detach {
@@ -62,6 +78,19 @@ enum Command {
 }
 
 /// `rampart run` flags: each overrides its key in the config file (`config.rs`).
+#[derive(Subcommand)]
+enum AnycastAction {
+    /// State, recent transitions with reasons, health counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw the prefixes and keep them withdrawn (maintenance); serving goes on.
+    Drain,
+    /// End a drain: announce again once healthy and past the hold-down.
+    Undrain,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// TOML configuration file (see rampart.example.toml); flags override its keys.
@@ -109,7 +138,7 @@ struct RunArgs {
 
 impl RunArgs {
     /// The config file (or the defaults) with every given flag applied over it.
-    fn into_config(self) -> Result<Config> {
+    fn into_config(self: Box<Self>) -> Result<Config> {
         let mut c = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -158,6 +187,11 @@ pub fn main() -> ExitCode {
         Command::Check { files } => return check(&files),
         Command::Run(args) => args.into_config().and_then(run),
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
+        Command::Anycast {
+            action,
+            control_socket,
+            config,
+        } => anycast_command(action, control_socket, config),
         Command::Detach { iface } => iface.iter().try_for_each(|i| {
             fastpath::detach_iface(i)?;
             println!("detached XDP from {i}");
@@ -222,7 +256,7 @@ fn run(config: Config) -> Result<()> {
         for iface in &config.xdp.interfaces {
             fp.attach(iface, config.xdp.mode)?;
         }
-        fast = Some(fp);
+        fast = Some(Arc::new(Mutex::new(fp)));
     }
     let server_config = ServerConfig {
         identity: Arc::new(Identity::new(&config.server.identity)?),
@@ -240,6 +274,31 @@ fn run(config: Config) -> Result<()> {
             },
         )?;
     }
+    // Health checking and announcing, when there is something to announce.
+    let mut anycast = None;
+    let holds_probe = Arc::new(AtomicBool::new(false));
+    let mut probe_question = None;
+    if !config.anycast.prefixes.is_empty() {
+        let question = ProbeQuestion::from_config(&config, &server.shared_catalog())?;
+        holds_probe.store(question.held_by(&table), Ordering::Relaxed);
+        let (client, service) = health::frame_addresses(&config);
+        let fast_probe = fast.as_ref().map(|fp| FastProbe {
+            fast: fp.clone(),
+            holds_probe: holds_probe.clone(),
+            client,
+            server: service,
+        });
+        let probes = Probes::new(
+            question.clone(),
+            server.shared_catalog(),
+            health::slow_target(&config),
+            fast_probe,
+            config.health.timeout(),
+        );
+        anycast = Some(Anycast::start(&config, probes)?);
+        probe_question = Some(question);
+    }
+    drop(table);
 
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -251,12 +310,20 @@ fn run(config: Config) -> Result<()> {
     while !term.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Ordering::Relaxed) {
-            reload(&config.zones, &server, fast.as_mut());
+            let (table, installed) = reload(&config.zones, &server, fast.as_deref());
+            if let Some(q) = &probe_question {
+                holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
+            }
         }
     }
     info!("shutting down");
+    // Withdraw first, so routers move the traffic while the sockets still answer.
+    if let Some(a) = anycast {
+        a.shutdown();
+    }
     server.stop();
-    if let Some(Ok(c)) = fast.as_ref().map(FastPath::counters) {
+    let counters = fast.as_ref().map(|fp| lock(fp).counters());
+    if let Some(Ok(c)) = counters {
         let summary: Vec<String> =
             c.0.iter()
                 .filter(|(_, v)| *v > 0)
@@ -267,9 +334,19 @@ fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {
+    // A panic mid-install leaves a generation that is whole or not yet flipped to.
+    fp.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// SIGHUP: parse and compile the zones again. A zone whose file now fails keeps serving its
 /// previous version; both paths switch to the new catalog together.
-fn reload(zones: &ZonesConfig, server: &ServerHandle, fast: Option<&mut FastPath>) {
+/// Returns the new table and whether the fast path holds it.
+fn reload(
+    zones: &ZonesConfig,
+    server: &ServerHandle,
+    fast: Option<&Mutex<FastPath>>,
+) -> (Vec<compile::CompiledAnswer>, bool) {
     let previous = server.catalog();
     let (catalog, errors) = Catalog::reload(&previous, &zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
@@ -283,13 +360,22 @@ fn reload(zones: &ZonesConfig, server: &ServerHandle, fast: Option<&mut FastPath
         errors = errors.len(),
         "reloaded"
     );
+    // The fast path is held while both paths switch, so the health probe sees them switch
+    // together (it skips a round rather than compare the new zones with the old maps).
+    let mut fp = fast.map(lock);
     server.replace_catalog(catalog.clone());
-    if let Some(fp) = fast {
-        match fp.install(&table) {
-            Ok(installed) => log_installed(&installed),
-            Err(e) => warn!("{e:#}"),
+    let installed = match fp.as_deref_mut().map(|fp| fp.install(&table)) {
+        Some(Ok(installed)) => {
+            log_installed(&installed);
+            true
         }
-    }
+        Some(Err(e)) => {
+            warn!("{e:#}");
+            false
+        }
+        None => false,
+    };
+    (table, installed)
 }
 
 fn log_installed(i: &fastpath::Installed) {
@@ -314,6 +400,34 @@ fn stats(json: bool, pin_dir: &Path) -> Result<()> {
     } else {
         for (name, value) in &counters.0 {
             println!("{name:<24} {value}");
+        }
+    }
+    Ok(())
+}
+
+fn anycast_command(
+    action: AnycastAction,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let socket = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => Config::load(&c)?.anycast.control_socket,
+        (None, None) => Config::default().anycast.control_socket,
+    };
+    let command = match action {
+        AnycastAction::Status { .. } => "status",
+        AnycastAction::Drain => "drain",
+        AnycastAction::Undrain => "undrain",
+    };
+    let reply = anycast::control::request(&socket, command)?;
+    match action {
+        AnycastAction::Status { json: true } => println!("{reply}"),
+        AnycastAction::Status { json: false } => print!("{}", anycast::render_status(&reply)),
+        _ => {
+            let changed = reply["changed"].as_bool().unwrap_or(false);
+            let state = reply["state"].as_str().unwrap_or("?");
+            println!("{state}{}", if changed { "" } else { " (unchanged)" });
         }
     }
     Ok(())

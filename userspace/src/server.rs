@@ -74,10 +74,6 @@ pub struct Server;
 
 impl Server {
     /// Binds every address (UDP and TCP on the same port; port 0 picks one) and starts serving.
-    pub fn start(listen: &[SocketAddr], catalog: Arc<Catalog>) -> anyhow::Result<ServerHandle> {
-        Server::start_with(listen, catalog, ServerConfig::default())
-    }
-
     pub fn start_with(
         listen: &[SocketAddr],
         catalog: Arc<Catalog>,

@@ -181,12 +181,12 @@ fn run_hook(hook: &Hook, prefixes: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     /// Runs `f` in a fresh network namespace on a thread of its own (setns changes only the
     /// calling thread), so the test's devices never touch the host's.
-    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::spawn(move || {
             // SAFETY: unshare of this thread's network namespace; needs root.
             assert_eq!(
