@@ -70,7 +70,8 @@ pub struct Anycast {
 
 impl Anycast {
     /// Creates the announcement device (withdrawn), binds the control socket and starts probing.
-    pub fn start(config: &Config, probes: Probes) -> Result<Anycast> {
+    /// Commands other than status/drain/undrain go to `other`.
+    pub fn start(config: &Config, probes: Probes, other: control::Handler) -> Result<Anycast> {
         let announcer = Announcer::new(&config.anycast)?;
         let h = &config.health;
         let machine = Machine::new(Thresholds {
@@ -103,7 +104,7 @@ impl Anycast {
         let (req_tx, req_rx) = crossbeam_channel::bounded::<(Request, Sender<Value>)>(1);
         let control = ControlServer::start(&config.anycast.control_socket, {
             let status = status.clone();
-            Box::new(move |cmd| handle(cmd, &status, &req_tx))
+            Box::new(move |cmd| handle(cmd, &status, &req_tx, &other))
         })?;
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let checker = Checker {
@@ -142,7 +143,12 @@ impl Anycast {
     }
 }
 
-fn handle(cmd: &str, status: &Mutex<Status>, requests: &Sender<(Request, Sender<Value>)>) -> Value {
+fn handle(
+    cmd: &str,
+    status: &Mutex<Status>,
+    requests: &Sender<(Request, Sender<Value>)>,
+    other: &control::Handler,
+) -> Value {
     let request = match cmd {
         "status" => {
             let s = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -150,9 +156,7 @@ fn handle(cmd: &str, status: &Mutex<Status>, requests: &Sender<(Request, Sender<
         }
         "drain" => Request::Drain,
         "undrain" => Request::Undrain,
-        other => {
-            return json!({"error": format!("unknown command {other:?} (status, drain, undrain)")});
-        }
+        _ => return other(cmd),
     };
     let (tx, rx) = crossbeam_channel::bounded(1);
     if requests.send((request, tx)).is_err() {
@@ -207,11 +211,11 @@ impl Checker {
 
     fn operator(&mut self, req: Request) -> Value {
         let now = Instant::now();
+        let was = self.machine.state();
         let action = match req {
             Request::Drain => self.machine.drain(now),
             Request::Undrain => self.machine.undrain(now),
         };
-        let was = self.machine.state();
         self.apply(action);
         let changed = self.machine.state() != was;
         if changed && !self.acted {
