@@ -56,6 +56,10 @@ impl Device {
             return Err(e).with_context(|| format!("creating TUN device {name}"));
         }
         let ifindex = netlink::ifindex(name)?;
+        // Only the service addresses belong on it (a kernel without IPv6 refuses: harmless).
+        if let Err(e) = netlink::disable_ipv6_link_local(ifindex) {
+            tracing::debug!("{name}: keeping IPv6 link-local generation: {e}");
+        }
         netlink::set_link_up(ifindex).with_context(|| format!("setting {name} up"))?;
         Ok(Device {
             _fd: fd,
@@ -215,7 +219,6 @@ pub mod tests {
         Some(
             text.lines()
                 .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
-                .filter(|a| !a.starts_with("fe80"))
                 .collect(),
         )
     }
