@@ -295,6 +295,33 @@ fn passes_what_it_must_not_answer() {
     let n = v1.len();
     v1[n - 5] = 1;
     cases.push(("EDNS version 1", v1, "pass_edns"));
+    // EDNS options: NSID goes up wherever it sits; a length past the RDATA is malformed; more
+    // options than the program scans go up unjudged.
+    let with_options = |opts: &[u8]| {
+        let mut q = query(1, "www.example.com", 1, Some((1232, false)));
+        let n = q.len();
+        q[n - 2..].copy_from_slice(&(opts.len() as u16).to_be_bytes());
+        q.extend_from_slice(opts);
+        q
+    };
+    cases.push(("NSID", with_options(&[0, 3, 0, 0]), "pass_nsid"));
+    let cookie_then_nsid = [&[0, 10, 0, 8][..], &[7; 8], &[0, 3, 0, 0]].concat();
+    cases.push(("cookie, NSID", with_options(&cookie_then_nsid), "pass_nsid"));
+    cases.push((
+        "option overrun",
+        with_options(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8]),
+        "pass_malformed",
+    ));
+    cases.push((
+        "option header cut",
+        with_options(&[0, 10, 0]),
+        "pass_malformed",
+    ));
+    cases.push((
+        "seven options",
+        with_options(&[0, 12, 0, 0].repeat(7)),
+        "pass_edns",
+    ));
     cases.push(("miss", query(1, "nope.example.com", 1, None), "pass_miss"));
     for (what, dns, counter) in cases {
         let before = fp.counters().unwrap().get(counter);
@@ -525,6 +552,18 @@ fn queries_with_a_bad_udp_checksum_go_to_the_kernel() {
         );
     }
     assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 7);
+    // Six options (padding, cookie, unknown ...) are scanned and ignored: still answered.
+    let mut q = query(5, "www.example.com", 1, Some((1232, false)));
+    let opts = [
+        [0, 12, 0, 2, 0, 0].repeat(4),
+        vec![0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
+        vec![0xfd, 0xe9, 0, 1, 9],
+    ]
+    .concat();
+    let n = q.len();
+    q[n - 2..].copy_from_slice(&(opts.len() as u16).to_be_bytes());
+    q.extend_from_slice(&opts);
+    assert_eq!(run(&fp, &frame(false, 5302, &q)).0, XDP_TX, "six options");
 }
 
 /// Each tail class (inline in the value, small slot, large slot) reaches the wire intact.
