@@ -4,7 +4,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -12,15 +12,21 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use crossbeam_channel::Sender;
+use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::{
+    anycast::{
+        self, Anycast,
+        health::{self, FastProbe, ProbeQuestion, Probes},
+    },
     compile,
     config::{Config, ZonesConfig},
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
     identity::Identity,
     metrics,
-    server::{Server, ServerConfig, ServerHandle},
+    server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -46,7 +52,7 @@ enum Command {
         files: Vec<String>,
     },
     /// Serve zones: attach the XDP program to the named NICs and answer the rest from userspace.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the running instance's counters.
     Stats {
         #[arg(long)]
@@ -54,7 +60,31 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
-    /// Remove an XDP program left on a NIC by a crashed instance.
+    /// The running node's announcement: status, or a maintenance drain.
+    Anycast {
+        #[command(subcommand)]
+        action: AnycastAction,
+        /// The daemon's control socket [default: anycast.control_socket of --config, else
+        /// /run/rampart/control.sock].
+        #[arg(long, global = true)]
+        control_socket: Option<PathBuf>,
+        /// Take the control socket's path from this config file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Fault injection for failover drills: stop (or restart) the running node's slow path for
+    /// real (its sockets close; the fast path and health checking go on).
+    Debug {
+        #[command(subcommand)]
+        action: DebugAction,
+        /// The daemon's control socket [default: as for `rampart anycast`].
+        #[arg(long, global = true)]
+        control_socket: Option<PathBuf>,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Remove the XDP program from a NIC: one a crashed instance left, or a running instance's
+    /// (which then withdraws its announcement).
     Detach {
         #[arg(long, required = true)]
         iface: Vec<String>,
@@ -62,6 +92,27 @@ enum Command {
 }
 
 /// `rampart run` flags: each overrides its key in the config file (`config.rs`).
+#[derive(Subcommand)]
+enum AnycastAction {
+    /// State, recent transitions with reasons, health counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw the prefixes and keep them withdrawn (maintenance); serving goes on.
+    Drain,
+    /// End a drain: announce again once healthy and past the hold-down.
+    Undrain,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum DebugAction {
+    /// Close the slow path's sockets and stop its threads.
+    StopSlowPath,
+    /// Bind the listen addresses again and serve.
+    StartSlowPath,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// TOML configuration file (see rampart.example.toml); flags override its keys.
@@ -109,7 +160,7 @@ struct RunArgs {
 
 impl RunArgs {
     /// The config file (or the defaults) with every given flag applied over it.
-    fn into_config(self) -> Result<Config> {
+    fn into_config(self: Box<Self>) -> Result<Config> {
         let mut c = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -158,6 +209,16 @@ pub fn main() -> ExitCode {
         Command::Check { files } => return check(&files),
         Command::Run(args) => args.into_config().and_then(run),
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
+        Command::Anycast {
+            action,
+            control_socket,
+            config,
+        } => anycast_command(action, control_socket, config),
+        Command::Debug {
+            action,
+            control_socket,
+            config,
+        } => debug_command(action, control_socket, config),
         Command::Detach { iface } => iface.iter().try_for_each(|i| {
             fastpath::detach_iface(i)?;
             println!("detached XDP from {i}");
@@ -222,16 +283,19 @@ fn run(config: Config) -> Result<()> {
         for iface in &config.xdp.interfaces {
             fp.attach(iface, config.xdp.mode)?;
         }
-        fast = Some(fp);
+        fast = Some(Arc::new(Mutex::new(fp)));
     }
     let server_config = ServerConfig {
         identity: Arc::new(Identity::new(&config.server.identity)?),
         ..ServerConfig::default()
     };
-    let server = Server::start_with(&config.server.listen, catalog.clone(), server_config)
-        .context("starting the slow path")?;
+    let shared = SharedCatalog::new(catalog.clone());
+    let mut server = Some(
+        Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
+            .context("starting the slow path")?,
+    );
     if let Some(addr) = config.server.metrics {
-        let shared = server.shared_catalog();
+        let shared = shared.clone();
         metrics::serve(
             addr,
             metrics::Sources {
@@ -240,6 +304,44 @@ fn run(config: Config) -> Result<()> {
             },
         )?;
     }
+    // Health checking and announcing, when there is something to announce.
+    let mut anycast = None;
+    let (ops_tx, ops_rx) = crossbeam_channel::unbounded::<(SlowPathOp, Sender<Value>)>();
+    let holds_probe = Arc::new(AtomicBool::new(false));
+    let mut probe_question = None;
+    if !config.anycast.prefixes.is_empty() {
+        let question = ProbeQuestion::from_config(&config, &shared)?;
+        holds_probe.store(question.held_by(&table), Ordering::Relaxed);
+        let (client, service) = health::frame_addresses(&config);
+        let fast_probe = fast.as_ref().map(|fp| FastProbe {
+            fast: fp.clone(),
+            holds_probe: holds_probe.clone(),
+            client,
+            server: service,
+        });
+        let probes = Probes::new(
+            question.clone(),
+            shared.clone(),
+            health::slow_target(&config),
+            fast_probe,
+            config.health.timeout(),
+        );
+        let ops = ops_tx.clone();
+        let other = Box::new(move |cmd: &str| {
+            let op = match cmd {
+                "stop-slow-path" => SlowPathOp::Stop,
+                "start-slow-path" => SlowPathOp::Start,
+                _ => return json!({"error": format!("unknown command {cmd:?}")}),
+            };
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = ops.send((op, tx));
+            rx.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| json!({"error": "no reply from the main thread"}))
+        });
+        anycast = Some(Anycast::start(&config, probes, other)?);
+        probe_question = Some(question);
+    }
+    drop(table);
 
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -249,14 +351,32 @@ fn run(config: Config) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     eprintln!("rampart: ready");
     while !term.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+        if let Ok((op, reply)) = ops_rx.recv_timeout(Duration::from_millis(100)) {
+            let _ = reply.send(slow_path_op(
+                op,
+                &mut server,
+                &config,
+                &shared,
+                &server_config,
+            ));
+        }
         if hup.swap(false, Ordering::Relaxed) {
-            reload(&config.zones, &server, fast.as_mut());
+            let (table, installed) = reload(&config.zones, &shared, fast.as_deref());
+            if let Some(q) = &probe_question {
+                holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
+            }
         }
     }
     info!("shutting down");
-    server.stop();
-    if let Some(Ok(c)) = fast.as_ref().map(FastPath::counters) {
+    // Withdraw first, so routers move the traffic while the sockets still answer.
+    if let Some(a) = anycast {
+        a.shutdown();
+    }
+    if let Some(server) = server {
+        server.stop();
+    }
+    let counters = fast.as_ref().map(|fp| lock(fp).counters());
+    if let Some(Ok(c)) = counters {
         let summary: Vec<String> =
             c.0.iter()
                 .filter(|(_, v)| *v > 0)
@@ -267,10 +387,57 @@ fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+#[derive(Clone, Copy, Debug)]
+enum SlowPathOp {
+    Stop,
+    Start,
+}
+
+/// `rampart debug stop-slow-path|start-slow-path`: a real fault for failover drills.
+fn slow_path_op(
+    op: SlowPathOp,
+    server: &mut Option<ServerHandle>,
+    config: &Config,
+    shared: &SharedCatalog,
+    server_config: &ServerConfig,
+) -> Value {
+    match op {
+        SlowPathOp::Stop => {
+            if let Some(s) = server.take() {
+                s.stop();
+                warn!("slow path stopped by the operator (rampart debug stop-slow-path)");
+            }
+            json!({"slow_path": "stopped"})
+        }
+        SlowPathOp::Start if server.is_some() => json!({"slow_path": "running"}),
+        SlowPathOp::Start => {
+            match Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
+            {
+                Ok(s) => {
+                    *server = Some(s);
+                    info!("slow path started again by the operator");
+                    json!({"slow_path": "running"})
+                }
+                Err(e) => json!({"error": format!("{e:#}")}),
+            }
+        }
+    }
+}
+
+fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {
+    // A panic mid-install leaves a generation that is whole or not yet flipped to.
+    fp.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// SIGHUP: parse and compile the zones again. A zone whose file now fails keeps serving its
 /// previous version; both paths switch to the new catalog together.
-fn reload(zones: &ZonesConfig, server: &ServerHandle, fast: Option<&mut FastPath>) {
-    let previous = server.catalog();
+/// Returns the new table and whether the fast path holds it.
+fn reload(
+    zones: &ZonesConfig,
+    live: &SharedCatalog,
+    fast: Option<&Mutex<FastPath>>,
+) -> (Vec<compile::CompiledAnswer>, bool) {
+    let previous = live.get();
     let (catalog, errors) = Catalog::reload(&previous, &zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
         error!("reload: {e}");
@@ -283,13 +450,22 @@ fn reload(zones: &ZonesConfig, server: &ServerHandle, fast: Option<&mut FastPath
         errors = errors.len(),
         "reloaded"
     );
-    server.replace_catalog(catalog.clone());
-    if let Some(fp) = fast {
-        match fp.install(&table) {
-            Ok(installed) => log_installed(&installed),
-            Err(e) => warn!("{e:#}"),
+    // The fast path is held while both paths switch, so the health probe sees them switch
+    // together (it skips a round rather than compare the new zones with the old maps).
+    let mut fp = fast.map(lock);
+    live.replace(catalog.clone());
+    let installed = match fp.as_deref_mut().map(|fp| fp.install(&table)) {
+        Some(Ok(installed)) => {
+            log_installed(&installed);
+            true
         }
-    }
+        Some(Err(e)) => {
+            warn!("{e:#}");
+            false
+        }
+        None => false,
+    };
+    (table, installed)
 }
 
 fn log_installed(i: &fastpath::Installed) {
@@ -314,6 +490,53 @@ fn stats(json: bool, pin_dir: &Path) -> Result<()> {
     } else {
         for (name, value) in &counters.0 {
             println!("{name:<24} {value}");
+        }
+    }
+    Ok(())
+}
+
+/// `--control-socket`, else the config file's `anycast.control_socket`, else the default.
+fn control_socket(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => Config::load(&c)?.anycast.control_socket,
+        (None, None) => Config::default().anycast.control_socket,
+    })
+}
+
+fn debug_command(
+    action: DebugAction,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let command = match action {
+        DebugAction::StopSlowPath => "stop-slow-path",
+        DebugAction::StartSlowPath => "start-slow-path",
+    };
+    let reply = anycast::control::request(&control_socket(socket, config)?, command)?;
+    println!("slow path {}", reply["slow_path"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+fn anycast_command(
+    action: AnycastAction,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let socket = control_socket(socket, config)?;
+    let command = match action {
+        AnycastAction::Status { .. } => "status",
+        AnycastAction::Drain => "drain",
+        AnycastAction::Undrain => "undrain",
+    };
+    let reply = anycast::control::request(&socket, command)?;
+    match action {
+        AnycastAction::Status { json: true } => println!("{reply}"),
+        AnycastAction::Status { json: false } => print!("{}", anycast::render_status(&reply)),
+        _ => {
+            let changed = reply["changed"].as_bool().unwrap_or(false);
+            let state = reply["state"].as_str().unwrap_or("?");
+            println!("{state}{}", if changed { "" } else { " (unchanged)" });
         }
     }
     Ok(())

@@ -135,6 +135,25 @@ pub fn xdp_prog_ids(ifindex: u32) -> io::Result<Vec<u32>> {
     Ok(ids)
 }
 
+/// Turns off IPv6 link-local address generation on the link (IN6_ADDR_GEN_MODE_NONE), for
+/// devices that should carry only the addresses we put on them.
+pub fn disable_ipv6_link_local(ifindex: u32) -> io::Result<()> {
+    const IFLA_AF_SPEC: u16 = 26;
+    const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+    const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
+    let mut inet6 = Vec::new();
+    nla(
+        &mut inet6,
+        IFLA_INET6_ADDR_GEN_MODE,
+        &[IN6_ADDR_GEN_MODE_NONE],
+    );
+    let mut spec = Vec::new();
+    nla(&mut spec, libc::AF_INET6 as u16 | NLA_F_NESTED, &inet6);
+    let mut body = ifinfomsg(ifindex, 0, 0);
+    nla(&mut body, IFLA_AF_SPEC | NLA_F_NESTED, &spec);
+    request(libc::RTM_SETLINK, libc::NLM_F_ACK, &body).map(drop)
+}
+
 /// Sets the link administratively up.
 pub fn set_link_up(ifindex: u32) -> io::Result<()> {
     let up = libc::IFF_UP as u32;

@@ -74,16 +74,22 @@ pub struct Server;
 
 impl Server {
     /// Binds every address (UDP and TCP on the same port; port 0 picks one) and starts serving.
-    pub fn start(listen: &[SocketAddr], catalog: Arc<Catalog>) -> anyhow::Result<ServerHandle> {
-        Server::start_with(listen, catalog, ServerConfig::default())
-    }
-
+    #[cfg(test)]
     pub fn start_with(
         listen: &[SocketAddr],
         catalog: Arc<Catalog>,
         config: ServerConfig,
     ) -> anyhow::Result<ServerHandle> {
-        let catalog = SharedCatalog::new(catalog);
+        Server::start_shared(listen, SharedCatalog::new(catalog), config)
+    }
+
+    /// Serves a live catalog others hold too (a restarted server keeps answering from the same
+    /// one the reloads and health probes use).
+    pub fn start_shared(
+        listen: &[SocketAddr],
+        catalog: SharedCatalog,
+        config: ServerConfig,
+    ) -> anyhow::Result<ServerHandle> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let connections = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
@@ -134,6 +140,7 @@ impl Server {
 
 /// A running server: swap its catalog on reload, stop it on SIGTERM.
 pub struct ServerHandle {
+    #[cfg_attr(not(test), allow(dead_code))] // the daemon keeps its own SharedCatalog handle
     catalog: SharedCatalog,
     stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -145,13 +152,12 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     /// Atomically replaces the zones every thread answers from.
+    #[cfg(test)]
     pub fn replace_catalog(&self, catalog: Arc<Catalog>) {
         self.catalog.replace(catalog);
     }
-    pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.get()
-    }
-    /// A handle on the live catalog for other threads (metrics).
+    /// A handle on the live catalog for other threads.
+    #[cfg(test)]
     pub fn shared_catalog(&self) -> SharedCatalog {
         self.catalog.clone()
     }

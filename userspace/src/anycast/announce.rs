@@ -56,6 +56,10 @@ impl Device {
             return Err(e).with_context(|| format!("creating TUN device {name}"));
         }
         let ifindex = netlink::ifindex(name)?;
+        // Only the service addresses belong on it (a kernel without IPv6 refuses: harmless).
+        if let Err(e) = netlink::disable_ipv6_link_local(ifindex) {
+            tracing::debug!("{name}: keeping IPv6 link-local generation: {e}");
+        }
         netlink::set_link_up(ifindex).with_context(|| format!("setting {name} up"))?;
         Ok(Device {
             _fd: fd,
@@ -181,12 +185,12 @@ fn run_hook(hook: &Hook, prefixes: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     /// Runs `f` in a fresh network namespace on a thread of its own (setns changes only the
     /// calling thread), so the test's devices never touch the host's.
-    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::spawn(move || {
             // SAFETY: unshare of this thread's network namespace; needs root.
             assert_eq!(
@@ -215,7 +219,6 @@ mod tests {
         Some(
             text.lines()
                 .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
-                .filter(|a| !a.starts_with("fe80"))
                 .collect(),
         )
     }

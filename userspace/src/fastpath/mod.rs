@@ -501,11 +501,14 @@ fn spawn_ebpf_logger(ebpf: &mut Ebpf, stop: Arc<AtomicBool>) {
     });
 }
 
-/// Remove an XDP program left on `iface` by a crashed instance (or any netlink-attached one), in
-/// both native and generic mode. Programs held by a live bpf_link belong to a running process and
-/// can't be removed this way; the kernel says EBUSY.
+/// Remove the XDP program from `iface`: one a crashed instance left (attached through netlink, in
+/// native or generic mode), or one a running instance holds through a bpf_link (which makes that
+/// instance's fast-path health probe fail, so it withdraws its announcement).
 pub fn detach_iface(iface: &str) -> Result<()> {
     let ifindex = netlink::ifindex(iface)?;
+    if link::detach_links(iface)? > 0 {
+        return Ok(());
+    }
     const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
     const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
     for flags in [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE] {
@@ -515,6 +518,7 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+mod link;
 pub mod probe;
 #[cfg(test)]
 mod tests;

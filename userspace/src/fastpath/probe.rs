@@ -14,8 +14,6 @@ use super::FastPath;
 use crate::netlink;
 
 /// The program's verdicts (enum xdp_action).
-pub const XDP_ABORTED: u32 = 0;
-pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
