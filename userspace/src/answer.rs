@@ -95,6 +95,10 @@ pub struct Answer<'z> {
     pub synthesized: bool,
     /// Extended DNS Error info-code (RFC 8914) to put in the OPT, if the query had one.
     pub ede: Option<u16>,
+    /// The node's identity for the OPT's NSID option, sent if the query asked (RFC 5001).
+    pub nsid: Option<&'z [u8]>,
+    /// The class of every record in the sections: IN, except CHAOS identity answers.
+    pub class: u16,
 }
 
 impl<'z> Answer<'z> {
@@ -108,10 +112,17 @@ impl<'z> Answer<'z> {
             additional: Vec::new(),
             synthesized: false,
             ede: None,
+            nsid: None,
+            class: crate::wire::CLASS_IN,
         }
     }
 
     /// An answer with only an RCODE: no records, AA clear.
+    /// An empty authoritative NOERROR answer, for callers that fill the sections themselves.
+    pub fn hit() -> Answer<'z> {
+        Answer::new()
+    }
+
     pub fn error(rcode: ResponseCode) -> Answer<'z> {
         let outcome = if rcode == ResponseCode::Refused {
             Outcome::Refused

@@ -1,9 +1,13 @@
 //! rampart: anycast DNS edge node. XDP fast path, authoritative slow path, health-driven BGP.
 mod answer;
+mod anycast;
 mod cli;
 mod compile;
+mod config;
 mod fastpath;
+mod identity;
 mod metrics;
+mod netlink;
 mod parallel;
 mod server;
 mod wire;

@@ -1,12 +1,11 @@
 //! The XDP program run through BPF_PROG_TEST_RUN (needs root): answers, checksums, pass reasons,
 //! and a mutation fuzz in which every XDP_TX output must be a well-formed answer to its query.
-use aya::programs::{TestRun, TestRunOptions};
+use std::net::IpAddr;
+
 use rampart_common::{QTYPE_OTHER, Variant};
 
+use super::probe::{XDP_PASS, XDP_TX, fold, query_frame, sum16};
 use super::*;
-
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 
 use crate::wire::testutil::name as wire;
 
@@ -113,58 +112,19 @@ pub(super) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) 
     q
 }
 
-fn sum16(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(2)
-        .map(|c| ((c[0] as u64) << 8) | c.get(1).copied().unwrap_or(0) as u64)
-        .sum()
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
 pub(super) fn frame(v6: bool, sport: u16, dns: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    let udp_len = 8 + dns.len();
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&sport.to_be_bytes());
-    udp.extend_from_slice(&53u16.to_be_bytes());
-    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(dns);
-    if v6 {
-        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-        f.extend_from_slice(&[17, 64]);
-        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    let (client, server): (IpAddr, IpAddr) = if v6 {
+        (
+            "2001:db8::2".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        )
     } else {
-        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
-        f.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-        f.extend_from_slice(&[
-            0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 2, 198, 51, 100, 1,
-        ]);
-        let c = !fold(sum16(&f[14..34]));
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-    }
-    // A correct UDP checksum, as a real client's stack (or NIC) writes it.
-    let pseudo = if v6 {
-        sum16(&f[22..54])
-    } else {
-        sum16(&f[26..34])
-    } + 17
-        + udp_len as u64;
-    let mut c = !fold(pseudo + sum16(&udp));
-    if c == 0 {
-        c = 0xffff;
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&udp);
-    f
+        (
+            "198.51.100.2".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        )
+    };
+    query_frame(client, server, sport, dns)
 }
 
 /// The same frame with its UDP checksum field set to `csum`.
@@ -227,13 +187,7 @@ fn loaded() -> FastPath {
 }
 
 pub(super) fn run(fp: &FastPath, input: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; 4096];
-    let mut opts = TestRunOptions::new();
-    opts.data_in = Some(input);
-    opts.data_out = Some(&mut out);
-    let r = fp.program().test_run(opts).expect("test_run");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
+    fp.test_run(input).expect("test_run")
 }
 
 #[test]
