@@ -78,8 +78,10 @@ pub const QTYPE_OTHER: u16 = 0;
 /// Type 65535 is reserved (RFC 6895), so no query asks for it; the program passes it up.
 pub const QTYPE_ENCLOSER: u16 = 65535;
 
-/// Most pointer fields an NXDOMAIN template relocates (SOA owner, MNAME, RNAME, spare).
-pub const MAX_RELOCS: usize = 4;
+/// Most pointer fields a relocatable template fixes up: an NXDOMAIN's SOA owner, MNAME and
+/// RNAME; a referral's NS owners, in-bailiwick targets and glue owners (and DS, RRSIG or NSEC
+/// owners with DO). Eight covers two NS with A+AAAA glue, or DO referrals with a proof.
+pub const MAX_RELOCS: usize = 8;
 
 /// Data types (RFC 6895 §3.1): not 0, not OPT, not the meta/query range 128-255 (TSIG, AXFR,
 /// ANY...). Only these can share a name's [`QTYPE_OTHER`] answer.
@@ -126,15 +128,15 @@ pub struct AnswerHead {
     pub tail_index: u32,
     /// `TAIL_CLASS_SMALL`, `TAIL_CLASS_LARGE` or `TAIL_CLASS_INLINE`.
     pub tail_class: u8,
-    /// NXDOMAIN templates only: the tail was rendered for a query name of `ref_qname_len` bytes,
-    /// and the `reloc_count` compression pointers at the tail offsets packed in `reloc` (byte i
-    /// = offset i, least significant first: the program shifts rather than indexes, which the
-    /// verifier can follow) point into that name's suffix; the program adds (its query name's
-    /// length - ref_qname_len) to each.
+    /// Relocatable templates only (NXDOMAIN, referrals below a cut): the tail was rendered for a
+    /// query name of `ref_qname_len` bytes, and the `reloc_count` compression pointers at the
+    /// tail offsets packed in `reloc` (byte i = offset i, least significant first: the program
+    /// shifts rather than indexes, which the verifier can follow) point into that name's suffix
+    /// or past it; the program adds (its query name's length - ref_qname_len) to each.
     pub reloc_count: u8,
     pub ref_qname_len: u8,
-    pub _pad: u8,
-    pub reloc: u32,
+    pub _pad: [u8; 5],
+    pub reloc: u64,
 }
 
 #[repr(C)]

@@ -165,82 +165,170 @@ fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswe
 /// Closest-encloser entries (DESIGN.md §2): at every name of the zone, what a missing name
 /// below it gets. The program walks a missing query name's suffixes to the first that has one.
 /// That is the zone's NXDOMAIN (RFC 1034 §4.3.2 step 3c, RFC 2308 §2.1) where the name is the
-/// closest encloser, and a pass marker where something else decides: a cut (referral), a DNAME
-/// (synthesis, RFC 6672), a wildcard child (RFC 4592). Names on the SOA's MNAME/RNAME suffix
-/// chain are markers too: there the slow path compresses MNAME/RNAME against the query name
-/// further than the template's pointers reach, and the bytes would differ.
+/// closest encloser, the cut's referral (step 3b) at a delegation, and a pass marker where
+/// something else decides: a DNAME (synthesis, RFC 6672), a wildcard child (RFC 4592).
+///
+/// Both templates are fitted to the query name by relocating their compression pointers, which
+/// only holds while the slow path compresses no name against the query name deeper than the
+/// template does. So names on the SOA's MNAME/RNAME suffix chain (NXDOMAIN) and names below a
+/// cut on the way to its in-bailiwick NS targets (the glue owners of the referral) are markers:
+/// there the slow path's bytes would differ.
 fn compile_enclosers(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
     let apex = zone.origin_key();
     let hazards = soa_name_chain(zone);
     let templates = nx_templates(catalog, zone, &hazards);
     let mut out = Vec::new();
+    let mut emitted = std::collections::BTreeSet::new();
+    // Names that get a marker and nothing else: off the zone's tree, or occluded below a cut.
+    let mut markers: std::collections::BTreeSet<NameKey> = (hazards.iter())
+        .filter(|k| zone.node(k.as_wire()).is_none())
+        .cloned()
+        .collect();
     for (key, node) in zone.nodes_sorted() {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             continue;
         }
-        let decided_elsewhere = (node.is_cut() && key != apex)
-            || node.rrset(answer::DNAME).is_some()
+        emitted.insert(key.clone());
+        if node.is_cut() && key != apex {
+            let glue = glue_name_chain(zone, key);
+            let referrals = referral_templates(catalog, zone, key, &glue);
+            out.extend(encloser_entries(key, referrals.as_deref()));
+            markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
+            continue;
+        }
+        let decided_elsewhere = node.rrset(answer::DNAME).is_some()
             || key
                 .wildcard_child()
                 .is_some_and(|w| zone.node(w.as_wire()).is_some())
             || hazards.contains(key);
-        match (&templates, decided_elsewhere) {
-            (Some(t), false) => out.extend(t.iter().map(|(variant, t)| match t {
-                Some(t) => CompiledAnswer {
-                    qname: key.as_wire().to_vec(),
-                    qtype: QTYPE_ENCLOSER,
-                    ..t.clone()
-                },
-                None => CompiledAnswer::pass_marker(key.as_wire(), QTYPE_ENCLOSER, *variant),
-            })),
-            _ => out.extend(pass_markers(key, QTYPE_ENCLOSER)),
-        }
+        let templates = templates.as_deref().filter(|_| !decided_elsewhere);
+        out.extend(encloser_entries(key, templates));
     }
-    for key in &hazards {
-        if zone.node(key.as_wire()).is_none() {
-            out.extend(pass_markers(key, QTYPE_ENCLOSER));
-        }
+    for key in markers.difference(&emitted) {
+        out.extend(pass_markers(key, QTYPE_ENCLOSER));
     }
     out
 }
 
+/// The closest-encloser entries at `key`: each variant's template, or a marker where a variant
+/// has none (or there are no templates at all).
+fn encloser_entries(key: &NameKey, templates: Option<&[Template]>) -> Vec<CompiledAnswer> {
+    let Some(templates) = templates else {
+        return pass_markers(key, QTYPE_ENCLOSER).collect();
+    };
+    (templates.iter())
+        .map(|(variant, t)| match t {
+            Some(t) => CompiledAnswer {
+                qname: key.as_wire().to_vec(),
+                qtype: QTYPE_ENCLOSER,
+                ..t.clone()
+            },
+            None => CompiledAnswer::pass_marker(key.as_wire(), QTYPE_ENCLOSER, *variant),
+        })
+        .collect()
+}
+
 /// The names strictly between the apex and the SOA's MNAME and RNAME, both included.
 fn soa_name_chain(zone: &Zone) -> std::collections::BTreeSet<NameKey> {
-    let apex = zone.origin_key();
-    let mut chain = std::collections::BTreeSet::new();
     let Some(hickory_proto::rr::RData::SOA(soa)) = zone.soa().rdata().first() else {
-        return chain;
+        return std::collections::BTreeSet::new();
     };
-    for name in [soa.mname(), soa.rname()] {
-        let mut key = Some(NameKey::from_name(name));
-        while let Some(k) = key {
-            if &k == apex || !k.is_subdomain_of(apex) {
-                break;
-            }
-            key = k.parent();
-            chain.insert(k);
+    [soa.mname(), soa.rname()]
+        .into_iter()
+        .flat_map(|name| names_below(zone.origin_key(), &NameKey::from_name(name)))
+        .collect()
+}
+
+/// The names strictly below `cut` on the way to each of its NS targets under it, the targets
+/// included: the owners of the referral's glue and their parents. A query name there or below
+/// shares more of its suffix with a glue owner than the probe names do, so the slow path
+/// compresses that owner against the query name further than the template's pointers reach.
+fn glue_name_chain(zone: &Zone, cut: &NameKey) -> std::collections::BTreeSet<NameKey> {
+    let Some(ns) = zone
+        .node(cut.as_wire())
+        .and_then(|n| n.rrset(RecordType::NS))
+    else {
+        return std::collections::BTreeSet::new();
+    };
+    (ns.rdata().iter())
+        .filter_map(|rd| match rd {
+            hickory_proto::rr::RData::NS(target) => Some(NameKey::from_name(&target.0)),
+            _ => None,
+        })
+        .flat_map(|target| names_below(cut, &target))
+        .collect()
+}
+
+/// `name` and its ancestors strictly below `top`; nothing if `name` is not below `top`.
+fn names_below(top: &NameKey, name: &NameKey) -> Vec<NameKey> {
+    let mut chain = Vec::new();
+    let mut key = Some(name.clone());
+    while let Some(k) = key {
+        if &k == top || !k.is_subdomain_of(top) {
+            break;
         }
+        key = k.parent();
+        chain.push(k);
     }
     chain
 }
 
-/// The zone's NXDOMAIN answer per variant, rendered by the slow path's own pipeline for two
-/// missing names of different lengths directly below the apex: the bytes that differ must be
-/// exactly the compression pointers into the query name, off by the length difference. Any other
-/// difference (or no NXDOMAIN there: a wildcard at the apex) and that variant gets no template
-/// (`None`); its missing names then go to the slow path. So does a variant whose answer carries
-/// NSEC or NSEC3 (a signed zone with DO): the records proving a name missing depend on the name
-/// (RFC 4035 §3.1.3.2), even where two probe names happen to get the same ones.
+/// One variant's relocatable template, or `None`: that variant's names go to the slow path.
+type Template = (Variant, Option<CompiledAnswer>);
+
+/// The zone's NXDOMAIN answer per variant, for the missing names directly below the apex (see
+/// [`relocatable_templates`]). No NXDOMAIN there (a wildcard at the apex) and a variant gets no
+/// template. Neither does a variant whose answer carries NSEC or NSEC3 (a signed zone with DO):
+/// the records proving a name missing depend on the name (RFC 4035 §3.1.3.2), even where two
+/// probe names happen to get the same ones.
 fn nx_templates(
     catalog: &Catalog,
     zone: &Zone,
     hazards: &std::collections::BTreeSet<NameKey>,
-) -> Option<Vec<(Variant, Option<CompiledAnswer>)>> {
-    let apex = zone.origin_key();
+) -> Option<Vec<Template>> {
+    relocatable_templates(catalog, zone, zone.origin_key(), hazards, |ans| {
+        ans.rcode == ResponseCode::NXDomain
+            && !(ans.authority.iter())
+                .any(|rr| matches!(rr.rtype(), RecordType::NSEC | RecordType::NSEC3))
+    })
+}
+
+/// The referral every name below the (non-apex) cut `cut` gets (RFC 1034 §4.3.2 step 3b: the
+/// cut's NS, glue, and with DO its DS and RRSIG or the NSEC/NSEC3 proof of no DS, RFC 4035
+/// §3.1.4). All of it depends on the cut alone, never on the name below it, so unlike NXDOMAIN
+/// a DO referral may be templated too, when the two probe names agree.
+fn referral_templates(
+    catalog: &Catalog,
+    zone: &Zone,
+    cut: &NameKey,
+    hazards: &std::collections::BTreeSet<NameKey>,
+) -> Option<Vec<Template>> {
+    relocatable_templates(catalog, zone, cut, hazards, |ans| {
+        ans.outcome == answer::Outcome::Referral
+            && ans.rcode == ResponseCode::NoError
+            && !ans.authoritative
+            && ans.answer.is_empty()
+    })
+}
+
+/// Per variant, the answer the slow path's own pipeline gives missing names below `parent`, as
+/// a template the program fits to any such name: rendered for two names of different lengths
+/// directly below `parent` (neither existing nor in `hazards`), both answers must pass
+/// `expected`, and the bytes that differ must be exactly compression pointers into the query
+/// name (or past it) that moved by the length difference. Any other difference, more than
+/// `MAX_RELOCS` pointers, or an answer over 512 octets and that variant gets no template.
+/// `None`: no probe names.
+fn relocatable_templates(
+    catalog: &Catalog,
+    zone: &Zone,
+    parent: &NameKey,
+    hazards: &std::collections::BTreeSet<NameKey>,
+    expected: impl Fn(&answer::Answer<'_>) -> bool,
+) -> Option<Vec<Template>> {
     let missing = |label: &str| {
         let mut wire = vec![label.len() as u8];
         wire.extend_from_slice(label.as_bytes());
-        wire.extend_from_slice(apex.as_wire());
+        wire.extend_from_slice(parent.as_wire());
         NameKey::from_wire(&wire)
             .filter(|k| zone.node(k.as_wire()).is_none() && !hazards.contains(k))
     };
@@ -248,59 +336,19 @@ fn nx_templates(
     let long = ["xxxx", "yyyy", "zzzz", "qqqq"]
         .into_iter()
         .find_map(missing)?;
-    let delta = (long.as_wire().len() - short.as_wire().len()) as u16;
     let template = |variant: Variant| -> Option<CompiledAnswer> {
         let render = |k: &NameKey| {
             let query = Query::synthetic(k, RecordType::A, variant);
             let ans = answer::answer(catalog, &query.question());
-            let proof = (ans.authority.iter())
-                .any(|rr| matches!(rr.rtype(), RecordType::NSEC | RecordType::NSEC3));
-            (
-                ans.rcode,
-                proof,
-                wire::render_full(&query, &ans),
-                query.question.len(),
-            )
+            let ok = expected(&ans);
+            (ok, wire::render_full(&query, &ans), query.question.len())
         };
-        let (rcode_a, proof_a, a, qa) = render(&short);
-        let (rcode_b, proof_b, b, qb) = render(&long);
-        if rcode_a != ResponseCode::NXDomain || rcode_b != ResponseCode::NXDomain {
+        let (ok_a, a, qa) = render(&short);
+        let (ok_b, b, qb) = render(&long);
+        if !ok_a || !ok_b || a.len() > CLASSIC_UDP_LIMIT as usize {
             return None;
         }
-        if proof_a || proof_b {
-            return None;
-        }
-        let (ta, tb) = (&a[HEADER_LEN + qa..], &b[HEADER_LEN + qb..]);
-        if a[2..HEADER_LEN] != b[2..HEADER_LEN] || ta.len() != tb.len() {
-            return None;
-        }
-        let mut pointers = Vec::new();
-        let mut i = 0;
-        while i < ta.len() {
-            if ta[i] == tb[i] {
-                i += 1;
-                continue;
-            }
-            // The differing byte must be inside a pointer that moved by exactly `delta`.
-            let p = if i > 0 && ta[i - 1] & 0xc0 == 0xc0 && ta[i - 1] == tb[i - 1] {
-                i - 1
-            } else {
-                i
-            };
-            let word = |t: &[u8]| t.get(p..p + 2).map(|w| u16::from_be_bytes([w[0], w[1]]));
-            match (word(ta), word(tb)) {
-                (Some(x), Some(y))
-                    if x & 0xc000 == 0xc000 && y.wrapping_sub(x) == delta && p < 256 =>
-                {
-                    pointers.push(p as u8);
-                    i = p + 2;
-                }
-                _ => return None,
-            }
-        }
-        if pointers.len() > MAX_RELOCS || a.len() > CLASSIC_UDP_LIMIT as usize {
-            return None;
-        }
+        let pointers = moved_pointers((&a, qa), (&b, qb), (qb - qa) as u16)?;
         Some(CompiledAnswer {
             relocation: Some(Relocation {
                 ref_qname_len: short.as_wire().len() as u8,
@@ -310,6 +358,40 @@ fn nx_templates(
         })
     };
     Some(Variant::ALL.into_iter().map(|v| (v, template(v))).collect())
+}
+
+/// Two rendered responses (bytes, question length) to questions whose names differ in length by
+/// `delta`: the tail offsets of the compression pointers that moved by exactly `delta`, if those
+/// are all that differ after the ID and there are at most `MAX_RELOCS` of them, each at a tail
+/// offset the program's one-byte fields can hold.
+fn moved_pointers(a: (&[u8], usize), b: (&[u8], usize), delta: u16) -> Option<Vec<u8>> {
+    let (ta, tb) = (&a.0[HEADER_LEN + a.1..], &b.0[HEADER_LEN + b.1..]);
+    if a.0[2..HEADER_LEN] != b.0[2..HEADER_LEN] || ta.len() != tb.len() {
+        return None;
+    }
+    let mut pointers = Vec::new();
+    let mut i = 0;
+    while i < ta.len() {
+        if ta[i] == tb[i] {
+            i += 1;
+            continue;
+        }
+        // The differing byte must be inside a pointer that moved by exactly `delta`.
+        let p = if i > 0 && ta[i - 1] & 0xc0 == 0xc0 && ta[i - 1] == tb[i - 1] {
+            i - 1
+        } else {
+            i
+        };
+        let word = |t: &[u8]| t.get(p..p + 2).map(|w| u16::from_be_bytes([w[0], w[1]]));
+        match (word(ta), word(tb)) {
+            (Some(x), Some(y)) if x & 0xc000 == 0xc000 && y.wrapping_sub(x) == delta => {
+                pointers.push(u8::try_from(p).ok()?);
+                i = p + 2;
+            }
+            _ => return None,
+        }
+    }
+    (pointers.len() <= MAX_RELOCS).then_some(pointers)
 }
 
 /// Types compiled with an entry of their own at a name: those it has, DS (answered from the
@@ -560,27 +642,52 @@ mod tests {
         Some(out)
     }
 
-    /// Every query of a corpus (each name, missing names below each, names along the SOA's
-    /// MNAME/RNAME, in mixed case, several types, every variant) gets from the emulated fast path
-    /// either nothing or exactly the slow path's bytes. Returns how many it answered.
-    fn assert_fast_path_matches_slow_path(cat: &Catalog, table: &[CompiledAnswer]) -> usize {
+    /// What the emulated fast path answered over a corpus.
+    #[derive(Debug, Default)]
+    struct Coverage {
+        /// Queries answered.
+        fast: usize,
+        /// NXDOMAIN answers (all from closest-encloser templates).
+        nx: usize,
+        /// Referrals for names below a cut (from the cut's template).
+        below_cut: usize,
+        /// Of those, DO queries.
+        below_cut_do: usize,
+    }
+
+    /// Every query of a corpus (each name of the table and of the zones, occluded ones included;
+    /// missing names 1, 2 and 3 labels below each, of mixed lengths; names along the SOA's
+    /// MNAME/RNAME and below glue; in mixed case, several types, every variant) gets from the
+    /// emulated fast path either nothing or exactly the slow path's bytes.
+    fn assert_fast_path_matches_slow_path(cat: &Catalog, table: &[CompiledAnswer]) -> Coverage {
         let idx: Index = table
             .iter()
             .map(|c| ((c.qname.as_slice(), c.qtype, c.variant), c))
             .collect();
+        let mut bases: Vec<Vec<u8>> = table.iter().map(|c| c.qname.clone()).collect();
+        for zone in cat.zones() {
+            bases.extend(
+                zone.nodes_sorted()
+                    .iter()
+                    .map(|(k, _)| k.as_wire().to_vec()),
+            );
+        }
         let mut names: Vec<Vec<u8>> = Vec::new();
-        let prefixes: [&[u8]; 6] = [
+        let prefixes: [&[u8]; 9] = [
             b"",
             b"\x03zz9",
             b"\x01a\x03zz9",
+            b"\x02bb\x0dqq-0123456789\x01a",
             b"\x0ahostmaster",
             b"\x03ns1",
+            b"\x02ns",
             b"\x01x\x03ns1",
+            b"\x01x\x02ns",
         ];
-        for c in table {
+        for base in &bases {
             for prefix in prefixes {
                 let mut n = prefix.to_vec();
-                n.extend_from_slice(&c.qname);
+                n.extend_from_slice(base);
                 if n.len() <= 255 {
                     names.push(n);
                 }
@@ -588,10 +695,10 @@ mod tests {
         }
         names.sort();
         names.dedup();
-        let (mut fast, mut nx) = (0, 0);
+        let mut seen = Coverage::default();
         for (i, name) in names.iter().enumerate() {
             let qname = mixed_case(name, i);
-            for qtype in [1u16, 28, 15, 16, 65280, 255] {
+            for qtype in [1u16, 28, 15, 16, 43, 65280, 255] {
                 for v in Variant::ALL {
                     let Some(c) = emulate(&idx, name, qtype, v) else {
                         continue;
@@ -603,22 +710,65 @@ mod tests {
                     let slow = respond(cat, &packet, Transport::Udp).unwrap();
                     let q = question(&qname, qtype, 1);
                     assert_eq!(slow, c.response(id, FLAG_RD, &q), "{qname} {qtype} {v:?}");
-                    fast += 1;
-                    nx += usize::from(c.flags & 0xf == 3);
+                    seen.fast += 1;
+                    seen.nx += usize::from(c.flags & 0xf == 3);
+                    let referral = c.flags & 0x040f == 0 && c.ancount == 0 && c.nscount > 0;
+                    if referral && c.qname != *name {
+                        seen.below_cut += 1;
+                        seen.below_cut_do += usize::from(v == Variant::EdnsDo);
+                    }
                 }
             }
         }
-        assert!(nx > 0, "no NXDOMAIN from the fast path");
-        fast
+        assert!(seen.nx > 0, "no NXDOMAIN from the fast path");
+        seen
     }
 
     #[test]
     fn fast_path_answers_equal_the_slow_paths_nxdomain_included() {
         let cat = sample();
-        let n = assert_fast_path_matches_slow_path(&cat, &compile(&cat));
-        assert!(n > 1000, "{n}");
+        let seen = assert_fast_path_matches_slow_path(&cat, &compile(&cat));
+        assert!(seen.fast > 1000, "{seen:?}");
+        // sub.example.com: NS ns1.sub (A+AAAA glue) and ns.example.net, 5 pointers; with DO its
+        // DS (the zone is unsigned: no RRSIG).
+        assert!(seen.below_cut > 100 && seen.below_cut_do > 30, "{seen:?}");
         let cat = crate::answer::testzones::cross_zone_catalog();
         assert_fast_path_matches_slow_path(&cat, &compile(&cat));
+    }
+
+    /// The lab's zones (tests/fixtures/zones): a parent and its delegated child on one server
+    /// (child.example.com), sem.example's delegations (one with sibling glue and three NS, whose
+    /// referral needs more pointers than `MAX_RELOCS`), signed zones with NSEC, NSEC3 and
+    /// opt-out and their secure and insecure delegations.
+    #[test]
+    fn lab_zones_fast_path_matches_the_slow_path_below_cuts() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/zones");
+        let cat = Catalog::load(&[], Some(&dir)).unwrap();
+        let table = compile(&cat);
+        assert_byte_identical(&cat, &table);
+        let seen = assert_fast_path_matches_slow_path(&cat, &table);
+        assert!(seen.below_cut > 300 && seen.below_cut_do > 100, "{seen:?}");
+        let enc = |n: &str, v| find_exact(&table, n, QTYPE_ENCLOSER, v).unwrap();
+        let is_referral = |c: &CompiledAnswer| c.flags == 0x8000 && c.ancount == 0;
+        for v in Variant::ALL {
+            assert!(is_referral(enc("sub.example.com.", v)), "{v:?}");
+            assert!(is_referral(enc("deleg-far.sem.example.", v)), "{v:?}");
+            assert!(enc("ns.sub.example.com.", v).is_pass_marker(), "glue");
+            // Nine pointers: more than the program relocates.
+            assert!(enc("deleg.sem.example.", v).is_pass_marker(), "{v:?}");
+        }
+        // The child zone's apex answers for names below it, not the parent's cut.
+        let child = enc("child.example.com.", Variant::Edns);
+        assert_eq!(child.flags & 0x040f, 0x0403, "the child's NXDOMAIN");
+        // Signed parents: DO referrals carry DS+RRSIG or the NSEC/NSEC3 proof of no DS.
+        for cut in [
+            "sub.nsec.example.",
+            "insecure.nsec3.example.",
+            "insecure.optout.example.",
+        ] {
+            let c = enc(cut, Variant::EdnsDo);
+            assert!(is_referral(c) && c.nscount > 2, "{cut} {c:?}");
+        }
     }
 
     /// Signed zones (zones/signed): DO answers come from the table with their RRSIGs and
@@ -653,8 +803,8 @@ mod tests {
     /// the name (RFC 4035 §3.1.3.2): here the probe names `x` and `xxxx` share them (both after
     /// `www.t.`) while `ns1.t.` needs the apex's. Two things keep the DO template out: the
     /// explicit NSEC/NSEC3 check in `nx_templates`, and (today) the owners of NSECs and RRSIGs
-    /// needing more relocated pointers than `MAX_RELOCS`; tiny fake signatures (signer `.`) and
-    /// SOA names outside the zone keep the answer well under 512 octets.
+    /// possibly needing more relocated pointers than `MAX_RELOCS`; tiny fake signatures (signer
+    /// `.`) and SOA names outside the zone keep the answer well under 512 octets.
     #[test]
     fn signed_nxdomain_gets_no_do_template() {
         let sig = |t: &str, labels: u8| {
@@ -685,10 +835,13 @@ mod tests {
         let apex = enc("example.com.");
         assert_eq!((apex.flags, apex.ancount, apex.nscount), (0x8403, 0, 1));
         assert!(!apex.relocation.as_ref().unwrap().pointers.is_empty());
-        assert!(
-            enc("sub.example.com.").is_pass_marker(),
-            "a cut: referral, not NXDOMAIN"
+        let cut = enc("sub.example.com.");
+        assert_eq!(
+            (cut.flags, cut.ancount, cut.nscount, cut.arcount),
+            (0x8000, 0, 2, 3),
+            "a cut: the referral (with OPT), not NXDOMAIN"
         );
+        assert_eq!(cut.relocation.as_ref().unwrap().pointers.len(), 5);
         assert!(
             enc("ns1.example.com.").is_pass_marker(),
             "on the MNAME chain"
@@ -704,8 +857,13 @@ mod tests {
                 QTYPE_ENCLOSER,
                 Variant::Edns
             )
-            .is_none(),
-            "occluded"
+            .unwrap()
+            .is_pass_marker(),
+            "glue: the slow path compresses its owner against the query name"
+        );
+        assert!(
+            find_exact(&table, "zz.sub.example.com.", QTYPE_ENCLOSER, Variant::Edns).is_none(),
+            "below a cut, off the way to glue: the cut's template"
         );
         // A CNAME owner answers uncommon types from the slow path, and never walks to NXDOMAIN.
         assert!(

@@ -160,8 +160,9 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
     udp::reply(ctx, r.l3, 8 + r.dns_len, pseudo + payload_sum)
 }
 
-/// Fit an NXDOMAIN template to this query name: its pointers into the name's suffix were
-/// rendered for a name of `ref_qname_len` bytes. Returns the checksum change.
+/// Fit a relocatable template (NXDOMAIN, or a referral below a cut) to this query name: its
+/// pointers into the name's suffix (or past it) were rendered for a name of `ref_qname_len`
+/// bytes. Returns the checksum change.
 #[inline(always)]
 fn relocate(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> {
     let v = &r.answer.value;

@@ -326,7 +326,7 @@ impl FastPath {
                         tail_class: class,
                         reloc_count: 0,
                         ref_qname_len: 0,
-                        _pad: 0,
+                        _pad: [0; 5],
                         reloc: 0,
                     },
                     inline: [0; TAIL_INLINE],
@@ -339,7 +339,7 @@ impl FastPath {
                     value.head.ref_qname_len = r.ref_qname_len;
                     let mut packed = [0u8; MAX_RELOCS];
                     packed[..r.pointers.len()].copy_from_slice(&r.pointers);
-                    value.head.reloc = u32::from_le_bytes(packed);
+                    value.head.reloc = u64::from_le_bytes(packed);
                 }
                 if a.qname.len() <= SHORT_NAME_LEN {
                     let key = answer_key(next as u8, a)?;
