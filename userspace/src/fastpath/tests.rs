@@ -614,8 +614,9 @@ fn every_tail_class_is_copied_whole() {
 }
 
 /// The in-kernel fast/slow invariant on the example zones: for existing names, missing names
-/// (NXDOMAIN from the closest encloser), names below a cut and along the SOA's MNAME/RNAME, the
-/// program either passes the query up or sends exactly the slow path's bytes.
+/// (NXDOMAIN from the closest encloser), names below a cut (the cut's referral, relocated) and
+/// along the SOA's MNAME/RNAME, the program either passes the query up or sends exactly the
+/// slow path's bytes.
 #[test]
 fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
     use crate::{server::respond, wire::Transport, zone::Catalog};
@@ -634,6 +635,10 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
         "zz.b.example.com",
         "ns1.sub.example.com",
         "x.sub.example.com",
+        "Host.SUB.example.com",
+        "a.b.sub.example.com",
+        "long-label-below.x.y.sub.example.com",
+        "x.ns1.sub.example.com",
         "hostmaster.example.com",
         "x.ns1.example.com",
         "nope.example.net",
@@ -641,7 +646,7 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
         "example.org",
         "x.alias.example.com",
     ];
-    let (mut tx, mut nx, mut passed) = (0, 0, 0);
+    let (mut tx, mut nx, mut passed, mut referrals) = (0, 0, 0, 0);
     for (i, name) in names.iter().enumerate() {
         for (qtype, edns) in [
             (1u16, None),
@@ -661,6 +666,8 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
             assert_eq!(dns, slow, "{name} {qtype} {edns:?}: fast and slow bytes");
             tx += 1;
             nx += usize::from(dns[3] & 0xf == 3);
+            // AA clear, NOERROR, no answer: a referral.
+            referrals += usize::from(dns[2] & 0x04 == 0 && dns[3] & 0xf == 0 && dns[7] == 0);
         }
     }
     let c = fp.counters().unwrap();
@@ -669,9 +676,16 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
         "nx={nx} {c:?}"
     );
     assert!(tx > nx && passed > 0, "tx={tx} passed={passed}");
-    // What must not come from the walk: below a cut (referral), the MNAME/RNAME chain, other zones.
+    // Every variant of the four names below sub.example.com's cut, off the way to its glue.
+    assert!(
+        referrals == 12 && c.get("tx_referral") as usize == referrals,
+        "referrals={referrals} {c:?}"
+    );
+    // What must not come from the walk: the glue's owner and below it (the slow path compresses
+    // the owner against the query name), the MNAME/RNAME chain, other zones.
     for name in [
-        "x.sub.example.com",
+        "ns1.sub.example.com",
+        "x.ns1.sub.example.com",
         "hostmaster.example.com",
         "x.ns1.example.com",
         "example.org",
