@@ -16,8 +16,12 @@ Checks:
     That is every UDP query of the corpus (each one once more, over IPv4): the fast/slow
     invariant of DESIGN §1 over the whole corpus.
   - XDP outcomes: positive, CNAME (chain), signed (DO), NXDOMAIN (also after a CNAME),
-    referral and ENT NODATA answers each move their own tx_* counter by one on :53 and none on
-    the slow-path port; every tx_* counter moved during the corpus run.
+    referral (at a cut and below one, signed with DO too) and ENT NODATA answers each move their
+    own tx_* counter by one on :53 and none on the slow-path port; every tx_* counter moved
+    during the corpus run.
+  - below cuts: names 1, 2 and 3 labels below every cut (not a zone we also serve), every
+    variant, leave XDP as the cut's referral (tx_referral moves by exactly their number, pass_miss
+    by exactly the listed exceptions) with the slow path's bytes.
 """
 
 import glob
@@ -72,7 +76,8 @@ def _zone_names(origin, z):
 
 def corpus(zones):
     """[(qname text lowercase, qtype text, kind)] — kind: 'exists' for names the zone holds
-    (owner or ENT, not at or under a cut, a DNAME or a wildcard), else 'other'.
+    (owner or ENT, not at or under a cut, a DNAME or a wildcard), 'below_cut' for missing names
+    below a cut (not a zone we serve too: a referral), else 'other'.
 
     Per zone: every owner and ENT × (its own types + EXTRA_TYPES; DS at a cut is answered by
     the parent side); names that don't exist: below the apex, below an existing name, below an
@@ -107,11 +112,15 @@ def corpus(zones):
             missing.append(dns.name.from_text("nx", n))          # below a name or ENT
         for w in sorted(wilds):
             missing += [dns.name.from_text("q", w.parent()), dns.name.from_text("a.b", w.parent())]
-        for d in sorted(cuts | dnames):
+        for d in sorted(dnames):
             missing += [dns.name.from_text("host", d), dns.name.from_text("a.b", d)]
         for n in missing:
             for t in ("A", "AAAA", "TXT"):
                 add(n, t, "other")
+        for d in sorted(cuts):
+            for n in (dns.name.from_text("host", d), dns.name.from_text("a.b", d)):
+                for t in ("A", "AAAA", "TXT"):
+                    add(n, t, "other" if d in zones else "below_cut")
     for t in ("A", "SOA"):
         add(dns.name.from_text("www.example.org."), t, "other")   # not ours: REFUSED from both
     return base
@@ -146,6 +155,7 @@ def ask(wire, addr, port, transport):
 def compare(c, lab, base):
     rng = random.Random(SEED)
     fast_expected = 0       # UDP :53 queries the maps must answer
+    below_cut = 0           # UDP :53 queries below a cut that NSD answers with a referral
     udp_queries = []        # raw UDP wires sent to :53, for the fast/slow byte comparison
     for qname, qtype, kind in base:
         problems = []
@@ -201,8 +211,12 @@ def compare(c, lab, base):
                             if (kind == "exists" and want["rcode"] == "NOERROR" and want["aa"]
                                     and not want["tc"]):
                                 fast_expected += 1
+                            if (kind == "below_cut" and want["rcode"] == "NOERROR"
+                                    and not want["aa"] and not want["answer"]):
+                                below_cut += 1
         c.check(f"{qname} {qtype}", not problems, "\n     ".join(problems[:8]) +
                 (f"\n     ... {len(problems) - 8} more" if len(problems) > 8 else ""))
+    print(f"e2e_answers: {below_cut} UDP :53 corpus queries below a cut, referrals", flush=True)
     return fast_expected, udp_queries
 
 
@@ -234,8 +248,8 @@ def fast_vs_slow(c, lab, udp_queries):
 
 # One query per kind of answer the XDP program must send itself (issue 3: "counters show
 # NXDOMAIN, referral and CNAME answers leaving from XDP"): (qname, qtype, edns, the tx_* counter
-# that must move by exactly one on :53, nothing else tx_* moving). Names below a cut are
-# referred by the slow path: their closest-encloser entry is a pass marker (common/src/lib.rs).
+# that must move by exactly one on :53, nothing else tx_* moving). Names below a cut get the
+# cut's referral template, relocated to their length (userspace/src/compile.rs).
 XDP_OUTCOMES = (
     ("www.example.com.", "A", "edns", "tx_answer"),
     ("ftp.example.com.", "A", "noedns", "tx_answer"),            # CNAME to an in-zone name
@@ -246,6 +260,10 @@ XDP_OUTCOMES = (
     ("c-ext-nx.sem.example.", "A", "edns", "tx_nxdomain"),        # CNAME to a missing name
     ("sub.example.com.", "A", "noedns", "tx_referral"),           # at a cut, glue
     ("deleg-far.sem.example.", "AAAA", "edns", "tx_referral"),    # at a cut, no glue
+    ("host.sub.example.com.", "A", "noedns", "tx_referral"),      # below a cut, glue
+    ("a.b.deleg-far.sem.example.", "TXT", "edns", "tx_referral"),  # two labels below
+    ("x.sub.nsec.example.", "A", "do", "tx_referral"),            # DS + RRSIG
+    ("x.y.z.insecure.nsec3.example.", "A", "do", "tx_referral"),  # NSEC3 proof of no DS
     ("f.g.sem.example.", "A", "edns", "tx_nodata"),               # empty non-terminal
 )
 
@@ -267,6 +285,56 @@ def xdp_outcomes(c, lab):
                 fast is not None and d_fast == {counter: 1} and not d_slow and fast[2:] == (slow or b"")[2:],
                 f"tx deltas on :53 {d_fast}, on :{lab.slow_port} {d_slow}; "
                 f"fast {fast.hex() if fast else None} slow {slow.hex() if slow else None}")
+
+
+# Below-cut referrals the fast path leaves to the slow path, and why: (cut, variant or None for
+# all) -> reason. Anything else below a cut must leave from XDP.
+SLOW_BELOW_CUT = {
+    ("deleg.sem.example.", None): "three NS, in-bailiwick and sibling glue: 9 compression "
+                                  "pointers to relocate, more than MAX_RELOCS (8)",
+    ("insecure2.optout.example.", "do"): "the opt-out proof is long: pointers past tail offset "
+                                         "255, which the one-byte relocation offsets can't hold",
+}
+
+
+def cuts_below_which_we_refer(zones):
+    """Every delegation of every zone, except the apexes of zones we serve too (names below
+    those are the child zone's)."""
+    out = []
+    for origin, z in zones.items():
+        _, _, cuts, _, _ = _zone_names(origin, z)
+        out += sorted(cut for cut in cuts if cut not in zones)
+    return out
+
+
+def below_cut_referrals(c, lab, zones):
+    """Names 1, 2 and 3 labels below each cut, each variant: the referral leaves from XDP, byte
+    for byte the slow path's, except the SLOW_BELOW_CUT cases, which go up as pass_miss."""
+    rng = random.Random(SEED)
+    queries = []   # (wire, label, expected fast)
+    for cut in cuts_below_which_we_refer(zones):
+        for prefix, qtype in (("host", "A"), ("a.b", "TXT"), ("x-0123456789.yy.zzz", "AAAA")):
+            name = mix_case(dns.name.from_text(prefix, cut).to_text(), rng)
+            for edns in EDNS_VARIANTS:
+                slow = (cut.to_text(), None) in SLOW_BELOW_CUT or (cut.to_text(), edns) in SLOW_BELOW_CUT
+                wire = make_query(name, qtype, edns, rng.randrange(1, 65536))
+                queries.append((wire, f"{name} {qtype} {edns}", not slow))
+    before = lab.stats()
+    diffs = []
+    for wire, label, _ in queries:
+        fast = rplab.udp_raw(wire, lab.node4, 53, tries=3)
+        slow = rplab.udp_raw(wire, lab.node4, lab.slow_port, tries=3)
+        if fast is None or slow is None or fast[2:] != slow[2:]:
+            diffs.append(f"{label}: fast {fast.hex() if fast else None} slow {slow.hex() if slow else None}")
+    d = rplab.delta(before, lab.stats())
+    n_fast = sum(1 for q in queries if q[2])
+    want = {"tx_referral": n_fast, "pass_miss": len(queries) - n_fast}
+    got = {k: d.get(k, 0) for k in list(rplab.FAST_TX) + ["pass_miss"] if d.get(k, 0)}
+    print(f"e2e_answers: {len(queries)} below-cut queries: {n_fast} expected from XDP; deltas {got}",
+          flush=True)
+    c.check("names below cuts get the cut's referral from XDP, with the slow path's bytes",
+            n_fast > 0 and not diffs and got == {k: v for k, v in want.items() if v},
+            f"counter deltas {got}, want {want}; {len(diffs)} differ:\n     " + "\n     ".join(diffs[:5]))
 
 
 def native_attached(c, lab):
@@ -305,6 +373,7 @@ def run():
         c.skip("XDP answers each kind of name-determined answer", "node is not rampart")
     else:
         c.run("XDP outcomes", xdp_outcomes, c, lab)
+        c.run("below cuts", below_cut_referrals, c, lab, zones)
         for k in rplab.FAST_TX:
             c.check(f"the corpus run moved {k}", d.get(k, 0) > 0, f"counter deltas {d}")
     return c
