@@ -20,11 +20,13 @@ Checks:
     own tx_* counter by one on :53 and none on the slow-path port; every tx_* counter moved
     during the corpus run.
   - below cuts: names 1, 2 and 3 labels below every cut (not a zone we also serve), every
-    variant, leave XDP as the cut's referral (tx_referral moves by exactly their number, pass_miss
-    by exactly the listed exceptions) with the slow path's bytes.
+    variant, leave XDP as the cut's referral with the slow path's bytes: pass_miss moves by
+    exactly the listed exceptions, tx_referral by the rest (less DO referrals that outgrow veth's
+    headroom: pass_rewrite_failed), and by at least every one without DO.
 """
 
 import glob
+import itertools
 import json
 import os
 import subprocess
@@ -263,7 +265,7 @@ XDP_OUTCOMES = (
     ("host.sub.example.com.", "A", "noedns", "tx_referral"),      # below a cut, glue
     ("a.b.deleg-far.sem.example.", "TXT", "edns", "tx_referral"),  # two labels below
     ("x.sub.nsec.example.", "A", "do", "tx_referral"),            # DS + RRSIG
-    ("x.y.z.insecure.nsec3.example.", "A", "do", "tx_referral"),  # NSEC3 proof of no DS
+    ("x.y.z.insecure.nsec.example.", "A", "do", "tx_referral"),   # NSEC proof of no DS
     ("f.g.sem.example.", "A", "edns", "tx_nodata"),               # empty non-terminal
 )
 
@@ -308,33 +310,44 @@ def cuts_below_which_we_refer(zones):
 
 
 def below_cut_referrals(c, lab, zones):
-    """Names 1, 2 and 3 labels below each cut, each variant: the referral leaves from XDP, byte
-    for byte the slow path's, except the SLOW_BELOW_CUT cases, which go up as pass_miss."""
+    """Names 1, 2 and 3 labels below each cut (the corpus's and one more), lowercase and mixed,
+    A/AAAA/TXT, each variant: the referral leaves from XDP, byte for byte the slow path's, except
+    the SLOW_BELOW_CUT cases, which go up as pass_miss."""
     rng = random.Random(SEED)
-    queries = []   # (wire, label, expected fast)
+    queries = []   # (wire, label, expected fast, variant)
     for cut in cuts_below_which_we_refer(zones):
-        for prefix, qtype in (("host", "A"), ("a.b", "TXT"), ("x-0123456789.yy.zzz", "AAAA")):
-            name = mix_case(dns.name.from_text(prefix, cut).to_text(), rng)
-            for edns in EDNS_VARIANTS:
+        for prefix in ("host", "a.b", "x-0123456789.yy.zzz"):
+            lower = dns.name.from_text(prefix, cut).to_text()
+            for name, qtype, edns in itertools.product(
+                    (lower, mix_case(lower, rng)), ("A", "AAAA", "TXT"), EDNS_VARIANTS):
                 slow = (cut.to_text(), None) in SLOW_BELOW_CUT or (cut.to_text(), edns) in SLOW_BELOW_CUT
                 wire = make_query(name, qtype, edns, rng.randrange(1, 65536))
-                queries.append((wire, f"{name} {qtype} {edns}", not slow))
+                queries.append((wire, f"{name} {qtype} {edns}", not slow, edns))
     before = lab.stats()
     diffs = []
-    for wire, label, _ in queries:
+    for wire, label, _, _ in queries:
         fast = rplab.udp_raw(wire, lab.node4, 53, tries=3)
         slow = rplab.udp_raw(wire, lab.node4, lab.slow_port, tries=3)
         if fast is None or slow is None or fast[2:] != slow[2:]:
             diffs.append(f"{label}: fast {fast.hex() if fast else None} slow {slow.hex() if slow else None}")
     d = rplab.delta(before, lab.stats())
     n_fast = sum(1 for q in queries if q[2])
-    want = {"tx_referral": n_fast, "pass_miss": len(queries) - n_fast}
-    got = {k: d.get(k, 0) for k in list(rplab.FAST_TX) + ["pass_miss"] if d.get(k, 0)}
-    print(f"e2e_answers: {len(queries)} below-cut queries: {n_fast} expected from XDP; deltas {got}",
-          flush=True)
+    # DO referrals with their proof grow a small query's frame by ~180-220 bytes, more than veth
+    # leaves at the head: those go up as pass_rewrite_failed (as in the corpus). Without DO the
+    # referrals here are under 110 bytes of tail: all of them must leave from XDP.
+    small = sum(1 for q in queries if q[2] and q[3] != "do")
+    got = {k: d.get(k, 0) for k in list(rplab.FAST_TX) + ["pass_miss", "pass_rewrite_failed"]
+           if d.get(k, 0)}
+    tx, regrown = got.get("tx_referral", 0), got.get("pass_rewrite_failed", 0)
+    print(f"e2e_answers: {len(queries)} below-cut queries: {n_fast} expected from XDP "
+          f"({small} without DO); deltas {got}", flush=True)
     c.check("names below cuts get the cut's referral from XDP, with the slow path's bytes",
-            n_fast > 0 and not diffs and got == {k: v for k, v in want.items() if v},
-            f"counter deltas {got}, want {want}; {len(diffs)} differ:\n     " + "\n     ".join(diffs[:5]))
+            n_fast > 0 and not diffs and tx + regrown == n_fast and tx >= small
+            and got.get("pass_miss", 0) == len(queries) - n_fast
+            and set(got) <= {"tx_referral", "pass_miss", "pass_rewrite_failed"},
+            f"counter deltas {got}: want tx_referral + pass_rewrite_failed = {n_fast}, "
+            f"tx_referral >= {small}, pass_miss = {len(queries) - n_fast}; "
+            f"{len(diffs)} differ:\n     " + "\n     ".join(diffs[:5]))
 
 
 def native_attached(c, lab):

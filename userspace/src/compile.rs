@@ -4,6 +4,8 @@
 //! `wire::render_full` for a synthetic query), so the fast path can only ever send bytes the slow
 //! path would have sent.
 
+use std::collections::BTreeSet;
+
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use rampart_common::{
@@ -178,9 +180,9 @@ fn compile_enclosers(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
     let hazards = soa_name_chain(zone);
     let templates = nx_templates(catalog, zone, &hazards);
     let mut out = Vec::new();
-    let mut emitted = std::collections::BTreeSet::new();
+    let mut emitted = BTreeSet::new();
     // Names that get a marker and nothing else: off the zone's tree, or occluded below a cut.
-    let mut markers: std::collections::BTreeSet<NameKey> = (hazards.iter())
+    let mut markers: BTreeSet<NameKey> = (hazards.iter())
         .filter(|k| zone.node(k.as_wire()).is_none())
         .cloned()
         .collect();
@@ -229,9 +231,9 @@ fn encloser_entries(key: &NameKey, templates: Option<&[Template]>) -> Vec<Compil
 }
 
 /// The names strictly between the apex and the SOA's MNAME and RNAME, both included.
-fn soa_name_chain(zone: &Zone) -> std::collections::BTreeSet<NameKey> {
+fn soa_name_chain(zone: &Zone) -> BTreeSet<NameKey> {
     let Some(hickory_proto::rr::RData::SOA(soa)) = zone.soa().rdata().first() else {
-        return std::collections::BTreeSet::new();
+        return BTreeSet::new();
     };
     [soa.mname(), soa.rname()]
         .into_iter()
@@ -243,12 +245,12 @@ fn soa_name_chain(zone: &Zone) -> std::collections::BTreeSet<NameKey> {
 /// included: the owners of the referral's glue and their parents. A query name there or below
 /// shares more of its suffix with a glue owner than the probe names do, so the slow path
 /// compresses that owner against the query name further than the template's pointers reach.
-fn glue_name_chain(zone: &Zone, cut: &NameKey) -> std::collections::BTreeSet<NameKey> {
+fn glue_name_chain(zone: &Zone, cut: &NameKey) -> BTreeSet<NameKey> {
     let Some(ns) = zone
         .node(cut.as_wire())
         .and_then(|n| n.rrset(RecordType::NS))
     else {
-        return std::collections::BTreeSet::new();
+        return BTreeSet::new();
     };
     (ns.rdata().iter())
         .filter_map(|rd| match rd {
@@ -284,7 +286,7 @@ type Template = (Variant, Option<CompiledAnswer>);
 fn nx_templates(
     catalog: &Catalog,
     zone: &Zone,
-    hazards: &std::collections::BTreeSet<NameKey>,
+    hazards: &BTreeSet<NameKey>,
 ) -> Option<Vec<Template>> {
     relocatable_templates(catalog, zone, zone.origin_key(), hazards, |ans| {
         ans.rcode == ResponseCode::NXDomain
@@ -301,7 +303,7 @@ fn referral_templates(
     catalog: &Catalog,
     zone: &Zone,
     cut: &NameKey,
-    hazards: &std::collections::BTreeSet<NameKey>,
+    hazards: &BTreeSet<NameKey>,
 ) -> Option<Vec<Template>> {
     relocatable_templates(catalog, zone, cut, hazards, |ans| {
         ans.outcome == answer::Outcome::Referral
@@ -322,7 +324,7 @@ fn relocatable_templates(
     catalog: &Catalog,
     zone: &Zone,
     parent: &NameKey,
-    hazards: &std::collections::BTreeSet<NameKey>,
+    hazards: &BTreeSet<NameKey>,
     expected: impl Fn(&answer::Answer<'_>) -> bool,
 ) -> Option<Vec<Template>> {
     let missing = |label: &str| {
@@ -354,7 +356,8 @@ fn relocatable_templates(
                 ref_qname_len: short.as_wire().len() as u8,
                 pointers,
             }),
-            ..CompiledAnswer::from_rendered(&[], QTYPE_ENCLOSER, variant, &a, qa)
+            // Keyed by `parent` (the entry's own name): a referral's response class is its cut.
+            ..CompiledAnswer::from_rendered(parent.as_wire(), QTYPE_ENCLOSER, variant, &a, qa)
         })
     };
     Some(Variant::ALL.into_iter().map(|v| (v, template(v))).collect())
