@@ -804,10 +804,10 @@ mod tests {
     /// Missing names never get a DO template in a signed zone, while the other variants keep
     /// theirs (templates are given up per variant). The NSECs proving a name missing depend on
     /// the name (RFC 4035 §3.1.3.2): here the probe names `x` and `xxxx` share them (both after
-    /// `www.t.`) while `ns1.t.` needs the apex's. Two things keep the DO template out: the
-    /// explicit NSEC/NSEC3 check in `nx_templates`, and (today) the owners of NSECs and RRSIGs
-    /// possibly needing more relocated pointers than `MAX_RELOCS`; tiny fake signatures (signer
-    /// `.`) and SOA names outside the zone keep the answer well under 512 octets.
+    /// `www.t.`) while `ns1.t.` needs the apex's. What keeps the DO template out is the explicit
+    /// NSEC/NSEC3 check in `nx_templates`: the two probe names' answers differ only in
+    /// relocatable pointers, within `MAX_RELOCS` (without the check this test fails). Tiny fake
+    /// signatures (signer `.`) and SOA names outside the zone keep the answer under 512 octets.
     #[test]
     fn signed_nxdomain_gets_no_do_template() {
         let sig = |t: &str, labels: u8| {
