@@ -49,8 +49,8 @@ alab_init() {
   # interval, timeout, rise and fall stay rampart's defaults: the failover figures are theirs
   export AL_HOLD_DOWN_MS=${AL_HOLD_DOWN_MS:-2000}
   export RP_TMP=/tmp/rp-anycast-$id
-  # each node's rampart runs in a cgroup (v2) of its own, so that a cgroup_skb program can kill
-  # its slow path (tests/cgroup_drop_dns.c, alab_slowpath_fault)
+  # each node's rampart runs in a cgroup (v2) of its own, so that a cgroup_skb program can wedge
+  # its slow path (tests/cgroup_drop_dns.c, alab_wedge)
   export AL_CGROUP
   AL_CGROUP=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)/rp-anycast-$id
   export RP_BPFFS=$RP_TMP/bpffs
@@ -274,7 +274,7 @@ mode = "native"
 pin_dir = "$RP_BPFFS/node$n"
 
 [anycast]
-$( [ -n "${AL_STANDIN:-}" ] && echo "# STAND-IN: " )prefixes = ["$AL_SERVICE4/32", "$AL_SERVICE6/128"]
+prefixes = ["$AL_SERVICE4/32", "$AL_SERVICE6/128"]
 method = "device"
 device = "$AL_TUN"
 control_socket = "$d/control.sock"
@@ -295,18 +295,19 @@ alab_node_start() {
   mkdir -p "$d"
   alab_node_config "$n" >"$d/rampart.toml"
   echo "=== start $(date +%T.%N)" >>"$log"
-  # `ip netns exec` execs the command: $! is rampart itself (SIGKILL reaches it)
-  if [ -n "${AL_STANDIN:-}" ]; then  # STAND-IN until wip-4a lands
-    ip netns exec "$ns" python3 /tmp/h4b/standin_tun.py "$AL_TUN" "$AL_SERVICE4/32" "$AL_SERVICE6/128" >>"$d/standin.log" 2>&1 &
-    echo "$! standin-node$n" >>"$RP_TMP/pids"; echo $! > "$d/standin.pid"
-  fi
-  ip netns exec "$ns" "$RP_BIN" run --config "$d/rampart.toml" >>"$log" 2>&1 </dev/null &
+  # in its cgroup from the start (a socket belongs to the cgroup it was made in), entered before
+  # `ip netns exec` (whose fresh /sys hides the cgroup mount); the subshell and `ip netns exec`
+  # both exec: $! is rampart itself (SIGKILL reaches it)
+  (
+    echo "$BASHPID" >"$AL_CGROUP/node$n/cgroup.procs"
+    exec ip netns exec "$ns" "$RP_BIN" run --config "$d/rampart.toml" >>"$log" 2>&1 </dev/null
+  ) &
   pid=$!
   disown "$pid" 2>/dev/null || true   # no "Killed" notice from the shell when a test SIGKILLs it
   echo "$pid rampart-node$n" >>"$RP_TMP/pids"
   echo "$pid" >"$d/rampart.pid"
   for i in $(seq 300); do
-    [ "$(grep -c 'rampart: ready' "$log")" -ge "$(grep -c '^=== start' "$log")" ] &&
+    awk '/^=== start/ { r = 0 } /rampart: ready/ { r = 1 } END { exit !r }' "$log" &&
       { lab_log "node$n: rampart ready (pid $pid)"; return 0; }
     kill -0 "$pid" 2>/dev/null || { tail -20 "$log" >&2; lab_die "node$n: rampart exited before ready"; return 1; }
     sleep 0.1
@@ -316,9 +317,10 @@ alab_node_start() {
 }
 
 
-# alab_slowpath_fault N on|off: node N's slow path receives no DNS query (neither clients' nor
-# its health probe's) while the XDP program and everything else keep running.
-alab_slowpath_fault() {
+# alab_wedge N on|off: node N's slow path receives no DNS query (neither clients' nor its health
+# probe's: timeouts, no ICMP) while its sockets stay open and the XDP program and everything else
+# keep running, as with a wedged slow path. (`rampart debug stop-slow-path` closes the sockets.)
+alab_wedge() {
   local verb=detach
   [ "$2" = on ] && verb=attach
   bpftool cgroup "$verb" "$AL_CGROUP/node$1" ingress pinned "$RP_BPFFS/cgroup_drop_dns"
