@@ -87,6 +87,8 @@ class Node:
         query to the sockets of rampart's cgroup (alab_wedge): clients' queries that need the
         slow path and the health checker's slow probe time out, while the sockets stay open and
         the process, its XDP program and its health checker keep running. Takes ~10 ms."""
+        if not E.get("AL_CGROUP"):
+            raise RuntimeError("no cgroup2 for the nodes (see the lab's log): can't wedge a slow path")
         sh("bpftool", "cgroup", "attach" if on else "detach", os.path.join(E["AL_CGROUP"], self.name),
            "ingress", "pinned", os.path.join(E["RP_BPFFS"], "cgroup_drop_dns"))
         self.wedged = on
@@ -567,7 +569,7 @@ def write_report(path, checks):
                       ("failover_wedged", "node1's slow path wedged (sockets open, no query reaches them)")):
         rows.append(f"| {what} | {g(key, 'loss_window_ms')} ms | {g(key, 'lost')} of {g(key, 'sent')} | "
                     f"{g(key, 'withdrawn_ms')} ms | {g(key + '_restore', 'lost')} of {g(key + '_restore', 'sent')} | "
-                    f"{g(key + '_restore', 'announced_ms')} ms |")
+                    f"{g(key + '_restore', 'announced_ms')} ms | {g(key + '_restore', 'withdrawn_for_ms')} ms |")
     d4, d6 = R.get("distribution_v4", {}), R.get("distribution_v6", {})
     fa, fb, cv = R.get("flapping_A", {}), R.get("flapping_B", {}), R.get("conventional", {})
     uname = os.uname()
@@ -581,10 +583,15 @@ def write_report(path, checks):
         f"rampart's health defaults, hold-down {float(E.get('AL_HOLD_DOWN_MS', '2000')):.0f} ms. "
         f"Checks: {checks.line()}.",
         "",
-        "| failure of node1 | loss window | queries lost (of sent after the fault) | route withdrawn at the router after | "
-        "restoration: lost | re-announced after recovery |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| failure of node1 | loss window | queries lost (of sent in the 2 s after the fault) | route withdrawn at "
+        "the router after | restoration: lost | re-announced after recovery | withdrawn for |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *rows,
+        "",
+        "Recovery is a restart for the first two rows (a new process starts withdrawn and announces after "
+        "`rise` good rounds) and in-process for the last two (announced `rise` rounds after recovering, but "
+        "never sooner than the hold-down after the withdrawal). Every query carries NSID, which sends it to "
+        "the slow path: a detached XDP program costs no answer here, only the announcement.",
         "",
         f"- Load distribution (both healthy): IPv4 node1 {100 * d4.get('share', {}).get('node1', 0):.1f}% / "
         f"node2 {100 * d4.get('share', {}).get('node2', 0):.1f}%, IPv6 node1 "
