@@ -73,6 +73,9 @@ impl Anycast {
     /// Commands other than status/drain/undrain go to `other`.
     pub fn start(config: &Config, probes: Probes, other: control::Handler) -> Result<Anycast> {
         let announcer = Announcer::new(&config.anycast)?;
+        // A previous instance that died announced may have left the exec method's route behind
+        // (the device's die with it): start from a known withdrawn state.
+        announcer.withdraw("starting")?;
         let h = &config.health;
         let machine = Machine::new(Thresholds {
             rise: h.rise,
