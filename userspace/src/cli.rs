@@ -294,16 +294,6 @@ fn run(config: Config) -> Result<()> {
         Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
             .context("starting the slow path")?,
     );
-    if let Some(addr) = config.server.metrics {
-        let shared = shared.clone();
-        metrics::serve(
-            addr,
-            metrics::Sources {
-                pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
-                catalog: Box::new(move || shared.get()),
-            },
-        )?;
-    }
     // Health checking and announcing, when there is something to announce.
     let mut anycast = None;
     let (ops_tx, ops_rx) = crossbeam_channel::unbounded::<(SlowPathOp, Sender<Value>)>();
@@ -342,6 +332,19 @@ fn run(config: Config) -> Result<()> {
         probe_question = Some(question);
     }
     drop(table);
+    if let Some(addr) = config.server.metrics {
+        let shared = shared.clone();
+        metrics::serve(
+            addr,
+            metrics::Sources {
+                pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
+                catalog: Box::new(move || shared.get()),
+                anycast: anycast
+                    .as_ref()
+                    .map(|a: &Anycast| Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>),
+            },
+        )?;
+    }
 
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));

@@ -1,4 +1,5 @@
-//! Prometheus text endpoint (`--metrics ADDR`): the XDP counters and the zones being served.
+//! Prometheus text endpoint (`--metrics ADDR`): the XDP counters, the zones being served, and
+//! the anycast announcement with its health probes.
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -11,13 +12,19 @@ use std::{
 use anyhow::{Context, Result};
 use tracing::{debug, info};
 
-use crate::{fastpath::Counters, zone::Catalog};
+use crate::{
+    anycast::{Status, state::State},
+    fastpath::Counters,
+    zone::Catalog,
+};
 
 /// Where the numbers come from: the pinned counters of this instance's XDP program (if it has
 /// one) and a way to see the live zones.
 pub struct Sources {
     pub pin_dir: Option<PathBuf>,
     pub catalog: Box<dyn Fn() -> Arc<Catalog> + Send>,
+    /// The announcement's status, when anycast is on.
+    pub anycast: Option<Box<dyn Fn() -> Status + Send>>,
 }
 
 /// Serve `GET /metrics` on `addr` from a thread of its own until the process exits. One short
@@ -84,7 +91,50 @@ pub fn render(sources: &Sources) -> String {
             zone.serial()
         ));
     }
+    if let Some(status) = sources.anycast.as_ref().map(|f| f()) {
+        render_anycast(&mut out, &status);
+    }
     out
+}
+
+fn render_anycast(out: &mut String, s: &Status) {
+    out.push_str("# HELP rampart_anycast_announced 1 while the anycast prefixes are announced.\n");
+    out.push_str("# TYPE rampart_anycast_announced gauge\n");
+    out.push_str(&format!(
+        "rampart_anycast_announced {}\n",
+        u8::from(s.state.announced())
+    ));
+    out.push_str(
+        "# HELP rampart_anycast_state The announcement's state (1 for the current one).\n",
+    );
+    out.push_str("# TYPE rampart_anycast_state gauge\n");
+    for state in [
+        State::Starting,
+        State::Announced,
+        State::Withdrawn,
+        State::Draining,
+    ] {
+        out.push_str(&format!(
+            "rampart_anycast_state{{state=\"{state}\"}} {}\n",
+            u8::from(s.state == state)
+        ));
+    }
+    out.push_str("# HELP rampart_anycast_transitions_total Announcement state changes.\n");
+    out.push_str("# TYPE rampart_anycast_transitions_total counter\n");
+    out.push_str(&format!(
+        "rampart_anycast_transitions_total {}\n",
+        s.transitions_total
+    ));
+    out.push_str("# HELP rampart_health_probes_total Health probes run, by probe and result.\n");
+    out.push_str("# TYPE rampart_health_probes_total counter\n");
+    for p in &s.probes {
+        for (result, n) in [("ok", p.ok), ("failed", p.failed), ("skipped", p.skipped)] {
+            out.push_str(&format!(
+                "rampart_health_probes_total{{probe=\"{}\",result=\"{result}\"}} {n}\n",
+                p.name
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +148,7 @@ mod tests {
         let sources = Sources {
             pin_dir: None,
             catalog: Box::new(move || catalog.clone()),
+            anycast: None,
         };
         let (addr, _thread) = serve("127.0.0.1:0".parse().unwrap(), sources).unwrap();
         let mut s = TcpStream::connect(addr).unwrap();

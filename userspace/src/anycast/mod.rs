@@ -42,7 +42,8 @@ pub struct Status {
     pub consecutive_ok: u32,
     pub consecutive_failed: u32,
     pub probes: Vec<ProbeCounters>,
-    /// Oldest first.
+    pub transitions_total: u64,
+    /// The last few, oldest first.
     pub transitions: Vec<TransitionView>,
 }
 
@@ -63,6 +64,7 @@ enum Request {
 
 /// The running anycast control: stop it (withdrawing) with [`Anycast::shutdown`].
 pub struct Anycast {
+    status: Arc<Mutex<Status>>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _control: ControlServer,
@@ -102,9 +104,11 @@ impl Anycast {
             consecutive_ok: 0,
             consecutive_failed: 0,
             probes: probes.counters.to_vec(),
+            transitions_total: 0,
             transitions: Vec::new(),
         }));
         let (req_tx, req_rx) = crossbeam_channel::bounded::<(Request, Sender<Value>)>(1);
+        let status_handle = status.clone();
         let control = ControlServer::start(&config.anycast.control_socket, {
             let status = status.clone();
             Box::new(move |cmd| handle(cmd, &status, &req_tx, &other))
@@ -131,10 +135,17 @@ impl Anycast {
             h.rise
         );
         Ok(Anycast {
+            status: status_handle,
             stop: Some(stop_tx),
             thread: Some(thread),
             _control: control,
         })
+    }
+
+    /// A way to read the current status from other threads (metrics).
+    pub fn status_reader(&self) -> impl Fn() -> Status + Send + 'static {
+        let status = self.status.clone();
+        move || status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Withdraws, waits the grace period if the node was announced, and stops probing.
@@ -265,6 +276,7 @@ impl Checker {
         s.consecutive_ok = self.machine.consecutive_ok;
         s.consecutive_failed = self.machine.consecutive_failed;
         s.probes = self.probes.counters.to_vec();
+        s.transitions_total = self.machine.transitions_total;
         let (i0, w0) = self.epoch;
         s.transitions = self
             .machine

@@ -88,6 +88,8 @@ pub struct Machine {
     /// When the announcement last went away (withdraw or drain).
     withdrawn_at: Option<Instant>,
     pub transitions: VecDeque<Transition>,
+    /// Every transition since start (`transitions` keeps the last few).
+    pub transitions_total: u64,
 }
 
 impl Machine {
@@ -99,6 +101,7 @@ impl Machine {
             consecutive_failed: 0,
             withdrawn_at: None,
             transitions: VecDeque::new(),
+            transitions_total: 0,
         }
     }
 
@@ -181,6 +184,7 @@ impl Machine {
         if self.transitions.len() == HISTORY {
             self.transitions.pop_front();
         }
+        self.transitions_total += 1;
         self.transitions.push_back(Transition {
             at: now,
             from: self.state,
