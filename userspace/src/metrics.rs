@@ -167,4 +167,42 @@ mod tests {
         s.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("HTTP/1.0 404"), "{reply}");
     }
+
+    #[test]
+    fn anycast_state_and_probes() {
+        let status = Status {
+            state: State::Withdrawn,
+            identity: "n1".into(),
+            prefixes: vec!["192.0.2.53/32".into()],
+            method: crate::config::Method::Device,
+            device: "rampart0".into(),
+            interval_ms: 100,
+            timeout_ms: 200,
+            rise: 3,
+            fall: 3,
+            hold_down_ms: 2000,
+            rounds: 9,
+            consecutive_ok: 0,
+            consecutive_failed: 3,
+            probes: vec![crate::anycast::health::ProbeCounters {
+                name: "slow-path",
+                ok: 6,
+                failed: 3,
+                ..Default::default()
+            }],
+            transitions_total: 2,
+            transitions: Vec::new(),
+        };
+        let mut out = String::new();
+        render_anycast(&mut out, &status);
+        for line in [
+            "rampart_anycast_announced 0\n",
+            "rampart_anycast_state{state=\"withdrawn\"} 1\n",
+            "rampart_anycast_state{state=\"announced\"} 0\n",
+            "rampart_anycast_transitions_total 2\n",
+            "rampart_health_probes_total{probe=\"slow-path\",result=\"failed\"} 3\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
+    }
 }
