@@ -12,6 +12,7 @@ mod parallel;
 mod server;
 mod wire;
 mod zone;
+mod zone_text;
 
 fn main() -> std::process::ExitCode {
     cli::main()
