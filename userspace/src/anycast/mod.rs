@@ -79,11 +79,14 @@ impl Anycast {
         // (the device's die with it): start from a known withdrawn state.
         announcer.withdraw("starting")?;
         let h = &config.health;
-        let machine = Machine::new(Thresholds {
-            rise: h.rise,
-            fall: h.fall,
-            hold_down: h.hold_down(),
-        });
+        let machine = Machine::new(
+            Thresholds {
+                rise: h.rise,
+                fall: h.fall,
+                hold_down: h.hold_down(),
+            },
+            Instant::now(),
+        );
         let status = Arc::new(Mutex::new(Status {
             state: State::Starting,
             identity: config.server.identity.clone(),
@@ -131,8 +134,9 @@ impl Anycast {
             prefixes = ?config.anycast.prefixes,
             method = ?config.anycast.method,
             device = config.anycast.device,
-            "anycast: starting withdrawn; announcing after {} healthy rounds",
-            h.rise
+            "anycast: starting withdrawn; announcing after {} healthy rounds, {} ms after start at the earliest",
+            h.rise,
+            h.hold_down_ms
         );
         Ok(Anycast {
             status: status_handle,
