@@ -146,7 +146,8 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Consecutive failed rounds before withdrawing.
     pub fall: u32,
-    /// Minimum time withdrawn before announcing again (also the minimum dwell between changes).
+    /// Minimum time withdrawn before announcing again, the start included (so also the minimum
+    /// dwell between changes, even for a daemon restarted in a loop).
     pub hold_down_ms: u64,
     /// Name the probes ask; default: the first zone's apex.
     pub probe_name: Option<String>,
