@@ -1,4 +1,5 @@
-"""The routed anycast lab's six tests (issue 4), against the lab scripts/test-anycast builds
+"""The routed anycast lab's six tests (issue 4; test 3 and 4 for four kinds of failure) and a drain
+check, against the lab scripts/test-anycast builds
 (scripts/lib/anycast-lab.sh: client ─ router (BIRD, ECMP) ─ node1, node2 (BIRD + rampart)).
 
 Each test measures with tests/anycast_prober.py (500 queries/s, 200 ms timeout, 512 source ports,
@@ -270,7 +271,8 @@ class Suite:
                          json.dumps(s))
             self.c.check(f"distribution IPv{fam}: every answer names its node (NSID)",
                          set(s["by_node"]) <= {"node1", "node2"}, json.dumps(s["by_node"]))
-            self.c.check(f"distribution IPv{fam}: under 2% lost", s["lost"] <= 0.02 * s["sent"], json.dumps(s))
+            # a node that stops answering loses ~half; a stall of the loaded machine, a few percent
+            self.c.check(f"distribution IPv{fam}: under 10% lost", s["lost"] <= 0.1 * s["sent"], json.dumps(s))
             self.c.check(f"distribution IPv{fam}: >= 450 q/s sent", s["rate"] >= 450, f"{s['rate']:.0f} q/s")
         print("anycast: 1 distribution: " + "; ".join(figs), flush=True)
 
@@ -289,7 +291,7 @@ class Suite:
                   f"node2 {s['by_node'].get('node2', 0)}, lost {s['lost']} of {s['sent']}", flush=True)
             self.c.check("nearest: every answer from node1", s["by_node"].get("node1", 0) == s["answered"]
                          and s["answered"] > 0, json.dumps(s))
-            self.c.check("nearest: under 2% lost", s["lost"] <= 0.02 * s["sent"], json.dumps(s))
+            self.c.check("nearest: under 10% lost", s["lost"] <= 0.1 * s["sent"], json.dumps(s))
         finally:
             lab("alab_node2_prepend", 0)
         self.c.check("nearest: prepend removed: both nodes again", wait_gateways(self.both, 15),
@@ -298,10 +300,9 @@ class Suite:
     def _failover(self, label, act, restore, restore_label, restarts=False):
         """One probe run across a failure of node1 and its recovery: `act` 1.5 s in, `restore`
         2 s later (soon enough that the hold-down, counted from the withdrawal, still holds).
-        Test 3: answers move to node2, loss window < 1 s. Test 4: node1 is announced again (not
-        before the hold-down after its withdrawal, unless it restarted: a new process starts
-        withdrawn and announces after `rise` good rounds), takes its traffic back, and no query
-        is lost from the recovery on."""
+        Test 3: answers move to node2, loss window < 1 s. Test 4: node1 is announced again, not
+        before the hold-down after its withdrawal (or after its start, when it restarted), takes
+        its traffic back, and no query is lost from the recovery on."""
         if not self.ensure_both(label):
             return
         hold = self.hold_down_s()
@@ -350,7 +351,12 @@ class Suite:
               f"of {s['sent']}, then node1 {pct(tail['share'].get('node1', 0))} / node2 "
               f"{pct(tail['share'].get('node2', 0))}", flush=True)
         self.c.check(f"{label} restore: node1 announced again", ok and t_back is not None, str(router_gateways()))
-        if not restarts:
+        if restarts:
+            # a new process counts its start as a withdrawal: announced no sooner than the
+            # hold-down after it (t_rec is before the start, the router sees the announcement after)
+            self.c.check(f"{label} restore: the restarted node waits the hold-down",
+                         back_ms is not None and back_ms >= hold * 1000, f"{back_ms} ms")
+        else:
             # exact, from the node's transition times (the router's view adds routing jitter)
             tr = self.n1.status().get("transitions", [])
             pairs = [(a["unix_ms"], b["unix_ms"]) for a, b in zip(tr, tr[1:])
@@ -603,9 +609,10 @@ def write_report(path, checks):
         *rows,
         "",
         "Recovery is a restart for the first two rows (a new process starts withdrawn and announces after "
-        "`rise` good rounds) and in-process for the last two (announced `rise` rounds after recovering, but "
-        "never sooner than the hold-down after the withdrawal). Every query carries NSID, which sends it to "
-        "the slow path: a detached XDP program costs no answer here, only the announcement.",
+        "`rise` good rounds, no sooner than the hold-down after its start) and in-process for the last two "
+        "(announced `rise` rounds after recovering, never sooner than the hold-down after the withdrawal). "
+        "Every query carries NSID, which sends it to the slow path: a detached XDP program costs no answer "
+        "here, only the announcement.",
         "",
         f"- Load distribution (both healthy): IPv4 node1 {100 * d4.get('share', {}).get('node1', 0):.1f}% / "
         f"node2 {100 * d4.get('share', {}).get('node2', 0):.1f}%, IPv6 node1 "
