@@ -45,8 +45,8 @@ alab_init() {
   export AL_ZONE_DIR=${AL_ZONE_DIR:-$RP_REPO/tests/fixtures/zones}
   # node2's announcement carries this many extra copies of its AS (alab_node2_prepend)
   export AL_PREPEND=0
-  # the lab's hold-down before re-announcing (shorter than a production one, to keep tests short);
-  # interval, timeout, rise and fall stay rampart's defaults: the failover figures are theirs
+  # the hold-down before re-announcing (rampart's default; set it to try others); interval,
+  # timeout, rise and fall stay rampart's defaults: the failover figures are theirs
   export AL_HOLD_DOWN_MS=${AL_HOLD_DOWN_MS:-2000}
   export RP_TMP=/tmp/rp-anycast-$id
   # each node's rampart runs in a cgroup (v2) of its own, so that a cgroup_skb program can wedge
