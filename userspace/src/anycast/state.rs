@@ -4,7 +4,9 @@
 //! - `starting`: never announced yet; `rise` good rounds in a row announce, but not before
 //!   `hold_down` has passed since the start: the start counts as a withdrawal, so a daemon that
 //!   crashes and is restarted in a loop can't announce more often than the hold-down allows.
-//! - `announced`: `fall` failed rounds in a row withdraw, at once.
+//! - `announced`: `fall` failed rounds in a row withdraw, at once; so do `fall` failed rounds
+//!   among the last `2 × fall` (health flapping faster than `fall` rounds would otherwise keep a
+//!   half-broken node announced, losing the queries routed to it in its bad moments).
 //! - `withdrawn`: `rise` good rounds in a row announce again, but not before `hold_down` has
 //!   passed since the withdrawal. Withdrawing is never delayed; announcing is, so the
 //!   announcement changes at most once per hold-down however fast health toggles.
@@ -92,6 +94,8 @@ pub struct Machine {
     pub transitions: VecDeque<Transition>,
     /// Every transition since start (`transitions` keeps the last few).
     pub transitions_total: u64,
+    /// The last `2 × fall` conclusive rounds, `true` for failed.
+    recent: VecDeque<bool>,
 }
 
 impl Machine {
@@ -104,6 +108,7 @@ impl Machine {
             withdrawn_at: Some(started),
             transitions: VecDeque::new(),
             transitions_total: 0,
+            recent: VecDeque::new(),
         }
     }
 
@@ -113,27 +118,38 @@ impl Machine {
 
     /// Feeds one round's result.
     pub fn on_round(&mut self, now: Instant, round: &Round) -> Option<Action> {
-        match round {
+        let failed = match round {
             Round::Inconclusive(_) => return None,
-            Round::Healthy => {
-                self.consecutive_ok += 1;
-                self.consecutive_failed = 0;
-            }
-            Round::Failed(reasons) => {
-                self.consecutive_failed += 1;
-                self.consecutive_ok = 0;
-                if self.state == State::Announced && self.consecutive_failed >= self.limits.fall {
-                    let reason = format!(
-                        "{} failed rounds: {}",
-                        self.consecutive_failed,
-                        reasons.join("; ")
-                    );
-                    return Some(self.go(now, State::Withdrawn, reason));
-                }
-                return None;
-            }
+            Round::Healthy => false,
+            Round::Failed(_) => true,
+        };
+        if self.recent.len() == 2 * self.limits.fall as usize {
+            self.recent.pop_front();
         }
-        self.try_announce(now)
+        self.recent.push_back(failed);
+        let Round::Failed(reasons) = round else {
+            self.consecutive_ok += 1;
+            self.consecutive_failed = 0;
+            return self.try_announce(now);
+        };
+        self.consecutive_failed += 1;
+        self.consecutive_ok = 0;
+        if self.state != State::Announced {
+            return None;
+        }
+        let recent_failures = self.recent.iter().filter(|&&f| f).count();
+        let reason = if self.consecutive_failed >= self.limits.fall {
+            format!("{} failed rounds", self.consecutive_failed)
+        } else if recent_failures >= self.limits.fall as usize {
+            format!(
+                "{recent_failures} of the last {} rounds failed (flapping)",
+                self.recent.len()
+            )
+        } else {
+            return None;
+        };
+        let reason = format!("{reason}: {}", reasons.join("; "));
+        Some(self.go(now, State::Withdrawn, reason))
     }
 
     /// Announces if health and hold-down allow (from `starting` or `withdrawn`).
@@ -244,29 +260,31 @@ mod tests {
         assert!(matches!(a[0], (2000, Action::Announce(_))), "{a:?}");
         assert_eq!(m.state(), State::Announced);
 
-        // One or two failures are tolerated; the third withdraws at once.
-        assert!(
-            feed(
-                &mut m,
-                t0,
-                &mut t,
-                &[bad(), bad(), ok.clone(), bad(), bad()]
-            )
-            .is_empty()
-        );
+        // One or two failures are tolerated; the third in a row withdraws at once.
+        let mixed = [
+            bad(),
+            bad(),
+            ok.clone(),
+            ok.clone(),
+            ok.clone(),
+            ok.clone(),
+            bad(),
+            bad(),
+        ];
+        assert!(feed(&mut m, t0, &mut t, &mixed).is_empty());
         let a = feed(&mut m, t0, &mut t, &[bad()]);
         match &a[..] {
-            [(2600, Action::Withdraw(reason))] => {
+            [(2900, Action::Withdraw(reason))] => {
                 assert_eq!(reason, "3 failed rounds: slow path: no answer")
             }
             other => panic!("{other:?}"),
         }
 
-        // Healthy again right away: held down until 2 s after the withdrawal (t = 4600).
+        // Healthy again right away: held down until 2 s after the withdrawal (t = 4900).
         let mut healthy = vec![ok.clone(); 25];
         let a = feed(&mut m, t0, &mut t, &healthy);
         assert_eq!(a.len(), 1);
-        assert!(matches!(a[0], (4600, Action::Announce(_))), "{a:?}");
+        assert!(matches!(a[0], (4900, Action::Announce(_))), "{a:?}");
         // After a long healthy spell, one failure streak withdraws and then rise alone is not
         // enough: hold-down counts from the new withdrawal.
         healthy.truncate(3);
@@ -311,6 +329,41 @@ mod tests {
         for w in announces.windows(2) {
             assert!(w[1] - w[0] >= 2000, "{announces:?}");
         }
+    }
+
+    #[test]
+    fn flapping_health_withdraws_and_stays_withdrawn_while_it_flaps() {
+        let t0 = Instant::now();
+        let (mut t, mut m) = (0, machine(t0));
+        feed(&mut m, t0, &mut t, &vec![Round::Healthy; 20]);
+        assert_eq!(m.state(), State::Announced);
+        // Occasional single failures (1 round in 4) never withdraw.
+        let sparse: Vec<Round> = (0..40)
+            .map(|i| if i % 4 == 0 { bad() } else { Round::Healthy })
+            .collect();
+        assert!(feed(&mut m, t0, &mut t, &sparse).is_empty());
+        // Health toggling every 200 ms (2 bad rounds, 2 good): never 3 failures in a row, but
+        // 3 of the last 6: withdrawn once, and not announced while it keeps toggling (rise 3
+        // needs 3 good rounds in a row).
+        let toggling: Vec<Round> = (0..100)
+            .map(|i| {
+                if (i / 2) % 2 == 0 {
+                    bad()
+                } else {
+                    Round::Healthy
+                }
+            })
+            .collect();
+        let a = feed(&mut m, t0, &mut t, &toggling);
+        assert_eq!(a.len(), 1, "{a:?}");
+        match &a[0].1 {
+            Action::Withdraw(r) => assert!(r.starts_with("3 of the last 6 rounds failed"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.state(), State::Withdrawn);
+        // Steady again: announced after the hold-down.
+        let a = feed(&mut m, t0, &mut t, &vec![Round::Healthy; 25]);
+        assert!(matches!(a[..], [(_, Action::Announce(_))]), "{a:?}");
     }
 
     #[test]
