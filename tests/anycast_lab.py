@@ -431,10 +431,10 @@ class Suite:
         return toggles, t0, time.monotonic()
 
     def flapping(self):
-        """Phase A, the issue's: health toggles every 200 ms for 10 s (shorter than `fall` rounds:
-        the node should ride it out). Phase B: every 700 ms for 8.4 s, long enough to withdraw
-        and to be healthy for `rise` rounds again each time: only the hold-down keeps the
-        announcement from following. Both count changes of node1's route at the router."""
+        """Phase A, the issue's: health toggles every 200 ms for 10 s (each half shorter than
+        `fall` or `rise` rounds). Phase B: every 700 ms for 8.4 s, long enough to withdraw and to
+        be healthy for `rise` rounds again each time: only the hold-down keeps the announcement
+        from following. Both count changes of node1's route at the router."""
         if not self.ensure_both("flapping"):
             return
         hold = self.hold_down_s()
