@@ -439,7 +439,9 @@ class Suite:
         drops = drops_since(drops0)
         RESULTS[label + "_restore"]["kernel_drops"] = drops
         if drops:
-            print(f"anycast: {label} restore: kernel drop counters that grew (from 1 s after the fault on): "
+            # node1's own health probes to a stopped or wedged slow path (over lo) count here too
+            print(f"anycast: {label} restore: kernel drop counters that grew from 1 s after the fault on "
+                  "(node1's own probes of a stopped/wedged slow path included): "
                   + json.dumps(drops), flush=True)
         det = check_no_loss(self.c, f"{label} restore", recs, t_rec, t_back or t_rec, s)
         if det:  # the router's route changes in that span: a gap with no route would show here
