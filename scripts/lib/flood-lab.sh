@@ -68,6 +68,10 @@ flood_up() {
   # the spoofed sources' replies (kernel-stack servers route; XDP answers swap MACs) reach a0
   ip -n "$RP_NS_NODE" route add "$RP_SPOOF4" via "$RP_ATTACKER4"
   ip -n "$RP_NS_NODE" -6 route add "$RP_SPOOF6" via "$RP_ATTACKER6"
+  # the attacker drops the replies to its spoofed sources silently: without these routes its
+  # stack answers them with ICMP "no route" errors, which would count as attack traffic
+  ip -n "$RP_NS_ATTACKER" route add blackhole "$RP_SPOOF4"
+  ip -n "$RP_NS_ATTACKER" -6 route add blackhole "$RP_SPOOF6"
   # a 1M-source flood must not be limited by the node's neighbour or ICMP machinery
   ip netns exec "$RP_NS_NODE" sysctl -qw net.ipv6.icmp.ratelimit=0 net.ipv4.icmp_ratelimit=0
   mkdir -p "$RP_BPFFS"
@@ -262,7 +266,7 @@ flood_round() {
   fi
   sleep 1
   dp=$(timeout $((secs + 20)) ip netns exec "$RP_NS_CLIENT" dnsperf -s "$dst" -d "$RP_TMP/legit.txt" \
-       -l "$secs" -Q "$lqps" -q 20000 -t 2 -E 10:0123456789abcdef 2>&1) || true
+       -l "$secs" -Q "$lqps" -q 20000 -t 2 -E 10:0123456789abcdef 2>&1 | grep -v '^\[Timeout\]') || true
   wait "$gen" || true
   sleep 0.5   # replies in flight
   a1=$(flood_ifstats "$RP_NS_ATTACKER" a0); c1=$(flood_node_cpu_ticks)
