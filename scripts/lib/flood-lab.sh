@@ -95,8 +95,9 @@ flood_down() {
   return $rc
 }
 
-# flood_zone DIR [NAMES]: the zone flood.example (www + hNNNNN A/AAAA) in DIR/zones and the legit
-# query file DIR/legit.txt (existing names other than the hot one, A and AAAA).
+# flood_zone DIR [NAMES]: the zone flood.example (www, hNNNNN A/AAAA, a wildcard *.w whose answers
+# only the slow path synthesises) in DIR/zones and the legit query file DIR/legit.txt (existing
+# names other than the hot one, A and AAAA).
 flood_zone() {
   local d=$1 n=${2:-10000}
   mkdir -p "$d/zones"
@@ -106,7 +107,8 @@ d, origin, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with open(f"{d}/zones/{origin}.zone", "w") as f:
     f.write(f"$ORIGIN {origin}.\n$TTL 3600\n"
             f"@ IN SOA ns1.{origin}. hostmaster.{origin}. 1 7200 3600 1209600 300\n"
-            f"@ IN NS ns1.{origin}.\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.80\nwww IN AAAA 2001:db8::80\n")
+            f"@ IN NS ns1.{origin}.\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.80\nwww IN AAAA 2001:db8::80\n"
+            f"*.w IN A 192.0.2.99\n")
     for i in range(n):
         f.write(f"h{i:05d} IN A 192.0.2.{i % 254 + 1}\n"
                 f"h{i:05d} IN AAAA 2001:db8:{i // 65536:x}:{i % 65536:x}::1\n")
@@ -229,7 +231,8 @@ flood_xdp_run_ns() { # run_time_ns of the XDP program on n0 (0 without one or wi
 # flood_round OUT MIX SPREAD SECS [RATE [LEGIT_QPS [FAMILY]]]: one attack while the legit client
 # runs dnsperf; appends key=value lines to OUT.
 #   MIX: none (no attack), hot (one name), random (random names under the zone), cookie (the hot name with a wrong
-#   server cookie); SPREAD: one (one spoofed source) or spread (a distinct /56 per packet, 2^23
+#   server cookie), wild (random names under the wildcard *.w: what only the slow path answers,
+#   the miss budget's case); SPREAD: one (one spoofed source) or spread (a distinct /56 per packet, 2^23
 #   available; IPv4: the 256 addresses of 203.0.113.0/24); RATE 0 = the generator's maximum.
 #   The legit client sends a client cookie (EDNS option 10, dnsperf -E) in every mix: it can't
 #   learn a server cookie (dnsperf sends a fixed option), which is what a first contact looks like.
@@ -247,7 +250,8 @@ flood_round() {
     hot) name=$FLOOD_HOT ;;
     random) name=$FLOOD_ORIGIN flags=-R ;;
     cookie) name=$FLOOD_HOT flags=-C ;;
-    *) lab_die "mix: hot|random|cookie"; return 1 ;;
+    wild) name=w.$FLOOD_ORIGIN flags=-R ;;   # random names under the wildcard: slow path only
+    *) lab_die "mix: none|hot|random|cookie|wild"; return 1 ;;
   esac
   nmac=$(lab_mac "$RP_NS_NODE" "$RP_NODE_IF")
   a0=$(flood_ifstats "$RP_NS_ATTACKER" a0); c0=$(flood_node_cpu_ticks)
