@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::{
     compile,
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
+    limits::{self, BudgetConfig, RrlConfig},
     metrics,
     server::{Server, ServerHandle},
     zone::{self, Catalog, ZoneSpec},
@@ -82,6 +83,10 @@ struct RunArgs {
     /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    rrl: RrlConfig,
+    #[command(flatten)]
+    budget: BudgetConfig,
 }
 
 pub fn main() -> ExitCode {
@@ -160,7 +165,24 @@ fn run(args: RunArgs) -> Result<()> {
 
     let mut fast = None;
     if !args.ifaces.is_empty() {
-        let mut fp = FastPath::load(Capacity::for_table(&table), &args.pin_dir)?;
+        let capacity = Capacity {
+            buckets: args.rrl.table_size.max(1),
+            whitelist: (args.rrl.whitelist.len() as u32).max(1024),
+            ..Capacity::for_table(&table)
+        };
+        let mut fp = FastPath::load(capacity, &args.pin_dir)?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let whitelist: Vec<_> = args
+            .rrl
+            .whitelist
+            .iter()
+            .map(limits::whitelist_key)
+            .collect();
+        fp.set_limits(
+            limits::to_limits(&args.rrl, &args.budget, cpus)?,
+            &whitelist,
+        )?;
+        info!(rrl = ?args.rrl, budget = ?args.budget, "rate limits set");
         log_installed(&fp.install(&table)?);
         for iface in &args.ifaces {
             fp.attach(iface, args.xdp_mode)?;

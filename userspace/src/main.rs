@@ -3,6 +3,7 @@ mod answer;
 mod cli;
 mod compile;
 mod fastpath;
+mod limits;
 mod metrics;
 mod parallel;
 mod server;

@@ -304,6 +304,10 @@ fn get(key: &KeyBuf, short: bool) -> Option<*const AnswerValue> {
 pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counter> {
     let len = a.value.tail_len as u32;
     let idx = a.value.tail_index;
+    if len == 0 {
+        // A slip: header and question only.
+        return Ok(());
+    }
     let rc = if a.value.tail_class == TAIL_CLASS_INLINE {
         if len == 0 || len > TAIL_INLINE as u32 {
             return Err(Counter::PassMiss);

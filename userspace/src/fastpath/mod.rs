@@ -14,14 +14,18 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    maps::{
+        Array, HashMap, Map, MapData, PerCpuArray,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    AnswerHead, AnswerKey, AnswerValue, Config, Counter, LongKey, MAP_ANSWERS, MAP_ANSWERS_LONG,
-    MAP_CONFIG, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAX_RELOCS, PROGRAM_NAME,
-    SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE,
-    TAIL_SMALL, TailLarge, TailSmall,
+    AnswerHead, AnswerKey, AnswerValue, Config, Counter, Limits, LongKey, MAP_ANSWERS,
+    MAP_ANSWERS_LONG, MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_LIMITS, MAP_STATS,
+    MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, MAX_RELOCS, PROGRAM_NAME, SHORT_NAME_LEN,
+    ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL,
+    TailLarge, TailSmall, WhitelistAddr,
 };
 use tracing::{info, warn};
 
@@ -57,6 +61,10 @@ pub struct Capacity {
     pub answers_long: u32,
     pub tails_small: u32,
     pub tails_large: u32,
+    /// Rate-limit buckets per CPU (LRU), per-class buckets, whitelist prefixes.
+    pub buckets: u32,
+    pub classes: u32,
+    pub whitelist: u32,
 }
 
 impl Capacity {
@@ -72,6 +80,9 @@ impl Capacity {
             answers_long: grow(long),
             tails_small: grow(tails.small.len()),
             tails_large: grow(tails.large.len()).max(2),
+            buckets: 65_536,
+            classes: 16_384,
+            whitelist: 1024,
         }
     }
 }
@@ -218,6 +229,9 @@ impl FastPath {
             .map_max_entries(MAP_ANSWERS_LONG, capacity.answers_long)
             .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small)
             .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large)
+            .map_max_entries(MAP_BUCKETS, capacity.buckets)
+            .map_max_entries(MAP_CLASS_RATES, capacity.classes)
+            .map_max_entries(MAP_WHITELIST, capacity.whitelist)
             .load(PROGRAM)
             .context("loading the XDP object")?;
         let log_stop = Arc::new(AtomicBool::new(false));
@@ -325,6 +339,7 @@ impl FastPath {
                         ref_qname_len: 0,
                         _pad: 0,
                         reloc: 0,
+                        rrl_class: a.rrl_class,
                     },
                     inline: [0; TAIL_INLINE],
                 };
@@ -370,6 +385,20 @@ impl FastPath {
             tails_small: tails.small.len(),
             tails_large: tails.large.len(),
         })
+    }
+
+    /// Write the rate limits and replace the whitelist (at start, before attaching).
+    pub fn set_limits(&mut self, limits: Limits, whitelist: &[(u32, WhitelistAddr)]) -> Result<()> {
+        let mut slot: Array<_, Limits> =
+            Array::try_from(self.ebpf.map_mut(MAP_LIMITS).expect("map"))?;
+        slot.set(0, limits, 0)?;
+        let mut trie: LpmTrie<_, WhitelistAddr, u8> =
+            LpmTrie::try_from(self.ebpf.map_mut(MAP_WHITELIST).expect("map"))?;
+        for (len, addr) in whitelist {
+            trie.insert(&LpmKey::new(*len, *addr), 1, 0)
+                .context("whitelist full (at most 1024 prefixes)")?;
+        }
+        Ok(())
     }
 
     fn set_config(&mut self, c: Config) -> Result<()> {
@@ -426,16 +455,19 @@ pub struct Counters(pub Vec<(&'static str, u64)>);
 impl Counters {
     fn read<T: std::borrow::Borrow<MapData>>(stats: &PerCpuArray<T, u64>) -> Result<Counters> {
         let mut out = Vec::new();
+        let mut total = 0;
         for (c, name) in Counter::NAMED {
             let value = if c == Counter::Packets {
                 0
             } else {
                 stats.get(&(c as u32), 0)?.iter().sum()
             };
+            if c.is_outcome() {
+                total += value;
+            }
             out.push((name, value));
         }
         // Every frame ends in exactly one outcome, so the program needn't count frames itself.
-        let total = out.iter().map(|(_, v)| v).sum();
         out[Counter::Packets as usize].1 = total;
         Ok(Counters(out))
     }
@@ -586,5 +618,7 @@ mod netlink {
     }
 }
 
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,230 @@
+//! Rate limits (RRL, the per-class global view, the slow path's miss budget): settings from the
+//! command line or the config file, turned into the XDP program's `Limits` and whitelist.
+use std::net::IpAddr;
+
+use anyhow::{Result, bail};
+use ipnet::IpNet;
+use rampart_common::{LIMIT_DRY_RUN, Limits, WhitelistAddr};
+
+/// Response rate limiting as Knot's mod-rrl and NSD's rrl define it: per source prefix and
+/// response class (positive answers by name, NXDOMAIN and NODATA by zone, referrals by
+/// delegation, errors), a rate with a burst, and slip. On by default with NSD's defaults
+/// (200 responses/s per /24 or /56, slip 2), because a DNS node on the Internet without RRL is
+/// an amplifier.
+#[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RrlConfig {
+    /// RRL: responses per second per source prefix and response class (0: off).
+    #[arg(long = "rrl-rate", default_value_t = RrlConfig::default().rate)]
+    pub rate: u32,
+    /// RRL: responses a bucket may send at once (default: one second's worth, the rate).
+    #[arg(long = "rrl-burst")]
+    pub burst: Option<u32>,
+    /// RRL: every Nth limited answer goes out as TC=1 (header and question only), the rest are
+    /// dropped; 0 drops them all, 1 slips them all.
+    #[arg(long = "rrl-slip", default_value_t = RrlConfig::default().slip)]
+    pub slip: u32,
+    /// RRL: IPv4 source prefix length accounted together.
+    #[arg(long = "rrl-ipv4-prefix", default_value_t = RrlConfig::default().ipv4_prefix)]
+    pub ipv4_prefix: u8,
+    /// RRL: IPv6 source prefix length accounted together.
+    #[arg(long = "rrl-ipv6-prefix", default_value_t = RrlConfig::default().ipv6_prefix)]
+    pub ipv6_prefix: u8,
+    /// Source prefix no limit applies to (repeatable), e.g. a monitoring host or a resolver
+    /// farm you trust.
+    #[arg(long = "rrl-whitelist")]
+    pub whitelist: Vec<IpNet>,
+    /// Count what the limits would drop or slip, but answer everything.
+    #[arg(long = "rrl-dry-run")]
+    pub dry_run: bool,
+    /// Buckets kept (per CPU, least recently used evicted).
+    #[arg(long = "rrl-table-size", default_value_t = RrlConfig::default().table_size)]
+    pub table_size: u32,
+    /// Global view: responses per second per response class from all sources together, above
+    /// which clients without a valid server cookie are slipped or dropped (0: off).
+    #[arg(long = "class-rate", default_value_t = RrlConfig::default().class_rate)]
+    pub class_rate: u32,
+    /// Slip ratio for the global view and the miss budget (as --rrl-slip).
+    #[arg(long = "class-slip", default_value_t = RrlConfig::default().class_slip)]
+    pub class_slip: u32,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        RrlConfig {
+            rate: 200,
+            burst: None,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            whitelist: Vec::new(),
+            dry_run: false,
+            table_size: 262_144,
+            class_rate: 20_000,
+            class_slip: 2,
+        }
+    }
+}
+
+/// The budget of queries the XDP program passes up to the slow path (misses, answers too big
+/// for UDP, EDNS and class oddities): per source prefix and in total, so a random-name or
+/// wildcard flood can't starve the daemon. Over budget the query slips (TC=1) or is dropped.
+#[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Queries per second per source prefix passed up to the slow path (0: no limit).
+    #[arg(long = "miss-rate", default_value_t = BudgetConfig::default().rate)]
+    pub rate: u32,
+    /// Queries per second passed up from all sources together (0: no limit).
+    #[arg(long = "miss-total-rate", default_value_t = BudgetConfig::default().total_rate)]
+    pub total_rate: u32,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            rate: 200,
+            total_rate: 20_000,
+        }
+    }
+}
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// GCRA parameters for `rate` per second with a burst of `burst`: (interval, tolerance) in ns.
+fn gcra(rate: u32, burst: u32) -> (u64, u64) {
+    if rate == 0 {
+        return (0, 0);
+    }
+    let interval = (NS_PER_SEC / rate as u64).max(1);
+    (interval, interval * burst.max(1) as u64 - interval)
+}
+
+/// IPv4 mask for a prefix length, as the program reads the address (network byte order).
+fn v4_mask(len: u8) -> u32 {
+    let bits = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
+    u32::from_ne_bytes(bits.to_be_bytes())
+}
+
+/// IPv6 mask as two u64 read from the packet in memory order.
+fn v6_mask(len: u8) -> [u64; 2] {
+    let bits = u128::MAX.checked_shl(128 - len as u32).unwrap_or(0);
+    let b = bits.to_be_bytes();
+    [
+        u64::from_ne_bytes(b[..8].try_into().expect("8 bytes")),
+        u64::from_ne_bytes(b[8..].try_into().expect("8 bytes")),
+    ]
+}
+
+/// Everything the program's `LIMITS` slot holds but the cookie secrets (see `cookie`).
+pub fn to_limits(rrl: &RrlConfig, budget: &BudgetConfig, cpus: u32) -> Result<Limits> {
+    if rrl.ipv4_prefix > 32 || rrl.ipv6_prefix > 128 {
+        bail!(
+            "RRL prefix lengths: IPv4 0-32, IPv6 0-128 (got /{} and /{})",
+            rrl.ipv4_prefix,
+            rrl.ipv6_prefix
+        );
+    }
+    // The aggregate views are kept per CPU: each CPU gets its share of the node's rate.
+    let cpus = cpus.max(1);
+    let share = |rate: u32| if rate == 0 { 0 } else { rate.div_ceil(cpus) };
+    let (rrl_interval, rrl_burst) = gcra(rrl.rate, rrl.burst.unwrap_or(rrl.rate));
+    let class = share(rrl.class_rate);
+    let (global_interval, global_burst) = gcra(class, class);
+    let (budget_interval, budget_burst) = gcra(budget.rate, budget.rate);
+    let total = share(budget.total_rate);
+    let (total_interval, total_burst) = gcra(total, total);
+    Ok(Limits {
+        flags: if rrl.dry_run { LIMIT_DRY_RUN } else { 0 },
+        rrl_slip: rrl.slip,
+        v4_mask: v4_mask(rrl.ipv4_prefix),
+        global_slip: rrl.class_slip,
+        v6_mask: v6_mask(rrl.ipv6_prefix),
+        rrl_interval,
+        rrl_burst,
+        global_interval,
+        global_burst,
+        budget_interval,
+        budget_burst,
+        total_interval,
+        total_burst,
+        ..Limits::default()
+    })
+}
+
+/// A whitelist prefix as the program's LPM key: (prefix length, address as IPv6, IPv4 mapped).
+pub fn whitelist_key(net: &IpNet) -> (u32, WhitelistAddr) {
+    match net.trunc().addr() {
+        IpAddr::V4(a) => (net.prefix_len() as u32 + 96, a.to_ipv6_mapped().octets()),
+        IpAddr::V6(a) => (net.prefix_len() as u32, a.octets()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_are_in_packet_byte_order() {
+        let m = v4_mask(24);
+        assert_eq!(m.to_ne_bytes(), [255, 255, 255, 0]);
+        assert_eq!(v4_mask(0), 0);
+        assert_eq!(v4_mask(32), u32::MAX);
+        let [a, b] = v6_mask(56);
+        assert_eq!(a.to_ne_bytes(), [255, 255, 255, 255, 255, 255, 255, 0]);
+        assert_eq!(b.to_ne_bytes(), [0; 8]);
+        let [a, b] = v6_mask(60);
+        assert_eq!(a.to_ne_bytes(), [255, 255, 255, 255, 255, 255, 255, 0xf0]);
+        assert_eq!(b, 0);
+    }
+
+    #[test]
+    fn rates_become_gcra_intervals() {
+        assert_eq!(gcra(0, 10), (0, 0));
+        assert_eq!(gcra(200, 200), (5_000_000, 199 * 5_000_000));
+        assert_eq!(gcra(1, 1), (NS_PER_SEC, 0));
+        let l = to_limits(&RrlConfig::default(), &BudgetConfig::default(), 2).unwrap();
+        assert_eq!(
+            l.global_interval,
+            NS_PER_SEC / 10_000,
+            "20,000/s over 2 CPUs"
+        );
+        let off = RrlConfig {
+            rate: 0,
+            class_rate: 0,
+            ..RrlConfig::default()
+        };
+        let l = to_limits(
+            &off,
+            &BudgetConfig {
+                rate: 0,
+                total_rate: 0,
+            },
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            (l.rrl_interval, l.global_interval, l.budget_interval),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn config_file_keys() {
+        let c: RrlConfig =
+            serde_json::from_str(r#"{"rate": 20, "slip": 1, "whitelist": ["192.0.2.0/24"]}"#)
+                .unwrap();
+        assert_eq!((c.rate, c.slip, c.ipv4_prefix), (20, 1, 24));
+        assert_eq!(
+            whitelist_key(&c.whitelist[0]),
+            (
+                120,
+                "::ffff:192.0.2.0"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets()
+            )
+        );
+        assert!(serde_json::from_str::<RrlConfig>(r#"{"rat": 20}"#).is_err());
+    }
+}
