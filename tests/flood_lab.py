@@ -8,8 +8,14 @@ benchmark (scripts/bench-flood) reports:
   - replies to spoofed sources come back to the attacker namespace (amplification is measurable);
   - the legit client is answered while a low-rate flood runs, and the node answered the flood in
     XDP (rampart's counters);
-  - where this rampart has the flood defenses (RRL, cookies: counters in `rampart stats`), a flood
-    above the limit is limited or slipped; otherwise those checks are reported as skipped.
+  - with rampart's flood defenses (where its `run --help` has them; skipped otherwise): a
+    one-source hot flood is limited (RRL and the global view) with slips, a hot or bad-cookie
+    flood from 100,000+ /56s is limited by the global view, a wildcard flood (slow path only)
+    is held by the miss budget, amplification falls from > 1 to <= 0.7 (slip 2 makes ~0.5 the
+    floor at these rates), and the legit client stays answered throughout; wrong server cookies
+    are counted bad once rampart verifies cookies (--cookie... flags).
+The lab checks run rampart with its limits off (--rrl-rate 0 ...), the defense checks at the
+defaults with --class-rate 5000 so a 20,000 packets/s flood crosses the global view.
 Run as root: /usr/bin/python3 tests/flood_lab.py (prints "N passed, M failed")."""
 
 import json
@@ -183,8 +189,9 @@ def run():
 
         # 2. the lab itself, rampart with its limits off (where it has them): what goes out comes
         # back, and the legit client is answered while a low-rate flood runs
-        has_limits = "--class-rate" in subprocess.run([os.path.join(REPO, "target/release/rampart"), "run", "--help"],
-                                                      capture_output=True, text=True).stdout
+        help_ = subprocess.run([os.environ.get("RP_BIN", os.path.join(REPO, "target/release/rampart")), "run", "--help"],
+                               capture_output=True, text=True).stdout
+        has_limits, has_cookies = "--class-rate" in help_, "--cookie" in help_
         off = "--rrl-rate 0 --class-rate 0 --miss-rate 0 --miss-total-rate 0" if has_limits else ""
         sh(f"flood_rampart_start $RP_TMP/w/zones {off}", 90)
         out = os.path.join(tmp, "rounds.kv")
@@ -226,12 +233,19 @@ def run():
         r = round_(out, "hot one 3 20000 1000")
         d = rplab.delta(s0, stats())
         gp = int(r["gen_packets"])
-        limited = d.get("tx_slip_rrl", 0) + d.get("drop_rrl", 0)
-        c.check("RRL: a one-source hot flood is limited", limited >= 0.9 * gp, f"{limited} of {gp}: {d}")
-        c.check("RRL: slips are sent (slip 2: about half the limited)", 0.3 * limited <= d.get("tx_slip_rrl", 0) <= 0.7 * limited,
-                f"{d.get('tx_slip_rrl', 0)} slips of {limited}")
-        c.check("RRL: amplification <= 0.5", amp_of(r) <= 0.5, f"{amp_of(r):.2f}")
-        c.check("the legit client's client cookie is seen", d.get("cookie_client_only", 0) >= 0.9 * int(r["legit_sent"]), f"{d}")
+        rrl = d.get("tx_slip_rrl", 0) + d.get("drop_rrl", 0)
+        limited = rrl + d.get("tx_slip_global", 0) + d.get("drop_global", 0)
+        slips = d.get("tx_slip_rrl", 0) + d.get("tx_slip_global", 0)
+        # the global view (5,000/s for the hot name) sees the flood first; RRL limits what it lets by
+        c.check("RRL: a one-source hot flood is limited (RRL and global view)", limited >= 0.9 * gp and rrl > 0,
+                f"{limited} of {gp} ({rrl} by RRL): {d}")
+        c.check("slips are sent (slip 2: about half the limited)", 0.3 * limited <= slips <= 0.7 * limited,
+                f"{slips} slips of {limited}")
+        # slip 2: half the limited queries get a TC=1 reply the size of the query, so ~0.5 is the floor
+        c.check("RRL: amplification cut from > 1 to <= 0.7", amp_of(r) <= 0.7, f"{amp_of(r):.2f}")
+        if has_cookies:
+            c.check("the legit client's client cookie is seen",
+                    d.get("cookie_client_only", 0) >= 0.9 * int(r["legit_sent"]), f"{d}")
         legit_ok(c, r, "hot (RRL on)")
 
         s0 = stats()
@@ -240,16 +254,22 @@ def run():
         gp = int(r["gen_packets"])
         glob = d.get("tx_slip_global", 0) + d.get("drop_global", 0)
         c.check("global view: a hot flood over 100,000+ /56s is limited", glob >= 0.5 * gp, f"{glob} of {gp}: {d}")
-        c.check("global view: amplification <= 0.5 with spread sources", amp_of(r) <= 0.5, f"{amp_of(r):.2f}")
+        c.check("global view: amplification cut from > 1 to <= 0.7 with spread sources", amp_of(r) <= 0.7,
+                f"{amp_of(r):.2f}")
         legit_ok(c, r, "spread hot (global view)")
 
         s0 = stats()
         r = round_(out, "cookie spread 3 20000 1000")
         d = rplab.delta(s0, stats())
         gp = int(r["gen_packets"])
-        c.check("cookies: wrong server cookies are counted bad", d.get("cookie_bad", 0) >= 0.9 * gp, f"{d}")
-        c.check("cookies: a wrong server cookie bypasses nothing", d.get("cookie_valid", 0) == 0, f"{d}")
-        c.check("cookies: amplification <= 0.5 under the bad-cookie flood", amp_of(r) <= 0.5, f"{amp_of(r):.2f}")
+        limited = sum(d.get(k, 0) for k in ("tx_slip_rrl", "drop_rrl", "tx_slip_global", "drop_global"))
+        c.check("a bad-cookie flood over spread sources is limited", limited >= 0.5 * gp, f"{limited} of {gp}: {d}")
+        c.check("cookies: amplification <= 0.7 under the bad-cookie flood", amp_of(r) <= 0.7, f"{amp_of(r):.2f}")
+        if has_cookies:
+            c.check("cookies: wrong server cookies are counted bad", d.get("cookie_bad", 0) >= 0.9 * gp, f"{d}")
+            c.check("cookies: a wrong server cookie bypasses nothing", d.get("cookie_valid", 0) == 0, f"{d}")
+        else:
+            c.skip("cookies verified under a flood", "this rampart has no cookie flags yet (no --cookie...)")
         legit_ok(c, r, "bad cookies")
 
         s0 = stats()
