@@ -278,3 +278,41 @@ fn stats(json: bool, pin_dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Clap's own consistency checks (unique argument ids across flattened groups, defaults
+    /// that parse), and the limit flags reaching their structs.
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "rampart",
+            "run",
+            "--zone",
+            "z",
+            "--rrl-rate",
+            "20",
+            "--miss-rate",
+            "5",
+            "--rrl-whitelist",
+            "192.0.2.0/24",
+            "--class-rate",
+            "0",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            (args.rrl.rate, args.budget.rate, args.rrl.class_rate),
+            (20, 5, 0)
+        );
+        assert_eq!(args.budget.total_rate, BudgetConfig::default().total_rate);
+        assert_eq!(args.rrl.whitelist.len(), 1);
+    }
+}

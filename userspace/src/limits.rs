@@ -73,10 +73,10 @@ impl Default for RrlConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetConfig {
     /// Queries per second per source prefix passed up to the slow path (0: no limit).
-    #[arg(long = "miss-rate", default_value_t = BudgetConfig::default().rate)]
+    #[arg(id = "miss_rate", long = "miss-rate", default_value_t = BudgetConfig::default().rate)]
     pub rate: u32,
     /// Queries per second passed up from all sources together (0: no limit).
-    #[arg(long = "miss-total-rate", default_value_t = BudgetConfig::default().total_rate)]
+    #[arg(id = "miss_total_rate", long = "miss-total-rate", default_value_t = BudgetConfig::default().total_rate)]
     pub total_rate: u32,
 }
 
