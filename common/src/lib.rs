@@ -185,7 +185,8 @@ pub enum Counter {
     PassMalformed,
     /// Class other than IN.
     PassClass,
-    /// EDNS version other than 0 (slow path answers BADVERS), or more than one additional RR.
+    /// EDNS version other than 0 (slow path answers BADVERS), more than one additional RR, or
+    /// more EDNS options than the program scans.
     PassEdns,
     /// Not in the maps: the slow path answers.
     PassMiss,
@@ -199,6 +200,8 @@ pub enum Counter {
     PassLargeQuery,
     /// Packet geometry we could not rewrite (adjust_tail failed).
     PassRewriteFailed,
+    /// The query asks for NSID (RFC 5001): the node's identity is the slow path's to add.
+    PassNsid,
     /// A rewrite failed half-way (after the resize): the frame is no longer the query, so it is
     /// dropped rather than passed up as garbage. Should stay zero.
     DropRewriteFailed,
@@ -258,6 +261,7 @@ impl Counter {
         (Counter::PassBadChecksum, "pass_bad_checksum"),
         (Counter::PassLargeQuery, "pass_large_query"),
         (Counter::PassRewriteFailed, "pass_rewrite_failed"),
+        (Counter::PassNsid, "pass_nsid"),
         (Counter::DropRewriteFailed, "drop_rewrite_failed"),
         (Counter::DropResponse, "drop_response"),
         (Counter::DropBadSourcePort, "drop_bad_source_port"),

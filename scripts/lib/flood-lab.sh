@@ -27,6 +27,7 @@ flood_init() {
   lab_init "flood-$id"
   export RP_NS_CLIENT=rp-flegit-$id RP_NS_NODE=rp-fnode-$id RP_NS_ORACLE=""
   export RP_NS_ATTACKER=rp-fatk-$id RP_NS_SWITCH=rp-fsw-$id
+  export RP_NAMESPACES="$RP_NS_ATTACKER $RP_NS_CLIENT $RP_NS_SWITCH $RP_NS_NODE"
   export RP_CLIENT_IF=l0 RP_ATTACKER_IF=a0 RP_NODE_IF=n0
   export RP_CLIENT4=198.51.100.2 RP_CLIENT6=2001:db8:100::2
   export RP_ATTACKER4=198.51.100.3 RP_ATTACKER6=2001:db8:100::3
@@ -86,7 +87,7 @@ flood_down() {
   if [ -f "$RP_TMP/pids" ]; then
     while read -r pid n; do lab_stop_pid "$pid"; done <"$RP_TMP/pids"
   fi
-  for ns in "$RP_NS_ATTACKER" "$RP_NS_CLIENT" "$RP_NS_SWITCH" "$RP_NS_NODE"; do
+  for ns in $RP_NAMESPACES; do
     ip netns del "$ns" 2>/dev/null || true
   done
   mountpoint -q "$RP_BPFFS" 2>/dev/null && umount "$RP_BPFFS"

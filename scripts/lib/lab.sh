@@ -28,6 +28,7 @@ lab_init() {
   local id=${1:-$$}
   export RP_LAB_ID=$id
   export RP_NS_CLIENT=rp-client-$id RP_NS_NODE=rp-node-$id RP_NS_ORACLE=rp-oracle-$id
+  export RP_NAMESPACES="$RP_NS_CLIENT $RP_NS_NODE $RP_NS_ORACLE"   # what lab_down deletes
   export RP_CLIENT_IF=c0 RP_NODE_IF=n0 RP_CLIENT_OIF=c1 RP_ORACLE_IF=o0
   export RP_CLIENT4=198.51.100.2 RP_CLIENT6=2001:db8:100::2
   export RP_NODE4=198.51.100.1 RP_NODE6=2001:db8:100::1
@@ -131,8 +132,9 @@ lab_down() {
   if [ -f "$RP_TMP/pids" ]; then
     while read -r pid n; do lab_stop_pid "$pid"; done <"$RP_TMP/pids"
   fi
-  for ns in "$RP_NS_CLIENT" "$RP_NS_NODE" "$RP_NS_ORACLE"; do
+  for ns in $RP_NAMESPACES; do
     ip netns del "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"   # a test's resolv.conf for `ip netns exec`
   done
   mountpoint -q "$RP_BPFFS" 2>/dev/null && umount "$RP_BPFFS"
   if [ "${RP_KEEP_TMP:-0}" != 1 ]; then rm -rf "$RP_TMP"; else lab_log "kept $RP_TMP"; fi

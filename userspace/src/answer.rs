@@ -95,6 +95,10 @@ pub struct Answer<'z> {
     pub synthesized: bool,
     /// Extended DNS Error info-code (RFC 8914) to put in the OPT, if the query had one.
     pub ede: Option<u16>,
+    /// The node's identity for the OPT's NSID option, sent if the query asked (RFC 5001).
+    pub nsid: Option<&'z [u8]>,
+    /// The class of every record in the sections: IN, except CHAOS identity answers.
+    pub class: u16,
 }
 
 impl<'z> Answer<'z> {
@@ -108,10 +112,17 @@ impl<'z> Answer<'z> {
             additional: Vec::new(),
             synthesized: false,
             ede: None,
+            nsid: None,
+            class: crate::wire::CLASS_IN,
         }
     }
 
     /// An answer with only an RCODE: no records, AA clear.
+    /// An empty authoritative NOERROR answer, for callers that fill the sections themselves.
+    pub fn hit() -> Answer<'z> {
+        Answer::new()
+    }
+
     pub fn error(rcode: ResponseCode) -> Answer<'z> {
         let outcome = if rcode == ResponseCode::Refused {
             Outcome::Refused
@@ -283,6 +294,12 @@ pub fn solve_answer<'z>(
                     return (zone, State::DnameOverflow);
                 };
                 ans.synthesized = true;
+                if wire_is_subdomain(target.as_wire(), NameKey::from_name(dnode.name()).as_wire()) {
+                    // The target is below this DNAME again (`d DNAME x.d`): every step
+                    // only lengthens the name until it overflows, so stop after the first
+                    // substitution, as NSD 4.6 does (Knot 3.2 goes on for five CNAMEs).
+                    return (zone, State::Hit);
+                }
                 if q.qtype == RecordType::CNAME {
                     // The synthesized CNAME answers a CNAME query, as a zone's CNAME does
                     // (step 3a); NSD and BIND stop here too.
@@ -328,9 +345,13 @@ pub fn solve_answer<'z>(
                 }
             }
         };
+        // A CNAME is followed unless the name holds the asked type itself: only RRSIG and NSEC
+        // may stand beside a CNAME (RFC 4035 §2.5), and a query for them is answered from the
+        // name, as NSD and Knot do.
         if let Some(cname) = node.rrset(RecordType::CNAME)
             && q.qtype != RecordType::CNAME
             && q.qtype != RecordType::ANY
+            && node.rrset(q.qtype).is_none()
         {
             push(ans, cname);
             let Some(RData::CNAME(target)) = cname.rdata().first() else {
@@ -393,6 +414,14 @@ fn follow_dname<'z>(
 ) -> Option<(Name, NameKey)> {
     let dname = dnode.rrset(DNAME)?;
     let push_dname = |ans: &mut Answer<'z>| {
+        // A chain may pass the same DNAME twice; the answer holds its RRset once.
+        if ans
+            .answer
+            .iter()
+            .any(|rr| rr.rtype() == DNAME && rr.owner.as_ref() == dname.owner())
+        {
+            return;
+        }
         ans.answer.extend(rrs(dname));
         if sign {
             // The synthesized CNAME has no signature (RFC 6672 §5.3.1).
@@ -1116,6 +1145,56 @@ mod tests {
         // The DNAME owner itself is an ordinary name.
         let m = ask(&cat, "old.d.test", RecordType::A);
         assert!(m.answers().is_empty() && m.response_code() == ResponseCode::NoError);
+    }
+
+    #[test]
+    fn dname_to_below_itself_stops_after_one_substitution() {
+        // `grow DNAME more.grow`: each substitution lands under the DNAME again.
+        let z = zone(
+            "d.test.",
+            "grow DNAME more.grow.d.test.\nx CNAME a.grow.d.test.\n",
+        );
+        let cat = Catalog::from_zones([z]);
+        let m = ask(&cat, "host.grow.d.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            ["grow.d.test. 60 Unknown", "host.grow.d.test. 60 CNAME"]
+        );
+        assert!(!m.truncated());
+        // Through a CNAME first: the DNAME still appears once.
+        let m = ask(&cat, "x.d.test", RecordType::A);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "x.d.test. 60 CNAME",
+                "grow.d.test. 60 Unknown",
+                "a.grow.d.test. 60 CNAME"
+            ]
+        );
+    }
+
+    #[test]
+    fn rrsig_and_nsec_queries_at_a_cname_are_answered_from_the_name() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones/signed");
+        let cat = Catalog::load(&[], Some(&dir)).unwrap();
+        for (qtype, want) in [
+            (RecordType::NSEC, vec!["alias.nsec.example. 300 NSEC"]),
+            (
+                RecordType::RRSIG,
+                vec![
+                    "alias.nsec.example. 3600 RRSIG",
+                    "alias.nsec.example. 300 RRSIG",
+                ],
+            ),
+        ] {
+            let m = ask(&cat, "alias.nsec.example", qtype);
+            assert_eq!(m.response_code(), ResponseCode::NoError);
+            assert_eq!(names(m.answers()), want, "{qtype}");
+        }
+        // Any other type follows the CNAME.
+        let m = ask(&cat, "alias.nsec.example", RecordType::TXT);
+        assert_eq!(names(m.answers())[0], "alias.nsec.example. 3600 CNAME");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -12,14 +12,22 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use crossbeam_channel::Sender;
+use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::{
+    anycast::{
+        self, Anycast,
+        health::{self, FastProbe, ProbeQuestion, Probes},
+    },
     compile,
+    config::{Config, ZonesConfig},
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
-    limits::{self, BudgetConfig, RrlConfig},
+    identity::Identity,
+    limits::{self, LimitFlags},
     metrics,
-    server::{Server, ServerHandle},
+    server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -45,7 +53,7 @@ enum Command {
         files: Vec<String>,
     },
     /// Serve zones: attach the XDP program to the named NICs and answer the rest from userspace.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the running instance's counters.
     Stats {
         #[arg(long)]
@@ -53,40 +61,142 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
-    /// Remove an XDP program left on a NIC by a crashed instance.
+    /// The running node's announcement: status, or a maintenance drain.
+    Anycast {
+        #[command(subcommand)]
+        action: AnycastAction,
+        /// The daemon's control socket [default: anycast.control_socket of --config, else
+        /// /run/rampart/control.sock].
+        #[arg(long, global = true)]
+        control_socket: Option<PathBuf>,
+        /// Take the control socket's path from this config file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Fault injection for failover drills: stop (or restart) the running node's slow path for
+    /// real (its sockets close; the fast path and health checking go on).
+    Debug {
+        #[command(subcommand)]
+        action: DebugAction,
+        /// The daemon's control socket [default: as for `rampart anycast`].
+        #[arg(long, global = true)]
+        control_socket: Option<PathBuf>,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Remove the XDP program from a NIC: one a crashed instance left, or a running instance's
+    /// (which then withdraws its announcement).
     Detach {
         #[arg(long, required = true)]
         iface: Vec<String>,
     },
 }
 
+/// `rampart run` flags: each overrides its key in the config file (`config.rs`).
+#[derive(Subcommand)]
+enum AnycastAction {
+    /// State, recent transitions with reasons, health counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw the prefixes and keep them withdrawn (maintenance); serving goes on.
+    Drain,
+    /// End a drain: announce again once healthy and past the hold-down.
+    Undrain,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum DebugAction {
+    /// Close the slow path's sockets and stop its threads.
+    StopSlowPath,
+    /// Bind the listen addresses again and serve.
+    StartSlowPath,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
-    /// NIC to attach the XDP program to (repeatable). Without it, rampart serves from sockets only.
+    /// TOML configuration file (see rampart.example.toml); flags override its keys.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// NIC to attach the XDP program to (repeatable; xdp.interfaces). Without it, rampart serves
+    /// from sockets only.
     #[arg(long = "iface")]
     ifaces: Vec<String>,
-    /// Zone file, FILE or ORIGIN=FILE (repeatable).
+    /// Zone file, FILE or ORIGIN=FILE (repeatable; zones.files).
     #[arg(long = "zone")]
     zones: Vec<String>,
-    /// Directory whose *.zone files are all loaded (origin from the file name).
+    /// Directory whose *.zone files are all loaded, origin from the file name (zones.dir).
     #[arg(long)]
     zone_dir: Option<PathBuf>,
-    /// UDP and TCP address for the slow path (repeatable).
-    #[arg(long = "listen", default_values_t = [SocketAddr::from(([0, 0, 0, 0], 53))])]
+    /// UDP and TCP address for the slow path (repeatable; server.listen) [default: 0.0.0.0:53].
+    #[arg(long = "listen")]
     listen: Vec<SocketAddr>,
-    /// XDP attach mode: native (driver; fails where unsupported), generic, or auto.
-    #[arg(long, value_enum, default_value_t = AttachMode::Native)]
-    xdp_mode: AttachMode,
-    /// bpffs directory where the counters and maps are pinned for `rampart stats`.
-    #[arg(long, default_value = DEFAULT_PIN_DIR)]
-    pin_dir: PathBuf,
-    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics.
+    /// XDP attach mode: native (driver; fails where unsupported), generic, or auto (xdp.mode)
+    /// [default: native].
+    #[arg(long, value_enum)]
+    xdp_mode: Option<AttachMode>,
+    /// bpffs directory where the counters and maps are pinned for `rampart stats` (xdp.pin_dir)
+    /// [default: /sys/fs/bpf/rampart].
+    #[arg(long)]
+    pin_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics
+    /// (server.metrics).
     #[arg(long)]
     metrics: Option<SocketAddr>,
     #[command(flatten)]
-    rrl: RrlConfig,
-    #[command(flatten)]
-    budget: BudgetConfig,
+    limits: LimitFlags,
+    /// This node's name in NSID and CHAOS TXT id.server./hostname.bind. answers (server.identity).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Prefix to announce while healthy (repeatable; anycast.prefixes).
+    #[arg(long = "anycast-prefix")]
+    anycast_prefixes: Vec<ipnet::IpNet>,
+    /// TUN device carrying the announced prefixes (anycast.device) [default: rampart0].
+    #[arg(long)]
+    anycast_device: Option<String>,
+    /// Unix socket for `rampart anycast` (anycast.control_socket)
+    /// [default: /run/rampart/control.sock].
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The config file (or the defaults) with every given flag applied over it.
+    fn into_config(self: Box<Self>) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        fn list<T>(key: &mut Vec<T>, flag: Vec<T>) {
+            if !flag.is_empty() {
+                *key = flag;
+            }
+        }
+        fn one<T>(key: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *key = v;
+            }
+        }
+        list(&mut c.xdp.interfaces, self.ifaces);
+        list(&mut c.zones.files, self.zones);
+        list(&mut c.server.listen, self.listen);
+        list(&mut c.anycast.prefixes, self.anycast_prefixes);
+        if self.zone_dir.is_some() {
+            c.zones.dir = self.zone_dir;
+        }
+        if self.metrics.is_some() {
+            c.server.metrics = self.metrics;
+        }
+        one(&mut c.xdp.mode, self.xdp_mode);
+        one(&mut c.xdp.pin_dir, self.pin_dir);
+        one(&mut c.server.identity, self.identity);
+        one(&mut c.anycast.device, self.anycast_device);
+        one(&mut c.anycast.control_socket, self.control_socket);
+        self.limits.apply(&mut c.rrl, &mut c.miss_budget);
+        c.check()?;
+        Ok(c)
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -101,8 +211,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { files } => return check(&files),
-        Command::Run(args) => run(args),
+        Command::Run(args) => args.into_config().and_then(run),
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
+        Command::Anycast {
+            action,
+            control_socket,
+            config,
+        } => anycast_command(action, control_socket, config),
+        Command::Debug {
+            action,
+            control_socket,
+            config,
+        } => debug_command(action, control_socket, config),
         Command::Detach { iface } => iface.iter().try_for_each(|i| {
             fastpath::detach_iface(i)?;
             println!("detached XDP from {i}");
@@ -134,14 +254,14 @@ fn check(files: &[String]) -> ExitCode {
     }
 }
 
-fn zone_specs(args: &RunArgs) -> Vec<ZoneSpec> {
-    args.zones.iter().map(|z| ZoneSpec::parse(z)).collect()
+fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
+    zones.files.iter().map(|z| ZoneSpec::parse(z)).collect()
 }
 
 /// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
 /// is reported (file:line) and left out rather than keeping the whole node down.
-fn load_catalog(args: &RunArgs) -> Result<Catalog> {
-    let (catalog, errors) = Catalog::load_partial(&zone_specs(args), args.zone_dir.as_deref());
+fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
+    let (catalog, errors) = Catalog::load_partial(&zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
         error!("{e}");
     }
@@ -154,52 +274,88 @@ fn load_catalog(args: &RunArgs) -> Result<Catalog> {
     Ok(catalog)
 }
 
-fn run(args: RunArgs) -> Result<()> {
-    if args.zones.is_empty() && args.zone_dir.is_none() {
-        bail!("no zones: give --zone FILE or --zone-dir DIR");
-    }
+fn run(config: Config) -> Result<()> {
     let started = Instant::now();
-    let catalog = Arc::new(load_catalog(&args)?);
+    let catalog = Arc::new(load_catalog(&config.zones)?);
     let table = compile::compile(&catalog);
     info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
 
     let mut fast = None;
-    if !args.ifaces.is_empty() {
+    if !config.xdp.interfaces.is_empty() {
+        let (rrl, budget) = (&config.rrl, &config.miss_budget);
         let capacity = Capacity {
-            buckets: args.rrl.table_size.max(1),
-            whitelist: (args.rrl.whitelist.len() as u32).max(1024),
+            buckets: rrl.table_size.max(1),
+            whitelist: (rrl.whitelist.len() as u32).max(1024),
             ..Capacity::for_table(&table)
         };
-        let mut fp = FastPath::load(capacity, &args.pin_dir)?;
+        let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        let whitelist: Vec<_> = args
-            .rrl
-            .whitelist
-            .iter()
-            .map(limits::whitelist_key)
-            .collect();
-        fp.set_limits(
-            limits::to_limits(&args.rrl, &args.budget, cpus)?,
-            &whitelist,
-        )?;
-        info!(rrl = ?args.rrl, budget = ?args.budget, "rate limits set");
+        let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
+        fp.set_limits(limits::to_limits(rrl, budget, cpus)?, &whitelist)?;
+        info!(?rrl, ?budget, "rate limits set");
         log_installed(&fp.install(&table)?);
-        for iface in &args.ifaces {
-            fp.attach(iface, args.xdp_mode)?;
+        for iface in &config.xdp.interfaces {
+            fp.attach(iface, config.xdp.mode)?;
         }
-        fast = Some(fp);
+        fast = Some(Arc::new(Mutex::new(fp)));
     }
-    let server = Server::start(&args.listen, catalog.clone()).context("starting the slow path")?;
-    if let Some(addr) = args.metrics {
-        let shared = server.shared_catalog();
+    let server_config = ServerConfig {
+        identity: Arc::new(Identity::new(&config.server.identity)?),
+        ..ServerConfig::default()
+    };
+    let shared = SharedCatalog::new(catalog.clone());
+    let mut server = Some(
+        Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
+            .context("starting the slow path")?,
+    );
+    if let Some(addr) = config.server.metrics {
+        let shared = shared.clone();
         metrics::serve(
             addr,
             metrics::Sources {
-                pin_dir: fast.is_some().then(|| args.pin_dir.clone()),
+                pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
                 catalog: Box::new(move || shared.get()),
             },
         )?;
     }
+    // Health checking and announcing, when there is something to announce.
+    let mut anycast = None;
+    let (ops_tx, ops_rx) = crossbeam_channel::unbounded::<(SlowPathOp, Sender<Value>)>();
+    let holds_probe = Arc::new(AtomicBool::new(false));
+    let mut probe_question = None;
+    if !config.anycast.prefixes.is_empty() {
+        let question = ProbeQuestion::from_config(&config, &shared)?;
+        holds_probe.store(question.held_by(&table), Ordering::Relaxed);
+        let (client, service) = health::frame_addresses(&config);
+        let fast_probe = fast.as_ref().map(|fp| FastProbe {
+            fast: fp.clone(),
+            holds_probe: holds_probe.clone(),
+            client,
+            server: service,
+        });
+        let probes = Probes::new(
+            question.clone(),
+            shared.clone(),
+            health::slow_target(&config),
+            fast_probe,
+            config.health.timeout(),
+        );
+        let ops = ops_tx.clone();
+        let other = Box::new(move |cmd: &str| {
+            let op = match cmd {
+                "stop-slow-path" => SlowPathOp::Stop,
+                "start-slow-path" => SlowPathOp::Start,
+                _ => return json!({"error": format!("unknown command {cmd:?}")}),
+            };
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = ops.send((op, tx));
+            rx.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| json!({"error": "no reply from the main thread"}))
+        });
+        anycast = Some(Anycast::start(&config, probes, other)?);
+        probe_question = Some(question);
+    }
+    drop(table);
 
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -209,14 +365,32 @@ fn run(args: RunArgs) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     eprintln!("rampart: ready");
     while !term.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+        if let Ok((op, reply)) = ops_rx.recv_timeout(Duration::from_millis(100)) {
+            let _ = reply.send(slow_path_op(
+                op,
+                &mut server,
+                &config,
+                &shared,
+                &server_config,
+            ));
+        }
         if hup.swap(false, Ordering::Relaxed) {
-            reload(&args, &server, fast.as_mut());
+            let (table, installed) = reload(&config.zones, &shared, fast.as_deref());
+            if let Some(q) = &probe_question {
+                holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
+            }
         }
     }
     info!("shutting down");
-    server.stop();
-    if let Some(Ok(c)) = fast.as_ref().map(FastPath::counters) {
+    // Withdraw first, so routers move the traffic while the sockets still answer.
+    if let Some(a) = anycast {
+        a.shutdown();
+    }
+    if let Some(server) = server {
+        server.stop();
+    }
+    let counters = fast.as_ref().map(|fp| lock(fp).counters());
+    if let Some(Ok(c)) = counters {
         let summary: Vec<String> =
             c.0.iter()
                 .filter(|(_, v)| *v > 0)
@@ -227,11 +401,58 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Clone, Copy, Debug)]
+enum SlowPathOp {
+    Stop,
+    Start,
+}
+
+/// `rampart debug stop-slow-path|start-slow-path`: a real fault for failover drills.
+fn slow_path_op(
+    op: SlowPathOp,
+    server: &mut Option<ServerHandle>,
+    config: &Config,
+    shared: &SharedCatalog,
+    server_config: &ServerConfig,
+) -> Value {
+    match op {
+        SlowPathOp::Stop => {
+            if let Some(s) = server.take() {
+                s.stop();
+                warn!("slow path stopped by the operator (rampart debug stop-slow-path)");
+            }
+            json!({"slow_path": "stopped"})
+        }
+        SlowPathOp::Start if server.is_some() => json!({"slow_path": "running"}),
+        SlowPathOp::Start => {
+            match Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
+            {
+                Ok(s) => {
+                    *server = Some(s);
+                    info!("slow path started again by the operator");
+                    json!({"slow_path": "running"})
+                }
+                Err(e) => json!({"error": format!("{e:#}")}),
+            }
+        }
+    }
+}
+
+fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {
+    // A panic mid-install leaves a generation that is whole or not yet flipped to.
+    fp.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// SIGHUP: parse and compile the zones again. A zone whose file now fails keeps serving its
 /// previous version; both paths switch to the new catalog together.
-fn reload(args: &RunArgs, server: &ServerHandle, fast: Option<&mut FastPath>) {
-    let previous = server.catalog();
-    let (catalog, errors) = Catalog::reload(&previous, &zone_specs(args), args.zone_dir.as_deref());
+/// Returns the new table and whether the fast path holds it.
+fn reload(
+    zones: &ZonesConfig,
+    live: &SharedCatalog,
+    fast: Option<&Mutex<FastPath>>,
+) -> (Vec<compile::CompiledAnswer>, bool) {
+    let previous = live.get();
+    let (catalog, errors) = Catalog::reload(&previous, &zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
         error!("reload: {e}");
     }
@@ -243,13 +464,22 @@ fn reload(args: &RunArgs, server: &ServerHandle, fast: Option<&mut FastPath>) {
         errors = errors.len(),
         "reloaded"
     );
-    server.replace_catalog(catalog.clone());
-    if let Some(fp) = fast {
-        match fp.install(&table) {
-            Ok(installed) => log_installed(&installed),
-            Err(e) => warn!("{e:#}"),
+    // The fast path is held while both paths switch, so the health probe sees them switch
+    // together (it skips a round rather than compare the new zones with the old maps).
+    let mut fp = fast.map(lock);
+    live.replace(catalog.clone());
+    let installed = match fp.as_deref_mut().map(|fp| fp.install(&table)) {
+        Some(Ok(installed)) => {
+            log_installed(&installed);
+            true
         }
-    }
+        Some(Err(e)) => {
+            warn!("{e:#}");
+            false
+        }
+        None => false,
+    };
+    (table, installed)
 }
 
 fn log_installed(i: &fastpath::Installed) {
@@ -274,6 +504,53 @@ fn stats(json: bool, pin_dir: &Path) -> Result<()> {
     } else {
         for (name, value) in &counters.0 {
             println!("{name:<24} {value}");
+        }
+    }
+    Ok(())
+}
+
+/// `--control-socket`, else the config file's `anycast.control_socket`, else the default.
+fn control_socket(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => Config::load(&c)?.anycast.control_socket,
+        (None, None) => Config::default().anycast.control_socket,
+    })
+}
+
+fn debug_command(
+    action: DebugAction,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let command = match action {
+        DebugAction::StopSlowPath => "stop-slow-path",
+        DebugAction::StartSlowPath => "start-slow-path",
+    };
+    let reply = anycast::control::request(&control_socket(socket, config)?, command)?;
+    println!("slow path {}", reply["slow_path"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+fn anycast_command(
+    action: AnycastAction,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let socket = control_socket(socket, config)?;
+    let command = match action {
+        AnycastAction::Status { .. } => "status",
+        AnycastAction::Drain => "drain",
+        AnycastAction::Undrain => "undrain",
+    };
+    let reply = anycast::control::request(&socket, command)?;
+    match action {
+        AnycastAction::Status { json: true } => println!("{reply}"),
+        AnycastAction::Status { json: false } => print!("{}", anycast::render_status(&reply)),
+        _ => {
+            let changed = reply["changed"].as_bool().unwrap_or(false);
+            let state = reply["state"].as_str().unwrap_or("?");
+            println!("{state}{}", if changed { "" } else { " (unchanged)" });
         }
     }
     Ok(())
@@ -308,11 +585,13 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run")
         };
+        let c = args.into_config().unwrap();
         assert_eq!(
-            (args.rrl.rate, args.budget.rate, args.rrl.class_rate),
+            (c.rrl.rate, c.miss_budget.rate, c.rrl.class_rate),
             (20, 5, 0)
         );
-        assert_eq!(args.budget.total_rate, BudgetConfig::default().total_rate);
-        assert_eq!(args.rrl.whitelist.len(), 1);
+        let default = crate::limits::BudgetConfig::default();
+        assert_eq!(c.miss_budget.total_rate, default.total_rate);
+        assert_eq!(c.rrl.whitelist.len(), 1);
     }
 }

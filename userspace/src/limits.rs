@@ -1,5 +1,6 @@
 //! Rate limits (RRL, the per-class global view, the slow path's miss budget): settings from the
-//! command line or the config file, turned into the XDP program's `Limits` and whitelist.
+//! config file (`[rrl]`, `[miss_budget]`) and the command line, turned into the XDP program's
+//! `Limits` and whitelist.
 use std::net::IpAddr;
 
 use anyhow::{Result, bail};
@@ -11,41 +12,31 @@ use rampart_common::{LIMIT_DRY_RUN, Limits, WhitelistAddr};
 /// delegation, errors), a rate with a burst, and slip. On by default with NSD's defaults
 /// (200 responses/s per /24 or /56, slip 2), because a DNS node on the Internet without RRL is
 /// an amplifier.
-#[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RrlConfig {
     /// RRL: responses per second per source prefix and response class (0: off).
-    #[arg(long = "rrl-rate", default_value_t = RrlConfig::default().rate)]
     pub rate: u32,
     /// RRL: responses a bucket may send at once (default: one second's worth, the rate).
-    #[arg(long = "rrl-burst")]
     pub burst: Option<u32>,
     /// RRL: every Nth limited answer goes out as TC=1 (header and question only), the rest are
     /// dropped; 0 drops them all, 1 slips them all.
-    #[arg(long = "rrl-slip", default_value_t = RrlConfig::default().slip)]
     pub slip: u32,
     /// RRL: IPv4 source prefix length accounted together.
-    #[arg(long = "rrl-ipv4-prefix", default_value_t = RrlConfig::default().ipv4_prefix)]
     pub ipv4_prefix: u8,
     /// RRL: IPv6 source prefix length accounted together.
-    #[arg(long = "rrl-ipv6-prefix", default_value_t = RrlConfig::default().ipv6_prefix)]
     pub ipv6_prefix: u8,
     /// Source prefix no limit applies to (repeatable), e.g. a monitoring host or a resolver
     /// farm you trust.
-    #[arg(long = "rrl-whitelist")]
     pub whitelist: Vec<IpNet>,
     /// Count what the limits would drop or slip, but answer everything.
-    #[arg(long = "rrl-dry-run")]
     pub dry_run: bool,
     /// Buckets kept (per CPU, least recently used evicted).
-    #[arg(long = "rrl-table-size", default_value_t = RrlConfig::default().table_size)]
     pub table_size: u32,
     /// Global view: responses per second per response class from all sources together, above
     /// which clients without a valid server cookie are slipped or dropped (0: off).
-    #[arg(long = "class-rate", default_value_t = RrlConfig::default().class_rate)]
     pub class_rate: u32,
     /// Slip ratio for the global view and the miss budget (as --rrl-slip).
-    #[arg(long = "class-slip", default_value_t = RrlConfig::default().class_slip)]
     pub class_slip: u32,
 }
 
@@ -69,14 +60,13 @@ impl Default for RrlConfig {
 /// The budget of queries the XDP program passes up to the slow path (misses, answers too big
 /// for UDP, EDNS and class oddities): per source prefix and in total, so a random-name or
 /// wildcard flood can't starve the daemon. Over budget the query slips (TC=1) or is dropped.
-#[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+/// The `[miss_budget]` section of the config file.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetConfig {
     /// Queries per second per source prefix passed up to the slow path (0: no limit).
-    #[arg(id = "miss_rate", long = "miss-rate", default_value_t = BudgetConfig::default().rate)]
     pub rate: u32,
     /// Queries per second passed up from all sources together (0: no limit).
-    #[arg(id = "miss_total_rate", long = "miss-total-rate", default_value_t = BudgetConfig::default().total_rate)]
     pub total_rate: u32,
 }
 
@@ -86,6 +76,80 @@ impl Default for BudgetConfig {
             rate: 200,
             total_rate: 20_000,
         }
+    }
+}
+
+/// The command-line flags for the limits: each given one replaces its config key.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LimitFlags {
+    /// RRL: responses per second per source prefix and response class, 0: off (rrl.rate)
+    /// [default: 200].
+    #[arg(long = "rrl-rate")]
+    pub rrl_rate: Option<u32>,
+    /// RRL: responses a bucket may send at once (rrl.burst) [default: the rate].
+    #[arg(long = "rrl-burst")]
+    pub rrl_burst: Option<u32>,
+    /// RRL: every Nth limited answer goes out as TC=1 (header and question only), the rest are
+    /// dropped; 0 drops all, 1 slips all (rrl.slip) [default: 2].
+    #[arg(long = "rrl-slip")]
+    pub rrl_slip: Option<u32>,
+    /// RRL: IPv4 source prefix length accounted together (rrl.ipv4_prefix) [default: 24].
+    #[arg(long = "rrl-ipv4-prefix")]
+    pub rrl_ipv4_prefix: Option<u8>,
+    /// RRL: IPv6 source prefix length accounted together (rrl.ipv6_prefix) [default: 56].
+    #[arg(long = "rrl-ipv6-prefix")]
+    pub rrl_ipv6_prefix: Option<u8>,
+    /// Source prefix no limit applies to (repeatable; rrl.whitelist).
+    #[arg(long = "rrl-whitelist")]
+    pub rrl_whitelist: Vec<IpNet>,
+    /// Count what the limits would drop or slip, answer everything (rrl.dry_run).
+    #[arg(long = "rrl-dry-run")]
+    pub rrl_dry_run: bool,
+    /// Buckets kept per CPU, least recently used evicted (rrl.table_size) [default: 262144].
+    #[arg(long = "rrl-table-size")]
+    pub rrl_table_size: Option<u32>,
+    /// Global view: responses per second per response class from all sources, above which
+    /// clients without a valid server cookie are slipped or dropped; 0: off (rrl.class_rate)
+    /// [default: 20000].
+    #[arg(long = "class-rate")]
+    pub class_rate: Option<u32>,
+    /// Slip ratio of the global view and the miss budget (rrl.class_slip) [default: 2].
+    #[arg(long = "class-slip")]
+    pub class_slip: Option<u32>,
+    /// Queries per second per source prefix passed up to the slow path; 0: no limit
+    /// (miss_budget.rate) [default: 200].
+    #[arg(long = "miss-rate")]
+    pub miss_rate: Option<u32>,
+    /// Queries per second passed up from all sources; 0: no limit (miss_budget.total_rate)
+    /// [default: 20000].
+    #[arg(long = "miss-total-rate")]
+    pub miss_total_rate: Option<u32>,
+}
+
+impl LimitFlags {
+    /// Apply the given flags over the config file's keys.
+    pub fn apply(self, rrl: &mut RrlConfig, budget: &mut BudgetConfig) {
+        fn one<T>(key: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *key = v;
+            }
+        }
+        one(&mut rrl.rate, self.rrl_rate);
+        if self.rrl_burst.is_some() {
+            rrl.burst = self.rrl_burst;
+        }
+        one(&mut rrl.slip, self.rrl_slip);
+        one(&mut rrl.ipv4_prefix, self.rrl_ipv4_prefix);
+        one(&mut rrl.ipv6_prefix, self.rrl_ipv6_prefix);
+        if !self.rrl_whitelist.is_empty() {
+            rrl.whitelist = self.rrl_whitelist;
+        }
+        rrl.dry_run |= self.rrl_dry_run;
+        one(&mut rrl.table_size, self.rrl_table_size);
+        one(&mut rrl.class_rate, self.class_rate);
+        one(&mut rrl.class_slip, self.class_slip);
+        one(&mut budget.rate, self.miss_rate);
+        one(&mut budget.total_rate, self.miss_total_rate);
     }
 }
 

@@ -1,14 +1,19 @@
 //! rampart: anycast DNS edge node. XDP fast path, authoritative slow path, health-driven BGP.
 mod answer;
+mod anycast;
 mod cli;
 mod compile;
+mod config;
 mod fastpath;
+mod identity;
 mod limits;
 mod metrics;
+mod netlink;
 mod parallel;
 mod server;
 mod wire;
 mod zone;
+mod zone_text;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -20,6 +20,7 @@ use hickory_proto::rr::RecordType;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::answer::{self, Answer};
+use crate::identity::{CLASS_CH, Identity};
 use crate::wire::{self, CLASS_IN, Transport};
 use crate::zone::Catalog;
 
@@ -35,6 +36,8 @@ pub struct ServerConfig {
     pub tcp_max_connections: usize,
     /// A TCP connection with no complete query for this long is closed (RFC 7766 §6.2.3).
     pub tcp_idle_timeout: Duration,
+    /// Sent in NSID and CHAOS TXT answers.
+    pub identity: Arc<Identity>,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             udp_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tcp_max_connections: 256,
             tcp_idle_timeout: Duration::from_secs(10),
+            identity: Arc::default(),
         }
     }
 }
@@ -70,16 +74,22 @@ pub struct Server;
 
 impl Server {
     /// Binds every address (UDP and TCP on the same port; port 0 picks one) and starts serving.
-    pub fn start(listen: &[SocketAddr], catalog: Arc<Catalog>) -> anyhow::Result<ServerHandle> {
-        Server::start_with(listen, catalog, ServerConfig::default())
-    }
-
+    #[cfg(test)]
     pub fn start_with(
         listen: &[SocketAddr],
         catalog: Arc<Catalog>,
         config: ServerConfig,
     ) -> anyhow::Result<ServerHandle> {
-        let catalog = SharedCatalog::new(catalog);
+        Server::start_shared(listen, SharedCatalog::new(catalog), config)
+    }
+
+    /// Serves a live catalog others hold too (a restarted server keeps answering from the same
+    /// one the reloads and health probes use).
+    pub fn start_shared(
+        listen: &[SocketAddr],
+        catalog: SharedCatalog,
+        config: ServerConfig,
+    ) -> anyhow::Result<ServerHandle> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let connections = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
@@ -95,10 +105,11 @@ impl Server {
             }
             for (i, socket) in sockets.into_iter().enumerate() {
                 let (catalog, stop) = (catalog.clone(), stop_rx.clone());
+                let identity = config.identity.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
-                        .spawn(move || udp_worker(socket, catalog, stop))?,
+                        .spawn(move || udp_worker(socket, catalog, &identity, stop))?,
                 );
             }
             let listener = tcp_listener(addr)?;
@@ -129,6 +140,7 @@ impl Server {
 
 /// A running server: swap its catalog on reload, stop it on SIGTERM.
 pub struct ServerHandle {
+    #[cfg_attr(not(test), allow(dead_code))] // the daemon keeps its own SharedCatalog handle
     catalog: SharedCatalog,
     stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -140,13 +152,12 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     /// Atomically replaces the zones every thread answers from.
+    #[cfg(test)]
     pub fn replace_catalog(&self, catalog: Arc<Catalog>) {
         self.catalog.replace(catalog);
     }
-    pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.get()
-    }
-    /// A handle on the live catalog for other threads (metrics).
+    /// A handle on the live catalog for other threads.
+    #[cfg(test)]
     pub fn shared_catalog(&self) -> SharedCatalog {
         self.catalog.clone()
     }
@@ -223,7 +234,7 @@ fn is_poll_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, stop: Receiver<()>) {
+fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, identity: &Identity, stop: Receiver<()>) {
     let mut buf = vec![0u8; 65535];
     while !stopped(&stop) {
         let (len, peer) = match socket.recv_from(&mut buf) {
@@ -239,7 +250,7 @@ fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, stop: Receiver<()>) {
             continue;
         }
         let catalog = catalog.get();
-        if let Some(response) = respond(&catalog, &buf[..len], Transport::Udp)
+        if let Some(response) = respond_as(&catalog, identity, &buf[..len], Transport::Udp)
             && let Err(e) = socket.send_to(&response, peer)
         {
             tracing::debug!(error = %e, %peer, "udp send");
@@ -271,16 +282,17 @@ fn tcp_acceptor(
             tracing::debug!(%peer, "tcp connection limit reached");
             continue; // dropping the stream closes it
         }
-        let (catalog, stop, conns, idle) = (
+        let (catalog, stop, conns, idle, identity) = (
             catalog.clone(),
             stop.clone(),
             connections.clone(),
             config.tcp_idle_timeout,
+            config.identity.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-conn-{peer}"))
             .spawn(move || {
-                if let Err(e) = tcp_connection(stream, &catalog, &stop, idle) {
+                if let Err(e) = tcp_connection(stream, &catalog, &identity, &stop, idle) {
                     tracing::debug!(error = %e, %peer, "tcp connection");
                 }
                 conns.fetch_sub(1, Ordering::AcqRel);
@@ -302,6 +314,7 @@ fn tcp_acceptor(
 fn tcp_connection(
     mut stream: TcpStream,
     catalog: &SharedCatalog,
+    identity: &Identity,
     stop: &Receiver<()>,
     idle_timeout: Duration,
 ) -> std::io::Result<()> {
@@ -320,7 +333,7 @@ fn tcp_connection(
             if buf.len() < 2 + len {
                 break;
             }
-            let response = respond(&catalog.get(), &buf[2..2 + len], Transport::Tcp);
+            let response = respond_as(&catalog.get(), identity, &buf[2..2 + len], Transport::Tcp);
             buf.drain(..2 + len);
             if let Some(response) = response {
                 let mut framed = Vec::with_capacity(2 + response.len());
@@ -342,18 +355,30 @@ fn tcp_connection(
     }
 }
 
-/// One packet in, at most one response out: the whole slow path, transport aside. The compiler's
-/// byte-identity test calls this too.
+/// [`respond_as`] a node without an identity: what the fast path's answers are compared with (the
+/// compiler's byte-identity test, the health probes).
 pub fn respond(catalog: &Catalog, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    respond_as(catalog, &Identity::default(), packet, transport)
+}
+
+/// One packet in, at most one response out: the whole slow path, transport aside.
+pub fn respond_as(
+    catalog: &Catalog,
+    identity: &Identity,
+    packet: &[u8],
+    transport: Transport,
+) -> Option<Vec<u8>> {
     let query = match wire::parse_query(packet) {
         Ok(q) => q,
         Err(rejected) => return wire::render_rejected(&rejected),
     };
-    let ans = if query.edns.is_some_and(|e| e.version > 0) {
+    let mut ans = if query.edns.is_some_and(|e| e.version > 0) {
         // RFC 6891 §6.1.3: we speak version 0 only.
         Answer::error(ResponseCode::BADVERS)
+    } else if query.qclass == CLASS_CH {
+        identity.chaos_answer(&query)
     } else if query.qclass != CLASS_IN {
-        // Like NSD without CHAOS identity configured: no zones in other classes.
+        // No zones in other classes.
         Answer::not_authoritative()
     } else if matches!(query.qtype, RecordType::AXFR | RecordType::IXFR) {
         // No zone transfers from an edge node.
@@ -364,6 +389,7 @@ pub fn respond(catalog: &Catalog, packet: &[u8], transport: Transport) -> Option
     } else {
         answer::answer(catalog, &query.question())
     };
+    ans.nsid = identity.nsid();
     Some(wire::render(&query, &ans, transport))
 }
 
@@ -389,6 +415,7 @@ mod tests {
             udp_workers: 2,
             tcp_max_connections: 4,
             tcp_idle_timeout: Duration::from_millis(600),
+            ..ServerConfig::default()
         }
     }
 

@@ -19,6 +19,9 @@ pub const HEADER_LEN: usize = 12;
 /// CLASS IN (RFC 1035 §3.2.4).
 pub const CLASS_IN: u16 = 1;
 const TYPE_OPT: u16 = 41;
+/// EDNS option codes (IANA "DNS EDNS0 Option Codes").
+const OPTION_NSID: u16 = 3;
+const OPTION_EDE: u16 = 15;
 
 // Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD/CD).
 pub const FLAG_QR: u16 = 0x8000;
@@ -40,6 +43,8 @@ pub struct Edns {
     pub version: u8,
     /// DO bit (RFC 3225).
     pub dnssec_ok: bool,
+    /// The OPT carried an NSID option (RFC 5001 §2.3: a request, empty).
+    pub nsid: bool,
 }
 
 /// A parsed query with one question.
@@ -72,11 +77,13 @@ impl Query {
                 udp_size: EDNS_PAYLOAD,
                 version: 0,
                 dnssec_ok: false,
+                nsid: false,
             }),
             Variant::EdnsDo => Some(Edns {
                 udp_size: EDNS_PAYLOAD,
                 version: 0,
                 dnssec_ok: true,
+                nsid: false,
             }),
         };
         Query {
@@ -249,10 +256,23 @@ fn parse_additional(packet: &[u8], mut pos: usize, count: u16) -> Option<Option<
                 udp_size: class,
                 version: (ttl >> 16) as u8,
                 dnssec_ok: ttl & 0x8000 != 0,
+                nsid: has_option(&packet[pos - rdlen..pos], OPTION_NSID)?,
             });
         }
     }
     Some(edns)
+}
+
+/// Whether the OPT RDATA holds option `code`; `None` if the options overrun the RDATA.
+fn has_option(mut rdata: &[u8], code: u16) -> Option<bool> {
+    let mut found = false;
+    while !rdata.is_empty() {
+        let head = rdata.get(..4)?;
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        found |= u16::from_be_bytes([head[0], head[1]]) == code;
+        rdata = rdata.get(4 + len..)?;
+    }
+    Some(found)
 }
 
 /// Skips a possibly compressed name; returns the offset after it.
@@ -311,7 +331,7 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
             .enumerate()
         {
             for rr in section {
-                emit_rr(&mut enc, &mut names, rr)?;
+                emit_rr(&mut enc, &mut names, rr, ans.class)?;
             }
             counts[i + 1] = u16::try_from(section.len()).unwrap_or(u16::MAX);
         }
@@ -319,7 +339,7 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
     };
     write_header(&mut buf, query, ans.rcode, ans.authoritative, false, counts);
     if let Some(edns) = query.edns {
-        push_opt(&mut buf, ans.rcode, edns.dnssec_ok, ans.ede);
+        push_opt(&mut buf, ans, edns);
     }
     echo_question(&mut buf, query);
     Ok(buf)
@@ -329,10 +349,11 @@ fn emit_rr(
     enc: &mut BinEncoder<'_>,
     names: &mut Compressor,
     rr: &Rr<'_>,
+    class: u16,
 ) -> Result<(), hickory_proto::ProtoError> {
     names.emit_name(enc, &rr.owner)?;
     enc.emit_u16(rr.rtype().into())?;
-    enc.emit_u16(CLASS_IN)?;
+    enc.emit_u16(class)?;
     enc.emit_u32(rr.ttl)?;
     let place = enc.place::<u16>()?;
     // RFC 3597 §4: only names in the RDATA of the RFC 1035 types may be compressed. Of those,
@@ -434,7 +455,7 @@ fn render_truncated(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
         [1, 0, 0, 0],
     );
     if let Some(edns) = query.edns {
-        push_opt(&mut buf, ans.rcode, edns.dnssec_ok, ans.ede);
+        push_opt(&mut buf, ans, edns);
     }
     buf
 }
@@ -465,23 +486,30 @@ fn write_header(
 }
 
 /// Appends our OPT (RFC 6891 §6.1.2): payload 1232, the RCODE's upper bits, version 0, DO echoed
-/// (RFC 3225 §3), and an Extended DNS Error (RFC 8914, option 15, no text) if there is one; and
-/// counts it in ARCOUNT.
-fn push_opt(buf: &mut Vec<u8>, rcode: ResponseCode, dnssec_ok: bool, ede: Option<u16>) {
-    const OPTION_EDE: u16 = 15;
+/// (RFC 3225 §3), the node's NSID if the query asked for it and we have one (RFC 5001 §2.3), and
+/// an Extended DNS Error (RFC 8914, no text) if there is one; and counts it in ARCOUNT.
+fn push_opt(buf: &mut Vec<u8>, ans: &Answer<'_>, edns: Edns) {
+    let rcode = ans.rcode;
     buf.push(0);
     buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
     buf.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
-    buf.extend_from_slice(&[rcode.high(), 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
-    match ede {
-        Some(code) => {
-            buf.extend_from_slice(&6u16.to_be_bytes());
-            buf.extend_from_slice(&OPTION_EDE.to_be_bytes());
-            buf.extend_from_slice(&2u16.to_be_bytes());
-            buf.extend_from_slice(&code.to_be_bytes());
-        }
-        None => buf.extend_from_slice(&[0, 0]),
+    let do_bit = if edns.dnssec_ok { 0x80 } else { 0 };
+    buf.extend_from_slice(&[rcode.high(), 0, do_bit, 0]);
+    let rdlen_at = buf.len();
+    buf.extend_from_slice(&[0, 0]);
+    let mut option = |code: u16, data: &[u8]| {
+        buf.extend_from_slice(&code.to_be_bytes());
+        buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        buf.extend_from_slice(data);
+    };
+    if let Some(id) = ans.nsid.filter(|_| edns.nsid) {
+        option(OPTION_NSID, id);
     }
+    if let Some(code) = ans.ede {
+        option(OPTION_EDE, &code.to_be_bytes());
+    }
+    let rdlen = (buf.len() - rdlen_at - 2) as u16;
+    buf[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
     let arcount = u16::from_be_bytes([buf[10], buf[11]]) + 1;
     buf[10..12].copy_from_slice(&arcount.to_be_bytes());
 }
@@ -610,7 +638,8 @@ mod tests {
             Some(Edns {
                 udp_size: 4096,
                 version: 0,
-                dnssec_ok: true
+                dnssec_ok: true,
+                nsid: false,
             })
         );
         assert_eq!(q.question, question("WwW.ExAmple.com", 28, 1));

@@ -1004,7 +1004,15 @@ fn parse_bytes(
     // Lines the scanner has seen before the current chunk (it counts every line feed it reads).
     let mut scanner_lines = 0usize;
     for chunk in split_entries(text) {
-        zf.extend_from_slice(chunk.bytes);
+        if crate::zone_text::relative_origin(chunk.bytes) {
+            out.errors.push(format!(
+                "{}:{}: $ORIGIN needs an absolute name (ending in a dot)",
+                path.display(),
+                chunk.first_line
+            ));
+            return;
+        }
+        zf.extend_from_slice(&crate::zone_text::with_ttls_in_seconds(chunk.bytes));
         if !chunk.bytes.ends_with(b"\n") {
             zf.extend_from_slice(b"\n");
         }
@@ -1307,6 +1315,24 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
         }
     }
 
+    // RFC 6672 §2.4: no data below a DNAME (NSD and Knot refuse such a zone). NSEC3 records
+    // and signatures hang below the apex by construction and are not names of the tree.
+    for (record, loc) in parsed.records.iter() {
+        let key = NameKey::from_name(record.name());
+        if matches!(record.record_type(), RecordType::NSEC3 | RRSIG) {
+            continue;
+        }
+        let dname_above = suffixes(key.as_wire())
+            .skip(1)
+            .take_while(|s| s.len() >= origin_key.as_wire().len())
+            .find(|s| nodes.get(*s).is_some_and(|n| n.rrset(DNAME).is_some()));
+        if let Some(owner) = dname_above.and_then(NameKey::from_wire) {
+            errors.push(format!(
+                "{}: {key} is below the DNAME at {owner}: no data may be there (RFC 6672 §2.4)",
+                parsed.at(*loc)
+            ));
+        }
+    }
     let apex = &nodes[&origin_key];
     if apex.rrset(RecordType::SOA).is_none() {
         errors.push(format!(
@@ -1654,6 +1680,31 @@ mod tests {
             &format!("{MINI}a.other. A 192.0.2.1\nb.other. A 192.0.2.1\n"),
         );
         assert_eq!(e.len(), 2);
+        // Nothing below a DNAME (RFC 6672 §2.4), as NSD and Knot refuse it.
+        let e = load_err(
+            "t.",
+            &format!("{MINI}d DNAME x.test.\nhost.d A 192.0.2.1\n"),
+        );
+        assert!(e[0].contains("below the DNAME at d.t."), "{e:?}");
+    }
+
+    #[test]
+    fn ttl_units_and_absolute_origin() {
+        let z = Zone::from_text(
+            "t.",
+            "$TTL 1h30m\n@ SOA ns hm 1 2h 1h 2w 5M\n NS ns\nns 1d A 192.0.2.1\nx A 192.0.2.2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            z.node(key("ns.t.").as_wire()).unwrap().rrsets()[0].ttl(),
+            86_400
+        );
+        assert_eq!(
+            z.node(key("x.t.").as_wire()).unwrap().rrsets()[0].ttl(),
+            5400
+        );
+        let e = load_err("t.", &format!("{MINI}$ORIGIN sub\nx A 192.0.2.1\n"));
+        assert!(e[0].contains("$ORIGIN needs an absolute name"), "{e:?}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! bucket refills during a test (each runs in milliseconds).
 use std::net::IpAddr;
 
-use super::tests::{XDP_PASS, XDP_TX, frame_from, loaded, query, run, verify_reply};
+use super::probe::{XDP_PASS, XDP_TX};
+use super::tests::{frame_from, loaded, query, run, verify_reply};
 use super::*;
 use crate::limits::{self, BudgetConfig, RrlConfig};
 

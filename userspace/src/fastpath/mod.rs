@@ -30,13 +30,16 @@ use rampart_common::{
 use tracing::{info, warn};
 
 use crate::compile::CompiledAnswer;
+use crate::netlink;
 
 /// The program, built by build.rs from xdp-ebpf/.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart-xdp"));
 
 /// How to attach: native is the default and fails loudly where the driver lacks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachMode {
+    #[default]
     Native,
     Generic,
     /// Let the kernel choose (native where supported, generic otherwise).
@@ -415,9 +418,8 @@ impl FastPath {
         Counters::read(&stats)
     }
 
-    /// The program, for BPF_PROG_TEST_RUN in tests.
-    #[cfg(test)]
-    pub fn program(&self) -> &Xdp {
+    /// The loaded program (for BPF_PROG_TEST_RUN).
+    fn program(&self) -> &Xdp {
         self.ebpf
             .program(PROGRAM_NAME)
             .expect("loaded")
@@ -531,94 +533,26 @@ fn spawn_ebpf_logger(ebpf: &mut Ebpf, stop: Arc<AtomicBool>) {
     });
 }
 
-/// Remove an XDP program left on `iface` by a crashed instance (or any netlink-attached one), in
-/// both native and generic mode. Programs held by a live bpf_link belong to a running process and
-/// can't be removed this way; the kernel says EBUSY.
+/// Remove the XDP program from `iface`: one a crashed instance left (attached through netlink, in
+/// native or generic mode), or one a running instance holds through a bpf_link (which makes that
+/// instance's fast-path health probe fail, so it withdraws its announcement).
 pub fn detach_iface(iface: &str) -> Result<()> {
-    let cname = std::ffi::CString::new(iface)?;
-    // SAFETY: valid C string.
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no such interface: {iface}");
+    let ifindex = netlink::ifindex(iface)?;
+    if link::detach_links(iface)? > 0 {
+        return Ok(());
     }
     const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
     const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
     for flags in [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE] {
-        netlink::set_xdp_fd(ifindex as i32, -1, flags)
+        netlink::set_xdp_fd(ifindex, -1, flags)
             .with_context(|| format!("detaching XDP from {iface}"))?;
     }
     Ok(())
 }
 
-/// Just enough rtnetlink to clear an interface's XDP program (RTM_SETLINK with IFLA_XDP).
-mod netlink {
-    use std::io;
-
-    const IFLA_XDP: u16 = 43;
-    const IFLA_XDP_FD: u16 = 1;
-    const IFLA_XDP_FLAGS: u16 = 3;
-    const NLA_F_NESTED: u16 = 1 << 15;
-
-    fn nla(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
-        buf.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        buf.extend_from_slice(&ty.to_ne_bytes());
-        buf.extend_from_slice(payload);
-        while !buf.len().is_multiple_of(4) {
-            buf.push(0);
-        }
-    }
-
-    pub fn set_xdp_fd(ifindex: i32, fd: i32, flags: u32) -> io::Result<()> {
-        let mut xdp = Vec::new();
-        nla(&mut xdp, IFLA_XDP_FD, &fd.to_ne_bytes());
-        nla(&mut xdp, IFLA_XDP_FLAGS, &flags.to_ne_bytes());
-        let mut body = Vec::new();
-        // struct ifinfomsg: family, pad, type, index, flags, change
-        body.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-        body.extend_from_slice(&ifindex.to_ne_bytes());
-        body.extend_from_slice(&0u32.to_ne_bytes());
-        body.extend_from_slice(&0u32.to_ne_bytes());
-        nla(&mut body, IFLA_XDP | NLA_F_NESTED, &xdp);
-        let mut msg = Vec::new();
-        msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-        msg.extend_from_slice(&libc::RTM_SETLINK.to_ne_bytes());
-        msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-        msg.extend_from_slice(&1u32.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(&body);
-        // SAFETY: plain socket syscalls on buffers we own; the fd is closed on every path.
-        unsafe {
-            let sock = libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            );
-            if sock < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let res = (|| {
-                if libc::send(sock, msg.as_ptr().cast(), msg.len(), 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let mut ack = [0u8; 1024];
-                let n = libc::recv(sock, ack.as_mut_ptr().cast(), ack.len(), 0);
-                if n < 20 {
-                    return Err(io::Error::last_os_error());
-                }
-                // NLMSG_ERROR carries a negated errno right after the header; 0 is the ACK.
-                let err = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
-                if err != 0 {
-                    return Err(io::Error::from_raw_os_error(-err));
-                }
-                Ok(())
-            })();
-            libc::close(sock);
-            res
-        }
-    }
-}
-
 #[cfg(test)]
 mod limit_tests;
+mod link;
+pub mod probe;
 #[cfg(test)]
 mod tests;

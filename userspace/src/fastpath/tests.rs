@@ -1,12 +1,11 @@
 //! The XDP program run through BPF_PROG_TEST_RUN (needs root): answers, checksums, pass reasons,
 //! and a mutation fuzz in which every XDP_TX output must be a well-formed answer to its query.
-use aya::programs::{TestRun, TestRunOptions};
+use std::net::IpAddr;
+
 use rampart_common::{QTYPE_OTHER, Variant};
 
+use super::probe::{XDP_PASS, XDP_TX, fold, query_frame, sum16};
 use super::*;
-
-pub(super) const XDP_PASS: u32 = 2;
-pub(super) const XDP_TX: u32 = 3;
 
 use crate::wire::testutil::name as wire;
 
@@ -117,75 +116,29 @@ pub(super) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) 
     q
 }
 
-fn sum16(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(2)
-        .map(|c| ((c[0] as u64) << 8) | c.get(1).copied().unwrap_or(0) as u64)
-        .sum()
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
 pub(super) fn frame(v6: bool, sport: u16, dns: &[u8]) -> Vec<u8> {
-    let src: std::net::IpAddr = if v6 {
-        "2001:db8::2".parse().unwrap()
+    let (client, server): (IpAddr, IpAddr) = if v6 {
+        (
+            "2001:db8::2".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        )
     } else {
-        "198.51.100.2".parse().unwrap()
+        (
+            "198.51.100.2".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        )
     };
-    frame_from(src, sport, dns)
+    query_frame(client, server, sport, dns)
 }
 
-/// A query frame from `src` (to 198.51.100.1 or 2001:db8::1) with correct checksums.
-pub(super) fn frame_from(src: std::net::IpAddr, sport: u16, dns: &[u8]) -> Vec<u8> {
-    let v6 = src.is_ipv6();
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    let udp_len = 8 + dns.len();
-    let mut udp = Vec::new();
-    udp.extend_from_slice(&sport.to_be_bytes());
-    udp.extend_from_slice(&53u16.to_be_bytes());
-    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(dns);
-    if v6 {
-        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-        f.extend_from_slice(&[17, 64]);
-        let std::net::IpAddr::V6(a) = src else {
-            unreachable!()
-        };
-        f.extend_from_slice(&a.octets());
-        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+/// A query frame from `src` to the test server address of its family.
+pub(super) fn frame_from(src: IpAddr, sport: u16, dns: &[u8]) -> Vec<u8> {
+    let server: IpAddr = if src.is_ipv6() {
+        "2001:db8::1".parse().unwrap()
     } else {
-        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
-        f.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-        let std::net::IpAddr::V4(a) = src else {
-            unreachable!()
-        };
-        f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-        f.extend_from_slice(&a.octets());
-        f.extend_from_slice(&[198, 51, 100, 1]);
-        let c = !fold(sum16(&f[14..34]));
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-    }
-    // A correct UDP checksum, as a real client's stack (or NIC) writes it.
-    let pseudo = if v6 {
-        sum16(&f[22..54])
-    } else {
-        sum16(&f[26..34])
-    } + 17
-        + udp_len as u64;
-    let mut c = !fold(pseudo + sum16(&udp));
-    if c == 0 {
-        c = 0xffff;
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&udp);
-    f
+        "198.51.100.1".parse().unwrap()
+    };
+    query_frame(src, server, sport, dns)
 }
 
 /// The same frame with its UDP checksum field set to `csum`.
@@ -248,13 +201,7 @@ pub(super) fn loaded() -> FastPath {
 }
 
 pub(super) fn run(fp: &FastPath, input: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; 4096];
-    let mut opts = TestRunOptions::new();
-    opts.data_in = Some(input);
-    opts.data_out = Some(&mut out);
-    let r = fp.program().test_run(opts).expect("test_run");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
+    fp.test_run(input).expect("test_run")
 }
 
 #[test]
@@ -365,6 +312,33 @@ fn passes_or_drops_what_it_must_not_answer() {
     let n = v1.len();
     v1[n - 5] = 1;
     cases.push(("EDNS version 1", v1, "pass_edns"));
+    // EDNS options: NSID goes up wherever it sits; a length past the RDATA is malformed; more
+    // options than the program scans go up unjudged.
+    let with_options = |opts: &[u8]| {
+        let mut q = query(1, "www.example.com", 1, Some((1232, false)));
+        let n = q.len();
+        q[n - 2..].copy_from_slice(&(opts.len() as u16).to_be_bytes());
+        q.extend_from_slice(opts);
+        q
+    };
+    cases.push(("NSID", with_options(&[0, 3, 0, 0]), "pass_nsid"));
+    let cookie_then_nsid = [&[0, 10, 0, 8][..], &[7; 8], &[0, 3, 0, 0]].concat();
+    cases.push(("cookie, NSID", with_options(&cookie_then_nsid), "pass_nsid"));
+    cases.push((
+        "option overrun",
+        with_options(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8]),
+        "drop_malformed",
+    ));
+    cases.push((
+        "option header cut",
+        with_options(&[0, 10, 0]),
+        "drop_malformed",
+    ));
+    cases.push((
+        "seven options",
+        with_options(&[0, 12, 0, 0].repeat(7)),
+        "pass_edns",
+    ));
     cases.push(("miss", query(1, "nope.example.com", 1, None), "pass_miss"));
     for (what, dns, counter) in cases {
         let before = fp.counters().unwrap().get(counter);
@@ -605,6 +579,18 @@ fn queries_with_a_bad_udp_checksum_go_to_the_kernel() {
         );
     }
     assert_eq!(fp.counters().unwrap().get("pass_bad_checksum"), 7);
+    // Six options (padding, cookie, unknown ...) are scanned and ignored: still answered.
+    let mut q = query(5, "www.example.com", 1, Some((1232, false)));
+    let opts = [
+        [0, 12, 0, 2, 0, 0].repeat(4),
+        vec![0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
+        vec![0xfd, 0xe9, 0, 1, 9],
+    ]
+    .concat();
+    let n = q.len();
+    q[n - 2..].copy_from_slice(&(opts.len() as u16).to_be_bytes());
+    q.extend_from_slice(&opts);
+    assert_eq!(run(&fp, &frame(false, 5302, &q)).0, XDP_TX, "six options");
 }
 
 /// Each tail class (inline in the value, small slot, large slot) reaches the wire intact.
@@ -728,6 +714,8 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
 #[test]
 #[ignore]
 fn ns_per_packet() {
+    use aya::programs::{TestRun, TestRunOptions};
+
     use crate::zone::Catalog;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
     let catalog = Catalog::load(&[], Some(&dir)).unwrap();

@@ -1,0 +1,463 @@
+//! Health probes, one round every interval: a real UDP query to the slow path's socket, the
+//! fast path's program run on a query frame with its live maps (and still attached to every
+//! NIC), and the daemon's own state (zones loaded).
+//!
+//! The guard against fleet-wide withdrawal is in what a probe compares with: each answer must
+//! equal the answer the node's *current* zones give for the probe question (rendered by the
+//! same `server::respond` the slow path runs). So a change in the zone data every node shares
+//! (the probe name deleted, its record changed, an NXDOMAIN) can't fail a probe: only the
+//! node's own machinery can (no answer in time, bytes that differ from the zone, program
+//! detached or replaced, the program dropping or aborting, no zones at all). A reload whose zone
+//! fails validation keeps the old zone (`Catalog::reload`), so it changes nothing here either.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use hickory_proto::rr::{Name, RecordType};
+use rampart_common::Variant;
+use serde::Serialize;
+
+use super::state::Round;
+use crate::compile::CompiledAnswer;
+use crate::config::Config;
+use crate::fastpath::FastPath;
+use crate::fastpath::probe::{XDP_PASS, XDP_TX, query_frame, reply_payload};
+use crate::server::{SharedCatalog, respond};
+use crate::wire::Transport;
+use crate::zone::NameKey;
+
+/// The question both probes ask.
+#[derive(Clone, Debug)]
+pub struct ProbeQuestion {
+    pub qname: NameKey,
+    pub qtype: RecordType,
+}
+
+impl ProbeQuestion {
+    /// From `health.probe_name` / `probe_type`, the name defaulting to the first zone's apex.
+    pub fn from_config(config: &Config, catalog: &SharedCatalog) -> Result<ProbeQuestion> {
+        let qtype: RecordType = config
+            .health
+            .probe_type
+            .parse()
+            .map_err(|_| anyhow!("health.probe_type {:?}", config.health.probe_type))?;
+        let qname = match &config.health.probe_name {
+            Some(text) => {
+                let mut name = Name::from_ascii(text)
+                    .map_err(|e| anyhow!("health.probe_name {text:?}: {e}"))?;
+                name.set_fqdn(true);
+                NameKey::from_name(&name)
+            }
+            None => catalog
+                .get()
+                .zones()
+                .first()
+                .map(|z| z.origin_key().clone())
+                .context("no zone to probe")?,
+        };
+        Ok(ProbeQuestion { qname, qtype })
+    }
+
+    /// The probe query: RD clear, EDNS 1232 without DO, like a resolver's.
+    fn packet(&self, id: u16) -> Vec<u8> {
+        let mut q = Vec::with_capacity(12 + self.qname.as_wire().len() + 15);
+        for word in [id, 0, 1, 0, 0, 1] {
+            q.extend_from_slice(&word.to_be_bytes());
+        }
+        q.extend_from_slice(self.qname.as_wire());
+        q.extend_from_slice(&u16::from(self.qtype).to_be_bytes());
+        q.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        q
+    }
+
+    /// Whether `table` (what the fast path was filled with) holds an answer for the probe, so
+    /// the program must answer it rather than pass it up.
+    pub fn held_by(&self, table: &[CompiledAnswer]) -> bool {
+        table.iter().any(|a| {
+            a.qname == self.qname.as_wire()
+                && a.qtype == u16::from(self.qtype)
+                && a.variant == Variant::Edns
+                && !a.tail.is_empty()
+        })
+    }
+}
+
+/// One probe's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Failed(String),
+    /// Couldn't tell (e.g. the fast path busy installing a reload).
+    Skipped(String),
+}
+
+/// One probe's counters, as `rampart anycast status` shows them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProbeCounters {
+    pub name: &'static str,
+    pub ok: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub consecutive_failed: u64,
+    /// Microseconds the last probe took.
+    pub last_us: u64,
+    pub last_failure: Option<String>,
+}
+
+impl ProbeCounters {
+    fn record(&mut self, verdict: &Verdict, took: Duration) {
+        self.last_us = took.as_micros() as u64;
+        match verdict {
+            Verdict::Ok => {
+                self.ok += 1;
+                self.consecutive_failed = 0;
+            }
+            Verdict::Failed(why) => {
+                self.failed += 1;
+                self.consecutive_failed += 1;
+                self.last_failure = Some(why.clone());
+            }
+            Verdict::Skipped(_) => self.skipped += 1,
+        }
+    }
+}
+
+/// The fast path as the probes see it.
+pub struct FastProbe {
+    pub fast: Arc<Mutex<FastPath>>,
+    /// Set at each install: whether the maps hold the probe's answer.
+    pub holds_probe: Arc<AtomicBool>,
+    /// Addresses of the probe frame (the service address as destination).
+    pub client: IpAddr,
+    pub server: IpAddr,
+}
+
+pub struct Probes {
+    question: ProbeQuestion,
+    catalog: SharedCatalog,
+    slow_target: SocketAddr,
+    fast: Option<FastProbe>,
+    timeout: Duration,
+    next_id: u16,
+    pub counters: [ProbeCounters; 3],
+}
+
+const SLOW: usize = 0;
+const FAST: usize = 1;
+const STATE: usize = 2;
+
+impl Probes {
+    pub fn new(
+        question: ProbeQuestion,
+        catalog: SharedCatalog,
+        slow_target: SocketAddr,
+        fast: Option<FastProbe>,
+        timeout: Duration,
+    ) -> Probes {
+        let name = |name| ProbeCounters {
+            name,
+            ..ProbeCounters::default()
+        };
+        Probes {
+            question,
+            catalog,
+            slow_target,
+            fast,
+            timeout,
+            next_id: std::process::id() as u16,
+            counters: [name("slow-path"), name("fast-path"), name("zones")],
+        }
+    }
+
+    /// Runs every probe once and sums them up.
+    pub fn run(&mut self) -> Round {
+        let mut failures = Vec::new();
+        let mut skipped = Vec::new();
+        type Check = fn(&mut Probes) -> Verdict;
+        let checks: [(usize, Check); 3] = [
+            (STATE, Probes::state),
+            (SLOW, Probes::slow),
+            (FAST, Probes::fast),
+        ];
+        for (i, check) in checks {
+            if i == FAST && self.fast.is_none() {
+                continue;
+            }
+            let started = Instant::now();
+            let verdict = check(self);
+            self.counters[i].record(&verdict, started.elapsed());
+            match verdict {
+                Verdict::Ok => {}
+                Verdict::Failed(why) => failures.push(format!("{}: {why}", self.counters[i].name)),
+                Verdict::Skipped(why) => skipped.push(why),
+            }
+        }
+        if !failures.is_empty() {
+            Round::Failed(failures)
+        } else if !skipped.is_empty() {
+            Round::Inconclusive(skipped.join("; "))
+        } else {
+            Round::Healthy
+        }
+    }
+
+    fn id(&mut self) -> u16 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// The answer the current zones give; also the one before a concurrent reload swapped them.
+    fn expected(&self, query: &[u8], before: &Option<Vec<u8>>, got: &[u8]) -> bool {
+        before.as_deref() == Some(got)
+            || respond(&self.catalog.get(), query, Transport::Udp).as_deref() == Some(got)
+    }
+
+    fn state(&mut self) -> Verdict {
+        if self.catalog.get().zone_count() == 0 {
+            return Verdict::Failed("no zone loaded".into());
+        }
+        Verdict::Ok
+    }
+
+    fn slow(&mut self) -> Verdict {
+        let id = self.id();
+        let query = self.question.packet(id);
+        let before = respond(&self.catalog.get(), &query, Transport::Udp);
+        match udp_exchange(self.slow_target, &query, self.timeout) {
+            Ok(answer) if self.expected(&query, &before, &answer) => Verdict::Ok,
+            Ok(answer) => Verdict::Failed(format!(
+                "answer from {} differs from the zone (rcode {})",
+                self.slow_target,
+                answer.get(3).map_or(0, |b| b & 0xf)
+            )),
+            Err(e) => Verdict::Failed(format!("{}: {e}", self.slow_target)),
+        }
+    }
+
+    fn fast(&mut self) -> Verdict {
+        let id = self.id();
+        let query = self.question.packet(id);
+        let before = respond(&self.catalog.get(), &query, Transport::Udp);
+        let Some(probe) = &self.fast else {
+            return Verdict::Ok;
+        };
+        let frame = query_frame(probe.client, probe.server, 40_000 + id % 20_000, &query);
+        let (detached, run) = {
+            let fp = match probe.fast.try_lock() {
+                Ok(fp) => fp,
+                Err(TryLockError::WouldBlock) => {
+                    return Verdict::Skipped("fast path busy installing zones".into());
+                }
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            };
+            (fp.detached_ifaces(), fp.test_run(&frame))
+        };
+        match detached {
+            Ok(d) if !d.is_empty() => {
+                return Verdict::Failed(format!("XDP program not attached to {}", d.join(", ")));
+            }
+            Ok(_) => {}
+            Err(e) => return Verdict::Failed(format!("reading the program's id: {e:#}")),
+        }
+        match run {
+            Ok((XDP_TX, out)) => match reply_payload(&out) {
+                Some(answer) if self.expected(&query, &before, answer) => Verdict::Ok,
+                _ => Verdict::Failed("answer differs from the zone".into()),
+            },
+            Ok((XDP_PASS, _)) if !probe.holds_probe.load(Ordering::Relaxed) => Verdict::Ok,
+            Ok((XDP_PASS, _)) => Verdict::Failed("passed a query its maps answer".into()),
+            Ok((verdict, _)) => Verdict::Failed(format!("verdict {verdict} for the probe")),
+            Err(e) => Verdict::Failed(format!("{e:#}")),
+        }
+    }
+}
+
+/// Sends `query` from a fresh socket and waits for the reply with its ID.
+fn udp_exchange(target: SocketAddr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let local: IpAddr = if target.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let socket = UdpSocket::bind((local, 0))?;
+    socket.connect(target)?;
+    socket.send(query)?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer in {} ms", timeout.as_millis()),
+            ));
+        }
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv(&mut buf) {
+            Ok(n) if n >= 2 && buf[..2] == query[..2] => return Ok(buf[..n].to_vec()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Where the slow-path probe goes: `health.probe_address`, else the first listen address with
+/// a wildcard replaced by loopback.
+pub fn slow_target(config: &Config) -> SocketAddr {
+    if let Some(a) = config.health.probe_address {
+        return a;
+    }
+    let mut a = config.server.listen[0];
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    a
+}
+
+/// The probe frame's addresses: a documentation client, and the first anycast prefix's address
+/// as the destination (the program answers whatever address it is sent to).
+pub fn frame_addresses(config: &Config) -> (IpAddr, IpAddr) {
+    match config.anycast.prefixes.first().map(|p| p.addr()) {
+        Some(IpAddr::V6(s)) => (
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfd).into(),
+            s.into(),
+        ),
+        Some(s) => (Ipv4Addr::new(198, 51, 100, 253).into(), s),
+        None => (
+            Ipv4Addr::new(198, 51, 100, 253).into(),
+            Ipv4Addr::new(192, 0, 2, 53).into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::anycast::announce::tests::in_fresh_netns;
+    use crate::fastpath::{AttachMode, Capacity};
+    use crate::server::{Server, ServerConfig};
+    use crate::zone::Catalog;
+
+    fn ip(args: &str) {
+        let ok = Command::new("ip")
+            .args(args.split_whitespace())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip {args}");
+    }
+
+    /// The real machinery in a fresh namespace: healthy, then the program detached (as
+    /// `rampart detach` does it), then the slow path stopped; a zone edit that removes the probe
+    /// name fails nothing.
+    #[test]
+    fn probes_see_the_machinery_fail_but_not_zone_changes() {
+        in_fresh_netns(|| {
+            ip("link set lo up");
+            ip("link add v0 type veth peer name v1");
+            ip("link set v0 up");
+            ip("link set v1 up");
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+            let catalog = Arc::new(Catalog::load(&[], Some(&dir)).unwrap());
+            let table = crate::compile::compile(&catalog);
+            let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
+            fp.install(&table).unwrap();
+            fp.attach("v0", AttachMode::Generic).unwrap();
+            let server = Server::start_with(
+                &["127.0.0.1:0".parse().unwrap()],
+                catalog,
+                ServerConfig::default(),
+            )
+            .unwrap();
+            let shared = server.shared_catalog();
+            let mut config = Config::default();
+            config.health.probe_name = Some("www.example.com".into());
+            config.health.probe_type = "A".into();
+            let question = ProbeQuestion::from_config(&config, &shared).unwrap();
+            assert!(question.held_by(&table));
+            let fast = Arc::new(Mutex::new(fp));
+            let (client, service) = frame_addresses(&config);
+            let mut probes = Probes::new(
+                question,
+                shared.clone(),
+                server.udp_addrs()[0],
+                Some(FastProbe {
+                    fast: fast.clone(),
+                    holds_probe: Arc::new(AtomicBool::new(true)),
+                    client,
+                    server: service,
+                }),
+                Duration::from_millis(200),
+            );
+            assert_eq!(probes.run(), Round::Healthy);
+            assert_eq!(probes.counters[FAST].ok, 1);
+
+            // Shared data changes: a reload (both paths switched under the fast path's lock, as
+            // `cli::reload` does) removes the probe name. Both paths now answer NXDOMAIN, which
+            // is what the zone says: healthy.
+            let mut text = std::fs::read_to_string(dir.join("example.com.zone")).unwrap();
+            text = text
+                .lines()
+                .filter(|l| !l.starts_with("www"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let tmp = tempfile::tempdir().unwrap();
+            std::fs::write(tmp.path().join("example.com.zone"), text).unwrap();
+            let edited = Arc::new(Catalog::load(&[], Some(tmp.path())).unwrap());
+            let table = crate::compile::compile(&edited);
+            {
+                let mut fp = fast.lock().unwrap();
+                shared.replace(edited);
+                fp.install(&table).unwrap();
+            }
+            assert_eq!(
+                probes.run(),
+                Round::Healthy,
+                "a zone edit is not a node failure"
+            );
+
+            // The fast path busy (a reload installing): inconclusive, not failed.
+            {
+                let _busy = fast.lock().unwrap();
+                assert!(matches!(probes.run(), Round::Inconclusive(_)));
+            }
+
+            crate::fastpath::detach_iface("v0").unwrap();
+            match probes.run() {
+                Round::Failed(why) => {
+                    assert_eq!(why, ["fast-path: XDP program not attached to v0"])
+                }
+                other => panic!("{other:?}"),
+            }
+
+            let started = Instant::now();
+            server.stop();
+            match probes.run() {
+                Round::Failed(why) => {
+                    assert_eq!(why.len(), 2, "{why:?}");
+                    assert!(why[0].starts_with("slow-path: 127.0.0.1:"), "{why:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(2));
+            assert_eq!(probes.counters[SLOW].failed, 1);
+        });
+    }
+}

@@ -1,0 +1,347 @@
+//! Anycast control (DESIGN §5): probe the node's health, announce the service prefixes only while
+//! it is healthy, and let the operator drain it.
+//!
+//! One thread runs a probe round every `health.interval_ms`, feeds the state machine and applies
+//! its decisions through the [`announce::Announcer`]; the control thread answers
+//! `rampart anycast status|drain|undrain`. Every transition is logged with its reason.
+pub mod announce;
+pub mod control;
+pub mod health;
+pub mod state;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use announce::Announcer;
+use control::ControlServer;
+use health::{ProbeCounters, Probes};
+use state::{Action, Machine, State, Thresholds};
+
+/// What `rampart anycast status` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub state: State,
+    pub identity: String,
+    pub prefixes: Vec<String>,
+    pub method: crate::config::Method,
+    pub device: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+    pub hold_down_ms: u64,
+    pub rounds: u64,
+    pub consecutive_ok: u32,
+    pub consecutive_failed: u32,
+    pub probes: Vec<ProbeCounters>,
+    /// Oldest first.
+    pub transitions: Vec<TransitionView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TransitionView {
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+}
+
+/// Operator requests, answered on `reply`.
+enum Request {
+    Drain,
+    Undrain,
+}
+
+/// The running anycast control: stop it (withdrawing) with [`Anycast::shutdown`].
+pub struct Anycast {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    _control: ControlServer,
+}
+
+impl Anycast {
+    /// Creates the announcement device (withdrawn), binds the control socket and starts probing.
+    /// Commands other than status/drain/undrain go to `other`.
+    pub fn start(config: &Config, probes: Probes, other: control::Handler) -> Result<Anycast> {
+        let announcer = Announcer::new(&config.anycast)?;
+        let h = &config.health;
+        let machine = Machine::new(Thresholds {
+            rise: h.rise,
+            fall: h.fall,
+            hold_down: h.hold_down(),
+        });
+        let status = Arc::new(Mutex::new(Status {
+            state: State::Starting,
+            identity: config.server.identity.clone(),
+            prefixes: config
+                .anycast
+                .prefixes
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            method: config.anycast.method,
+            device: config.anycast.device.clone(),
+            interval_ms: h.interval_ms,
+            timeout_ms: h.timeout_ms,
+            rise: h.rise,
+            fall: h.fall,
+            hold_down_ms: h.hold_down_ms,
+            rounds: 0,
+            consecutive_ok: 0,
+            consecutive_failed: 0,
+            probes: probes.counters.to_vec(),
+            transitions: Vec::new(),
+        }));
+        let (req_tx, req_rx) = crossbeam_channel::bounded::<(Request, Sender<Value>)>(1);
+        let control = ControlServer::start(&config.anycast.control_socket, {
+            let status = status.clone();
+            Box::new(move |cmd| handle(cmd, &status, &req_tx, &other))
+        })?;
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let checker = Checker {
+            probes,
+            machine,
+            announcer,
+            status,
+            interval: h.interval(),
+            grace: Duration::from_millis(config.anycast.shutdown_grace_ms),
+            acted: false,
+            epoch: (Instant::now(), SystemTime::now()),
+        };
+        let thread = std::thread::Builder::new()
+            .name("anycast-health".into())
+            .spawn(move || checker.run(&req_rx, &stop_rx))?;
+        info!(
+            prefixes = ?config.anycast.prefixes,
+            method = ?config.anycast.method,
+            device = config.anycast.device,
+            "anycast: starting withdrawn; announcing after {} healthy rounds",
+            h.rise
+        );
+        Ok(Anycast {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _control: control,
+        })
+    }
+
+    /// Withdraws, waits the grace period if the node was announced, and stops probing.
+    pub fn shutdown(mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn handle(
+    cmd: &str,
+    status: &Mutex<Status>,
+    requests: &Sender<(Request, Sender<Value>)>,
+    other: &control::Handler,
+) -> Value {
+    let request = match cmd {
+        "status" => {
+            let s = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            return serde_json::to_value(s).unwrap_or(Value::Null);
+        }
+        "drain" => Request::Drain,
+        "undrain" => Request::Undrain,
+        _ => return other(cmd),
+    };
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if requests.send((request, tx)).is_err() {
+        return json!({"error": "the health checker has stopped"});
+    }
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| json!({"error": "no reply from the health checker"}))
+}
+
+/// The health thread's state.
+struct Checker {
+    probes: Probes,
+    machine: Machine,
+    announcer: Announcer,
+    status: Arc<Mutex<Status>>,
+    interval: Duration,
+    grace: Duration,
+    /// Whether the last `apply` changed the announcement (else a transition is logged apart).
+    acted: bool,
+    /// To turn `Instant`s into wall-clock times for the status.
+    epoch: (Instant, SystemTime),
+}
+
+impl Checker {
+    fn run(mut self, requests: &Receiver<(Request, Sender<Value>)>, stop: &Receiver<()>) {
+        let mut next = Instant::now();
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(stop) -> _ => break,
+                recv(requests) -> req => {
+                    if let Ok((req, reply)) = req {
+                        let _ = reply.send(self.operator(req));
+                    }
+                    continue;
+                }
+                default(wait) => {}
+            }
+            next = Instant::now() + self.interval;
+            let round = self.probes.run();
+            let action = self.machine.on_round(Instant::now(), &round);
+            self.apply(action);
+            self.publish(true);
+        }
+        let was = self.machine.state();
+        self.apply_withdraw("shutting down");
+        if was.announced() {
+            info!(grace = ?self.grace, "anycast: withdrawn for shutdown; waiting before closing sockets");
+            std::thread::sleep(self.grace);
+        }
+    }
+
+    fn operator(&mut self, req: Request) -> Value {
+        let now = Instant::now();
+        let was = self.machine.state();
+        let action = match req {
+            Request::Drain => self.machine.drain(now),
+            Request::Undrain => self.machine.undrain(now),
+        };
+        self.apply(action);
+        let changed = self.machine.state() != was;
+        if changed && !self.acted {
+            let t = self.machine.transitions.back().expect("a transition");
+            info!(from = %t.from, to = %t.to, reason = t.reason, "anycast: state changed");
+        }
+        self.publish(false);
+        json!({"state": self.machine.state(), "changed": changed})
+    }
+
+    fn apply(&mut self, action: Option<Action>) {
+        self.acted = action.is_some();
+        let Some(t) = self.machine.transitions.back() else {
+            return;
+        };
+        let (from, to) = (t.from, t.to);
+        match action {
+            Some(Action::Announce(reason)) => {
+                info!(%from, %to, reason, "anycast: announced");
+                if let Err(e) = self.announcer.announce(&reason) {
+                    error!("anycast: announcing failed: {e:#}");
+                }
+            }
+            Some(Action::Withdraw(reason)) => {
+                warn!(%from, %to, reason, "anycast: withdrawn");
+                if let Err(e) = self.announcer.withdraw(&reason) {
+                    error!("anycast: withdrawing failed: {e:#}");
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn apply_withdraw(&mut self, reason: &str) {
+        if let Err(e) = self.announcer.withdraw(reason) {
+            error!("anycast: withdrawing failed: {e:#}");
+        }
+    }
+
+    fn publish(&self, round: bool) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.state = self.machine.state();
+        s.rounds += u64::from(round);
+        s.consecutive_ok = self.machine.consecutive_ok;
+        s.consecutive_failed = self.machine.consecutive_failed;
+        s.probes = self.probes.counters.to_vec();
+        let (i0, w0) = self.epoch;
+        s.transitions = self
+            .machine
+            .transitions
+            .iter()
+            .map(|t| TransitionView {
+                from: t.from,
+                to: t.to,
+                reason: t.reason.clone(),
+                unix_ms: (w0 + t.at.duration_since(i0))
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            })
+            .collect();
+    }
+}
+
+/// `rampart anycast status` for people: from the JSON the daemon sends.
+pub fn render_status(s: &Value) -> String {
+    use std::fmt::Write as _;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let list = |v: &Value| -> String {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "state:       {}", s["state"].as_str().unwrap_or("?"));
+    let _ = writeln!(out, "identity:    {}", s["identity"].as_str().unwrap_or(""));
+    let _ = writeln!(
+        out,
+        "prefixes:    {} (method {}, device {})",
+        list(&s["prefixes"]),
+        s["method"].as_str().unwrap_or("?"),
+        s["device"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(
+        out,
+        "health:      every {} ms, timeout {} ms, rise {}, fall {}, hold-down {} ms",
+        s["interval_ms"], s["timeout_ms"], s["rise"], s["fall"], s["hold_down_ms"]
+    );
+    let _ = writeln!(
+        out,
+        "rounds:      {} ({} good in a row, {} failed in a row)",
+        s["rounds"], s["consecutive_ok"], s["consecutive_failed"]
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>10} {:>8} {:>8} {:>9}  last failure",
+        "probe", "ok", "failed", "skipped", "last µs"
+    );
+    for p in s["probes"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>10} {:>8} {:>8} {:>9}  {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["ok"].to_string(),
+            p["failed"].to_string(),
+            p["skipped"].to_string(),
+            p["last_us"].to_string(),
+            p["last_failure"].as_str().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(out, "transitions (newest last):");
+    for t in s["transitions"].as_array().into_iter().flatten() {
+        let ago = now_ms.saturating_sub(t["unix_ms"].as_u64().unwrap_or(0)) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "  {ago:>9.1} s ago  {} -> {}: {}",
+            t["from"].as_str().unwrap_or("?"),
+            t["to"].as_str().unwrap_or("?"),
+            t["reason"].as_str().unwrap_or("")
+        );
+    }
+    out
+}

@@ -1,0 +1,263 @@
+//! The configuration file (`rampart run --config FILE.toml`): its schema, defaults and checks.
+//!
+//! Every `rampart run` flag has a key here; a flag given on the command line replaces the key's
+//! value (a repeatable flag replaces the whole list). Relative paths are taken from the working
+//! directory, as on the command line. `rampart.example.toml` at the repository root documents
+//! every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::fastpath::AttachMode;
+use crate::limits::{BudgetConfig, RrlConfig};
+
+/// The whole file. Unknown keys are errors, so a typo can't silently leave a default in force.
+/// The `[cookies]` section is reserved for DNS cookies.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub zones: ZonesConfig,
+    pub xdp: XdpConfig,
+    pub anycast: AnycastConfig,
+    pub health: HealthConfig,
+    /// Response rate limiting and the per-class global view (the XDP program).
+    pub rrl: RrlConfig,
+    /// The budget of queries the XDP program passes up to the slow path.
+    pub miss_budget: BudgetConfig,
+}
+
+/// `[server]`: the slow path's sockets, the node's identity, the metrics endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// UDP and TCP addresses of the slow path.
+    pub listen: Vec<SocketAddr>,
+    /// Sent in NSID (RFC 5001) and CHAOS TXT `id.server.`/`hostname.bind.`; empty: neither.
+    pub identity: String,
+    /// Prometheus text endpoint (`/metrics`).
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 53))],
+            identity: String::new(),
+            metrics: None,
+        }
+    }
+}
+
+/// `[zones]`: zone files to serve.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZonesConfig {
+    /// Each `FILE` or `ORIGIN=FILE`.
+    pub files: Vec<String>,
+    /// Every `*.zone` file here is loaded, its origin taken from the file name.
+    pub dir: Option<PathBuf>,
+}
+
+/// `[xdp]`: the fast path.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpConfig {
+    /// NICs to attach the XDP program to; none: sockets only.
+    pub interfaces: Vec<String>,
+    pub mode: AttachMode,
+    /// bpffs directory where maps are pinned for `rampart stats`.
+    pub pin_dir: PathBuf,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        XdpConfig {
+            interfaces: Vec::new(),
+            mode: AttachMode::Native,
+            pin_dir: PathBuf::from("/sys/fs/bpf/rampart"),
+        }
+    }
+}
+
+/// How announcements leave the node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Addresses on a TUN device this process owns; the BGP daemon exports them (fate-sharing).
+    #[default]
+    Device,
+    /// `announce_command` / `withdraw_command` only.
+    Exec,
+    /// Both.
+    Both,
+}
+
+/// `[anycast]`: what is announced and how. Announcing is on when `prefixes` is not empty.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnycastConfig {
+    /// Service prefixes, e.g. "192.0.2.53/32", "2001:db8:53::53/128".
+    pub prefixes: Vec<IpNet>,
+    pub method: Method,
+    /// The TUN device whose addresses are the announcement (dies with the process).
+    pub device: String,
+    /// Run with `sh -c` on every announce (env RAMPART_PREFIXES, RAMPART_REASON).
+    pub announce_command: Option<String>,
+    /// Run with `sh -c` on every withdrawal, including at shutdown.
+    pub withdraw_command: Option<String>,
+    /// Unix socket for `rampart anycast status|drain|undrain`.
+    pub control_socket: PathBuf,
+    /// At shutdown (SIGTERM): withdraw, wait this long for routers to move the traffic, then
+    /// close the sockets, so queries in flight are still answered.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for AnycastConfig {
+    fn default() -> Self {
+        AnycastConfig {
+            prefixes: Vec::new(),
+            method: Method::Device,
+            device: "rampart0".into(),
+            announce_command: None,
+            withdraw_command: None,
+            control_socket: PathBuf::from("/run/rampart/control.sock"),
+            shutdown_grace_ms: 500,
+        }
+    }
+}
+
+/// `[health]`: probes and the announcement's state machine.
+///
+/// Defaults detect a failure in under a second without flapping: a probe round every 100 ms,
+/// each probe given 200 ms (a loaded 2-CPU box answers loopback UDP in well under 10 ms, so a
+/// 200 ms silence is a fault, not jitter); three failed rounds in a row withdraw, so a fault
+/// that fails fast (program detached, socket closed) is acted on in ~300 ms and one that times
+/// out in at most ~3 × 200 ms + 100 ms = 700 ms. One lost probe (a scheduling hiccup) never
+/// withdraws. Three good rounds re-announce, but never sooner than 2 s after the withdrawal: the
+/// announcement changes at most once per hold-down, so a node failing every 200 ms costs the
+/// routers one withdraw/announce pair per 2 s, not one per toggle.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive good rounds before announcing.
+    pub rise: u32,
+    /// Consecutive failed rounds before withdrawing.
+    pub fall: u32,
+    /// Minimum time withdrawn before announcing again (also the minimum dwell between changes).
+    pub hold_down_ms: u64,
+    /// Name the probes ask; default: the first zone's apex.
+    pub probe_name: Option<String>,
+    /// Type the probes ask (presentation form).
+    pub probe_type: String,
+    /// Where the slow-path probe is sent; default: the first listen address (127.0.0.1 or ::1
+    /// for a wildcard one).
+    pub probe_address: Option<SocketAddr>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_ms: 100,
+            timeout_ms: 200,
+            rise: 3,
+            fall: 3,
+            hold_down_ms: 2000,
+            probe_name: None,
+            probe_type: "SOA".into(),
+            probe_address: None,
+        }
+    }
+}
+
+impl HealthConfig {
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn hold_down(&self) -> Duration {
+        Duration::from_millis(self.hold_down_ms)
+    }
+}
+
+impl Config {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks what serde can't: run after command-line overrides are applied.
+    pub fn check(&self) -> Result<()> {
+        if self.zones.files.is_empty() && self.zones.dir.is_none() {
+            bail!("no zones: give --zone FILE or --zone-dir DIR (or [zones] in the config)");
+        }
+        if self.server.listen.is_empty() {
+            bail!("no listen address");
+        }
+        if self.server.identity.len() > 255 {
+            bail!("server.identity is longer than 255 bytes");
+        }
+        let h = &self.health;
+        if h.interval_ms == 0 || h.timeout_ms == 0 || h.rise == 0 || h.fall == 0 {
+            bail!("health.interval_ms, timeout_ms, rise and fall must be at least 1");
+        }
+        let a = &self.anycast;
+        if a.method != Method::Device && a.announce_command.is_none() && !a.prefixes.is_empty() {
+            bail!(
+                "anycast.method = {:?} needs anycast.announce_command",
+                a.method
+            );
+        }
+        if a.device.is_empty() || a.device.len() >= libc::IFNAMSIZ {
+            bail!("anycast.device must be 1 to 15 bytes");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_checks() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rampart.example.toml");
+        let c = Config::load(&path).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.server.identity, "node1");
+        assert_eq!(c.anycast.prefixes.len(), 2);
+        assert_eq!(c.anycast.method, Method::Device);
+        assert_eq!(c.xdp.mode, AttachMode::Native);
+        assert_eq!((c.rrl.rate, c.rrl.slip, c.rrl.whitelist.len()), (200, 2, 2));
+        assert_eq!(c.miss_budget.total_rate, 20_000);
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c: Config = toml::from_str("[zones]\ndir = \"zones\"\n").unwrap();
+        c.check().unwrap();
+        assert_eq!(c.health.interval_ms, 100);
+        assert_eq!(c.anycast.device, "rampart0");
+        assert_eq!(c.server.listen, [SocketAddr::from(([0, 0, 0, 0], 53))]);
+        assert!(toml::from_str::<Config>("[health]\nintervall_ms = 5\n").is_err());
+        assert!(toml::from_str::<Config>("[anycast]\nprefixes = [\"192.0.2.300/32\"]\n").is_err());
+        let exec: Config = toml::from_str(
+            "[zones]\ndir = \"z\"\n[anycast]\nmethod = \"exec\"\nprefixes = [\"192.0.2.53/32\"]\n",
+        )
+        .unwrap();
+        assert!(exec.check().is_err(), "exec without a command");
+    }
+}

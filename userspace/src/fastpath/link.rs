@@ -1,0 +1,78 @@
+//! Detaching the bpf_link that holds a NIC's XDP program, as `bpftool link detach` does, but
+//! safely across network namespaces: link listings are global and carry only an ifindex, so the
+//! link is matched by the program id the NIC (in this namespace) reports and by its ifindex.
+
+use std::io;
+
+use anyhow::{Context, Result};
+use aya::programs::links::LinkType;
+
+use crate::netlink;
+
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> io::Result<i64> {
+    // SAFETY: the bpf syscall reads/writes at most sizeof(attr) bytes, which the buffer holds.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// An fd of the link with `id`, closed on drop.
+struct LinkFd(i32);
+
+impl LinkFd {
+    fn by_id(id: u32) -> io::Result<LinkFd> {
+        let mut attr = [0u64; 16];
+        attr[0] = u64::from(id);
+        Ok(LinkFd(bpf(BPF_LINK_GET_FD_BY_ID, &mut attr)? as i32))
+    }
+
+    /// The XDP link's ifindex (struct bpf_link_info: type, id, prog_id, then the union at 16).
+    fn xdp_ifindex(&self) -> io::Result<u32> {
+        let mut info = [0u32; 16];
+        let mut attr = [0u64; 16];
+        attr[0] = self.0 as u32 as u64 | ((size_of_val(&info) as u64) << 32);
+        attr[1] = info.as_mut_ptr() as u64;
+        bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+        Ok(info[4])
+    }
+
+    fn detach(&self) -> io::Result<()> {
+        let mut attr = [0u64; 16];
+        attr[0] = self.0 as u32 as u64;
+        bpf(BPF_LINK_DETACH, &mut attr).map(drop)
+    }
+}
+
+impl Drop for LinkFd {
+    fn drop(&mut self) {
+        // SAFETY: an fd we own.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Detaches every bpf_link holding an XDP program on `iface`; returns how many.
+pub fn detach_links(iface: &str) -> Result<usize> {
+    let ifindex = netlink::ifindex(iface)?;
+    let progs = netlink::xdp_prog_ids(ifindex).context("reading the NIC's XDP program")?;
+    let mut detached = 0;
+    for info in aya::programs::loaded_links().flatten() {
+        if info.link_type().ok() != Some(LinkType::Xdp) || !progs.contains(&info.program_id()) {
+            continue;
+        }
+        let Ok(link) = LinkFd::by_id(info.id()) else {
+            continue; // gone meanwhile
+        };
+        if link.xdp_ifindex()? == ifindex {
+            link.detach()
+                .with_context(|| format!("detaching link {} from {iface}", info.id()))?;
+            detached += 1;
+        }
+    }
+    Ok(detached)
+}

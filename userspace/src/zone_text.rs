@@ -1,0 +1,220 @@
+//! Master-file entries made ready for the `domain` scanner: BIND-style TTL units, `$ORIGIN` check.
+//!
+//! The scanner takes TTLs as plain seconds only, while NSD, Knot and BIND all read `1h30m`, `2w`
+//! or `90S` (in `$TTL`, in a record's TTL field and in the SOA timers). Each entry (one logical
+//! record, parentheses joined) is rewritten here with those values in seconds; nothing else in
+//! it changes, line feeds included, so error lines stay right.
+
+use std::borrow::Cow;
+
+/// One token of an entry: its byte range, and whether it was a quoted string.
+struct Token {
+    start: usize,
+    end: usize,
+    quoted: bool,
+}
+
+/// Splits an entry into tokens the way RFC 1035 §5.1 reads them: blanks and parentheses
+/// separate, `;` starts a comment, quotes and `\` escapes keep their bytes together.
+fn tokens(text: &[u8]) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' => i += 1,
+            b';' => {
+                while i < text.len() && text[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(text.len());
+                out.push(Token {
+                    start,
+                    end: i,
+                    quoted: true,
+                });
+            }
+            _ => {
+                let start = i;
+                while i < text.len() && !b" \t\r\n();\"".contains(&text[i]) {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i = i.min(text.len());
+                out.push(Token {
+                    start,
+                    end: i,
+                    quoted: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `1h30m`, `2W`, `90s`, `1h5` (a trailing number is seconds) → seconds; `None` for a plain
+/// number (nothing to rewrite), anything else, or a value beyond 32 bits.
+fn ttl_with_units(tok: &[u8]) -> Option<u32> {
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    let mut units = false;
+    for &c in tok {
+        match c {
+            b'0'..=b'9' => num = Some(num.unwrap_or(0).checked_mul(10)? + u64::from(c - b'0')),
+            _ => {
+                let mult = match c.to_ascii_lowercase() {
+                    b's' => 1,
+                    b'm' => 60,
+                    b'h' => 3600,
+                    b'd' => 86_400,
+                    b'w' => 604_800,
+                    _ => return None,
+                };
+                total = total.checked_add(num.take()?.checked_mul(mult)?)?;
+                units = true;
+            }
+        }
+        if total > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    total = total.checked_add(num.unwrap_or(0))?;
+    (units && total <= u64::from(u32::MAX)).then_some(total as u32)
+}
+
+fn is_class(tok: &[u8]) -> bool {
+    ["IN", "CH", "CS", "HS", "ANY", "NONE"]
+        .iter()
+        .any(|c| tok.eq_ignore_ascii_case(c.as_bytes()))
+}
+
+/// The byte ranges of `entry` that hold TTLs written with units: the `$TTL` value, a record's
+/// TTL field (before or after the class), the SOA's refresh, retry, expire and minimum.
+fn ttl_fields(entry: &[u8]) -> Vec<(usize, usize, u32)> {
+    let toks = tokens(entry);
+    let text = |t: &Token| &entry[t.start..t.end];
+    let mut found = Vec::new();
+    let mut push = |t: &Token| {
+        if !t.quoted
+            && let Some(v) = ttl_with_units(text(t))
+        {
+            found.push((t.start, t.end, v));
+        }
+    };
+    let Some(first) = toks.first() else {
+        return found;
+    };
+    if entry.first() == Some(&b'$') {
+        if text(first).eq_ignore_ascii_case(b"$TTL")
+            && let Some(t) = toks.get(1)
+        {
+            push(t);
+        }
+        return found;
+    }
+    // An owner is there unless the entry starts with a blank (RFC 1035 §5.1).
+    let mut i = usize::from(!matches!(entry.first(), Some(b' ' | b'\t')));
+    // Up to two fields before the type: TTL and class, in either order.
+    for _ in 0..2 {
+        let Some(t) = toks.get(i) else { return found };
+        let b = text(t);
+        if is_class(b) || b.iter().all(u8::is_ascii_digit) {
+            i += 1;
+        } else if ttl_with_units(b).is_some() {
+            push(t);
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if toks
+        .get(i)
+        .is_some_and(|t| text(t).eq_ignore_ascii_case(b"SOA"))
+    {
+        // MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM: the last four are times.
+        for t in toks.iter().skip(i + 4).take(4) {
+            push(t);
+        }
+    }
+    found
+}
+
+/// `entry` with every TTL written with units replaced by its value in seconds.
+pub fn with_ttls_in_seconds(entry: &[u8]) -> Cow<'_, [u8]> {
+    let fields = ttl_fields(entry);
+    if fields.is_empty() {
+        return Cow::Borrowed(entry);
+    }
+    let mut out = Vec::with_capacity(entry.len());
+    let mut at = 0;
+    for (start, end, secs) in fields {
+        out.extend_from_slice(&entry[at..start]);
+        out.extend_from_slice(secs.to_string().as_bytes());
+        at = end;
+    }
+    out.extend_from_slice(&entry[at..]);
+    Cow::Owned(out)
+}
+
+/// `$ORIGIN` must name an absolute domain (NSD and Knot reject a relative one; BIND would
+/// append the current origin, a reading RFC 1035 §5.1 doesn't give).
+pub fn relative_origin(entry: &[u8]) -> bool {
+    let toks = tokens(entry);
+    let [directive, name, ..] = toks.as_slice() else {
+        return false;
+    };
+    entry.first() == Some(&b'$')
+        && entry[directive.start..directive.end].eq_ignore_ascii_case(b"$ORIGIN")
+        && !ends_with_unescaped_dot(&entry[name.start..name.end])
+}
+
+fn ends_with_unescaped_dot(name: &[u8]) -> bool {
+    let Some((&b'.', rest)) = name.split_last() else {
+        return false;
+    };
+    // An odd number of backslashes before the dot escapes it.
+    rest.iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fix(s: &str) -> String {
+        String::from_utf8(with_ttls_in_seconds(s.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn ttl_units_become_seconds_where_ttls_are() {
+        assert_eq!(fix("$TTL 1h30m\n"), "$TTL 5400\n");
+        assert_eq!(fix("$ttl 1W ; week\n"), "$ttl 604800 ; week\n");
+        assert_eq!(fix("www 1d IN A 192.0.2.1\n"), "www 86400 IN A 192.0.2.1\n");
+        assert_eq!(fix("www IN 90S A 192.0.2.1\n"), "www IN 90 A 192.0.2.1\n");
+        assert_eq!(fix("  1h5 TXT \"1h\"\n"), "  3605 TXT \"1h\"\n");
+        assert_eq!(
+            fix("@ SOA ns hm (\n 1 2h 1h ; c\n 2w 5m )\n"),
+            "@ SOA ns hm (\n 1 7200 3600 ; c\n 1209600 300 )\n"
+        );
+        // Owners, types and rdata that merely look like times stay.
+        assert_eq!(fix("1h A 192.0.2.1\n"), "1h A 192.0.2.1\n");
+        assert_eq!(fix("x TXT 1h\n"), "x TXT 1h\n");
+        assert_eq!(fix("x 300 IN MX 10 1d\n"), "x 300 IN MX 10 1d\n");
+        // Not a time: left for the scanner to reject.
+        assert_eq!(fix("x 1x A 192.0.2.1\n"), "x 1x A 192.0.2.1\n");
+        assert_eq!(fix("x 9999999w A 192.0.2.1\n"), "x 9999999w A 192.0.2.1\n");
+    }
+
+    #[test]
+    fn origin_must_be_absolute() {
+        assert!(relative_origin(b"$ORIGIN deep\n"));
+        assert!(relative_origin(b"$ORIGIN a\\.\n"));
+        assert!(!relative_origin(b"$ORIGIN deep.p.test.\n"));
+        assert!(!relative_origin(b"$origin a\\\\.\n"));
+        assert!(!relative_origin(b"www A 192.0.2.1\n"));
+    }
+}
