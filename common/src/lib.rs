@@ -381,6 +381,9 @@ pub struct Limits {
     /// which are set.
     pub cookie_secret: [u64; 2],
     pub cookie_staging: [u64; 2],
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC in ns (wrapping): the program adds it to
+    /// bpf_ktime_get_ns for the cookies' wall-clock timestamps. Userspace refreshes it.
+    pub clock_offset: u64,
 }
 
 /// RRL in dry-run mode: count what would be limited, answer anyway.

@@ -23,6 +23,7 @@ use crate::{
     },
     compile,
     config::{Config, ZonesConfig},
+    cookie,
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
     identity::Identity,
     limits::{self, LimitFlags},
@@ -146,6 +147,12 @@ struct RunArgs {
     metrics: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitFlags,
+    /// DNS cookie secret, 32 hex digits, the same on every anycast node (cookies.secret).
+    #[arg(long)]
+    cookie_secret: Option<String>,
+    /// A second cookie secret also accepted, for rollover (cookies.staging).
+    #[arg(long)]
+    cookie_staging: Option<String>,
     /// This node's name in NSID and CHAOS TXT id.server./hostname.bind. answers (server.identity).
     #[arg(long)]
     identity: Option<String>,
@@ -194,6 +201,12 @@ impl RunArgs {
         one(&mut c.anycast.device, self.anycast_device);
         one(&mut c.anycast.control_socket, self.control_socket);
         self.limits.apply(&mut c.rrl, &mut c.miss_budget);
+        if self.cookie_secret.is_some() {
+            c.cookies.secret = self.cookie_secret;
+        }
+        if self.cookie_staging.is_some() {
+            c.cookies.staging = self.cookie_staging;
+        }
         c.check()?;
         Ok(c)
     }
@@ -291,7 +304,16 @@ fn run(config: Config) -> Result<()> {
         let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
-        fp.set_limits(limits::to_limits(rrl, budget, cpus)?, &whitelist)?;
+        let mut l = limits::to_limits(rrl, budget, cpus)?;
+        let (secret, staging) = cookie::secrets(&config.cookies)?;
+        limits::set_cookies(&mut l, secret, staging);
+        if secret.is_some() {
+            // The program's SipHash check did not fit the verifier's budget yet (see README).
+            warn!(
+                "cookies.secret is set but the XDP program does not verify server cookies yet: they give no exemption from the limits"
+            );
+        }
+        fp.set_limits(l, &whitelist)?;
         info!(?rrl, ?budget, "rate limits set");
         log_installed(&fp.install(&table)?);
         for iface in &config.xdp.interfaces {
@@ -364,6 +386,8 @@ fn run(config: Config) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     eprintln!("rampart: ready");
+    const CLOCK_REFRESH: Duration = Duration::from_secs(10);
+    let mut clock_refreshed = Instant::now();
     while !term.load(Ordering::Relaxed) {
         if let Ok((op, reply)) = ops_rx.recv_timeout(Duration::from_millis(100)) {
             let _ = reply.send(slow_path_op(
@@ -373,6 +397,15 @@ fn run(config: Config) -> Result<()> {
                 &shared,
                 &server_config,
             ));
+        }
+        if clock_refreshed.elapsed() > CLOCK_REFRESH {
+            // The cookies' wall-clock timestamps follow NTP's adjustments.
+            clock_refreshed = Instant::now();
+            if let Some(fp) = &fast
+                && let Err(e) = lock(fp).refresh_clock()
+            {
+                warn!("refreshing the XDP program's clock: {e:#}");
+            }
         }
         if hup.swap(false, Ordering::Relaxed) {
             let (table, installed) = reload(&config.zones, &shared, fast.as_deref());

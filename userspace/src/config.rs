@@ -13,11 +13,11 @@ use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::cookie::CookieConfig;
 use crate::fastpath::AttachMode;
 use crate::limits::{BudgetConfig, RrlConfig};
 
 /// The whole file. Unknown keys are errors, so a typo can't silently leave a default in force.
-/// The `[cookies]` section is reserved for DNS cookies.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -30,6 +30,8 @@ pub struct Config {
     pub rrl: RrlConfig,
     /// The budget of queries the XDP program passes up to the slow path.
     pub miss_budget: BudgetConfig,
+    /// DNS cookie secrets (RFC 9018 server cookies).
+    pub cookies: CookieConfig,
 }
 
 /// `[server]`: the slow path's sockets, the node's identity, the metrics endpoint.

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
-use rampart_common::{LIMIT_DRY_RUN, Limits, WhitelistAddr};
+use rampart_common::{LIMIT_COOKIE_STAGING, LIMIT_COOKIES, LIMIT_DRY_RUN, Limits, WhitelistAddr};
+
+use crate::cookie::Secret;
 
 /// Response rate limiting as Knot's mod-rrl and NSD's rrl define it: per source prefix and
 /// response class (positive answers by name, NXDOMAIN and NODATA by zone, referrals by
@@ -214,6 +216,34 @@ pub fn to_limits(rrl: &RrlConfig, budget: &BudgetConfig, cpus: u32) -> Result<Li
         total_burst,
         ..Limits::default()
     })
+}
+
+/// Put the cookie secrets into the program's limits: a valid server cookie exempts its client.
+pub fn set_cookies(l: &mut Limits, secret: Option<Secret>, staging: Option<Secret>) {
+    if let Some(s) = secret {
+        l.flags |= LIMIT_COOKIES;
+        l.cookie_secret = s.words();
+    }
+    if let Some(s) = staging {
+        l.flags |= LIMIT_COOKIE_STAGING;
+        l.cookie_staging = s.words();
+    }
+}
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC (what bpf_ktime_get_ns reads), in ns, wrapping.
+pub fn clock_offset() -> u64 {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec for the kernel to fill.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        (ts.tv_sec as u64)
+            .wrapping_mul(NS_PER_SEC)
+            .wrapping_add(ts.tv_nsec as u64)
+    };
+    read(libc::CLOCK_REALTIME).wrapping_sub(read(libc::CLOCK_MONOTONIC))
 }
 
 /// A whitelist prefix as the program's LPM key: (prefix length, address as IPv6, IPv4 mapped).

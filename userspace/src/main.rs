@@ -4,6 +4,7 @@ mod anycast;
 mod cli;
 mod compile;
 mod config;
+mod cookie;
 mod fastpath;
 mod identity;
 mod limits;

@@ -201,6 +201,8 @@ pub struct FastPath {
     generation: u32,
     live_keys: GenerationKeys,
     log_stop: Arc<AtomicBool>,
+    /// What `LIMITS` holds (kept to rewrite its clock offset).
+    limits: Limits,
 }
 
 impl FastPath {
@@ -253,6 +255,7 @@ impl FastPath {
             generation: 1,
             live_keys: GenerationKeys::default(),
             log_stop,
+            limits: Limits::default(),
         })
     }
 
@@ -390,17 +393,33 @@ impl FastPath {
         })
     }
 
-    /// Write the rate limits and replace the whitelist (at start, before attaching).
+    /// Write the rate limits and replace the whitelist (at start, before attaching). The clock
+    /// offset for cookie timestamps is filled in here.
     pub fn set_limits(&mut self, limits: Limits, whitelist: &[(u32, WhitelistAddr)]) -> Result<()> {
-        let mut slot: Array<_, Limits> =
-            Array::try_from(self.ebpf.map_mut(MAP_LIMITS).expect("map"))?;
-        slot.set(0, limits, 0)?;
+        self.limits = Limits {
+            clock_offset: crate::limits::clock_offset(),
+            ..limits
+        };
+        self.write_limits()?;
         let mut trie: LpmTrie<_, WhitelistAddr, u8> =
             LpmTrie::try_from(self.ebpf.map_mut(MAP_WHITELIST).expect("map"))?;
         for (len, addr) in whitelist {
             trie.insert(&LpmKey::new(*len, *addr), 1, 0)
                 .context("whitelist full (at most 1024 prefixes)")?;
         }
+        Ok(())
+    }
+
+    /// Re-read the wall clock's offset from the monotonic one (NTP steps and slews it).
+    pub fn refresh_clock(&mut self) -> Result<()> {
+        self.limits.clock_offset = crate::limits::clock_offset();
+        self.write_limits()
+    }
+
+    fn write_limits(&mut self) -> Result<()> {
+        let mut slot: Array<_, Limits> =
+            Array::try_from(self.ebpf.map_mut(MAP_LIMITS).expect("map"))?;
+        slot.set(0, self.limits, 0)?;
         Ok(())
     }
 
