@@ -21,7 +21,6 @@ import dns.edns
 import dns.exception
 import dns.message
 import dns.rcode
-import dns.rdatatype
 
 NSID = 3
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
@@ -174,14 +173,6 @@ def summarize(recs, t_from=None, t_to=None, gap=0.2):
         "rtt_p50_ms": rtts[len(rtts) // 2] * 1000 if rtts else None,
         "rtt_max_ms": rtts[-1] * 1000 if rtts else None,
     }
-
-
-def first_answer_after(recs, t, node):
-    """Send time of the first query sent after t that `node` answered (None if none)."""
-    for r in recs:
-        if r[0] >= t and answered(r) and r[2] == node:
-            return r[0]
-    return None
 
 
 def main():

@@ -1,7 +1,7 @@
 /* XDP_DROP every UDP packet to port 53 (IPv4 or IPv6 without extension headers), pass the rest.
- * The anycast lab attaches it (generic mode) to a node's lo to make the node's own health queries
- * to the service address fail while client traffic, which arrives on the uplink, is untouched:
- * a health fault that can be switched on and off every 200 ms without touching rampart. */
+ * The anycast lab's test 6 attaches it to node1's uplink to make node1 silent (a hung host, a
+ * blackhole on the way): DNS to it gets neither an answer nor an ICMP error, so a resolver waits
+ * out its timeout. */
 #define SEC(n) __attribute__((section(n), used))
 typedef unsigned char u8;
 typedef unsigned short u16;

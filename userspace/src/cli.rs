@@ -330,16 +330,6 @@ fn run(config: Config) -> Result<()> {
         Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
             .context("starting the slow path")?,
     );
-    if let Some(addr) = config.server.metrics {
-        let shared = shared.clone();
-        metrics::serve(
-            addr,
-            metrics::Sources {
-                pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
-                catalog: Box::new(move || shared.get()),
-            },
-        )?;
-    }
     // Health checking and announcing, when there is something to announce.
     let mut anycast = None;
     let (ops_tx, ops_rx) = crossbeam_channel::unbounded::<(SlowPathOp, Sender<Value>)>();
@@ -378,6 +368,19 @@ fn run(config: Config) -> Result<()> {
         probe_question = Some(question);
     }
     drop(table);
+    if let Some(addr) = config.server.metrics {
+        let shared = shared.clone();
+        metrics::serve(
+            addr,
+            metrics::Sources {
+                pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
+                catalog: Box::new(move || shared.get()),
+                anycast: anycast
+                    .as_ref()
+                    .map(|a: &Anycast| Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>),
+            },
+        )?;
+    }
 
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -594,6 +597,50 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    fn run_args(args: &[&str]) -> Box<RunArgs> {
+        let mut argv = vec!["rampart", "run"];
+        argv.extend_from_slice(args);
+        match Cli::parse_from(argv).command {
+            Command::Run(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../rampart.example.toml");
+        let c = run_args(&["--config", example]).into_config().unwrap();
+        assert_eq!(c.server.identity, "node1");
+        assert_eq!(c.server.listen.len(), 2);
+        let c = run_args(&[
+            "--config",
+            example,
+            "--identity",
+            "node2",
+            "--listen",
+            "127.0.0.1:5353",
+            "--anycast-prefix",
+            "203.0.113.53/32",
+            "--control-socket",
+            "/tmp/x.sock",
+            "--xdp-mode",
+            "generic",
+        ])
+        .into_config()
+        .unwrap();
+        assert_eq!(c.server.identity, "node2");
+        assert_eq!(c.server.listen, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.anycast.prefixes, ["203.0.113.53/32".parse().unwrap()]);
+        assert_eq!(c.anycast.control_socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.xdp.mode, AttachMode::Generic);
+        assert_eq!(c.xdp.interfaces, ["eth0"], "kept from the file");
+        // Without a file: the flags alone, with the defaults.
+        let c = run_args(&["--zone-dir", "zones"]).into_config().unwrap();
+        assert_eq!(c.server.listen, [SocketAddr::from(([0, 0, 0, 0], 53))]);
+        assert!(c.anycast.prefixes.is_empty());
+        assert!(run_args(&[]).into_config().is_err(), "no zones");
+    }
 
     /// Clap's own consistency checks (unique argument ids across flattened groups, defaults
     /// that parse), and the limit flags reaching their structs.

@@ -151,9 +151,10 @@ pub struct HealthConfig {
     pub timeout_ms: u64,
     /// Consecutive good rounds before announcing.
     pub rise: u32,
-    /// Consecutive failed rounds before withdrawing.
+    /// Consecutive failed rounds before withdrawing (or this many among the last 2 × fall).
     pub fall: u32,
-    /// Minimum time withdrawn before announcing again (also the minimum dwell between changes).
+    /// Minimum time withdrawn before announcing again, the start included (so also the minimum
+    /// dwell between changes, even for a daemon restarted in a loop).
     pub hold_down_ms: u64,
     /// Name the probes ask; default: the first zone's apex.
     pub probe_name: Option<String>,

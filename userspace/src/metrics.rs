@@ -1,4 +1,5 @@
-//! Prometheus text endpoint (`--metrics ADDR`): the XDP counters and the zones being served.
+//! Prometheus text endpoint (`--metrics ADDR`): the XDP counters, the zones being served, and
+//! the anycast announcement with its health probes.
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -11,13 +12,19 @@ use std::{
 use anyhow::{Context, Result};
 use tracing::{debug, info};
 
-use crate::{fastpath::Counters, zone::Catalog};
+use crate::{
+    anycast::{Status, state::State},
+    fastpath::Counters,
+    zone::Catalog,
+};
 
 /// Where the numbers come from: the pinned counters of this instance's XDP program (if it has
 /// one) and a way to see the live zones.
 pub struct Sources {
     pub pin_dir: Option<PathBuf>,
     pub catalog: Box<dyn Fn() -> Arc<Catalog> + Send>,
+    /// The announcement's status, when anycast is on.
+    pub anycast: Option<Box<dyn Fn() -> Status + Send>>,
 }
 
 /// Serve `GET /metrics` on `addr` from a thread of its own until the process exits. One short
@@ -84,7 +91,50 @@ pub fn render(sources: &Sources) -> String {
             zone.serial()
         ));
     }
+    if let Some(status) = sources.anycast.as_ref().map(|f| f()) {
+        render_anycast(&mut out, &status);
+    }
     out
+}
+
+fn render_anycast(out: &mut String, s: &Status) {
+    out.push_str("# HELP rampart_anycast_announced 1 while the anycast prefixes are announced.\n");
+    out.push_str("# TYPE rampart_anycast_announced gauge\n");
+    out.push_str(&format!(
+        "rampart_anycast_announced {}\n",
+        u8::from(s.state.announced())
+    ));
+    out.push_str(
+        "# HELP rampart_anycast_state The announcement's state (1 for the current one).\n",
+    );
+    out.push_str("# TYPE rampart_anycast_state gauge\n");
+    for state in [
+        State::Starting,
+        State::Announced,
+        State::Withdrawn,
+        State::Draining,
+    ] {
+        out.push_str(&format!(
+            "rampart_anycast_state{{state=\"{state}\"}} {}\n",
+            u8::from(s.state == state)
+        ));
+    }
+    out.push_str("# HELP rampart_anycast_transitions_total Announcement state changes.\n");
+    out.push_str("# TYPE rampart_anycast_transitions_total counter\n");
+    out.push_str(&format!(
+        "rampart_anycast_transitions_total {}\n",
+        s.transitions_total
+    ));
+    out.push_str("# HELP rampart_health_probes_total Health probes run, by probe and result.\n");
+    out.push_str("# TYPE rampart_health_probes_total counter\n");
+    for p in &s.probes {
+        for (result, n) in [("ok", p.ok), ("failed", p.failed), ("skipped", p.skipped)] {
+            out.push_str(&format!(
+                "rampart_health_probes_total{{probe=\"{}\",result=\"{result}\"}} {n}\n",
+                p.name
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +148,7 @@ mod tests {
         let sources = Sources {
             pin_dir: None,
             catalog: Box::new(move || catalog.clone()),
+            anycast: None,
         };
         let (addr, _thread) = serve("127.0.0.1:0".parse().unwrap(), sources).unwrap();
         let mut s = TcpStream::connect(addr).unwrap();
@@ -115,5 +166,43 @@ mod tests {
         let mut reply = String::new();
         s.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("HTTP/1.0 404"), "{reply}");
+    }
+
+    #[test]
+    fn anycast_state_and_probes() {
+        let status = Status {
+            state: State::Withdrawn,
+            identity: "n1".into(),
+            prefixes: vec!["192.0.2.53/32".into()],
+            method: crate::config::Method::Device,
+            device: "rampart0".into(),
+            interval_ms: 100,
+            timeout_ms: 200,
+            rise: 3,
+            fall: 3,
+            hold_down_ms: 2000,
+            rounds: 9,
+            consecutive_ok: 0,
+            consecutive_failed: 3,
+            probes: vec![crate::anycast::health::ProbeCounters {
+                name: "slow-path",
+                ok: 6,
+                failed: 3,
+                ..Default::default()
+            }],
+            transitions_total: 2,
+            transitions: Vec::new(),
+        };
+        let mut out = String::new();
+        render_anycast(&mut out, &status);
+        for line in [
+            "rampart_anycast_announced 0\n",
+            "rampart_anycast_state{state=\"withdrawn\"} 1\n",
+            "rampart_anycast_state{state=\"announced\"} 0\n",
+            "rampart_anycast_transitions_total 2\n",
+            "rampart_health_probes_total{probe=\"slow-path\",result=\"failed\"} 3\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
     }
 }

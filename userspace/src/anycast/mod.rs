@@ -42,7 +42,8 @@ pub struct Status {
     pub consecutive_ok: u32,
     pub consecutive_failed: u32,
     pub probes: Vec<ProbeCounters>,
-    /// Oldest first.
+    pub transitions_total: u64,
+    /// The last few, oldest first.
     pub transitions: Vec<TransitionView>,
 }
 
@@ -63,6 +64,7 @@ enum Request {
 
 /// The running anycast control: stop it (withdrawing) with [`Anycast::shutdown`].
 pub struct Anycast {
+    status: Arc<Mutex<Status>>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _control: ControlServer,
@@ -73,12 +75,18 @@ impl Anycast {
     /// Commands other than status/drain/undrain go to `other`.
     pub fn start(config: &Config, probes: Probes, other: control::Handler) -> Result<Anycast> {
         let announcer = Announcer::new(&config.anycast)?;
+        // A previous instance that died announced may have left the exec method's route behind
+        // (the device's die with it): start from a known withdrawn state.
+        announcer.withdraw("starting")?;
         let h = &config.health;
-        let machine = Machine::new(Thresholds {
-            rise: h.rise,
-            fall: h.fall,
-            hold_down: h.hold_down(),
-        });
+        let machine = Machine::new(
+            Thresholds {
+                rise: h.rise,
+                fall: h.fall,
+                hold_down: h.hold_down(),
+            },
+            Instant::now(),
+        );
         let status = Arc::new(Mutex::new(Status {
             state: State::Starting,
             identity: config.server.identity.clone(),
@@ -99,9 +107,11 @@ impl Anycast {
             consecutive_ok: 0,
             consecutive_failed: 0,
             probes: probes.counters.to_vec(),
+            transitions_total: 0,
             transitions: Vec::new(),
         }));
         let (req_tx, req_rx) = crossbeam_channel::bounded::<(Request, Sender<Value>)>(1);
+        let status_handle = status.clone();
         let control = ControlServer::start(&config.anycast.control_socket, {
             let status = status.clone();
             Box::new(move |cmd| handle(cmd, &status, &req_tx, &other))
@@ -124,14 +134,22 @@ impl Anycast {
             prefixes = ?config.anycast.prefixes,
             method = ?config.anycast.method,
             device = config.anycast.device,
-            "anycast: starting withdrawn; announcing after {} healthy rounds",
-            h.rise
+            "anycast: starting withdrawn; announcing after {} healthy rounds, {} ms after start at the earliest",
+            h.rise,
+            h.hold_down_ms
         );
         Ok(Anycast {
+            status: status_handle,
             stop: Some(stop_tx),
             thread: Some(thread),
             _control: control,
         })
+    }
+
+    /// A way to read the current status from other threads (metrics).
+    pub fn status_reader(&self) -> impl Fn() -> Status + Send + 'static {
+        let status = self.status.clone();
+        move || status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Withdraws, waits the grace period if the node was announced, and stops probing.
@@ -262,6 +280,7 @@ impl Checker {
         s.consecutive_ok = self.machine.consecutive_ok;
         s.consecutive_failed = self.machine.consecutive_failed;
         s.probes = self.probes.counters.to_vec();
+        s.transitions_total = self.machine.transitions_total;
         let (i0, w0) = self.epoch;
         s.transitions = self
             .machine

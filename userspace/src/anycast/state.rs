@@ -1,8 +1,12 @@
 //! The announcement's state machine: rise/fall counting, hold-down, drain. Pure: time comes in
 //! as an argument, so tests drive it with a fake clock.
 //!
-//! - `starting`: never announced yet; `rise` good rounds in a row announce (no hold-down).
-//! - `announced`: `fall` failed rounds in a row withdraw, at once.
+//! - `starting`: never announced yet; `rise` good rounds in a row announce, but not before
+//!   `hold_down` has passed since the start: the start counts as a withdrawal, so a daemon that
+//!   crashes and is restarted in a loop can't announce more often than the hold-down allows.
+//! - `announced`: `fall` failed rounds in a row withdraw, at once; so do `fall` failed rounds
+//!   among the last `2 × fall` (health flapping faster than `fall` rounds would otherwise keep a
+//!   half-broken node announced, losing the queries routed to it in its bad moments).
 //! - `withdrawn`: `rise` good rounds in a row announce again, but not before `hold_down` has
 //!   passed since the withdrawal. Withdrawing is never delayed; announcing is, so the
 //!   announcement changes at most once per hold-down however fast health toggles.
@@ -85,20 +89,26 @@ pub struct Machine {
     state: State,
     pub consecutive_ok: u32,
     pub consecutive_failed: u32,
-    /// When the announcement last went away (withdraw or drain).
+    /// When the announcement last went away (start, withdraw or drain).
     withdrawn_at: Option<Instant>,
     pub transitions: VecDeque<Transition>,
+    /// Every transition since start (`transitions` keeps the last few).
+    pub transitions_total: u64,
+    /// The last `2 × fall` conclusive rounds, `true` for failed.
+    recent: VecDeque<bool>,
 }
 
 impl Machine {
-    pub fn new(limits: Thresholds) -> Machine {
+    pub fn new(limits: Thresholds, started: Instant) -> Machine {
         Machine {
             limits,
             state: State::Starting,
             consecutive_ok: 0,
             consecutive_failed: 0,
-            withdrawn_at: None,
+            withdrawn_at: Some(started),
             transitions: VecDeque::new(),
+            transitions_total: 0,
+            recent: VecDeque::new(),
         }
     }
 
@@ -108,27 +118,38 @@ impl Machine {
 
     /// Feeds one round's result.
     pub fn on_round(&mut self, now: Instant, round: &Round) -> Option<Action> {
-        match round {
+        let failed = match round {
             Round::Inconclusive(_) => return None,
-            Round::Healthy => {
-                self.consecutive_ok += 1;
-                self.consecutive_failed = 0;
-            }
-            Round::Failed(reasons) => {
-                self.consecutive_failed += 1;
-                self.consecutive_ok = 0;
-                if self.state == State::Announced && self.consecutive_failed >= self.limits.fall {
-                    let reason = format!(
-                        "{} failed rounds: {}",
-                        self.consecutive_failed,
-                        reasons.join("; ")
-                    );
-                    return Some(self.go(now, State::Withdrawn, reason));
-                }
-                return None;
-            }
+            Round::Healthy => false,
+            Round::Failed(_) => true,
+        };
+        if self.recent.len() == 2 * self.limits.fall as usize {
+            self.recent.pop_front();
         }
-        self.try_announce(now)
+        self.recent.push_back(failed);
+        let Round::Failed(reasons) = round else {
+            self.consecutive_ok += 1;
+            self.consecutive_failed = 0;
+            return self.try_announce(now);
+        };
+        self.consecutive_failed += 1;
+        self.consecutive_ok = 0;
+        if self.state != State::Announced {
+            return None;
+        }
+        let recent_failures = self.recent.iter().filter(|&&f| f).count();
+        let reason = if self.consecutive_failed >= self.limits.fall {
+            format!("{} failed rounds", self.consecutive_failed)
+        } else if recent_failures >= self.limits.fall as usize {
+            format!(
+                "{recent_failures} of the last {} rounds failed (flapping)",
+                self.recent.len()
+            )
+        } else {
+            return None;
+        };
+        let reason = format!("{reason}: {}", reasons.join("; "));
+        Some(self.go(now, State::Withdrawn, reason))
     }
 
     /// Announces if health and hold-down allow (from `starting` or `withdrawn`).
@@ -181,6 +202,7 @@ impl Machine {
         if self.transitions.len() == HISTORY {
             self.transitions.pop_front();
         }
+        self.transitions_total += 1;
         self.transitions.push_back(Transition {
             at: now,
             from: self.state,
@@ -197,12 +219,15 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn machine() -> Machine {
-        Machine::new(Thresholds {
-            rise: 3,
-            fall: 3,
-            hold_down: 2000 * MS,
-        })
+    fn machine(t0: Instant) -> Machine {
+        Machine::new(
+            Thresholds {
+                rise: 3,
+                fall: 3,
+                hold_down: 2000 * MS,
+            },
+            t0,
+        )
     }
 
     fn bad() -> Round {
@@ -223,39 +248,43 @@ mod tests {
 
     #[test]
     fn rises_falls_and_holds_down() {
-        let (t0, mut t, mut m) = (Instant::now(), 0, machine());
+        let t0 = Instant::now();
+        let (mut t, mut m) = (0, machine(t0));
         // Starting: two good rounds are not enough, a bad one resets the count.
         let ok = Round::Healthy;
         assert!(feed(&mut m, t0, &mut t, &[ok.clone(), ok.clone(), bad()]).is_empty());
         assert_eq!(m.state(), State::Starting);
-        let a = feed(&mut m, t0, &mut t, &[ok.clone(), ok.clone(), ok.clone()]);
+        // Good rounds from then on, but the start counts as a withdrawal: announced at 2 s.
+        let a = feed(&mut m, t0, &mut t, &vec![ok.clone(); 17]);
         assert_eq!(a.len(), 1);
-        assert!(matches!(a[0], (600, Action::Announce(_))));
+        assert!(matches!(a[0], (2000, Action::Announce(_))), "{a:?}");
         assert_eq!(m.state(), State::Announced);
 
-        // One or two failures are tolerated; the third withdraws at once.
-        assert!(
-            feed(
-                &mut m,
-                t0,
-                &mut t,
-                &[bad(), bad(), ok.clone(), bad(), bad()]
-            )
-            .is_empty()
-        );
+        // One or two failures are tolerated; the third in a row withdraws at once.
+        let mixed = [
+            bad(),
+            bad(),
+            ok.clone(),
+            ok.clone(),
+            ok.clone(),
+            ok.clone(),
+            bad(),
+            bad(),
+        ];
+        assert!(feed(&mut m, t0, &mut t, &mixed).is_empty());
         let a = feed(&mut m, t0, &mut t, &[bad()]);
         match &a[..] {
-            [(1200, Action::Withdraw(reason))] => {
+            [(2900, Action::Withdraw(reason))] => {
                 assert_eq!(reason, "3 failed rounds: slow path: no answer")
             }
             other => panic!("{other:?}"),
         }
 
-        // Healthy again right away: held down until 2 s after the withdrawal (t = 3200).
+        // Healthy again right away: held down until 2 s after the withdrawal (t = 4900).
         let mut healthy = vec![ok.clone(); 25];
         let a = feed(&mut m, t0, &mut t, &healthy);
         assert_eq!(a.len(), 1);
-        assert!(matches!(a[0], (3200, Action::Announce(_))), "{a:?}");
+        assert!(matches!(a[0], (4900, Action::Announce(_))), "{a:?}");
         // After a long healthy spell, one failure streak withdraws and then rise alone is not
         // enough: hold-down counts from the new withdrawal.
         healthy.truncate(3);
@@ -273,12 +302,13 @@ mod tests {
     fn toggling_health_changes_the_announcement_at_most_once_per_hold_down() {
         // Health toggles every 200 ms (2 rounds good, 2 bad) for 10 s, with fall 1 and rise 1
         // the most eager setting: changes still respect the hold-down.
-        let mut m = Machine::new(Thresholds {
+        let (t0, mut t) = (Instant::now(), 0);
+        let limits = Thresholds {
             rise: 1,
             fall: 1,
             hold_down: 2000 * MS,
-        });
-        let (t0, mut t) = (Instant::now(), 0);
+        };
+        let mut m = Machine::new(limits, t0);
         let rounds: Vec<Round> = (0..100)
             .map(|i| {
                 if (i / 2) % 2 == 0 {
@@ -302,10 +332,45 @@ mod tests {
     }
 
     #[test]
+    fn flapping_health_withdraws_and_stays_withdrawn_while_it_flaps() {
+        let t0 = Instant::now();
+        let (mut t, mut m) = (0, machine(t0));
+        feed(&mut m, t0, &mut t, &vec![Round::Healthy; 20]);
+        assert_eq!(m.state(), State::Announced);
+        // Occasional single failures (1 round in 4) never withdraw.
+        let sparse: Vec<Round> = (0..40)
+            .map(|i| if i % 4 == 0 { bad() } else { Round::Healthy })
+            .collect();
+        assert!(feed(&mut m, t0, &mut t, &sparse).is_empty());
+        // Health toggling every 200 ms (2 bad rounds, 2 good): never 3 failures in a row, but
+        // 3 of the last 6: withdrawn once, and not announced while it keeps toggling (rise 3
+        // needs 3 good rounds in a row).
+        let toggling: Vec<Round> = (0..100)
+            .map(|i| {
+                if (i / 2) % 2 == 0 {
+                    bad()
+                } else {
+                    Round::Healthy
+                }
+            })
+            .collect();
+        let a = feed(&mut m, t0, &mut t, &toggling);
+        assert_eq!(a.len(), 1, "{a:?}");
+        match &a[0].1 {
+            Action::Withdraw(r) => assert!(r.starts_with("3 of the last 6 rounds failed"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.state(), State::Withdrawn);
+        // Steady again: announced after the hold-down.
+        let a = feed(&mut m, t0, &mut t, &vec![Round::Healthy; 25]);
+        assert!(matches!(a[..], [(_, Action::Announce(_))]), "{a:?}");
+    }
+
+    #[test]
     fn drain_and_undrain() {
-        let (t0, mut t, mut m) = (Instant::now(), 0, machine());
-        let ok = vec![Round::Healthy; 3];
-        feed(&mut m, t0, &mut t, &ok);
+        let t0 = Instant::now();
+        let (mut t, mut m) = (0, machine(t0));
+        feed(&mut m, t0, &mut t, &vec![Round::Healthy; 20]);
         assert_eq!(m.state(), State::Announced);
         let now = t0 + t as u32 * MS;
         assert!(
@@ -326,15 +391,16 @@ mod tests {
         let a = feed(&mut m, t0, &mut t, &vec![Round::Healthy; 25]);
         assert_eq!(a.len(), 1);
         // A drain before the first announce just stays down.
-        let mut fresh = machine();
+        let mut fresh = machine(t0);
         assert_eq!(fresh.drain(t0), None);
         assert_eq!(fresh.state(), State::Draining);
     }
 
     #[test]
     fn inconclusive_rounds_count_neither_way() {
-        let (t0, mut t, mut m) = (Instant::now(), 0, machine());
-        feed(&mut m, t0, &mut t, &vec![Round::Healthy; 3]);
+        let t0 = Instant::now();
+        let (mut t, mut m) = (0, machine(t0));
+        feed(&mut m, t0, &mut t, &vec![Round::Healthy; 20]);
         let busy = Round::Inconclusive("fast path installing".into());
         let a = feed(
             &mut m,
