@@ -135,7 +135,10 @@ pub struct AnswerHead {
     /// or past it; the program adds (its query name's length - ref_qname_len) to each.
     pub reloc_count: u8,
     pub ref_qname_len: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// The answer's response class for rate limiting (see [`rrl_class`]): the program accounts
+    /// per (source prefix, class) and per class without hashing names itself.
+    pub rrl_class: u32,
     pub reloc: u64,
 }
 
@@ -193,8 +196,6 @@ pub enum Counter {
     PassTooBig,
     /// No generation loaded yet.
     PassNotReady,
-    /// Source port 0: nothing legitimate sends from it.
-    PassBadSourcePort,
     /// UDP checksum wrong (or absent on IPv6): the kernel drops it and counts UdpInCsumErrors.
     PassBadChecksum,
     /// A query over 512 bytes of UDP: too big to verify here, so the kernel handles it.
@@ -206,6 +207,36 @@ pub enum Counter {
     /// A rewrite failed half-way (after the resize): the frame is no longer the query, so it is
     /// dropped rather than passed up as garbage. Should stay zero.
     DropRewriteFailed,
+    /// Junk, dropped: a response (QR=1) sent to port 53, a reflection or a loop.
+    DropResponse,
+    /// Junk, dropped: a source port no client sends from (see [`is_impossible_source_port`]).
+    DropBadSourcePort,
+    /// Junk, dropped: a DNS message too broken to answer (short header, bad name, truncated
+    /// or trailing OPT); answering FORMERR to spoofed junk only helps the spoofer.
+    DropMalformed,
+    /// Response rate limiting (per source prefix and response class): answered with a minimal
+    /// TC=1 slip, or dropped.
+    TxSlipRrl,
+    DropRrl,
+    /// The response class's aggregate rate (all sources) is abnormal and the client showed no
+    /// valid server cookie: slipped or dropped.
+    TxSlipGlobal,
+    DropGlobal,
+    /// Over the budget of queries passed up to the slow path (per prefix or in total): slipped
+    /// (TC=1, so real resolvers retry over TCP) or dropped.
+    TxSlipBudget,
+    DropBudget,
+    /// Events, not outcomes (a frame that bumps one also ends in one of the above):
+    /// RRL in dry-run mode would have limited this answer.
+    RrlDryRun,
+    /// A whitelisted prefix went over a limit and was answered anyway.
+    RrlWhitelisted,
+    /// The query carried a valid server cookie: no rate limit applied.
+    CookieValid,
+    /// The query carried a server cookie that did not verify (wrong, expired, other secret).
+    CookieBad,
+    /// The query carried a client cookie only.
+    CookieClientOnly,
     /// Number of counters; keep last.
     Count,
 }
@@ -229,14 +260,161 @@ impl Counter {
         (Counter::PassMiss, "pass_miss"),
         (Counter::PassTooBig, "pass_too_big"),
         (Counter::PassNotReady, "pass_not_ready"),
-        (Counter::PassBadSourcePort, "pass_bad_source_port"),
         (Counter::PassBadChecksum, "pass_bad_checksum"),
         (Counter::PassLargeQuery, "pass_large_query"),
         (Counter::PassRewriteFailed, "pass_rewrite_failed"),
         (Counter::PassNsid, "pass_nsid"),
         (Counter::DropRewriteFailed, "drop_rewrite_failed"),
+        (Counter::DropResponse, "drop_response"),
+        (Counter::DropBadSourcePort, "drop_bad_source_port"),
+        (Counter::DropMalformed, "drop_malformed"),
+        (Counter::TxSlipRrl, "tx_slip_rrl"),
+        (Counter::DropRrl, "drop_rrl"),
+        (Counter::TxSlipGlobal, "tx_slip_global"),
+        (Counter::DropGlobal, "drop_global"),
+        (Counter::TxSlipBudget, "tx_slip_budget"),
+        (Counter::DropBudget, "drop_budget"),
+        (Counter::RrlDryRun, "rrl_dry_run"),
+        (Counter::RrlWhitelisted, "rrl_whitelisted"),
+        (Counter::CookieValid, "cookie_valid"),
+        (Counter::CookieBad, "cookie_bad"),
+        (Counter::CookieClientOnly, "cookie_client_only"),
     ];
+
+    /// Whether every frame that bumps this counter ends there (the outcomes `packets` sums);
+    /// the others count events along the way.
+    pub const fn is_outcome(self) -> bool {
+        !matches!(
+            self,
+            Counter::Packets
+                | Counter::RrlDryRun
+                | Counter::RrlWhitelisted
+                | Counter::CookieValid
+                | Counter::CookieBad
+                | Counter::CookieClientOnly
+        )
+    }
+
+    /// Outcomes that drop the frame rather than pass it up.
+    pub const fn is_drop(self) -> bool {
+        matches!(
+            self,
+            Counter::DropRewriteFailed
+                | Counter::DropResponse
+                | Counter::DropBadSourcePort
+                | Counter::DropMalformed
+                | Counter::DropRrl
+                | Counter::DropGlobal
+                | Counter::DropBudget
+        )
+    }
 }
+
+/// Source ports no DNS client uses, whose "queries" are reflections or loops: 0 (invalid), and
+/// the small services that answer anything (echo 7, daytime 13, chargen 19, time 37) and kpasswd
+/// (464), the list BIND drops (`ns_client_dropport`). Not every port below 1024: NATs map clients
+/// to low ports too, and port 53 is a resolver's classic query source.
+#[inline(always)]
+pub const fn is_impossible_source_port(port: u16) -> bool {
+    matches!(port, 0 | 7 | 13 | 19 | 37 | 464)
+}
+
+/// Response classes (RFC-less but as Knot's mod-rrl and NSD's rrl.c define them): the top four
+/// bits of an answer's `rrl_class`, the rest a hash of the name the class is accounted by.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RrlKind {
+    /// An answer with records: accounted per query name.
+    Positive = 1,
+    /// NODATA: per zone.
+    Nodata = 2,
+    /// NXDOMAIN: per zone (a random-name flood shares one bucket).
+    Nxdomain = 3,
+    /// A referral: per delegation.
+    Referral = 4,
+    /// Errors (REFUSED, SERVFAIL, FORMERR...): per zone, or per query name without one.
+    Error = 5,
+    /// Queries the program passes up (the miss budget's class).
+    Miss = 6,
+}
+
+/// A response class id: kind in the top 4 bits, FNV-1a of the (lowercased wire) name below.
+pub fn rrl_class(kind: RrlKind, name: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in name {
+        h ^= b.to_ascii_lowercase() as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    ((kind as u32) << 28) | (h & 0x0fff_ffff)
+}
+
+/// Limits configuration (`LIMITS` array slot 0), written by userspace at start. Rates are turned
+/// into GCRA emission intervals here so the program never divides: a bucket admits a response
+/// when its theoretical arrival time is at most `burst` ahead of now, then moves it on by
+/// `interval`. An interval of 0 switches that limit off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `LIMIT_*` flags.
+    pub flags: u32,
+    /// RRL: every `slip`-th limited answer goes out as TC=1 (0: none, 1: all).
+    pub rrl_slip: u32,
+    /// IPv4 source mask (network byte order, as read from the packet), e.g. /24.
+    pub v4_mask: u32,
+    /// Slip ratio for the global limit and the miss budget.
+    pub global_slip: u32,
+    /// IPv6 source mask as two u64 read from the packet (network byte order), e.g. /56.
+    pub v6_mask: [u64; 2],
+    /// Per (prefix, class): nanoseconds between responses at the configured rate, and the burst
+    /// tolerance in nanoseconds.
+    pub rrl_interval: u64,
+    pub rrl_burst: u64,
+    /// Per class, all sources, on each CPU.
+    pub global_interval: u64,
+    pub global_burst: u64,
+    /// Queries passed up, per prefix.
+    pub budget_interval: u64,
+    pub budget_burst: u64,
+    /// Queries passed up, all sources, on each CPU.
+    pub total_interval: u64,
+    pub total_burst: u64,
+    /// DNS cookie secrets (SipHash-2-4 keys, RFC 9018): the one answers are made with, and a
+    /// staging one also accepted (rollover). `LIMIT_COOKIES` / `LIMIT_COOKIE_STAGING` say
+    /// which are set.
+    pub cookie_secret: [u64; 2],
+    pub cookie_staging: [u64; 2],
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC in ns (wrapping): the program adds it to
+    /// bpf_ktime_get_ns for the cookies' wall-clock timestamps. Userspace refreshes it.
+    pub clock_offset: u64,
+}
+
+/// RRL in dry-run mode: count what would be limited, answer anyway.
+pub const LIMIT_DRY_RUN: u32 = 1;
+/// Server cookies are verified (and created) with `cookie_secret`.
+pub const LIMIT_COOKIES: u32 = 2;
+/// `cookie_staging` is accepted too.
+pub const LIMIT_COOKIE_STAGING: u32 = 4;
+
+/// Key of the rate-limit buckets: the masked source address as IPv6 (IPv4 mapped to
+/// ::ffff:a.b.c.d) and the response class.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketKey {
+    pub addr: [u32; 4],
+    pub class: u32,
+}
+
+/// A GCRA bucket: the theoretical arrival time of the next response (ns, CLOCK_MONOTONIC),
+/// and how many responses it has limited (for the slip ratio).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    pub tat: u64,
+    pub limited: u64,
+}
+
+/// Whitelist key data (LPM trie): an address as IPv6, IPv4 mapped (prefix length + 96).
+pub type WhitelistAddr = [u8; 16];
 
 /// Map names, shared so the loader and `rampart stats` find them in the object and in bpffs.
 pub const MAP_ANSWERS: &str = "ANSWERS";
@@ -245,6 +423,10 @@ pub const MAP_TAILS_SMALL: &str = "TAILS_SMALL";
 pub const MAP_TAILS_LARGE: &str = "TAILS_LARGE";
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_STATS: &str = "STATS";
+pub const MAP_LIMITS: &str = "LIMITS";
+pub const MAP_WHITELIST: &str = "WHITELIST";
+pub const MAP_BUCKETS: &str = "BUCKETS";
+pub const MAP_CLASS_RATES: &str = "CLASS_RATES";
 pub const PROGRAM_NAME: &str = "rampart";
 
 #[cfg(feature = "user")]
@@ -256,4 +438,7 @@ mod pod {
     unsafe impl aya::Pod for super::TailSmall {}
     unsafe impl aya::Pod for super::TailLarge {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Limits {}
+    unsafe impl aya::Pod for super::BucketKey {}
+    unsafe impl aya::Pod for super::Bucket {}
 }

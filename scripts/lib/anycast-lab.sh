@@ -285,6 +285,11 @@ control_socket = "$d/control.sock"
 [health]
 hold_down_ms = $AL_HOLD_DOWN_MS
 probe_address = "$AL_SERVICE4:53"
+
+[rrl]
+# The prober is one trusted client at 500 q/s: this lab measures failover, not rate limits
+# (which would slip and drop its queries past 200/s per name, as they should for a stranger).
+whitelist = ["$AL_CLIENT4/32", "$AL_CLIENT6/128"]
 EOF
 }
 

@@ -299,12 +299,18 @@ lab_rampart_start() {
 }
 
 # lab_rampart_default ZONEDIR [ARGS...]: native XDP on n0; slow path on :53 and :$RP_SLOW_PORT.
+# Rate limits: the client's own addresses are whitelisted (the e2e tests send bursts from them),
+# and the limits are low (RP_LIMIT_ARGS) so e2e_limits sees them apply to spoofed sources
+# (192.0.2.0/24, 2001:db8:5xx::/56) at a rate scapy reaches.
+RP_LIMIT_ARGS=${RP_LIMIT_ARGS:---rrl-rate 10 --rrl-slip 2 --class-rate 200 --class-slip 2 --miss-rate 10 --miss-total-rate 1000}
 lab_rampart_default() {
   local zdir=$1; shift
+  # shellcheck disable=SC2086 # RP_LIMIT_ARGS is a list of flags
   lab_rampart_start --iface "$RP_NODE_IF" --xdp-mode native --zone-dir "$zdir" \
     --listen "$RP_NODE4:53" --listen "[$RP_NODE6]:53" \
     --listen "$RP_NODE4:$RP_SLOW_PORT" --listen "[$RP_NODE6]:$RP_SLOW_PORT" \
-    --metrics "127.0.0.1:$RP_METRICS_PORT" "$@"
+    --metrics "127.0.0.1:$RP_METRICS_PORT" \
+    --rrl-whitelist "$RP_CLIENT4/32" --rrl-whitelist "$RP_CLIENT6/128" $RP_LIMIT_ARGS "$@"
 }
 
 lab_stats() { # lab_stats [--json]

@@ -23,8 +23,10 @@ use crate::{
     },
     compile,
     config::{Config, ZonesConfig},
+    cookie,
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
     identity::Identity,
+    limits::{self, LimitFlags},
     metrics,
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     zone::{self, Catalog, ZoneSpec},
@@ -143,6 +145,14 @@ struct RunArgs {
     /// (server.metrics).
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    limits: LimitFlags,
+    /// DNS cookie secret, 32 hex digits, the same on every anycast node (cookies.secret).
+    #[arg(long)]
+    cookie_secret: Option<String>,
+    /// A second cookie secret also accepted, for rollover (cookies.staging).
+    #[arg(long)]
+    cookie_staging: Option<String>,
     /// This node's name in NSID and CHAOS TXT id.server./hostname.bind. answers (server.identity).
     #[arg(long)]
     identity: Option<String>,
@@ -190,6 +200,13 @@ impl RunArgs {
         one(&mut c.server.identity, self.identity);
         one(&mut c.anycast.device, self.anycast_device);
         one(&mut c.anycast.control_socket, self.control_socket);
+        self.limits.apply(&mut c.rrl, &mut c.miss_budget);
+        if self.cookie_secret.is_some() {
+            c.cookies.secret = self.cookie_secret;
+        }
+        if self.cookie_staging.is_some() {
+            c.cookies.staging = self.cookie_staging;
+        }
         c.check()?;
         Ok(c)
     }
@@ -278,7 +295,26 @@ fn run(config: Config) -> Result<()> {
 
     let mut fast = None;
     if !config.xdp.interfaces.is_empty() {
-        let mut fp = FastPath::load(Capacity::for_table(&table), &config.xdp.pin_dir)?;
+        let (rrl, budget) = (&config.rrl, &config.miss_budget);
+        let capacity = Capacity {
+            buckets: rrl.table_size.max(1),
+            whitelist: (rrl.whitelist.len() as u32).max(1024),
+            ..Capacity::for_table(&table)
+        };
+        let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
+        let mut l = limits::to_limits(rrl, budget, cpus)?;
+        let (secret, staging) = cookie::secrets(&config.cookies)?;
+        limits::set_cookies(&mut l, secret, staging);
+        if secret.is_some() {
+            // The program's SipHash check did not fit the verifier's budget yet (see README).
+            warn!(
+                "cookies.secret is set but the XDP program does not verify server cookies yet: they give no exemption from the limits"
+            );
+        }
+        fp.set_limits(l, &whitelist)?;
+        info!(?rrl, ?budget, "rate limits set");
         log_installed(&fp.install(&table)?);
         for iface in &config.xdp.interfaces {
             fp.attach(iface, config.xdp.mode)?;
@@ -353,6 +389,8 @@ fn run(config: Config) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     eprintln!("rampart: ready");
+    const CLOCK_REFRESH: Duration = Duration::from_secs(10);
+    let mut clock_refreshed = Instant::now();
     while !term.load(Ordering::Relaxed) {
         if let Ok((op, reply)) = ops_rx.recv_timeout(Duration::from_millis(100)) {
             let _ = reply.send(slow_path_op(
@@ -362,6 +400,15 @@ fn run(config: Config) -> Result<()> {
                 &shared,
                 &server_config,
             ));
+        }
+        if clock_refreshed.elapsed() > CLOCK_REFRESH {
+            // The cookies' wall-clock timestamps follow NTP's adjustments.
+            clock_refreshed = Instant::now();
+            if let Some(fp) = &fast
+                && let Err(e) = lock(fp).refresh_clock()
+            {
+                warn!("refreshing the XDP program's clock: {e:#}");
+            }
         }
         if hup.swap(false, Ordering::Relaxed) {
             let (table, installed) = reload(&config.zones, &shared, fast.as_deref());
@@ -547,6 +594,8 @@ fn anycast_command(
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn run_args(args: &[&str]) -> Box<RunArgs> {
@@ -591,5 +640,38 @@ mod tests {
         assert_eq!(c.server.listen, [SocketAddr::from(([0, 0, 0, 0], 53))]);
         assert!(c.anycast.prefixes.is_empty());
         assert!(run_args(&[]).into_config().is_err(), "no zones");
+    }
+
+    /// Clap's own consistency checks (unique argument ids across flattened groups, defaults
+    /// that parse), and the limit flags reaching their structs.
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "rampart",
+            "run",
+            "--zone",
+            "z",
+            "--rrl-rate",
+            "20",
+            "--miss-rate",
+            "5",
+            "--rrl-whitelist",
+            "192.0.2.0/24",
+            "--class-rate",
+            "0",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let c = args.into_config().unwrap();
+        assert_eq!(
+            (c.rrl.rate, c.miss_budget.rate, c.rrl.class_rate),
+            (20, 5, 0)
+        );
+        let default = crate::limits::BudgetConfig::default();
+        assert_eq!(c.miss_budget.total_rate, default.total_rate);
+        assert_eq!(c.rrl.whitelist.len(), 1);
     }
 }

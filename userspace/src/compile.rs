@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use rampart_common::{
-    CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, MAX_RELOCS, QTYPE_ENCLOSER, QTYPE_OTHER, Variant, is_data_type,
+    CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, MAX_RELOCS, QTYPE_ENCLOSER, QTYPE_OTHER, RrlKind, Variant,
+    is_data_type, rrl_class,
 };
 
 use crate::answer::{self, Question};
@@ -50,6 +51,8 @@ pub struct CompiledAnswer {
     pub tail: Vec<u8>,
     /// NXDOMAIN templates only: how to fit the tail to another query name.
     pub relocation: Option<Relocation>,
+    /// Response class the XDP program rate-limits this answer under (see [`response_class`]).
+    pub rrl_class: u32,
 }
 
 /// An NXDOMAIN tail is the same for every missing name of a zone but for its compression
@@ -75,20 +78,24 @@ impl CompiledAnswer {
             arcount: 0,
             tail: Vec::new(),
             relocation: None,
+            rrl_class: 0,
         }
     }
 
     /// The entry for a response the slow path rendered: its header fields and the bytes after
-    /// its question (`question_len` bytes after the header).
+    /// its question (`question_len` bytes after the header). `name` is the name it is
+    /// rate-limited by when that is not the zone (`apex`): the query name, or a cut.
     fn from_rendered(
         qname: &[u8],
         qtype: u16,
         variant: Variant,
         bytes: &[u8],
         question_len: usize,
+        apex: &[u8],
     ) -> CompiledAnswer {
         let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
         CompiledAnswer {
+            rrl_class: response_class(word(2), word(6), qname, apex),
             qname: qname.to_vec(),
             qtype,
             variant,
@@ -120,6 +127,25 @@ impl CompiledAnswer {
     }
 }
 
+/// The response class an answer is rate-limited under, as Knot's mod-rrl and NSD's rrl.c
+/// classify: positive answers by query name, NODATA and NXDOMAIN by zone (so a random-name flood
+/// shares one bucket), referrals by the delegation (the query name at a cut), errors by zone.
+pub fn response_class(flags: u16, ancount: u16, qname: &[u8], apex: &[u8]) -> u32 {
+    let rcode = flags & 0x000f;
+    let (kind, name) = if rcode == u16::from(ResponseCode::NXDomain) {
+        (RrlKind::Nxdomain, apex)
+    } else if rcode != 0 {
+        (RrlKind::Error, apex)
+    } else if ancount > 0 {
+        (RrlKind::Positive, qname)
+    } else if flags & wire::FLAG_AA != 0 {
+        (RrlKind::Nodata, apex)
+    } else {
+        (RrlKind::Referral, qname)
+    };
+    rrl_class(kind, name)
+}
+
 /// Compiles every zone of the catalog, zones and names in canonical order, then qtype, then
 /// variant: the same catalog always gives the same table.
 ///
@@ -142,11 +168,12 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             continue;
         }
+        let apex = zone.origin_key().as_wire();
         for qtype in explicit_qtypes(node) {
-            compile_one(catalog, key, qtype.into(), qtype, &mut out);
+            compile_one(catalog, apex, key, qtype.into(), qtype, &mut out);
         }
         if node.rrset(RecordType::CNAME).is_none() {
-            compile_one(catalog, key, QTYPE_OTHER, probe_qtype(node), &mut out);
+            compile_one(catalog, apex, key, QTYPE_OTHER, probe_qtype(node), &mut out);
         } else {
             // Other types at a CNAME follow the chain: the slow path's. The marker also keeps
             // the program's NXDOMAIN walk away from this existing name.
@@ -357,7 +384,14 @@ fn relocatable_templates(
                 pointers,
             }),
             // Keyed by `parent` (the entry's own name): a referral's response class is its cut.
-            ..CompiledAnswer::from_rendered(parent.as_wire(), QTYPE_ENCLOSER, variant, &a, qa)
+            ..CompiledAnswer::from_rendered(
+                parent.as_wire(),
+                QTYPE_ENCLOSER,
+                variant,
+                &a,
+                qa,
+                zone.origin_key().as_wire(),
+            )
         })
     };
     Some(Variant::ALL.into_iter().map(|v| (v, template(v))).collect())
@@ -435,6 +469,7 @@ fn in_this_zone(catalog: &Catalog, zone: &Zone, key: &NameKey) -> bool {
 /// with an empty tail, so the program sends the query up instead of trying `QTYPE_OTHER`.
 fn compile_one(
     catalog: &Catalog,
+    apex: &[u8],
     key: &NameKey,
     key_qtype: u16,
     probe: RecordType,
@@ -457,6 +492,7 @@ fn compile_one(
                 variant,
                 &bytes,
                 query.question.len(),
+                apex,
             )
         } else {
             CompiledAnswer::pass_marker(key.as_wire(), key_qtype, variant)

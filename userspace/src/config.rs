@@ -13,10 +13,11 @@ use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::cookie::CookieConfig;
 use crate::fastpath::AttachMode;
+use crate::limits::{BudgetConfig, RrlConfig};
 
 /// The whole file. Unknown keys are errors, so a typo can't silently leave a default in force.
-/// `[rrl]` and `[cookies]` sections are reserved for response rate limiting and DNS cookies.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -25,6 +26,12 @@ pub struct Config {
     pub xdp: XdpConfig,
     pub anycast: AnycastConfig,
     pub health: HealthConfig,
+    /// Response rate limiting and the per-class global view (the XDP program).
+    pub rrl: RrlConfig,
+    /// The budget of queries the XDP program passes up to the slow path.
+    pub miss_budget: BudgetConfig,
+    /// DNS cookie secrets (RFC 9018 server cookies).
+    pub cookies: CookieConfig,
 }
 
 /// `[server]`: the slow path's sockets, the node's identity, the metrics endpoint.
@@ -237,6 +244,8 @@ mod tests {
         assert_eq!(c.anycast.prefixes.len(), 2);
         assert_eq!(c.anycast.method, Method::Device);
         assert_eq!(c.xdp.mode, AttachMode::Native);
+        assert_eq!((c.rrl.rate, c.rrl.slip, c.rrl.whitelist.len()), (200, 2, 2));
+        assert_eq!(c.miss_budget.total_rate, 20_000);
     }
 
     #[test]

@@ -38,13 +38,17 @@ pub struct Header {
     pub arcount: u16,
 }
 
-/// Accept only a plain query: QR=0, opcode QUERY, not truncated, RCODE 0, one question, nothing
+/// Accept only a plain query (a response is junk, dropped): QR=0, opcode QUERY, not truncated, RCODE 0, one question, nothing
 /// in the answer or authority sections. Everything else is the slow path's to judge.
 #[inline(always)]
 pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header, Counter> {
     let id = be16_at(ctx, off, Counter::PassMalformed)?;
     let flags = be16_at(ctx, off + 2, Counter::PassMalformed)?;
-    if flags & (QR | OPCODE | TC | RCODE) != 0 {
+    if flags & QR != 0 {
+        // A response sent to a server port: reflected at us, or a loop. Never answered.
+        return Err(Counter::DropResponse);
+    }
+    if flags & (OPCODE | TC | RCODE) != 0 {
         return Err(Counter::PassNotQuery);
     }
     let qd = be16_at(ctx, off + 4, Counter::PassMalformed)?;
@@ -289,6 +293,32 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The minimal answer a rate limit "slips" instead, as Knot and NSD send it: this answer's
+    /// header with TC set, the question, no records (and so no OPT); a real resolver retries
+    /// over TCP, a spoofed victim gets no more bytes than the query had.
+    #[inline(always)]
+    pub fn slip(&self) -> Answer {
+        Answer::truncated(self.value.flags & (AA | 0x000f))
+    }
+
+    /// The slip for a query over the slow path's budget: TC=1, no records, no AA (the slow
+    /// path hasn't decided whether the name is ours); a resolver retries over TCP.
+    #[inline(always)]
+    pub fn budget_slip() -> Answer {
+        Answer::truncated(0)
+    }
+
+    #[inline(always)]
+    fn truncated(flags: u16) -> Answer {
+        Answer {
+            value: AnswerHead {
+                flags: flags | QR | TC,
+                ..AnswerHead::default()
+            },
+            inline: core::ptr::null(),
+        }
+    }
+
     /// Which tx counter this answer bumps, read off its header.
     #[inline(always)]
     pub fn kind(&self) -> Counter {

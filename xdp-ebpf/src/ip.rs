@@ -100,6 +100,28 @@ pub fn address_sum(ctx: &XdpContext, l3: &L3) -> Result<u64, Counter> {
     }
 }
 
+/// The query's source address as IPv6 words in network byte order, IPv4 mapped to
+/// ::ffff:a.b.c.d (RFC 4291 §2.5.5.2): one key shape for rate limits and the whitelist.
+#[inline(always)]
+pub fn source(ctx: &XdpContext, l3: &L3) -> Result<[u32; 4], Counter> {
+    if l3.v6 {
+        let p = ptr_at(ctx, l3.off + 8, 16, Counter::PassMalformed)? as *const u32;
+        // SAFETY: 16 bytes checked above; packet data has no alignment guarantee.
+        Ok(unsafe {
+            [
+                p.read_unaligned(),
+                p.add(1).read_unaligned(),
+                p.add(2).read_unaligned(),
+                p.add(3).read_unaligned(),
+            ]
+        })
+    } else {
+        let p = ptr_at(ctx, l3.off + 12, 4, Counter::PassMalformed)? as *const u32;
+        // SAFETY: 4 bytes checked above.
+        Ok([0, 0, 0xffffu32.to_be(), unsafe { p.read_unaligned() }])
+    }
+}
+
 /// The whole pseudo-header sum for a datagram of `l4_len` bytes, from [`address_sum`].
 #[inline(always)]
 pub fn pseudo_sum(address_sum: u64, l4_len: usize) -> u64 {

@@ -7,6 +7,7 @@ mod csum;
 mod dns;
 mod eth;
 mod ip;
+mod limits;
 mod maps;
 mod packet;
 mod udp;
@@ -28,10 +29,15 @@ pub type Verdict = Result<u32, Counter>;
 pub fn rampart(ctx: XdpContext) -> u32 {
     match try_rampart(&ctx) {
         Ok(action) => action,
+        // Counted where it happened (the frame may already be half rewritten).
         Err(Counter::DropRewriteFailed) => xdp_action::XDP_DROP,
         Err(reason) => {
             count(reason);
-            xdp_action::XDP_PASS
+            if reason.is_drop() {
+                xdp_action::XDP_DROP
+            } else {
+                xdp_action::XDP_PASS
+            }
         }
     }
 }
@@ -41,33 +47,81 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
-    let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len)?;
-    let question = dns::parse_question(ctx, udp.payload_off, udp.payload_len)?;
+    let src = limits::Source::new(ip::source(ctx, &l3)?);
+    match try_dns(ctx, &l3, &udp, &src) {
+        // What goes up costs the slow path work: budgeted (no question to slip with here).
+        Err(reason) if limits::budgeted(reason) => match limits::budget(&src)? {
+            limits::Verdict::Pass => Err(reason),
+            limits::Verdict::Slip(_) => Err(Counter::DropBudget),
+        },
+        other => other,
+    }
+}
+
+/// A DNS message too broken to answer is junk: dropped, not passed up for a FORMERR.
+#[inline(always)]
+fn junk(reason: Counter) -> Counter {
+    if reason == Counter::PassMalformed {
+        Counter::DropMalformed
+    } else {
+        reason
+    }
+}
+
+/// Pass the query up now, counted (the budget already admitted it).
+#[inline(always)]
+fn pass(reason: Counter) -> Verdict {
+    count(reason);
+    Ok(xdp_action::XDP_PASS)
+}
+
+#[inline(always)]
+fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> Verdict {
+    let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len).map_err(junk)?;
+    let question = dns::parse_question(ctx, udp.payload_off, udp.payload_len).map_err(junk)?;
     let edns = dns::parse_edns(
         ctx,
         &question,
         header.arcount,
         udp.payload_off + udp.payload_len,
-    )?;
+    )
+    .map_err(junk)?;
 
-    let answer = maps::lookup(ctx, &question, edns.variant)?;
     let limit = match edns.variant {
         Variant::NoEdns => CLASSIC_UDP_LIMIT,
         _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
     } as usize;
+    let found = maps::lookup(ctx, &question, edns.variant).and_then(|a| {
+        if dns::HEADER_LEN + question.len + a.value.tail_len as usize > limit {
+            Err(Counter::PassTooBig)
+        } else {
+            Ok(a)
+        }
+    });
+    let (answer, outcome) = match found {
+        Ok(a) => match limits::answer(src, a.value.rrl_class)? {
+            limits::Verdict::Pass => {
+                let kind = a.kind();
+                (a, kind)
+            }
+            limits::Verdict::Slip(c) => (a.slip(), c),
+        },
+        Err(reason @ (Counter::PassMiss | Counter::PassTooBig)) => match limits::budget(src)? {
+            limits::Verdict::Pass => return pass(reason),
+            limits::Verdict::Slip(c) => (Answer::budget_slip(), c),
+        },
+        Err(reason) => return Err(reason),
+    };
     let dns_len = dns::HEADER_LEN + question.len + answer.value.tail_len as usize;
-    if dns_len > limit {
-        return Err(Counter::PassTooBig);
-    }
     let payload_sum = edns
         .csum
         .map(|opt| dns::query_header_sum(&header) + question.csum + opt);
-    let address_sum = ip::address_sum(ctx, &l3)?;
-    udp::verify_checksum(ctx, &l3, &udp, address_sum, payload_sum)?;
+    let address_sum = ip::address_sum(ctx, l3)?;
+    udp::verify_checksum(ctx, l3, udp, address_sum, payload_sum)?;
     respond(
         ctx,
         &Reply {
-            l3: &l3,
+            l3,
             dns_off: udp.payload_off,
             header: &header,
             question: &question,
@@ -75,6 +129,7 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
             dns_len,
             address_sum,
         },
+        outcome,
     )
 }
 
@@ -91,9 +146,10 @@ struct Reply<'a> {
     address_sum: u64,
 }
 
-/// Turn the query into its answer in place and send it back out of the same NIC.
+/// Turn the query into its answer in place and send it back out of the same NIC, counted as
+/// `outcome`.
 #[inline(always)]
-fn respond(ctx: &XdpContext, r: &Reply) -> Verdict {
+fn respond(ctx: &XdpContext, r: &Reply, outcome: Counter) -> Verdict {
     resize(
         ctx,
         r.dns_off + r.dns_len,
@@ -101,7 +157,7 @@ fn respond(ctx: &XdpContext, r: &Reply) -> Verdict {
     )?;
     match rewrite(ctx, r) {
         Ok(()) => {
-            count(r.answer.kind());
+            count(outcome);
             Ok(xdp_action::XDP_TX)
         }
         Err(_) => {
@@ -166,22 +222,33 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
 #[inline(always)]
 fn relocate(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> {
     let v = &r.answer.value;
-    let delta = (r.question.name_len - v.ref_qname_len as usize) as u16;
+    // Every path to here (tail class, resize at tail or head, walked or not) arrives with its
+    // own ranges for these; laundered, the loop below is verified once, not once per path.
+    // The masks give the verifier bounds: offsets in a frame we answer stay under 2 KiB.
+    let wash = maps::key_buf()?;
+    let tail_off = (wash.launder(tail_off as u64) & 0x7ff) as usize;
+    let dns_off = (wash.launder(r.dns_off as u64) & 0x7ff) as usize;
+    let delta = wash.launder((r.question.name_len - v.ref_qname_len as usize) as u64) as u16;
+    let count = (wash.launder(v.reloc_count as u64) & 0xff) as usize;
+    let reloc = wash.launder(v.reloc);
     let mut sum = 0u64;
     let mut i = 0;
     while i < MAX_RELOCS {
-        if i >= v.reloc_count as usize {
+        if i >= count {
             break;
         }
-        let pos = tail_off + ((v.reloc >> (8 * i)) & 0xff) as usize;
+        let pos = tail_off + ((reloc >> (8 * i)) & 0xff) as usize;
+        if pos < dns_off {
+            return Err(Counter::DropRewriteFailed);
+        }
         let old = packet::be16_at(ctx, pos, Counter::DropRewriteFailed)?;
         let new = old.wrapping_add(delta);
         packet::put_be16(ctx, pos, new)?;
         // One's complement: replacing a word adds the new one and the complement of the old.
-        sum += csum::at_offset(new, pos - r.dns_off) + csum::at_offset(!old, pos - r.dns_off);
+        sum += csum::at_offset(new, pos - dns_off) + csum::at_offset(!old, pos - dns_off);
         i += 1;
     }
-    Ok(sum)
+    Ok(wash.launder(sum))
 }
 
 #[cfg(not(test))]

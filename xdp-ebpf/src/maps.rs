@@ -71,6 +71,8 @@ pub struct KeyBuf {
     key: LongKey,
     /// The name length, laundered through memory: see [`KeyBuf::set_len`].
     len: u32,
+    /// Any value laundered the same way: see [`KeyBuf::launder`].
+    wash: u64,
 }
 
 impl KeyBuf {
@@ -182,6 +184,18 @@ impl KeyBuf {
     pub fn len(&self) -> usize {
         // SAFETY: as above; volatile so the load is not replaced by the register it came from.
         unsafe { core::ptr::read_volatile(&self.len) as u8 as usize }
+    }
+
+    /// Pass `v` through memory so that every path arriving here carries the same unknown value:
+    /// a loop with early exits (the relocation loop) otherwise leaves one range per exit, and
+    /// everything after it is verified once per exit.
+    #[inline(always)]
+    pub fn launder(&mut self, v: u64) -> u64 {
+        // SAFETY: plain field of this CPU's scratch slot; volatile so neither access is elided.
+        unsafe {
+            core::ptr::write_volatile(&mut self.wash, v);
+            core::ptr::read_volatile(&self.wash)
+        }
     }
 
     #[inline(always)]
@@ -304,6 +318,10 @@ fn get(key: &KeyBuf, short: bool) -> Option<*const AnswerValue> {
 pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counter> {
     let len = a.value.tail_len as u32;
     let idx = a.value.tail_index;
+    if len == 0 {
+        // A slip: header and question only.
+        return Ok(());
+    }
     let rc = if a.value.tail_class == TAIL_CLASS_INLINE {
         if len == 0 || len > TAIL_INLINE as u32 {
             return Err(Counter::PassMiss);

@@ -1,6 +1,6 @@
-//! UDP: accept datagrams to port 53 from a plausible client port, and write the reply's header.
+//! UDP: accept datagrams to port 53 from a possible client port, and write the reply's header.
 use aya_ebpf::programs::XdpContext;
-use rampart_common::Counter;
+use rampart_common::{Counter, is_impossible_source_port};
 
 use crate::{
     csum,
@@ -106,13 +106,17 @@ pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
     if be16_at(ctx, off + 2, Counter::PassNotDns)? != DNS_PORT {
         return Err(Counter::PassNotDns);
     }
-    if be16_at(ctx, off, Counter::PassNotDns)? == 0 {
-        return Err(Counter::PassBadSourcePort);
+    if is_impossible_source_port(be16_at(ctx, off, Counter::PassNotDns)?) {
+        return Err(Counter::DropBadSourcePort);
     }
     let len = be16_at(ctx, off + 4, Counter::PassMalformed)? as usize;
-    // The UDP length must agree with the IP header; a short DNS payload goes up for FORMERR.
-    if len != l3.l4_len || len < UDP_HLEN + MIN_DNS {
+    // The UDP length must agree with the IP header (else the kernel drops it); a payload shorter
+    // than a DNS header is junk.
+    if len != l3.l4_len || len < UDP_HLEN {
         return Err(Counter::PassMalformed);
+    }
+    if len < UDP_HLEN + MIN_DNS {
+        return Err(Counter::DropMalformed);
     }
     let csum = be16_at(ctx, off + 6, Counter::PassMalformed)?;
     Ok(Udp {

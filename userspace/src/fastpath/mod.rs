@@ -14,14 +14,18 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    maps::{
+        Array, HashMap, Map, MapData, PerCpuArray,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    AnswerHead, AnswerKey, AnswerValue, Config, Counter, LongKey, MAP_ANSWERS, MAP_ANSWERS_LONG,
-    MAP_CONFIG, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAX_RELOCS, PROGRAM_NAME,
-    SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE,
-    TAIL_SMALL, TailLarge, TailSmall,
+    AnswerHead, AnswerKey, AnswerValue, Config, Counter, Limits, LongKey, MAP_ANSWERS,
+    MAP_ANSWERS_LONG, MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_LIMITS, MAP_STATS,
+    MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, MAX_RELOCS, PROGRAM_NAME, SHORT_NAME_LEN,
+    ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL,
+    TailLarge, TailSmall, WhitelistAddr,
 };
 use tracing::{info, warn};
 
@@ -60,6 +64,10 @@ pub struct Capacity {
     pub answers_long: u32,
     pub tails_small: u32,
     pub tails_large: u32,
+    /// Rate-limit buckets per CPU (LRU), per-class buckets, whitelist prefixes.
+    pub buckets: u32,
+    pub classes: u32,
+    pub whitelist: u32,
 }
 
 impl Capacity {
@@ -75,6 +83,9 @@ impl Capacity {
             answers_long: grow(long),
             tails_small: grow(tails.small.len()),
             tails_large: grow(tails.large.len()).max(2),
+            buckets: 65_536,
+            classes: 16_384,
+            whitelist: 1024,
         }
     }
 }
@@ -190,6 +201,8 @@ pub struct FastPath {
     generation: u32,
     live_keys: GenerationKeys,
     log_stop: Arc<AtomicBool>,
+    /// What `LIMITS` holds (kept to rewrite its clock offset).
+    limits: Limits,
 }
 
 impl FastPath {
@@ -221,6 +234,9 @@ impl FastPath {
             .map_max_entries(MAP_ANSWERS_LONG, capacity.answers_long)
             .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small)
             .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large)
+            .map_max_entries(MAP_BUCKETS, capacity.buckets)
+            .map_max_entries(MAP_CLASS_RATES, capacity.classes)
+            .map_max_entries(MAP_WHITELIST, capacity.whitelist)
             .load(PROGRAM)
             .context("loading the XDP object")?;
         let log_stop = Arc::new(AtomicBool::new(false));
@@ -239,6 +255,7 @@ impl FastPath {
             generation: 1,
             live_keys: GenerationKeys::default(),
             log_stop,
+            limits: Limits::default(),
         })
     }
 
@@ -326,8 +343,9 @@ impl FastPath {
                         tail_class: class,
                         reloc_count: 0,
                         ref_qname_len: 0,
-                        _pad: [0; 5],
+                        _pad: 0,
                         reloc: 0,
+                        rrl_class: a.rrl_class,
                     },
                     inline: [0; TAIL_INLINE],
                 };
@@ -373,6 +391,36 @@ impl FastPath {
             tails_small: tails.small.len(),
             tails_large: tails.large.len(),
         })
+    }
+
+    /// Write the rate limits and replace the whitelist (at start, before attaching). The clock
+    /// offset for cookie timestamps is filled in here.
+    pub fn set_limits(&mut self, limits: Limits, whitelist: &[(u32, WhitelistAddr)]) -> Result<()> {
+        self.limits = Limits {
+            clock_offset: crate::limits::clock_offset(),
+            ..limits
+        };
+        self.write_limits()?;
+        let mut trie: LpmTrie<_, WhitelistAddr, u8> =
+            LpmTrie::try_from(self.ebpf.map_mut(MAP_WHITELIST).expect("map"))?;
+        for (len, addr) in whitelist {
+            trie.insert(&LpmKey::new(*len, *addr), 1, 0)
+                .context("whitelist full (at most 1024 prefixes)")?;
+        }
+        Ok(())
+    }
+
+    /// Re-read the wall clock's offset from the monotonic one (NTP steps and slews it).
+    pub fn refresh_clock(&mut self) -> Result<()> {
+        self.limits.clock_offset = crate::limits::clock_offset();
+        self.write_limits()
+    }
+
+    fn write_limits(&mut self) -> Result<()> {
+        let mut slot: Array<_, Limits> =
+            Array::try_from(self.ebpf.map_mut(MAP_LIMITS).expect("map"))?;
+        slot.set(0, self.limits, 0)?;
+        Ok(())
     }
 
     fn set_config(&mut self, c: Config) -> Result<()> {
@@ -428,16 +476,19 @@ pub struct Counters(pub Vec<(&'static str, u64)>);
 impl Counters {
     fn read<T: std::borrow::Borrow<MapData>>(stats: &PerCpuArray<T, u64>) -> Result<Counters> {
         let mut out = Vec::new();
+        let mut total = 0;
         for (c, name) in Counter::NAMED {
             let value = if c == Counter::Packets {
                 0
             } else {
                 stats.get(&(c as u32), 0)?.iter().sum()
             };
+            if c.is_outcome() {
+                total += value;
+            }
             out.push((name, value));
         }
         // Every frame ends in exactly one outcome, so the program needn't count frames itself.
-        let total = out.iter().map(|(_, v)| v).sum();
         out[Counter::Packets as usize].1 = total;
         Ok(Counters(out))
     }
@@ -518,6 +569,8 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod limit_tests;
 mod link;
 pub mod probe;
 #[cfg(test)]

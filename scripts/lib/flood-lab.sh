@@ -1,0 +1,309 @@
+# shellcheck shell=bash
+# The flood lab, as sourced helpers (scripts/bench-flood, tests/flood_lab.py). Flood and legit
+# traffic compete for the node's one NIC and one service address:
+#
+#   attacker ns  a0 198.51.100.3, 2001:db8:100::3 ─┐
+#     (flood-gen spoofs 2001:db8:8000::/33 and     │  switch ns: bridge br0      node ns
+#      203.0.113.0/24; the node routes both back   ├── sa  sl  sn ────veth──── n0 198.51.100.1
+#      via the attacker's address)                 │                              2001:db8:100::1
+#   legit ns     l0 198.51.100.2, 2001:db8:100::2 ─┘                           (rampart | NSD | Knot)
+#
+# Namespaces rp-f{atk,legit,sw,node}-<id>. sn (n0's peer) runs tests/xdp_pass.c: veth delivers a
+# node's XDP_TX frames only to a peer that runs XDP. l0 and a0 have TX checksum offload off (full
+# checksums on the wire, as a real NIC delivers them; see lab.sh). Amplification is read from a0's
+# counters: bytes received / bytes sent. Reuses lab.sh (lab_rampart_start, lab_stats, pids file).
+#
+# Usage: . scripts/lib/flood-lab.sh; flood_init [id]; trap flood_down EXIT; flood_up; ...
+
+# shellcheck source=scripts/lib/lab.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
+
+FLOOD_ORIGIN=flood.example
+FLOOD_HOT=www.$FLOOD_ORIGIN
+
+# flood_init [ID]: lab.sh's variables, re-pointed at the flood lab (the "client" is the legit ns).
+flood_init() {
+  local id=${1:-$$}
+  lab_init "flood-$id"
+  export RP_NS_CLIENT=rp-flegit-$id RP_NS_NODE=rp-fnode-$id RP_NS_ORACLE=""
+  export RP_NS_ATTACKER=rp-fatk-$id RP_NS_SWITCH=rp-fsw-$id
+  export RP_NAMESPACES="$RP_NS_ATTACKER $RP_NS_CLIENT $RP_NS_SWITCH $RP_NS_NODE"
+  export RP_CLIENT_IF=l0 RP_ATTACKER_IF=a0 RP_NODE_IF=n0
+  export RP_CLIENT4=198.51.100.2 RP_CLIENT6=2001:db8:100::2
+  export RP_ATTACKER4=198.51.100.3 RP_ATTACKER6=2001:db8:100::3
+  export RP_NODE4=198.51.100.1 RP_NODE6=2001:db8:100::1
+  export RP_SPOOF6=2001:db8:8000::/33 RP_SPOOF4=203.0.113.0/24   # routed back to the attacker
+  export RP_SPOOF6_ONE=2001:db8:8000::1 RP_SPOOF4_ONE=203.0.113.1
+  export RP_TMP=/tmp/rp-flood-$id
+  export RP_BPFFS=$RP_TMP/bpffs RP_PIN_DIR=$RP_TMP/bpffs/rampart
+  export RP_FLOOD_GEN=$RP_TMP/flood-gen
+}
+
+flood_up() {
+  mkdir -p "$RP_TMP" && : >"$RP_TMP/pids"
+  local ns pair
+  for ns in "$RP_NS_ATTACKER" "$RP_NS_CLIENT" "$RP_NS_SWITCH" "$RP_NS_NODE"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+  done
+  ip -n "$RP_NS_SWITCH" link add br0 type bridge stp_state 0 forward_delay 0
+  for pair in "$RP_NS_ATTACKER:a0:sa" "$RP_NS_CLIENT:l0:sl" "$RP_NS_NODE:n0:sn"; do
+    IFS=: read -r ns dev port <<<"$pair"
+    ip link add "$dev" numtxqueues 1 numrxqueues 1 netns "$ns" type veth \
+      peer name "$port" numtxqueues 1 numrxqueues 1 netns "$RP_NS_SWITCH"
+    ip -n "$RP_NS_SWITCH" link set "$port" master br0 up
+  done
+  ip -n "$RP_NS_SWITCH" link set dev sn xdpdrv obj "$(lab_xdp_pass_obj)" sec xdp
+  ip -n "$RP_NS_SWITCH" link set br0 up
+  ip -n "$RP_NS_ATTACKER" addr add "$RP_ATTACKER4/24" dev a0
+  ip -n "$RP_NS_ATTACKER" addr add "$RP_ATTACKER6/64" dev a0 nodad
+  ip -n "$RP_NS_CLIENT" addr add "$RP_CLIENT4/24" dev l0
+  ip -n "$RP_NS_CLIENT" addr add "$RP_CLIENT6/64" dev l0 nodad
+  ip -n "$RP_NS_NODE" addr add "$RP_NODE4/24" dev n0
+  ip -n "$RP_NS_NODE" addr add "$RP_NODE6/64" dev n0 nodad
+  ip netns exec "$RP_NS_CLIENT" ethtool -K l0 tx off >/dev/null
+  ip netns exec "$RP_NS_ATTACKER" ethtool -K a0 tx off >/dev/null
+  ip -n "$RP_NS_ATTACKER" link set a0 up
+  ip -n "$RP_NS_CLIENT" link set l0 up
+  ip -n "$RP_NS_NODE" link set n0 up
+  # the spoofed sources' replies (kernel-stack servers route; XDP answers swap MACs) reach a0
+  ip -n "$RP_NS_NODE" route add "$RP_SPOOF4" via "$RP_ATTACKER4"
+  ip -n "$RP_NS_NODE" -6 route add "$RP_SPOOF6" via "$RP_ATTACKER6"
+  # the attacker drops the replies to its spoofed sources silently: without these routes its
+  # stack answers them with ICMP "no route" errors, which would count as attack traffic
+  ip -n "$RP_NS_ATTACKER" route add blackhole "$RP_SPOOF4"
+  ip -n "$RP_NS_ATTACKER" -6 route add blackhole "$RP_SPOOF6"
+  # a 1M-source flood must not be limited by the node's neighbour or ICMP machinery
+  ip netns exec "$RP_NS_NODE" sysctl -qw net.ipv6.icmp.ratelimit=0 net.ipv4.icmp_ratelimit=0
+  mkdir -p "$RP_BPFFS"
+  mount -t bpf bpf "$RP_BPFFS"
+  gcc -O2 -Wall -o "$RP_FLOOD_GEN" "$RP_REPO/scripts/flood-gen.c"
+  lab_log "flood lab up: $RP_NS_ATTACKER, $RP_NS_CLIENT ─ $RP_NS_SWITCH (br0) ─ $RP_NS_NODE"
+}
+
+flood_down() {
+  local rc=$? pid n ns
+  [ -n "${RP_TMP:-}" ] || return $rc
+  if [ -f "$RP_TMP/pids" ]; then
+    while read -r pid n; do lab_stop_pid "$pid"; done <"$RP_TMP/pids"
+  fi
+  for ns in $RP_NAMESPACES; do
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  mountpoint -q "$RP_BPFFS" 2>/dev/null && umount "$RP_BPFFS"
+  if [ "${RP_KEEP_TMP:-0}" != 1 ]; then rm -rf "$RP_TMP"; else lab_log "kept $RP_TMP"; fi
+  lab_log "flood lab down"
+  return $rc
+}
+
+# flood_zone DIR [NAMES]: the zone flood.example (www, hNNNNN A/AAAA, a wildcard *.w whose answers
+# only the slow path synthesises) in DIR/zones and the legit query file DIR/legit.txt (existing
+# names other than the hot one, A and AAAA).
+flood_zone() {
+  local d=$1 n=${2:-10000}
+  mkdir -p "$d/zones"
+  $PY - "$d" "$FLOOD_ORIGIN" "$n" <<'PY'
+import random, sys
+d, origin, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(f"{d}/zones/{origin}.zone", "w") as f:
+    f.write(f"$ORIGIN {origin}.\n$TTL 3600\n"
+            f"@ IN SOA ns1.{origin}. hostmaster.{origin}. 1 7200 3600 1209600 300\n"
+            f"@ IN NS ns1.{origin}.\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.80\nwww IN AAAA 2001:db8::80\n"
+            f"*.w IN A 192.0.2.99\n")
+    for i in range(n):
+        f.write(f"h{i:05d} IN A 192.0.2.{i % 254 + 1}\n"
+                f"h{i:05d} IN AAAA 2001:db8:{i // 65536:x}:{i % 65536:x}::1\n")
+rng = random.Random(5)
+with open(f"{d}/legit.txt", "w") as f:
+    for _ in range(50000):
+        f.write(f"h{rng.randrange(n):05d}.{origin}. {rng.choice(('A', 'AAAA'))}\n")
+PY
+}
+
+# ---- the servers under test, all on $RP_NODE4/$RP_NODE6 port 53 in the node ns ----------------
+
+# flood_nsd_start ZONEDIR: NSD with its RRL on at Debian's defaults (rrl-ratelimit 200, slip 2,
+# /24 and /56), one server per CPU.
+flood_nsd_start() {
+  local conf
+  conf=$(RP_NSD_SERVERS=$(nproc) lab_nsd_conf nsd-flood "$1" 53 "$RP_NODE4" "$RP_NODE6")
+  sed -i '/rrl-ratelimit: 0/d; /rrl-whitelist-ratelimit: 0/d' "$conf"
+  nsd-checkconf "$conf" || { lab_die "bad nsd config $conf"; return 1; }
+  lab_bg nsd-flood "$RP_TMP/nsd-flood/stderr" ip netns exec "$RP_NS_NODE" nsd -d -c "$conf" >/dev/null
+  lab_wait_dns "$RP_NS_CLIENT" "$RP_NODE6" 53 "$FLOOD_ORIGIN" 15
+}
+
+# flood_knot_start ZONEDIR [xdp]: knotd with mod-rrl (rate-limit 200, slip 2, as NSD), one UDP
+# worker per CPU; with "xdp" it also listens through AF_XDP on n0 (Knot's XDP mode), where its
+# RRL module applies too. knotd leaves its XDP program on n0 when it exits: flood_knot_stop.
+flood_knot_start() {
+  local zdir=$1 mode=${2:-udp} d=$RP_TMP/knot-flood f z
+  mkdir -p "$d/storage"
+  {
+    cat <<EOF
+server:
+    rundir: "$d"
+    pidfile: "$d/knot.pid"
+    listen: [ $RP_NODE4@53, $RP_NODE6@53 ]
+    udp-workers: $(nproc)
+    tcp-workers: 1
+    background-workers: 1
+    identity: ""
+    version: ""
+EOF
+    if [ "$mode" = xdp ]; then
+      printf 'xdp:\n    listen: [ %s@53 ]\n    udp: on\n' "$RP_NODE_IF"
+    fi
+    cat <<EOF
+control:
+    listen: "$d/knot.sock"
+log:
+  - target: "$d/knot.log"
+    any: info
+database:
+    storage: "$d/storage"
+mod-rrl:
+  - id: flood
+    rate-limit: 200
+    slip: 2
+template:
+  - id: default
+    storage: "$zdir"
+    dnssec-signing: off
+    zonefile-sync: -1
+    journal-content: none
+    semantic-checks: off
+    global-module: mod-rrl/flood
+zone:
+EOF
+    for f in "$zdir"/*.zone; do
+      z=$(basename "$f" .zone)
+      printf '  - domain: "%s."\n    file: "%s"\n' "$z" "$f"
+    done
+  } >"$d/knot.conf"
+  lab_in "$RP_NS_NODE" knotc -c "$d/knot.conf" conf-check >/dev/null || { lab_die "bad knot config $d/knot.conf"; return 1; }
+  lab_bg knot-flood "$d/stderr" ip netns exec "$RP_NS_NODE" knotd -c "$d/knot.conf" >/dev/null
+  lab_wait_dns "$RP_NS_CLIENT" "$RP_NODE6" 53 "$FLOOD_ORIGIN" 15 ||
+    { cat "$d/stderr" "$d/knot.log" >&2 2>/dev/null; return 1; }
+}
+
+flood_knot_stop() {
+  lab_stop knot-flood
+  ip -n "$RP_NS_NODE" link set dev "$RP_NODE_IF" xdp off 2>/dev/null || true
+}
+
+# flood_rampart_start ZONEDIR [ARGS...]: native XDP on n0, slow path on the service address;
+# extra ARGS (and $RP_FLOOD_RAMPART_ARGS) carry the flood defenses' flags.
+flood_rampart_start() {
+  local zdir=$1; shift
+  # shellcheck disable=SC2086
+  lab_rampart_start --iface "$RP_NODE_IF" --xdp-mode native --zone-dir "$zdir" \
+    --listen "$RP_NODE4:53" --listen "[$RP_NODE6]:53" ${RP_FLOOD_RAMPART_ARGS:-} "$@" &&
+    lab_wait_dns "$RP_NS_CLIENT" "$RP_NODE6" 53 "$FLOOD_ORIGIN" 15
+}
+
+# ---- one measured round ------------------------------------------------------------------------
+
+flood_ifstats() { # flood_ifstats NS DEV -> "rx_packets rx_bytes tx_packets tx_bytes tx_dropped"
+  ip -n "$1" -s -j link show "$2" | $PY -c '
+import json, sys
+s = json.load(sys.stdin)[0]["stats64"]
+print(s["rx"]["packets"], s["rx"]["bytes"], s["tx"]["packets"], s["tx"]["bytes"], s["tx"]["dropped"])'
+}
+
+flood_node_cpu_ticks() { # CPU ticks (utime + stime) of every process in the node namespace
+  local pid t=0 v
+  for pid in $(ip netns pids "$RP_NS_NODE" 2>/dev/null); do
+    # fields after "pid (comm) ": comm may hold spaces ("nsd: server 1")
+    v=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') && t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+flood_softirq_ticks() { awk '/^cpu /{print $8}' /proc/stat; }
+
+flood_xdp_run_ns() { # run_time_ns of the XDP program on n0 (0 without one or without bpf_stats)
+  local id
+  id=$(lab_xdp_prog_id "$RP_NS_NODE" "$RP_NODE_IF")
+  [ -n "$id" ] || { echo 0; return; }
+  bpftool prog show id "$id" -j | $PY -c 'import json,sys; print(json.load(sys.stdin).get("run_time_ns", 0))'
+}
+
+# flood_round OUT MIX SPREAD SECS [RATE [LEGIT_QPS [FAMILY]]]: one attack while the legit client
+# runs dnsperf; appends key=value lines to OUT.
+#   MIX: none (no attack), hot (one name), random (random names under the zone), cookie (the hot name with a wrong
+#   server cookie), wild (random names under the wildcard *.w: what only the slow path answers,
+#   the miss budget's case); SPREAD: one (one spoofed source) or spread (a distinct /56 per packet, 2^23
+#   available; IPv4: the 256 addresses of 203.0.113.0/24); RATE 0 = the generator's maximum.
+#   The legit client sends a client cookie (EDNS option 10, dnsperf -E) in every mix: it can't
+#   learn a server cookie (dnsperf sends a fixed option), which is what a first contact looks like.
+flood_round() {
+  local out=$1 mix=$2 spread=$3 secs=$4 rate=${5:-0} lqps=${6:-5000} fam=${7:-6}
+  local dst src name flags="" nmac a0 a1 c0 c1 s0 s1 x0 x1 gen dp t0 t1
+  [ "$fam" = 6 ] && dst=$RP_NODE6 || dst=$RP_NODE4
+  case $spread in
+    one) [ "$fam" = 6 ] && src=$RP_SPOOF6_ONE || src=$RP_SPOOF4_ONE ;;
+    spread) [ "$fam" = 6 ] && src=$RP_SPOOF6 || src=$RP_SPOOF4 ;;
+    *) lab_die "spread: one|spread"; return 1 ;;
+  esac
+  case $mix in
+    none) name="" ;;   # the legit client alone: the baseline
+    hot) name=$FLOOD_HOT ;;
+    random) name=$FLOOD_ORIGIN flags=-R ;;
+    cookie) name=$FLOOD_HOT flags=-C ;;
+    wild) name=w.$FLOOD_ORIGIN flags=-R ;;   # random names under the wildcard: slow path only
+    *) lab_die "mix: none|hot|random|cookie|wild"; return 1 ;;
+  esac
+  nmac=$(lab_mac "$RP_NS_NODE" "$RP_NODE_IF")
+  a0=$(flood_ifstats "$RP_NS_ATTACKER" a0); c0=$(flood_node_cpu_ticks)
+  s0=$(flood_softirq_ticks); x0=$(flood_xdp_run_ns); t0=$(date +%s.%N)
+  # the attack outlasts the legit run by a second on each side
+  : >"$RP_TMP/gen.out"
+  if [ -n "$name" ]; then
+    # shellcheck disable=SC2086
+    timeout $((secs + 20)) ip netns exec "$RP_NS_ATTACKER" "$RP_FLOOD_GEN" -i a0 -D "$nmac" \
+      -d "$dst" -s "$src" -n "$name" $flags -t $((secs + 2)) -r "$rate" -x "$RANDOM$RANDOM" \
+      >"$RP_TMP/gen.out" 2>&1 &
+    gen=$!
+  else
+    sleep $((secs + 2)) &   # same timing without an attacker
+    gen=$!
+  fi
+  sleep 1
+  dp=$(timeout $((secs + 20)) ip netns exec "$RP_NS_CLIENT" dnsperf -s "$dst" -d "$RP_TMP/legit.txt" \
+       -l "$secs" -Q "$lqps" -q 20000 -t 2 -E 10:0123456789abcdef 2>&1 | grep -v '^\[Timeout\]') || true
+  wait "$gen" || true
+  sleep 0.5   # replies in flight
+  a1=$(flood_ifstats "$RP_NS_ATTACKER" a0); c1=$(flood_node_cpu_ticks)
+  s1=$(flood_softirq_ticks); x1=$(flood_xdp_run_ns); t1=$(date +%s.%N)
+  echo "$dp" >"$RP_TMP/dnsperf.out"
+  $PY - "$a0" "$a1" "$c0" "$c1" "$s0" "$s1" "$x0" "$x1" "$t0" "$t1" "$(cat "$RP_TMP/gen.out")" "$dp" \
+    "$mix" "$spread" >>"$out" <<'PY'
+import re, sys
+a0, a1 = ([int(x) for x in s.split()] for s in sys.argv[1:3])
+c0, c1, s0, s1, x0, x1 = (int(x) for x in sys.argv[3:9])
+el = float(sys.argv[10]) - float(sys.argv[9])
+gen, dp, mix, spread = sys.argv[11:15]
+g = dict(re.findall(r"(\w+)=([\d.]+)", gen))
+def num(pat, default="0"):
+    m = re.search(pat, dp)
+    return m.group(1) if m else default
+sent, done = int(num(r"Queries sent:\s+(\d+)")), int(num(r"Queries completed:\s+(\d+)"))
+d = [y - x for x, y in zip(a0, a1)]   # rx_packets rx_bytes tx_packets tx_bytes tx_dropped
+hz = 100
+kv = {
+    "mix": mix, "spread": spread,
+    "gen_packets": g.get("packets", "0"), "gen_bytes": g.get("bytes", "0"),
+    "gen_pps": g.get("pps", "0"), "gen_sources": g.get("sources", "0"), "gen_seconds": g.get("seconds", "0"),
+    "atk_tx_packets": d[2], "atk_tx_bytes": d[3], "atk_tx_dropped": d[4],
+    "atk_rx_packets": d[0], "atk_rx_bytes": d[1],
+    "legit_sent": sent, "legit_completed": done,
+    "legit_noerror": num(r"NOERROR (\d+)"),
+    "legit_lat_avg_ms": "%.3f" % (float(num(r"Average Latency \(s\):\s+([\d.]+)")) * 1000),
+    "legit_lat_max_ms": "%.3f" % (float(num(r"Average Latency.*max ([\d.]+)")) * 1000),
+    "node_proc_cpu_s": "%.2f" % ((c1 - c0) / hz), "softirq_cpu_s": "%.2f" % ((s1 - s0) / hz),
+    "xdp_cpu_s": "%.3f" % ((x1 - x0) / 1e9), "elapsed_s": "%.2f" % el,
+}
+print(" ".join(f"{k}={v}" for k, v in kv.items()))
+PY
+}

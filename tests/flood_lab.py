@@ -1,0 +1,301 @@
+"""The flood lab, short and at low rate (CI): builds its own lab (scripts/lib/flood-lab.sh, names
+suffixed with a run id), runs rampart on the node and checks that the lab measures what the
+benchmark (scripts/bench-flood) reports:
+  - flood-gen's frames are what it claims: captured on the attacker's NIC, every IPv6/IPv4 and UDP
+    checksum is right, the DNS query parses (random names under the zone, a 24-byte cookie
+    option), and the spread sources are distinct /56s;
+  - the generator's packet and byte counts match the attacker interface's counters;
+  - replies to spoofed sources come back to the attacker namespace (amplification is measurable);
+  - the legit client is answered while a low-rate flood runs, and the node answered the flood in
+    XDP (rampart's counters);
+  - with rampart's flood defenses (where its `run --help` has them; skipped otherwise): a
+    one-source hot flood is limited (RRL and the global view) with slips, a hot or bad-cookie
+    flood from 100,000+ /56s is limited by the global view, a wildcard flood (slow path only)
+    is held by the miss budget, amplification falls from > 1 to <= 0.7 (slip 2 makes ~0.5 the
+    floor at these rates), and the legit client stays answered throughout; wrong server cookies
+    are counted bad once the XDP program verifies cookies (with --cookie-secret; skipped while it
+    counts no cookie at all).
+The lab checks run rampart with its limits off (--rrl-rate 0 ...), the defense checks at the
+defaults with --class-rate 5000 so a 20,000 packets/s flood crosses the global view.
+Run as root: /usr/bin/python3 tests/flood_lab.py (prints "N passed, M failed")."""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rplab  # noqa: E402
+
+import dns.message  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB_ID = f"ci{os.getpid()}"
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+def sh(cmd, timeout=120):
+    """Run bash with the flood lab's helpers sourced and this run's names set."""
+    script = f". scripts/lib/flood-lab.sh && flood_init {LAB_ID} && {cmd}"
+    r = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"`{cmd}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+    return r.stdout
+
+
+def names():
+    out = sh('echo "$RP_TMP $RP_NS_ATTACKER $RP_NS_SWITCH $RP_FLOOD_GEN $RP_NODE6 $RP_NODE4"')
+    return out.split()
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def capture(ns, dev, run, secs):
+    """UDP frames to port 53 arriving on `dev` in namespace `ns` while `run()` runs (raw
+    AF_PACKET). Captured on the switch's port: flood-gen bypasses the qdisc layer, where taps on
+    the sending side would see its frames."""
+    frames = []
+    ready = threading.Event()
+
+    def rx():
+        rplab.setns(ns)  # this thread's own namespace (setns is per thread)
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+        s.bind((dev, 0))
+        s.settimeout(0.5)
+        ready.set()
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            try:
+                data, addr = s.recvfrom(2048)
+            except socket.timeout:
+                continue
+            if addr[2] == PACKET_OUTGOING or len(data) < 64:
+                continue
+            v6 = data[12:14] == b"\x86\xdd" and data[20] == 17 and data[56:58] == b"\x00\x35"
+            v4 = data[12:14] == b"\x08\x00" and data[23] == 17 and data[36:38] == b"\x00\x35"
+            if v6 or v4:
+                frames.append(data)
+        s.close()
+
+    t = threading.Thread(target=rx)
+    t.start()
+    ready.wait(5)
+    run()
+    t.join()
+    return frames
+
+
+def check_frames(c, frames, want, v6, random_names, cookie):
+    ok_l3 = ok_udp = ok_dns = 0
+    sources, qnames = set(), set()
+    for f in frames:
+        if v6:
+            if f[12:14] != b"\x86\xdd" or f[20] != 17:
+                continue
+            ip, l4 = f[14:54], f[54:]
+            src = ip[8:24]
+            pseudo = ip[8:40] + struct.pack("!IxxxB", len(l4), 17)
+            ok_l3 += 1
+            sources.add(src[:7])  # the /56
+        else:
+            if f[12:14] != b"\x08\x00" or f[23] != 17:
+                continue
+            ip, l4 = f[14:34], f[34:]
+            ok_l3 += csum(ip) == 0xFFFF
+            src = ip[12:16]
+            pseudo = ip[12:20] + struct.pack("!xBH", 17, len(l4))
+            sources.add(src)
+        ok_udp += csum(pseudo + l4) == 0xFFFF and l4[6:8] != b"\0\0"
+        try:
+            m = dns.message.from_wire(l4[8:])
+            q = m.question[0]
+            opts = {o.otype: o for o in (m.options or [])}
+            good = str(q.name).endswith("flood.example.")
+            if cookie:
+                o = opts.get(10)
+                good = good and o is not None and len(o.to_wire()) == 24
+            ok_dns += good
+            qnames.add(str(q.name))
+        except Exception:  # noqa: BLE001: a frame that doesn't parse is counted as bad
+            pass
+    n = len(frames)
+    c.check(f"capture: saw the generator's {want} frames", n == want, f"captured {n}")
+    c.check("capture: IP headers right (IPv4 header checksums)", ok_l3 == n, f"{ok_l3}/{n}")
+    c.check("capture: UDP checksums right", ok_udp == n, f"{ok_udp}/{n}")
+    c.check("capture: DNS queries parse" + (" with a 24-byte cookie" if cookie else ""), ok_dns == n, f"{ok_dns}/{n}")
+    if random_names:
+        c.check("capture: random names are distinct", len(qnames) >= n * 0.99, f"{len(qnames)} names in {n}")
+    return sources
+
+
+def kv_last(path):
+    with open(path) as f:
+        line = [ln for ln in f if ln.strip()][-1]
+    return dict(x.split("=", 1) for x in line.split())
+
+
+def round_(out, args):
+    """One flood_round (MIX SPREAD SECS RATE LEGIT_QPS); returns its key=value results."""
+    sh(f"flood_round {out} {args}")
+    return kv_last(out)
+
+
+def amp_of(r):
+    return int(r["atk_rx_bytes"]) / max(1, int(r["atk_tx_bytes"]))
+
+
+def legit_ok(c, r, what):
+    sent, done = int(r["legit_sent"]), int(r["legit_completed"])
+    c.check(f"legit answered during the {what} flood (>= 99%)", done >= 0.99 * sent > 0, f"{done}/{sent}")
+
+
+def stats():
+    return json.loads(sh("lab_stats --json"))
+
+
+def run():
+    c = rplab.Checks("flood_lab")
+    try:
+        sh("flood_up && flood_zone $RP_TMP/w 2000 && cp $RP_TMP/w/legit.txt $RP_TMP/legit.txt", 120)
+        tmp, ns_atk, ns_sw, gen, node6, node4 = names()
+        mac = sh('lab_mac "$RP_NS_NODE" n0').strip()
+
+        # 1. the generator's frames, captured where they leave the attacker
+        def gen_run(args):
+            return lambda: subprocess.run(
+                ["ip", "netns", "exec", ns_atk, gen, "-i", "a0", "-D", mac] + args, check=True,
+                capture_output=True, text=True, timeout=30)
+
+        fr = capture(ns_sw, "sa", gen_run(["-d", node6, "-s", "2001:db8:8000::/33", "-n", "flood.example",
+                                            "-R", "-C", "-c", "3000", "-r", "3000", "-t", "5"]), 2.5)
+        srcs = check_frames(c, fr, 3000, True, True, True)
+        c.check("capture: spread IPv6 sources are distinct /56s", len(srcs) == 3000, f"{len(srcs)} /56s")
+        fr = capture(ns_sw, "sa", gen_run(["-d", node4, "-s", "203.0.113.0/24", "-n", "www.flood.example",
+                                            "-c", "1000", "-r", "2000", "-t", "5"]), 1.5)
+        srcs = check_frames(c, fr, 1000, False, False, False)
+        c.check("capture: spread IPv4 sources cover the /24", len(srcs) == 256, f"{len(srcs)} addresses")
+
+        # 2. the lab itself, rampart with its limits off (where it has them): what goes out comes
+        # back, and the legit client is answered while a low-rate flood runs
+        help_ = subprocess.run([os.environ.get("RP_BIN", os.path.join(REPO, "target/release/rampart")), "run", "--help"],
+                               capture_output=True, text=True).stdout
+        has_limits, has_cookies = "--class-rate" in help_, "--cookie-secret" in help_
+        off = "--rrl-rate 0 --class-rate 0 --miss-rate 0 --miss-total-rate 0" if has_limits else ""
+        sh(f"flood_rampart_start $RP_TMP/w/zones {off}", 90)
+        out = os.path.join(tmp, "rounds.kv")
+        s0 = stats()
+        r = round_(out, "hot one 3 20000 1000")
+        d = rplab.delta(s0, stats())
+        gp, tp, gb, tb = (int(r[k]) for k in ("gen_packets", "atk_tx_packets", "gen_bytes", "atk_tx_bytes"))
+        c.check("counters: attacker NIC sent what flood-gen counted (packets)", 0 <= tp - gp <= 100, f"gen {gp} nic {tp}")
+        c.check("counters: attacker NIC sent what flood-gen counted (bytes)", 0 <= tb - gb <= 20000, f"gen {gb} nic {tb}")
+        c.check("hot flood ran near its rate", gp >= 20000 * 5 * 0.8, f"{gp} packets in 5 s at 20,000/s")
+        rx = int(r["atk_rx_packets"])
+        c.check("replies to the spoofed source reach the attacker namespace", rx >= 0.9 * gp, f"{rx} frames back of {gp}")
+        legit_ok(c, r, "hot")
+        xdp = sum(d.get(k, 0) for k in rplab.FAST_TX)
+        c.check("the node answered in XDP", xdp >= 0.9 * gp, f"XDP answers {xdp} of {gp} attack packets; {d}")
+        r = round_(out, "hot one 2 50 1000")
+        gp, rx = int(r["gen_packets"]), int(r["atk_rx_packets"])
+        c.check("a slow stream: every spoofed query is answered back to the attacker", rx >= gp > 0, f"{rx}/{gp}")
+        amp = int(r["atk_rx_bytes"]) / max(1, int(r["atk_tx_bytes"]))
+        c.check("amplification is measured (answers are bigger than queries)", amp > 1.0, f"{amp:.2f}")
+        for mix in ("random", "cookie"):
+            s0 = stats()
+            r = round_(out, f"{mix} spread 3 20000 1000")
+            d = rplab.delta(s0, stats())
+            c.check(f"{mix} flood from spread sources: every packet its own /56",
+                    int(r["gen_sources"]) == int(r["gen_packets"]) > 50000, f"{r['gen_sources']} of {r['gen_packets']}")
+            legit_ok(c, r, mix)
+            c.check(f"the {mix} flood reached the node", d.get("packets", 0) >= int(r["gen_packets"]) * 0.9, f"{d}")
+        sh("lab_stop rampart")
+
+        # 3. the flood defenses at their defaults (RRL 200/s slip 2, miss budget 200/s per prefix),
+        # the global view lowered to 5,000/s so a CI-rate flood crosses it
+        if not has_limits:
+            for what in ("RRL", "global view", "cookies", "miss budget"):
+                c.skip(f"{what} under a flood", "this rampart has no flood defenses yet (no --class-rate)")
+            return c
+        secret = " --cookie-secret 00112233445566778899aabbccddeeff" if has_cookies else ""
+        sh(f"flood_rampart_start $RP_TMP/w/zones --class-rate 5000{secret}", 90)
+        s0 = stats()
+        r = round_(out, "hot one 3 20000 1000")
+        d = rplab.delta(s0, stats())
+        gp = int(r["gen_packets"])
+        rrl = d.get("tx_slip_rrl", 0) + d.get("drop_rrl", 0)
+        limited = rrl + d.get("tx_slip_global", 0) + d.get("drop_global", 0)
+        slips = d.get("tx_slip_rrl", 0) + d.get("tx_slip_global", 0)
+        # the global view (5,000/s for the hot name) sees the flood first; RRL limits what it lets by
+        c.check("RRL: a one-source hot flood is limited (RRL and global view)", limited >= 0.9 * gp and rrl > 0,
+                f"{limited} of {gp} ({rrl} by RRL): {d}")
+        c.check("slips are sent (slip 2: about half the limited)", 0.3 * limited <= slips <= 0.7 * limited,
+                f"{slips} slips of {limited}")
+        # slip 2: half the limited queries get a TC=1 reply the size of the query, so ~0.5 is the floor
+        c.check("RRL: amplification cut from > 1 to <= 0.7", amp_of(r) <= 0.7, f"{amp_of(r):.2f}")
+        # cookies are verified where the program counts them: the legit client always sends a
+        # client cookie, so a program that looks at cookies counts those
+        counted = sum(d.get(k, 0) for k in ("cookie_client_only", "cookie_bad", "cookie_valid"))
+        cookies_checked = has_cookies and counted > 0
+        if cookies_checked:
+            c.check("the legit client's client cookie is seen",
+                    d.get("cookie_client_only", 0) >= 0.9 * int(r["legit_sent"]), f"{d}")
+        legit_ok(c, r, "hot (RRL on)")
+
+        s0 = stats()
+        r = round_(out, "hot spread 3 20000 1000")
+        d = rplab.delta(s0, stats())
+        gp = int(r["gen_packets"])
+        glob = d.get("tx_slip_global", 0) + d.get("drop_global", 0)
+        c.check("global view: a hot flood over 100,000+ /56s is limited", glob >= 0.5 * gp, f"{glob} of {gp}: {d}")
+        c.check("global view: amplification cut from > 1 to <= 0.7 with spread sources", amp_of(r) <= 0.7,
+                f"{amp_of(r):.2f}")
+        legit_ok(c, r, "spread hot (global view)")
+
+        s0 = stats()
+        r = round_(out, "cookie spread 3 20000 1000")
+        d = rplab.delta(s0, stats())
+        gp = int(r["gen_packets"])
+        limited = sum(d.get(k, 0) for k in ("tx_slip_rrl", "drop_rrl", "tx_slip_global", "drop_global"))
+        c.check("a bad-cookie flood over spread sources is limited", limited >= 0.5 * gp, f"{limited} of {gp}: {d}")
+        c.check("cookies: amplification <= 0.7 under the bad-cookie flood", amp_of(r) <= 0.7, f"{amp_of(r):.2f}")
+        if cookies_checked:
+            c.check("cookies: wrong server cookies are counted bad", d.get("cookie_bad", 0) >= 0.9 * gp, f"{d}")
+            c.check("cookies: a wrong server cookie bypasses nothing", d.get("cookie_valid", 0) == 0, f"{d}")
+        else:
+            c.skip("cookies verified under a flood",
+                   "the XDP program counts no cookies yet" if has_cookies else "this rampart has no --cookie-secret")
+        legit_ok(c, r, "bad cookies")
+
+        s0 = stats()
+        r = round_(out, "wild one 3 5000 1000")
+        d = rplab.delta(s0, stats())
+        gp = int(r["gen_packets"])
+        budget = d.get("tx_slip_budget", 0) + d.get("drop_budget", 0)
+        c.check("miss budget: a one-source flood only the slow path answers is budgeted", budget >= 0.8 * gp,
+                f"{budget} of {gp}: {d}")
+        legit_ok(c, r, "wildcard (miss budget)")
+    except Exception as e:  # noqa: BLE001: a broken lab is a failed check, with its output
+        c.check("flood lab ran", False, str(e))
+    finally:
+        try:
+            sh("flood_down", 60)
+        except Exception as e:  # noqa: BLE001
+            c.check("flood lab torn down", False, str(e))
+    return c
+
+
+if __name__ == "__main__":
+    rplab.main_for(run)

@@ -1,0 +1,238 @@
+//! Rate limits: RRL per (source prefix, response class), the per-class aggregate rate, and the
+//! budget of queries passed up to the slow path. GCRA buckets in per-CPU LRU maps, so a
+//! spoofed-source flood evicts old buckets instead of exhausting memory.
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, LpmTrie, LruPerCpuHashMap, PerCpuArray, lpm_trie::Key},
+};
+use rampart_common::{Bucket, BucketKey, Counter, LIMIT_DRY_RUN, Limits, RrlKind, WhitelistAddr};
+
+use crate::maps::count;
+
+#[map(name = "LIMITS")]
+static LIMITS: Array<Limits> = Array::with_max_entries(1, 0);
+/// Prefixes no limit applies to (IPv6, IPv4 mapped). Userspace sizes it.
+#[map(name = "WHITELIST")]
+static WHITELIST: LpmTrie<WhitelistAddr, u8> = LpmTrie::with_max_entries(1, 0);
+/// Per (source prefix, class) buckets: RRL, and the miss budget under [`RrlKind::Miss`].
+#[map(name = "BUCKETS")]
+static BUCKETS: LruPerCpuHashMap<BucketKey, Bucket> = LruPerCpuHashMap::with_max_entries(1, 0);
+/// Per class, all sources: the global view.
+#[map(name = "CLASS_RATES")]
+static CLASS_RATES: LruPerCpuHashMap<u32, Bucket> = LruPerCpuHashMap::with_max_entries(1, 0);
+/// The total miss budget on this CPU.
+#[map(name = "TOTAL_BUDGET")]
+static TOTAL_BUDGET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
+
+const MISS_CLASS: u32 = (RrlKind::Miss as u32) << 28;
+
+/// The query's source: its address (for the whitelist) and its prefix (for the buckets).
+pub struct Source {
+    addr: [u32; 4],
+    prefix: [u32; 4],
+}
+
+impl Source {
+    #[inline(always)]
+    pub fn new(addr: [u32; 4]) -> Source {
+        let (prefix, _) = mask(&addr);
+        Source { addr, prefix }
+    }
+}
+
+/// The configured prefix of `addr` (IPv4 mapped: only the last word is the address).
+#[inline(always)]
+fn mask(addr: &[u32; 4]) -> ([u32; 4], bool) {
+    let Some(l) = LIMITS.get(0) else {
+        return (*addr, false);
+    };
+    let v4 = addr[0] == 0 && addr[1] == 0 && addr[2] == 0xffffu32.to_be();
+    if v4 {
+        ([0, 0, addr[2], addr[3] & l.v4_mask], true)
+    } else {
+        let (m0, m1) = (l.v6_mask[0], l.v6_mask[1]);
+        (
+            [
+                addr[0] & m0 as u32,
+                addr[1] & (m0 >> 32) as u32,
+                addr[2] & m1 as u32,
+                addr[3] & (m1 >> 32) as u32,
+            ],
+            false,
+        )
+    }
+}
+
+/// What to do with an answer (or a query to pass up) the limits looked at.
+pub enum Verdict {
+    Pass,
+    /// Send a minimal TC=1 answer, counted under this counter.
+    Slip(Counter),
+}
+
+/// GCRA (the virtual-scheduling form of a token bucket): admit when the bucket's theoretical
+/// arrival time is at most `burst` ahead of now, and move it on by `interval`.
+#[inline(always)]
+fn admit(b: *mut Bucket, now: u64, interval: u64, burst: u64) -> bool {
+    // SAFETY: a map value pointer of this CPU's slot (per-CPU map: nothing else writes it).
+    let b = unsafe { &mut *b };
+    let tat = if b.tat > now { b.tat } else { now };
+    if tat - now > burst {
+        b.limited += 1;
+        return false;
+    }
+    b.tat = tat + interval;
+    true
+}
+
+/// Account one response against `key`'s bucket in `map`, creating it (admitted) when new.
+macro_rules! account {
+    ($map:expr, $key:expr, $now:expr, $interval:expr, $burst:expr) => {
+        match $map.get_ptr_mut($key) {
+            Some(b) => {
+                if admit(b, $now, $interval, $burst) {
+                    None
+                } else {
+                    // SAFETY: as in admit.
+                    Some(unsafe { (*b).limited })
+                }
+            }
+            None => {
+                let fresh = Bucket {
+                    tat: $now + $interval,
+                    limited: 0,
+                };
+                let _ = $map.insert($key, &fresh, 0);
+                None
+            }
+        }
+    };
+}
+
+#[inline(always)]
+fn whitelisted(src: &Source) -> bool {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size and any bit pattern is valid.
+    let data: WhitelistAddr = unsafe { core::mem::transmute(src.addr) };
+    WHITELIST.get(Key::new(128, data)).is_some()
+}
+
+/// Over a limit: whitelisted prefixes and dry-run mode answer anyway (counted); otherwise
+/// every `slip`-th limited response slips, the rest are dropped.
+#[inline(always)]
+fn over(
+    src: &Source,
+    l: &Limits,
+    limited: u64,
+    slip: u32,
+    tx: Counter,
+    drop: Counter,
+) -> Result<Verdict, Counter> {
+    if whitelisted(src) {
+        count(Counter::RrlWhitelisted);
+        return Ok(Verdict::Pass);
+    }
+    if l.flags & LIMIT_DRY_RUN != 0 {
+        count(Counter::RrlDryRun);
+        return Ok(Verdict::Pass);
+    }
+    if slip != 0 && limited % slip as u64 == 0 {
+        Ok(Verdict::Slip(tx))
+    } else {
+        Err(drop)
+    }
+}
+
+/// Limits for an answer of response class `class`: the class's aggregate rate first (a flood
+/// spread over many prefixes), then the source prefix's rate for the class (RRL).
+/// `Err(counter)`: drop.
+#[inline(always)]
+pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
+    let Some(l) = LIMITS.get(0) else {
+        return Ok(Verdict::Pass);
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if l.global_interval != 0 {
+        if let Some(n) = account!(CLASS_RATES, &class, now, l.global_interval, l.global_burst) {
+            return over(
+                src,
+                l,
+                n,
+                l.global_slip,
+                Counter::TxSlipGlobal,
+                Counter::DropGlobal,
+            );
+        }
+    }
+    if l.rrl_interval != 0 {
+        let key = BucketKey {
+            addr: src.prefix,
+            class,
+        };
+        if let Some(n) = account!(BUCKETS, &key, now, l.rrl_interval, l.rrl_burst) {
+            return over(src, l, n, l.rrl_slip, Counter::TxSlipRrl, Counter::DropRrl);
+        }
+    }
+    Ok(Verdict::Pass)
+}
+
+/// The budget of queries passed up to the slow path: per source prefix, then in total.
+#[inline(always)]
+pub fn budget(src: &Source) -> Result<Verdict, Counter> {
+    let Some(l) = LIMITS.get(0) else {
+        return Ok(Verdict::Pass);
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Two early returns rather than one merged `over` call: merging the paths doubles what
+    // the verifier explores (past its 1M-instruction budget).
+    if l.budget_interval != 0 {
+        let key = BucketKey {
+            addr: src.prefix,
+            class: MISS_CLASS,
+        };
+        if let Some(n) = account!(BUCKETS, &key, now, l.budget_interval, l.budget_burst) {
+            return over_budget(src, l, n);
+        }
+    }
+    if l.total_interval != 0 {
+        if let Some(b) = TOTAL_BUDGET.get_ptr_mut(0) {
+            if !admit(b, now, l.total_interval, l.total_burst) {
+                // SAFETY: as in admit.
+                return over_budget(src, l, unsafe { (*b).limited });
+            }
+        }
+    }
+    Ok(Verdict::Pass)
+}
+
+#[inline(always)]
+fn over_budget(src: &Source, l: &Limits, limited: u64) -> Result<Verdict, Counter> {
+    over(
+        src,
+        l,
+        limited,
+        l.global_slip,
+        Counter::TxSlipBudget,
+        Counter::DropBudget,
+    )
+}
+
+/// Pass reasons whose queries cost the slow path DNS work, so they count against the budget.
+/// Not: non-DNS traffic, IP the kernel must see (options, fragments), bad checksums (the
+/// kernel drops them), rewrite failures.
+#[inline(always)]
+pub fn budgeted(reason: Counter) -> bool {
+    matches!(
+        reason,
+        Counter::PassNotQuery
+            | Counter::PassMalformed
+            | Counter::PassClass
+            | Counter::PassEdns
+            | Counter::PassMiss
+            | Counter::PassTooBig
+            | Counter::PassNotReady
+            | Counter::PassLargeQuery
+    )
+}
