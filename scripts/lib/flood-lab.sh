@@ -82,18 +82,7 @@ flood_up() {
 }
 
 flood_down() {
-  local rc=$? pid n ns
-  [ -n "${RP_TMP:-}" ] || return $rc
-  if [ -f "$RP_TMP/pids" ]; then
-    while read -r pid n; do lab_stop_pid "$pid"; done <"$RP_TMP/pids"
-  fi
-  for ns in $RP_NAMESPACES; do
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  mountpoint -q "$RP_BPFFS" 2>/dev/null && umount "$RP_BPFFS"
-  if [ "${RP_KEEP_TMP:-0}" != 1 ]; then rm -rf "$RP_TMP"; else lab_log "kept $RP_TMP"; fi
-  lab_log "flood lab down"
-  return $rc
+  lab_down   # ends every recorded pid, deletes $RP_NAMESPACES, unmounts, removes $RP_TMP
 }
 
 # flood_zone DIR [NAMES]: the zone flood.example (www, hNNNNN A/AAAA, a wildcard *.w whose answers
