@@ -6,6 +6,10 @@
 
 /// Longest name in wire form (RFC 1035 §3.1), including the root label's zero byte.
 pub const MAX_NAME: usize = 255;
+/// XDP metadata (the 4 bytes before the frame) marking the daemon's own health-probe frame, run
+/// with BPF_PROG_TEST_RUN: frames from a NIC carry no metadata, so nothing on the wire can claim
+/// it. The rate limits let it through (a flood of the probe's name must not withdraw the node).
+pub const PROBE_META: u32 = 0x7270_6865;
 /// Bytes reserved for the name in an [`AnswerKey`]: `MAX_NAME` rounded up so the key is 4-aligned.
 pub const KEY_NAME_LEN: usize = 256;
 /// Largest UDP answer the fast path sends: the EDNS payload size we advertise (DNS flag day 2020).

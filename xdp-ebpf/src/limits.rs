@@ -27,17 +27,25 @@ static TOTAL_BUDGET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
 
 const MISS_CLASS: u32 = (RrlKind::Miss as u32) << 28;
 
-/// The query's source: its address (for the whitelist) and its prefix (for the buckets).
+/// The query's source: its address (for the whitelist) and its prefix (for the buckets), and
+/// whether it is the daemon's own health probe (never limited, like a whitelisted prefix).
 pub struct Source {
     addr: [u32; 4],
     prefix: [u32; 4],
+    /// Nonzero for the probe; a word laundered by the caller, not a bool, so the verifier
+    /// carries one state through the program rather than one per value (see KeyBuf::launder).
+    probe: u64,
 }
 
 impl Source {
     #[inline(always)]
-    pub fn new(addr: [u32; 4]) -> Source {
+    pub fn new(addr: [u32; 4], probe: u64) -> Source {
         let (prefix, _) = mask(&addr);
-        Source { addr, prefix }
+        Source {
+            addr,
+            prefix,
+            probe,
+        }
     }
 }
 
@@ -128,7 +136,7 @@ fn over(
     tx: Counter,
     drop: Counter,
 ) -> Result<Verdict, Counter> {
-    if whitelisted(src) {
+    if src.probe != 0 || whitelisted(src) {
         count(Counter::RrlWhitelisted);
         return Ok(Verdict::Pass);
     }

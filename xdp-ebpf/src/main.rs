@@ -47,7 +47,8 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
-    let src = limits::Source::new(ip::source(ctx, &l3)?);
+    let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
+    let src = limits::Source::new(ip::source(ctx, &l3)?, probe);
     match try_dns(ctx, &l3, &udp, &src) {
         // What goes up costs the slow path work: budgeted (no question to slip with here).
         Err(reason) if limits::budgeted(reason) => match limits::budget(&src)? {

@@ -1,6 +1,6 @@
 //! Bounds-checked packet access: every read and write checks its own bound, next to the access.
 use aya_ebpf::programs::XdpContext;
-use rampart_common::Counter;
+use rampart_common::{Counter, PROBE_META};
 
 /// Pointer to `len` bytes at `off`, or `err` when they are not all inside the packet.
 #[inline(always)]
@@ -44,4 +44,15 @@ pub fn name_byte_at(ctx: &XdpContext, off: usize) -> Result<u8, Counter> {
     let p = ptr_at(ctx, off, 2, Counter::PassMalformed)?;
     // SAFETY: two bytes checked by ptr_at.
     Ok(unsafe { *p })
+}
+
+/// Whether the frame carries the health probe's metadata (see [`PROBE_META`]).
+#[inline(always)]
+pub fn is_health_probe(ctx: &XdpContext) -> bool {
+    let meta = ctx.metadata();
+    if meta + 4 > ctx.metadata_end() {
+        return false;
+    }
+    // SAFETY: four metadata bytes checked just above.
+    unsafe { (meta as *const u32).read_unaligned() == PROBE_META }
 }

@@ -254,7 +254,7 @@ impl Probes {
                 }
                 Err(TryLockError::Poisoned(e)) => e.into_inner(),
             };
-            (fp.detached_ifaces(), fp.test_run(&frame))
+            (fp.detached_ifaces(), fp.test_run_probe(&frame))
         };
         match detached {
             Ok(d) if !d.is_empty() => {

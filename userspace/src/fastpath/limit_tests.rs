@@ -232,3 +232,24 @@ fn no_limits_by_default_in_the_program() {
     let miss = query(9, "nope.example.com", 1, None);
     assert_eq!(tally(&send(&fp, "198.51.100.2", &miss, 50)), (0, 0, 50));
 }
+
+/// The daemon's health probe (its frame carries PROBE_META in the XDP metadata) is never
+/// limited: a flood of the probe's name must not make the node withdraw itself. The same frame
+/// without the metadata, as anything from the wire arrives, is limited.
+#[test]
+fn the_health_probe_is_never_limited() {
+    let fp = with_limits(&rrl(1, 0), &NO_BUDGET);
+    let f = frame_from(ip("198.51.100.253"), 40_000, &www(7));
+    let plain: Vec<u32> = (0..5).map(|_| run(&fp, &f).0).collect();
+    assert_eq!(
+        tally(&plain),
+        (1, 4, 0),
+        "without metadata: limited {plain:?}"
+    );
+    for _ in 0..5 {
+        let (action, out) = fp.test_run_probe(&f).unwrap();
+        assert_eq!(action, XDP_TX, "the probe is answered");
+        verify_reply(&f, &out);
+    }
+    assert_eq!(fp.counters().unwrap().get("drop_rrl"), 4);
+}
