@@ -36,7 +36,8 @@ pub struct RrlConfig {
     /// Buckets kept (per CPU, least recently used evicted).
     pub table_size: u32,
     /// Global view: responses per second per response class from all sources together, above
-    /// which clients without a valid server cookie are slipped or dropped (0: off).
+    /// which that class's answers are slipped or dropped (0: off). A valid server cookie is
+    /// meant to exempt its client; the program does not check cookies yet.
     pub class_rate: u32,
     /// Slip ratio for the global view and the miss budget (as --rrl-slip).
     pub class_slip: u32,
@@ -111,7 +112,7 @@ pub struct LimitFlags {
     #[arg(long = "rrl-table-size")]
     pub rrl_table_size: Option<u32>,
     /// Global view: responses per second per response class from all sources, above which
-    /// clients without a valid server cookie are slipped or dropped; 0: off (rrl.class_rate)
+    /// that class's answers are slipped or dropped (no cookie exemption yet); 0: off (rrl.class_rate)
     /// [default: 20000].
     #[arg(long = "class-rate")]
     pub class_rate: Option<u32>,
@@ -218,7 +219,8 @@ pub fn to_limits(rrl: &RrlConfig, budget: &BudgetConfig, cpus: u32) -> Result<Li
     })
 }
 
-/// Put the cookie secrets into the program's limits: a valid server cookie exempts its client.
+/// Put the cookie secrets into the program's limits, for the check that will let a valid server
+/// cookie exempt its client (the program does not read them yet).
 pub fn set_cookies(l: &mut Limits, secret: Option<Secret>, staging: Option<Secret>) {
     if let Some(s) = secret {
         l.flags |= LIMIT_COOKIES;
