@@ -139,7 +139,10 @@ pub struct AnswerHead {
     /// or past it; the program adds (its query name's length - ref_qname_len) to each.
     pub reloc_count: u8,
     pub ref_qname_len: u8,
-    pub _pad: u8,
+    /// Bytes from the tail's end back to its OPT record's RDLENGTH field (2 + the options it
+    /// already carries), where the program appends a COOKIE option and grows RDLENGTH; 0 when
+    /// the tail ends in no OPT (no EDNS, or not the last record), so no cookie can be added.
+    pub opt_back: u8,
     /// The answer's response class for rate limiting (see [`rrl_class`]): the program accounts
     /// per (source prefix, class) and per class without hashing names itself.
     pub rrl_class: u32,
@@ -191,8 +194,9 @@ pub enum Counter {
     PassMalformed,
     /// Class other than IN.
     PassClass,
-    /// EDNS version other than 0 (slow path answers BADVERS), more than one additional RR, or
-    /// more EDNS options than the program scans.
+    /// EDNS version other than 0 (slow path answers BADVERS), more than one additional RR, more
+    /// EDNS options than the program scans, or a COOKIE option of a malformed length (FORMERR,
+    /// RFC 7873 §5.2.2).
     PassEdns,
     /// Not in the maps: the slow path answers.
     PassMiss,
@@ -241,6 +245,8 @@ pub enum Counter {
     CookieBad,
     /// The query carried a client cookie only.
     CookieClientOnly,
+    /// An answer went out with a fresh server cookie in its OPT (the client sent a cookie).
+    CookieSent,
     /// Number of counters; keep last.
     Count,
 }
@@ -283,6 +289,7 @@ impl Counter {
         (Counter::CookieValid, "cookie_valid"),
         (Counter::CookieBad, "cookie_bad"),
         (Counter::CookieClientOnly, "cookie_client_only"),
+        (Counter::CookieSent, "cookie_sent"),
     ];
 
     /// Whether every frame that bumps this counter ends there (the outcomes `packets` sums);
@@ -296,6 +303,7 @@ impl Counter {
                 | Counter::CookieValid
                 | Counter::CookieBad
                 | Counter::CookieClientOnly
+                | Counter::CookieSent
         )
     }
 
@@ -431,7 +439,17 @@ pub const MAP_LIMITS: &str = "LIMITS";
 pub const MAP_WHITELIST: &str = "WHITELIST";
 pub const MAP_BUCKETS: &str = "BUCKETS";
 pub const MAP_CLASS_RATES: &str = "CLASS_RATES";
+pub const MAP_JUMPS: &str = "JUMPS";
 pub const PROGRAM_NAME: &str = "rampart";
+/// The cookie stage (RFC 9018 SipHash), a program of its own that the main one tail-calls: its
+/// instructions then count against its own verifier budget, not the main program's.
+pub const PROGRAM_COOKIE: &str = "rampart_cookie";
+/// `JUMPS` slots: the cookie stage, and the main program it jumps back into.
+pub const JUMP_COOKIE: u32 = 0;
+pub const JUMP_MAIN: u32 = 1;
+/// Bytes of the COOKIE option the fast path appends: code, length, client cookie (8), RFC 9018
+/// server cookie (16).
+pub const COOKIE_OPTION_LEN: usize = 28;
 
 #[cfg(feature = "user")]
 mod pod {

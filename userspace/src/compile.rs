@@ -112,6 +112,31 @@ impl CompiledAnswer {
         self.tail.is_empty()
     }
 
+    /// Bytes from the tail's end back to its OPT's RDLENGTH field, when the tail ends in an OPT
+    /// record (every EDNS answer: the OPT goes last): where the XDP program appends a COOKIE
+    /// option. 0 when there is none. Found from the end: the RDLENGTH that covers exactly the
+    /// options after it, preceded by a root owner and type OPT.
+    pub fn opt_back(&self) -> u8 {
+        const FIXED: usize = 11;
+        let t = &self.tail;
+        if self.variant == Variant::NoEdns || self.arcount == 0 || t.len() < FIXED {
+            return 0;
+        }
+        let max = (t.len() - FIXED).min(u8::MAX as usize - 2);
+        for k in 0..=max {
+            let at = t.len() - k - 2;
+            let opt = at + 2 - FIXED;
+            if usize::from(u16::from_be_bytes([t[at], t[at + 1]])) == k
+                && t[opt] == 0
+                && t[opt + 1..opt + 3] == [0, 41]
+                && options_fit(&t[at + 2..])
+            {
+                return (k + 2) as u8;
+            }
+        }
+        0
+    }
+
     /// The whole response the fast path sends for a query with this ID, flags (only RD and CD
     /// are used) and question bytes.
     #[cfg(test)]
@@ -125,6 +150,18 @@ impl CompiledAnswer {
         out.extend_from_slice(&self.tail);
         out
     }
+}
+
+/// Whether `rdata` is a whole number of EDNS options (code, length, data).
+fn options_fit(mut rdata: &[u8]) -> bool {
+    while rdata.len() >= 4 {
+        let len = usize::from(u16::from_be_bytes([rdata[2], rdata[3]]));
+        if rdata.len() < 4 + len {
+            return false;
+        }
+        rdata = &rdata[4 + len..];
+    }
+    rdata.is_empty()
 }
 
 /// The response class an answer is rate-limited under, as Knot's mod-rrl and NSD's rrl.c

@@ -35,18 +35,34 @@ pub struct Source {
     /// Nonzero for the probe; a word laundered by the caller, not a bool, so the verifier
     /// carries one state through the program rather than one per value (see KeyBuf::launder).
     probe: u64,
+    /// The cookie stage's verdict for this frame (`cookie::DONE` etc., 0: not run), read from
+    /// memory like `probe`.
+    pub cookie: u64,
 }
 
 impl Source {
     #[inline(always)]
-    pub fn new(addr: [u32; 4], probe: u64) -> Source {
+    pub fn new(addr: [u32; 4], probe: u64, cookie: u64) -> Source {
         let (prefix, _) = mask(&addr);
         Source {
             addr,
             prefix,
             probe,
+            cookie,
         }
     }
+
+    /// The address as IPv6 words in network byte order (IPv4 mapped).
+    #[inline(always)]
+    pub fn addr(&self) -> &[u32; 4] {
+        &self.addr
+    }
+}
+
+/// The limits userspace wrote (absent only before it does: everything off).
+#[inline(always)]
+pub fn settings() -> Option<&'static Limits> {
+    LIMITS.get(0)
 }
 
 /// The configured prefix of `addr` (IPv4 mapped: only the last word is the address).
@@ -151,14 +167,20 @@ fn over(
     }
 }
 
-/// Limits for an answer of response class `class`: the class's aggregate rate first (a flood
-/// spread over many prefixes), then the source prefix's rate for the class (RRL).
+/// Limits for an answer of response class `class`: none for a valid server cookie; else the
+/// class's aggregate rate first (a flood spread over many prefixes), then the source prefix's
+/// rate for the class (RRL).
 /// `Err(counter)`: drop.
 #[inline(always)]
 pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
     let Some(l) = LIMITS.get(0) else {
         return Ok(Verdict::Pass);
     };
+    // A valid server cookie proves the source address: no limit applies, and its answers don't
+    // count towards the class's aggregate either (as NSD and Knot skip RRL for them).
+    if src.cookie & crate::cookie::VALID != 0 {
+        return Ok(Verdict::Pass);
+    }
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     if l.global_interval != 0 {

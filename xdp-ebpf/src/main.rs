@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod cookie;
 mod csum;
 mod dns;
 mod eth;
@@ -10,11 +11,14 @@ mod ip;
 mod limits;
 mod maps;
 mod packet;
+mod siphash;
 mod udp;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
-use rampart_common::{CLASSIC_UDP_LIMIT, Counter, EDNS_PAYLOAD, MAX_RELOCS, Variant};
+use rampart_common::{
+    CLASSIC_UDP_LIMIT, COOKIE_OPTION_LEN, Counter, EDNS_PAYLOAD, MAX_RELOCS, Variant,
+};
 
 use crate::{
     dns::{Answer, Question},
@@ -44,17 +48,26 @@ pub fn rampart(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_rampart(ctx: &XdpContext) -> Verdict {
+    // First, before any exit: the verdict is this frame's only when taken at once.
+    let cookie = maps::cookie_stage()?.take();
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
-    let src = limits::Source::new(ip::source(ctx, &l3)?, probe);
+    let src = limits::Source::new(ip::source(ctx, &l3)?, probe, cookie);
     match try_dns(ctx, &l3, &udp, &src) {
         // What goes up costs the slow path work: budgeted (no question to slip with here).
-        Err(reason) if limits::budgeted(reason) => match limits::budget(&src)? {
-            limits::Verdict::Pass => Err(reason),
-            limits::Verdict::Slip(_) => Err(Counter::DropBudget),
-        },
+        Err(reason) if limits::budgeted(reason) => {
+            // Laundered: the budget is verified once for every pass reason, not once each.
+            let reason = maps::key_buf()?.launder(reason as u64) as u32;
+            match limits::budget(&src)? {
+                limits::Verdict::Pass => {
+                    maps::count_index(reason);
+                    Ok(xdp_action::XDP_PASS)
+                }
+                limits::Verdict::Slip(_) => Err(Counter::DropBudget),
+            }
+        }
         other => other,
     }
 }
@@ -87,13 +100,26 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         udp.payload_off + udp.payload_len,
     )
     .map_err(junk)?;
+    if let Some(opt) = edns.cookie {
+        if src.cookie == 0 && cookie::enabled() {
+            // Jumps to the cookie stage, which jumps back here with its verdict in src.cookie.
+            return Err(cookie::enter(ctx, opt, src.addr()));
+        }
+    }
+    // The answer carries the client's cookie and a fresh server cookie: room for it counts
+    // against the client's UDP limit like the rest.
+    let cookie_len = if src.cookie & cookie::ANSWER != 0 {
+        COOKIE_OPTION_LEN
+    } else {
+        0
+    };
 
     let limit = match edns.variant {
         Variant::NoEdns => CLASSIC_UDP_LIMIT,
         _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
     } as usize;
     let found = maps::lookup(ctx, &question, edns.variant).and_then(|a| {
-        if dns::HEADER_LEN + question.len + a.value.tail_len as usize > limit {
+        if dns::HEADER_LEN + question.len + a.value.tail_len as usize + cookie_len > limit {
             Err(Counter::PassTooBig)
         } else {
             Ok(a)
@@ -113,7 +139,16 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         },
         Err(reason) => return Err(reason),
     };
-    let dns_len = dns::HEADER_LEN + question.len + answer.value.tail_len as usize;
+    // Slips have no OPT to put the cookie in. Laundered (masked back to its range): with or
+    // without a cookie, one verifier state goes on to the rewrite.
+    let cookie_len = if answer.value.opt_back != 0 {
+        cookie_len
+    } else {
+        0
+    };
+    let cookie_len =
+        (maps::key_buf()?.launder(cookie_len as u64) & COOKIE_OPTION_LEN as u64) as usize;
+    let dns_len = dns::HEADER_LEN + question.len + answer.value.tail_len as usize + cookie_len;
     let payload_sum = edns
         .csum
         .map(|opt| dns::query_header_sum(&header) + question.csum + opt);
@@ -128,6 +163,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
             question: &question,
             answer: &answer,
             dns_len,
+            cookie_len,
             address_sum,
         },
         outcome,
@@ -141,8 +177,10 @@ struct Reply<'a> {
     header: &'a dns::Header,
     question: &'a Question,
     answer: &'a Answer,
-    /// Length of the DNS answer: header, question, tail.
+    /// Length of the DNS answer: header, question, tail, cookie option.
     dns_len: usize,
+    /// Bytes of COOKIE option appended to the tail's OPT (0 or `COOKIE_OPTION_LEN`).
+    cookie_len: usize,
     /// The addresses' share of the UDP pseudo-header, the same for query and answer.
     address_sum: u64,
 }
@@ -151,6 +189,9 @@ struct Reply<'a> {
 /// `outcome`.
 #[inline(always)]
 fn respond(ctx: &XdpContext, r: &Reply, outcome: Counter) -> Verdict {
+    // Each outcome reaches here as its own constant; laundered, the rewrite is verified once
+    // for all of them instead of once per outcome.
+    let outcome = maps::key_buf()?.launder(outcome as u64) as u32;
     resize(
         ctx,
         r.dns_off + r.dns_len,
@@ -158,7 +199,20 @@ fn respond(ctx: &XdpContext, r: &Reply, outcome: Counter) -> Verdict {
     )?;
     match rewrite(ctx, r) {
         Ok(()) => {
-            count(outcome);
+            maps::count_index(outcome);
+            if r.cookie_len != 0 {
+                // The lengths and checksum so far cover the option's room but not its bytes:
+                // the cookie stage writes them and settles the checksum, then sends the frame.
+                let tail_end =
+                    r.dns_off + dns::HEADER_LEN + r.question.len + r.answer.value.tail_len as usize;
+                return Ok(cookie::append(
+                    ctx,
+                    r.l3.l4_off,
+                    r.dns_off,
+                    tail_end,
+                    r.answer.value.opt_back,
+                ));
+            }
             Ok(xdp_action::XDP_TX)
         }
         Err(_) => {

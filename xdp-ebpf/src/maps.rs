@@ -1,7 +1,7 @@
 //! The maps the program reads (filled by userspace, layouts in rampart-common) and its counters.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use rampart_common::{
@@ -10,7 +10,10 @@ use rampart_common::{
     TAIL_INLINE, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant, is_data_type,
 };
 
-use crate::dns::{Answer, Question};
+use crate::{
+    cookie::Stage,
+    dns::{Answer, Question},
+};
 
 /// Precompiled answers. Userspace sizes every map at load time (set_max_entries) to fit its zones.
 #[map(name = "ANSWERS")]
@@ -41,12 +44,34 @@ pub fn frame_buf() -> Result<*mut u8, Counter> {
     }
 }
 
+/// Tail-call targets: the cookie stage and the main program (slots `JUMP_*`), filled by userspace.
+#[map(name = "JUMPS")]
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+#[map(name = "COOKIE_STAGE")]
+static COOKIE_STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's hand-over slot between the main program and the cookie stage.
+#[inline(always)]
+pub fn cookie_stage() -> Result<&'static mut Stage, Counter> {
+    match COOKIE_STAGE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, used by one frame at a time on this CPU.
+        Some(p) => Ok(unsafe { &mut *p }),
+        None => Err(Counter::PassNotReady),
+    }
+}
+
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn count(c: Counter) {
-    if let Some(p) = STATS.get_ptr_mut(c as u32) {
+    count_index(c as u32)
+}
+
+/// Count under a counter's index (one whose value the verifier doesn't know).
+#[inline(always)]
+pub fn count_index(c: u32) {
+    if let Some(p) = STATS.get_ptr_mut(c) {
         // SAFETY: per-CPU slot; nothing else on this CPU runs concurrently with us.
         unsafe { *p += 1 };
     }

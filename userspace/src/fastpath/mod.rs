@@ -15,17 +15,17 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, Map, MapData, PerCpuArray,
+        Array, HashMap, Map, MapData, PerCpuArray, ProgramArray,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    AnswerHead, AnswerKey, AnswerValue, Config, Counter, Limits, LongKey, MAP_ANSWERS,
-    MAP_ANSWERS_LONG, MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_LIMITS, MAP_STATS,
-    MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, MAX_RELOCS, PROGRAM_NAME, SHORT_NAME_LEN,
-    ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL,
-    TailLarge, TailSmall, WhitelistAddr,
+    AnswerHead, AnswerKey, AnswerValue, Config, Counter, JUMP_COOKIE, JUMP_MAIN, Limits, LongKey,
+    MAP_ANSWERS, MAP_ANSWERS_LONG, MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_JUMPS, MAP_LIMITS,
+    MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, MAX_RELOCS, PROGRAM_COOKIE,
+    PROGRAM_NAME, SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL,
+    TAIL_INLINE, TAIL_SMALL, TailLarge, TailSmall, WhitelistAddr,
 };
 use tracing::{info, warn};
 
@@ -247,6 +247,18 @@ impl FastPath {
             .try_into()?;
         prog.load()
             .context("the kernel verifier rejected the XDP program")?;
+        let main = prog.fd()?.try_clone()?;
+        let stage: &mut Xdp = ebpf
+            .program_mut(PROGRAM_COOKIE)
+            .ok_or_else(|| anyhow!("program {PROGRAM_COOKIE} missing from object"))?
+            .try_into()?;
+        stage
+            .load()
+            .context("the kernel verifier rejected the XDP cookie stage")?;
+        let stage = stage.fd()?.try_clone()?;
+        let mut jumps = ProgramArray::try_from(ebpf.map_mut(MAP_JUMPS).expect("map"))?;
+        jumps.set(JUMP_COOKIE, &stage, 0)?;
+        jumps.set(JUMP_MAIN, &main, 0)?;
         Ok(FastPath {
             ebpf,
             capacity,
@@ -343,7 +355,7 @@ impl FastPath {
                         tail_class: class,
                         reloc_count: 0,
                         ref_qname_len: 0,
-                        _pad: 0,
+                        opt_back: a.opt_back(),
                         reloc: 0,
                         rrl_class: a.rrl_class,
                     },
@@ -569,6 +581,8 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod cookie_tests;
 #[cfg(test)]
 mod limit_tests;
 mod link;

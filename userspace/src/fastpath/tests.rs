@@ -770,3 +770,21 @@ fn ns_per_packet() {
         eprintln!("{what}: {} ns/packet", total.as_nanos() / n as u128);
     }
 }
+
+/// The verifier walks at most 1M instructions per program; the main program runs close to it
+/// (see KeyBuf::launder). Fail early, with the count, when a change eats the last of the
+/// headroom, rather than when the kernel refuses the program.
+#[test]
+fn verifier_headroom() {
+    let fp = loaded();
+    for name in [PROGRAM_NAME, rampart_common::PROGRAM_COOKIE] {
+        let prog: &Xdp = fp.ebpf.program(name).unwrap().try_into().unwrap();
+        let n = prog
+            .info()
+            .unwrap()
+            .verified_instruction_count()
+            .unwrap_or(0);
+        eprintln!("{name}: {n} instructions verified");
+        assert!(n < 900_000, "{name}: {n} of the verifier's 1M");
+    }
+}

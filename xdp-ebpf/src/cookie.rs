@@ -1,0 +1,295 @@
+//! DNS cookies (RFC 7873) in the driver: the stage that checks a query's server cookie (RFC 9018:
+//! version 1, reserved, timestamp, SipHash-2-4 over client cookie | version | reserved |
+//! timestamp | client address, under the secret every anycast node shares) and makes the fresh
+//! one the answer carries. A program of its own, tail-called by the main program and jumping
+//! back into it (see [`Stage`]): the hashes then count against this program's verifier budget.
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
+use rampart_common::{
+    COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, JUMP_MAIN, LIMIT_COOKIE_STAGING, LIMIT_COOKIES, Limits,
+};
+
+use crate::{
+    csum,
+    dns::OptionAt,
+    limits,
+    maps::{self, count},
+    packet::{be16_at, put_be16},
+    siphash::siphash24,
+};
+
+/// Client cookie only, and client cookie + an RFC 9018 server cookie.
+const CLIENT_LEN: usize = 8;
+const RFC9018_LEN: usize = 24;
+/// RFC 7873 §5.2.2: a server cookie has 8 to 32 bytes.
+const MIN_LEN: usize = 16;
+const MAX_LEN: usize = 40;
+/// RFC 9018 §4.3: a cookie is good for an hour, and may come from up to 5 minutes ahead.
+const MAX_AGE: i32 = 3600;
+const MAX_AHEAD: i32 = 300;
+const NS_PER_SEC: u64 = 1_000_000_000;
+const OPTION_COOKIE: u8 = 10;
+
+/// Verdict bits the stage leaves for the main program.
+/// Set whenever the stage ran for the frame at hand (so the main program doesn't jump again).
+pub const DONE: u64 = 1;
+/// The server cookie verified: no rate limit applies.
+pub const VALID: u64 = 2;
+/// The client sent a well-formed cookie: the answer carries [`Stage::option`].
+pub const ANSWER: u64 = 4;
+
+/// What the stage is asked to do.
+const CHECK: u64 = 0;
+const APPEND: u64 = 1;
+
+/// What the two programs hand each other, in a per-CPU slot: an XDP program runs to completion
+/// on its CPU, tail calls included, so the slot belongs to one frame from the stash to the take.
+#[repr(C)]
+pub struct Stage {
+    /// [`CHECK`] or [`APPEND`], set before every jump to the stage.
+    mode: u64,
+    /// [`DONE`] | [`VALID`] | [`ANSWER`], or 0: written by the stage, read and cleared by the
+    /// main program first thing, so no frame ever sees another frame's verdict.
+    verdict: u64,
+    /// Where the COOKIE option's data is (main → stage).
+    off: u64,
+    len: u64,
+    /// The client address as IPv6 words, network order, IPv4 mapped (main → stage).
+    addr: [u32; 4],
+    /// The COOKIE option as the answer carries it: code, length, client cookie, fresh server
+    /// cookie (stage → main), and its one's-complement sum from an even offset.
+    option: [u8; COOKIE_OPTION_LEN],
+    option_sum: u64,
+    /// For the append (main → stage): where the option goes (the tail's end), the OPT's
+    /// RDLENGTH (that many bytes before it), the UDP header and the DNS message.
+    end: u64,
+    opt_back: u64,
+    l4_off: u64,
+    dns_off: u64,
+}
+
+impl Stage {
+    /// The verdict for this frame (0: the stage hasn't run), cleared as it is read. Laundered
+    /// through memory like every flag the main program carries (one verifier state, any value).
+    #[inline(always)]
+    pub fn take(&mut self) -> u64 {
+        // SAFETY: this CPU's slot; volatile so neither access is elided or merged.
+        unsafe {
+            let v = core::ptr::read_volatile(&self.verdict);
+            core::ptr::write_volatile(&mut self.verdict, 0);
+            v
+        }
+    }
+}
+
+/// Main program: hand the query's cookie to the stage, which jumps back into the main program
+/// from the start with its verdict. Returns only on failure: a malformed cookie (the slow path
+/// answers FORMERR), or no stage loaded (the slow path does the cookies).
+#[inline(always)]
+pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4]) -> Counter {
+    if opt.len != CLIENT_LEN && !(MIN_LEN..=MAX_LEN).contains(&opt.len) {
+        return Counter::PassEdns;
+    }
+    let Ok(stage) = maps::cookie_stage() else {
+        return Counter::PassNotReady;
+    };
+    stage.mode = CHECK;
+    stage.off = opt.off as u64;
+    stage.len = opt.len as u64;
+    stage.addr = *addr;
+    // SAFETY: a tail call either doesn't return or fails; both leave the frame untouched.
+    unsafe { maps::JUMPS.tail_call(ctx, JUMP_COOKIE) };
+    Counter::PassNotReady
+}
+
+/// Main program, with the answer otherwise complete (its lengths and checksum count the
+/// option's room but not its bytes): have the stage append the COOKIE option and send it.
+/// Returns only on failure: the frame is no longer the query, so it is dropped.
+#[inline(always)]
+pub fn append(ctx: &XdpContext, l4_off: usize, dns_off: usize, end: usize, opt_back: u8) -> u32 {
+    if let Ok(stage) = maps::cookie_stage() {
+        stage.mode = APPEND;
+        stage.end = end as u64;
+        stage.opt_back = opt_back as u64;
+        stage.l4_off = l4_off as u64;
+        stage.dns_off = dns_off as u64;
+        // SAFETY: as in enter.
+        unsafe { maps::JUMPS.tail_call(ctx, JUMP_COOKIE) };
+    }
+    count(Counter::DropRewriteFailed);
+    xdp_action::XDP_DROP
+}
+
+/// Whether cookies are on (a secret is configured).
+#[inline(always)]
+pub fn enabled() -> bool {
+    matches!(limits::settings(), Some(l) if l.flags & LIMIT_COOKIES != 0)
+}
+
+#[xdp]
+pub fn rampart_cookie(ctx: XdpContext) -> u32 {
+    let Ok(stage) = maps::cookie_stage() else {
+        count(Counter::PassNotReady);
+        return xdp_action::XDP_PASS;
+    };
+    if stage.mode == APPEND {
+        return match write_option(&ctx, stage) {
+            Ok(()) => {
+                count(Counter::CookieSent);
+                xdp_action::XDP_TX
+            }
+            Err(_) => {
+                count(Counter::DropRewriteFailed);
+                xdp_action::XDP_DROP
+            }
+        };
+    }
+    let Some(l) = limits::settings() else {
+        count(Counter::PassNotReady);
+        return xdp_action::XDP_PASS;
+    };
+    let verdict = match check(&ctx, stage, l) {
+        Ok(v) => v,
+        Err(c) => {
+            count(c);
+            return xdp_action::XDP_PASS;
+        }
+    };
+    // SAFETY: plain field of this CPU's slot.
+    unsafe { core::ptr::write_volatile(&mut stage.verdict, verdict | DONE) };
+    // SAFETY: as in enter.
+    unsafe { maps::JUMPS.tail_call(&ctx, JUMP_MAIN) };
+    // No main program to go back to: nothing may inherit the verdict.
+    stage.verdict = 0;
+    count(Counter::PassNotReady);
+    xdp_action::XDP_PASS
+}
+
+/// Check the cookie at `stage.off` and make the fresh one the answer carries.
+#[inline(always)]
+fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter> {
+    let len = stage.len as usize;
+    // Client cookie, then (version, reserved, timestamp) and hash of an RFC 9018 server cookie,
+    // as little-endian words, the way SipHash reads its message.
+    let mut w = [0u64; 3];
+    let want = if len == RFC9018_LEN {
+        RFC9018_LEN
+    } else {
+        CLIENT_LEN
+    };
+    // SAFETY: the helper copies 8 or 24 packet bytes into the 24-byte stack buffer.
+    if unsafe {
+        aya_ebpf::helpers::bpf_xdp_load_bytes(
+            ctx.ctx,
+            stage.off as u32,
+            w.as_mut_ptr().cast(),
+            want as u32,
+        )
+    } != 0
+    {
+        return Err(Counter::PassMalformed);
+    }
+    let v4 = stage.addr[0] == 0 && stage.addr[1] == 0 && stage.addr[2] == 0xffffu32.to_be();
+    // SAFETY: helper without arguments.
+    let now = (unsafe { bpf_ktime_get_ns() }.wrapping_add(l.clock_offset) / NS_PER_SEC) as u32;
+    let mut verdict = ANSWER;
+    if len == CLIENT_LEN {
+        count(Counter::CookieClientOnly);
+    } else if len == RFC9018_LEN && verify(l, &stage.addr, v4, w, now) {
+        count(Counter::CookieValid);
+        verdict |= VALID;
+    } else {
+        count(Counter::CookieBad);
+    }
+    // A fresh server cookie: version 1, reserved 0, now (RFC 9018 §4.2, always fresh like NSD).
+    let stamp = 1 | (now.swap_bytes() as u64) << 32;
+    let hash = hash(l.cookie_secret, &stage.addr, v4, w[0], stamp);
+    let option = &mut stage.option;
+    option[..4].copy_from_slice(&[0, OPTION_COOKIE, 0, RFC9018_LEN as u8]);
+    option[4..12].copy_from_slice(&w[0].to_le_bytes());
+    option[12..20].copy_from_slice(&stamp.to_le_bytes());
+    option[20..28].copy_from_slice(&hash.to_le_bytes());
+    stage.option_sum = csum::fold(sum_be16(option)) as u64;
+    Ok(verdict)
+}
+
+/// Write the option at the tail's end, grow the OPT's RDLENGTH by it, and fold both into the
+/// UDP checksum (RFC 1624 incremental update).
+#[inline(always)]
+fn write_option(ctx: &XdpContext, stage: &Stage) -> Result<(), Counter> {
+    // Masks: offsets in a frame we answer stay under 2 KiB; the verifier needs them bounded.
+    let end = (stage.end & 0x7ff) as usize;
+    let dns_off = (stage.dns_off & 0x7ff) as usize;
+    let back = (stage.opt_back & 0xff) as usize;
+    let csum_at = ((stage.l4_off + 6) & 0x7ff) as usize;
+    if back < 2 || end < dns_off + back {
+        return Err(Counter::DropRewriteFailed);
+    }
+    // SAFETY: the helper copies the option's bytes from the map value into the packet, and
+    // fails rather than write past its end.
+    if unsafe {
+        aya_ebpf::helpers::bpf_xdp_store_bytes(
+            ctx.ctx,
+            end as u32,
+            stage.option.as_ptr() as *mut _,
+            COOKIE_OPTION_LEN as u32,
+        )
+    } != 0
+    {
+        return Err(Counter::DropRewriteFailed);
+    }
+    let rdlen = (end - back) & 0x7ff;
+    let old = be16_at(ctx, rdlen, Counter::DropRewriteFailed)?;
+    put_be16(ctx, rdlen, old + COOKIE_OPTION_LEN as u16)?;
+    let udp = be16_at(ctx, csum_at, Counter::DropRewriteFailed)?;
+    // RDLENGTH only grows (no carry), so its sum grows by exactly as much.
+    let sum = (!udp) as u64
+        + csum::at_offset(stage.option_sum as u16, end - dns_off)
+        + csum::at_offset(COOKIE_OPTION_LEN as u16, rdlen.wrapping_sub(dns_off));
+    let mut c = csum::finish(sum);
+    // A computed zero is sent as all ones; zero means "no checksum" (RFC 768).
+    if c == 0 {
+        c = 0xffff;
+    }
+    put_be16(ctx, csum_at, c)
+}
+
+/// Version 1, age within RFC 9018's window, and the hash under the secret or the staging one.
+#[inline(always)]
+fn verify(l: &Limits, addr: &[u32; 4], v4: bool, w: [u64; 3], now: u32) -> bool {
+    let (client, stamp, mac) = (w[0], w[1], w[2]);
+    let ts = ((stamp >> 32) as u32).swap_bytes();
+    let age = now.wrapping_sub(ts) as i32;
+    if stamp & 0xff != 1 || !(-MAX_AHEAD..=MAX_AGE).contains(&age) {
+        return false;
+    }
+    hash(l.cookie_secret, addr, v4, client, stamp) == mac
+        || (l.flags & LIMIT_COOKIE_STAGING != 0
+            && hash(l.cookie_staging, addr, v4, client, stamp) == mac)
+}
+
+/// SipHash-2-4 of client cookie | version, reserved, timestamp | client address.
+#[inline(always)]
+fn hash(key: [u64; 2], a: &[u32; 4], v4: bool, client: u64, stamp: u64) -> u64 {
+    // The address words are network-order bytes: read little-endian they are in message order.
+    if v4 {
+        siphash24(key, &[client, stamp, 0, 0], 2, a[3] as u64 | 20 << 56)
+    } else {
+        let lo = a[0] as u64 | (a[1] as u64) << 32;
+        let hi = a[2] as u64 | (a[3] as u64) << 32;
+        siphash24(key, &[client, stamp, lo, hi], 4, 32 << 56)
+    }
+}
+
+/// One's-complement sum of big-endian 16-bit words (unfolded).
+#[inline(always)]
+fn sum_be16(b: &[u8; COOKIE_OPTION_LEN]) -> u64 {
+    let mut s = 0u64;
+    let mut i = 0;
+    while i < COOKIE_OPTION_LEN {
+        s += ((b[i] as u64) << 8) | b[i + 1] as u64;
+        i += 2;
+    }
+    s
+}
