@@ -37,6 +37,7 @@ flood_init() {
   export RP_TMP=/tmp/rp-flood-$id
   export RP_BPFFS=$RP_TMP/bpffs RP_PIN_DIR=$RP_TMP/bpffs/rampart
   export RP_FLOOD_GEN=$RP_TMP/flood-gen
+  export RP_FLOOD_CLIENT_COOKIE=0123456789abcdef   # the legit client's, 8 bytes (RFC 7873)
 }
 
 flood_up() {
@@ -111,22 +112,34 @@ PY
 
 # ---- the servers under test, all on $RP_NODE4/$RP_NODE6 port 53 in the node ns ----------------
 
-# flood_nsd_start ZONEDIR: NSD with its RRL on at Debian's defaults (rrl-ratelimit 200, slip 2,
-# /24 and /56), one server per CPU.
+# flood_nsd_start ZONEDIR [COOKIE_SECRET]: NSD with its RRL on at Debian's defaults
+# (rrl-ratelimit 200, slip 2, /24 and /56), one server per CPU. With COOKIE_SECRET (32 hex
+# digits) it answers DNS cookies (RFC 7873, RFC 9018 server cookies) made with that secret; NSD
+# skips RRL for a query with a valid server cookie.
 flood_nsd_start() {
-  local conf
+  local conf secret=${2:-}
   conf=$(RP_NSD_SERVERS=$(nproc) lab_nsd_conf nsd-flood "$1" 53 "$RP_NODE4" "$RP_NODE6")
   sed -i '/rrl-ratelimit: 0/d; /rrl-whitelist-ratelimit: 0/d' "$conf"
+  if [ -n "$secret" ]; then
+    # cookie-secret-file names a file that doesn't exist: when that file exists (by default
+    # /etc/nsd/nsd_cookiesecrets.txt), its secrets replace cookie-secret
+    sed -i "/^server:/a\\  answer-cookie: yes\n  cookie-secret: \"$secret\"\n  cookie-secret-file: \"$RP_TMP/nsd-flood/none.txt\"" "$conf"
+  fi
   nsd-checkconf "$conf" || { lab_die "bad nsd config $conf"; return 1; }
   lab_bg nsd-flood "$RP_TMP/nsd-flood/stderr" ip netns exec "$RP_NS_NODE" nsd -d -c "$conf" >/dev/null
   lab_wait_dns "$RP_NS_CLIENT" "$RP_NODE6" 53 "$FLOOD_ORIGIN" 15
 }
 
-# flood_knot_start ZONEDIR [xdp]: knotd with mod-rrl (rate-limit 200, slip 2, as NSD), one UDP
-# worker per CPU; with "xdp" it also listens through AF_XDP on n0 (Knot's XDP mode), where its
-# RRL module applies too. knotd leaves its XDP program on n0 when it exits: flood_knot_stop.
+# flood_knot_start ZONEDIR [udp|xdp [COOKIE_SECRET]]: knotd with mod-rrl (rate-limit 200, slip 2,
+# as NSD), one UDP worker per CPU; with "xdp" it also listens through AF_XDP on n0 (Knot's XDP
+# mode), where its modules apply too. With COOKIE_SECRET (32 hex digits): mod-cookies with that
+# fixed secret, listed before mod-rrl, as Knot's docs ask (mod-rrl skips a response whose query
+# carried a valid server cookie, which mod-cookies flags). Over UDP mod-cookies answers a query
+# without a valid server cookie (a client cookie alone, or a wrong one) with BADCOOKIE and a
+# fresh cookie (badcookie-slip 1, its default). knotd leaves its XDP program on n0 when it
+# exits: flood_knot_stop.
 flood_knot_start() {
-  local zdir=$1 mode=${2:-udp} d=$RP_TMP/knot-flood f z
+  local zdir=$1 mode=${2:-udp} secret=${3:-} d=$RP_TMP/knot-flood f z mods=mod-rrl/flood
   mkdir -p "$d/storage"
   {
     cat <<EOF
@@ -155,6 +168,12 @@ mod-rrl:
   - id: flood
     rate-limit: 200
     slip: 2
+EOF
+    if [ -n "$secret" ]; then
+      printf 'mod-cookies:\n  - id: flood\n    secret: 0x%s\n' "$secret"
+      mods="mod-cookies/flood, mod-rrl/flood"
+    fi
+    cat <<EOF
 template:
   - id: default
     storage: "$zdir"
@@ -162,7 +181,7 @@ template:
     zonefile-sync: -1
     journal-content: none
     semantic-checks: off
-    global-module: mod-rrl/flood
+    global-module: [ $mods ]
 zone:
 EOF
     for f in "$zdir"/*.zone; do
@@ -189,6 +208,47 @@ flood_rampart_start() {
   lab_rampart_start --iface "$RP_NODE_IF" --xdp-mode native --zone-dir "$zdir" \
     --listen "$RP_NODE4:53" --listen "[$RP_NODE6]:53" ${RP_FLOOD_RAMPART_ARGS:-} "$@" &&
     lab_wait_dns "$RP_NS_CLIENT" "$RP_NODE6" 53 "$FLOOD_ORIGIN" 15
+}
+
+# flood_legit_cookie [FAMILY]: the legit client learns a server cookie from the server under test,
+# as a cookie-capable resolver does on first contact: a SOA query with its client cookie to the
+# service address, from the legit namespace (a server cookie is bound to the client's address,
+# so it is learnt from the address dnsperf sends from), then the same query with client + server
+# cookie, which must not be refused with BADCOOKIE. Writes $RP_TMP/legit-cookie, which
+# flood_round's dnsperf sends: "server HEX" (client + server cookie) or, when the server returns
+# no usable server cookie, "client HEX" (the client cookie alone). Prints server|client. Run it
+# with no flood going (before a round): a limited or lost reply would leave the client without
+# a cookie for the round. RFC 9018 server cookies are good for an hour; a round takes seconds.
+flood_legit_cookie() {
+  local fam=${1:-6} dst kind
+  [ "$fam" = 6 ] && dst=$RP_NODE6 || dst=$RP_NODE4
+  ip netns exec "$RP_NS_CLIENT" $PY - "$dst" "$RP_FLOOD_CLIENT_COOKIE" "$FLOOD_ORIGIN" \
+    >"$RP_TMP/legit-cookie" <<'PY' || echo "client $RP_FLOOD_CLIENT_COOKIE" >"$RP_TMP/legit-cookie"
+import sys
+import dns.edns, dns.message, dns.query, dns.rcode
+dst, cc, origin = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3]
+def ask(cookie):
+    q = dns.message.make_query(origin, "SOA", use_edns=0, options=[dns.edns.GenericOption(10, cookie)])
+    q.flags = 0   # RD off: an authoritative query, like dnsperf's
+    for _ in range(3):   # UDP: a lost reply is retried, not taken for "no cookie"
+        try:
+            r = dns.query.udp(q, dst, port=53, timeout=1)
+        except Exception:  # noqa: BLE001: timeouts and malformed replies alike
+            continue
+        opt = next((o.to_wire() for o in r.options if o.otype == 10), b"")
+        return r.rcode(), opt
+    return None, b""
+_, opt = ask(cc)
+# RFC 7873: the echoed client cookie, then a server cookie of 8 to 32 bytes (RFC 9018: 16)
+if opt[:8] == cc and 16 <= len(opt) <= 40:
+    rcode, _ = ask(opt)
+    if rcode is not None and rcode != dns.rcode.BADCOOKIE:
+        print("server", opt.hex())
+        sys.exit()
+print("client", cc.hex())
+PY
+  read -r kind _ <"$RP_TMP/legit-cookie"
+  echo "$kind"
 }
 
 # ---- one measured round ------------------------------------------------------------------------
@@ -224,11 +284,14 @@ flood_xdp_run_ns() { # run_time_ns of the XDP program on n0 (0 without one or wi
 #   server cookie), wild (random names under the wildcard *.w: what only the slow path answers,
 #   the miss budget's case); SPREAD: one (one spoofed source) or spread (a distinct /56 per packet, 2^23
 #   available; IPv4: the 256 addresses of 203.0.113.0/24); RATE 0 = the generator's maximum.
-#   The legit client sends a client cookie (EDNS option 10, dnsperf -E) in every mix: it can't
-#   learn a server cookie (dnsperf sends a fixed option), which is what a first contact looks like.
+#   The legit client's queries carry a DNS cookie (EDNS option 10, dnsperf -E sends one fixed
+#   option): the client + server cookie of $RP_TMP/legit-cookie when flood_legit_cookie wrote it,
+#   else the client cookie alone (a first contact). Recorded as legit_cookie=server|client.
 flood_round() {
   local out=$1 mix=$2 spread=$3 secs=$4 rate=${5:-0} lqps=${6:-5000} fam=${7:-6}
   local dst src name flags="" nmac a0 a1 c0 c1 s0 s1 x0 x1 gen dp t0 t1
+  local ckind=client chex=$RP_FLOOD_CLIENT_COOKIE
+  [ -s "$RP_TMP/legit-cookie" ] && read -r ckind chex <"$RP_TMP/legit-cookie"
   [ "$fam" = 6 ] && dst=$RP_NODE6 || dst=$RP_NODE4
   case $spread in
     one) [ "$fam" = 6 ] && src=$RP_SPOOF6_ONE || src=$RP_SPOOF4_ONE ;;
@@ -260,19 +323,19 @@ flood_round() {
   fi
   sleep 1
   dp=$(timeout $((secs + 20)) ip netns exec "$RP_NS_CLIENT" dnsperf -s "$dst" -d "$RP_TMP/legit.txt" \
-       -l "$secs" -Q "$lqps" -q 20000 -t 2 -E 10:0123456789abcdef 2>&1 | grep -v '^\[Timeout\]') || true
+       -l "$secs" -Q "$lqps" -q 20000 -t 2 -E "10:$chex" 2>&1 | grep -v '^\[Timeout\]') || true
   wait "$gen" || true
   sleep 0.5   # replies in flight
   a1=$(flood_ifstats "$RP_NS_ATTACKER" a0); c1=$(flood_node_cpu_ticks)
   s1=$(flood_softirq_ticks); x1=$(flood_xdp_run_ns); t1=$(date +%s.%N)
   echo "$dp" >"$RP_TMP/dnsperf.out"
   $PY - "$a0" "$a1" "$c0" "$c1" "$s0" "$s1" "$x0" "$x1" "$t0" "$t1" "$(cat "$RP_TMP/gen.out")" "$dp" \
-    "$mix" "$spread" >>"$out" <<'PY'
+    "$mix" "$spread" "$ckind" >>"$out" <<'PY'
 import re, sys
 a0, a1 = ([int(x) for x in s.split()] for s in sys.argv[1:3])
 c0, c1, s0, s1, x0, x1 = (int(x) for x in sys.argv[3:9])
 el = float(sys.argv[10]) - float(sys.argv[9])
-gen, dp, mix, spread = sys.argv[11:15]
+gen, dp, mix, spread, ckind = sys.argv[11:16]
 g = dict(re.findall(r"(\w+)=([\d.]+)", gen))
 def num(pat, default="0"):
     m = re.search(pat, dp)
@@ -281,7 +344,7 @@ sent, done = int(num(r"Queries sent:\s+(\d+)")), int(num(r"Queries completed:\s+
 d = [y - x for x, y in zip(a0, a1)]   # rx_packets rx_bytes tx_packets tx_bytes tx_dropped
 hz = 100
 kv = {
-    "mix": mix, "spread": spread,
+    "mix": mix, "spread": spread, "legit_cookie": ckind,
     "gen_packets": g.get("packets", "0"), "gen_bytes": g.get("bytes", "0"),
     "gen_pps": g.get("pps", "0"), "gen_sources": g.get("sources", "0"), "gen_seconds": g.get("seconds", "0"),
     "atk_tx_packets": d[2], "atk_tx_bytes": d[3], "atk_tx_dropped": d[4],
