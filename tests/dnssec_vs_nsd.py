@@ -70,11 +70,12 @@ def queries():
     return out + EXTRA
 
 
-def start_nsd(tmp):
+def start_nsd(tmp, port=NSD_PORT, extra=""):
+    """NSD on 127.0.0.1@port serving zones/signed from tmp; `extra`: more `server:` lines."""
     conf = os.path.join(tmp, "nsd.conf")
     with open(conf, "w") as f:
         f.write(f"""server:
-  ip-address: 127.0.0.1@{NSD_PORT}
+  ip-address: 127.0.0.1@{port}
   pidfile: {tmp}/nsd.pid
   zonesdir: {ZONES}
   database: ""
@@ -86,7 +87,7 @@ def start_nsd(tmp):
   rrl-ratelimit: 0
   rrl-whitelist-ratelimit: 0
   minimal-responses: yes
-remote-control:
+{extra}remote-control:
   control-enable: no
 """)
         for z in zones():
