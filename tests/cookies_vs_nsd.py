@@ -20,10 +20,7 @@ Closing line: `N checks: P passed, F failed`; exit status 1 on any failure.
 """
 
 import os
-import shutil
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +32,7 @@ import dns.query
 import dns.rcode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dnssec_vs_nsd import ROOT, ZONES, start_nsd, zones  # noqa: E402
+from dnssec_vs_nsd import ROOT, start_nsd, start_rampart, stop, zones  # noqa: E402
 
 NSD_PORT, RAMPART_PORT = 5397, 5396
 SECRET = "e5e973e5a6b2a43f48e7dc849e37bfcf"
@@ -106,14 +103,9 @@ def main():
   cookie-secret-file: "{tmp}/no-such-cookie-secrets"
 """)
     log_path = os.path.join(tmp, "rampart.log")
-    log = open(log_path, "w")
     env = dict(os.environ, RUST_LOG="info,rampart::server=debug")
-    rampart = subprocess.Popen([binary, "run", "--zone-dir", ZONES, "--listen",
-                                f"127.0.0.1:{RAMPART_PORT}", "--pin-dir", f"{tmp}/pin",
-                                "--cookie-secret", SECRET],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    rampart = start_rampart(binary, tmp, RAMPART_PORT, ["--cookie-secret", SECRET], env)
     try:
-        time.sleep(1.5)
         name = zones()[0]
         client = bytes.fromhex("2464c4abcf10c957")
         for tcp in (False, True):
@@ -185,12 +177,7 @@ def main():
         print(f"{passed + failed} checks: {passed} passed, {failed} failed")
         return 1 if failed else 0
     finally:
-        rampart.send_signal(signal.SIGTERM)
-        rampart.wait(timeout=10)
-        os.kill(nsd_pid, signal.SIGTERM)
-        time.sleep(0.3)
-        if not os.environ.get("RP_KEEP_TMP"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop(rampart, nsd_pid, tmp)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,26 @@ def start_nsd(tmp, port=NSD_PORT, extra=""):
     sys.exit("nsd did not start")
 
 
+def start_rampart(binary, tmp, port, args=(), env=None):
+    """rampart's slow path on 127.0.0.1:port serving zones/signed, logging to tmp/rampart.log."""
+    log = open(os.path.join(tmp, "rampart.log"), "w")
+    rampart = subprocess.Popen([binary, "run", "--zone-dir", ZONES, "--listen",
+                                f"127.0.0.1:{port}", "--pin-dir", f"{tmp}/pin", *args],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    time.sleep(1.5)
+    return rampart
+
+
+def stop(rampart, nsd_pid, tmp):
+    """Stops what start_rampart and start_nsd started, removes tmp (unless RP_KEEP_TMP)."""
+    rampart.send_signal(signal.SIGTERM)
+    rampart.wait(timeout=10)
+    os.kill(nsd_pid, signal.SIGTERM)
+    time.sleep(0.3)
+    if not os.environ.get("RP_KEEP_TMP"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def ask(port, name, qtype, do):
     q = dns.message.make_query(name, qtype, use_edns=0, payload=1232, want_dnssec=do)
     q.flags &= ~dns.flags.RD
@@ -132,12 +152,8 @@ def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/debug/rampart")
     tmp = tempfile.mkdtemp(prefix="dnssec-vs-nsd-")
     nsd_pid = start_nsd(tmp)
-    log = open(os.path.join(tmp, "rampart.log"), "w")
-    rampart = subprocess.Popen([binary, "run", "--zone-dir", ZONES, "--listen",
-                                f"127.0.0.1:{RAMPART_PORT}", "--pin-dir", f"{tmp}/pin"],
-                               stdout=log, stderr=subprocess.STDOUT)
+    rampart = start_rampart(binary, tmp, RAMPART_PORT)
     try:
-        time.sleep(1.5)
         failed = known = total = 0
         for name, qtype in queries():
             for do in (True, False):
@@ -160,12 +176,7 @@ def main():
         print(f"{total} queries: {total - failed - known} identical, {known} known, {failed} failed")
         return 1 if failed else 0
     finally:
-        rampart.send_signal(signal.SIGTERM)
-        rampart.wait(timeout=10)
-        os.kill(nsd_pid, signal.SIGTERM)
-        time.sleep(0.3)
-        if not os.environ.get("RP_KEEP_TMP"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop(rampart, nsd_pid, tmp)
 
 
 if __name__ == "__main__":
