@@ -70,11 +70,12 @@ def queries():
     return out + EXTRA
 
 
-def start_nsd(tmp):
+def start_nsd(tmp, port=NSD_PORT, extra=""):
+    """NSD on 127.0.0.1@port serving zones/signed from tmp; `extra`: more `server:` lines."""
     conf = os.path.join(tmp, "nsd.conf")
     with open(conf, "w") as f:
         f.write(f"""server:
-  ip-address: 127.0.0.1@{NSD_PORT}
+  ip-address: 127.0.0.1@{port}
   pidfile: {tmp}/nsd.pid
   zonesdir: {ZONES}
   database: ""
@@ -86,7 +87,7 @@ def start_nsd(tmp):
   rrl-ratelimit: 0
   rrl-whitelist-ratelimit: 0
   minimal-responses: yes
-remote-control:
+{extra}remote-control:
   control-enable: no
 """)
         for z in zones():
@@ -100,6 +101,26 @@ remote-control:
                 return int(text)
         time.sleep(0.1)
     sys.exit("nsd did not start")
+
+
+def start_rampart(binary, tmp, port, args=(), env=None):
+    """rampart's slow path on 127.0.0.1:port serving zones/signed, logging to tmp/rampart.log."""
+    log = open(os.path.join(tmp, "rampart.log"), "w")
+    rampart = subprocess.Popen([binary, "run", "--zone-dir", ZONES, "--listen",
+                                f"127.0.0.1:{port}", "--pin-dir", f"{tmp}/pin", *args],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    time.sleep(1.5)
+    return rampart
+
+
+def stop(rampart, nsd_pid, tmp):
+    """Stops what start_rampart and start_nsd started, removes tmp (unless RP_KEEP_TMP)."""
+    rampart.send_signal(signal.SIGTERM)
+    rampart.wait(timeout=10)
+    os.kill(nsd_pid, signal.SIGTERM)
+    time.sleep(0.3)
+    if not os.environ.get("RP_KEEP_TMP"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ask(port, name, qtype, do):
@@ -131,12 +152,8 @@ def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/debug/rampart")
     tmp = tempfile.mkdtemp(prefix="dnssec-vs-nsd-")
     nsd_pid = start_nsd(tmp)
-    log = open(os.path.join(tmp, "rampart.log"), "w")
-    rampart = subprocess.Popen([binary, "run", "--zone-dir", ZONES, "--listen",
-                                f"127.0.0.1:{RAMPART_PORT}", "--pin-dir", f"{tmp}/pin"],
-                               stdout=log, stderr=subprocess.STDOUT)
+    rampart = start_rampart(binary, tmp, RAMPART_PORT)
     try:
-        time.sleep(1.5)
         failed = known = total = 0
         for name, qtype in queries():
             for do in (True, False):
@@ -159,12 +176,7 @@ def main():
         print(f"{total} queries: {total - failed - known} identical, {known} known, {failed} failed")
         return 1 if failed else 0
     finally:
-        rampart.send_signal(signal.SIGTERM)
-        rampart.wait(timeout=10)
-        os.kill(nsd_pid, signal.SIGTERM)
-        time.sleep(0.3)
-        if not os.environ.get("RP_KEEP_TMP"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop(rampart, nsd_pid, tmp)
 
 
 if __name__ == "__main__":

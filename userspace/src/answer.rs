@@ -97,6 +97,8 @@ pub struct Answer<'z> {
     pub ede: Option<u16>,
     /// The node's identity for the OPT's NSID option, sent if the query asked (RFC 5001).
     pub nsid: Option<&'z [u8]>,
+    /// The COOKIE option's data (RFC 7873: client cookie + server cookie), last in the OPT.
+    pub cookie: Option<[u8; 24]>,
     /// The class of every record in the sections: IN, except CHAOS identity answers.
     pub class: u16,
 }
@@ -113,6 +115,7 @@ impl<'z> Answer<'z> {
             synthesized: false,
             ede: None,
             nsid: None,
+            cookie: None,
             class: crate::wire::CLASS_IN,
         }
     }

@@ -153,6 +153,10 @@ struct RunArgs {
     /// A second cookie secret also accepted, for rollover (cookies.staging).
     #[arg(long)]
     cookie_staging: Option<String>,
+    /// Don't answer DNS cookies: the COOKIE option is ignored like an unknown option
+    /// (cookies.enabled = false).
+    #[arg(long)]
+    no_cookies: bool,
     /// This node's name in NSID and CHAOS TXT id.server./hostname.bind. answers (server.identity).
     #[arg(long)]
     identity: Option<String>,
@@ -206,6 +210,9 @@ impl RunArgs {
         }
         if self.cookie_staging.is_some() {
             c.cookies.staging = self.cookie_staging;
+        }
+        if self.no_cookies {
+            c.cookies.enabled = false;
         }
         c.check()?;
         Ok(c)
@@ -292,6 +299,8 @@ fn run(config: Config) -> Result<()> {
     let catalog = Arc::new(load_catalog(&config.zones)?);
     let table = compile::compile(&catalog);
     info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
+    // Once, so both paths make and check cookies with the same secret (a random one too).
+    let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
 
     let mut fast = None;
     if !config.xdp.interfaces.is_empty() {
@@ -305,14 +314,8 @@ fn run(config: Config) -> Result<()> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
         let mut l = limits::to_limits(rrl, budget, cpus)?;
-        let (secret, staging) = cookie::secrets(&config.cookies)?;
+        let (secret, staging) = cookies.xdp_secrets();
         limits::set_cookies(&mut l, secret, staging);
-        if secret.is_some() {
-            // The program's SipHash check did not fit the verifier's budget yet (see README).
-            warn!(
-                "cookies.secret is set but the XDP program does not verify server cookies yet: they give no exemption from the limits"
-            );
-        }
         fp.set_limits(l, &whitelist)?;
         info!(?rrl, ?budget, "rate limits set");
         log_installed(&fp.install(&table)?);
@@ -323,6 +326,7 @@ fn run(config: Config) -> Result<()> {
     }
     let server_config = ServerConfig {
         identity: Arc::new(Identity::new(&config.server.identity)?),
+        cookies,
         ..ServerConfig::default()
     };
     let shared = SharedCatalog::new(catalog.clone());

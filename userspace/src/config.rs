@@ -255,6 +255,14 @@ mod tests {
         assert_eq!(c.health.interval_ms, 100);
         assert_eq!(c.anycast.device, "rampart0");
         assert_eq!(c.server.listen, [SocketAddr::from(([0, 0, 0, 0], 53))]);
+        assert!(c.cookies.enabled, "cookies are answered by default");
+        let off: Config = toml::from_str(
+            "[cookies]
+enabled = false
+",
+        )
+        .unwrap();
+        assert!(!off.cookies.enabled);
         assert!(toml::from_str::<Config>("[health]\nintervall_ms = 5\n").is_err());
         assert!(toml::from_str::<Config>("[anycast]\nprefixes = [\"192.0.2.300/32\"]\n").is_err());
         let exec: Config = toml::from_str(

@@ -7,7 +7,7 @@
 //! its sender tells them all at once.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -20,6 +20,7 @@ use hickory_proto::rr::RecordType;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::answer::{self, Answer};
+use crate::cookie::{self, Cookies};
 use crate::identity::{CLASS_CH, Identity};
 use crate::wire::{self, CLASS_IN, Transport};
 use crate::zone::Catalog;
@@ -27,7 +28,8 @@ use crate::zone::Catalog;
 /// How often blocked threads look at the shutdown channel.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Tunables; `Default` is what `rampart run` uses.
+/// Tunables; `Default` is what `rampart run` uses, but for the identity and the cookies, which
+/// come from the config (the default has none and cookies off).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// UDP worker threads per address; default: available cores.
@@ -38,6 +40,8 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Sent in NSID and CHAOS TXT answers.
     pub identity: Arc<Identity>,
+    /// DNS cookies: answered (with the node's secret) or ignored.
+    pub cookies: Arc<Cookies>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +51,7 @@ impl Default for ServerConfig {
             tcp_max_connections: 256,
             tcp_idle_timeout: Duration::from_secs(10),
             identity: Arc::default(),
+            cookies: Arc::new(Cookies::disabled()),
         }
     }
 }
@@ -105,11 +110,17 @@ impl Server {
             }
             for (i, socket) in sockets.into_iter().enumerate() {
                 let (catalog, stop) = (catalog.clone(), stop_rx.clone());
-                let identity = config.identity.clone();
+                let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
-                        .spawn(move || udp_worker(socket, catalog, &identity, stop))?,
+                        .spawn(move || {
+                            let node = Node {
+                                identity: &identity,
+                                cookies: &cookies,
+                            };
+                            udp_worker(socket, catalog, node, stop)
+                        })?,
                 );
             }
             let listener = tcp_listener(addr)?;
@@ -234,7 +245,7 @@ fn is_poll_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, identity: &Identity, stop: Receiver<()>) {
+fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, node: Node<'_>, stop: Receiver<()>) {
     let mut buf = vec![0u8; 65535];
     while !stopped(&stop) {
         let (len, peer) = match socket.recv_from(&mut buf) {
@@ -250,7 +261,15 @@ fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, identity: &Identity, st
             continue;
         }
         let catalog = catalog.get();
-        if let Some(response) = respond_as(&catalog, identity, &buf[..len], Transport::Udp)
+        let response = respond_to(
+            &catalog,
+            node,
+            peer.ip(),
+            cookie::now(),
+            &buf[..len],
+            Transport::Udp,
+        );
+        if let Some(response) = response
             && let Err(e) = socket.send_to(&response, peer)
         {
             tracing::debug!(error = %e, %peer, "udp send");
@@ -282,17 +301,22 @@ fn tcp_acceptor(
             tracing::debug!(%peer, "tcp connection limit reached");
             continue; // dropping the stream closes it
         }
-        let (catalog, stop, conns, idle, identity) = (
+        let (catalog, stop, conns, idle, identity, cookies) = (
             catalog.clone(),
             stop.clone(),
             connections.clone(),
             config.tcp_idle_timeout,
             config.identity.clone(),
+            config.cookies.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-conn-{peer}"))
             .spawn(move || {
-                if let Err(e) = tcp_connection(stream, &catalog, &identity, &stop, idle) {
+                let node = Node {
+                    identity: &identity,
+                    cookies: &cookies,
+                };
+                if let Err(e) = tcp_connection(stream, peer.ip(), &catalog, node, &stop, idle) {
                     tracing::debug!(error = %e, %peer, "tcp connection");
                 }
                 conns.fetch_sub(1, Ordering::AcqRel);
@@ -313,8 +337,9 @@ fn tcp_acceptor(
 /// RFC 7766: 2-byte length framing, any number of queries, answered in order.
 fn tcp_connection(
     mut stream: TcpStream,
+    peer: IpAddr,
     catalog: &SharedCatalog,
-    identity: &Identity,
+    node: Node<'_>,
     stop: &Receiver<()>,
     idle_timeout: Duration,
 ) -> std::io::Result<()> {
@@ -333,7 +358,14 @@ fn tcp_connection(
             if buf.len() < 2 + len {
                 break;
             }
-            let response = respond_as(&catalog.get(), identity, &buf[2..2 + len], Transport::Tcp);
+            let response = respond_to(
+                &catalog.get(),
+                node,
+                peer,
+                cookie::now(),
+                &buf[2..2 + len],
+                Transport::Tcp,
+            );
             buf.drain(..2 + len);
             if let Some(response) = response {
                 let mut framed = Vec::with_capacity(2 + response.len());
@@ -361,14 +393,49 @@ pub fn respond(catalog: &Catalog, packet: &[u8], transport: Transport) -> Option
     respond_as(catalog, &Identity::default(), packet, transport)
 }
 
-/// One packet in, at most one response out: the whole slow path, transport aside.
+/// [`respond_to`] with cookies off (the COOKIE option ignored), so the client's address and the
+/// time don't matter.
 pub fn respond_as(
     catalog: &Catalog,
     identity: &Identity,
     packet: &[u8],
     transport: Transport,
 ) -> Option<Vec<u8>> {
-    let query = match wire::parse_query(packet) {
+    let node = Node {
+        identity,
+        cookies: &Cookies::disabled(),
+    };
+    respond_to(
+        catalog,
+        node,
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        0,
+        packet,
+        transport,
+    )
+}
+
+/// What a node answers with besides its zones.
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    /// NSID and CHAOS identity answers.
+    pub identity: &'a Identity,
+    /// DNS cookies.
+    pub cookies: &'a Cookies,
+}
+
+/// One packet in, at most one response out: the whole slow path, transport aside. `peer` is the
+/// client's address and `now` the time (cookie timestamps, [`cookie::now`]).
+pub fn respond_to(
+    catalog: &Catalog,
+    node: Node<'_>,
+    peer: IpAddr,
+    now: u32,
+    packet: &[u8],
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    let Node { identity, cookies } = node;
+    let query = match wire::parse_query(packet, cookies.enabled) {
         Ok(q) => q,
         Err(rejected) => return wire::render_rejected(&rejected),
     };
@@ -390,6 +457,20 @@ pub fn respond_as(
         answer::answer(catalog, &query.question())
     };
     ans.nsid = identity.nsid();
+    if let Some(c) = query.edns.and_then(|e| e.cookie) {
+        // RFC 7873 §5.2.3-§5.2.4 leave a server that doesn't require cookies free to answer a
+        // bad server cookie normally. NSD 4.6 (edns.c cookie_verify, query.c
+        // query_add_optional) and BIND 9.18 (lib/ns/client.c process_cookie, BADCOOKIE only with
+        // require-server-cookie) do: a normal answer with a fresh cookie. Knot's mod-cookies
+        // sends BADCOOKIE over UDP, but it is a module that, once loaded, demands cookies. So
+        // valid, invalid and absent server cookies get the same answer here; the verdict only
+        // matters to the XDP program's limits, and is logged at debug level.
+        if !c.server().is_empty() && tracing::enabled!(tracing::Level::DEBUG) {
+            let valid = cookies.verify(&c.client, c.server(), peer, now);
+            tracing::debug!(%peer, valid, "server cookie");
+        }
+        ans.cookie = Some(cookies.answer(&c.client, peer, now));
+    }
     Some(wire::render(&query, &ans, transport))
 }
 
@@ -403,7 +484,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::wire::testutil::query_packet;
+    use crate::wire::testutil::{opt_options, query_packet, query_with_options};
 
     fn sample() -> Arc<Catalog> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
@@ -541,6 +622,189 @@ mod tests {
         assert!(served, "the stalled client's slot was never freed");
         drop(stalled);
         writer.join().unwrap();
+        server.stop();
+    }
+
+    fn cookies() -> Cookies {
+        Cookies::from_config(&crate::cookie::CookieConfig {
+            secret: Some("e5e973e5a6b2a43f48e7dc849e37bfcf".into()),
+            staging: Some("445536bcd2513298075a5d379663c962".into()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// The COOKIE option of a response: (client cookie, server cookie).
+    fn cookie_of(r: &[u8]) -> Option<([u8; 8], [u8; 16])> {
+        let opts = opt_options(r)?;
+        let (code, data) = opts.last()?;
+        (*code == wire::OPTION_COOKIE)
+            .then(|| (data[..8].try_into().unwrap(), data[8..].try_into().unwrap()))
+    }
+
+    /// A server cookie that is valid, expired, from the future, made under the staging secret,
+    /// under another secret, for another address, or not 16 bytes: the same answer every time
+    /// (NSD and BIND's default), with a fresh cookie under the main secret. A client cookie alone
+    /// too. Cookies off: the option is ignored, no cookie back.
+    #[test]
+    fn every_cookie_gets_the_same_answer_and_a_fresh_cookie() {
+        let cat = sample();
+        let c = cookies();
+        let id = Identity::new("node1").unwrap();
+        let node = Node {
+            identity: &id,
+            cookies: &c,
+        };
+        let peer: IpAddr = "198.51.100.7".parse().unwrap();
+        let now = 1_700_000_000u32;
+        let client = [1, 2, 3, 4, 5, 6, 7, 8];
+        let staging = Cookies {
+            secret: c.staging.unwrap(),
+            ..c.clone()
+        };
+        let other = Cookies::from_config(&Default::default()).unwrap();
+        let valid = c.answer(&client, peer, now - 100);
+        let server_cookies: Vec<(&str, Vec<u8>)> = vec![
+            ("none", vec![]),
+            ("valid", valid[8..].to_vec()),
+            ("expired", c.answer(&client, peer, now - 3601)[8..].to_vec()),
+            ("future", c.answer(&client, peer, now + 301)[8..].to_vec()),
+            ("staging", staging.answer(&client, peer, now)[8..].to_vec()),
+            (
+                "other secret",
+                other.answer(&client, peer, now)[8..].to_vec(),
+            ),
+            (
+                "other address",
+                c.answer(&client, "198.51.100.8".parse().unwrap(), now)[8..].to_vec(),
+            ),
+            ("8 bytes", valid[8..16].to_vec()),
+            ("32 bytes", [&valid[8..], &[0; 16][..]].concat()),
+        ];
+        assert!(c.verify(&client, &valid[8..], peer, now));
+        assert!(
+            c.verify(&client, &server_cookies[4].1, peer, now),
+            "staging"
+        );
+        let fresh = c.answer(&client, peer, now);
+        let mut first = None;
+        for (what, sc) in &server_cookies {
+            let data = [&client[..], sc].concat();
+            let q = query_with_options(
+                0x77,
+                "www.example.com",
+                1,
+                false,
+                &[(3, &[]), (wire::OPTION_COOKIE, &data)],
+            );
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let r = respond_to(&cat, node, peer, now, &q, transport).unwrap();
+                assert_eq!(r[3] & 0xf, 0, "{what}: NOERROR");
+                let opts = opt_options(&r).unwrap();
+                assert_eq!(opts[0], (3, b"node1".to_vec()), "{what}: NSID first");
+                assert_eq!(opts[1], (10, fresh.to_vec()), "{what}: a fresh cookie last");
+                assert_eq!(
+                    *first.get_or_insert_with(|| r.clone()),
+                    r,
+                    "{what}: same bytes"
+                );
+            }
+        }
+        // Cookies off: the option is an unknown one; a bad length is no error.
+        let off = Cookies {
+            enabled: false,
+            ..c.clone()
+        };
+        let node_off = Node {
+            identity: &id,
+            cookies: &off,
+        };
+        for len in [8, 5] {
+            let q = query_with_options(1, "www.example.com", 1, false, &[(10, &[9; 24][..len])]);
+            let r = respond_to(&cat, node_off, peer, now, &q, Transport::Udp).unwrap();
+            assert_eq!(r[3] & 0xf, 0);
+            assert_eq!(opt_options(&r).unwrap(), vec![]);
+        }
+        // A bad length with cookies on: FORMERR, OPT without cookie.
+        let q = query_with_options(1, "www.example.com", 1, false, &[(10, &[9; 5])]);
+        let r = respond_to(&cat, node, peer, now, &q, Transport::Udp).unwrap();
+        assert_eq!(r[3] & 0xf, 1);
+        assert_eq!(opt_options(&r).unwrap(), vec![]);
+    }
+
+    /// A truncated UDP answer carries the cookie, and the cookie's 28 bytes count toward the
+    /// client's limit.
+    #[test]
+    fn truncated_answers_carry_the_cookie() {
+        let mut text = String::from("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n");
+        for i in 0..28 {
+            text.push_str(&format!("big A 192.0.2.{i}\n"));
+        }
+        let z = crate::zone::Zone::from_text("t.test.", &text).unwrap();
+        let cat = Catalog::from_zones([z]);
+        let c = cookies();
+        let id = Identity::default();
+        let node = Node {
+            identity: &id,
+            cookies: &c,
+        };
+        let peer: IpAddr = "192.0.2.99".parse().unwrap();
+        let plain = query_packet(1, 0, "big.t.test", 1, Some((512, false, 0)));
+        let r = respond_to(&cat, node, peer, 5, &plain, Transport::Udp).unwrap();
+        assert_eq!(
+            r[2] & 0x02,
+            0,
+            "fits in 512 without a cookie ({} bytes)",
+            r.len()
+        );
+        assert!(r.len() + 28 > 512, "but not with one ({} bytes)", r.len());
+        let mut q = query_with_options(1, "big.t.test", 1, false, &[(10, &[4; 8])]);
+        // The OPT's CLASS (payload size): after the question, the root owner and TYPE.
+        let at = 12 + crate::wire::testutil::question("big.t.test", 1, 1).len() + 3;
+        q[at..at + 2].copy_from_slice(&512u16.to_be_bytes());
+        let r = respond_to(&cat, node, peer, 5, &q, Transport::Udp).unwrap();
+        assert_eq!(r[2] & 0x02, 0x02, "TC");
+        assert_eq!(&r[6..10], [0, 0, 0, 0]);
+        assert_eq!(cookie_of(&r).unwrap().1, c.answer(&[4; 8], peer, 5)[8..]);
+        let r = respond_to(&cat, node, peer, 5, &q, Transport::Tcp).unwrap();
+        assert_eq!(r[2] & 0x02, 0, "TCP: whole");
+        assert!(cookie_of(&r).is_some());
+    }
+
+    /// Over real sockets the server cookie is made for the client's address, UDP and TCP.
+    #[test]
+    fn sockets_make_cookies_for_the_peer() {
+        let cfg = ServerConfig {
+            cookies: Arc::new(cookies()),
+            ..config()
+        };
+        let c = cfg.cookies.clone();
+        let server = Server::start_with(&["127.0.0.1:0".parse().unwrap()], sample(), cfg).unwrap();
+        let addr = server.udp_addrs()[0];
+        let client = [0x42; 8];
+        let q = query_with_options(5, "example.com", 6, false, &[(10, &client)]);
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let check = |r: &[u8]| {
+            let (cc, sc) = cookie_of(r).expect("a cookie");
+            assert_eq!(cc, client);
+            assert!(c.verify(&client, &sc, peer, cookie::now()));
+            assert!(!c.verify(&client, &sc, "127.0.0.2".parse().unwrap(), cookie::now()));
+        };
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        udp.send_to(&q, addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        check(&buf[..n]);
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat())
+            .unwrap();
+        let mut len = [0u8; 2];
+        tcp.read_exact(&mut len).unwrap();
+        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+        tcp.read_exact(&mut msg).unwrap();
+        check(&msg);
         server.stop();
     }
 

@@ -21,6 +21,8 @@ pub const CLASS_IN: u16 = 1;
 const TYPE_OPT: u16 = 41;
 /// EDNS option codes (IANA "DNS EDNS0 Option Codes").
 const OPTION_NSID: u16 = 3;
+/// DNS cookies (RFC 7873 §4).
+pub const OPTION_COOKIE: u16 = 10;
 const OPTION_EDE: u16 = 15;
 
 // Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD/CD).
@@ -45,6 +47,47 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// The OPT carried an NSID option (RFC 5001 §2.3: a request, empty).
     pub nsid: bool,
+    /// The OPT's COOKIE option (RFC 7873), when cookies are on and it was well formed.
+    pub cookie: Option<QueryCookie>,
+}
+
+/// A well-formed COOKIE option from a query (RFC 7873 §4): the client cookie and the server
+/// cookie that followed it (8 to 32 bytes), if any.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct QueryCookie {
+    pub client: [u8; 8],
+    server: [u8; 32],
+    server_len: u8,
+}
+
+impl QueryCookie {
+    /// RFC 7873 §5.2.2: 8 bytes (client cookie only) or 16 to 40 (client + server cookie);
+    /// `None` for any other length (FORMERR).
+    pub fn parse(data: &[u8]) -> Option<QueryCookie> {
+        if data.len() != 8 && !(16..=40).contains(&data.len()) {
+            return None;
+        }
+        let mut c = QueryCookie {
+            client: data[..8].try_into().expect("8 bytes"),
+            server: [0; 32],
+            server_len: (data.len() - 8) as u8,
+        };
+        c.server[..data.len() - 8].copy_from_slice(&data[8..]);
+        Some(c)
+    }
+    /// The server cookie as sent (empty: a client cookie only).
+    pub fn server(&self) -> &[u8] {
+        &self.server[..usize::from(self.server_len)]
+    }
+}
+
+impl std::fmt::Debug for QueryCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryCookie")
+            .field("client", &self.client)
+            .field("server", &self.server())
+            .finish()
+    }
 }
 
 /// A parsed query with one question.
@@ -78,12 +121,14 @@ impl Query {
                 version: 0,
                 dnssec_ok: false,
                 nsid: false,
+                cookie: None,
             }),
             Variant::EdnsDo => Some(Edns {
                 udp_size: EDNS_PAYLOAD,
                 version: 0,
                 dnssec_ok: true,
                 nsid: false,
+                cookie: None,
             }),
         };
         Query {
@@ -149,6 +194,14 @@ pub enum Rejected {
         flags: u16,
         question: Option<Vec<u8>>,
     },
+    /// A COOKIE option of a length RFC 7873 §5.2.2 doesn't allow, or two of them: FORMERR with
+    /// an OPT (DO echoed, no options), as Knot answers; the rest of the packet parsed.
+    BadCookie {
+        id: u16,
+        flags: u16,
+        question: Vec<u8>,
+        dnssec_ok: bool,
+    },
     /// An opcode other than QUERY (RFC 1035 §4.1.1 NOTIMP).
     NotImp {
         id: u16,
@@ -158,8 +211,9 @@ pub enum Rejected {
 }
 
 /// Parses a query: header, exactly one question, no answer/authority records, at most one OPT
-/// in the additional section (RFC 6891 §6.1.1). Other additional records are skipped.
-pub fn parse_query(packet: &[u8]) -> Result<Query, Rejected> {
+/// in the additional section (RFC 6891 §6.1.1). Other additional records are skipped. With
+/// `cookies` off, a COOKIE option is an unknown option: skipped, whatever its length.
+pub fn parse_query(packet: &[u8], cookies: bool) -> Result<Query, Rejected> {
     if packet.len() < HEADER_LEN {
         return Err(Rejected::Ignore);
     }
@@ -201,9 +255,17 @@ pub fn parse_query(packet: &[u8]) -> Result<Query, Rejected> {
     if ancount != 0 || nscount != 0 {
         return Err(formerr(question));
     }
-    let edns = match parse_additional(packet, end, arcount) {
-        Some(edns) => edns,
-        None => return Err(formerr(question)),
+    let edns = match parse_additional(packet, end, arcount, cookies) {
+        Ok(edns) => edns,
+        Err(OptError::Malformed) => return Err(formerr(question)),
+        Err(OptError::BadCookie { dnssec_ok }) => {
+            return Err(Rejected::BadCookie {
+                id,
+                flags,
+                question: question.expect("parsed question"),
+                dnssec_ok,
+            });
+        }
     };
     let qname = crate::zone::wire_to_name(&qname_wire).ok_or_else(|| formerr(question.clone()))?;
     let qname_key = NameKey::from_wire(&qname_wire).ok_or_else(|| formerr(question.clone()))?;
@@ -232,47 +294,97 @@ fn parse_question(packet: &[u8]) -> Option<(Vec<u8>, usize)> {
     Some((packet[HEADER_LEN..HEADER_LEN + name_len].to_vec(), end))
 }
 
-/// Walks the additional section; `None` if it is malformed or has more than one OPT.
-fn parse_additional(packet: &[u8], mut pos: usize, count: u16) -> Option<Option<Edns>> {
+/// Why the additional section can't be answered normally.
+#[derive(Debug, PartialEq, Eq)]
+enum OptError {
+    /// Malformed, or more than one OPT: FORMERR without OPT.
+    Malformed,
+    /// Well formed but for the COOKIE option (length, or two of them): FORMERR with an OPT.
+    BadCookie { dnssec_ok: bool },
+}
+
+/// Walks the additional section: its OPT, if any.
+fn parse_additional(
+    packet: &[u8],
+    mut pos: usize,
+    count: u16,
+    cookies: bool,
+) -> Result<Option<Edns>, OptError> {
     let mut edns = None;
+    let mut bad_cookie = false;
     for _ in 0..count {
         let name_start = pos;
-        pos = skip_name(packet, pos)?;
-        let fixed = packet.get(pos..pos + 10)?;
+        pos = skip_name(packet, pos).ok_or(OptError::Malformed)?;
+        let fixed = packet.get(pos..pos + 10).ok_or(OptError::Malformed)?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let class = u16::from_be_bytes([fixed[2], fixed[3]]);
         let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         pos += 10 + rdlen;
         if pos > packet.len() {
-            return None;
+            return Err(OptError::Malformed);
         }
         if rtype == TYPE_OPT {
             // RFC 6891 §6.1.1: one OPT, owned by the root.
             if edns.is_some() || packet[name_start] != 0 {
-                return None;
+                return Err(OptError::Malformed);
             }
+            let options =
+                parse_options(&packet[pos - rdlen..pos], cookies).ok_or(OptError::Malformed)?;
+            bad_cookie = options.bad_cookie;
             edns = Some(Edns {
                 udp_size: class,
                 version: (ttl >> 16) as u8,
                 dnssec_ok: ttl & 0x8000 != 0,
-                nsid: has_option(&packet[pos - rdlen..pos], OPTION_NSID)?,
+                nsid: options.nsid,
+                cookie: options.cookie,
             });
         }
     }
-    Some(edns)
+    // A malformed record after the OPT wins: the whole packet is junk then.
+    match edns {
+        Some(e) if bad_cookie => Err(OptError::BadCookie {
+            dnssec_ok: e.dnssec_ok,
+        }),
+        _ => Ok(edns),
+    }
 }
 
-/// Whether the OPT RDATA holds option `code`; `None` if the options overrun the RDATA.
-fn has_option(mut rdata: &[u8], code: u16) -> Option<bool> {
-    let mut found = false;
+/// The options of an OPT RDATA we act on.
+#[derive(Default)]
+struct Options {
+    nsid: bool,
+    cookie: Option<QueryCookie>,
+    /// A COOKIE option of a bad length, or a second one.
+    bad_cookie: bool,
+}
+
+/// Reads the OPT RDATA's options; `None` if they overrun it. With `cookies` off, COOKIE is
+/// skipped like every option we don't know (RFC 6891 §6.1.2).
+fn parse_options(mut rdata: &[u8], cookies: bool) -> Option<Options> {
+    let mut out = Options::default();
+    let mut cookies_seen = 0;
     while !rdata.is_empty() {
         let head = rdata.get(..4)?;
         let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        found |= u16::from_be_bytes([head[0], head[1]]) == code;
-        rdata = rdata.get(4 + len..)?;
+        let data = rdata.get(4..4 + len)?;
+        match u16::from_be_bytes([head[0], head[1]]) {
+            OPTION_NSID => out.nsid = true,
+            // RFC 7873 §5.2.2: a length other than 8 or 16..=40 is FORMERR. Two COOKIE options
+            // are FORMERR too (our choice: NSD keeps the last, BIND and Knot the first).
+            OPTION_COOKIE if cookies => {
+                cookies_seen += 1;
+                out.cookie = QueryCookie::parse(data);
+                out.bad_cookie |= out.cookie.is_none() || cookies_seen > 1;
+            }
+            _ => {}
+        }
+        rdata = &rdata[4 + len..];
     }
-    Some(found)
+    if out.bad_cookie {
+        out.cookie = None;
+    }
+    Some(out)
 }
 
 /// Skips a possibly compressed name; returns the offset after it.
@@ -311,7 +423,14 @@ pub fn render_full(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
     match try_render(query, ans) {
         Ok(buf) => buf,
         // Only a >64 KiB answer can fail to encode; tell the client we failed rather than lie.
-        Err(_) => render_truncated(query, &Answer::error(ResponseCode::ServFail)),
+        Err(_) => {
+            let failed = Answer {
+                nsid: ans.nsid,
+                cookie: ans.cookie,
+                ..Answer::error(ResponseCode::ServFail)
+            };
+            render_truncated(query, &failed)
+        }
     }
 }
 
@@ -486,8 +605,9 @@ fn write_header(
 }
 
 /// Appends our OPT (RFC 6891 §6.1.2): payload 1232, the RCODE's upper bits, version 0, DO echoed
-/// (RFC 3225 §3), the node's NSID if the query asked for it and we have one (RFC 5001 §2.3), and
-/// an Extended DNS Error (RFC 8914, no text) if there is one; and counts it in ARCOUNT.
+/// (RFC 3225 §3), the node's NSID if the query asked for it and we have one (RFC 5001 §2.3), an
+/// Extended DNS Error (RFC 8914, no text) if there is one, and last the COOKIE (RFC 7873 §5.2:
+/// client cookie + fresh server cookie) if the query sent one; and counts it in ARCOUNT.
 fn push_opt(buf: &mut Vec<u8>, ans: &Answer<'_>, edns: Edns) {
     let rcode = ans.rcode;
     buf.push(0);
@@ -508,6 +628,10 @@ fn push_opt(buf: &mut Vec<u8>, ans: &Answer<'_>, edns: Edns) {
     if let Some(code) = ans.ede {
         option(OPTION_EDE, &code.to_be_bytes());
     }
+    // Last, after NSID and EDE: the XDP program appends it to its precompiled OPT the same way.
+    if let Some(cookie) = &ans.cookie {
+        option(OPTION_COOKIE, cookie);
+    }
     let rdlen = (buf.len() - rdlen_at - 2) as u16;
     buf[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
     let arcount = u16::from_be_bytes([buf[10], buf[11]]) + 1;
@@ -525,29 +649,58 @@ fn echo_question(buf: &mut [u8], query: &Query) {
 }
 
 /// The response to a rejected packet, if any: header (ID, opcode and RD echoed, QR set) and the
-/// question if it parsed. No OPT: the packet's EDNS can't be trusted.
+/// question if it parsed. No OPT: the packet's EDNS can't be trusted; except after a bad COOKIE
+/// option in an otherwise sound OPT, where our OPT goes back bare (DO echoed, no options).
 pub fn render_rejected(rejected: &Rejected) -> Option<Vec<u8>> {
-    let (id, flags, question, rcode) = match rejected {
+    let (id, flags, question, rcode, opt) = match rejected {
         Rejected::Ignore => return None,
         Rejected::FormErr {
             id,
             flags,
             question,
-        } => (*id, *flags, question, ResponseCode::FormErr),
+        } => (
+            *id,
+            *flags,
+            question.as_deref(),
+            ResponseCode::FormErr,
+            None,
+        ),
+        Rejected::BadCookie {
+            id,
+            flags,
+            question,
+            dnssec_ok,
+        } => (
+            *id,
+            *flags,
+            Some(&question[..]),
+            ResponseCode::FormErr,
+            Some(*dnssec_ok),
+        ),
         Rejected::NotImp {
             id,
             flags,
             question,
-        } => (*id, *flags, question, ResponseCode::NotImp),
+        } => (*id, *flags, question.as_deref(), ResponseCode::NotImp, None),
     };
     let flags = FLAG_QR | (flags & (0xf << OPCODE_SHIFT | FLAG_RD)) | u16::from(rcode.low());
-    let mut buf = Vec::with_capacity(HEADER_LEN + question.as_ref().map_or(0, Vec::len));
+    let mut buf = Vec::with_capacity(HEADER_LEN + question.map_or(0, <[u8]>::len) + 11);
     buf.extend_from_slice(&id.to_be_bytes());
     buf.extend_from_slice(&flags.to_be_bytes());
     buf.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
     buf.extend_from_slice(&[0; 6]);
     if let Some(q) = question {
         buf.extend_from_slice(q);
+    }
+    if let Some(dnssec_ok) = opt {
+        let edns = Edns {
+            udp_size: EDNS_PAYLOAD,
+            version: 0,
+            dnssec_ok,
+            nsid: false,
+            cookie: None,
+        };
+        push_opt(&mut buf, &Answer::error(rcode), edns);
     }
     Some(buf)
 }
@@ -585,6 +738,61 @@ pub mod testutil {
             p.extend_from_slice(&[0, version, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
         }
         p
+    }
+
+    /// A query with an OPT (payload 1232, DO as given) holding `options` (code, data) in order.
+    pub fn query_with_options(
+        id: u16,
+        qname: &str,
+        qtype: u16,
+        dnssec_ok: bool,
+        options: &[(u16, &[u8])],
+    ) -> Vec<u8> {
+        let mut p = query_packet(id, 0, qname, qtype, Some((1232, dnssec_ok, 0)));
+        let rdata: Vec<u8> = options
+            .iter()
+            .flat_map(|(code, data)| {
+                let mut o = code.to_be_bytes().to_vec();
+                o.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                o.extend_from_slice(data);
+                o
+            })
+            .collect();
+        let n = p.len();
+        p[n - 2..].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+        p.extend_from_slice(&rdata);
+        p
+    }
+
+    /// The options of the response's OPT (the last record), in order; `None` without OPT.
+    pub fn opt_options(response: &[u8]) -> Option<Vec<(u16, Vec<u8>)>> {
+        let arcount = u16::from_be_bytes([response[10], response[11]]);
+        if arcount == 0 {
+            return None;
+        }
+        // Our OPT is always the last record: find it from the end by its RDLENGTH.
+        let mut at = None;
+        for start in (12..response.len().saturating_sub(10)).rev() {
+            let rdlen = u16::from_be_bytes([response[start + 9], response[start + 10]]) as usize;
+            if response[start] == 0
+                && response[start + 1..start + 3] == [0, 41]
+                && start + 11 + rdlen == response.len()
+            {
+                at = Some(start + 11);
+                break;
+            }
+        }
+        let mut rdata = &response[at?..];
+        let mut out = Vec::new();
+        while !rdata.is_empty() {
+            let len = u16::from_be_bytes([rdata[2], rdata[3]]) as usize;
+            out.push((
+                u16::from_be_bytes([rdata[0], rdata[1]]),
+                rdata[4..4 + len].to_vec(),
+            ));
+            rdata = &rdata[4 + len..];
+        }
+        Some(out)
     }
 
     /// A presentation name (no escapes) in wire form, case kept.
@@ -625,7 +833,7 @@ mod tests {
             28,
             Some((4096, true, 0)),
         );
-        let q = parse_query(&p).unwrap();
+        let q = parse_query(&p, true).unwrap();
         assert_eq!(q.id, 0x1234);
         assert!(q.rd() && q.cd());
         assert_eq!(q.opcode(), 0);
@@ -640,17 +848,18 @@ mod tests {
                 version: 0,
                 dnssec_ok: true,
                 nsid: false,
+                cookie: None,
             })
         );
         assert_eq!(q.question, question("WwW.ExAmple.com", 28, 1));
         assert_eq!(q.variant(), Variant::EdnsDo);
         assert_eq!(q.udp_limit(), 1232);
-        let q = parse_query(&query_packet(1, 0, "a.b", 1, None)).unwrap();
+        let q = parse_query(&query_packet(1, 0, "a.b", 1, None), true).unwrap();
         assert_eq!(
             (q.edns, q.variant(), q.udp_limit()),
             (None, Variant::NoEdns, 512)
         );
-        let q = parse_query(&query_packet(1, 0, "a.b", 1, Some((100, false, 0)))).unwrap();
+        let q = parse_query(&query_packet(1, 0, "a.b", 1, Some((100, false, 0))), true).unwrap();
         assert_eq!((q.variant(), q.udp_limit()), (Variant::Edns, 512));
     }
 
@@ -701,7 +910,7 @@ mod tests {
         // FORMERRs (NSD sends the header alone). An opcode we don't implement wins, as in NSD.
         for rcode in [1u16, 3, 5, 15] {
             let p = query_packet(7, FLAG_RD | rcode, "a.b", 1, Some((1232, false, 0)));
-            let err = parse_query(&p).unwrap_err();
+            let err = parse_query(&p, true).unwrap_err();
             let r = render_rejected(&err).unwrap();
             assert_eq!(
                 &r[..12],
@@ -711,18 +920,21 @@ mod tests {
             assert_eq!(&r[12..], &question("a.b", 1, 1)[..]);
         }
         let p = query_packet(7, 2 << 11 | 1, "a.b", 1, None);
-        assert!(matches!(parse_query(&p), Err(Rejected::NotImp { .. })));
+        assert!(matches!(
+            parse_query(&p, true),
+            Err(Rejected::NotImp { .. })
+        ));
     }
 
     #[test]
     fn rejects_what_it_must() {
-        assert_eq!(parse_query(&[0; 11]).unwrap_err(), Rejected::Ignore);
+        assert_eq!(parse_query(&[0; 11], true).unwrap_err(), Rejected::Ignore);
         let mut p = query_packet(7, 0, "a.b", 1, None);
         p[2] |= 0x80; // QR
-        assert_eq!(parse_query(&p).unwrap_err(), Rejected::Ignore);
+        assert_eq!(parse_query(&p, true).unwrap_err(), Rejected::Ignore);
         // Truncated question: FORMERR without question.
         let p = query_packet(7, FLAG_RD, "abc.def", 1, None);
-        let err = parse_query(&p[..p.len() - 3]).unwrap_err();
+        let err = parse_query(&p[..p.len() - 3], true).unwrap_err();
         assert_eq!(
             err,
             Rejected::FormErr {
@@ -737,20 +949,20 @@ mod tests {
         let mut p = query_packet(7, 0, "", 1, None);
         p.splice(12..13, [0xc0, 0x0c]);
         assert!(matches!(
-            parse_query(&p),
+            parse_query(&p, true),
             Err(Rejected::FormErr { question: None, .. })
         ));
         // QDCOUNT 2.
         let mut p = query_packet(7, 0, "a.b", 1, None);
         p[5] = 2;
         assert!(matches!(
-            parse_query(&p),
+            parse_query(&p, true),
             Err(Rejected::FormErr { question: None, .. })
         ));
         // ANCOUNT 1: FORMERR, question echoed.
         let mut p = query_packet(7, 0, "a.b", 1, None);
         p[7] = 1;
-        let err = parse_query(&p).unwrap_err();
+        let err = parse_query(&p, true).unwrap_err();
         let r = render_rejected(&err).unwrap();
         assert_eq!(&r[..12], [0, 7, 0x80, 0x01, 0, 1, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&r[12..], &question("a.b", 1, 1)[..]);
@@ -759,7 +971,7 @@ mod tests {
         p.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
         p[11] = 2;
         assert!(matches!(
-            parse_query(&p),
+            parse_query(&p, true),
             Err(Rejected::FormErr {
                 question: Some(_),
                 ..
@@ -769,12 +981,130 @@ mod tests {
         let mut p = query_packet(7, 0, "a.b", 1, Some((1232, false, 0)));
         let n = p.len();
         p[n - 1] = 5;
-        assert!(matches!(parse_query(&p), Err(Rejected::FormErr { .. })));
+        assert!(matches!(
+            parse_query(&p, true),
+            Err(Rejected::FormErr { .. })
+        ));
         // Opcode NOTIFY (4): NOTIMP, opcode echoed.
         let p = query_packet(9, 4 << 11, "a.b", 6, None);
-        let err = parse_query(&p).unwrap_err();
+        let err = parse_query(&p, true).unwrap_err();
         assert!(matches!(err, Rejected::NotImp { id: 9, .. }));
         let r = render_rejected(&err).unwrap();
         assert_eq!(&r[2..4], [0x80 | (4 << 3), 0x04]);
+    }
+
+    /// RFC 7873 §5.2.2: 8 bytes or 16 to 40; any other length, or a second COOKIE option, is
+    /// FORMERR with a bare OPT (DO echoed). With cookies off the option is just skipped.
+    #[test]
+    fn cookie_option_lengths() {
+        let data: Vec<u8> = (1..=48).collect();
+        for len in 0..=48usize {
+            for dnssec_ok in [false, true] {
+                let p = query_with_options(
+                    3,
+                    "a.b",
+                    1,
+                    dnssec_ok,
+                    &[(OPTION_NSID, &[]), (OPTION_COOKIE, &data[..len])],
+                );
+                let ok = len == 8 || (16..=40).contains(&len);
+                match parse_query(&p, true) {
+                    Ok(q) => {
+                        assert!(ok, "length {len} accepted");
+                        let e = q.edns.unwrap();
+                        let c = e.cookie.unwrap();
+                        assert!(e.nsid);
+                        assert_eq!(c.client, data[..8]);
+                        assert_eq!(c.server(), &data[8..len]);
+                    }
+                    Err(err) => {
+                        assert!(!ok, "length {len} refused");
+                        assert!(matches!(err, Rejected::BadCookie { .. }), "{len}: {err:?}");
+                        let r = render_rejected(&err).unwrap();
+                        assert_eq!(&r[..12], [0, 3, 0x80, 0x01, 0, 1, 0, 0, 0, 0, 0, 1]);
+                        let q_end = 12 + question("a.b", 1, 1).len();
+                        assert_eq!(&r[12..q_end], &question("a.b", 1, 1)[..]);
+                        let do_bit = if dnssec_ok { 0x80 } else { 0 };
+                        assert_eq!(
+                            &r[q_end..],
+                            [0, 0, 41, 0x04, 0xd0, 0, 0, do_bit, 0, 0, 0],
+                            "bare OPT, no cookie"
+                        );
+                    }
+                }
+                let q = parse_query(&p, false).expect("cookies off: an unknown option");
+                assert_eq!(q.edns.unwrap().cookie, None);
+            }
+        }
+        // Two COOKIE options, even both well formed: FORMERR.
+        let two = query_with_options(
+            4,
+            "a.b",
+            1,
+            false,
+            &[(OPTION_COOKIE, &data[..8]), (OPTION_COOKIE, &data[..24])],
+        );
+        assert!(matches!(
+            parse_query(&two, true),
+            Err(Rejected::BadCookie { .. })
+        ));
+        assert!(parse_query(&two, false).is_ok());
+        // A bad cookie and a malformed record after the OPT: plain FORMERR (junk, no OPT).
+        let mut junk = query_with_options(5, "a.b", 1, false, &[(OPTION_COOKIE, &data[..9])]);
+        junk[11] = 2;
+        junk.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert!(matches!(
+            parse_query(&junk, true),
+            Err(Rejected::FormErr { .. })
+        ));
+        // An option overrunning the OPT RDATA stays plain FORMERR.
+        let mut overrun = query_with_options(6, "a.b", 1, false, &[(OPTION_COOKIE, &data[..8])]);
+        let n = overrun.len();
+        overrun.truncate(n - 1);
+        let at = n - 1 - 12 - 2;
+        overrun[at..at + 2].copy_from_slice(&11u16.to_be_bytes());
+        assert!(matches!(
+            parse_query(&overrun, true),
+            Err(Rejected::FormErr { .. })
+        ));
+    }
+
+    /// The COOKIE option goes last in our OPT: after NSID (and EDE), the same layout the XDP
+    /// program produces by appending it to its bare OPT.
+    #[test]
+    fn cookie_is_the_last_option() {
+        use crate::answer::Answer;
+        let p = query_with_options(
+            9,
+            "a.b",
+            1,
+            true,
+            &[(OPTION_COOKIE, &[7; 8]), (OPTION_NSID, &[])],
+        );
+        let q = parse_query(&p, true).unwrap();
+        let mut cookie = [0u8; 24];
+        cookie[..8].copy_from_slice(&[7; 8]);
+        cookie[8..].copy_from_slice(&[0xaa; 16]);
+        let ans = Answer {
+            nsid: Some(b"node1"),
+            ede: Some(20),
+            cookie: Some(cookie),
+            ..Answer::error(ResponseCode::Refused)
+        };
+        let r = render(&q, &ans, Transport::Udp);
+        let q_end = 12 + q.question.len();
+        let mut opt = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 9 + 6 + 28];
+        opt.extend_from_slice(&[0, 3, 0, 5]);
+        opt.extend_from_slice(b"node1");
+        opt.extend_from_slice(&[0, 15, 0, 2, 0, 20]);
+        opt.extend_from_slice(&[0, 10, 0, 24]);
+        opt.extend_from_slice(&cookie);
+        assert_eq!(&r[q_end..], &opt[..]);
+        assert_eq!(&r[10..12], [0, 1]);
+        // Truncated answers carry it too.
+        let t = render_truncated(&q, &ans);
+        assert_eq!(t[3] & 0x0f, 5);
+        assert_eq!(t[2] & 0x02, 0x02, "TC");
+        assert_eq!(&t[q_end..], &opt[..]);
     }
 }
