@@ -31,9 +31,11 @@ import json
 import os
 import subprocess
 import random
+import time
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dns.edns  # noqa: E402
 import dns.message  # noqa: E402
 import dns.name  # noqa: E402
 import dns.rdatatype  # noqa: E402
@@ -289,6 +291,53 @@ def xdp_outcomes(c, lab):
                 f"fast {fast.hex() if fast else None} slow {slow.hex() if slow else None}")
 
 
+def cookie_query(qname, qtype, edns, qid, cookie):
+    q = dns.message.make_query(qname, qtype, use_edns=0, payload=1232, want_dnssec=(edns == "do"),
+                               options=[dns.edns.GenericOption(10, cookie)])
+    q.flags = 0
+    q.id = qid
+    return q.to_wire()
+
+
+def answer_cookie(reply):
+    """The COOKIE option's data in a reply, or None."""
+    m = dns.message.from_wire(reply)
+    return next((bytes(o.to_wire()) for o in m.options if o.otype == 10), None) if m.opt else None
+
+
+def cookies_fast_vs_slow(c, lab):
+    """DNS cookies: each EDNS XDP_OUTCOMES query with a client cookie, then with the server
+    cookie it got back, leaves from XDP (tx_* and cookie_sent move on :53) carrying the client
+    cookie and a fresh server cookie, byte-identical to the slow path's reply in the same second
+    (both make RFC 9018 cookies with the node's secret); the learnt cookie is counted valid."""
+    rng = random.Random(SEED + 1)
+    client = bytes(rng.randrange(256) for _ in range(8))
+    for qname, qtype, edns, counter in XDP_OUTCOMES:
+        if edns == "noedns":
+            continue
+        cookie = client
+        for step in ("client cookie", "learnt server cookie"):
+            for _ in range(3):   # the two replies must come from one second; rarely they don't
+                t0 = int(time.time())
+                wire = cookie_query(qname, qtype, edns, rng.randrange(1, 65536), cookie)
+                before = lab.stats()
+                fast = rplab.udp_raw(wire, lab.node4, 53)
+                mid = lab.stats()
+                slow = rplab.udp_raw(wire, lab.node4, lab.slow_port)
+                if int(time.time()) == t0:
+                    break
+            d = rplab.delta(before, mid)
+            got = answer_cookie(fast) if fast else None
+            want_event = "cookie_client_only" if step == "client cookie" else "cookie_valid"
+            c.check(f"cookies: {qname} {qtype} ({edns}, {step}) from XDP, as the slow path sends it",
+                    fast is not None and got is not None and len(got) == 24 and got[:8] == client
+                    and d.get(counter, 0) == 1 and d.get("cookie_sent", 0) == 1 and d.get(want_event, 0) == 1
+                    and fast[2:] == (slow or b"")[2:],
+                    f"cookie {got.hex() if got else None}; deltas {({k: v for k, v in d.items() if v})}; "
+                    f"fast {fast.hex() if fast else None} slow {slow.hex() if slow else None}")
+            cookie = got or client
+
+
 # Below-cut referrals the fast path leaves to the slow path, and why: (cut, variant or None for
 # all) -> reason. Anything else below a cut must leave from XDP.
 SLOW_BELOW_CUT = {
@@ -386,6 +435,7 @@ def run():
         c.skip("XDP answers each kind of name-determined answer", "node is not rampart")
     else:
         c.run("XDP outcomes", xdp_outcomes, c, lab)
+        c.run("cookies fast vs slow", cookies_fast_vs_slow, c, lab)
         c.run("below cuts", below_cut_referrals, c, lab, zones)
         for k in rplab.FAST_TX:
             c.check(f"the corpus run moved {k}", d.get(k, 0) > 0, f"counter deltas {d}")

@@ -36,8 +36,8 @@ pub struct RrlConfig {
     /// Buckets kept (per CPU, least recently used evicted).
     pub table_size: u32,
     /// Global view: responses per second per response class from all sources together, above
-    /// which that class's answers are slipped or dropped (0: off). A valid server cookie is
-    /// meant to exempt its client; the program does not check cookies yet.
+    /// which that class's answers are slipped or dropped (0: off). A valid server cookie
+    /// exempts its client.
     pub class_rate: u32,
     /// Slip ratio for the global view and the miss budget (as --rrl-slip).
     pub class_slip: u32,
@@ -112,7 +112,7 @@ pub struct LimitFlags {
     #[arg(long = "rrl-table-size")]
     pub rrl_table_size: Option<u32>,
     /// Global view: responses per second per response class from all sources, above which
-    /// that class's answers are slipped or dropped (no cookie exemption yet); 0: off (rrl.class_rate)
+    /// that class's answers are slipped or dropped (valid server cookies exempt); 0: off (rrl.class_rate)
     /// [default: 20000].
     #[arg(long = "class-rate")]
     pub class_rate: Option<u32>,
@@ -219,8 +219,8 @@ pub fn to_limits(rrl: &RrlConfig, budget: &BudgetConfig, cpus: u32) -> Result<Li
     })
 }
 
-/// Put the cookie secrets into the program's limits, for the check that will let a valid server
-/// cookie exempt its client (the program does not read them yet).
+/// Put the cookie secrets into the program's limits: its cookie stage checks server cookies with
+/// them (a valid one exempts its client from RRL and the global view) and makes fresh ones.
 pub fn set_cookies(l: &mut Limits, secret: Option<Secret>, staging: Option<Secret>) {
     if let Some(s) = secret {
         l.flags |= LIMIT_COOKIES;
