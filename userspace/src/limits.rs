@@ -39,7 +39,9 @@ pub struct RrlConfig {
     /// which that class's answers are slipped or dropped (0: off). A valid server cookie
     /// exempts its client.
     pub class_rate: u32,
-    /// Slip ratio for the global view and the miss budget (as --rrl-slip).
+    /// Slip ratio for the global view and the miss budget (as --rrl-slip). Sparser than RRL's:
+    /// a spread flood's slips go to as many victims, and each is the size of the query, so the
+    /// slip ratio is the amplification's floor; resolvers that do cookies aren't limited.
     pub class_slip: u32,
 }
 
@@ -54,8 +56,8 @@ impl Default for RrlConfig {
             whitelist: Vec::new(),
             dry_run: false,
             table_size: 262_144,
-            class_rate: 20_000,
-            class_slip: 2,
+            class_rate: 10_000,
+            class_slip: 4,
         }
     }
 }
@@ -113,10 +115,10 @@ pub struct LimitFlags {
     pub rrl_table_size: Option<u32>,
     /// Global view: responses per second per response class from all sources, above which
     /// that class's answers are slipped or dropped (valid server cookies exempt); 0: off (rrl.class_rate)
-    /// [default: 20000].
+    /// [default: 10000].
     #[arg(long = "class-rate")]
     pub class_rate: Option<u32>,
-    /// Slip ratio of the global view and the miss budget (rrl.class_slip) [default: 2].
+    /// Slip ratio of the global view and the miss budget (rrl.class_slip) [default: 4].
     #[arg(long = "class-slip")]
     pub class_slip: Option<u32>,
     /// Queries per second per source prefix passed up to the slow path; 0: no limit
@@ -282,8 +284,8 @@ mod tests {
         let l = to_limits(&RrlConfig::default(), &BudgetConfig::default(), 2).unwrap();
         assert_eq!(
             l.global_interval,
-            NS_PER_SEC / 10_000,
-            "20,000/s over 2 CPUs"
+            NS_PER_SEC / 5_000,
+            "10,000/s over 2 CPUs"
         );
         let off = RrlConfig {
             rate: 0,
