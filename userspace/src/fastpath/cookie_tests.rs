@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::probe::{XDP_PASS, XDP_TX};
-use super::tests::{frame_from, loaded, query, run, verify_reply};
+use super::tests::{frame_from, loaded, query, run, verify_reply, with_cookie_option};
 use super::*;
 use crate::cookie::Secret;
 use crate::limits::{self, BudgetConfig, RrlConfig};
@@ -51,14 +51,7 @@ fn with_cookies(staging: bool, burst: u32) -> FastPath {
 
 /// www.example.com A with EDNS and a COOKIE option of `data`.
 fn with_cookie(id: u16, data: &[u8]) -> Vec<u8> {
-    let mut q = query(id, "www.example.com", 1, Some((1232, false)));
-    let rdlen = 4 + data.len() as u16;
-    let n = q.len();
-    q[n - 2..].copy_from_slice(&rdlen.to_be_bytes());
-    q.extend_from_slice(&[0, 10]);
-    q.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    q.extend_from_slice(data);
-    q
+    with_cookie_option(query(id, "www.example.com", 1, Some((1232, false))), data)
 }
 
 /// Client cookie + server cookie made with `secret` for `src` at `ts`.

@@ -116,6 +116,16 @@ pub(super) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) 
     q
 }
 
+/// `q` (with an OPT without options) with a COOKIE option of `data` added to its OPT.
+pub(super) fn with_cookie_option(mut q: Vec<u8>, data: &[u8]) -> Vec<u8> {
+    let n = q.len();
+    q[n - 2..].copy_from_slice(&(4 + data.len() as u16).to_be_bytes());
+    q.extend_from_slice(&[0, 10]);
+    q.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    q.extend_from_slice(data);
+    q
+}
+
 pub(super) fn frame(v6: bool, sport: u16, dns: &[u8]) -> Vec<u8> {
     let (client, server): (IpAddr, IpAddr) = if v6 {
         (
@@ -737,6 +747,7 @@ fn ns_per_packet() {
     let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
     fp.install(&table).unwrap();
     let limits_on = std::env::var_os("LIMITS").is_some();
+    let secret = crate::cookie::Secret::parse("e5e973e5a6b2a43f48e7dc849e37bfcf").unwrap();
     if limits_on {
         // Every limit on, at rates this loop never reaches: the cost of accounting.
         let rrl = crate::limits::RrlConfig {
@@ -748,16 +759,37 @@ fn ns_per_packet() {
             rate: 1_000_000_000,
             total_rate: 1_000_000_000,
         };
-        fp.set_limits(crate::limits::to_limits(&rrl, &budget, 1).unwrap(), &[])
-            .unwrap();
+        let mut l = crate::limits::to_limits(&rrl, &budget, 1).unwrap();
+        crate::limits::set_cookies(&mut l, Some(secret), None);
+        fp.set_limits(l, &[]).unwrap();
     }
-    eprintln!("limits on: {limits_on}");
-    for (what, name, qtype) in [
-        ("A, IPv4", "www.example.com", 1),
-        ("NXDOMAIN, IPv4", "nope.example.com", 1),
-        ("miss (slow path)", "x.sub.example.com", 1),
+    eprintln!("limits (and cookies) on: {limits_on}");
+    let plain = |name| query(1, name, 1, Some((1232, false)));
+    let client = [7u8; 8];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let src: std::net::IpAddr = "198.51.100.2".parse().unwrap();
+    let full = [
+        &client[..],
+        &secret.server_cookie(&client, [0; 3], now, src)[..],
+    ]
+    .concat();
+    for (what, dns) in [
+        ("A, IPv4", plain("www.example.com")),
+        ("NXDOMAIN, IPv4", plain("nope.example.com")),
+        ("miss (slow path)", plain("x.sub.example.com")),
+        (
+            "A, client cookie",
+            with_cookie_option(plain("www.example.com"), &client),
+        ),
+        (
+            "A, valid server cookie",
+            with_cookie_option(plain("www.example.com"), &full),
+        ),
     ] {
-        let f = frame(false, 40000, &query(1, name, qtype, Some((1232, false))));
+        let f = frame(false, 40000, &dns);
         let mut total = std::time::Duration::ZERO;
         let n = 20_000u32;
         for _ in 0..n {
