@@ -322,10 +322,11 @@ impl Counter {
     }
 }
 
-/// Source ports no DNS client uses, whose "queries" are reflections or loops: 0 (invalid), and
-/// the small services that answer anything (echo 7, daytime 13, chargen 19, time 37) and kpasswd
-/// (464), the list BIND drops (`ns_client_dropport`). Not every port below 1024: NATs map clients
-/// to low ports too, and port 53 is a resolver's classic query source.
+/// Source ports no DNS client uses, whose "queries" are reflections or loops: 0 (invalid), the
+/// small services that answer anything (echo 7, daytime 13, chargen 19, time 37: the requests
+/// BIND's `ns_client_dropport` drops), and kpasswd (464: BIND drops only its error responses to
+/// it; no resolver sends from a kpasswd server's port, so here its queries go too). Not every
+/// port below 1024: NATs map clients to low ports too, and 53 is a resolver's classic source.
 #[inline(always)]
 pub const fn is_impossible_source_port(port: u16) -> bool {
     matches!(port, 0 | 7 | 13 | 19 | 37 | 464)
