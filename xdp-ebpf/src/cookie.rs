@@ -13,9 +13,10 @@ use rampart_common::{
 use crate::{
     csum,
     dns::OptionAt,
+    ip::L3,
     limits,
     maps::{self, count},
-    packet::{be16_at, put_be16},
+    packet::{be16_at, put_be16, u8_at},
     siphash::siphash24,
 };
 
@@ -30,6 +31,10 @@ const MAX_AGE: i32 = 3600;
 const MAX_AHEAD: i32 = 300;
 const NS_PER_SEC: u64 = 1_000_000_000;
 const OPTION_COOKIE: u8 = 10;
+const OPT_LEN: usize = 11;
+const TC: u16 = 0x0200;
+/// RCODE 23, BADCOOKIE (RFC 7873 §8): its low four bits, in the header.
+const BADCOOKIE_LOW: u16 = 23 & 0xf;
 
 /// Verdict bits the stage leaves for the main program.
 /// Set whenever the stage ran for the frame at hand (so the main program doesn't jump again).
@@ -65,8 +70,14 @@ pub struct Stage {
     /// RDLENGTH (that many bytes before it), the UDP header and the DNS message.
     end: u64,
     opt_back: u64,
+    l3_off: u64,
+    v6: u64,
     l4_off: u64,
     dns_off: u64,
+    /// Where the query's OPT record starts (main → stage), and its DO bit as 0x80 or 0 (read by
+    /// the check, for the OPT of a BADCOOKIE slip, which echoes it).
+    opt_rr: u64,
+    do_bit: u64,
 }
 
 impl Stage {
@@ -87,7 +98,7 @@ impl Stage {
 /// from the start with its verdict. Returns only on failure: a malformed cookie (the slow path
 /// answers FORMERR), or no stage loaded (the slow path does the cookies).
 #[inline(always)]
-pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4]) -> Counter {
+pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4], opt_rr: usize) -> Counter {
     if opt.len != CLIENT_LEN && !(MIN_LEN..=MAX_LEN).contains(&opt.len) {
         return Counter::PassEdns;
     }
@@ -98,6 +109,7 @@ pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4]) -> Counter {
     stage.off = opt.off as u64;
     stage.len = opt.len as u64;
     stage.addr = *addr;
+    stage.opt_rr = opt_rr as u64;
     // SAFETY: a tail call either doesn't return or fails; both leave the frame untouched.
     unsafe { maps::JUMPS.tail_call(ctx, JUMP_COOKIE) };
     Counter::PassNotReady
@@ -107,12 +119,14 @@ pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4]) -> Counter {
 /// option's room but not its bytes): have the stage append the COOKIE option and send it.
 /// Returns only on failure: the frame is no longer the query, so it is dropped.
 #[inline(always)]
-pub fn append(ctx: &XdpContext, l4_off: usize, dns_off: usize, end: usize, opt_back: u8) -> u32 {
+pub fn append(ctx: &XdpContext, l3: &L3, dns_off: usize, end: usize, opt_back: u8) -> u32 {
     if let Ok(stage) = maps::cookie_stage() {
         stage.mode = APPEND;
         stage.end = end as u64;
         stage.opt_back = opt_back as u64;
-        stage.l4_off = l4_off as u64;
+        stage.l3_off = l3.off as u64;
+        stage.v6 = l3.v6 as u64;
+        stage.l4_off = l3.l4_off as u64;
         stage.dns_off = dns_off as u64;
         // SAFETY: as in enter.
         unsafe { maps::JUMPS.tail_call(ctx, JUMP_COOKIE) };
@@ -120,6 +134,14 @@ pub fn append(ctx: &XdpContext, l4_off: usize, dns_off: usize, end: usize, opt_b
     count(Counter::DropRewriteFailed);
     xdp_action::XDP_DROP
 }
+
+/// `opt_back` of a slip (header and question, TC=1): to a client that sent a cookie the stage
+/// sends it as BADCOOKIE (RFC 7873 §5.4, as BIND and Knot slip): TC cleared, RCODE 23 (7 in the
+/// header, 1 in the extended RCODE of the OPT it appends with the fresh cookie). The client's
+/// retry over UDP then shows a valid cookie, which no limit applies to. The main program makes
+/// room for the cookie option as for any answer; the stage grows the frame by the OPT itself
+/// (keeping that arithmetic out of the main program, whose verifier budget is nearly spent).
+pub const NEW_OPT: u8 = 0xff;
 
 /// Whether cookies are on (a secret is configured).
 #[inline(always)]
@@ -190,6 +212,12 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
     {
         return Err(Counter::PassMalformed);
     }
+    // OPT: owner (1), type (2), payload size (2), extended RCODE (1), version (1), flags.
+    stage.do_bit = (u8_at(
+        ctx,
+        (stage.opt_rr as usize & 0x7ff) + 7,
+        Counter::PassMalformed,
+    )? & 0x80) as u64;
     let v4 = stage.addr[0] == 0 && stage.addr[1] == 0 && stage.addr[2] == 0xffffu32.to_be();
     // SAFETY: helper without arguments.
     let now = (unsafe { bpf_ktime_get_ns() }.wrapping_add(l.clock_offset) / NS_PER_SEC) as u32;
@@ -214,17 +242,60 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
     Ok(verdict)
 }
 
-/// Write the option at the tail's end, grow the OPT's RDLENGTH by it, and fold both into the
-/// UDP checksum (RFC 1624 incremental update).
+/// Write the option at the tail's end (for [`NEW_OPT`]: an OPT holding it, then the option),
+/// grow the OPT's RDLENGTH by it, and fold both into the UDP checksum (RFC 1624 incremental
+/// update).
 #[inline(always)]
 fn write_option(ctx: &XdpContext, stage: &Stage) -> Result<(), Counter> {
     // Masks: offsets in a frame we answer stay under 2 KiB; the verifier needs them bounded.
-    let end = (stage.end & 0x7ff) as usize;
+    let mut end = (stage.end & 0x7ff) as usize;
     let dns_off = (stage.dns_off & 0x7ff) as usize;
-    let back = (stage.opt_back & 0xff) as usize;
     let csum_at = ((stage.l4_off + 6) & 0x7ff) as usize;
-    if back < 2 || end < dns_off + back {
+    if end < dns_off {
         return Err(Counter::DropRewriteFailed);
+    }
+    let mut sum = 0u64;
+    if stage.opt_back as u8 == NEW_OPT {
+        if end < dns_off + 12 {
+            return Err(Counter::DropRewriteFailed);
+        }
+        grow(ctx, OPT_LEN)?;
+        sum += grow_lengths(ctx, stage, OPT_LEN as u16)?;
+        // The slip's header: TC off, RCODE BADCOOKIE's low bits, one additional record.
+        let flags = be16_at(ctx, dns_off + 2, Counter::DropRewriteFailed)?;
+        let new = (flags & !(TC | 0xf)) | BADCOOKIE_LOW;
+        put_be16(ctx, dns_off + 2, new)?;
+        put_be16(ctx, dns_off + 10, 1)?;
+        sum += (!flags) as u64 + new as u64 + 1;
+        // Root owner, type OPT, payload 1232, extended RCODE 1 (BADCOOKIE = 1 << 4 | 7),
+        // version 0, DO echoed, RDLENGTH: the cookie option.
+        // Read when the frame was still the query (check): the slip has no OPT of its own.
+        let do_bit = stage.do_bit as u8;
+        let opt: [u8; OPT_LEN + 1] = [0, 0, 41, 0x04, 0xd0, 1, 0, do_bit, 0, 0, 28, 0];
+        // SAFETY: the helper copies OPT_LEN stack bytes into the packet, or fails.
+        if unsafe {
+            aya_ebpf::helpers::bpf_xdp_store_bytes(
+                ctx.ctx,
+                end as u32,
+                opt.as_ptr() as *mut _,
+                OPT_LEN as u32,
+            )
+        } != 0
+        {
+            return Err(Counter::DropRewriteFailed);
+        }
+        sum += csum::at_offset(csum::fold(sum_be16(&opt)), end - dns_off);
+        end = (end + OPT_LEN) & 0x7ff;
+    } else {
+        let back = (stage.opt_back & 0xff) as usize;
+        if back < 2 || end < dns_off + back {
+            return Err(Counter::DropRewriteFailed);
+        }
+        let rdlen = (end - back) & 0x7ff;
+        let old = be16_at(ctx, rdlen, Counter::DropRewriteFailed)?;
+        put_be16(ctx, rdlen, old + COOKIE_OPTION_LEN as u16)?;
+        // RDLENGTH only grows (no carry), so its sum grows by exactly as much.
+        sum += csum::at_offset(COOKIE_OPTION_LEN as u16, rdlen.wrapping_sub(dns_off));
     }
     // SAFETY: the helper copies the option's bytes from the map value into the packet, and
     // fails rather than write past its end.
@@ -239,20 +310,65 @@ fn write_option(ctx: &XdpContext, stage: &Stage) -> Result<(), Counter> {
     {
         return Err(Counter::DropRewriteFailed);
     }
-    let rdlen = (end - back) & 0x7ff;
-    let old = be16_at(ctx, rdlen, Counter::DropRewriteFailed)?;
-    put_be16(ctx, rdlen, old + COOKIE_OPTION_LEN as u16)?;
     let udp = be16_at(ctx, csum_at, Counter::DropRewriteFailed)?;
-    // RDLENGTH only grows (no carry), so its sum grows by exactly as much.
-    let sum = (!udp) as u64
-        + csum::at_offset(stage.option_sum as u16, end - dns_off)
-        + csum::at_offset(COOKIE_OPTION_LEN as u16, rdlen.wrapping_sub(dns_off));
+    sum += (!udp) as u64 + csum::at_offset(stage.option_sum as u16, end.wrapping_sub(dns_off));
     let mut c = csum::finish(sum);
     // A computed zero is sent as all ones; zero means "no checksum" (RFC 768).
     if c == 0 {
         c = 0xffff;
     }
     put_be16(ctx, csum_at, c)
+}
+
+/// Make the frame `by` bytes longer at its end: at the tail where the driver has room, else at
+/// the head, moving the whole (small: a slip) frame to the new start.
+#[inline(always)]
+fn grow(ctx: &XdpContext, by: usize) -> Result<(), Counter> {
+    // SAFETY: helper calls on our own context; every packet pointer is re-derived afterwards.
+    unsafe {
+        if aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, by as i32) == 0 {
+            return Ok(());
+        }
+        // In a form whose range [1, FRAME_BUF] the verifier sees on the register it checks.
+        // (Laundered first: LLVM would fold the subtractions into bit operations on the packet
+        // pointers, which the verifier refuses.)
+        let wash = maps::key_buf().map_err(|_| Counter::DropRewriteFailed)?;
+        let frame = wash.launder((ctx.data_end() - ctx.data()) as u64);
+        let below = (frame.wrapping_sub(1) & 0x3ff) as u32;
+        if below >= maps::FRAME_BUF as u32 {
+            return Err(Counter::DropRewriteFailed);
+        }
+        let len = below + 1;
+        let buf = maps::frame_buf().map_err(|_| Counter::DropRewriteFailed)?;
+        if aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, 0, buf.cast(), len) != 0
+            || aya_ebpf::helpers::bpf_xdp_adjust_head(ctx.ctx, -(by as i32)) != 0
+            || aya_ebpf::helpers::bpf_xdp_store_bytes(ctx.ctx, 0, buf.cast(), len) != 0
+        {
+            return Err(Counter::DropRewriteFailed);
+        }
+    }
+    Ok(())
+}
+
+/// Add `by` to the IP and UDP lengths (and the IPv4 header checksum); returns what that adds
+/// to the UDP checksum (its length counts twice: pseudo-header and header).
+#[inline(always)]
+fn grow_lengths(ctx: &XdpContext, stage: &Stage, by: u16) -> Result<u64, Counter> {
+    let l3 = (stage.l3_off & 0x7ff) as usize;
+    let l4 = (stage.l4_off & 0x7ff) as usize;
+    let bump = |off: usize| -> Result<(), Counter> {
+        let v = be16_at(ctx, off, Counter::DropRewriteFailed)?;
+        put_be16(ctx, off, v + by)
+    };
+    if stage.v6 != 0 {
+        bump(l3 + 4)?;
+    } else {
+        bump(l3 + 2)?;
+        let c = be16_at(ctx, l3 + 10, Counter::DropRewriteFailed)?;
+        put_be16(ctx, l3 + 10, csum::finish((!c) as u64 + by as u64))?;
+    }
+    bump(l4 + 4)?;
+    Ok(2 * by as u64)
 }
 
 /// Version 1, age within RFC 9018's window, and the hash under the secret or the staging one.
@@ -282,12 +398,12 @@ fn hash(key: [u64; 2], a: &[u32; 4], v4: bool, client: u64, stamp: u64) -> u64 {
     }
 }
 
-/// One's-complement sum of big-endian 16-bit words (unfolded).
+/// One's-complement sum of big-endian 16-bit words (unfolded) of an even number of bytes.
 #[inline(always)]
-fn sum_be16(b: &[u8; COOKIE_OPTION_LEN]) -> u64 {
+fn sum_be16<const N: usize>(b: &[u8; N]) -> u64 {
     let mut s = 0u64;
     let mut i = 0;
-    while i < COOKIE_OPTION_LEN {
+    while i + 1 < N {
         s += ((b[i] as u64) << 8) | b[i + 1] as u64;
         i += 2;
     }

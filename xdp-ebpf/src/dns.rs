@@ -299,24 +299,27 @@ pub struct Answer {
 impl Answer {
     /// The minimal answer a rate limit "slips" instead, as Knot and NSD send it: this answer's
     /// header with TC set, the question, no records (and so no OPT); a real resolver retries
-    /// over TCP, a spoofed victim gets no more bytes than the query had.
+    /// over TCP, a spoofed victim gets no more bytes than the query had. To a client that sent
+    /// a DNS cookie the cookie stage sends it as BADCOOKIE instead ([`cookie::NEW_OPT`]).
     #[inline(always)]
     pub fn slip(&self) -> Answer {
-        Answer::truncated(self.value.flags & (AA | 0x000f))
+        Answer::truncated(self.value.flags & (AA | 0x000f), crate::cookie::NEW_OPT)
     }
 
     /// The slip for a query over the slow path's budget: TC=1, no records, no AA (the slow
-    /// path hasn't decided whether the name is ours); a resolver retries over TCP.
+    /// path hasn't decided whether the name is ours); a resolver retries over TCP, which the
+    /// budget doesn't cover, so it stays TC=1 whatever cookie the query had.
     #[inline(always)]
     pub fn budget_slip() -> Answer {
-        Answer::truncated(0)
+        Answer::truncated(0, 0)
     }
 
     #[inline(always)]
-    fn truncated(flags: u16) -> Answer {
+    fn truncated(flags: u16, opt_back: u8) -> Answer {
         Answer {
             value: AnswerHead {
                 flags: flags | QR | TC,
+                opt_back,
                 ..AnswerHead::default()
             },
             inline: core::ptr::null(),

@@ -103,7 +103,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
     if let Some(opt) = edns.cookie {
         if src.cookie == 0 && cookie::enabled() {
             // Jumps to the cookie stage, which jumps back here with its verdict in src.cookie.
-            return Err(cookie::enter(ctx, opt, src.addr()));
+            return Err(cookie::enter(ctx, opt, src.addr(), question.end));
         }
     }
     // The answer carries the client's cookie and a fresh server cookie: room for it counts
@@ -139,15 +139,15 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         },
         Err(reason) => return Err(reason),
     };
-    // Slips have no OPT to put the cookie in. Laundered (masked back to its range): with or
-    // without a cookie, one verifier state goes on to the rewrite.
+    // A slip to a client that sent a cookie becomes BADCOOKIE with an OPT holding a fresh one
+    // (the cookie stage rewrites it); a budget slip stays TC=1 (TCP skips the budget).
+    // Laundered (masked back to its range): with or without, one verifier state goes on.
     let cookie_len = if answer.value.opt_back != 0 {
         cookie_len
     } else {
         0
     };
-    let cookie_len =
-        (maps::key_buf()?.launder(cookie_len as u64) & COOKIE_OPTION_LEN as u64) as usize;
+    let cookie_len = (maps::key_buf()?.launder(cookie_len as u64) & 0x1c) as usize;
     let dns_len = dns::HEADER_LEN + question.len + answer.value.tail_len as usize + cookie_len;
     let payload_sum = edns
         .csum
@@ -207,7 +207,7 @@ fn respond(ctx: &XdpContext, r: &Reply, outcome: Counter) -> Verdict {
                     r.dns_off + dns::HEADER_LEN + r.question.len + r.answer.value.tail_len as usize;
                 return Ok(cookie::append(
                     ctx,
-                    r.l3.l4_off,
+                    r.l3,
                     r.dns_off,
                     tail_end,
                     r.answer.value.opt_back,

@@ -223,21 +223,121 @@ fn without_a_secret_cookies_are_ignored() {
     assert_eq!((c.get("cookie_sent"), c.get("cookie_client_only")), (0, 0));
 }
 
+/// Check a BADCOOKIE slip to `q`: header, question, then one OPT holding the
+/// cookie. Returns the cookie option's data.
+fn badcookie_slip(q: &[u8], dns: &[u8], do_bit: bool) -> [u8; 24] {
+    let flags = u16::from_be_bytes([dns[2], dns[3]]);
+    assert_eq!(flags & 0x8000, 0x8000, "QR");
+    assert_eq!(flags & 0x0200, 0, "TC clear: the client retries over UDP");
+    assert_eq!(flags & 0x000f, 7, "RCODE 23's low bits");
+    assert_eq!(
+        &dns[4..12],
+        &[0, 1, 0, 0, 0, 0, 0, 1],
+        "the question and the OPT only"
+    );
+    let n = dns.len();
+    let opt = n - 28 - 11;
+    assert_eq!(&dns[12..opt], &q[12..opt], "question echoed");
+    assert_eq!(
+        &dns[opt..opt + 11],
+        &[
+            0,
+            0,
+            41,
+            0x04,
+            0xd0,
+            1,
+            0,
+            if do_bit { 0x80 } else { 0 },
+            0,
+            0,
+            28
+        ],
+        "OPT: extended RCODE 1 (BADCOOKIE = 23), DO echoed, the cookie option"
+    );
+    answered_cookie(dns, "198.51.100.2")
+}
+
 #[test]
-fn slips_carry_no_cookie() {
+fn a_limited_cookie_client_gets_badcookie_then_passes_with_it() {
     let fp = with_cookies(false, 1);
     let src = "198.51.100.2";
-    let q = with_cookie(4, &CLIENT);
-    let f = frame_from(ip(src), 5000, &q);
-    assert_eq!(run(&fp, &f).0, XDP_TX, "the burst");
-    assert_eq!(
-        run(&fp, &f).0,
-        XDP_DROP,
-        "the first limited answer is dropped"
+    for (i, do_bit) in [false, true].into_iter().enumerate() {
+        let mut q = with_cookie(4, &CLIENT);
+        if do_bit {
+            let opt = q.len() - 12 - 11;
+            q[opt + 7] = 0x80;
+        }
+        // Burst 1, slip 2: answered, dropped, slipped. The second round shares the first's
+        // bucket (same prefix and class), so its first query may already be limited.
+        let f = frame_from(ip(src), 5000 + i as u16, &q);
+        let first = run(&fp, &f).0;
+        assert!(i == 1 || first == XDP_TX, "the burst");
+        let mut slipped = None;
+        for _ in 0..4 {
+            let (action, out) = run(&fp, &f);
+            if action == XDP_TX {
+                slipped = Some(out);
+                break;
+            }
+            assert_eq!(action, XDP_DROP);
+        }
+        let out = slipped.expect("a slip within four limited queries");
+        let dns = verify_reply(&f, &out);
+        let cookie = badcookie_slip(&q, &dns, do_bit);
+        // The retry with the cookie it got passes every limit.
+        let retry = with_cookie(5, &cookie);
+        for p in 0..5 {
+            let f = frame_from(ip(src), 6000 + p, &retry);
+            let (action, out) = run(&fp, &f);
+            assert_eq!(action, XDP_TX);
+            let dns = verify_reply(&f, &out);
+            assert_eq!(dns[3] & 0x0f, 0, "a full answer");
+            answered_cookie(&dns, src);
+        }
+    }
+    let c = fp.counters().unwrap();
+    assert_eq!(c.get("cookie_valid"), 10);
+    assert!(c.get("tx_slip_rrl") >= 2);
+}
+
+#[test]
+fn a_budget_slip_stays_tc_whatever_the_cookie() {
+    let mut fp = loaded();
+    let rrl = RrlConfig {
+        rate: 0,
+        class_rate: 0,
+        slip: 1,
+        class_slip: 1,
+        ..RrlConfig::default()
+    };
+    let budget = BudgetConfig {
+        rate: 1,
+        total_rate: 0,
+    };
+    let mut l = limits::to_limits(&rrl, &budget, 1).unwrap();
+    limits::set_cookies(&mut l, Some(Secret::parse(SECRET).unwrap()), None);
+    fp.set_limits(l, &[]).unwrap();
+    // A name the maps don't have: the slow path's, so the budget applies.
+    let q = with_cookie_option(
+        query(6, "nothere.example.org", 1, Some((1232, false))),
+        &CLIENT,
     );
-    let (action, out) = run(&fp, &f);
-    assert_eq!(action, XDP_TX, "the second slips");
-    let dns = verify_reply(&f, &out);
-    assert_ne!(dns[2] & 0x02, 0, "TC");
-    assert_eq!(dns.len(), q.len() - 11 - 12, "header and question, no OPT");
+    let f = frame_from(ip("198.51.100.2"), 7000, &q);
+    assert_eq!(run(&fp, &f).0, XDP_PASS, "within the budget: up");
+    let mut tc = false;
+    for _ in 0..3 {
+        let (action, out) = run(&fp, &f);
+        if action == XDP_TX {
+            let dns = verify_reply(&f, &out);
+            assert_ne!(dns[2] & 0x02, 0, "TC: TCP isn't budgeted");
+            assert_eq!(
+                dns.len(),
+                q.len() - 11 - 12,
+                "header and question, no OPT, no cookie"
+            );
+            tc = true;
+        }
+    }
+    assert!(tc, "over the budget a slip goes out");
 }
