@@ -139,56 +139,15 @@ flood_nsd_start() {
 # fresh cookie (badcookie-slip 1, its default). knotd leaves its XDP program on n0 when it
 # exits: flood_knot_stop.
 flood_knot_start() {
-  local zdir=$1 mode=${2:-udp} secret=${3:-} d=$RP_TMP/knot-flood f z mods=mod-rrl/flood
-  mkdir -p "$d/storage"
-  {
-    cat <<EOF
-server:
-    rundir: "$d"
-    pidfile: "$d/knot.pid"
-    listen: [ $RP_NODE4@53, $RP_NODE6@53 ]
-    udp-workers: $(nproc)
-    tcp-workers: 1
-    background-workers: 1
-    identity: ""
-    version: ""
-EOF
-    if [ "$mode" = xdp ]; then
-      printf 'xdp:\n    listen: [ %s@53 ]\n    udp: on\n' "$RP_NODE_IF"
-    fi
-    cat <<EOF
-control:
-    listen: "$d/knot.sock"
-log:
-  - target: "$d/knot.log"
-    any: info
-database:
-    storage: "$d/storage"
-mod-rrl:
-  - id: flood
-    rate-limit: 200
-    slip: 2
-EOF
-    if [ -n "$secret" ]; then
-      printf 'mod-cookies:\n  - id: flood\n    secret: 0x%s\n' "$secret"
-      mods="mod-cookies/flood, mod-rrl/flood"
-    fi
-    cat <<EOF
-template:
-  - id: default
-    storage: "$zdir"
-    dnssec-signing: off
-    zonefile-sync: -1
-    journal-content: none
-    semantic-checks: off
-    global-module: [ $mods ]
-zone:
-EOF
-    for f in "$zdir"/*.zone; do
-      z=$(basename "$f" .zone)
-      printf '  - domain: "%s."\n    file: "%s"\n' "$z" "$f"
-    done
-  } >"$d/knot.conf"
+  local zdir=$1 mode=${2:-udp} secret=${3:-} d=$RP_TMP/knot-flood xdp_if="" mods=mod-rrl/flood
+  local modules=$'mod-rrl:\n  - id: flood\n    rate-limit: 200\n    slip: 2\n'
+  if [ -n "$secret" ]; then
+    modules+=$'mod-cookies:\n  - id: flood\n    secret: 0x'"$secret"$'\n'
+    mods="mod-cookies/flood, mod-rrl/flood"
+  fi
+  [ "$mode" = xdp ] && xdp_if=$RP_NODE_IF
+  KNOT_UDP_WORKERS=$(nproc) KNOT_XDP_IF=$xdp_if KNOT_MODULES=$modules KNOT_GLOBAL_MODULES=$mods \
+    lab_knot_conf knot-flood "$zdir" 53 "$RP_NODE4" "$RP_NODE6" >/dev/null
   lab_in "$RP_NS_NODE" knotc -c "$d/knot.conf" conf-check >/dev/null || { lab_die "bad knot config $d/knot.conf"; return 1; }
   lab_bg knot-flood "$d/stderr" ip netns exec "$RP_NS_NODE" knotd -c "$d/knot.conf" >/dev/null
   lab_wait_dns "$RP_NS_CLIENT" "$RP_NODE6" 53 "$FLOOD_ORIGIN" 15 ||

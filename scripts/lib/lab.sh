@@ -213,9 +213,12 @@ lab_oracle_start() {
 
 # lab_knot_conf NAME ZONEDIR PORT ADDR... : a knotd config serving every *.zone file in ZONEDIR
 # (origin = file name without .zone) on the given addresses, with its rundir, storage, journal,
-# KASP and timer databases under $RP_TMP/NAME. Plain authoritative: no DNSSEC signing, no XDP
-# (an XDP-mode knotd would leave its program attached on o0), no journal contents, never writes
-# the zone files back, no RRL/NSID (Knot 3.2 enables neither unless configured). Prints the path.
+# KASP and timer databases under $RP_TMP/NAME. Plain authoritative: no DNSSEC signing, no journal
+# contents, never writes the zone files back. By default one UDP worker, no XDP (an XDP-mode
+# knotd leaves its program attached), no modules (so no RRL/NSID/cookies: Knot 3.2 enables none
+# unless configured); the flood bench sets these through the environment: KNOT_UDP_WORKERS,
+# KNOT_XDP_IF (also listen through AF_XDP there), KNOT_MODULES (module sections, YAML) and
+# KNOT_GLOBAL_MODULES (their ids, in order). Prints the path.
 lab_knot_conf() {
   local name=$1 zdir=$2 port=$3; shift 3
   local d=$RP_TMP/$name a f z listen=""
@@ -227,11 +230,17 @@ server:
     rundir: "$d"
     pidfile: "$d/knot.pid"
     listen: [ $listen ]
-    udp-workers: 1
+    udp-workers: ${KNOT_UDP_WORKERS:-1}
     tcp-workers: 1
     background-workers: 1
     identity: ""
     version: ""
+EOF
+    if [ -n "${KNOT_XDP_IF:-}" ]; then
+      printf 'xdp:\n    listen: [ %s@%s ]\n    udp: on\n' "$KNOT_XDP_IF" "$port"
+    fi
+    printf '%s' "${KNOT_MODULES:-}"
+    cat <<EOF
 control:
     listen: "$d/knot.sock"
 log:
@@ -255,8 +264,11 @@ template:
     zonefile-load: whole
     journal-content: none
     semantic-checks: off
-zone:
 EOF
+    if [ -n "${KNOT_GLOBAL_MODULES:-}" ]; then
+      printf '    global-module: [ %s ]\n' "$KNOT_GLOBAL_MODULES"
+    fi
+    echo "zone:"
     for f in "$zdir"/*.zone; do
       z=$(basename "$f" .zone)
       printf '  - domain: "%s."\n    file: "%s"\n' "$z" "$f"

@@ -30,7 +30,6 @@ fn now() -> u32 {
 /// The program with cookies on (and staging when given), RRL at 1/s with burst `burst`
 /// (0: off), slip 2.
 fn with_cookies(staging: bool, burst: u32) -> FastPath {
-    let mut fp = loaded();
     let rrl = RrlConfig {
         rate: if burst == 0 { 0 } else { 1 },
         burst: Some(burst.max(1)),
@@ -42,7 +41,13 @@ fn with_cookies(staging: bool, burst: u32) -> FastPath {
         rate: 0,
         total_rate: 0,
     };
-    let mut l = limits::to_limits(&rrl, &budget, 1).unwrap();
+    with_cookie_limits(&rrl, &budget, staging)
+}
+
+/// The program with these limits and cookies on (and staging when given).
+fn with_cookie_limits(rrl: &RrlConfig, budget: &BudgetConfig, staging: bool) -> FastPath {
+    let mut fp = loaded();
+    let mut l = limits::to_limits(rrl, budget, 1).unwrap();
     let staging = staging.then(|| Secret::parse(STAGING).unwrap());
     limits::set_cookies(&mut l, Some(Secret::parse(SECRET).unwrap()), staging);
     fp.set_limits(l, &[]).unwrap();
@@ -303,7 +308,6 @@ fn a_limited_cookie_client_gets_badcookie_then_passes_with_it() {
 
 #[test]
 fn a_budget_slip_stays_tc_whatever_the_cookie() {
-    let mut fp = loaded();
     let rrl = RrlConfig {
         rate: 0,
         class_rate: 0,
@@ -315,9 +319,7 @@ fn a_budget_slip_stays_tc_whatever_the_cookie() {
         rate: 1,
         total_rate: 0,
     };
-    let mut l = limits::to_limits(&rrl, &budget, 1).unwrap();
-    limits::set_cookies(&mut l, Some(Secret::parse(SECRET).unwrap()), None);
-    fp.set_limits(l, &[]).unwrap();
+    let fp = with_cookie_limits(&rrl, &budget, false);
     // A name the maps don't have: the slow path's, so the budget applies.
     let q = with_cookie_option(
         query(6, "nothere.example.org", 1, Some((1232, false))),

@@ -97,42 +97,42 @@ impl FastPath {
     /// tests' way in; the health probe uses [`Self::test_run_probe`]).
     #[cfg(test)]
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
-        let mut out = vec![0u8; 4096];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        let r = self.program().test_run(opts).context("BPF_PROG_TEST_RUN")?;
-        out.truncate(r.data_size_out as usize);
-        Ok((r.return_value, out))
+        self.run_once(&[], frame)
     }
 
     /// As [`Self::test_run`], with the health probe's metadata before the frame
     /// ([`rampart_common::PROBE_META`]), so the rate limits never stand in its way.
     pub fn test_run_probe(&self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
-        const META: usize = 4;
-        let mut data = rampart_common::PROBE_META.to_ne_bytes().to_vec();
-        data.extend_from_slice(frame);
+        self.run_once(&rampart_common::PROBE_META.to_ne_bytes(), frame)
+    }
+
+    /// One BPF_PROG_TEST_RUN of `frame` with `meta` as its XDP metadata (none when empty).
+    fn run_once(&self, meta: &[u8], frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let data = [meta, frame].concat();
         // struct xdp_md: data (= metadata length), data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex.
-        let md = |data_end: usize| -> Vec<u8> {
-            [META as u32, data_end as u32, 0, 0, 0, 0]
-                .iter()
-                .flat_map(|w| w.to_ne_bytes())
-                .collect()
-        };
-        let ctx_in = md(data.len());
+        let ctx_in: Vec<u8> = [meta.len() as u32, data.len() as u32, 0, 0, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
         let mut ctx_out = vec![0u8; ctx_in.len()];
         let mut out = vec![0u8; 4096];
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(&data);
         opts.data_out = Some(&mut out);
-        opts.ctx_in = Some(&ctx_in);
-        opts.ctx_out = Some(&mut ctx_out);
+        if !meta.is_empty() {
+            opts.ctx_in = Some(&ctx_in);
+            opts.ctx_out = Some(&mut ctx_out);
+        }
         let r = self.program().test_run(opts).context("BPF_PROG_TEST_RUN")?;
         // The output starts with the metadata; ctx_out's `data` says how long it is now.
-        let meta = u32::from_ne_bytes(ctx_out[..4].try_into().unwrap()) as usize;
+        let meta_out = if meta.is_empty() {
+            0
+        } else {
+            u32::from_ne_bytes(ctx_out[..4].try_into().expect("4 bytes")) as usize
+        };
         out.truncate(r.data_size_out as usize);
-        Ok((r.return_value, out.split_off(meta.min(out.len()))))
+        Ok((r.return_value, out.split_off(meta_out.min(out.len()))))
     }
 
     /// The NICs this instance attached to whose XDP program is no longer ours (detached, or
