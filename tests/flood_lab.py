@@ -153,6 +153,13 @@ def round_(out, args):
     return kv_last(out)
 
 
+def counted_round(out, args):
+    """A round_ with rampart's counter deltas over it: (results, deltas, attack packets sent)."""
+    s0 = stats()
+    r = round_(out, args)
+    return r, rplab.delta(s0, stats()), int(r["gen_packets"])
+
+
 def amp_of(r):
     return int(r["atk_rx_bytes"]) / max(1, int(r["atk_tx_bytes"]))
 
@@ -196,9 +203,7 @@ def run():
         off = "--rrl-rate 0 --class-rate 0 --miss-rate 0 --miss-total-rate 0" if has_limits else ""
         sh(f"flood_rampart_start $RP_TMP/w/zones {off}", 90)
         out = os.path.join(tmp, "rounds.kv")
-        s0 = stats()
-        r = round_(out, "hot one 3 20000 1000")
-        d = rplab.delta(s0, stats())
+        r, d, _ = counted_round(out, "hot one 3 20000 1000")
         gp, tp, gb, tb = (int(r[k]) for k in ("gen_packets", "atk_tx_packets", "gen_bytes", "atk_tx_bytes"))
         c.check("counters: attacker NIC sent what flood-gen counted (packets)", 0 <= tp - gp <= 100, f"gen {gp} nic {tp}")
         c.check("counters: attacker NIC sent what flood-gen counted (bytes)", 0 <= tb - gb <= 20000, f"gen {gb} nic {tb}")
@@ -214,9 +219,7 @@ def run():
         amp = int(r["atk_rx_bytes"]) / max(1, int(r["atk_tx_bytes"]))
         c.check("amplification is measured (answers are bigger than queries)", amp > 1.0, f"{amp:.2f}")
         for mix in ("random", "cookie"):
-            s0 = stats()
-            r = round_(out, f"{mix} spread 3 20000 1000")
-            d = rplab.delta(s0, stats())
+            r, d, _ = counted_round(out, f"{mix} spread 3 20000 1000")
             c.check(f"{mix} flood from spread sources: every packet its own /56",
                     int(r["gen_sources"]) == int(r["gen_packets"]) > 50000, f"{r['gen_sources']} of {r['gen_packets']}")
             legit_ok(c, r, mix)
@@ -231,10 +234,7 @@ def run():
                 c.skip(f"{what} under a flood", "this rampart has no flood defenses yet (no --class-rate)")
             return c
         sh("flood_rampart_start $RP_TMP/w/zones --class-rate 5000 --cookie-secret 00112233445566778899aabbccddeeff", 90)
-        s0 = stats()
-        r = round_(out, "hot one 3 20000 1000")
-        d = rplab.delta(s0, stats())
-        gp = int(r["gen_packets"])
+        r, d, gp = counted_round(out, "hot one 3 20000 1000")
         rrl = d.get("tx_slip_rrl", 0) + d.get("drop_rrl", 0)
         limited = rrl + d.get("tx_slip_global", 0) + d.get("drop_global", 0)
         # the global view (5,000/s for the hot name) sees the flood first; RRL limits what it lets by
@@ -254,10 +254,7 @@ def run():
                 d.get("cookie_sent", 0) >= 0.9 * int(r["legit_sent"]), f"{d}")
         legit_ok(c, r, "hot (RRL on)")
 
-        s0 = stats()
-        r = round_(out, "hot spread 3 20000 1000")
-        d = rplab.delta(s0, stats())
-        gp = int(r["gen_packets"])
+        r, d, gp = counted_round(out, "hot spread 3 20000 1000")
         glob = d.get("tx_slip_global", 0) + d.get("drop_global", 0)
         c.check("global view: a hot flood over 100,000+ /56s is limited", glob >= 0.5 * gp, f"{glob} of {gp}: {d}")
         c.check("global view: amplification cut from > 1 to <= 0.7 with spread sources", amp_of(r) <= 0.7,
@@ -274,11 +271,8 @@ def run():
                     sh("flood_legit_cookie")
                     kind = sh('cat "$RP_TMP/legit-cookie"').split()[0]
                     c.check("the legit client learnt a server cookie", kind == "server", kind)
-                s0 = stats()
-                r = round_(out, "hot spread 3 20000 1000")
-                d = rplab.delta(s0, stats())
+                r, d, gp = counted_round(out, "hot spread 3 20000 1000")
                 sent, done = int(r["legit_sent"]), int(r["legit_completed"])
-                gp = int(r["gen_packets"])
                 glob = d.get("tx_slip_global", 0) + d.get("drop_global", 0)
                 if learnt:
                     c.check("cookies: the legit client's valid cookie is verified",
@@ -294,10 +288,7 @@ def run():
         finally:
             sh('cp "$RP_TMP/legit-all.txt" "$RP_TMP/legit.txt" && rm -f "$RP_TMP/legit-cookie"')
 
-        s0 = stats()
-        r = round_(out, "cookie spread 3 20000 1000")
-        d = rplab.delta(s0, stats())
-        gp = int(r["gen_packets"])
+        r, d, gp = counted_round(out, "cookie spread 3 20000 1000")
         limited = sum(d.get(k, 0) for k in ("tx_slip_rrl", "drop_rrl", "tx_slip_global", "drop_global"))
         c.check("a bad-cookie flood over spread sources is limited", limited >= 0.5 * gp, f"{limited} of {gp}: {d}")
         c.check("cookies: amplification <= 0.7 under the bad-cookie flood", amp_of(r) <= 0.7, f"{amp_of(r):.2f}")
@@ -305,10 +296,7 @@ def run():
         c.check("cookies: a wrong server cookie bypasses nothing", d.get("cookie_valid", 0) == 0, f"{d}")
         legit_ok(c, r, "bad cookies")
 
-        s0 = stats()
-        r = round_(out, "wild one 3 5000 1000")
-        d = rplab.delta(s0, stats())
-        gp = int(r["gen_packets"])
+        r, d, gp = counted_round(out, "wild one 3 5000 1000")
         budget = d.get("tx_slip_budget", 0) + d.get("drop_budget", 0)
         c.check("miss budget: a one-source flood only the slow path answers is budgeted", budget >= 0.8 * gp,
                 f"{budget} of {gp}: {d}")
