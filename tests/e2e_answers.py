@@ -138,11 +138,12 @@ def mix_case(name, rng):
     return out
 
 
-def make_query(qname, qtype, edns, qid):
+def make_query(qname, qtype, edns, qid, options=()):
     if edns == "noedns":
         q = dns.message.make_query(qname, qtype, use_edns=False)
     else:
-        q = dns.message.make_query(qname, qtype, use_edns=0, payload=1232, want_dnssec=(edns == "do"))
+        q = dns.message.make_query(qname, qtype, use_edns=0, payload=1232, want_dnssec=(edns == "do"),
+                                   options=list(options))
     q.flags = 0  # RD=0: an authoritative server's client
     q.id = qid
     return q.to_wire()
@@ -291,14 +292,6 @@ def xdp_outcomes(c, lab):
                 f"fast {fast.hex() if fast else None} slow {slow.hex() if slow else None}")
 
 
-def cookie_query(qname, qtype, edns, qid, cookie):
-    q = dns.message.make_query(qname, qtype, use_edns=0, payload=1232, want_dnssec=(edns == "do"),
-                               options=[dns.edns.GenericOption(10, cookie)])
-    q.flags = 0
-    q.id = qid
-    return q.to_wire()
-
-
 def answer_cookie(reply):
     """The COOKIE option's data in a reply, or None."""
     m = dns.message.from_wire(reply)
@@ -319,7 +312,8 @@ def cookies_fast_vs_slow(c, lab):
         for step in ("client cookie", "learnt server cookie"):
             for _ in range(3):   # the two replies must come from one second; rarely they don't
                 t0 = int(time.time())
-                wire = cookie_query(qname, qtype, edns, rng.randrange(1, 65536), cookie)
+                wire = make_query(qname, qtype, edns, rng.randrange(1, 65536),
+                                  [dns.edns.GenericOption(10, cookie)])
                 before = lab.stats()
                 fast = rplab.udp_raw(wire, lab.node4, 53)
                 mid = lab.stats()

@@ -100,6 +100,14 @@ class Wire:
         self.s.send(f)
         self.sent_bytes += len(f)
 
+    def burst(self, src, port, dns, n):
+        """Send `dns` `n` times from `src` (ports port, port + 1, ...) and return the node's
+        replies to `src`, earlier frames drained first."""
+        self.drain()
+        for i in range(n):
+            self.send(src, port + i, dns)
+        return [r for r in self.replies() if r[0] == src]
+
     def replies(self, wait=0.5):
         """DNS payloads of the frames the node sent to spoofed sources: [(dst, dns)]."""
         out = []
@@ -180,11 +188,8 @@ def run():
 def rrl_v4(c, lab, w):
     q = query(0x5001, "mail.example.com")
     before = lab.stats()
-    w.drain()
     n = 40
-    for i in range(n):
-        w.send("192.0.2.10", 20000 + i, q)
-    rep = [r for r in w.replies() if r[0] == "192.0.2.10"]
+    rep = w.burst("192.0.2.10", 20000, q, n)
     d = rplab.delta(before, lab.stats())
     full, slips, problems = classify(rep, q)
     limited = n - full
@@ -199,10 +204,7 @@ def rrl_v4(c, lab, w):
             f"tx_slip_rrl {d['tx_slip_rrl']} drop_rrl {d['drop_rrl']} tx_answer {d['tx_answer']}; "
             f"seen full {full} slips {slips}")
     # Another /24 is not affected.
-    w.drain()
-    for i in range(5):
-        w.send("203.0.113.200", 21000 + i, q)
-    full2, _, _ = classify([r for r in w.replies() if r[0] == "203.0.113.200"], q)
+    full2, _, _ = classify(w.burst("203.0.113.200", 21000, q, 5), q)
     c.check("RRL: another /24 has its own bucket", full2 == 5, f"{full2} of 5 answered")
 
 
@@ -251,11 +253,8 @@ def budget(c, lab, w):
     # ANY is never answered from the maps: every one goes up to the slow path.
     q = query(0x7001, "mail.example.com", 255)
     before = lab.stats()
-    w.drain()
     n = 30
-    for i in range(n):
-        w.send("192.0.2.20", 25000 + i, q)
-    rep = [r for r in w.replies() if r[0] == "192.0.2.20"]
+    rep = w.burst("192.0.2.20", 25000, q, n)
     d = rplab.delta(before, lab.stats())
     _, slips, problems = classify(rep, q)
     tc_no_aa = all(flags(r) & 0x0600 == 0x0200 and flags(r) & 0xF == 0 for _, r, _ in rep)

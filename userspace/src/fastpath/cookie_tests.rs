@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::probe::{XDP_PASS, XDP_TX};
-use super::tests::{frame_from, loaded, query, run, verify_reply, with_cookie_option};
+use super::tests::{frame_from, loaded, run, verify_reply};
 use super::*;
 use crate::cookie::Secret;
 use crate::limits::{self, BudgetConfig, RrlConfig};
+use crate::wire::{OPTION_COOKIE, testutil::query_with_options};
 
 const XDP_DROP: u32 = 1;
 const SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
@@ -56,7 +57,7 @@ fn with_cookie_limits(rrl: &RrlConfig, budget: &BudgetConfig, staging: bool) -> 
 
 /// www.example.com A with EDNS and a COOKIE option of `data`.
 fn with_cookie(id: u16, data: &[u8]) -> Vec<u8> {
-    with_cookie_option(query(id, "www.example.com", 1, Some((1232, false))), data)
+    query_with_options(id, "www.example.com", 1, false, &[(OPTION_COOKIE, data)])
 }
 
 /// Client cookie + server cookie made with `secret` for `src` at `ts`.
@@ -95,7 +96,7 @@ fn answered_cookie(dns: &[u8], src: &str) -> [u8; 24] {
 #[test]
 fn answers_carry_a_fresh_server_cookie_v4_and_v6() {
     let fp = with_cookies(false, 0);
-    let plain = query(7, "www.example.com", 1, Some((1232, false)));
+    let plain = query_with_options(7, "www.example.com", 1, false, &[]);
     for src in ["198.51.100.2", "2001:db8::2"] {
         let (_, base) = run(&fp, &frame_from(ip(src), 5000, &plain));
         let base = verify_reply(&frame_from(ip(src), 5000, &plain), &base);
@@ -199,11 +200,8 @@ fn malformed_or_duplicate_cookies_go_to_the_slow_path() {
         let (action, _) = run(&fp, &frame_from(ip(src), 5353, &q));
         assert_eq!(action, XDP_PASS, "length {}", data.len());
     }
-    let mut two = with_cookie(3, &CLIENT);
-    let n = two.len();
-    two[n - 12 - 2..n - 12].copy_from_slice(&24u16.to_be_bytes());
-    two.extend_from_slice(&[0, 10, 0, 8]);
-    two.extend_from_slice(&CLIENT);
+    let cookie = (OPTION_COOKIE, &CLIENT[..]);
+    let two = query_with_options(3, "www.example.com", 1, false, &[cookie, cookie]);
     assert_eq!(run(&fp, &frame_from(ip(src), 5353, &two)).0, XDP_PASS);
     assert_eq!(fp.counters().unwrap().get("pass_edns"), 5);
 }
@@ -212,7 +210,7 @@ fn malformed_or_duplicate_cookies_go_to_the_slow_path() {
 fn without_a_secret_cookies_are_ignored() {
     let fp = loaded();
     let src = "198.51.100.2";
-    let plain = query(9, "www.example.com", 1, Some((1232, false)));
+    let plain = query_with_options(9, "www.example.com", 1, false, &[]);
     let f = frame_from(ip(src), 5000, &plain);
     let base = verify_reply(&f, &run(&fp, &f).1);
     let q = with_cookie(9, &CLIENT);
@@ -268,11 +266,7 @@ fn a_limited_cookie_client_gets_badcookie_then_passes_with_it() {
     let fp = with_cookies(false, 1);
     let src = "198.51.100.2";
     for (i, do_bit) in [false, true].into_iter().enumerate() {
-        let mut q = with_cookie(4, &CLIENT);
-        if do_bit {
-            let opt = q.len() - 12 - 11;
-            q[opt + 7] = 0x80;
-        }
+        let q = query_with_options(4, "www.example.com", 1, do_bit, &[(OPTION_COOKIE, &CLIENT)]);
         // Burst 1, slip 2: answered, dropped, slipped. The second round shares the first's
         // bucket (same prefix and class), so its first query may already be limited.
         let f = frame_from(ip(src), 5000 + i as u16, &q);
@@ -321,9 +315,12 @@ fn a_budget_slip_stays_tc_whatever_the_cookie() {
     };
     let fp = with_cookie_limits(&rrl, &budget, false);
     // A name the maps don't have: the slow path's, so the budget applies.
-    let q = with_cookie_option(
-        query(6, "nothere.example.org", 1, Some((1232, false))),
-        &CLIENT,
+    let q = query_with_options(
+        6,
+        "nothere.example.org",
+        1,
+        false,
+        &[(OPTION_COOKIE, &CLIENT)],
     );
     let f = frame_from(ip("198.51.100.2"), 7000, &q);
     assert_eq!(run(&fp, &f).0, XDP_PASS, "within the budget: up");

@@ -116,16 +116,6 @@ pub(super) fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) 
     q
 }
 
-/// `q` (with an OPT without options) with a COOKIE option of `data` added to its OPT.
-pub(super) fn with_cookie_option(mut q: Vec<u8>, data: &[u8]) -> Vec<u8> {
-    let n = q.len();
-    q[n - 2..].copy_from_slice(&(4 + data.len() as u16).to_be_bytes());
-    q.extend_from_slice(&[0, 10]);
-    q.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    q.extend_from_slice(data);
-    q
-}
-
 pub(super) fn frame(v6: bool, sport: u16, dns: &[u8]) -> Vec<u8> {
     let (client, server): (IpAddr, IpAddr) = if v6 {
         (
@@ -765,6 +755,10 @@ fn ns_per_packet() {
     }
     eprintln!("limits (and cookies) on: {limits_on}");
     let plain = |name| query(1, name, 1, Some((1232, false)));
+    let with_cookie = |name, data: &[u8]| {
+        let cookie = [(crate::wire::OPTION_COOKIE, data)];
+        crate::wire::testutil::query_with_options(1, name, 1, false, &cookie)
+    };
     let client = [7u8; 8];
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -780,13 +774,10 @@ fn ns_per_packet() {
         ("A, IPv4", plain("www.example.com")),
         ("NXDOMAIN, IPv4", plain("nope.example.com")),
         ("miss (slow path)", plain("x.sub.example.com")),
-        (
-            "A, client cookie",
-            with_cookie_option(plain("www.example.com"), &client),
-        ),
+        ("A, client cookie", with_cookie("www.example.com", &client)),
         (
             "A, valid server cookie",
-            with_cookie_option(plain("www.example.com"), &full),
+            with_cookie("www.example.com", &full),
         ),
     ] {
         let f = frame(false, 40000, &dns);
