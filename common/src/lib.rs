@@ -10,8 +10,6 @@ pub const MAX_NAME: usize = 255;
 /// with BPF_PROG_TEST_RUN: frames from a NIC carry no metadata, so nothing on the wire can claim
 /// it. The rate limits let it through (a flood of the probe's name must not withdraw the node).
 pub const PROBE_META: u32 = 0x7270_6865;
-/// Bytes reserved for the name in an [`AnswerKey`]: `MAX_NAME` rounded up so the key is 4-aligned.
-pub const KEY_NAME_LEN: usize = 256;
 /// Largest UDP answer the fast path sends: the EDNS payload size we advertise (DNS flag day 2020).
 pub const EDNS_PAYLOAD: u16 = 1232;
 /// Classic DNS UDP limit for queries without EDNS (RFC 1035 §4.2.1).
@@ -21,7 +19,7 @@ pub const CLASSIC_UDP_LIMIT: u16 = 512;
 pub const TAIL_SMALL: usize = 192;
 pub const TAIL_LARGE: usize = 1216;
 
-/// Which response variant a query needs; part of the key because the OPT record is in the tail.
+/// Which response variant a query needs: the OPT record is in the tail, DO changes it.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
@@ -37,38 +35,13 @@ impl Variant {
     pub const ALL: [Variant; 3] = [Variant::NoEdns, Variant::Edns, Variant::EdnsDo];
 }
 
-/// Hash key of the answer maps: one precompiled answer per (generation, variant, qtype, name).
-/// `N` is the name field's size: most names fit [`ShortKey`] (a smaller key hashes faster and
-/// costs a quarter of the memory); longer ones go to [`LongKey`]. The two share a prefix, so the
-/// program builds one long key and looks the short map up through the same bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AnswerKey<const N: usize> {
-    /// Zone generation; the program reads the live one from `CONFIG` (see [`Config::generation`]).
-    pub generation: u8,
-    /// A [`Variant`] as u8.
-    pub variant: u8,
-    /// Query type, host byte order; [`QTYPE_OTHER`] for "any data type not listed at this name".
-    pub qtype: u16,
-    /// The query name in wire form, ASCII lowercased, zero-padded to the end.
-    pub name: [u8; N],
-}
+/// Bytes of the per-CPU buffer the program copies the query name into (lowercased, zero-padded):
+/// `MAX_NAME` rounded up to whole 8-byte words.
+pub const KEY_NAME_LEN: usize = 256;
 
-impl<const N: usize> AnswerKey<N> {
-    pub const fn zeroed() -> Self {
-        AnswerKey {
-            generation: 0,
-            variant: 0,
-            qtype: 0,
-            name: [0; N],
-        }
-    }
-}
-
-/// Name bytes of a short key: names up to 64 bytes in wire form (nearly all of them).
+/// Names up to this many bytes in wire form (nearly all of them) are walked for their closest
+/// encloser when missing (at most 32 hops); longer missing names go up.
 pub const SHORT_NAME_LEN: usize = 64;
-pub type ShortKey = AnswerKey<SHORT_NAME_LEN>;
-pub type LongKey = AnswerKey<KEY_NAME_LEN>;
 
 /// Key qtype of the answer for every *data* type a name doesn't list explicitly (NODATA at a
 /// name or an empty non-terminal, a referral at a cut). Type 0 is reserved (RFC 6895), so no
@@ -97,19 +70,145 @@ pub const fn is_data_type(qtype: u16) -> bool {
 /// Tail slot classes (`AnswerHead::tail_class`).
 pub const TAIL_CLASS_SMALL: u8 = 0;
 pub const TAIL_CLASS_LARGE: u8 = 1;
-/// The tail is in the answer's own value (`AnswerValue::inline`).
+/// The tail is in the answer's own record (`Record::inline`).
 pub const TAIL_CLASS_INLINE: u8 = 2;
-/// Tails up to this size (A, AAAA and most NODATA answers, with their OPT) live inside the
-/// answer's map value: one random memory access per packet instead of two, which on large zones
-/// is most of the program's cost.
-pub const TAIL_INLINE: usize = 64;
+/// Tails up to this size (A and AAAA answers with their OPT: 27 and 39 bytes) live inside the
+/// answer's record: one memory access per packet instead of two.
+pub const TAIL_INLINE: usize = 44;
+/// Bytes of a name kept in its record; longer names are kept in `NAMES` (`Record::long_name`).
+pub const RECORD_NAME_LEN: usize = 32;
+/// A record's other variants (`Record::alt`) or a long name: none.
+pub const RECORD_NONE: u32 = u32::MAX;
 
-/// Value of the answer maps: the answer's header fields and its tail, inline or in a slot.
+/// `Record::derive` bits: which variants the program makes from the EDNS answer instead of
+/// reading a record of their own (the compiler checked that the bytes come out identical).
+/// Without EDNS: the same answer less its OPT record, which ends the tail (11 bytes, ARCOUNT-1).
+pub const DERIVE_NOEDNS: u8 = 1;
+/// With DO: the same answer with DO set in the OPT's flags (an unsigned zone's answers).
+pub const DERIVE_DO: u8 = 2;
+/// Bytes of an OPT record without options.
+pub const OPT_LEN: usize = 11;
+
+/// One precompiled answer for a (name, type), the EDNS (DO clear) variant, with what the other
+/// two variants take from it. The program finds it through [`IndexBucket`]s and checks its
+/// name and type against the query before it answers. 128 bytes: two cache lines.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AnswerValue {
+pub struct Record {
     pub head: AnswerHead,
+    /// Records of the no-EDNS and the DO variants where they are not derived ([`RECORD_NONE`]:
+    /// that variant has no answer here, the query goes up).
+    pub alt: [u32; 2],
+    /// Index into `NAMES` when the name is longer than [`RECORD_NAME_LEN`], else [`RECORD_NONE`].
+    pub long_name: u32,
+    /// Query type, host byte order ([`QTYPE_OTHER`], [`QTYPE_ENCLOSER`] included).
+    pub qtype: u16,
+    /// Checksum of the tail less its OPT record (the derived no-EDNS answer), as `tail_csum`.
+    pub noedns_csum: u16,
+    /// The name, lowercased, zero-padded (names up to [`RECORD_NAME_LEN`] bytes); 8-aligned,
+    /// so the program compares it a word at a time.
+    pub name: [u8; RECORD_NAME_LEN],
+    /// Bytes of the name in wire form.
+    pub name_len: u8,
+    /// `DERIVE_*` bits.
+    pub derive: u8,
+    pub _pad: u16,
     pub inline: [u8; TAIL_INLINE],
+}
+
+const _: () = assert!(core::mem::size_of::<Record>() == 128);
+const _: () = assert!(core::mem::offset_of!(Record, name) % 8 == 0);
+
+impl Record {
+    pub const fn zeroed() -> Record {
+        Record {
+            head: AnswerHead::zeroed(),
+            alt: [RECORD_NONE; 2],
+            long_name: RECORD_NONE,
+            qtype: 0,
+            noedns_csum: 0,
+            name: [0; RECORD_NAME_LEN],
+            name_len: 0,
+            derive: 0,
+            _pad: 0,
+            inline: [0; TAIL_INLINE],
+        }
+    }
+}
+
+/// A long name of a record, lowercased and zero-padded (the `NAMES` array).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NameSlot {
+    pub bytes: [u8; KEY_NAME_LEN],
+}
+
+/// Entries per index bucket: one cache line.
+pub const INDEX_WAYS: usize = 8;
+
+/// A bucket of the answer index (bucketized cuckoo hashing): each entry is a record's
+/// fingerprint (high 32 bits, never 0) and its index in `RECORDS` (low 32 bits); 0 is empty. A
+/// (name, type) is in one of its two buckets ([`index_buckets`]), so a lookup reads at most two
+/// cache lines of index, whatever the query: a flood of made-up names can't make it slower.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexBucket {
+    pub entries: [u64; INDEX_WAYS],
+}
+
+/// Multipliers of the name hash (odd 64-bit constants from splitmix64 and the golden ratio).
+const HASH_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+const HASH_MUL2: u64 = 0xbf58_476d_1ce4_e5b9;
+const HASH_MUL3: u64 = 0x94d0_49bb_1331_11eb;
+
+/// One step of the name hash: the next 8 bytes of the lowercased, zero-padded wire name, read
+/// as a little-endian word. The program takes it in the same pass that lowercases the name, so
+/// the hash costs a multiply and two xors per 8 bytes; userspace hashes the same words.
+#[inline(always)]
+pub const fn name_hash_step(h: u64, word: u64) -> u64 {
+    let h = (h ^ word).wrapping_mul(HASH_MUL);
+    h ^ (h >> 32)
+}
+
+/// The hash of a whole name (as the program computes it word by word), from the generation's
+/// seed: lowercased wire bytes, zero-padded to whole words.
+pub fn name_hash(seed: u64, name: &[u8]) -> u64 {
+    let mut h = seed;
+    let mut i = 0;
+    while i < name.len() {
+        let mut w = [0u8; 8];
+        let n = if name.len() - i < 8 {
+            name.len() - i
+        } else {
+            8
+        };
+        let mut j = 0;
+        while j < n {
+            w[j] = name[i + j].to_ascii_lowercase();
+            j += 1;
+        }
+        h = name_hash_step(h, u64::from_le_bytes(w));
+        i += 8;
+    }
+    h
+}
+
+/// The key hash of (name, type) from the name's hash (splitmix64's finaliser).
+#[inline(always)]
+pub const fn key_hash(name_hash: u64, qtype: u16) -> u64 {
+    let mut h = name_hash ^ ((qtype as u64) << 48) ^ qtype as u64;
+    h = (h ^ (h >> 30)).wrapping_mul(HASH_MUL2);
+    h = (h ^ (h >> 27)).wrapping_mul(HASH_MUL3);
+    h ^ (h >> 31)
+}
+
+/// A key's two buckets (under `mask`, the bucket count less one) and its fingerprint.
+#[inline(always)]
+pub const fn index_buckets(key_hash: u64, mask: u32) -> (u32, u32, u32) {
+    let b1 = key_hash as u32 & mask;
+    let b2 = (key_hash >> 32) as u32 & mask;
+    let fp = ((key_hash.wrapping_mul(HASH_MUL) >> 32) as u32) | 1;
+    (b1, b2, fp)
 }
 
 /// The answer's header fields and where its tail lives.
@@ -149,6 +248,26 @@ pub struct AnswerHead {
     pub reloc: u64,
 }
 
+impl AnswerHead {
+    pub const fn zeroed() -> AnswerHead {
+        AnswerHead {
+            flags: 0,
+            ancount: 0,
+            nscount: 0,
+            arcount: 0,
+            tail_len: 0,
+            tail_csum: 0,
+            tail_index: 0,
+            tail_class: 0,
+            reloc_count: 0,
+            ref_qname_len: 0,
+            opt_back: 0,
+            rrl_class: 0,
+            reloc: 0,
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct TailSmall {
@@ -165,11 +284,24 @@ pub struct TailLarge {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// Live zone generation. Userspace fills the other generation, then flips this one word, so no
-    /// query ever sees half a zone.
+    /// Live zone generation (0 or 1): which of `gens` the program uses. Userspace fills the
+    /// other generation's records and index and writes its `gens` entry, then flips this one
+    /// word in a second write, so no query ever sees half a zone.
     pub generation: u32,
     /// Nonzero once userspace has filled a generation; until then every query goes up.
     pub ready: u32,
+    pub gens: [GenParams; 2],
+}
+
+/// Where one generation's answer index is, and its hash seed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenParams {
+    /// Seed of the name hash (random per install: nobody can aim names at one bucket).
+    pub seed: u64,
+    /// First `INDEX` bucket of the generation and its bucket count less one (a power of two).
+    pub index_base: u32,
+    pub index_mask: u32,
 }
 
 /// Per-CPU counters (`STATS` array index). Names are what `rampart stats` prints.
@@ -430,8 +562,9 @@ pub struct Bucket {
 pub type WhitelistAddr = [u8; 16];
 
 /// Map names, shared so the loader and `rampart stats` find them in the object and in bpffs.
-pub const MAP_ANSWERS: &str = "ANSWERS";
-pub const MAP_ANSWERS_LONG: &str = "ANSWERS_LONG";
+pub const MAP_RECORDS: &str = "RECORDS";
+pub const MAP_INDEX: &str = "INDEX";
+pub const MAP_NAMES: &str = "NAMES";
 pub const MAP_TAILS_SMALL: &str = "TAILS_SMALL";
 pub const MAP_TAILS_LARGE: &str = "TAILS_LARGE";
 pub const MAP_CONFIG: &str = "CONFIG";
@@ -456,8 +589,9 @@ pub const COOKIE_OPTION_LEN: usize = 28;
 mod pod {
     // SAFETY: all of these are #[repr(C)] plain data with explicit padding fields and no
     // invalid bit patterns, which is what aya::Pod requires.
-    unsafe impl<const N: usize> aya::Pod for super::AnswerKey<N> {}
-    unsafe impl aya::Pod for super::AnswerValue {}
+    unsafe impl aya::Pod for super::Record {}
+    unsafe impl aya::Pod for super::IndexBucket {}
+    unsafe impl aya::Pod for super::NameSlot {}
     unsafe impl aya::Pod for super::TailSmall {}
     unsafe impl aya::Pod for super::TailLarge {}
     unsafe impl aya::Pod for super::Config {}

@@ -308,7 +308,7 @@ fn run(config: Config) -> Result<()> {
         let capacity = Capacity {
             buckets: rrl.table_size.max(1),
             whitelist: (rrl.whitelist.len() as u32).max(1024),
-            ..Capacity::for_table(&table)
+            ..Capacity::for_table(&table)?
         };
         let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -526,6 +526,8 @@ fn log_installed(i: &fastpath::Installed) {
     info!(
         generation = i.generation,
         answers = i.answers,
+        records = i.records,
+        derived = i.derived,
         tails_small = i.tails_small,
         tails_large = i.tails_large,
         "fast path filled"

@@ -132,14 +132,15 @@ pub fn parse_question(
         return Err(Counter::PassClass);
     }
     sum += crate::csum::at_offset(qtype, name_len) + crate::csum::at_offset(qclass, name_len);
-    key.set_qtype(qtype);
-    Ok(Question {
+    let q = Question {
         len: name_len + 4,
         name_len,
         qtype,
         csum: sum,
         end: tail + 4,
-    })
+    };
+    maps::locate(ctx, &q)?;
+    Ok(q)
 }
 
 pub struct Edns {
@@ -292,11 +293,23 @@ fn scan_options(
 /// A found answer and where its tail lives.
 pub struct Answer {
     pub value: AnswerHead,
-    /// The inline tail inside the map value (valid while the program runs: RCU).
+    /// The inline tail inside its record (valid while the program runs: RCU).
     pub inline: *const u8,
+    /// Set DO in the OPT record's flags after copying the tail (the DO variant derived from
+    /// the EDNS answer).
+    pub set_do: bool,
 }
 
 impl Answer {
+    #[inline(always)]
+    pub fn new(value: AnswerHead, inline: *const u8, set_do: bool) -> Answer {
+        Answer {
+            value,
+            inline,
+            set_do,
+        }
+    }
+
     /// The minimal answer a rate limit "slips" instead, as Knot and NSD send it: this answer's
     /// header with TC set, the question, no records (and so no OPT); a real resolver retries
     /// over TCP, a spoofed victim gets no more bytes than the query had. To a client that sent
@@ -323,6 +336,7 @@ impl Answer {
                 ..AnswerHead::default()
             },
             inline: core::ptr::null(),
+            set_do: false,
         }
     }
 

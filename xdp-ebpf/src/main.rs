@@ -118,7 +118,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         Variant::NoEdns => CLASSIC_UDP_LIMIT,
         _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
     } as usize;
-    let found = maps::lookup(ctx, &question, edns.variant).and_then(|a| {
+    let found = maps::lookup(&question, edns.variant).and_then(|a| {
         if dns::HEADER_LEN + question.len + a.value.tail_len as usize + cookie_len > limit {
             Err(Counter::PassTooBig)
         } else {
@@ -259,6 +259,7 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
     let tail_off = r.dns_off + dns::HEADER_LEN + r.question.len;
     let v = &r.answer.value;
     maps::store_tail(ctx, tail_off, r.answer)?;
+    let do_sum = set_do(ctx, r, tail_off)?;
     let relocated = relocate(ctx, r, tail_off)?;
     dns::write_header(ctx, r.dns_off, r.header, v)?;
     eth::swap_macs(ctx)?;
@@ -267,8 +268,33 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
     let payload_sum = dns::header_sum(r.header, v)
         + r.question.csum
         + csum::at_offset(v.tail_csum, tail_off - r.dns_off)
-        + relocated;
+        + relocated
+        + do_sum;
     udp::reply(ctx, r.l3, 8 + r.dns_len, pseudo + payload_sum)
+}
+
+/// The DO variant derived from the EDNS answer: set DO in the copied OPT record's flags (the
+/// flags word, just before RDLENGTH; 0 in the EDNS answer). Returns the checksum change.
+#[inline(always)]
+fn set_do(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> {
+    if !r.answer.set_do {
+        return Ok(0);
+    }
+    let v = &r.answer.value;
+    let back = v.opt_back as usize + 2;
+    if back > v.tail_len as usize {
+        return Err(Counter::DropRewriteFailed);
+    }
+    // Masked (a no-op for a frame we answer) so the verifier sees a positive offset.
+    let pos =
+        (maps::key_buf()?.launder((tail_off + v.tail_len as usize - back) as u64) & 0x7ff) as usize;
+    if pos < r.dns_off {
+        return Err(Counter::DropRewriteFailed);
+    }
+    // The whole flags word: a 2-byte window is one the verifier can bound (see name_byte_at).
+    let flags = packet::be16_at(ctx, pos, Counter::DropRewriteFailed)?;
+    packet::put_be16(ctx, pos, flags | 0x8000)?;
+    Ok(csum::at_offset(0x8000, pos - r.dns_off))
 }
 
 /// Fit a relocatable template (NXDOMAIN, or a referral below a cut) to this query name: its

@@ -1,13 +1,15 @@
 //! The maps the program reads (filled by userspace, layouts in rampart-common) and its counters.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, ProgramArray},
+    maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use rampart_common::{
-    AnswerValue, COUNTER_COUNT, Config, Counter, KEY_NAME_LEN, LongKey, MAX_NAME, MAX_RELOCS,
-    QTYPE_ENCLOSER, QTYPE_OTHER, SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_SMALL,
-    TAIL_INLINE, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant, is_data_type,
+    AnswerHead, COUNTER_COUNT, Config, Counter, DERIVE_DO, DERIVE_NOEDNS, GenParams, INDEX_WAYS,
+    IndexBucket, KEY_NAME_LEN, MAX_NAME, MAX_RELOCS, NameSlot, OPT_LEN, QTYPE_ENCLOSER,
+    QTYPE_OTHER, RECORD_NAME_LEN, RECORD_NONE, Record, SHORT_NAME_LEN, TAIL_CLASS_INLINE,
+    TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant,
+    index_buckets, is_data_type, key_hash, name_hash_step,
 };
 
 use crate::{
@@ -15,20 +17,29 @@ use crate::{
     dns::{Answer, Question},
 };
 
-/// Precompiled answers. Userspace sizes every map at load time (set_max_entries) to fit its zones.
-#[map(name = "ANSWERS")]
-static ANSWERS: HashMap<ShortKey, AnswerValue> = HashMap::with_max_entries(1, 0);
-#[map(name = "ANSWERS_LONG")]
-static ANSWERS_LONG: HashMap<LongKey, AnswerValue> = HashMap::with_max_entries(1, 0);
+/// Arrays userspace writes through mmap (a reload is a memcpy into the idle generation, no
+/// syscall per answer); the program reads them like any array.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Precompiled answers, both generations (userspace sizes every array at load time to fit its
+/// zones): records, the cuckoo index that finds them, long names, and tails too big to be
+/// inline. Arrays, not hash maps: an array lookup is a bounds check and an add, inlined by the
+/// verifier, where a hash map's is a helper call, a jhash of the key and a bucket chain walk
+/// (half of a hit's time, measured).
+#[map(name = "RECORDS")]
+static RECORDS: Array<Record> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map(name = "INDEX")]
+static INDEX: Array<IndexBucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map(name = "NAMES")]
+static NAMES: Array<NameSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "TAILS_SMALL")]
-static TAILS_SMALL: Array<TailSmall> = Array::with_max_entries(1, 0);
+static TAILS_SMALL: Array<TailSmall> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "TAILS_LARGE")]
-static TAILS_LARGE: Array<TailLarge> = Array::with_max_entries(1, 0);
+static TAILS_LARGE: Array<TailLarge> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
-/// The lookup key is 260 bytes, too big for the 512-byte stack next to everything else.
 /// Bytes of a frame the program may copy aside: the headers and the longest question (18 + 40 +
 /// 8 + 12 + 259) fit, and so does a whole 512-byte UDP query.
 pub const FRAME_BUF: usize = 600;
@@ -90,14 +101,28 @@ fn ascii_lowercase8(w: u64) -> u64 {
     w | (upper >> 2)
 }
 
-/// This CPU's lookup key under construction.
+/// This CPU's query name under construction (lowercased, zero-padded: 256 bytes are too many
+/// for the 512-byte stack next to everything else), with its hash and the generation it is
+/// looked up in.
 #[repr(C)]
 pub struct KeyBuf {
-    key: LongKey,
+    name: [u8; KEY_NAME_LEN],
     /// The name length, laundered through memory: see [`KeyBuf::set_len`].
     len: u32,
     /// Any value laundered the same way: see [`KeyBuf::launder`].
     wash: u64,
+    /// Hash of the name (or of the suffix a walk put in `name`), from the generation's seed.
+    hash: u64,
+    /// An answer's header laundered like `wash`: see [`KeyBuf::launder_head`].
+    head: AnswerHead,
+    /// What [`locate`] found: a record's index ([`RECORD_NONE`]: none), and the pass reason
+    /// for none or for a marker.
+    found: u32,
+    why: u32,
+    walk: WalkState,
+    /// The generation read once per frame, so every lookup of the frame uses the same one.
+    gen_: GenParams,
+    ready: u32,
 }
 
 impl KeyBuf {
@@ -107,7 +132,7 @@ impl KeyBuf {
     /// cost ~150 ns a packet.
     #[inline(always)]
     pub fn clear(&mut self, len: usize) {
-        let words = self.key.name.as_mut_ptr() as *mut u64;
+        let words = self.name.as_mut_ptr() as *mut u64;
         let n = if len <= SHORT_NAME_LEN {
             SHORT_NAME_LEN / 8
         } else {
@@ -118,15 +143,16 @@ impl KeyBuf {
             if i >= n {
                 break;
             }
-            // SAFETY: i < 32 words of the 256-byte name (4-aligned; x86 and the verifier allow
-            // unaligned map value access).
+            // SAFETY: i < 32 words of the 256-byte name, 8-aligned (first field of the
+            // 8-aligned scratch value).
             unsafe { core::ptr::write_volatile(words.add(i), 0) };
             i += 1;
         }
     }
 
-    /// Copy the `len`-byte question name at packet offset `off` into the key (one helper
-    /// memcpy), lowercase it in place eight bytes at a time, and return its checksum
+    /// Copy the `len`-byte question name at packet offset `off` into the buffer (one helper
+    /// memcpy), lowercase it in place eight bytes at a time, hash it on the same pass (under the
+    /// live generation's seed, read here once for the whole frame), and return its checksum
     /// contribution as a one's-complement sum of little-endian words (byte-swap after folding).
     /// Length bytes are below 'A', so lowercasing every byte leaves them alone.
     #[inline(always)]
@@ -134,7 +160,8 @@ impl KeyBuf {
         if len == 0 || len > MAX_NAME {
             return Err(Counter::PassMalformed);
         }
-        let name = self.key.name.as_mut_ptr();
+        self.take_generation();
+        let name = self.name.as_mut_ptr();
         // SAFETY: the helper writes len <= 255 bytes into the 256-byte name.
         if unsafe {
             aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, off as u32, name.cast(), len as u32)
@@ -144,23 +171,44 @@ impl KeyBuf {
         }
         let words = name as *mut u64;
         let mut sum = 0u64;
+        let mut h = self.gen_.seed;
         let mut i = 0;
         while i < KEY_NAME_LEN / 8 {
             if i * 8 >= len {
                 break;
             }
-            // SAFETY: i < 32 words of the 256-byte name; bytes past the name are zero.
+            // SAFETY: i < 32 words of the 8-aligned 256-byte name; bytes past the name are zero.
             unsafe {
-                let w = words.add(i).read_unaligned();
+                let w = words.add(i).read();
                 sum += (w & 0xffff_ffff) + (w >> 32);
-                words.add(i).write_unaligned(ascii_lowercase8(w));
+                let lower = ascii_lowercase8(w);
+                h = name_hash_step(h, lower);
+                words.add(i).write(lower);
             }
             i += 1;
         }
+        self.hash = self.launder(h);
         Ok(sum)
     }
-    /// Put the `len`-byte name suffix at packet offset `off` (len <= 64) into the key,
-    /// lowercased and zero-padded to the short key's 64 bytes.
+
+    /// Read the live generation once (it may flip while the frame is being handled).
+    #[inline(always)]
+    fn take_generation(&mut self) {
+        match CONFIG.get(0) {
+            Some(c) if c.ready != 0 => {
+                self.gen_ = if c.generation & 1 == 0 {
+                    c.gens[0]
+                } else {
+                    c.gens[1]
+                };
+                self.ready = 1;
+            }
+            _ => self.ready = 0,
+        }
+    }
+
+    /// Put the `len`-byte name suffix at packet offset `off` (len <= 64) into the buffer,
+    /// lowercased, zero-padded to 64 bytes, and hashed.
     #[inline(always)]
     pub fn fill_short_suffix(
         &mut self,
@@ -172,7 +220,7 @@ impl KeyBuf {
             return Err(Counter::PassMiss);
         }
         self.clear(len);
-        let name = self.key.name.as_mut_ptr();
+        let name = self.name.as_mut_ptr();
         // The same value, in a form whose range [1, 64] the verifier can see for itself.
         let n = (((len - 1) & (SHORT_NAME_LEN - 1)) + 1) as u32;
         // SAFETY: the helper writes n <= 64 bytes into the 256-byte name.
@@ -182,16 +230,20 @@ impl KeyBuf {
             return Err(Counter::PassMalformed);
         }
         let words = name as *mut u64;
+        let mut h = self.gen_.seed;
         let mut i = 0;
         while i < SHORT_NAME_LEN / 8 {
-            // SAFETY: i < 8 words of the 256-byte name.
+            // SAFETY: i < 8 words of the 8-aligned 256-byte name.
             unsafe {
-                words
-                    .add(i)
-                    .write_unaligned(ascii_lowercase8(words.add(i).read_unaligned()))
+                let lower = ascii_lowercase8(words.add(i).read());
+                if (i as u32) * 8 < n {
+                    h = name_hash_step(h, lower);
+                }
+                words.add(i).write(lower)
             };
             i += 1;
         }
+        self.hash = self.launder(h);
         Ok(())
     }
 
@@ -215,17 +267,21 @@ impl KeyBuf {
     /// a loop with early exits (the relocation loop) otherwise leaves one range per exit, and
     /// everything after it is verified once per exit.
     #[inline(always)]
+    pub fn launder_head(&mut self, v: AnswerHead) -> AnswerHead {
+        // SAFETY: plain field of this CPU's scratch slot; volatile so neither access is elided.
+        unsafe {
+            core::ptr::write_volatile(&mut self.head, v);
+            core::ptr::read_volatile(&self.head)
+        }
+    }
+
+    #[inline(always)]
     pub fn launder(&mut self, v: u64) -> u64 {
         // SAFETY: plain field of this CPU's scratch slot; volatile so neither access is elided.
         unsafe {
             core::ptr::write_volatile(&mut self.wash, v);
             core::ptr::read_volatile(&self.wash)
         }
-    }
-
-    #[inline(always)]
-    pub fn set_qtype(&mut self, qtype: u16) {
-        self.key.qtype = qtype;
     }
 }
 
@@ -238,47 +294,80 @@ pub fn key_buf() -> Result<&'static mut KeyBuf, Counter> {
     }
 }
 
-/// Find the precompiled answer for the question just parsed into the key buffer: the exact
-/// (name, type) first, then, for data types, the name's answer for types it doesn't list.
+/// What the index says of a (name, type).
+enum Found {
+    /// The record's index.
+    Record(u32),
+    /// Not there: no entry has its fingerprint in either bucket.
+    Absent,
+    /// An entry has its fingerprint but another name or type (about one query in 10^8): the
+    /// slow path decides, since the answer might be behind it.
+    Unsure,
+}
+
+/// Find the question's record in the key buffer's generation: the exact (name, type) first,
+/// then, for data types, the name's answer for types it doesn't list, then, for a name that
+/// has neither (it doesn't exist), its closest encloser's. Called as soon as the question is
+/// parsed, and the outcome left in the key buffer for [`lookup`]: few values are live this
+/// early, so the verifier walks the index (and the encloser walk's 32 hops) for few states.
 #[inline(always)]
-pub fn lookup(ctx: &XdpContext, q: &Question, variant: Variant) -> Result<Answer, Counter> {
-    let config = match CONFIG.get(0) {
-        Some(c) if c.ready != 0 => c,
-        _ => return Err(Counter::PassNotReady),
-    };
-    // Types 0 and 65535 key the shared and closest-encloser entries, never a question we
-    // answer (RFC 6895 reserves both).
-    if q.qtype == QTYPE_OTHER || q.qtype == QTYPE_ENCLOSER {
-        return Err(Counter::PassMiss);
-    }
+pub fn locate(ctx: &XdpContext, q: &Question) -> Result<(), Counter> {
     let key = key_buf()?;
-    key.key.generation = config.generation as u8;
-    key.key.variant = variant as u8;
-    let short = q.name_len <= SHORT_NAME_LEN;
-    let mut found = get(key, short);
-    if found.is_none() && is_data_type(q.qtype) {
-        key.key.qtype = QTYPE_OTHER;
-        found = get(key, short);
-    }
-    let (v, walked) = match found {
-        Some(v) => (v, false),
-        // A name with no entry at all doesn't exist: its closest encloser says what it gets.
-        None if short && is_data_type(q.qtype) => match lookup_encloser(ctx, q, key)? {
-            Some(v) => (v, true),
-            None => return Err(Counter::PassMiss),
-        },
-        None => return Err(Counter::PassMiss),
+    let (found, why) = if key.ready == 0 {
+        (RECORD_NONE, Counter::PassNotReady)
+    } else if q.qtype == QTYPE_OTHER || q.qtype == QTYPE_ENCLOSER {
+        // Types 0 and 65535 key the shared and closest-encloser entries, never a question we
+        // answer (RFC 6895 reserves both).
+        (RECORD_NONE, Counter::PassMiss)
+    } else {
+        let name_hash = key.hash;
+        let mut found = find(key, name_hash, q.qtype, q.name_len);
+        if matches!(found, Found::Absent) && is_data_type(q.qtype) {
+            found = find(key, name_hash, QTYPE_OTHER, q.name_len);
+        }
+        match found {
+            Found::Record(r) => (r, Counter::PassTooBig),
+            // A name with no entry at all doesn't exist: its closest encloser says what it gets
+            // (a marker there means a cut, DNAME or wildcard decides: the slow path's).
+            Found::Absent if q.name_len <= SHORT_NAME_LEN && is_data_type(q.qtype) => {
+                (lookup_encloser(ctx, q)?, Counter::PassMiss)
+            }
+            _ => (RECORD_NONE, Counter::PassMiss),
+        }
     };
-    // SAFETY: map value pointer from a successful lookup; the header fields are copied out at
-    // once, the inline tail is read in place by store_tail.
-    let (value, inline) = unsafe { ((*v).head, (*v).inline.as_ptr()) };
+    key.found = found;
+    // The reason for a marker (or nothing found): too big for the variant, else a miss.
+    key.why = why as u32;
+    Ok(())
+}
+
+/// The answer [`locate`] found, in the query's variant: the record's own (EDNS), or derived
+/// from it, or its variant's record.
+#[inline(always)]
+pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
+    let key = key_buf()?;
+    // SAFETY: plain fields of this CPU's scratch slot; volatile, as they were written by
+    // locate on another path of the verifier's walk.
+    let (found, why) = unsafe {
+        (
+            core::ptr::read_volatile(&key.found),
+            core::ptr::read_volatile(&key.why),
+        )
+    };
+    let why = if why == Counter::PassTooBig as u32 {
+        Counter::PassTooBig
+    } else if why == Counter::PassNotReady as u32 {
+        Counter::PassNotReady
+    } else {
+        Counter::PassMiss
+    };
+    let Some(rec) = RECORDS.get_ptr(found) else {
+        return Err(why);
+    };
+    let answer = variant_of(rec, variant)?;
+    let value = &answer.value;
     if value.tail_len == 0 {
-        // A marker: too big for this variant, or (walked) a cut, DNAME or wildcard decides.
-        return Err(if walked {
-            Counter::PassMiss
-        } else {
-            Counter::PassTooBig
-        });
+        return Err(why);
     }
     if value.reloc_count as usize > MAX_RELOCS || q.name_len < value.ref_qname_len as usize {
         return Err(Counter::PassMiss);
@@ -292,56 +381,249 @@ pub fn lookup(ctx: &XdpContext, q: &Question, variant: Variant) -> Result<Answer
     if value.tail_len as usize > slot {
         return Err(Counter::PassMiss);
     }
-    Ok(Answer { value, inline })
+    Ok(answer)
+}
+
+/// The answer for `variant` from a found record: its own for EDNS; without EDNS or with DO,
+/// derived from it where the compiler found the bytes would be the same, else the variant's
+/// own record.
+#[inline(always)]
+fn variant_of(rec: *const Record, variant: Variant) -> Result<Answer, Counter> {
+    // SAFETY: a pointer into RECORDS from a successful lookup (RCU keeps it valid); the header
+    // is copied out, the inline tail is read in place by store_tail.
+    let (mut value, mut inline, derive, alt) = unsafe {
+        (
+            (*rec).head,
+            (*rec).inline.as_ptr(),
+            (*rec).derive,
+            (*rec).alt,
+        )
+    };
+    let mut set_do = false;
+    let (bit, alt) = match variant {
+        Variant::Edns => (0, RECORD_NONE),
+        Variant::NoEdns => (DERIVE_NOEDNS, alt[0]),
+        Variant::EdnsDo => (DERIVE_DO, alt[1]),
+    };
+    if bit != 0 && derive & bit == 0 {
+        if alt == RECORD_NONE {
+            return Err(Counter::PassMiss);
+        }
+        let Some(r) = RECORDS.get_ptr(alt) else {
+            return Err(Counter::PassMiss);
+        };
+        // SAFETY: as above.
+        (value, inline) = unsafe { ((*r).head, (*r).inline.as_ptr()) };
+    } else if bit == DERIVE_DO {
+        set_do = true;
+    } else if bit == DERIVE_NOEDNS {
+        // No EDNS: the OPT record that ends the tail goes, and ARCOUNT with it.
+        if (value.tail_len as usize) < OPT_LEN || value.arcount == 0 {
+            return Err(Counter::PassMiss);
+        }
+        value.tail_len -= OPT_LEN as u16;
+        value.arcount -= 1;
+        // SAFETY: as above.
+        value.tail_csum = unsafe { (*rec).noedns_csum };
+        value.opt_back = 0;
+    }
+    // Through memory: every way here leaves the verifier its own ranges for these fields, and
+    // everything after this would be verified once per way.
+    let key = key_buf()?;
+    Ok(Answer::new(
+        key.launder_head(value),
+        inline,
+        key.launder(set_do as u64) != 0,
+    ))
+}
+
+/// Look (name, `qtype`) up in the live generation's index, for the name in the key buffer
+/// (`name_len` bytes, hashed to `name_hash`), and check the record found against it.
+#[inline(always)]
+fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found {
+    let idx = scan(key, key_hash(name_hash, qtype));
+    if idx == RECORD_NONE {
+        return Found::Absent;
+    }
+    let Some(rec) = RECORDS.get_ptr(idx) else {
+        return Found::Unsure;
+    };
+    // A copy through memory: the checks on it must not narrow the caller's name length (every
+    // narrowing would have the rest of the program verified once more).
+    let name_len = key.launder(name_len as u64) as usize;
+    if key.matches(rec, qtype, name_len) {
+        Found::Record(idx)
+    } else {
+        Found::Unsure
+    }
+}
+
+/// The first index entry with the key's fingerprint, in its first bucket then its second
+/// ([`RECORD_NONE`]: none), laundered.
+#[inline(always)]
+fn scan(key: &mut KeyBuf, key_hash: u64) -> u32 {
+    let (b1, b2, fp) = index_buckets(key_hash, key.gen_.index_mask);
+    let base = key.gen_.index_base;
+    // Both buckets scanned whole, backwards, each match replacing the last: no early exits for
+    // the verifier to follow one by one.
+    let mut idx = RECORD_NONE;
+    for b in [b2, b1] {
+        let Some(bucket) = INDEX.get_ptr(base + b) else {
+            continue;
+        };
+        let mut i = INDEX_WAYS;
+        while i > 0 {
+            i -= 1;
+            // SAFETY: a bucket of INDEX, i < INDEX_WAYS.
+            let e = unsafe { (*bucket).entries[i] };
+            if (e >> 32) as u32 == fp {
+                idx = e as u32;
+            }
+        }
+    }
+    key.launder(idx as u64) as u32
+}
+
+impl KeyBuf {
+    /// Whether `rec` is the record of (this name, `qtype`).
+    #[inline(always)]
+    fn matches(&mut self, rec: *const Record, qtype: u16, name_len: usize) -> bool {
+        // SAFETY: a pointer into RECORDS from a successful lookup.
+        let r = unsafe { &*rec };
+        if r.qtype != qtype || r.name_len as usize != name_len {
+            return false;
+        }
+        let mine = self.name.as_ptr() as *const u64;
+        if name_len <= RECORD_NAME_LEN {
+            let theirs = r.name.as_ptr() as *const u64;
+            let mut diff = 0u64;
+            let mut i = 0;
+            while i < RECORD_NAME_LEN / 8 {
+                // SAFETY: i < 4 words of both zero-padded, 8-aligned names.
+                diff |= unsafe { mine.add(i).read() ^ theirs.add(i).read() };
+                i += 1;
+            }
+            return diff == 0;
+        }
+        let Some(long) = NAMES.get_ptr(r.long_name) else {
+            return false;
+        };
+        let theirs = long as *const u64;
+        let mut diff = 0u64;
+        let mut i = 0;
+        while i < KEY_NAME_LEN / 8 {
+            if i * 8 < name_len {
+                // SAFETY: i < 32 words of both 256-byte, zero-padded, 8-aligned names.
+                diff |= unsafe { mine.add(i).read() ^ theirs.add(i).read() };
+            }
+            i += 1;
+        }
+        self.launder(diff) == 0
+    }
 }
 
 /// Walk a missing name's suffixes, itself first, to the first with a closest-encloser entry
 /// (DESIGN.md §2). Short names only (<= 64 bytes, so <= 32 hops): each step copies the suffix
-/// from the packet into the key, lowercased. `None` past the last label: not one of our zones.
+/// from the packet into the key, lowercased and hashed. [`RECORD_NONE`] past the last label
+/// (not one of our zones), or where the index is unsure.
 #[inline(always)]
-fn lookup_encloser(
-    ctx: &XdpContext,
-    q: &Question,
-    key: &mut KeyBuf,
-) -> Result<Option<*const AnswerValue>, Counter> {
-    let start = q.end - q.len;
-    let mut k = 0usize;
-    let mut hop = 0;
-    while hop < SHORT_NAME_LEN / 2 {
-        if k >= q.name_len {
-            break;
-        }
-        key.fill_short_suffix(ctx, start + k, q.name_len - k)?;
-        key.key.qtype = QTYPE_ENCLOSER;
-        let found = get(key, true);
-        if found.is_some() {
-            return Ok(found);
-        }
-        let label = key.key.name[0] as usize;
-        if label == 0 {
-            break;
-        }
-        k += label + 1;
-        hop += 1;
+fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
+    let key = key_buf()?;
+    // The walk's state lives in the per-CPU scratch, not on the stack: the verifier tracks no
+    // values in map memory, so every hop starts from the same state and it checks one (on the
+    // stack, the name offset's exact range would differ from hop to hop, each checked anew).
+    key.walk = WalkState {
+        start: (q.end - q.len) as u32,
+        name_len: q.name_len as u32,
+        k: 0,
+        found: RECORD_NONE,
+        malformed: 0,
+    };
+    let mut xdp = ctx.ctx;
+    // SAFETY: the callback is a static function of this program; its context is our stack.
+    unsafe {
+        aya_ebpf::helpers::bpf_loop(
+            (SHORT_NAME_LEN / 2) as u32,
+            walk_hop as *mut core::ffi::c_void,
+            (&mut xdp as *mut *mut aya_ebpf::bindings::xdp_md).cast(),
+            0,
+        );
     }
-    Ok(None)
+    let key = key_buf()?;
+    if key.walk.malformed != 0 {
+        return Err(Counter::PassMalformed);
+    }
+    let (idx, k) = (key.walk.found, key.walk.k as usize);
+    if idx == RECORD_NONE {
+        return Ok(RECORD_NONE);
+    }
+    // The hop that stopped left its suffix in the key buffer: the candidate must be its record.
+    let len = key.launder((q.name_len - k) as u64) as usize;
+    let Some(rec) = RECORDS.get_ptr(idx) else {
+        return Ok(RECORD_NONE);
+    };
+    Ok(if key.matches(rec, QTYPE_ENCLOSER, len) {
+        idx
+    } else {
+        RECORD_NONE
+    })
 }
 
-#[inline(always)]
-fn get(key: &KeyBuf, short: bool) -> Option<*const AnswerValue> {
-    if short {
-        // SAFETY: ShortKey is a prefix of LongKey's layout (same header, shorter name), and the
-        // name bytes past 64 are zero for a short name.
-        ANSWERS.get_ptr(unsafe { &*(&key.key as *const LongKey as *const ShortKey) })
-    } else {
-        ANSWERS_LONG.get_ptr(&key.key)
+/// The encloser walk's state, between hops.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct WalkState {
+    /// Packet offset of the query name, and its length.
+    start: u32,
+    name_len: u32,
+    /// Offset in the name of the suffix the next hop looks up (of the found one, at the end).
+    k: u32,
+    /// The first record whose fingerprint matched a suffix's (checked after the walk).
+    found: u32,
+    malformed: u32,
+}
+
+/// One hop of the walk, under `bpf_loop` (the verifier checks one hop, not 32 unrolled): hash
+/// the suffix at `k` and scan its buckets; 1 ends the walk (a candidate, past the root, or a
+/// name that can't be read), 0 goes on to the next label.
+#[inline(never)]
+extern "C" fn walk_hop(_hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: bpf_loop hands back the pointer lookup_encloser gave it: the frame's context.
+    let ctx = XdpContext::new(unsafe { *(xdp as *mut *mut aya_ebpf::bindings::xdp_md) });
+    let Ok(key) = key_buf() else {
+        return 1;
+    };
+    let (k, name_len) = (key.walk.k as usize, key.walk.name_len as usize);
+    if k >= name_len || name_len > SHORT_NAME_LEN {
+        return 1;
     }
+    let start = key.walk.start as usize;
+    if key
+        .fill_short_suffix(&ctx, start + k, name_len - k)
+        .is_err()
+    {
+        key.walk.malformed = 1;
+        return 1;
+    }
+    let idx = scan(key, key_hash(key.hash, QTYPE_ENCLOSER));
+    if idx != RECORD_NONE {
+        key.walk.found = idx;
+        return 1;
+    }
+    let label = key.name[0] as usize;
+    if label == 0 {
+        return 1;
+    }
+    key.walk.k = (k + label + 1) as u32;
+    0
 }
 
 /// Copy the answer's tail from its slot into the packet at `off`.
 #[inline(always)]
 pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counter> {
-    let len = a.value.tail_len as u32;
+    // Laundered: one value, checked and passed to the helper from the same register (LLVM
+    // otherwise reloads the field for the call, a copy the check never bounded).
+    let len = key_buf()?.launder(a.value.tail_len as u64) as u32 & 0x7ff;
     let idx = a.value.tail_index;
     if len == 0 {
         // A slip: header and question only.

@@ -1,6 +1,5 @@
 //! The XDP fast path: load, attach per NIC, fill and swap map generations, read counters.
 use std::{
-    collections::HashMap as StdHashMap,
     fs,
     os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
@@ -15,22 +14,22 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap, Map, MapData, PerCpuArray, ProgramArray,
+        Array, Map, MapData, PerCpuArray, ProgramArray,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    AnswerHead, AnswerKey, AnswerValue, Config, Counter, JUMP_COOKIE, JUMP_MAIN, Limits, LongKey,
-    MAP_ANSWERS, MAP_ANSWERS_LONG, MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_JUMPS, MAP_LIMITS,
-    MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, MAX_RELOCS, PROGRAM_COOKIE,
-    PROGRAM_NAME, SHORT_NAME_LEN, ShortKey, TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL,
-    TAIL_INLINE, TAIL_SMALL, TailLarge, TailSmall, WhitelistAddr,
+    Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, JUMP_MAIN, Limits, MAP_BUCKETS,
+    MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS, MAP_LIMITS, MAP_NAMES, MAP_RECORDS,
+    MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, NameSlot, PROGRAM_COOKIE,
+    PROGRAM_NAME, Record, TailLarge, TailSmall, WhitelistAddr,
 };
 use tracing::{info, warn};
 
 use crate::compile::CompiledAnswer;
 use crate::netlink;
+use layout::{Bases, Layout};
 
 /// The program, built by build.rs from xdp-ebpf/.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart-xdp"));
@@ -56,14 +55,17 @@ impl AttachMode {
     }
 }
 
-/// Map sizes for one instance: room for two generations of the compiled table plus headroom,
-/// so reloads that grow the zones a little still fit without reloading the program.
+/// Map sizes for one instance: room for two generations of the laid-out table plus headroom,
+/// so reloads that grow the zones a little still fit without reloading the program. The answer
+/// arrays hold both generations, each in its own half.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
-    pub answers: u32,
-    pub answers_long: u32,
+    /// Records, long names, tail slots and index buckets of one generation.
+    pub records: u32,
+    pub names: u32,
     pub tails_small: u32,
     pub tails_large: u32,
+    pub index_buckets: u32,
     /// Rate-limit buckets per CPU (LRU), per-class buckets, whitelist prefixes.
     pub buckets: u32,
     pub classes: u32,
@@ -71,77 +73,42 @@ pub struct Capacity {
 }
 
 impl Capacity {
-    pub fn for_table(table: &[CompiledAnswer]) -> Capacity {
-        let tails = TailSet::build(table);
-        let grow = |n: usize| ((n + n / 4 + 1024) * 2) as u32;
-        let long = table
-            .iter()
-            .filter(|a| a.qname.len() > SHORT_NAME_LEN)
-            .count();
-        Capacity {
-            answers: grow(table.len() - long),
-            answers_long: grow(long),
-            tails_small: grow(tails.small.len()),
-            tails_large: grow(tails.large.len()).max(2),
+    pub fn for_table(table: &[CompiledAnswer]) -> Result<Capacity> {
+        let layout = Layout::build(table, Bases::default(), 0)?;
+        let grow = |n: usize| (n + n / 8 + 64) as u32;
+        Ok(Capacity {
+            records: grow(layout.records.len()),
+            names: grow(layout.names.len()),
+            tails_small: grow(layout.tails_small.len()),
+            tails_large: grow(layout.tails_large.len()),
+            // A power of two at least twice what this table needs.
+            index_buckets: (layout::index_buckets_for(grow(layout.records.len()) as usize)
+                .max(layout.index.len())
+                * 2) as u32,
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
+        })
+    }
+
+    /// Where generation `generation`'s share of each array starts.
+    fn bases(&self, generation: u32) -> Bases {
+        Bases {
+            records: generation * self.records,
+            names: generation * self.names,
+            tails_small: generation * self.tails_small,
+            tails_large: generation * self.tails_large,
         }
     }
-}
 
-/// Tails deduplicated by content (NODATA tails repeat across names and types) and assigned to
-/// a slot class by size.
-struct TailSet {
-    small: Vec<Vec<u8>>,
-    large: Vec<Vec<u8>>,
-    /// Per table entry: (class, index within its class).
-    slots: Vec<(u8, u32)>,
-}
-
-impl TailSet {
-    fn build(table: &[CompiledAnswer]) -> TailSet {
-        let mut seen: StdHashMap<&[u8], (u8, u32)> = StdHashMap::new();
-        let (mut small, mut large, mut slots) = (Vec::new(), Vec::new(), Vec::new());
-        for a in table {
-            if a.is_pass_marker() || a.tail.len() <= TAIL_INLINE {
-                // Markers have no tail; short tails travel inside the answer's value.
-                slots.push((TAIL_CLASS_INLINE, 0));
-                continue;
-            }
-            let slot = *seen.entry(&a.tail).or_insert_with(|| {
-                if a.tail.len() <= TAIL_SMALL {
-                    small.push(a.tail.clone());
-                    (TAIL_CLASS_SMALL, small.len() as u32 - 1)
-                } else {
-                    large.push(a.tail.clone());
-                    (TAIL_CLASS_LARGE, large.len() as u32 - 1)
-                }
-            });
-            slots.push(slot);
-        }
-        TailSet {
-            small,
-            large,
-            slots,
-        }
+    /// Whether a layout fits one generation's share.
+    fn fits(&self, l: &Layout) -> bool {
+        l.records.len() <= self.records as usize
+            && l.names.len() <= self.names as usize
+            && l.tails_small.len() <= self.tails_small as usize
+            && l.tails_large.len() <= self.tails_large as usize
+            && l.index.len() <= self.index_buckets as usize
     }
-}
-
-/// Write `tails` into consecutive slots of a tail array from `base`, zero-padded to the slot size.
-fn fill_slots<T: aya::Pod, const N: usize>(
-    map: &mut Map,
-    base: u32,
-    tails: &[Vec<u8>],
-    slot: impl Fn([u8; N]) -> T,
-) -> Result<()> {
-    let mut array: Array<_, T> = Array::try_from(map)?;
-    for (i, t) in tails.iter().enumerate() {
-        let mut bytes = [0; N];
-        bytes[..t.len()].copy_from_slice(t);
-        array.set(base + i as u32, slot(bytes), 0)?;
-    }
-    Ok(())
 }
 
 /// One's-complement sum of `bytes` as big-endian words from an even offset, folded, not inverted.
@@ -158,34 +125,15 @@ pub fn tail_checksum(bytes: &[u8]) -> u16 {
     sum as u16
 }
 
-/// The map key for a compiled answer in a given generation, in the map its name length picks.
-fn answer_key<const N: usize>(generation: u8, a: &CompiledAnswer) -> Result<AnswerKey<N>> {
-    if a.qname.len() > N || a.qname.is_empty() {
-        bail!(
-            "name of {} bytes does not fit a {N}-byte key",
-            a.qname.len()
-        );
-    }
-    let mut key = AnswerKey::<N>::zeroed();
-    key.generation = generation;
-    key.variant = a.variant as u8;
-    key.qtype = a.qtype;
-    key.name[..a.qname.len()].copy_from_slice(&a.qname);
-    Ok(key)
-}
-
-/// The keys one generation holds, so it can be deleted after the flip.
-#[derive(Default)]
-struct GenerationKeys {
-    short: Vec<ShortKey>,
-    long: Vec<LongKey>,
-}
-
 /// What an install did, for logs and `rampart stats`.
 #[derive(Debug, Clone, Copy)]
 pub struct Installed {
     pub generation: u32,
+    /// Compiled answers (every variant) and the records that hold them.
     pub answers: usize,
+    pub records: usize,
+    /// Variants derived from another's record instead of stored.
+    pub derived: usize,
     pub tails_small: usize,
     pub tails_large: usize,
 }
@@ -197,9 +145,13 @@ pub struct FastPath {
     capacity: Capacity,
     links: Vec<(String, XdpLinkId)>,
     pin_dir: Option<PathBuf>,
-    /// Live generation (0 or 1) and the keys it holds, so the old one can be deleted after a flip.
+    /// Live generation (0 or 1), with its index's place and seed.
     generation: u32,
-    live_keys: GenerationKeys,
+    config: Config,
+    /// When the live generation went live: the idle one (the generation before) is not written
+    /// again until every frame that may still read it has left the program.
+    flipped: Option<std::time::Instant>,
+    arrays: AnswerArrays,
     log_stop: Arc<AtomicBool>,
     /// What `LIMITS` holds (kept to rewrite its clock offset).
     limits: Limits,
@@ -211,7 +163,7 @@ impl FastPath {
     pub fn load(capacity: Capacity, pin_dir: &Path) -> Result<FastPath> {
         let mut fp = FastPath::load_unpinned(capacity)?;
         fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
-        for name in [MAP_STATS, MAP_CONFIG, MAP_ANSWERS] {
+        for name in [MAP_STATS, MAP_CONFIG, MAP_RECORDS] {
             let path = pin_dir.join(name);
             let _ = fs::remove_file(&path);
             fp.ebpf
@@ -230,10 +182,11 @@ impl FastPath {
     pub fn load_unpinned(capacity: Capacity) -> Result<FastPath> {
         bump_memlock_rlimit();
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_ANSWERS, capacity.answers)
-            .map_max_entries(MAP_ANSWERS_LONG, capacity.answers_long)
-            .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small)
-            .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large)
+            .map_max_entries(MAP_RECORDS, capacity.records * 2)
+            .map_max_entries(MAP_NAMES, capacity.names * 2)
+            .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small * 2)
+            .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large * 2)
+            .map_max_entries(MAP_INDEX, capacity.index_buckets * 2)
             .map_max_entries(MAP_BUCKETS, capacity.buckets)
             .map_max_entries(MAP_CLASS_RATES, capacity.classes)
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
@@ -259,13 +212,16 @@ impl FastPath {
         let mut jumps = ProgramArray::try_from(ebpf.map_mut(MAP_JUMPS).expect("map"))?;
         jumps.set(JUMP_COOKIE, &stage, 0)?;
         jumps.set(JUMP_MAIN, &main, 0)?;
+        let arrays = AnswerArrays::map(&ebpf, &capacity)?;
         Ok(FastPath {
             ebpf,
             capacity,
             links: Vec::new(),
             pin_dir: None,
             generation: 1,
-            live_keys: GenerationKeys::default(),
+            config: Config::default(),
+            flipped: None,
+            arrays,
             log_stop,
             limits: Limits::default(),
         })
@@ -286,122 +242,64 @@ impl FastPath {
         Ok(())
     }
 
-    /// Fill the idle generation with `table`, flip the live generation to it, then delete the
-    /// old one. Queries see either the old zones or the new ones, never a mix. When the table
-    /// doesn't fit the maps loaded at start, the fast path is switched off (every query goes to
-    /// the slow path, which already serves the new zones) rather than serving stale answers.
+    /// Fill the idle generation with `table`, flip the live generation to it. Queries see
+    /// either the old zones or the new ones, never a mix. When the table doesn't fit the maps
+    /// loaded at start, the fast path is switched off (every query goes to the slow path, which
+    /// already serves the new zones) rather than serving stale answers.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
         let next = self.generation ^ 1;
-        let tails = TailSet::build(table);
-        let half = |c: u32| c / 2;
-        let long = table
-            .iter()
-            .filter(|a| a.qname.len() > SHORT_NAME_LEN)
-            .count() as u32;
-        if table.len() as u32 - long > half(self.capacity.answers)
-            || long > half(self.capacity.answers_long)
-            || tails.small.len() as u32 > half(self.capacity.tails_small)
-            || tails.large.len() as u32 > half(self.capacity.tails_large)
-        {
-            self.set_config(Config {
-                generation: self.generation,
-                ready: 0,
-            })?;
+        let layout = Layout::build(table, self.capacity.bases(next), random_seed()?)?;
+        if !self.capacity.fits(&layout) {
+            self.config.ready = 0;
+            self.write_config()?;
             bail!(
-                "{} answers exceed the maps sized at start ({} per generation): fast path off until restart",
+                "{} answers in {} records exceed the maps sized at start ({} records per generation): fast path off until restart",
                 table.len(),
-                half(self.capacity.answers)
+                layout.records.len(),
+                self.capacity.records
             );
         }
-        let small_base = next * half(self.capacity.tails_small);
-        let large_base = next * half(self.capacity.tails_large);
-        fill_slots(
-            self.ebpf.map_mut(MAP_TAILS_SMALL).expect("map"),
-            small_base,
-            &tails.small,
-            |bytes| TailSmall { bytes },
-        )?;
-        fill_slots(
-            self.ebpf.map_mut(MAP_TAILS_LARGE).expect("map"),
-            large_base,
-            &tails.large,
-            |bytes| TailLarge { bytes },
-        )?;
-        let mut keys = GenerationKeys::default();
-        {
-            let [short, long] = self.ebpf.maps_disjoint_mut([MAP_ANSWERS, MAP_ANSWERS_LONG]);
-            let mut short: HashMap<_, ShortKey, AnswerValue> =
-                HashMap::try_from(short.expect("map"))?;
-            let mut long: HashMap<_, LongKey, AnswerValue> = HashMap::try_from(long.expect("map"))?;
-            for (a, &(class, idx)) in table.iter().zip(&tails.slots) {
-                let base = if class == TAIL_CLASS_SMALL {
-                    small_base
-                } else {
-                    large_base
-                };
-                let mut value = AnswerValue {
-                    head: AnswerHead {
-                        flags: a.flags,
-                        ancount: a.ancount,
-                        nscount: a.nscount,
-                        arcount: a.arcount,
-                        tail_len: a.tail.len() as u16,
-                        tail_csum: tail_checksum(&a.tail),
-                        tail_index: if class == TAIL_CLASS_INLINE {
-                            0
-                        } else {
-                            base + idx
-                        },
-                        tail_class: class,
-                        reloc_count: 0,
-                        ref_qname_len: 0,
-                        opt_back: a.opt_back(),
-                        reloc: 0,
-                        rrl_class: a.rrl_class,
-                    },
-                    inline: [0; TAIL_INLINE],
-                };
-                if class == TAIL_CLASS_INLINE {
-                    value.inline[..a.tail.len()].copy_from_slice(&a.tail);
-                }
-                if let Some(r) = &a.relocation {
-                    value.head.reloc_count = r.pointers.len() as u8;
-                    value.head.ref_qname_len = r.ref_qname_len;
-                    let mut packed = [0u8; MAX_RELOCS];
-                    packed[..r.pointers.len()].copy_from_slice(&r.pointers);
-                    value.head.reloc = u64::from_le_bytes(packed);
-                }
-                if a.qname.len() <= SHORT_NAME_LEN {
-                    let key = answer_key(next as u8, a)?;
-                    short.insert(key, value, 0).context("inserting an answer")?;
-                    keys.short.push(key);
-                } else {
-                    let key = answer_key(next as u8, a)?;
-                    long.insert(key, value, 0).context("inserting an answer")?;
-                    keys.long.push(key);
-                }
+        // A frame runs the program for microseconds; one that read the idle generation's
+        // place before the last flip has long left it after a few milliseconds.
+        if let Some(t) = self.flipped {
+            let quiet = std::time::Duration::from_millis(10);
+            if let Some(left) = quiet.checked_sub(t.elapsed()) {
+                thread::sleep(left);
             }
         }
-        self.set_config(Config {
-            generation: next,
-            ready: 1,
-        })?;
-        let old = std::mem::replace(&mut self.live_keys, keys);
+        let bases = self.capacity.bases(next);
+        let index_base = next * self.capacity.index_buckets;
+        self.arrays.records.write(bases.records, &layout.records);
+        self.arrays.names.write(bases.names, &layout.names);
+        self.arrays.index.write(index_base, &layout.index);
+        let small: Vec<TailSmall> = (layout.tails_small.iter())
+            .map(|t| TailSmall { bytes: padded(t) })
+            .collect();
+        let large: Vec<TailLarge> = (layout.tails_large.iter())
+            .map(|t| TailLarge { bytes: padded(t) })
+            .collect();
+        self.arrays.tails_small.write(bases.tails_small, &small);
+        self.arrays.tails_large.write(bases.tails_large, &large);
+        // Two writes: the idle generation's place first, then the one word that flips to it
+        // (each write copies the whole slot, but only that word differs from what is there).
+        self.config.gens[next as usize] = GenParams {
+            seed: layout.seed,
+            index_base,
+            index_mask: layout.index.len() as u32 - 1,
+        };
+        self.write_config()?;
+        self.config.generation = next;
+        self.config.ready = 1;
+        self.write_config()?;
         self.generation = next;
-        let [short, long] = self.ebpf.maps_disjoint_mut([MAP_ANSWERS, MAP_ANSWERS_LONG]);
-        let mut short: HashMap<_, ShortKey, AnswerValue> = HashMap::try_from(short.expect("map"))?;
-        let mut long: HashMap<_, LongKey, AnswerValue> = HashMap::try_from(long.expect("map"))?;
-        for k in &old.short {
-            let _ = short.remove(k);
-        }
-        for k in &old.long {
-            let _ = long.remove(k);
-        }
+        self.flipped = Some(std::time::Instant::now());
         Ok(Installed {
             generation: next,
-            answers: self.live_keys.short.len() + self.live_keys.long.len(),
-            tails_small: tails.small.len(),
-            tails_large: tails.large.len(),
+            answers: layout.answers,
+            records: layout.records.len(),
+            derived: layout.derived,
+            tails_small: layout.tails_small.len(),
+            tails_large: layout.tails_large.len(),
         })
     }
 
@@ -435,10 +333,10 @@ impl FastPath {
         Ok(())
     }
 
-    fn set_config(&mut self, c: Config) -> Result<()> {
+    fn write_config(&mut self) -> Result<()> {
         let mut config: Array<_, Config> =
             Array::try_from(self.ebpf.map_mut(MAP_CONFIG).expect("map"))?;
-        config.set(0, c, 0)?;
+        config.set(0, self.config, 0)?;
         Ok(())
     }
 
@@ -474,7 +372,7 @@ impl Drop for FastPath {
             }
         }
         if let Some(dir) = &self.pin_dir {
-            for name in [MAP_STATS, MAP_CONFIG, MAP_ANSWERS] {
+            for name in [MAP_STATS, MAP_CONFIG, MAP_RECORDS] {
                 let _ = fs::remove_file(dir.join(name));
             }
         }
@@ -581,8 +479,107 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+/// A tail zero-padded to its slot.
+fn padded<const N: usize>(tail: &[u8]) -> [u8; N] {
+    let mut bytes = [0; N];
+    bytes[..tail.len()].copy_from_slice(tail);
+    bytes
+}
+
+/// A hash seed nobody outside can guess.
+fn random_seed() -> Result<u64> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| anyhow!("no randomness for the index seed"))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// The answer arrays, mapped into this process: an install is a copy into the idle
+/// generation's half, no system call per answer (a million-name zone is millions of them).
+struct AnswerArrays {
+    records: Mapped<Record>,
+    names: Mapped<NameSlot>,
+    index: Mapped<IndexBucket>,
+    tails_small: Mapped<TailSmall>,
+    tails_large: Mapped<TailLarge>,
+}
+
+impl AnswerArrays {
+    fn map(ebpf: &Ebpf, c: &Capacity) -> Result<AnswerArrays> {
+        Ok(AnswerArrays {
+            records: Mapped::new(ebpf, MAP_RECORDS, c.records * 2)?,
+            names: Mapped::new(ebpf, MAP_NAMES, c.names * 2)?,
+            index: Mapped::new(ebpf, MAP_INDEX, c.index_buckets * 2)?,
+            tails_small: Mapped::new(ebpf, MAP_TAILS_SMALL, c.tails_small * 2)?,
+            tails_large: Mapped::new(ebpf, MAP_TAILS_LARGE, c.tails_large * 2)?,
+        })
+    }
+}
+
+/// A BPF array created with BPF_F_MMAPABLE, mapped shared: element i at i * size_of::<T>()
+/// (the kernel's element stride, value sizes being multiples of 8).
+struct Mapped<T> {
+    ptr: *mut T,
+    len: usize,
+    bytes: usize,
+}
+
+// SAFETY: the mapping is owned by the FastPath and written only through &mut self.
+unsafe impl<T> Send for Mapped<T> {}
+
+impl<T: Copy> Mapped<T> {
+    fn new(ebpf: &Ebpf, name: &str, len: u32) -> Result<Mapped<T>> {
+        const { assert!(std::mem::size_of::<T>().is_multiple_of(8)) };
+        let fd = match ebpf.map(name) {
+            Some(Map::Array(data)) => data.fd().as_fd().as_raw_fd(),
+            _ => bail!("map {name} missing or not an array"),
+        };
+        let len = len as usize;
+        let bytes = (len * std::mem::size_of::<T>()).next_multiple_of(4096);
+        // SAFETY: a shared mapping of the map's fd, as long as the map's data; the kernel
+        // checks the length against the map.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("mapping {name}"));
+        }
+        Ok(Mapped {
+            ptr: ptr.cast(),
+            len,
+            bytes,
+        })
+    }
+
+    /// Copy `items` to elements `at..`.
+    fn write(&mut self, at: u32, items: &[T]) {
+        let at = at as usize;
+        assert!(at + items.len() <= self.len, "array write past the end");
+        // SAFETY: in bounds (checked), T is plain data, and the program reads only the other
+        // generation's elements meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(items.as_ptr(), self.ptr.add(at), items.len()) };
+    }
+}
+
+impl<T> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.bytes) };
+    }
+}
+
 #[cfg(test)]
 mod cookie_tests;
+mod layout;
 #[cfg(test)]
 mod limit_tests;
 mod link;

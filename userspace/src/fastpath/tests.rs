@@ -193,8 +193,8 @@ pub(super) fn loaded() -> FastPath {
     let table = sample_table();
     let dir = tempfile::tempdir().unwrap();
     // Pinning needs a bpffs; tests run the program without pins.
-    let mut fp =
-        FastPath::load_unpinned(Capacity::for_table(&table)).expect("load (run tests as root)");
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap())
+        .expect("load (run tests as root)");
     fp.install(&table).unwrap();
     drop(dir);
     fp
@@ -525,7 +525,7 @@ fn three_hundred_zones_answer_from_the_fast_path() {
     });
     let catalog = Catalog::from_zones(zones);
     let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
     fp.install(&table).unwrap();
     for i in [0, 150, 299] {
         let f = frame(
@@ -650,7 +650,7 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
     let catalog = Catalog::load(&[], Some(&dir)).unwrap();
     let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
     fp.install(&table).unwrap();
     let names = [
         "www.example.com",
@@ -734,7 +734,7 @@ fn ns_per_packet() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
     let catalog = Catalog::load(&[], Some(&dir)).unwrap();
     let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table)).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
     fp.install(&table).unwrap();
     let limits_on = std::env::var_os("LIMITS").is_some();
     let secret = crate::cookie::Secret::parse("e5e973e5a6b2a43f48e7dc849e37bfcf").unwrap();

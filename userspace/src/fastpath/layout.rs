@@ -1,0 +1,401 @@
+//! The compiled table laid out as the XDP program reads it: one record per (name, type) with
+//! the variants derived from it where the bytes allow, a cuckoo index over the records, long
+//! names and tails in arrays of their own.
+use std::collections::HashMap;
+
+use anyhow::{Result, bail};
+use rampart_common::{
+    AnswerHead, DERIVE_DO, DERIVE_NOEDNS, INDEX_WAYS, IndexBucket, KEY_NAME_LEN, MAX_RELOCS,
+    NameSlot, OPT_LEN, QTYPE_ENCLOSER, RECORD_NAME_LEN, RECORD_NONE, Record, TAIL_CLASS_INLINE,
+    TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL, Variant, index_buckets, key_hash,
+    name_hash,
+};
+
+use crate::compile::CompiledAnswer;
+
+/// Where a generation's share of each array starts: the layout's indexes are absolute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bases {
+    pub records: u32,
+    pub names: u32,
+    pub tails_small: u32,
+    pub tails_large: u32,
+}
+
+/// One generation's arrays, ready to be copied into the maps at `Bases`.
+pub struct Layout {
+    pub records: Vec<Record>,
+    pub index: Vec<IndexBucket>,
+    pub names: Vec<NameSlot>,
+    pub tails_small: Vec<Vec<u8>>,
+    pub tails_large: Vec<Vec<u8>>,
+    pub seed: u64,
+    /// Compiled answers the records stand for (every variant, pruned enclosers included).
+    pub answers: usize,
+    /// Variants made from another's record rather than stored.
+    pub derived: usize,
+}
+
+/// Index load: buckets are sized for at most this many entries of their 8 (75%), where
+/// two-choice cuckoo hashing with 8-way buckets places every key quickly.
+const INDEX_FILL: usize = 6;
+
+/// The number of index buckets for `records` records: a power of two.
+pub fn index_buckets_for(records: usize) -> usize {
+    records.div_ceil(INDEX_FILL).max(1).next_power_of_two()
+}
+
+/// The three variants of one (name, type), as the compiler made them.
+type Group<'a> = [Option<&'a CompiledAnswer>; 3];
+
+impl Layout {
+    /// Lay out `table` for the arrays at `bases`, hashing names under `seed`.
+    pub fn build(table: &[CompiledAnswer], bases: Bases, seed: u64) -> Result<Layout> {
+        let mut groups: HashMap<(&[u8], u16), Group> = HashMap::with_capacity(table.len() / 3);
+        for a in table {
+            groups.entry((&a.qname, a.qtype)).or_default()[a.variant as usize] = Some(a);
+        }
+        let mut keys: Vec<(&[u8], u16)> = groups.keys().copied().collect();
+        // Deterministic record order (and so index), whatever the hash map's order.
+        keys.sort_unstable();
+        keys.retain(|k| k.1 != QTYPE_ENCLOSER || !same_as_ancestor(&groups, k.0));
+        let mut b = Builder {
+            bases,
+            out: Layout {
+                records: Vec::with_capacity(keys.len()),
+                index: Vec::new(),
+                names: Vec::new(),
+                tails_small: Vec::new(),
+                tails_large: Vec::new(),
+                seed,
+                answers: table.len(),
+                derived: 0,
+            },
+            tails: HashMap::new(),
+            names: HashMap::new(),
+            marker: None,
+        };
+        // Base records first, so that record i of the index is keys[i].
+        for key in &keys {
+            let record = b.base_record(key.0, key.1, &groups[key])?;
+            b.out.records.push(record);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            b.alternates(i, &groups[key])?;
+        }
+        let hashes: Vec<u64> = (keys.iter())
+            .map(|(name, qtype)| key_hash(name_hash(seed, name), *qtype))
+            .collect();
+        b.out.index = build_index(&hashes, bases.records)?;
+        Ok(b.out)
+    }
+}
+
+/// Whether a closest-encloser entry says exactly what its nearest ancestor's does: a walk that
+/// doesn't find it goes on up and gets the same answer, so it needn't be stored. In an unsigned
+/// zone that is every name's but the apex's (the NXDOMAIN template fits any name below it).
+fn same_as_ancestor(groups: &HashMap<(&[u8], u16), Group>, name: &[u8]) -> bool {
+    let mut rest = name;
+    while let Some(&len) = rest.first().filter(|&&l| l != 0) {
+        rest = &rest[len as usize + 1..];
+        if let Some(up) = groups.get(&(rest, QTYPE_ENCLOSER)) {
+            let mine = &groups[&(name, QTYPE_ENCLOSER)];
+            return mine.iter().zip(up).all(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => same_answer(a, b),
+                (None, None) => true,
+                _ => false,
+            });
+        }
+    }
+    false
+}
+
+/// The same bytes and treatment, whatever the name.
+fn same_answer(a: &CompiledAnswer, b: &CompiledAnswer) -> bool {
+    a.variant == b.variant
+        && a.flags == b.flags
+        && (a.ancount, a.nscount, a.arcount) == (b.ancount, b.nscount, b.arcount)
+        && a.tail == b.tail
+        && a.relocation == b.relocation
+        && a.rrl_class == b.rrl_class
+}
+
+struct Builder<'a> {
+    bases: Bases,
+    out: Layout,
+    /// Tails already placed, by content: (class, absolute index).
+    tails: HashMap<&'a [u8], (u8, u32)>,
+    names: HashMap<&'a [u8], u32>,
+    /// The one record every variant without an answer of its own points at.
+    marker: Option<u32>,
+}
+
+impl<'a> Builder<'a> {
+    /// The record of a (name, type): its EDNS variant, name and the derivable variants.
+    fn base_record(&mut self, name: &'a [u8], qtype: u16, g: &Group<'a>) -> Result<Record> {
+        let mut r = match g[Variant::Edns as usize] {
+            Some(a) => self.record(a)?,
+            None => Record::zeroed(),
+        };
+        r.qtype = qtype;
+        r.name_len = name.len() as u8;
+        if name.len() <= RECORD_NAME_LEN {
+            r.name[..name.len()].copy_from_slice(name);
+        } else {
+            r.long_name = self.long_name(name)?;
+        }
+        if let Some(base) = g[Variant::Edns as usize] {
+            if g[0].is_some_and(|a| derives_noedns(base, a)) {
+                r.derive |= DERIVE_NOEDNS;
+                r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
+            }
+            if g[2].is_some_and(|a| derives_do(base, a)) {
+                r.derive |= DERIVE_DO;
+            }
+        }
+        Ok(r)
+    }
+
+    /// Records of the variants that can't be derived from record `i`.
+    fn alternates(&mut self, i: usize, g: &Group<'a>) -> Result<()> {
+        let derive = self.out.records[i].derive;
+        let mut alt = [RECORD_NONE; 2];
+        for (slot, (variant, bit)) in [
+            (Variant::NoEdns, DERIVE_NOEDNS),
+            (Variant::EdnsDo, DERIVE_DO),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if derive & bit != 0 {
+                self.out.derived += 1;
+                continue;
+            }
+            alt[slot] = match g[variant as usize] {
+                Some(a) if !a.is_pass_marker() => {
+                    let r = self.record(a)?;
+                    self.push(r)
+                }
+                // A marker (too big for this variant): every one is the same record.
+                Some(_) => self.marker(),
+                None => RECORD_NONE,
+            };
+        }
+        self.out.records[i].alt = alt;
+        Ok(())
+    }
+
+    fn marker(&mut self) -> u32 {
+        if let Some(m) = self.marker {
+            return m;
+        }
+        let m = self.push(Record::zeroed());
+        self.marker = Some(m);
+        m
+    }
+
+    fn push(&mut self, r: Record) -> u32 {
+        self.out.records.push(r);
+        self.bases.records + self.out.records.len() as u32 - 1
+    }
+
+    /// A record holding `a`'s header fields and tail (inline, or a shared tail slot).
+    fn record(&mut self, a: &'a CompiledAnswer) -> Result<Record> {
+        let mut r = Record::zeroed();
+        let (class, index) = self.tail(&a.tail);
+        r.head = AnswerHead {
+            flags: a.flags,
+            ancount: a.ancount,
+            nscount: a.nscount,
+            arcount: a.arcount,
+            tail_len: a.tail.len() as u16,
+            tail_csum: super::tail_checksum(&a.tail),
+            tail_index: index,
+            tail_class: class,
+            opt_back: a.opt_back(),
+            rrl_class: a.rrl_class,
+            ..AnswerHead::default()
+        };
+        if class == TAIL_CLASS_INLINE {
+            r.inline[..a.tail.len()].copy_from_slice(&a.tail);
+        }
+        if let Some(rel) = &a.relocation {
+            if rel.pointers.len() > MAX_RELOCS {
+                bail!("{} relocations (at most {MAX_RELOCS})", rel.pointers.len());
+            }
+            r.head.reloc_count = rel.pointers.len() as u8;
+            r.head.ref_qname_len = rel.ref_qname_len;
+            let mut packed = [0u8; MAX_RELOCS];
+            packed[..rel.pointers.len()].copy_from_slice(&rel.pointers);
+            r.head.reloc = u64::from_le_bytes(packed);
+        }
+        Ok(r)
+    }
+
+    /// Where a tail goes: inline when short (or empty), else a slot shared by every answer
+    /// with the same bytes (NODATA and NXDOMAIN tails repeat across names).
+    fn tail(&mut self, tail: &'a [u8]) -> (u8, u32) {
+        if tail.len() <= TAIL_INLINE {
+            return (TAIL_CLASS_INLINE, 0);
+        }
+        let out = &mut self.out;
+        let bases = self.bases;
+        *self.tails.entry(tail).or_insert_with(|| {
+            if tail.len() <= TAIL_SMALL {
+                out.tails_small.push(tail.to_vec());
+                (
+                    TAIL_CLASS_SMALL,
+                    bases.tails_small + out.tails_small.len() as u32 - 1,
+                )
+            } else {
+                out.tails_large.push(tail.to_vec());
+                (
+                    TAIL_CLASS_LARGE,
+                    bases.tails_large + out.tails_large.len() as u32 - 1,
+                )
+            }
+        })
+    }
+
+    fn long_name(&mut self, name: &'a [u8]) -> Result<u32> {
+        if name.len() > KEY_NAME_LEN {
+            bail!("name of {} bytes", name.len());
+        }
+        let out = &mut self.out;
+        let base = self.bases.names;
+        Ok(*self.names.entry(name).or_insert_with(|| {
+            let mut slot = NameSlot {
+                bytes: [0; KEY_NAME_LEN],
+            };
+            slot.bytes[..name.len()].copy_from_slice(name);
+            out.names.push(slot);
+            base + out.names.len() as u32 - 1
+        }))
+    }
+}
+
+/// The same header and records, with or without the OPT: the no-EDNS answer is the EDNS one
+/// less its option-free OPT record at the end.
+fn derives_noedns(base: &CompiledAnswer, a: &CompiledAnswer) -> bool {
+    let n = base.tail.len();
+    !base.is_pass_marker()
+        && !a.is_pass_marker()
+        && base.opt_back() == 2
+        && n > OPT_LEN
+        && a.tail[..] == base.tail[..n - OPT_LEN]
+        && a.flags == base.flags
+        && (a.ancount, a.nscount) == (base.ancount, base.nscount)
+        && a.arcount + 1 == base.arcount
+        && a.relocation == base.relocation
+        && a.rrl_class == base.rrl_class
+}
+
+/// The same answer with DO set in the OPT record's flags and nothing else changed (an unsigned
+/// zone's answer).
+fn derives_do(base: &CompiledAnswer, a: &CompiledAnswer) -> bool {
+    let back = base.opt_back() as usize;
+    if base.is_pass_marker() || a.is_pass_marker() || back < 2 || a.tail.len() != base.tail.len() {
+        return false;
+    }
+    let at = base.tail.len() - back - 2;
+    let mut want = base.tail.clone();
+    if want[at] & 0x80 != 0 {
+        return false;
+    }
+    want[at] |= 0x80;
+    a.tail == want
+        && a.flags == base.flags
+        && (a.ancount, a.nscount, a.arcount) == (base.ancount, base.nscount, base.arcount)
+        && a.relocation == base.relocation
+        && a.rrl_class == base.rrl_class
+}
+
+/// Place record `base + i` under `hashes[i]` in two-choice, 8-way buckets (cuckoo hashing with
+/// a bounded random walk). Checked afterwards: every key is found as the program looks it up
+/// (its first fingerprint match is itself).
+fn build_index(hashes: &[u64], base: u32) -> Result<Vec<IndexBucket>> {
+    let mut n = index_buckets_for(hashes.len());
+    'size: loop {
+        let mask = (n - 1) as u32;
+        let mut index = vec![IndexBucket::default(); n];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..hashes.len() {
+            let mut item = i;
+            let mut kicks = 0;
+            loop {
+                let (b1, b2, fp) = index_buckets(hashes[item], mask);
+                let entry = (u64::from(fp) << 32) | u64::from(base + item as u32);
+                let free = [b1, b2].into_iter().find_map(|b| {
+                    let e = &index[b as usize].entries;
+                    e.iter().position(|&x| x == 0).map(|p| (b, p))
+                });
+                if let Some((b, p)) = free {
+                    index[b as usize].entries[p] = entry;
+                    break;
+                }
+                kicks += 1;
+                if kicks > 500 {
+                    n *= 2;
+                    continue 'size;
+                }
+                // xorshift64: which bucket and which way to evict from.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let b = if rng & 1 == 0 { b1 } else { b2 };
+                let way = (rng >> 1) as usize % INDEX_WAYS;
+                let evicted = std::mem::replace(&mut index[b as usize].entries[way], entry);
+                item = (evicted as u32 - base) as usize;
+            }
+        }
+        let unreachable = (0..hashes.len())
+            .filter(|&i| first_match(&index, hashes[i], mask) != Some(base + i as u32))
+            .count();
+        if unreachable > 0 {
+            // Another key's fingerprint stands first in one of this key's buckets (about one
+            // key in 10^8): a larger index moves them apart.
+            n *= 2;
+            if n > 1 << 28 {
+                bail!("{unreachable} answers can't be indexed");
+            }
+            continue 'size;
+        }
+        return Ok(index);
+    }
+}
+
+/// The record the program's scan takes for a key hash: the first entry with its fingerprint in
+/// its first bucket, then its second.
+pub fn first_match(index: &[IndexBucket], key_hash: u64, mask: u32) -> Option<u32> {
+    let (b1, b2, fp) = index_buckets(key_hash, mask);
+    [b1, b2].into_iter().find_map(|b| {
+        (index[b as usize].entries.iter())
+            .find(|&&e| (e >> 32) as u32 == fp)
+            .map(|&e| e as u32)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_found_where_the_program_looks() {
+        let hashes: Vec<u64> = (0..50_000u64)
+            .map(|i| {
+                key_hash(
+                    name_hash(7, format!("\x05h{i:04}\x07example\0").as_bytes()),
+                    1,
+                )
+            })
+            .collect();
+        let index = build_index(&hashes, 100).unwrap();
+        let mask = (index.len() - 1) as u32;
+        assert!(index.len() <= index_buckets_for(hashes.len()) * 2);
+        for (i, &h) in hashes.iter().enumerate() {
+            assert_eq!(first_match(&index, h, mask), Some(100 + i as u32));
+        }
+        let absent = key_hash(name_hash(7, b"\x05nope1\x07example\0"), 1);
+        assert_eq!(first_match(&index, absent, mask), None);
+    }
+}
