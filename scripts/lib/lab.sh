@@ -368,3 +368,30 @@ lab_xdp_run_ns() { # lab_xdp_run_ns NS DEV: run_time_ns of DEV's XDP program (0:
   [ -n "$id" ] || { echo 0; return; }
   bpftool prog show id "$id" -j | $PY -c 'import json,sys; print(json.load(sys.stdin).get("run_time_ns", 0))'
 }
+
+lab_percpu_softirq() { awk '/^cpu[0-9]/{printf "%s ", $8} END{print ""}' /proc/stat; }   # ticks per CPU
+
+# lab_rampart_percpu_answers: rampart's STATS map (per-CPU array), its answer slots (the Tx* variants of
+# common's Counter enum, indexed in declaration order) summed per CPU: how many answers each CPU's
+# XDP runs sent.
+lab_rampart_percpu_answers() {
+  [ -e "$RP_PIN_DIR/STATS" ] || { echo; return; }
+  bpftool map dump pinned "$RP_PIN_DIR/STATS" -j | $PY -c '
+import json, re, sys
+enum = re.search(r"pub enum Counter \{(.*?)\n\}", open(sys.argv[1]).read(), re.S).group(1)
+names = re.findall(r"^\s*([A-Z]\w*)\s*(?:=\s*\d+\s*)?,", enum, re.M)
+tx = {i for i, n in enumerate(names) if n.startswith("Tx")}
+def num(x):   # with BTF a number, without it a list of hex bytes (little-endian)
+    return int.from_bytes(bytes(int(b, 16) for b in x), "little") if isinstance(x, list) else int(x)
+tot = {}
+for e in json.load(sys.stdin):
+    if num(e.get("key", 0)) not in tx:
+        continue
+    for v in e.get("values", []):
+        tot[v["cpu"]] = tot.get(v["cpu"], 0) + num(v["value"])
+print(" ".join(str(tot[c]) for c in sorted(tot)))' "$RP_REPO/common/src/lib.rs"
+}
+
+lab_delta() { # lab_delta "A1 A2 ..." "B1 B2 ...": "B1-A1,B2-A2,..."
+  $PY -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(",".join(str(int(y) - int(x)) for x, y in zip(a, b)))' "$1" "$2"
+}
