@@ -219,24 +219,6 @@ s = json.load(sys.stdin)[0]["stats64"]
 print(s["rx"]["packets"], s["rx"]["bytes"], s["tx"]["packets"], s["tx"]["bytes"], s["tx"]["dropped"])'
 }
 
-flood_node_cpu_ticks() { # CPU ticks (utime + stime) of every process in the node namespace
-  local pid t=0 v
-  for pid in $(ip netns pids "$RP_NS_NODE" 2>/dev/null); do
-    # fields after "pid (comm) ": comm may hold spaces ("nsd: server 1")
-    v=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') && t=$((t + ${v:-0}))
-  done
-  echo "$t"
-}
-
-flood_softirq_ticks() { awk '/^cpu /{print $8}' /proc/stat; }
-
-flood_xdp_run_ns() { # run_time_ns of the XDP program on n0 (0 without one or without bpf_stats)
-  local id
-  id=$(lab_xdp_prog_id "$RP_NS_NODE" "$RP_NODE_IF")
-  [ -n "$id" ] || { echo 0; return; }
-  bpftool prog show id "$id" -j | $PY -c 'import json,sys; print(json.load(sys.stdin).get("run_time_ns", 0))'
-}
-
 # flood_round OUT MIX SPREAD SECS [RATE [LEGIT_QPS [FAMILY]]]: one attack while the legit client
 # runs dnsperf; appends key=value lines to OUT.
 #   MIX: none (no attack), hot (one name), random (random names under the zone), cookie (the hot name with a wrong
@@ -266,8 +248,8 @@ flood_round() {
     *) lab_die "mix: none|hot|random|cookie|wild"; return 1 ;;
   esac
   nmac=$(lab_mac "$RP_NS_NODE" "$RP_NODE_IF")
-  a0=$(flood_ifstats "$RP_NS_ATTACKER" a0); c0=$(flood_node_cpu_ticks)
-  s0=$(flood_softirq_ticks); x0=$(flood_xdp_run_ns); t0=$(date +%s.%N)
+  a0=$(flood_ifstats "$RP_NS_ATTACKER" a0); c0=$(lab_ns_cpu_ticks "$RP_NS_NODE")
+  s0=$(lab_softirq_ticks); x0=$(lab_xdp_run_ns "$RP_NS_NODE" "$RP_NODE_IF"); t0=$(date +%s.%N)
   # the attack outlasts the legit run by a second on each side
   : >"$RP_TMP/gen.out"
   if [ -n "$name" ]; then
@@ -285,8 +267,8 @@ flood_round() {
        -l "$secs" -Q "$lqps" -q 20000 -t 2 -E "10:$chex" 2>&1 | grep -v '^\[Timeout\]') || true
   wait "$gen" || true
   sleep 0.5   # replies in flight
-  a1=$(flood_ifstats "$RP_NS_ATTACKER" a0); c1=$(flood_node_cpu_ticks)
-  s1=$(flood_softirq_ticks); x1=$(flood_xdp_run_ns); t1=$(date +%s.%N)
+  a1=$(flood_ifstats "$RP_NS_ATTACKER" a0); c1=$(lab_ns_cpu_ticks "$RP_NS_NODE")
+  s1=$(lab_softirq_ticks); x1=$(lab_xdp_run_ns "$RP_NS_NODE" "$RP_NODE_IF"); t1=$(date +%s.%N)
   echo "$dp" >"$RP_TMP/dnsperf.out"
   $PY - "$a0" "$a1" "$c0" "$c1" "$s0" "$s1" "$x0" "$x1" "$t0" "$t1" "$(cat "$RP_TMP/gen.out")" "$dp" \
     "$mix" "$spread" "$ckind" >>"$out" <<'PY'

@@ -9,7 +9,8 @@
 #                                    2001:db8:100::2/64             2001:db8:100::1/64
 #
 # Documentation addresses only; namespaces are named rp-<role>-<id> so parallel labs don't
-# collide. Every veth has one queue. c0 runs an XDP_PASS program (veth delivers the node's XDP_TX
+# collide. Every veth has one queue (RP_LAB_QUEUES=N before lab_up: N RX/TX queues on c0 and n0,
+# for the several-queues bench). c0 runs an XDP_PASS program (veth delivers the node's XDP_TX
 # frames only to a peer that runs XDP) and has TX checksum offload off (see lab_up). The node's
 # maps are pinned on a bpffs of the lab's own, mounted in the host's mount namespace under the
 # lab's temp dir, so `ip netns exec` (which hides /sys/fs/bpf) still sees it.
@@ -72,8 +73,9 @@ lab_up() {
     ip netns add "$ns"
     ip -n "$ns" link set lo up
   done
-  ip link add "$RP_CLIENT_IF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_CLIENT" type veth \
-     peer name "$RP_NODE_IF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_NODE"
+  local q=${RP_LAB_QUEUES:-1}
+  ip link add "$RP_CLIENT_IF" numtxqueues "$q" numrxqueues "$q" netns "$RP_NS_CLIENT" type veth \
+     peer name "$RP_NODE_IF" numtxqueues "$q" numrxqueues "$q" netns "$RP_NS_NODE"
   ip link add "$RP_CLIENT_OIF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_CLIENT" type veth \
      peer name "$RP_ORACLE_IF" numtxqueues 1 numrxqueues 1 netns "$RP_NS_ORACLE"
   ip -n "$RP_NS_CLIENT" addr add "$RP_CLIENT4/24" dev "$RP_CLIENT_IF"
@@ -345,4 +347,51 @@ print(p.get("id", ""))'
 lab_in() { # lab_in NS CMD...
   local ns=$1; shift
   ip netns exec "$ns" "$@"
+}
+
+# ---- CPU accounting (benches) ------------------------------------------------------------------
+
+lab_ns_cpu_ticks() { # lab_ns_cpu_ticks NS: CPU ticks (utime + stime, all threads) of NS's processes
+  local pid t=0 v
+  for pid in $(ip netns pids "$1" 2>/dev/null); do
+    # fields after "pid (comm) ": comm may hold spaces ("nsd: server 1")
+    v=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') && t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+lab_softirq_ticks() { awk '/^cpu /{print $8}' /proc/stat; }   # the whole machine's softirq ticks
+
+lab_xdp_run_ns() { # lab_xdp_run_ns NS DEV: run_time_ns of DEV's XDP program (0: none, or no bpf_stats)
+  local id
+  id=$(lab_xdp_prog_id "$1" "$2")
+  [ -n "$id" ] || { echo 0; return; }
+  bpftool prog show id "$id" -j | $PY -c 'import json,sys; print(json.load(sys.stdin).get("run_time_ns", 0))'
+}
+
+lab_percpu_softirq() { awk '/^cpu[0-9]/{printf "%s ", $8} END{print ""}' /proc/stat; }   # ticks per CPU
+
+# lab_rampart_percpu_answers: rampart's STATS map (per-CPU array), its answer slots (the Tx* variants of
+# common's Counter enum, indexed in declaration order) summed per CPU: how many answers each CPU's
+# XDP runs sent.
+lab_rampart_percpu_answers() {
+  [ -e "$RP_PIN_DIR/STATS" ] || { echo; return; }
+  bpftool map dump pinned "$RP_PIN_DIR/STATS" -j | $PY -c '
+import json, re, sys
+enum = re.search(r"pub enum Counter \{(.*?)\n\}", open(sys.argv[1]).read(), re.S).group(1)
+names = re.findall(r"^\s*([A-Z]\w*)\s*(?:=\s*\d+\s*)?,", enum, re.M)
+tx = {i for i, n in enumerate(names) if n.startswith("Tx")}
+def num(x):   # with BTF a number, without it a list of hex bytes (little-endian)
+    return int.from_bytes(bytes(int(b, 16) for b in x), "little") if isinstance(x, list) else int(x)
+tot = {}
+for e in json.load(sys.stdin):
+    if num(e.get("key", 0)) not in tx:
+        continue
+    for v in e.get("values", []):
+        tot[v["cpu"]] = tot.get(v["cpu"], 0) + num(v["value"])
+print(" ".join(str(tot[c]) for c in sorted(tot)))' "$RP_REPO/common/src/lib.rs"
+}
+
+lab_delta() { # lab_delta "A1 A2 ..." "B1 B2 ...": "B1-A1,B2-A2,..."
+  $PY -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(",".join(str(int(y) - int(x)) for x, y in zip(a, b)))' "$1" "$2"
 }
