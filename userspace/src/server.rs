@@ -815,7 +815,9 @@ mod tests {
             Ok(s) => s,
             // Skipped only where the host has no IPv6 at all, and said so; else a failure.
             Err(_) if !Path::new("/proc/net/if_inet6").exists() => {
-                eprintln!("v6_sockets_are_v6_only: SKIPPED: this host has no IPv6 (no /proc/net/if_inet6)");
+                eprintln!(
+                    "v6_sockets_are_v6_only: SKIPPED: this host has no IPv6 (no /proc/net/if_inet6)"
+                );
                 return;
             }
             Err(e) => panic!("binding [::]:0 failed with IPv6 present: {e}"),
