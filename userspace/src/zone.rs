@@ -834,7 +834,9 @@ fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "zone") && path.is_file() {
+        // Not only regular files: a FIFO or device named *.zone is reported by the load (not
+        // a regular file), rather than skipped without a word.
+        if path.extension().is_some_and(|e| e == "zone") {
             paths.push(path);
         }
     }
@@ -1825,6 +1827,17 @@ mod tests {
         assert!(
             errs[0].contains("g.test.zone:5: $INCLUDE ")
                 && errs[0].ends_with("f.test.zone: not a regular file (a FIFO)"),
+            "{errs:?}"
+        );
+        // In a zone directory (start and SIGHUP): reported, the other zones load (h.test.; g.test.
+        // includes the FIFO).
+        write(dir.path(), "h.test.zone", MINI);
+        let p = dir.path().to_path_buf();
+        let (cat, errs) = within_10s(move || Catalog::load_partial(&[], Some(&p)));
+        assert_eq!(cat.zone_count(), 1, "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.ends_with("f.test.zone: not a regular file (a FIFO)")),
             "{errs:?}"
         );
         let errs = Zone::load(&ZoneSpec::parse("z.test.=/dev/zero"))
