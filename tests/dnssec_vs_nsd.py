@@ -6,9 +6,11 @@ pidfile, and are stopped by the pids this script started.
     cargo build -p rampart && tests/dnssec_vs_nsd.py [path/to/rampart]
 
 Every query goes with DO and without (EDNS 1232, RD clear) over UDP. Compared: rcode, AA, AD
-(must be clear) and the answer, authority and additional sections as sets of (lowercased owner,
-TTL, type, RRSIG type covered). Differences listed in KNOWN (each with why rampart is right) are
-reported but not failures. Exit status 1 on any other difference.
+(must be clear) and the answer, authority and additional sections as sets of records (lowercased
+owner, TTL, type, RDATA in presentation form: signatures, NSEC/NSEC3 bitmaps and hashes, keys,
+addresses, exactly). A difference listed in KNOWN (with why rampart is right) must be exactly the
+one listed, record for record: a known difference that changes or disappears fails too (the list
+is stale). Exit status 1 on any failure.
 """
 
 import os
@@ -46,16 +48,40 @@ EXTRA = [("2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A"),
          ("2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "NSEC3"),
          ("x.2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A")]
 
-# (qname, qtype, DO) → why rampart differs from NSD 4.6.1 and is right.
+# (qname, qtype, DO) → (why rampart differs from NSD 4.6.1 and is right, the difference: class →
+# records only NSD sent ("-") and only rampart sent ("+"), as diff() prints them).
 KNOWN = {
-    ("x.old.nsec2.example.", "A", True):
+    ("x.old.nsec2.example.", "A", True): (
         "DNAME to a missing name in an NSEC zone: NSD sends only the NSEC covering the wildcard "
         "*.new; rampart also the NSEC covering the target x.new itself (RFC 4035 §3.1.3.2 asks "
         "for both). For the NSEC3 zone both send the full proof.",
-    ("x.2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A", True):
+        {"authority": sorted([
+            '+ www.new.nsec2.example. 300 NSEC ns.nsec2.example. A RRSIG NSEC',
+            '+ www.new.nsec2.example. 300 RRSIG NSEC 15 4 300 20360101000000 20260101000000 33167 '
+            'nsec2.example. pCl6DLW7fmF9oCTUU1J6LwuXw0OxgRjA u2BZ5JqT4AeEvHsbYJ8f5qwhQN2Sk37o BXkjHUggrqN+7YMiy+qbDg==',
+        ])}),
+    ("x.2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example.", "A", True): (
         "Below an NSEC3 owner name: NSD keeps NSEC3 owners in its name tree and sends one NSEC3; "
         "rampart treats them as nonexistent (RFC 5155 §7.2.8), so the closest encloser is the "
         "apex and the proof is the full RFC 5155 §7.2.2 one.",
+        {"authority": sorted([
+            '+ 2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example. 300 NSEC3 1 0 0 abcd '
+            '9dhl1to250lup0m32eftslauepdf48qr A NS SOA RRSIG DNSKEY NSEC3PARAM',
+            '+ 2chh0lmaivastrsmdki2unl9e99c461e.nsec3.example. 300 RRSIG NSEC3 15 3 300 20360101000000 '
+            '20260101000000 61099 nsec3.example. hbvLLO7BwZlWBbZWgxrwsn7JDXCJmidX IAKkIFOo6dozwAWGDAv7EbhsQxH9iTGA SfEDNurDhpI8M46u1g4NAQ==',
+            '+ ebms0iqsbqmudtfedi8pvs0eki6mjc7f.nsec3.example. 300 NSEC3 1 0 0 abcd '
+            'em37fse2r8na0bl51skqv9u3eees3q4p CNAME RRSIG',
+            '+ ebms0iqsbqmudtfedi8pvs0eki6mjc7f.nsec3.example. 300 RRSIG NSEC3 15 3 300 20360101000000 '
+            '20260101000000 61099 nsec3.example. iyNG4F2JXQh703us+dghU7hjX6xi0xhz KCdsSsCFwUre8nF0xbq4G04k/gTLVNg2 vLuD0WSyBDVeeQb0KuD5Ag==',
+            '+ ulsboeuqnq2mu573ba7ijqjctessct80.nsec3.example. 300 NSEC3 1 0 0 abcd '
+            '15na20j18vgjfsr39vnkmvbghjv1inrd',
+            '+ ulsboeuqnq2mu573ba7ijqjctessct80.nsec3.example. 300 RRSIG NSEC3 15 3 300 20360101000000 '
+            '20260101000000 61099 nsec3.example. Oe7aJRRZg6Mb/uQ/K5+JXPPJ/i1nO322 Jfooj6ofpvwPKM/MpO2j+FAKk0wpsLFl IvgGJ4iwaqhPq+IGVEw9CQ==',
+            '- l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2.nsec3.example. 300 NSEC3 1 0 0 abcd '
+            'sauc3753qfi66332k2dq545r13djha7p NS DS RRSIG',
+            '- l8pj9jvnkf3hu0ibcuhlrqn9ljuj6rl2.nsec3.example. 300 RRSIG NSEC3 15 3 300 20360101000000 '
+            '20260101000000 61099 nsec3.example. 5/RnpRLwGM027mrdVO6oyZkXE7OcV8zA sMby36AYDz13aG9/hN6ZmbnQQ89ebAuz ++qqEYkcbY2RZBufi38BAA==',
+        ])}),
 }
 
 
@@ -136,16 +162,27 @@ def ask(port, name, qtype, do):
 
 def shape(r):
     def section(sec):
-        out = set()
-        for rrset in sec:
-            for rd in rrset:
-                covered = dns.rdatatype.to_text(rd.type_covered) if rrset.rdtype == 46 else ""
-                out.add((rrset.name.to_text().lower(), rrset.ttl,
-                         dns.rdatatype.to_text(rrset.rdtype), covered))
-        return out
+        return {f"{rrset.name.to_text().lower()} {rrset.ttl} {dns.rdatatype.to_text(rrset.rdtype)} "
+                f"{rd.to_text()}" for rrset in sec for rd in rrset}
     return {"rcode": r.rcode(), "aa": bool(r.flags & dns.flags.AA),
             "ad": bool(r.flags & dns.flags.AD), "answer": section(r.answer),
             "authority": section(r.authority), "additional": section(r.additional)}
+
+
+def diff(n, r):
+    """class → sorted ["- record NSD only", "+ record rampart only"] (or ["- nsd value",
+    "+ rampart value"]) for every class that differs; "ad" when rampart sets AD."""
+    out = {}
+    for k in n:
+        if n[k] == r[k]:
+            continue
+        if isinstance(n[k], set):
+            out[k] = sorted([f"- {x}" for x in n[k] - r[k]] + [f"+ {x}" for x in r[k] - n[k]])
+        else:
+            out[k] = [f"- {n[k]}", f"+ {r[k]}"]
+    if r["ad"]:
+        out["ad set"] = ["+ AD"]
+    return out
 
 
 def main():
@@ -159,20 +196,22 @@ def main():
             for do in (True, False):
                 total += 1
                 n, r = shape(ask(NSD_PORT, name, qtype, do)), shape(ask(RAMPART_PORT, name, qtype, do))
-                bad = [k for k in n if n[k] != r[k]] + (["ad set"] if r["ad"] else [])
-                if not bad:
+                d = diff(n, r)
+                why, listed = KNOWN.get((name, qtype, do), (None, None))
+                if not d and listed is None:
                     continue
-                why = KNOWN.get((name, qtype, do))
-                print(f"{'KNOWN' if why else 'DIFF'} {name} {qtype} do={do}: {', '.join(bad)}")
-                for k in bad[:3]:
-                    if k in n:
-                        print(f"    nsd:     {sorted(n[k]) if isinstance(n[k], set) else n[k]}")
-                        print(f"    rampart: {sorted(r[k]) if isinstance(r[k], set) else r[k]}")
-                if why:
-                    print(f"    ({why})")
+                if d == listed:
+                    print(f"KNOWN {name} {qtype} do={do}: {', '.join(d)} ({why})")
                     known += 1
-                else:
-                    failed += 1
+                    continue
+                what = "DIFF" if listed is None else "KNOWN DIFFERENCE CHANGED" if d else "KNOWN DIFFERENCE GONE"
+                print(f"{what} {name} {qtype} do={do}: {', '.join(d) or 'identical now'}")
+                for k, lines in d.items():
+                    print(f"    {k}:")
+                    print("".join(f"      {x}\n" for x in lines), end="")
+                if listed is not None:
+                    print(f"    listed: {listed}")
+                failed += 1
         print(f"{total} queries: {total - failed - known} identical, {known} known, {failed} failed")
         return 1 if failed else 0
     finally:

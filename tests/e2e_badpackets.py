@@ -6,7 +6,13 @@ client veth. For every case:
   - every reply that comes back parses as a DNS message, has QR=1 and the query's ID, echoes the
     question byte for byte when it carries one, and is never NOERROR-with-answers;
   - the fast path answered none of the invalid ones (no tx_* counter moved during the case);
-  - a reply to a response (QR=1) is never sent (reflection loops).
+  - a reply to a response (QR=1) is never sent (reflection loops);
+  - then a canary, a normal query from the same family, is answered (NOERROR with the address):
+    a node that went silent (crashed, wedged, or dropping everything) fails every case after it.
+TCP cases (RFC 7766 framing): a length prefix longer than what follows, a zero length, a
+truncated header, garbage framed and unframed, a 65,535-byte message; every reply that comes back
+must be framed right and well-formed, the connection must end (the client closes its side), and
+a canary over TCP and over UDP must be answered after each.
 Cases the kernel accepts as valid IP (options, fragments, extension headers) must still get a
 correct answer, from whichever path. Afterwards the node is alive and normal queries are answered
 by the fast path (tx_answer grows).
@@ -141,6 +147,25 @@ def fast_untouched(c, name, lab, before):
     c.check(f"{name}: fast path did not answer", not tx, f"counters moved: {tx}")
 
 
+CANARY_ID = [0x5000]
+
+
+def canary(c, label, lab, fam, tcp=False):
+    """A normal query (www.example.com A) after a bad case: it must be answered."""
+    CANARY_ID[0] = (CANARY_ID[0] + 1) & 0xFFFF
+    wire = query(CANARY_ID[0])
+    via = "tcp" if tcp else "udp"
+    r = (rplab.tcp_raw if tcp else rplab.udp_raw)(wire, lab.node(fam), 53)
+    ok = False
+    if r:
+        try:
+            m = dns.message.from_wire(r)
+            ok = m.id == CANARY_ID[0] and m.rcode() == 0 and len(m.answer) > 0
+        except Exception:  # noqa: BLE001
+            pass
+    c.check(f"{label}: canary over {via} answered after it", ok, f"reply {r.hex() if r else None}")
+
+
 def run_dns_cases(c, lab):
     seen = {}
     for fam in (4, 6):
@@ -153,6 +178,7 @@ def run_dns_cases(c, lab):
                           allow_answers=(policy != INVALID))
             if policy != LENIENT:
                 fast_untouched(c, label, lab, before)
+                canary(c, label, lab, fam)
             else:
                 oracle = rplab.udp_collect(wire, lab.oracle(fam), 53, wait=0.25)
                 o_ans = [o for o in oracle if len(o) >= 12 and (o[3] & 0xF) == 0 and o[6:8] != b"\0\0"]
@@ -161,6 +187,7 @@ def run_dns_cases(c, lab):
                         same = rplab.summary(r)["answer"] == rplab.summary(o_ans[0])["answer"]
                         c.check(f"{label}: answer equals the oracle's", same,
                                 f"node {r.hex()} oracle {[o.hex() for o in oracle]}")
+                canary(c, label, lab, fam)
     summary = {k: (dns.rcode.to_text(v[0][3] & 0xF) if v and len(v[0]) >= 12 else "no reply")
                for k, v in seen.items()}
     print("e2e_badpackets: replies: " + json.dumps(summary), flush=True)
@@ -253,6 +280,7 @@ def run_ip_cases(c, lab):
         check_replies(c, name, wire, replies, qr_query=False, allow_answers=must_answer)
         if invalid:
             fast_untouched(c, name, lab, before)
+        canary(c, name, lab, fam)
         if must_answer:
             ok = False
             for r in replies:
@@ -262,6 +290,71 @@ def run_ip_cases(c, lab):
                 except Exception:  # noqa: BLE001
                     pass
             c.check(f"{name}: answered (valid IP the kernel accepts)", ok, f"replies: {[r.hex() for r in replies]}")
+
+
+# ---- TCP (RFC 7766 framing) ------------------------------------------------------------------
+
+def tcp_cases():
+    """(name, bytes sent on one connection before the client closes its side, the DNS message
+    inside when the framing is right)."""
+    q = query(0x4001)
+    garbage = bytes((i * 73 + 41) & 0xFF for i in range(200))
+    big = query(0x4006, ar=0) + b"\0" * (65535 - len(query(0x4006)))
+    return [
+        ("length prefix longer than the message", struct.pack("!H", 300) + q, None),
+        ("zero length prefix", b"\0\0", b""),
+        ("truncated header", struct.pack("!H", 10) + q[:10], q[:10]),
+        ("truncated question", struct.pack("!H", len(q) - 3) + q[:-3], q[:-3]),
+        ("garbage, framed", struct.pack("!H", len(garbage)) + garbage, garbage),
+        ("garbage, unframed (HTTP)", b"GET / HTTP/1.1\r\nHost: node\r\n\r\n", None),
+        ("odd single byte", b"\x01", None),
+        ("65,535-byte message (a query and zero padding)", struct.pack("!H", len(big)) + big, big),
+    ]
+
+
+def tcp_exchange(addr, data, timeout=5.0):
+    """Sends `data`, closes the sending side, reads until the node closes: (bytes read, closed)."""
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    got, closed = b"", False
+    try:
+        s.settimeout(timeout)
+        s.connect((addr, 53))
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = s.recv(65535)
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+    finally:
+        s.close()
+    return got, closed
+
+
+def run_tcp_cases(c, lab):
+    for fam in (4, 6):
+        for name, data, message in tcp_cases():
+            label = f"v{fam} tcp {name}"
+            got, closed = tcp_exchange(lab.node(fam), data)
+            c.check(f"{label}: connection ends", closed, f"still open after 5 s, {len(got)} bytes read")
+            replies = []
+            while len(got) >= 2:
+                n = struct.unpack("!H", got[:2])[0]
+                if len(got) < 2 + n:
+                    break
+                replies.append(got[2:2 + n])
+                got = got[2 + n:]
+            c.check(f"{label}: replies framed right", not got, f"{len(got)} bytes left over: {got[:40].hex()}")
+            check_replies(c, label, message if message is not None else b"", replies, qr_query=False,
+                          allow_answers=message is not None and message.startswith(query(0x4006)[:12]))
+            canary(c, label, lab, fam, tcp=True)
+            canary(c, label, lab, fam)
 
 
 def after_all(c, lab):
@@ -288,6 +381,7 @@ def run():
     c = rplab.Checks("e2e_badpackets")
     c.run("dns-level cases", run_dns_cases, c, lab)
     c.run("ip-level cases", run_ip_cases, c, lab)
+    c.run("tcp cases", run_tcp_cases, c, lab)
     c.run("after the bad packets", after_all, c, lab)
     return c
 

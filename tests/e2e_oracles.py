@@ -123,7 +123,8 @@ KNOWN_SPLITS = {
     "dname-below-itself": (
         "A DNAME whose target lies below itself (dn-grow DNAME more.dn-grow): each substitution "
         "lands under the DNAME again and the name only grows. NSD stops after the first "
-        "synthesized CNAME; Knot follows five more. RFC 6672 sets no limit; the resolver "
+        "synthesized CNAME; Knot follows five more, as BIND follows it to its restart limit, and "
+        "so does rampart (answer::MAX_DNAME_REGROWTH). RFC 6672 sets no limit; the resolver "
         "restarts from the last CNAME either way",
         lambda cls, q, n, k: cls == "answer" and any(
             t == "DNAME" and _below(rd, owner) for owner, t, _, rd in n["answer"])),

@@ -11,7 +11,9 @@ benchmark (scripts/bench-flood) reports:
   - with rampart's flood defenses (where its `run --help` has them; skipped otherwise): a
     one-source hot flood is limited (RRL and the global view) with slips, a hot or bad-cookie
     flood from 100,000+ /56s is limited by the global view, a wildcard flood (slow path only)
-    is held by the miss budget, amplification falls from > 1 to <= 0.7, and the legit client stays answered throughout; DNS cookies: answers
+    is held by the miss budget, the slips are 1 in 2 (RRL) and 1 in 4 (global view) of what each
+    limits and the amplification is what this lab measures (AMP_*), each within ±20%, and the
+    legit client stays answered throughout; DNS cookies: answers
     carry a server cookie, wrong server cookies are counted bad and bypass nothing, and a legit
     client asking for the flooded name itself is limited without a server cookie and fully
     answered once it shows the one it learnt.
@@ -36,6 +38,13 @@ import dns.message  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB_ID = f"ci{os.getpid()}"
 ETH_P_ALL = 0x0003
+# Amplification (bytes back to the attacker / bytes it sent) with the defenses at their defaults,
+# as this lab measures it (2026-12-07, three runs: 0.303/0.307/0.337, 0.473/0.388/0.428,
+# 0.403/0.430/0.383; each run prints "flood_lab: ... (want ...)"): checked within ±20%, so a
+# twofold regression (or a defense that stopped working) fails.
+AMP_HOT_ONE = 0.32
+AMP_HOT_SPREAD = 0.43
+AMP_COOKIE_SPREAD = 0.40
 PACKET_OUTGOING = 4
 
 
@@ -164,6 +173,13 @@ def amp_of(r):
     return int(r["atk_rx_bytes"]) / max(1, int(r["atk_tx_bytes"]))
 
 
+def near(c, what, got, want, detail=""):
+    """`got` within ±20% of `want` (a configured ratio or a figure this lab measured), printed
+    either way so a change shows in the log before it fails."""
+    print(f"flood_lab: {what}: {got:.3f} (want {want:.3f} ±20%){' ' + detail if detail else ''}", flush=True)
+    c.check(f"{what}: {want:.2f} ±20%", abs(got - want) <= 0.2 * want, f"{got:.3f}; {detail}")
+
+
 def legit_ok(c, r, what):
     sent, done = int(r["legit_sent"]), int(r["legit_completed"])
     c.check(f"legit answered during the {what} flood (>= 99%)", done >= 0.99 * sent > 0, f"{done}/{sent}")
@@ -243,10 +259,10 @@ def run():
         for what, slip, tx, drop in (("RRL", 2, "tx_slip_rrl", "drop_rrl"),
                                      ("global view", 4, "tx_slip_global", "drop_global")):
             n = d.get(tx, 0) + d.get(drop, 0)
-            c.check(f"{what} slips 1 in {slip} of what it limits", n > 0 and abs(d.get(tx, 0) - n / slip) <= 0.1 * n,
-                    f"{d.get(tx, 0)} slips of {n}")
+            near(c, f"{what} slips 1 in {slip} of what it limits", d.get(tx, 0) / max(1, n), 1 / slip,
+                 f"{d.get(tx, 0)} slips of {n}")
         # slips 1 in 2 (RRL) or 4 (global view) of the limited, each the size of the query
-        c.check("RRL: amplification cut from > 1 to <= 0.7", amp_of(r) <= 0.7, f"{amp_of(r):.2f}")
+        near(c, "RRL: amplification of a one-source hot flood", amp_of(r), AMP_HOT_ONE)
         # the legit client sends a client cookie only (no server cookie learnt yet): counted so
         c.check("the legit client's client cookie is seen",
                 d.get("cookie_client_only", 0) >= 0.9 * int(r["legit_sent"]), f"{d}")
@@ -257,8 +273,7 @@ def run():
         r, d, gp = counted_round(out, "hot spread 3 20000 1000")
         glob = d.get("tx_slip_global", 0) + d.get("drop_global", 0)
         c.check("global view: a hot flood over 100,000+ /56s is limited", glob >= 0.5 * gp, f"{glob} of {gp}: {d}")
-        c.check("global view: amplification cut from > 1 to <= 0.7 with spread sources", amp_of(r) <= 0.7,
-                f"{amp_of(r):.2f}")
+        near(c, "global view: amplification of a hot flood from spread sources", amp_of(r), AMP_HOT_SPREAD)
         legit_ok(c, r, "spread hot (global view)")
 
         # the legit client asks for the flooded name itself: the global view limits it like the
@@ -291,7 +306,7 @@ def run():
         r, d, gp = counted_round(out, "cookie spread 3 20000 1000")
         limited = sum(d.get(k, 0) for k in ("tx_slip_rrl", "drop_rrl", "tx_slip_global", "drop_global"))
         c.check("a bad-cookie flood over spread sources is limited", limited >= 0.5 * gp, f"{limited} of {gp}: {d}")
-        c.check("cookies: amplification <= 0.7 under the bad-cookie flood", amp_of(r) <= 0.7, f"{amp_of(r):.2f}")
+        near(c, "cookies: amplification of a bad-cookie flood from spread sources", amp_of(r), AMP_COOKIE_SPREAD)
         c.check("cookies: wrong server cookies are counted bad", d.get("cookie_bad", 0) >= 0.9 * gp, f"{d}")
         c.check("cookies: a wrong server cookie bypasses nothing", d.get("cookie_valid", 0) == 0, f"{d}")
         legit_ok(c, r, "bad cookies")

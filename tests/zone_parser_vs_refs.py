@@ -69,6 +69,11 @@ RAMPART_DEVIATES = {
         "reject", "both accept the escape \\256 (NSD warns 'text escape \\DDD overflow'); \\DDD "
         "names one octet (RFC 1035 5.1), and 256 is none: the bytes loaded would not be the "
         "ones written"),
+    "69-include-outside.zone": (
+        "reject", "both follow an $INCLUDE anywhere (here /dev/null, read as empty); rampart reads "
+        "includes only from the zone file's directory and below, regular files only (issue 11: a "
+        "zone file is untrusted input, and a path out of the directory can serve any file's "
+        "lines)"),
 }
 
 

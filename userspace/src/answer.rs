@@ -19,6 +19,13 @@ use crate::zone::{Catalog, NameKey, Node, Rrset, Zone, suffixes, wire_is_subdoma
 /// and answer size small, and a resolver restarts from where we stopped.
 pub const MAX_CHAIN: usize = 16;
 
+/// A DNAME whose target lies below itself (`d DNAME x.d`) is followed again until the answer holds
+/// this many CNAMEs: each substitution only lengthens the name, so the chain is bounded here
+/// rather than by the name's length. Knot 3.2 answers so (its bound on CNAMEs per answer; BIND
+/// follows to its query restart limit); NSD 4.6 stops after the first substitution. RFC 6672
+/// sets no limit; the resolver restarts from the last CNAME either way.
+pub const MAX_DNAME_REGROWTH_CNAMES: usize = 5;
+
 /// DNAME (RFC 6672); hickory has no typed variant, so zones keep it as opaque RDATA.
 pub const DNAME: RecordType = RecordType::Unknown(39);
 /// The DNSSEC types (RFC 4034, RFC 5155); zones keep their RDATA opaque.
@@ -298,10 +305,13 @@ pub fn solve_answer<'z>(
                 };
                 ans.synthesized = true;
                 if wire_is_subdomain(target.as_wire(), NameKey::from_name(dnode.name()).as_wire()) {
-                    // The target is below this DNAME again (`d DNAME x.d`): every step
-                    // only lengthens the name until it overflows, so stop after the first
-                    // substitution, as NSD 4.6 does (Knot 3.2 goes on for five CNAMEs).
-                    return (zone, State::Hit);
+                    // The target is below this DNAME again (`d DNAME x.d`): follow it, bounded.
+                    let cnames = (ans.answer.iter())
+                        .filter(|rr| rr.rtype() == RecordType::CNAME)
+                        .count();
+                    if cnames >= MAX_DNAME_REGROWTH_CNAMES {
+                        return (zone, State::Hit);
+                    }
                 }
                 if q.qtype == RecordType::CNAME {
                     // The synthesized CNAME answers a CNAME query, as a zone's CNAME does
@@ -1151,8 +1161,9 @@ mod tests {
     }
 
     #[test]
-    fn dname_to_below_itself_stops_after_one_substitution() {
-        // `grow DNAME more.grow`: each substitution lands under the DNAME again.
+    fn dname_to_below_itself_is_followed_to_five_cnames() {
+        // `grow DNAME more.grow`: each substitution lands under the DNAME again. Knot 3.2's
+        // answer: the DNAME once and five CNAMEs (NSD 4.6 stops after the first).
         let z = zone(
             "d.test.",
             "grow DNAME more.grow.d.test.\nx CNAME a.grow.d.test.\n",
@@ -1160,21 +1171,78 @@ mod tests {
         let cat = Catalog::from_zones([z]);
         let m = ask(&cat, "host.grow.d.test", RecordType::A);
         assert_eq!(m.response_code(), ResponseCode::NoError);
-        assert_eq!(
-            names(m.answers()),
-            ["grow.d.test. 60 Unknown", "host.grow.d.test. 60 CNAME"]
+        let more = |n: usize| "more.".repeat(n);
+        let mut want = vec!["grow.d.test. 60 Unknown".to_string()];
+        want.extend(
+            (0..MAX_DNAME_REGROWTH_CNAMES)
+                .map(|i| format!("host.{}grow.d.test. 60 CNAME", more(i))),
         );
+        assert_eq!(names(m.answers()), want);
+        let Some(RData::CNAME(last)) = m.answers().last().map(|r| r.data().clone()) else {
+            panic!("{m:?}");
+        };
+        assert_eq!(last.0.to_string(), format!("host.{}grow.d.test.", more(5)));
         assert!(!m.truncated());
-        // Through a CNAME first: the DNAME still appears once.
+        // A CNAME query: the first synthesized CNAME answers it.
+        let m = ask(&cat, "host.grow.d.test", RecordType::CNAME);
+        assert_eq!(m.answers().len(), 2);
+        // Through a CNAME first: the DNAME still appears once, five CNAMEs in all (as Knot).
         let m = ask(&cat, "x.d.test", RecordType::A);
+        let names = names(m.answers());
         assert_eq!(
-            names(m.answers()),
+            names[..3],
             [
                 "x.d.test. 60 CNAME",
                 "grow.d.test. 60 Unknown",
                 "a.grow.d.test. 60 CNAME"
             ]
         );
+        assert_eq!(names.len(), 1 + MAX_DNAME_REGROWTH_CNAMES);
+    }
+
+    #[test]
+    fn dname_chains_are_followed_to_the_end() {
+        // Answers as NSD 4.6.1 and Knot 3.2 both give them (checked against both).
+        let z = zone(
+            "d.test.",
+            "d1 DNAME d2.d.test.\nd2 DNAME t.d.test.\nhost.t A 192.0.2.31\n\
+             la DNAME lb.d.test.\nlb DNAME la.d.test.\n\
+             dc DNAME c.d.test.\nx.c CNAME y.d1.d.test.\n\
+             dnx DNAME d2nx.d.test.\nd2nx DNAME nothere.d.test.\n",
+        );
+        let cat = Catalog::from_zones([z]);
+        let m = ask(&cat, "host.d1.d.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "d1.d.test. 60 Unknown",
+                "host.d1.d.test. 60 CNAME",
+                "d2.d.test. 60 Unknown",
+                "host.d2.d.test. 60 CNAME",
+                "host.t.d.test. 60 A"
+            ]
+        );
+        // A loop through two DNAMEs ends where the name repeats, NOERROR.
+        let m = ask(&cat, "a.la.d.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            names(m.answers()),
+            [
+                "la.d.test. 60 Unknown",
+                "a.la.d.test. 60 CNAME",
+                "lb.d.test. 60 Unknown",
+                "a.lb.d.test. 60 CNAME"
+            ]
+        );
+        // DNAME, CNAME, two more DNAMEs, then a missing name: the whole chain and NXDOMAIN.
+        let m = ask(&cat, "x.dc.d.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(m.answers().len(), 7);
+        assert_eq!(m.answers()[6].name().to_string(), "y.d2.d.test.");
+        let m = ask(&cat, "q.dnx.d.test", RecordType::A);
+        assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        assert_eq!(m.answers().len(), 4);
     }
 
     #[test]

@@ -811,127 +811,21 @@ mod tests {
     #[test]
     fn v6_sockets_are_v6_only() {
         // With IPV6_V6ONLY, `[::]:53` doesn't claim IPv4, so `0.0.0.0:53` can bind beside it.
-        let Ok(s) = udp_socket("[::]:0".parse().unwrap()) else {
-            return;
-        }; // no IPv6 here
+        let s = match udp_socket("[::]:0".parse().unwrap()) {
+            Ok(s) => s,
+            // Skipped only where the host has no IPv6 at all, and said so; else a failure.
+            Err(_) if !Path::new("/proc/net/if_inet6").exists() => {
+                eprintln!(
+                    "v6_sockets_are_v6_only: SKIPPED: this host has no IPv6 (no /proc/net/if_inet6)"
+                );
+                return;
+            }
+            Err(e) => panic!("binding [::]:0 failed with IPv6 present: {e}"),
+        };
         assert!(socket2::SockRef::from(&s).only_v6().unwrap());
         let l = tcp_listener("[::]:0".parse().unwrap()).unwrap();
         assert!(socket2::SockRef::from(&l).only_v6().unwrap());
         let v4 = udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
         assert!(socket2::SockRef::from(&v4).reuse_port().unwrap());
-    }
-}
-
-/// Compares our responses with a running NSD (the oracle) byte for byte:
-/// `NSD_ADDR=127.0.0.1:5399 cargo test -p rampart -- --ignored --nocapture nsd_oracle`
-/// NSD must serve zones/ with `minimal-responses: yes` (or, with `NSD_ZONE_DIR=DIR`, the
-/// `*.zone` files of DIR). Besides a fixed list, every name of every zone is asked (and a name
-/// below it, and one in mixed case), with RD set on half of the queries. Set `NSD_ORACLE_STRICT`
-/// to fail on any difference.
-#[cfg(test)]
-mod oracle {
-    use super::*;
-    use crate::wire::testutil::query_packet_class;
-
-    #[test]
-    #[ignore]
-    fn nsd_oracle() {
-        let Ok(nsd) = std::env::var("NSD_ADDR") else {
-            return;
-        };
-        let dir = std::env::var("NSD_ZONE_DIR").map_or_else(
-            |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones"),
-            std::path::PathBuf::from,
-        );
-        let cat = Catalog::load(&[], Some(&dir)).unwrap();
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let fixed = [
-            "example.com",
-            "wWw.Example.com",
-            "mail.example.com",
-            "txt.example.com",
-            "alias.example.com",
-            "alias2.example.com",
-            "loop1.example.com",
-            "ext.example.com",
-            "a.b.example.com",
-            "b.example.com",
-            "sub.example.com",
-            "x.sub.example.com",
-            "ns1.sub.example.com",
-            "_sip._tcp.example.com",
-            "_443._tcp.www.example.com",
-            "svc.example.com",
-            "mixed.case.example.com",
-            "unknown.example.com",
-            "ptr.example.com",
-            "host.example.com",
-            "ssh.example.com",
-            "nope.example.com",
-            "example.net",
-            "www.example.net",
-            "www.example.org",
-            "ns1.example.com",
-            "ns2.example.com",
-        ];
-        let mut names: Vec<String> = fixed.iter().map(|n| n.to_string()).collect();
-        for zone in cat.zones() {
-            for (key, _) in zone.nodes_sorted() {
-                let text = key.to_string();
-                let mixed: String = text
-                    .chars()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        if i % 2 == 0 {
-                            c.to_ascii_uppercase()
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                names.extend([text.clone(), format!("zz-nx.{text}"), mixed]);
-            }
-        }
-        names.dedup();
-        let types = [
-            1u16, 28, 15, 16, 2, 6, 5, 33, 52, 64, 65, 257, 12, 13, 43, 44, 65400, 255,
-        ];
-        let mut diffs = 0;
-        let mut total = 0;
-        for (i, name) in names.iter().enumerate() {
-            for &t in &types {
-                for edns in [None, Some((1232u16, false, 0u8)), Some((4096, true, 0))] {
-                    total += 1;
-                    let id = (i as u16).wrapping_mul(100).wrapping_add(t);
-                    let flags = if total % 2 == 0 {
-                        crate::wire::FLAG_RD
-                    } else {
-                        0
-                    };
-                    let q = query_packet_class(id, flags, name, t, 1, edns);
-                    sock.send_to(&q, &nsd).unwrap();
-                    let mut buf = [0u8; 4096];
-                    let Ok((n, _)) = sock.recv_from(&mut buf) else {
-                        eprintln!("DIFF {name} type {t} edns {edns:?}: no answer from NSD");
-                        diffs += 1;
-                        continue;
-                    };
-                    let ours = respond(&cat, &q, Transport::Udp).unwrap();
-                    if ours != buf[..n] {
-                        diffs += 1;
-                        eprintln!(
-                            "DIFF {name} type {t} edns {edns:?}\n  nsd  {:02x?}\n  ours {:02x?}",
-                            &buf[..n],
-                            ours
-                        );
-                    }
-                }
-            }
-        }
-        eprintln!("{diffs} of {total} differ");
-        if std::env::var("NSD_ORACLE_STRICT").is_ok() {
-            assert_eq!(diffs, 0);
-        }
     }
 }

@@ -23,6 +23,11 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, B
 /// Deepest `$INCLUDE` nesting we follow; deeper is almost certainly a mistake.
 pub const MAX_INCLUDE_DEPTH: usize = 8;
 
+/// Largest zone file (each file of a zone, includes counted apart) we read: five times a
+/// 1M-name zone (~52 MB), so a file that never ends (`/dev/zero` behind a symlink, a runaway
+/// generator) fails with a clear error instead of eating the memory.
+pub const MAX_ZONE_FILE_BYTES: u64 = 256 << 20;
+
 // ------------------------------------------------------------------------------------------------
 // Names
 
@@ -484,7 +489,8 @@ impl Zone {
         };
         let mut parsed = Parsed::default();
         let initial = origin_hint.as_ref().map(|h| h.name().clone());
-        parse_file(&spec.path, initial, 0, &mut Vec::new(), &mut parsed);
+        let mut state = IncludeState::new(&spec.path);
+        parse_file(&spec.path, initial, 0, &mut state, &mut parsed, None);
         if !parsed.errors.is_empty() {
             return Err(parsed.errors);
         }
@@ -505,7 +511,7 @@ impl Zone {
             Some(origin_name.clone()),
             &path,
             0,
-            &mut Vec::new(),
+            &mut IncludeState::new(&std::env::current_dir().unwrap_or_default().join("text")),
             &mut parsed,
         );
         if !parsed.errors.is_empty() {
@@ -828,7 +834,9 @@ fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "zone") && path.is_file() {
+        // Not only regular files: a FIFO or device named *.zone is reported by the load (not
+        // a regular file), rather than skipped without a word.
+        if path.extension().is_some_and(|e| e == "zone") {
             paths.push(path);
         }
     }
@@ -902,23 +910,93 @@ impl Parsed {
     }
 }
 
+/// What the files of one zone share while they are read: the include stack (the top file
+/// first, for loop detection), the directory includes are confined to, and the current `$TTL`
+/// (which carries into an included file and back out of it, as in BIND and NSD).
+struct IncludeState {
+    stack: Vec<PathBuf>,
+    root: PathBuf,
+    ttl: Option<u32>,
+}
+
+impl IncludeState {
+    fn new(top: &Path) -> IncludeState {
+        let canonical = std::fs::canonicalize(top).unwrap_or_else(|_| top.to_path_buf());
+        let root = canonical.parent().unwrap_or(Path::new("/")).to_path_buf();
+        IncludeState {
+            stack: vec![canonical],
+            root,
+            ttl: None,
+        }
+    }
+}
+
+/// `path`'s bytes: a regular file of at most [`MAX_ZONE_FILE_BYTES`]. Opened non-blocking, so a
+/// FIFO is refused at once instead of hanging a start or a reload until a writer comes.
+fn read_zone_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let kind = meta.file_type();
+    let odd = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        ""
+    };
+    if !odd.is_empty() {
+        return Err(format!("not a regular file ({odd})"));
+    }
+    let too_big = || format!("larger than the {MAX_ZONE_FILE_BYTES}-byte limit for a zone file");
+    if meta.len() > MAX_ZONE_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut text = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while we read it.
+    file.take(MAX_ZONE_FILE_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_ZONE_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(text)
+}
+
+/// Reads and parses one file of a zone; `at` is the `$INCLUDE` that named it, if any.
 fn parse_file(
     path: &Path,
     origin: Option<domain::base::Name<Bytes>>,
     depth: usize,
-    stack: &mut Vec<PathBuf>,
+    state: &mut IncludeState,
     out: &mut Parsed,
+    at: Option<Loc>,
 ) {
-    let text = match std::fs::read(path) {
+    let text = match read_zone_file(path) {
         Ok(t) => t,
         Err(e) => {
-            out.errors.push(format!("{}: {e}", path.display()));
+            let msg = match at {
+                Some(at) => format!("{}: $INCLUDE {}: {e}", out.at(at), path.display()),
+                None => format!("{}: {e}", path.display()),
+            };
+            out.errors.push(msg);
             return;
         }
     };
     let file = out.files.len() as u32;
     out.files.push(path.to_path_buf());
-    parse_bytes(&text, file, origin, path, depth, stack, out);
+    parse_bytes(&text, file, origin, path, depth, state, out);
 }
 
 /// One logical entry of a master file: its bytes up to and including the newline that ends it
@@ -991,7 +1069,7 @@ fn parse_bytes(
     origin: Option<domain::base::Name<Bytes>>,
     path: &Path,
     depth: usize,
-    stack: &mut Vec<PathBuf>,
+    state: &mut IncludeState,
     out: &mut Parsed,
 ) {
     let mut zf = Zonefile::with_capacity(text.len()).allow_invalid();
@@ -1003,6 +1081,11 @@ fn parse_bytes(
     let mut buf = Vec::with_capacity(512);
     // Lines the scanner has seen before the current chunk (it counts every line feed it reads).
     let mut scanner_lines = 0usize;
+    // The `$TTL` in force where this file was included applies to it (RFC 2308 §4; BIND, NSD).
+    if let Some(ttl) = state.ttl {
+        zf.extend_from_slice(format!("$TTL {ttl}\n").as_bytes());
+        scanner_lines += 1;
+    }
     for chunk in split_entries(text) {
         if crate::zone_text::relative_origin(chunk.bytes) {
             out.errors.push(format!(
@@ -1012,7 +1095,11 @@ fn parse_bytes(
             ));
             return;
         }
-        zf.extend_from_slice(&crate::zone_text::with_ttls_in_seconds(chunk.bytes));
+        let entry = crate::zone_text::with_ttls_in_seconds(chunk.bytes);
+        if let Some(ttl) = crate::zone_text::dollar_ttl(&entry) {
+            state.ttl = Some(ttl);
+        }
+        zf.extend_from_slice(&entry);
         if !chunk.bytes.ends_with(b"\n") {
             zf.extend_from_slice(b"\n");
         }
@@ -1029,7 +1116,13 @@ fn parse_bytes(
                 Ok(Some(Entry::Include { path: inc, origin })) => {
                     let inc_path = resolve_include(path, inc.as_str());
                     let origin = origin.or_else(|| zf.origin().ok());
-                    include(&inc_path, origin, depth, stack, out, loc);
+                    let before = state.ttl;
+                    include(&inc_path, origin, depth, state, out, loc);
+                    // A `$TTL` inside the include stays in force after it (BIND, NSD).
+                    if let Some(ttl) = state.ttl.filter(|_| state.ttl != before) {
+                        zf.extend_from_slice(format!("$TTL {ttl}\n").as_bytes());
+                        scanner_lines += 1;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -1078,7 +1171,7 @@ fn include(
     path: &Path,
     origin: Option<domain::base::Name<Bytes>>,
     depth: usize,
-    stack: &mut Vec<PathBuf>,
+    state: &mut IncludeState,
     out: &mut Parsed,
     at: Loc,
 ) {
@@ -1089,23 +1182,32 @@ fn include(
         ));
         return;
     }
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    if stack.contains(&canonical) {
-        out.errors
-            .push(format!("{}: $INCLUDE loop: {}", out.at(at), path.display()));
-        return;
-    }
-    if !path.is_file() {
+    let Ok(canonical) = std::fs::canonicalize(path) else {
         out.errors.push(format!(
             "{}: $INCLUDE {}: no such file",
             out.at(at),
             path.display()
         ));
         return;
+    };
+    // Symbolic links resolved: a link inside the directory can't lead out of it either.
+    if !canonical.starts_with(&state.root) {
+        out.errors.push(format!(
+            "{}: $INCLUDE {}: outside the zone file's directory {}",
+            out.at(at),
+            path.display(),
+            state.root.display()
+        ));
+        return;
     }
-    stack.push(canonical);
-    parse_file(path, origin, depth + 1, stack, out);
-    stack.pop();
+    if state.stack.contains(&canonical) {
+        out.errors
+            .push(format!("{}: $INCLUDE loop: {}", out.at(at), path.display()));
+        return;
+    }
+    state.stack.push(canonical);
+    parse_file(path, origin, depth + 1, state, out, Some(at));
+    state.stack.pop();
 }
 
 /// Record types we keep as typed hickory RDATA. Everything else is kept as its exact wire bytes
@@ -1645,6 +1747,168 @@ mod tests {
         })
         .unwrap();
         assert!(z.node(key("www.l.test.").as_wire()).is_some());
+    }
+
+    fn load_main(dir: &Path, name: &str, text: &str) -> Result<Zone, Vec<String>> {
+        let path = write(dir, name, text);
+        Zone::load(&ZoneSpec { origin: None, path }).map(|(z, _)| z)
+    }
+
+    #[test]
+    fn includes_stay_in_the_zone_files_directory() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = write(outside.path(), "secret", "leak TXT \"outside\"\n");
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("zones");
+        std::fs::create_dir(&dir).unwrap();
+        write(top.path(), "sibling", "leak TXT \"sibling\"\n");
+        std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
+        for (n, inc) in [
+            secret.to_str().unwrap(),
+            "../sibling",
+            "link",
+            "/etc/hostname",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let errs = load_main(
+                &dir,
+                &format!("o{n}.test.zone"),
+                &format!("{MINI}$INCLUDE {inc}\n"),
+            )
+            .map(|_| ())
+            .unwrap_err();
+            assert_eq!(errs.len(), 1, "{inc}: {errs:?}");
+            assert!(
+                errs[0].contains(":5: $INCLUDE ")
+                    && errs[0].contains("outside the zone file's directory"),
+                "{inc}: {errs:?}"
+            );
+        }
+        // Below the directory is fine.
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        write(&dir, "sub/in", "www A 192.0.2.80\n");
+        load_main(&dir, "ok.test.zone", &format!("{MINI}$INCLUDE sub/in\n")).unwrap();
+    }
+
+    /// Runs `f` on a thread and gives up after 10 s: a FIFO read blocking would hang the test.
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("zone load hung")
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.test.zone");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let errs = within_10s(move || {
+            Zone::load(&ZoneSpec {
+                origin: None,
+                path: fifo,
+            })
+            .map(|_| ())
+            .unwrap_err()
+        });
+        assert!(
+            errs[0].ends_with("f.test.zone: not a regular file (a FIFO)"),
+            "{errs:?}"
+        );
+        let p = dir.path().to_path_buf();
+        let errs = within_10s(move || {
+            load_main(&p, "g.test.zone", &format!("{MINI}$INCLUDE f.test.zone\n"))
+                .map(|_| ())
+                .unwrap_err()
+        });
+        assert!(
+            errs[0].contains("g.test.zone:5: $INCLUDE ")
+                && errs[0].ends_with("f.test.zone: not a regular file (a FIFO)"),
+            "{errs:?}"
+        );
+        // In a zone directory (start and SIGHUP): reported, the other zones load (h.test.; g.test.
+        // includes the FIFO).
+        write(dir.path(), "h.test.zone", MINI);
+        let p = dir.path().to_path_buf();
+        let (cat, errs) = within_10s(move || Catalog::load_partial(&[], Some(&p)));
+        assert_eq!(cat.zone_count(), 1, "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.ends_with("f.test.zone: not a regular file (a FIFO)")),
+            "{errs:?}"
+        );
+        let errs = Zone::load(&ZoneSpec::parse("z.test.=/dev/zero"))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(errs, ["/dev/zero: not a regular file (a character device)"]);
+        // A file over the size cap (sparse: no disk used) is refused before it is read.
+        let big = dir.path().join("big.test.zone");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_ZONE_FILE_BYTES + 1)
+            .unwrap();
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: big,
+        })
+        .map(|_| ())
+        .unwrap_err();
+        assert!(errs[0].ends_with("byte limit for a zone file"), "{errs:?}");
+    }
+
+    #[test]
+    fn include_loop_is_caught_at_the_top_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // Including itself: one loop error, and the file's own error once (not once per pass).
+        let errs = load_main(
+            dir.path(),
+            "s.test.zone",
+            &format!("{MINI}$INCLUDE s.test.zone\nbad A 300.1.2.3\n"),
+        )
+        .map(|_| ())
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].contains("s.test.zone:5: $INCLUDE loop: "),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn dollar_ttl_carries_into_and_out_of_includes() {
+        // What nsd-checkzone -p prints for these files (NSD 4.6; BIND does the same):
+        // inc 60 (the $TTL before the $INCLUDE), inc2 120 and after 120 (the include's $TTL).
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "inc1",
+            "inc A 192.0.2.2\n$TTL 120\ninc2 A 192.0.2.4\n",
+        );
+        let z = load_main(
+            dir.path(),
+            "t.test.zone",
+            &format!("{MINI}$TTL 60\n$INCLUDE inc1\nafter A 192.0.2.3\n"),
+        )
+        .unwrap();
+        let ttl = |n: &str| {
+            z.node(key(n).as_wire())
+                .unwrap()
+                .rrset(RecordType::A)
+                .unwrap()
+                .ttl()
+        };
+        assert_eq!(
+            [
+                ttl("ns.t.test."),
+                ttl("inc.t.test."),
+                ttl("inc2.t.test."),
+                ttl("after.t.test.")
+            ],
+            [300, 60, 120, 120]
+        );
     }
 
     #[test]

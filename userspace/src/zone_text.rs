@@ -173,6 +173,24 @@ pub fn relative_origin(entry: &[u8]) -> bool {
         && !ends_with_unescaped_dot(&entry[name.start..name.end])
 }
 
+/// The TTL a `$TTL` entry sets, in seconds (the entry already through
+/// [`with_ttls_in_seconds`]); `None` for any other entry or a value that is no number.
+pub fn dollar_ttl(entry: &[u8]) -> Option<u32> {
+    let toks = tokens(entry);
+    let [directive, value, ..] = toks.as_slice() else {
+        return None;
+    };
+    if entry.first() != Some(&b'$')
+        || !entry[directive.start..directive.end].eq_ignore_ascii_case(b"$TTL")
+    {
+        return None;
+    }
+    std::str::from_utf8(&entry[value.start..value.end])
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn ends_with_unescaped_dot(name: &[u8]) -> bool {
     let Some((&b'.', rest)) = name.split_last() else {
         return false;
@@ -216,5 +234,13 @@ mod tests {
         assert!(!relative_origin(b"$ORIGIN deep.p.test.\n"));
         assert!(!relative_origin(b"$origin a\\\\.\n"));
         assert!(!relative_origin(b"www A 192.0.2.1\n"));
+    }
+
+    #[test]
+    fn dollar_ttl_reads_the_directive_only() {
+        assert_eq!(dollar_ttl(b"$TTL 60\n"), Some(60));
+        assert_eq!(dollar_ttl(b"$ttl 3600 ; comment\n"), Some(3600));
+        assert_eq!(dollar_ttl(b"www 60 A 192.0.2.1\n"), None);
+        assert_eq!(dollar_ttl(b"$TTL\n"), None);
     }
 }

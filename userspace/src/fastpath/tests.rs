@@ -802,11 +802,9 @@ fn verifier_headroom() {
     let fp = loaded();
     for name in [PROGRAM_NAME, rampart_common::PROGRAM_COOKIE] {
         let prog: &Xdp = fp.ebpf.program(name).unwrap().try_into().unwrap();
-        let n = prog
-            .info()
-            .unwrap()
-            .verified_instruction_count()
-            .unwrap_or(0);
+        let info = prog.info().unwrap();
+        let n = (info.verified_instruction_count())
+            .expect("the kernel reports no verified instruction count: the headroom is unknown");
         eprintln!("{name}: {n} instructions verified");
         assert!(n < 900_000, "{name}: {n} of the verifier's 1M");
     }
