@@ -203,14 +203,19 @@ pub struct FastPath {
     log_stop: Arc<AtomicBool>,
     /// What `LIMITS` holds (kept to rewrite its clock offset).
     limits: Limits,
+    /// The pin dir's lock: held while this instance's pins are there (`instance`).
+    pin_lock: Option<crate::instance::Lock>,
 }
 
 impl FastPath {
     /// Load and verify the program with maps sized by `capacity`, pinning the maps `rampart stats`
-    /// reads under `pin_dir` (replacing pins a crashed instance left behind).
+    /// reads under `pin_dir` (replacing pins a crashed instance left behind). The pin dir is
+    /// locked first: while another instance holds it, this fails and touches nothing there.
     pub fn load(capacity: Capacity, pin_dir: &Path) -> Result<FastPath> {
-        let mut fp = FastPath::load_unpinned(capacity)?;
         fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
+        let lock = crate::instance::take(pin_dir, &format!("pin dir {}", pin_dir.display()))?;
+        let mut fp = FastPath::load_unpinned(capacity)?;
+        fp.pin_lock = Some(lock);
         for name in [MAP_STATS, MAP_CONFIG, MAP_ANSWERS] {
             let path = pin_dir.join(name);
             let _ = fs::remove_file(&path);
@@ -268,6 +273,7 @@ impl FastPath {
             live_keys: GenerationKeys::default(),
             log_stop,
             limits: Limits::default(),
+            pin_lock: None,
         })
     }
 
@@ -278,8 +284,10 @@ impl FastPath {
             .program_mut(PROGRAM_NAME)
             .expect("loaded")
             .try_into()?;
-        let link = prog.attach(iface, mode.xdp_mode()).with_context(|| {
-            format!("attaching XDP to {iface} in {mode:?} mode (use --xdp-mode generic or auto where the driver lacks native XDP)")
+        let link = prog.attach(iface, mode.xdp_mode()).map_err(|e| {
+            let hint = attach_hint(&e, iface, mode);
+            anyhow::Error::new(e)
+                .context(format!("attaching XDP to {iface} in {mode:?} mode{hint}"))
         })?;
         info!(iface, ?mode, "XDP program attached");
         self.links.push((iface.to_owned(), link));
@@ -473,11 +481,36 @@ impl Drop for FastPath {
                 }
             }
         }
-        if let Some(dir) = &self.pin_dir {
+        // Only the instance holding the pin dir's lock made the pins there.
+        if let (Some(dir), Some(_)) = (&self.pin_dir, &self.pin_lock) {
             for name in [MAP_STATS, MAP_CONFIG, MAP_ANSWERS] {
                 let _ = fs::remove_file(dir.join(name));
             }
         }
+    }
+}
+
+/// What to do about a failed attach: EBUSY means a program is there already (another instance's,
+/// or one a crashed instance attached through netlink); only native mode can fall back to
+/// generic.
+fn attach_hint(e: &(dyn std::error::Error + 'static), iface: &str, mode: AttachMode) -> String {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::EBUSY)
+        {
+            return format!(
+                " (another XDP program is attached to {iface}: another rampart, or one a crashed \
+                 instance left, which `rampart detach --iface {iface}` removes)"
+            );
+        }
+        source = err.source();
+    }
+    match mode {
+        AttachMode::Native => {
+            " (use --xdp-mode generic or auto where the driver lacks native XDP)".into()
+        }
+        AttachMode::Generic | AttachMode::Auto => String::new(),
     }
 }
 
