@@ -316,6 +316,53 @@ def xdp_instance(c, lab, tmp):
             shutil.rmtree(d, ignore_errors=True)
 
 
+def ambient_start(c, lab, tmp):
+    """Started as nobody with ambient capabilities (as systemd's User= and AmbientCapabilities=
+    do): it loads and attaches, then trims its sets to what it keeps."""
+    if shutil.which("setpriv") is None:
+        c.skip("ambient capabilities", "no setpriv")
+        return
+    ns_run(lab, "ip", "link", "add", "rpa0", "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
+           "peer", "name", "rpa1", "numtxqueues", "1", "numrxqueues", "1", check=True)
+    pins = os.path.join(os.path.dirname(lab.pin_dir), "rampart-ambient")
+    proc = None
+    try:
+        ns_run(lab, "ip", "link", "set", "rpa0", "up", check=True)
+        ns_run(lab, "ip", "link", "set", "rpa1", "up", check=True)
+        zdir = make_zones(tmp, "ambient-zones", 1)
+        run_dir = os.path.join(tmp, "run-ambient")
+        for d in (pins, run_dir):  # what the operator prepares for that user
+            os.makedirs(d, exist_ok=True)
+            os.chown(d, 65534, 65534)
+        log = os.path.join(tmp, "ambient.log")
+        caps = "+bpf,+net_admin,+perfmon"
+        proc = spawn(["ip", "netns", "exec", lab.ns_node, "setpriv", "--reuid=65534", "--regid=65534",
+                      "--clear-groups", f"--inh-caps={caps}", f"--ambient-caps={caps}", lab.bin, "run",
+                      "--iface", "rpa0", "--zone-dir", zdir, "--listen", f"127.0.0.1:{PORT + 5}",
+                      "--pin-dir", pins, "--run-dir", run_dir], log)
+        if not c.check("ambient: started as nobody with CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON it attaches",
+                       wait_ready(proc, log), open(log).read()[-2000:]):
+            return
+        st = proc_status(proc.pid)
+        c.check("ambient: CapEff trimmed to CAP_BPF, nothing ambient, NoNewPrivs",
+                int(st["CapEff"], 16) == 1 << CAP_BPF and int(st["CapAmb"], 16) == 0
+                and st.get("NoNewPrivs") == "1", f"{st['CapEff']} {st['CapAmb']} {st.get('NoNewPrivs')}")
+        before = count_in(log, "fast path filled")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and count_in(log, "fast path filled") == before:
+            time.sleep(0.1)
+        c.check("ambient: a reload refills the XDP maps", count_in(log, "fast path filled") > before,
+                open(log).read()[-1000:])
+        stop(proc)
+        c.check("ambient: its pins are removed at exit", os.listdir(pins) == [], str(os.listdir(pins)))
+    finally:
+        if proc is not None:
+            stop(proc)
+        ns_run(lab, "ip", "link", "del", "rpa0")
+        shutil.rmtree(pins, ignore_errors=True)
+
+
 def run():
     c = rplab.Checks("e2e_hardening")
     lab = rplab.Lab()
@@ -328,6 +375,7 @@ def run():
         c.run("sockets-only instance", sockets_only_instance, c, lab, tmp)
         c.run("sockets-only rrl", sockets_only_rrl, c, lab, tmp)
         c.run("xdp instance", xdp_instance, c, lab, tmp)
+        c.run("ambient capabilities", ambient_start, c, lab, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return c

@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::{
     anycast::{
         self, Anycast,
+        announce::Announcer,
         health::{self, FastProbe, ProbeQuestion, Probes},
     },
     compile,
@@ -428,6 +429,10 @@ fn run(config: Config) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         hand_over.push(dir.to_owned());
     }
+    // The TUN device: /dev/net/tun may be root's alone (mode 0600).
+    let mut announcer = anycast_on
+        .then(|| Announcer::new(&config.anycast))
+        .transpose()?;
     let low_port = |p: u16| p != 0 && p < 1024;
     let needs = privileges::Needs {
         bpf: fast.is_some(),
@@ -471,7 +476,8 @@ fn run(config: Config) -> Result<()> {
             rx.recv_timeout(Duration::from_secs(10))
                 .unwrap_or_else(|_| json!({"error": "no reply from the main thread"}))
         });
-        anycast = Some(Anycast::start(&config, probes, other)?);
+        let announcer = announcer.take().expect("made when anycast is on");
+        anycast = Some(Anycast::start(&config, announcer, probes, other)?);
         probe_question = Some(question);
     }
     drop(table);
