@@ -32,7 +32,7 @@ import dns.rdatatype
 import rplab
 from e2e_operations import ns_run, stop, wait_ready, zone_text
 
-PORT = 5461  # this module's ports: 5461-5466
+PORT = 5461  # this module's ports: 5461-5467
 ZONES = 300
 CAP_NET_ADMIN, CAP_BPF = 12, 39
 
@@ -228,7 +228,7 @@ def xdp_instance(c, lab, tmp):
         proc = spawn(["ip", "netns", "exec", lab.ns_node, lab.bin, "run", "--iface", "rph0", "--zone-dir", zdir,
                       "--listen", f"127.0.0.1:{PORT + 2}", "--pin-dir", pins, "--run-dir", run_dir,
                       "--user", "nobody", "--anycast-prefix", "203.0.113.199/32", "--anycast-device", "rphard0",
-                      "--control-socket", ctl], log)
+                      "--control-socket", ctl, "--metrics", f"127.0.0.1:{PORT + 6}"], log)
         if not c.check("privileges: rampart attaches and starts", wait_ready(proc, log), open(log).read()[-2000:]):
             return
         st = proc_status(proc.pid)
@@ -277,6 +277,11 @@ def xdp_instance(c, lab, tmp):
         s = anycast_state()
         c.check("privileges: still announced after the reload", s.get("state") == "announced", str(s)[:800])
         c.check("stats: the running instance's counters", stats(lab, pins).returncode == 0)
+        scrape = ns_run(lab, "/usr/bin/python3", "-c",
+                        "import urllib.request;"
+                        f"print(urllib.request.urlopen('http://127.0.0.1:{PORT + 6}/metrics', timeout=5).read().decode())")
+        c.check("privileges: the metrics endpoint reads the XDP counters as nobody",
+                'rampart_xdp_packets_total{outcome="tx_answer"}' in scrape.stdout, scrape.stdout[:500] + scrape.stderr[-300:])
 
         # A second instance on the same pin dir: refused, the first's pins untouched.
         second = ns_run(lab, lab.bin, "run", "--iface", "rph0", "--zone-dir", zdir, "--listen",
