@@ -393,9 +393,18 @@ fn run(config: Config) -> Result<()> {
         }
         fast = Some(Arc::new(Mutex::new(fp)));
     }
+    let anycast_on = !config.anycast.prefixes.is_empty();
     let slow_limits = if fast.is_none() {
-        // Sockets only: the slow path applies the limits itself (see slow_limits).
-        SlowLimits::new(&config.rrl).map(Arc::new)
+        // Sockets only: the slow path applies the limits itself (see slow_limits), but for the
+        // health probe's queries.
+        SlowLimits::new(&config.rrl).map(|l| {
+            let l = if anycast_on {
+                l.exempting(health::slow_target(&config).ip())
+            } else {
+                l
+            };
+            Arc::new(l)
+        })
     } else {
         None
     };
@@ -420,7 +429,6 @@ fn run(config: Config) -> Result<()> {
     if fast.is_some() {
         hand_over.extend(privileges::with_entries(&config.xdp.pin_dir)?);
     }
-    let anycast_on = !config.anycast.prefixes.is_empty();
     if anycast_on
         && let Some(dir) = config.anycast.control_socket.parent()
         && !dir.as_os_str().is_empty()

@@ -101,6 +101,8 @@ pub struct SlowLimits {
     ipv4_prefix: u8,
     ipv6_prefix: u8,
     whitelist: Vec<IpNet>,
+    /// Sources never limited nor counted: the node's own health probe.
+    exempt: Vec<IpAddr>,
     dry_run: bool,
     epoch: Instant,
     by_source: Mutex<Table<(IpAddr, u32)>>,
@@ -124,6 +126,7 @@ impl SlowLimits {
             ipv4_prefix: rrl.ipv4_prefix.min(32),
             ipv6_prefix: rrl.ipv6_prefix.min(128),
             whitelist: rrl.whitelist.clone(),
+            exempt: Vec::new(),
             dry_run: rrl.dry_run,
             epoch: Instant::now(),
             by_source: Mutex::new(Table::new(rrl.table_size as usize)),
@@ -131,11 +134,19 @@ impl SlowLimits {
         })
     }
 
+    /// Never limit (nor count) answers to `source`: the health probe's, as the XDP program
+    /// exempts its own probe. The probe is sent to a local address, so it comes from that
+    /// address, which the kernel drops when a packet from outside claims it (accept_local=0).
+    pub fn exempting(mut self, source: IpAddr) -> SlowLimits {
+        self.exempt.push(source);
+        self
+    }
+
     /// An answer of response class `class` (`compile::response_class`) to `peer`: the class's
     /// aggregate rate first, then the source prefix's rate for the class, as the XDP program.
     /// A valid server cookie proves the address: no limit, and not counted.
     pub fn check(&self, peer: IpAddr, class: u32, valid_cookie: bool) -> Verdict {
-        if valid_cookie {
+        if valid_cookie || self.exempt.contains(&peer) {
             return Verdict::Answer;
         }
         let now = self.epoch.elapsed();
@@ -246,6 +257,15 @@ mod tests {
             l.check("192.0.2.99".parse().unwrap(), 2, true) == Answer,
             "a valid cookie"
         );
+        let probe = SlowLimits::new(&c)
+            .unwrap()
+            .exempting("127.0.0.1".parse().unwrap());
+        assert_eq!(
+            verdicts(&probe, "127.0.0.1", 1, 3),
+            [Answer; 3],
+            "the probe"
+        );
+        assert_eq!(verdicts(&probe, "127.0.0.2", 1, 2), [Answer, Drop]);
         c.dry_run = true;
         let dry = SlowLimits::new(&c).unwrap();
         assert_eq!(verdicts(&dry, "203.0.113.1", 1, 3), [Answer; 3], "dry run");
