@@ -615,6 +615,24 @@ pub fn detach_iface(iface: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+#[test]
+fn attach_hints_fit_the_failure() {
+    let busy = std::io::Error::from_raw_os_error(libc::EBUSY);
+    let other = std::io::Error::from_raw_os_error(libc::EOPNOTSUPP);
+    for mode in [AttachMode::Native, AttachMode::Generic] {
+        let hint = attach_hint(&busy, "eth1", mode);
+        assert!(
+            hint.contains("another XDP program is attached to eth1"),
+            "{hint}"
+        );
+        assert!(!hint.contains("--xdp-mode"), "{hint}");
+    }
+    assert!(attach_hint(&other, "eth1", AttachMode::Native).contains("--xdp-mode generic"));
+    assert_eq!(attach_hint(&other, "eth1", AttachMode::Generic), "");
+    assert_eq!(attach_hint(&other, "eth1", AttachMode::Auto), "");
+}
+
+#[cfg(test)]
 mod cookie_tests;
 #[cfg(test)]
 mod limit_tests;
