@@ -32,7 +32,7 @@ import dns.rdatatype
 import rplab
 from e2e_operations import ns_run, stop, wait_ready, zone_text
 
-PORT = 5461  # this module's ports: 5461-5467
+PORT = 5461  # this module's ports: 5461-5468
 ZONES = 300
 CAP_NET_ADMIN, CAP_BPF = 12, 39
 
@@ -116,6 +116,20 @@ def sockets_only_instance(c, lab, tmp):
         c.check("SIGHUP while starting: a reload once up", log_has(log, "reloaded"), open(log).read()[-800:])
         c.check("and it answers", ask(PORT, "www.z0.test") == (dns.rcode.NOERROR, ["198.51.100.1"]),
                 str(ask(PORT, "www.z0.test")))
+
+        # SIGTERM while starting still ends a starting instance at once (no wait for the zones).
+        other = spawn([lab.bin, "run", "--zone-dir", zdir, "--listen", f"127.0.0.1:{PORT + 7}",
+                       "--run-dir", run_dir], os.path.join(tmp, "term.log"))
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        other.send_signal(signal.SIGTERM)
+        try:
+            other.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            stop(other)
+        took = time.monotonic() - t0
+        c.check("SIGTERM while starting ends it at once", took < 0.5 and other.returncode == -signal.SIGTERM,
+                f"{took:.2f} s, rc={other.returncode}")
 
         # A second instance on the same address: refused, naming the first.
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

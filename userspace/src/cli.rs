@@ -333,20 +333,33 @@ fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
 
 /// SIGINT/SIGTERM and SIGHUP, registered before anything else: a SIGHUP while the zones load
 /// (a reload hook, logrotate) is a reload once started, never the signal's default (death).
+/// SIGINT/SIGTERM while starting still end the process at once, as before the handlers.
 struct Signals {
     term: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    starting: Arc<AtomicBool>,
 }
 
 impl Signals {
     fn register() -> Result<Signals> {
         let term = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
+        let starting = Arc::new(AtomicBool::new(true));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_conditional_default(sig, starting.clone())?;
             signal_hook::flag::register(sig, term.clone())?;
         }
         signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-        Ok(Signals { term, hup })
+        Ok(Signals {
+            term,
+            hup,
+            starting,
+        })
+    }
+
+    /// From now on SIGINT/SIGTERM stop the main loop: a clean shutdown.
+    fn ready(&self) {
+        self.starting.store(false, Ordering::Relaxed);
     }
 
     fn stopping(&self) -> bool {
@@ -364,10 +377,6 @@ fn run(config: Config) -> Result<()> {
     let catalog = Arc::new(load_catalog(&config.zones)?);
     let table = compile::compile(&catalog);
     info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
-    if signals.stopping() {
-        info!("stopped while starting");
-        return Ok(());
-    }
     // Once, so both paths make and check cookies with the same secret (a random one too).
     let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
 
@@ -503,6 +512,7 @@ fn run(config: Config) -> Result<()> {
         )?;
     }
 
+    signals.ready();
     eprintln!("rampart: ready");
     const CLOCK_REFRESH: Duration = Duration::from_secs(10);
     let mut clock_refreshed = Instant::now();
