@@ -9,7 +9,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rplab  # noqa: E402
 
-ORDER = ["e2e_answers", "e2e_oracles", "e2e_operations", "e2e_limits", "e2e_badpackets"]  # bad packets last: they must not break what follows
+ORDER = ["e2e_answers", "e2e_oracles", "e2e_operations", "e2e_hardening", "e2e_limits", "e2e_badpackets"]  # bad packets last: they must not break what follows
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 //! The `rampart` command line (clap): check zones, run the node, read counters, clean up.
 use std::{
+    io::Write,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -19,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::{
     anycast::{
         self, Anycast,
+        announce::Announcer,
         health::{self, FastProbe, ProbeQuestion, Probes},
     },
     compile,
@@ -26,9 +28,11 @@ use crate::{
     cookie,
     fastpath::{self, AttachMode, Capacity, Counters, FastPath},
     identity::Identity,
+    instance,
     limits::{self, LimitFlags},
-    metrics,
+    metrics, privileges,
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
+    slow_limits::SlowLimits,
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -154,8 +158,8 @@ struct RunArgs {
     #[arg(long)]
     cookie_staging: Option<String>,
     /// Don't answer DNS cookies: the COOKIE option is ignored like an unknown option
-    /// (cookies.enabled = false).
-    #[arg(long)]
+    /// (cookies.enabled = false; the file's secrets are then unused).
+    #[arg(long, conflicts_with_all = ["cookie_secret", "cookie_staging"])]
     no_cookies: bool,
     /// This node's name in NSID and CHAOS TXT id.server./hostname.bind. answers (server.identity).
     #[arg(long)]
@@ -170,6 +174,25 @@ struct RunArgs {
     /// [default: /run/rampart/control.sock].
     #[arg(long)]
     control_socket: Option<PathBuf>,
+    /// Concurrent TCP connections over all listen addresses (server.tcp_max_clients)
+    /// [default: 256].
+    #[arg(long)]
+    tcp_max_clients: Option<usize>,
+    /// Concurrent TCP connections from one source address (server.tcp_max_per_source)
+    /// [default: 16].
+    #[arg(long)]
+    tcp_max_per_source: Option<usize>,
+    /// Close a TCP connection idle this long, in ms (server.tcp_idle_timeout_ms) [default: 10000].
+    #[arg(long)]
+    tcp_idle_timeout_ms: Option<u64>,
+    /// Run as this user once started (server.user; "root" stays root) [default: rampart if that
+    /// user exists].
+    #[arg(long)]
+    user: Option<String>,
+    /// Runtime directory for the listen addresses' lock files (server.run_dir)
+    /// [default: /run/rampart].
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -204,6 +227,16 @@ impl RunArgs {
         one(&mut c.server.identity, self.identity);
         one(&mut c.anycast.device, self.anycast_device);
         one(&mut c.anycast.control_socket, self.control_socket);
+        one(&mut c.server.tcp_max_clients, self.tcp_max_clients);
+        one(&mut c.server.tcp_max_per_source, self.tcp_max_per_source);
+        one(&mut c.server.tcp_idle_timeout_ms, self.tcp_idle_timeout_ms);
+        one(&mut c.server.run_dir, self.run_dir);
+        if self.user.is_some() {
+            c.server.user = self.user;
+        }
+        if self.xdp_mode.is_some() && c.xdp.interfaces.is_empty() {
+            bail!("--xdp-mode needs an interface to attach to: give --iface (or xdp.interfaces)");
+        }
         self.limits.apply(&mut c.rrl, &mut c.miss_budget);
         if self.cookie_secret.is_some() {
             c.cookies.secret = self.cookie_secret;
@@ -212,7 +245,11 @@ impl RunArgs {
             c.cookies.staging = self.cookie_staging;
         }
         if self.no_cookies {
-            c.cookies.enabled = false;
+            c.cookies = cookie::CookieConfig {
+                enabled: false,
+                secret: None,
+                staging: None,
+            };
         }
         c.check()?;
         Ok(c)
@@ -294,8 +331,49 @@ fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
     Ok(catalog)
 }
 
+/// SIGINT/SIGTERM and SIGHUP, registered before anything else: a SIGHUP while the zones load
+/// (a reload hook, logrotate) is a reload once started, never the signal's default (death).
+/// SIGINT/SIGTERM while starting still end the process at once, as before the handlers.
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+    starting: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        let starting = Arc::new(AtomicBool::new(true));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_conditional_default(sig, starting.clone())?;
+            signal_hook::flag::register(sig, term.clone())?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+        Ok(Signals {
+            term,
+            hup,
+            starting,
+        })
+    }
+
+    /// From now on SIGINT/SIGTERM stop the main loop: a clean shutdown.
+    fn ready(&self) {
+        self.starting.store(false, Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.term.load(Ordering::Relaxed)
+    }
+}
+
 fn run(config: Config) -> Result<()> {
+    let signals = Signals::register()?;
     let started = Instant::now();
+    // Before anything is touched: a second instance on the same addresses stops here.
+    let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
+    let user = privileges::resolve_user(config.server.user.as_deref())?;
+    let mut zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
     let catalog = Arc::new(load_catalog(&config.zones)?);
     let table = compile::compile(&catalog);
     info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
@@ -324,9 +402,29 @@ fn run(config: Config) -> Result<()> {
         }
         fast = Some(Arc::new(Mutex::new(fp)));
     }
+    let anycast_on = !config.anycast.prefixes.is_empty();
+    let slow_limits = if fast.is_none() {
+        // Sockets only: the slow path applies the limits itself (see slow_limits), but for the
+        // health probe's queries.
+        SlowLimits::new(&config.rrl).map(|l| {
+            let l = if anycast_on {
+                l.exempting(health::slow_target(&config).ip())
+            } else {
+                l
+            };
+            Arc::new(l)
+        })
+    } else {
+        None
+    };
+    let s = &config.server;
     let server_config = ServerConfig {
-        identity: Arc::new(Identity::new(&config.server.identity)?),
+        identity: Arc::new(Identity::new(&s.identity)?),
         cookies,
+        tcp_max_connections: s.tcp_max_clients,
+        tcp_max_per_source: s.tcp_max_per_source,
+        tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
+        limits: slow_limits,
         ..ServerConfig::default()
     };
     let shared = SharedCatalog::new(catalog.clone());
@@ -334,12 +432,39 @@ fn run(config: Config) -> Result<()> {
         Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
             .context("starting the slow path")?,
     );
+    // Everything that needs root is done: become the configured user. The threads that check
+    // health and announce start after, with the capabilities kept.
+    let mut hand_over = vec![config.server.run_dir.clone()];
+    if fast.is_some() {
+        hand_over.extend(privileges::with_entries(&config.xdp.pin_dir)?);
+    }
+    if anycast_on
+        && let Some(dir) = config.anycast.control_socket.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        hand_over.push(dir.to_owned());
+    }
+    // The TUN device: /dev/net/tun may be root's alone (mode 0600).
+    let mut announcer = anycast_on
+        .then(|| Announcer::new(&config.anycast))
+        .transpose()?;
+    let low_port = |p: u16| p != 0 && p < 1024;
+    let needs = privileges::Needs {
+        bpf: fast.is_some(),
+        net_admin: anycast_on,
+        bind_low_port: config.server.listen.iter().any(|a| low_port(a.port()))
+            || config.server.metrics.is_some_and(|a| low_port(a.port())),
+    };
+    privileges::drop_to(user.as_ref(), needs, &hand_over)?;
+
     // Health checking and announcing, when there is something to announce.
     let mut anycast = None;
     let (ops_tx, ops_rx) = crossbeam_channel::unbounded::<(SlowPathOp, Sender<Value>)>();
     let holds_probe = Arc::new(AtomicBool::new(false));
     let mut probe_question = None;
-    if !config.anycast.prefixes.is_empty() {
+    if anycast_on {
         let question = ProbeQuestion::from_config(&config, &shared)?;
         holds_probe.store(question.held_by(&table), Ordering::Relaxed);
         let (client, service) = health::frame_addresses(&config);
@@ -368,7 +493,8 @@ fn run(config: Config) -> Result<()> {
             rx.recv_timeout(Duration::from_secs(10))
                 .unwrap_or_else(|_| json!({"error": "no reply from the main thread"}))
         });
-        anycast = Some(Anycast::start(&config, probes, other)?);
+        let announcer = announcer.take().expect("made when anycast is on");
+        anycast = Some(Anycast::start(&config, announcer, probes, other)?);
         probe_question = Some(question);
     }
     drop(table);
@@ -386,16 +512,11 @@ fn run(config: Config) -> Result<()> {
         )?;
     }
 
-    let term = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, term.clone())?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    signals.ready();
     eprintln!("rampart: ready");
     const CLOCK_REFRESH: Duration = Duration::from_secs(10);
     let mut clock_refreshed = Instant::now();
-    while !term.load(Ordering::Relaxed) {
+    while !signals.stopping() {
         if let Ok((op, reply)) = ops_rx.recv_timeout(Duration::from_millis(100)) {
             let _ = reply.send(slow_path_op(
                 op,
@@ -414,8 +535,9 @@ fn run(config: Config) -> Result<()> {
                 warn!("refreshing the XDP program's clock: {e:#}");
             }
         }
-        if hup.swap(false, Ordering::Relaxed) {
-            let (table, installed) = reload(&config.zones, &shared, fast.as_deref());
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            let (table, installed) =
+                reload(&config.zones, &mut zone_files, &shared, fast.as_deref());
             if let Some(q) = &probe_question {
                 holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
             }
@@ -438,6 +560,7 @@ fn run(config: Config) -> Result<()> {
                 .collect();
         info!("final counters: {}", summary.join(" "));
     }
+    drop(listen_locks);
     Ok(())
 }
 
@@ -483,16 +606,55 @@ fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {
     fp.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// SIGHUP: parse and compile the zones again. A zone whose file now fails keeps serving its
-/// previous version; both paths switch to the new catalog together.
+/// The `*.zone` files the zone dir has had since the start. One removed since is asked for again
+/// on reload, so it fails like a missing `--zone` file and keeps serving its previous version
+/// (with the error logged), as Knot and NSD keep a zone whose file is gone; a restart drops it.
+#[derive(Debug, Default)]
+struct ZoneDirFiles(std::collections::BTreeSet<PathBuf>);
+
+impl ZoneDirFiles {
+    fn scan(dir: Option<&Path>) -> ZoneDirFiles {
+        let mut files = ZoneDirFiles::default();
+        files.update(dir);
+        files
+    }
+
+    /// Adds the files there now; returns the known ones that are gone.
+    fn update(&mut self, dir: Option<&Path>) -> Vec<PathBuf> {
+        let Some(dir) = dir else { return Vec::new() };
+        // The same paths the catalog's loader makes (`read_dir` entries), so they match its
+        // zones' sources.
+        let now: std::collections::BTreeSet<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "zone") && p.is_file())
+            .collect();
+        let gone = self.0.difference(&now).cloned().collect();
+        self.0.extend(now);
+        gone
+    }
+}
+
+/// SIGHUP: parse and compile the zones again. A zone whose file now fails (or is gone) keeps
+/// serving its previous version; both paths switch to the new catalog together.
 /// Returns the new table and whether the fast path holds it.
 fn reload(
     zones: &ZonesConfig,
+    zone_files: &mut ZoneDirFiles,
     live: &SharedCatalog,
     fast: Option<&Mutex<FastPath>>,
 ) -> (Vec<compile::CompiledAnswer>, bool) {
     let previous = live.get();
-    let (catalog, errors) = Catalog::reload(&previous, &zone_specs(zones), zones.dir.as_deref());
+    let mut specs = zone_specs(zones);
+    specs.extend(
+        zone_files
+            .update(zones.dir.as_deref())
+            .into_iter()
+            .map(|path| ZoneSpec { origin: None, path }),
+    );
+    let (catalog, errors) = Catalog::reload(&previous, &specs, zones.dir.as_deref());
     for e in &errors {
         error!("reload: {e}");
     }
@@ -536,19 +698,32 @@ fn log_installed(i: &fastpath::Installed) {
 
 fn stats(json: bool, pin_dir: &Path) -> Result<()> {
     let counters = Counters::from_pin(pin_dir)?;
-    if json {
+    // The instance that pinned the maps holds the pin dir's lock while it runs.
+    if instance::holder(pin_dir).is_none() {
+        bail!(
+            "the rampart that pinned {} is gone (no process holds its lock): these counters are              a dead instance's",
+            pin_dir.display()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    let written = if json {
         let obj: serde_json::Map<String, serde_json::Value> = counters
             .0
             .iter()
             .map(|(n, v)| (n.to_string(), (*v).into()))
             .collect();
-        println!("{}", serde_json::Value::Object(obj));
+        writeln!(out, "{}", serde_json::Value::Object(obj))
     } else {
-        for (name, value) in &counters.0 {
-            println!("{name:<24} {value}");
-        }
+        counters
+            .0
+            .iter()
+            .try_for_each(|(name, value)| writeln!(out, "{name:<24} {value}"))
+    };
+    match written.and_then(|()| out.flush()) {
+        // `rampart stats | head -3`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
-    Ok(())
 }
 
 /// `--control-socket`, else the config file's `anycast.control_socket`, else the default.
@@ -646,6 +821,67 @@ mod tests {
         assert_eq!(c.server.listen, [SocketAddr::from(([0, 0, 0, 0], 53))]);
         assert!(c.anycast.prefixes.is_empty());
         assert!(run_args(&[]).into_config().is_err(), "no zones");
+    }
+
+    /// Contradicting flags are errors that name them: cookies off with a secret, an attach mode
+    /// without an interface. The TCP limits and the user reach the config.
+    #[test]
+    fn contradictions_are_errors() {
+        let e = Cli::try_parse_from([
+            "rampart",
+            "run",
+            "--zone",
+            "z",
+            "--no-cookies",
+            "--cookie-secret",
+            "e5e973e5a6b2a43f48e7dc849e37bfcf",
+        ])
+        .err()
+        .expect("--no-cookies with --cookie-secret");
+        assert!(e.to_string().contains("--no-cookies"), "{e}");
+        let e = run_args(&["--zone", "z", "--xdp-mode", "generic"])
+            .into_config()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("--xdp-mode needs an interface"),
+            "{e}"
+        );
+        run_args(&["--zone", "z", "--xdp-mode", "generic", "--iface", "eth1"])
+            .into_config()
+            .unwrap();
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../rampart.example.toml");
+        let c = run_args(&["--config", example, "--no-cookies"])
+            .into_config()
+            .unwrap();
+        assert!(!c.cookies.enabled && c.cookies.secret.is_none());
+        let c = run_args(&[
+            "--zone",
+            "z",
+            "--tcp-max-clients",
+            "100",
+            "--tcp-max-per-source",
+            "4",
+            "--tcp-idle-timeout-ms",
+            "3000",
+            "--user",
+            "nobody",
+        ])
+        .into_config()
+        .unwrap();
+        let s = &c.server;
+        assert_eq!(
+            (
+                s.tcp_max_clients,
+                s.tcp_max_per_source,
+                s.tcp_idle_timeout_ms
+            ),
+            (100, 4, 3000)
+        );
+        assert_eq!(s.user.as_deref(), Some("nobody"));
+        let e = run_args(&["--zone", "z", "--tcp-max-per-source", "0"])
+            .into_config()
+            .unwrap_err();
+        assert!(e.to_string().contains("tcp_max_per_source"), "{e}");
     }
 
     /// Clap's own consistency checks (unique argument ids across flattened groups, defaults

@@ -44,6 +44,18 @@ pub struct ServerConfig {
     pub identity: String,
     /// Prometheus text endpoint (`/metrics`).
     pub metrics: Option<SocketAddr>,
+    /// Concurrent TCP connections over all listen addresses; more are closed at accept.
+    pub tcp_max_clients: usize,
+    /// Concurrent TCP connections from one source address.
+    pub tcp_max_per_source: usize,
+    /// A TCP connection without a complete query (or not reading its answers) for this long is
+    /// closed (RFC 7766 §6.2.3).
+    pub tcp_idle_timeout_ms: u64,
+    /// The user to run as once started as root has attached, bound and opened what it needs;
+    /// default: `rampart` if that user exists, else root (with a warning). "root": stay root.
+    pub user: Option<String>,
+    /// Runtime directory: the listen addresses' lock files (one instance per address).
+    pub run_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +64,11 @@ impl Default for ServerConfig {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 53))],
             identity: String::new(),
             metrics: None,
+            tcp_max_clients: 256,
+            tcp_max_per_source: 16,
+            tcp_idle_timeout_ms: 10_000,
+            user: None,
+            run_dir: PathBuf::from("/run/rampart"),
         }
     }
 }
@@ -212,6 +229,12 @@ impl Config {
         }
         if self.server.identity.len() > 255 {
             bail!("server.identity is longer than 255 bytes");
+        }
+        let s = &self.server;
+        if s.tcp_max_clients == 0 || s.tcp_max_per_source == 0 || s.tcp_idle_timeout_ms == 0 {
+            bail!(
+                "server.tcp_max_clients, tcp_max_per_source and tcp_idle_timeout_ms must be at least 1"
+            );
         }
         let h = &self.health;
         if h.interval_ms == 0 || h.timeout_ms == 0 || h.rise == 0 || h.fall == 0 {

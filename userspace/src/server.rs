@@ -6,10 +6,10 @@
 //! timeout, connection limit). Shutdown is a crossbeam channel that every thread polls: dropping
 //! its sender tells them all at once.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,10 @@ use hickory_proto::rr::RecordType;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::answer::{self, Answer};
+use crate::compile;
 use crate::cookie::{self, Cookies};
 use crate::identity::{CLASS_CH, Identity};
+use crate::slow_limits::{SlowLimits, Verdict};
 use crate::wire::{self, CLASS_IN, Transport};
 use crate::zone::Catalog;
 
@@ -36,12 +38,17 @@ pub struct ServerConfig {
     pub udp_workers: usize,
     /// Concurrent TCP connections over all addresses; more are closed at accept.
     pub tcp_max_connections: usize,
+    /// Concurrent TCP connections from one source address; more are closed at accept, so one
+    /// client can't hold every slot.
+    pub tcp_max_per_source: usize,
     /// A TCP connection with no complete query for this long is closed (RFC 7766 §6.2.3).
     pub tcp_idle_timeout: Duration,
     /// Sent in NSID and CHAOS TXT answers.
     pub identity: Arc<Identity>,
     /// DNS cookies: answered (with the node's secret) or ignored.
     pub cookies: Arc<Cookies>,
+    /// Rate limits on UDP answers: sockets-only mode (see `slow_limits`).
+    pub limits: Option<Arc<SlowLimits>>,
 }
 
 impl Default for ServerConfig {
@@ -49,9 +56,11 @@ impl Default for ServerConfig {
         ServerConfig {
             udp_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             tcp_max_connections: 256,
+            tcp_max_per_source: 16,
             tcp_idle_timeout: Duration::from_secs(10),
             identity: Arc::default(),
             cookies: Arc::new(Cookies::disabled()),
+            limits: None,
         }
     }
 }
@@ -96,7 +105,7 @@ impl Server {
         config: ServerConfig,
     ) -> anyhow::Result<ServerHandle> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let connections = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(TcpSlots::new(&config));
         let mut threads = Vec::new();
         let mut udp_addrs = Vec::new();
         let mut tcp_addrs = Vec::new();
@@ -111,6 +120,7 @@ impl Server {
             for (i, socket) in sockets.into_iter().enumerate() {
                 let (catalog, stop) = (catalog.clone(), stop_rx.clone());
                 let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
+                let limits = config.limits.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
@@ -118,6 +128,7 @@ impl Server {
                             let node = Node {
                                 identity: &identity,
                                 cookies: &cookies,
+                                limits: limits.as_deref(),
                             };
                             udp_worker(socket, catalog, node, stop)
                         })?,
@@ -277,11 +288,72 @@ fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, node: Node<'_>, stop: R
     }
 }
 
+/// The TCP connection slots of a server, in total and per source address (as Knot's
+/// `tcp-max-clients` and PowerDNS's `max-tcp-connections-per-client`).
+struct TcpSlots {
+    max_total: usize,
+    max_per_source: usize,
+    held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One connection's slot, given back when dropped.
+struct TcpSlot {
+    slots: Arc<TcpSlots>,
+    peer: IpAddr,
+}
+
+impl TcpSlots {
+    fn new(config: &ServerConfig) -> TcpSlots {
+        TcpSlots {
+            max_total: config.tcp_max_connections,
+            max_per_source: config.tcp_max_per_source,
+            held: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for `peer`, or why not.
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Result<TcpSlot, &'static str> {
+        let mut held = self.held();
+        let (total, by_source) = &mut *held;
+        if *total >= self.max_total {
+            return Err("total");
+        }
+        let mine = by_source.entry(peer).or_insert(0);
+        if *mine >= self.max_per_source {
+            return Err("per-source");
+        }
+        *mine += 1;
+        *total += 1;
+        Ok(TcpSlot {
+            slots: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held();
+        let (total, by_source) = &mut *held;
+        *total -= 1;
+        if let Some(n) = by_source.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                by_source.remove(&self.peer);
+            }
+        }
+    }
+}
+
 fn tcp_acceptor(
     listener: TcpListener,
     catalog: SharedCatalog,
     stop: Receiver<()>,
-    connections: Arc<AtomicUsize>,
+    connections: Arc<TcpSlots>,
     config: ServerConfig,
 ) {
     let mut handlers: Vec<JoinHandle<()>> = Vec::new();
@@ -296,15 +368,16 @@ fn tcp_acceptor(
                 continue;
             }
         };
-        if connections.fetch_add(1, Ordering::AcqRel) >= config.tcp_max_connections {
-            connections.fetch_sub(1, Ordering::AcqRel);
-            tracing::debug!(%peer, "tcp connection limit reached");
-            continue; // dropping the stream closes it
-        }
-        let (catalog, stop, conns, idle, identity, cookies) = (
+        let slot = match connections.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                tracing::debug!(%peer, limit, "tcp connection limit reached");
+                continue; // dropping the stream closes it
+            }
+        };
+        let (catalog, stop, idle, identity, cookies) = (
             catalog.clone(),
             stop.clone(),
-            connections.clone(),
             config.tcp_idle_timeout,
             config.identity.clone(),
             config.cookies.clone(),
@@ -315,18 +388,16 @@ fn tcp_acceptor(
                 let node = Node {
                     identity: &identity,
                     cookies: &cookies,
+                    limits: None,
                 };
                 if let Err(e) = tcp_connection(stream, peer.ip(), &catalog, node, &stop, idle) {
                     tracing::debug!(error = %e, %peer, "tcp connection");
                 }
-                conns.fetch_sub(1, Ordering::AcqRel);
+                drop(slot);
             });
         match spawned {
             Ok(h) => handlers.push(h),
-            Err(e) => {
-                connections.fetch_sub(1, Ordering::AcqRel);
-                tracing::warn!(error = %e, "tcp connection thread");
-            }
+            Err(e) => tracing::warn!(error = %e, "tcp connection thread"),
         }
     }
     for h in handlers {
@@ -368,8 +439,14 @@ fn tcp_connection(
             );
             buf.drain(..2 + len);
             if let Some(response) = response {
+                // `render` truncates what doesn't fit a TCP message; a prefix that wrapped would
+                // make every later answer on the connection unreadable, so never send one.
+                let Ok(len) = u16::try_from(response.len()) else {
+                    tracing::error!(len = response.len(), %peer, "TCP answer over 65,535 bytes");
+                    return Ok(());
+                };
                 let mut framed = Vec::with_capacity(2 + response.len());
-                framed.extend_from_slice(&(response.len() as u16).to_be_bytes());
+                framed.extend_from_slice(&len.to_be_bytes());
                 framed.extend_from_slice(&response);
                 stream.write_all(&framed)?;
             }
@@ -404,6 +481,7 @@ pub fn respond_as(
     let node = Node {
         identity,
         cookies: &Cookies::disabled(),
+        limits: None,
     };
     respond_to(
         catalog,
@@ -422,6 +500,8 @@ pub struct Node<'a> {
     pub identity: &'a Identity,
     /// DNS cookies.
     pub cookies: &'a Cookies,
+    /// Rate limits on UDP answers (sockets-only mode).
+    pub limits: Option<&'a SlowLimits>,
 }
 
 /// One packet in, at most one response out: the whole slow path, transport aside. `peer` is the
@@ -434,7 +514,11 @@ pub fn respond_to(
     packet: &[u8],
     transport: Transport,
 ) -> Option<Vec<u8>> {
-    let Node { identity, cookies } = node;
+    let Node {
+        identity,
+        cookies,
+        limits,
+    } = node;
     let query = match wire::parse_query(packet, cookies.enabled) {
         Ok(q) => q,
         Err(rejected) => return wire::render_rejected(&rejected),
@@ -457,6 +541,7 @@ pub fn respond_to(
         answer::answer(catalog, &query.question())
     };
     ans.nsid = identity.nsid();
+    let mut valid_cookie = false;
     if let Some(c) = query.edns.and_then(|e| e.cookie) {
         // RFC 7873 §5.2.3-§5.2.4 leave a server that doesn't require cookies free to answer a
         // bad server cookie normally. NSD 4.6 (edns.c cookie_verify, query.c
@@ -465,13 +550,35 @@ pub fn respond_to(
         // sends BADCOOKIE over UDP, but it is a module that, once loaded, demands cookies. So
         // valid, invalid and absent server cookies get the same answer here; the verdict only
         // matters to the XDP program's limits, and is logged at debug level.
-        if !c.server().is_empty() && tracing::enabled!(tracing::Level::DEBUG) {
-            let valid = cookies.verify(&c.client, c.server(), peer, now);
-            tracing::debug!(%peer, valid, "server cookie");
+        if !c.server().is_empty() && (limits.is_some() || tracing::enabled!(tracing::Level::DEBUG))
+        {
+            valid_cookie = cookies.verify(&c.client, c.server(), peer, now);
+            tracing::debug!(%peer, valid = valid_cookie, "server cookie");
         }
         ans.cookie = Some(cookies.answer(&c.client, peer, now));
     }
+    if let Some(limits) = limits.filter(|_| transport == Transport::Udp) {
+        match limits.check(peer, response_class(catalog, &query, &ans), valid_cookie) {
+            Verdict::Answer => {}
+            Verdict::Slip => return Some(wire::render_slip(&query, &ans)),
+            Verdict::Drop => return None,
+        }
+    }
     Some(wire::render(&query, &ans, transport))
+}
+
+/// The class RRL accounts an answer under, as the compiler computes it for the XDP program:
+/// the zone's apex for NXDOMAIN, NODATA and errors (the query name without a zone).
+fn response_class(catalog: &Catalog, query: &wire::Query, ans: &Answer<'_>) -> u32 {
+    let question = query.question();
+    let qname = question.qname.as_wire();
+    let apex = answer::select_zone(catalog, &question).map_or(qname, |z| z.origin_key().as_wire());
+    let mut flags = u16::from(ans.rcode.low());
+    if ans.authoritative {
+        flags |= wire::FLAG_AA;
+    }
+    let ancount = u16::try_from(ans.answer.len()).unwrap_or(u16::MAX);
+    compile::response_class(flags, ancount, qname, apex)
 }
 
 fn is_meta_qtype(qtype: RecordType) -> bool {
@@ -625,6 +732,101 @@ mod tests {
         server.stop();
     }
 
+    /// 300 idle connections from one address take their per-source share of the slots and no
+    /// more: a client from another address is still answered.
+    #[test]
+    fn one_source_cannot_hold_every_tcp_slot() {
+        let cfg = ServerConfig {
+            tcp_max_connections: 64,
+            tcp_max_per_source: 8,
+            tcp_idle_timeout: Duration::from_secs(30),
+            ..config()
+        };
+        let server = Server::start_with(&["127.0.0.1:0".parse().unwrap()], sample(), cfg).unwrap();
+        let addr = server.tcp_addrs()[0];
+        let hogs: Vec<TcpStream> = (0..300)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let q = query_packet(3, 0, "www.example.com", 1, None);
+        let other = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        other
+            .bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        other.connect(&addr.into()).unwrap();
+        let mut other: TcpStream = other.into();
+        other
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        other
+            .write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat())
+            .unwrap();
+        let mut len = [0u8; 2];
+        other
+            .read_exact(&mut len)
+            .expect("another address is answered");
+        // The last hogs were closed at accept.
+        let mut last = &hogs[299];
+        last.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(last.read(&mut [0u8; 2]).unwrap(), 0, "closed at accept");
+        drop(hogs);
+        server.stop();
+    }
+
+    /// Sockets-only mode limits UDP answers: `--rrl-rate 1 --rrl-slip 0` answers the burst (1)
+    /// of 50 queries from one client and drops the rest; slip 1 sends TC=1 instead; TCP is not
+    /// limited.
+    #[test]
+    fn sockets_only_mode_rate_limits_udp() {
+        for slip in [0, 1] {
+            let rrl = crate::limits::RrlConfig {
+                rate: 1,
+                slip,
+                ..Default::default()
+            };
+            let cfg = ServerConfig {
+                limits: SlowLimits::new(&rrl).map(Arc::new),
+                ..config()
+            };
+            let server =
+                Server::start_with(&["127.0.0.1:0".parse().unwrap()], sample(), cfg).unwrap();
+            let addr = server.udp_addrs()[0];
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for id in 0..50u16 {
+                let q = query_packet(id, 0, "www.example.com", 1, None);
+                client.send_to(&q, addr).unwrap();
+            }
+            client
+                .set_read_timeout(Some(Duration::from_millis(1500)))
+                .unwrap();
+            let (mut answers, mut slips) = (0, 0);
+            let mut buf = [0u8; 2048];
+            while let Ok((n, _)) = client.recv_from(&mut buf) {
+                if buf[2] & 0x02 != 0 {
+                    assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 0, "no records");
+                    assert!(n < 50, "no bigger than the query");
+                    slips += 1;
+                } else {
+                    answers += 1;
+                }
+            }
+            assert!(
+                (1..=2).contains(&answers),
+                "slip {slip}: {answers} answered"
+            );
+            let expect_slips = if slip == 0 { 0 } else { 50 - answers };
+            assert_eq!(slips, expect_slips, "slip {slip}");
+            let q = query_packet(99, 0, "www.example.com", 1, None);
+            let mut tcp = TcpStream::connect(addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            tcp.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat())
+                .unwrap();
+            let mut len = [0u8; 2];
+            tcp.read_exact(&mut len).expect("TCP answered");
+            server.stop();
+        }
+    }
+
     fn cookies() -> Cookies {
         Cookies::from_config(&crate::cookie::CookieConfig {
             secret: Some("e5e973e5a6b2a43f48e7dc849e37bfcf".into()),
@@ -654,6 +856,7 @@ mod tests {
         let node = Node {
             identity: &id,
             cookies: &c,
+            limits: None,
         };
         let peer: IpAddr = "198.51.100.7".parse().unwrap();
         let now = 1_700_000_000u32;
@@ -718,6 +921,7 @@ mod tests {
         let node_off = Node {
             identity: &id,
             cookies: &off,
+            limits: None,
         };
         for len in [8, 5] {
             let q = query_with_options(1, "www.example.com", 1, false, &[(10, &[9; 24][..len])]);
@@ -747,6 +951,7 @@ mod tests {
         let node = Node {
             identity: &id,
             cookies: &c,
+            limits: None,
         };
         let peer: IpAddr = "192.0.2.99".parse().unwrap();
         let plain = query_packet(1, 0, "big.t.test", 1, Some((512, false, 0)));
@@ -769,6 +974,56 @@ mod tests {
         let r = respond_to(&cat, node, peer, 5, &q, Transport::Tcp).unwrap();
         assert_eq!(r[2] & 0x02, 0, "TCP: whole");
         assert!(cookie_of(&r).is_some());
+    }
+
+    /// A zone whose `big.t.test` TXT set renders to 65,530 bytes before the OPT: 258 strings of
+    /// 240 bytes and one of 215 (issue 11's reproduction: the OPT takes it past 65,535).
+    fn near_64k_catalog() -> Arc<Catalog> {
+        let mut text = String::from("$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n");
+        for i in 0..259 {
+            let len = if i == 258 { 215 } else { 240 };
+            let s = format!("{i:03}{}", "x".repeat(len - 3));
+            text.push_str(&format!("big TXT \"{s}\"\n"));
+        }
+        let z = crate::zone::Zone::from_text("t.test.", &text).unwrap();
+        Arc::new(Catalog::from_zones([z]))
+    }
+
+    /// A TCP answer never exceeds what the 2-byte length prefix frames: one that doesn't fit
+    /// goes out as TC=1, and the answer pipelined after it on the same connection is read whole.
+    #[test]
+    fn tcp_answers_fit_the_length_prefix() {
+        let cat = near_64k_catalog();
+        let q = query_packet(9, 0, "big.t.test", 16, Some((1232, false, 0)));
+        let parsed = wire::parse_query(&q, true).unwrap();
+        let full = wire::render_full(&parsed, &answer::answer(&cat, &parsed.question()));
+        assert_eq!(full.len(), 65_541, "the reproduction's size");
+        let r = respond(&cat, &q, Transport::Tcp).unwrap();
+        assert!(r.len() <= 65_535, "{} bytes", r.len());
+        assert_eq!(
+            r[2] & 0x02,
+            0x02,
+            "TC: the answer doesn't fit a TCP message"
+        );
+        let small = query_packet(10, 0, "t.test", 6, None);
+        let server = Server::start_with(&["127.0.0.1:0".parse().unwrap()], cat, config()).unwrap();
+        let mut tcp = TcpStream::connect(server.tcp_addrs()[0]).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = Vec::new();
+        for m in [&q, &small] {
+            out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            out.extend_from_slice(m);
+        }
+        tcp.write_all(&out).unwrap();
+        for (id, tc) in [(9u16, 0x02), (10, 0)] {
+            let mut len = [0u8; 2];
+            tcp.read_exact(&mut len).unwrap();
+            let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+            tcp.read_exact(&mut msg).unwrap();
+            assert_eq!(u16::from_be_bytes([msg[0], msg[1]]), id, "framing intact");
+            assert_eq!(msg[2] & 0x02, tc);
+        }
+        server.stop();
     }
 
     /// Over real sockets the server cookie is made for the client's address, UDP and TCP.

@@ -400,22 +400,48 @@ fn skip_name(packet: &[u8], mut pos: usize) -> Option<usize> {
     }
 }
 
-/// How the response travels: UDP responses are truncated to the client's limit, TCP ones are
-/// not (the server adds the 2-byte length prefix, RFC 1035 §4.2.2).
+/// How the response travels: UDP responses are truncated to the client's limit, TCP ones only
+/// when they exceed what the 2-byte length prefix can frame (RFC 1035 §4.2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Udp,
     Tcp,
 }
 
-/// Renders the response to `query`: full, or for UDP over the client's limit a minimal one with
-/// TC=1 (header, question, OPT if the query had one; RFC 2181 §9 / RFC 6891 §7).
+/// The largest DNS message TCP can carry: its length prefix is 16 bits (RFC 1035 §4.2.2).
+pub const TCP_MESSAGE_LIMIT: usize = u16::MAX as usize;
+
+/// Renders the response to `query`: full, or over the transport's limit (UDP: the client's;
+/// TCP: 65,535 bytes, OPT and cookie included) a minimal one with TC=1 (header, question, OPT if
+/// the query had one; RFC 2181 §9 / RFC 6891 §7), as NSD and Knot answer what no message holds.
 pub fn render(query: &Query, ans: &Answer<'_>, transport: Transport) -> Vec<u8> {
     let full = render_full(query, ans);
-    if transport == Transport::Udp && full.len() > query.udp_limit() {
+    let limit = match transport {
+        Transport::Udp => query.udp_limit(),
+        Transport::Tcp => TCP_MESSAGE_LIMIT,
+    };
+    if full.len() > limit {
         return render_truncated(query, ans);
     }
     full
+}
+
+/// What a rate limit sends instead of an answer ("slip"), as the XDP program and Knot/NSD do:
+/// the answer's header (AA and RCODE) with TC=1, the question, no records and no OPT, so a
+/// spoofed victim gets no more bytes than the query had and a real resolver retries over TCP.
+pub fn render_slip(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
+    let mut buf = vec![0; HEADER_LEN];
+    buf.extend_from_slice(&query.question);
+    let rcode = ResponseCode::from_low(ans.rcode.low());
+    write_header(
+        &mut buf,
+        query,
+        rcode,
+        ans.authoritative,
+        true,
+        [1, 0, 0, 0],
+    );
+    buf
 }
 
 /// The complete response, whatever its size: the compiler's form (and TCP's).

@@ -2,7 +2,7 @@
 //! unix stream socket, one request line in, one JSON line out.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +25,8 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `path` (creating its directory; replacing a stale socket, refusing a live one).
+    /// Binds `path` (creating its directory; replacing a stale socket, refusing a live one and
+    /// anything that isn't a socket).
     pub fn start(path: &Path, handler: Handler) -> Result<ControlServer> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -36,7 +37,17 @@ impl ControlServer {
                 path.display()
             );
         }
-        let _ = std::fs::remove_file(path);
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            }
+            Ok(_) => bail!(
+                "{} exists and is not a socket: refusing to replace it (set anycast.control_socket)",
+                path.display()
+            ),
+            Err(_) => {}
+        }
         let listener =
             UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
@@ -132,5 +143,16 @@ mod tests {
         drop(server);
         assert!(!path.exists());
         assert!(request(&path, "status").is_err());
+        // A stale socket is replaced; a regular file is not touched.
+        let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(stale);
+        drop(ControlServer::start(&path, Box::new(|_| Value::Null)).unwrap());
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "keep me").unwrap();
+        let Err(e) = ControlServer::start(&file, Box::new(|_| Value::Null)) else {
+            panic!("a regular file was replaced by a socket");
+        };
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     }
 }

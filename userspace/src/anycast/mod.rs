@@ -71,10 +71,15 @@ pub struct Anycast {
 }
 
 impl Anycast {
-    /// Creates the announcement device (withdrawn), binds the control socket and starts probing.
+    /// Takes the announcement device (made by [`Announcer::new`] while the process could still
+    /// open /dev/net/tun), withdrawn, binds the control socket and starts probing.
     /// Commands other than status/drain/undrain go to `other`.
-    pub fn start(config: &Config, probes: Probes, other: control::Handler) -> Result<Anycast> {
-        let announcer = Announcer::new(&config.anycast)?;
+    pub fn start(
+        config: &Config,
+        announcer: Announcer,
+        probes: Probes,
+        other: control::Handler,
+    ) -> Result<Anycast> {
         // A previous instance that died announced may have left the exec method's route behind
         // (the device's die with it): start from a known withdrawn state.
         announcer.withdraw("starting")?;

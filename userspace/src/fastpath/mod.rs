@@ -155,14 +155,19 @@ pub struct FastPath {
     log_stop: Arc<AtomicBool>,
     /// What `LIMITS` holds (kept to rewrite its clock offset).
     limits: Limits,
+    /// The pin dir's lock: held while this instance's pins are there (`instance`).
+    pin_lock: Option<crate::instance::Lock>,
 }
 
 impl FastPath {
     /// Load and verify the program with maps sized by `capacity`, pinning the maps `rampart stats`
-    /// reads under `pin_dir` (replacing pins a crashed instance left behind).
+    /// reads under `pin_dir` (replacing pins a crashed instance left behind). The pin dir is
+    /// locked first: while another instance holds it, this fails and touches nothing there.
     pub fn load(capacity: Capacity, pin_dir: &Path) -> Result<FastPath> {
-        let mut fp = FastPath::load_unpinned(capacity)?;
         fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
+        let lock = crate::instance::take(pin_dir, &format!("pin dir {}", pin_dir.display()))?;
+        let mut fp = FastPath::load_unpinned(capacity)?;
+        fp.pin_lock = Some(lock);
         for name in [MAP_STATS, MAP_CONFIG, MAP_RECORDS] {
             let path = pin_dir.join(name);
             let _ = fs::remove_file(&path);
@@ -224,6 +229,7 @@ impl FastPath {
             arrays,
             log_stop,
             limits: Limits::default(),
+            pin_lock: None,
         })
     }
 
@@ -234,8 +240,10 @@ impl FastPath {
             .program_mut(PROGRAM_NAME)
             .expect("loaded")
             .try_into()?;
-        let link = prog.attach(iface, mode.xdp_mode()).with_context(|| {
-            format!("attaching XDP to {iface} in {mode:?} mode (use --xdp-mode generic or auto where the driver lacks native XDP)")
+        let link = prog.attach(iface, mode.xdp_mode()).map_err(|e| {
+            let hint = attach_hint(&e, iface, mode);
+            anyhow::Error::new(e)
+                .context(format!("attaching XDP to {iface} in {mode:?} mode{hint}"))
         })?;
         info!(iface, ?mode, "XDP program attached");
         self.links.push((iface.to_owned(), link));
@@ -371,11 +379,36 @@ impl Drop for FastPath {
                 }
             }
         }
-        if let Some(dir) = &self.pin_dir {
+        // Only the instance holding the pin dir's lock made the pins there.
+        if let (Some(dir), Some(_)) = (&self.pin_dir, &self.pin_lock) {
             for name in [MAP_STATS, MAP_CONFIG, MAP_RECORDS] {
                 let _ = fs::remove_file(dir.join(name));
             }
         }
+    }
+}
+
+/// What to do about a failed attach: EBUSY means a program is there already (another instance's,
+/// or one a crashed instance attached through netlink); only native mode can fall back to
+/// generic.
+fn attach_hint(e: &(dyn std::error::Error + 'static), iface: &str, mode: AttachMode) -> String {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::EBUSY)
+        {
+            return format!(
+                " (another XDP program is attached to {iface}: another rampart, or one a crashed \
+                 instance left, which `rampart detach --iface {iface}` removes)"
+            );
+        }
+        source = err.source();
+    }
+    match mode {
+        AttachMode::Native => {
+            " (use --xdp-mode generic or auto where the driver lacks native XDP)".into()
+        }
+        AttachMode::Generic | AttachMode::Auto => String::new(),
     }
 }
 
@@ -575,6 +608,24 @@ impl<T> Drop for Mapped<T> {
         // SAFETY: our own mapping, unmapped once.
         unsafe { libc::munmap(self.ptr.cast(), self.bytes) };
     }
+}
+
+#[cfg(test)]
+#[test]
+fn attach_hints_fit_the_failure() {
+    let busy = std::io::Error::from_raw_os_error(libc::EBUSY);
+    let other = std::io::Error::from_raw_os_error(libc::EOPNOTSUPP);
+    for mode in [AttachMode::Native, AttachMode::Generic] {
+        let hint = attach_hint(&busy, "eth1", mode);
+        assert!(
+            hint.contains("another XDP program is attached to eth1"),
+            "{hint}"
+        );
+        assert!(!hint.contains("--xdp-mode"), "{hint}");
+    }
+    assert!(attach_hint(&other, "eth1", AttachMode::Native).contains("--xdp-mode generic"));
+    assert_eq!(attach_hint(&other, "eth1", AttachMode::Generic), "");
+    assert_eq!(attach_hint(&other, "eth1", AttachMode::Auto), "");
 }
 
 #[cfg(test)]
