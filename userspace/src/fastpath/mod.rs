@@ -66,7 +66,8 @@ pub struct Capacity {
     pub tails_small: u32,
     pub tails_large: u32,
     pub index_buckets: u32,
-    /// Rate-limit buckets per CPU (LRU), per-class buckets, whitelist prefixes.
+    /// Rate-limit buckets per CPU, per-class buckets (each rounded up to a power of two, in
+    /// sets of two), whitelist prefixes.
     pub buckets: u32,
     pub classes: u32,
     pub whitelist: u32,
@@ -192,8 +193,8 @@ impl FastPath {
             .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small * 2)
             .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large * 2)
             .map_max_entries(MAP_INDEX, capacity.index_buckets * 2)
-            .map_max_entries(MAP_BUCKETS, capacity.buckets)
-            .map_max_entries(MAP_CLASS_RATES, capacity.classes)
+            .map_max_entries(MAP_BUCKETS, rate_sets(capacity.buckets))
+            .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
             .load(PROGRAM)
             .context("loading the XDP object")?;
@@ -316,6 +317,9 @@ impl FastPath {
     pub fn set_limits(&mut self, limits: Limits, whitelist: &[(u32, WhitelistAddr)]) -> Result<()> {
         self.limits = Limits {
             clock_offset: crate::limits::clock_offset(),
+            rate_seed: random_seed()?,
+            bucket_mask: rate_sets(self.capacity.buckets) - 1,
+            class_mask: rate_sets(self.capacity.classes) - 1,
             ..limits
         };
         self.write_limits()?;
@@ -510,6 +514,11 @@ pub fn detach_iface(iface: &str) -> Result<()> {
             .with_context(|| format!("detaching XDP from {iface}"))?;
     }
     Ok(())
+}
+
+/// Sets of two buckets holding at least `buckets`: a power of two.
+fn rate_sets(buckets: u32) -> u32 {
+    buckets.div_ceil(2).max(1).next_power_of_two()
 }
 
 /// A tail zero-padded to its slot.
