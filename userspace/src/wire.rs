@@ -513,8 +513,13 @@ fn emit_rr(
 /// owner of a record for the query name always reads as the client's question.
 #[derive(Default)]
 struct Compressor {
-    /// (offset, lowercased uncompressed wire form) of every suffix written so far.
-    seen: Vec<(u16, Box<[u8]>)>,
+    /// Every suffix written so far: its offset in the message and its range in `lowered`.
+    seen: Vec<(u16, u32, u32)>,
+    /// The names written, lowercased, back to back: one buffer for the whole message rather
+    /// than an allocation per suffix (the compiler renders millions of messages).
+    lowered: Vec<u8>,
+    /// A hickory name in wire form, its case kept; reused from name to name.
+    scratch: Vec<u8>,
 }
 
 impl Compressor {
@@ -523,13 +528,16 @@ impl Compressor {
         enc: &mut BinEncoder<'_>,
         name: &Name,
     ) -> Result<(), hickory_proto::ProtoError> {
-        let mut wire = Vec::with_capacity(name.len() + 2);
+        let mut wire = std::mem::take(&mut self.scratch);
+        wire.clear();
         for label in name.iter() {
             wire.push(u8::try_from(label.len()).map_err(|_| "label too long")?);
             wire.extend_from_slice(label);
         }
         wire.push(0);
-        self.emit(enc, &wire)
+        let written = self.emit(enc, &wire);
+        self.scratch = wire;
+        written
     }
 
     /// `wire`: an uncompressed name in wire form, in the case to write.
@@ -541,17 +549,22 @@ impl Compressor {
         if wire.len() > rampart_common::MAX_NAME {
             return Err("name longer than 255 octets".into());
         }
-        let lower = wire.to_ascii_lowercase();
+        let start = self.lowered.len();
+        self.lowered
+            .extend(wire.iter().map(|b| b.to_ascii_lowercase()));
+        let end = self.lowered.len();
         let mut pos = 0;
         while let Some(&len) = wire.get(pos).filter(|&&len| len != 0) {
-            let suffix = &lower[pos..];
-            if let Some((offset, _)) = self.seen.iter().find(|(_, s)| **s == *suffix) {
+            let suffix = &self.lowered[start + pos..end];
+            let known = (self.seen.iter())
+                .find(|&&(_, s, e)| self.lowered[s as usize..e as usize] == *suffix);
+            if let Some(&(offset, ..)) = known {
                 return enc.emit_u16(0xC000 | offset);
             }
             if let Ok(offset) = u16::try_from(enc.offset())
                 && offset <= 0x3FFF
             {
-                self.seen.push((offset, suffix.into()));
+                self.seen.push((offset, (start + pos) as u32, end as u32));
             }
             let end = pos + 1 + usize::from(len);
             enc.emit_vec(wire.get(pos..end).ok_or("truncated name")?)?;

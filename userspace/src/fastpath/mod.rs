@@ -581,6 +581,7 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+mod batch;
 #[cfg(test)]
 mod cookie_tests;
 #[cfg(test)]
