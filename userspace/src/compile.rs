@@ -533,7 +533,7 @@ fn compile_one(
     let plain = Query::synthetic(key, probe, Variant::NoEdns);
     let plain_ans = answer::answer(catalog, &plain.question());
     for variant in Variant::ALL {
-        let query = Query::synthetic(key, probe, variant);
+        let query = plain.clone().in_variant(variant);
         let do_ans;
         let ans = if query.question().dnssec_ok {
             do_ans = answer::answer(catalog, &query.question());

@@ -114,23 +114,6 @@ impl Query {
         let mut question = qname.as_wire().to_vec();
         question.extend_from_slice(&u16::from(qtype).to_be_bytes());
         question.extend_from_slice(&CLASS_IN.to_be_bytes());
-        let edns = match variant {
-            Variant::NoEdns => None,
-            Variant::Edns => Some(Edns {
-                udp_size: EDNS_PAYLOAD,
-                version: 0,
-                dnssec_ok: false,
-                nsid: false,
-                cookie: None,
-            }),
-            Variant::EdnsDo => Some(Edns {
-                udp_size: EDNS_PAYLOAD,
-                version: 0,
-                dnssec_ok: true,
-                nsid: false,
-                cookie: None,
-            }),
-        };
         Query {
             id: 0,
             flags: 0,
@@ -138,9 +121,27 @@ impl Query {
             qname_key: qname.clone(),
             qtype,
             qclass: CLASS_IN,
-            edns,
+            edns: None,
             question,
         }
+        .in_variant(variant)
+    }
+
+    /// The same question asked in another variant (the OPT a synthetic query carries).
+    pub fn in_variant(self, variant: Variant) -> Query {
+        let edns = |dnssec_ok| Edns {
+            udp_size: EDNS_PAYLOAD,
+            version: 0,
+            dnssec_ok,
+            nsid: false,
+            cookie: None,
+        };
+        let edns = match variant {
+            Variant::NoEdns => None,
+            Variant::Edns => Some(edns(false)),
+            Variant::EdnsDo => Some(edns(true)),
+        };
+        Query { edns, ..self }
     }
 
     #[cfg(test)]
@@ -436,9 +437,9 @@ pub fn render_full(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
 
 fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto::ProtoError> {
     let mut buf = Vec::with_capacity(512);
-    let counts = {
+    let counts = COMPRESSOR.with_borrow_mut(|names| {
+        names.reset();
         let mut enc = BinEncoder::new(&mut buf);
-        let mut names = Compressor::default();
         enc.emit_vec(&[0; HEADER_LEN])?;
         // The lowercased name goes first so it is the compression target at offset 12.
         names.emit(&mut enc, query.qname_key.as_wire())?;
@@ -450,12 +451,12 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
             .enumerate()
         {
             for rr in section {
-                emit_rr(&mut enc, &mut names, rr, ans.class)?;
+                emit_rr(&mut enc, names, rr, ans.class)?;
             }
             counts[i + 1] = u16::try_from(section.len()).unwrap_or(u16::MAX);
         }
-        counts
-    };
+        Ok::<_, hickory_proto::ProtoError>(counts)
+    })?;
     write_header(&mut buf, query, ans.rcode, ans.authoritative, false, counts);
     if let Some(edns) = query.edns {
         push_opt(&mut buf, ans, edns);
@@ -522,7 +523,19 @@ struct Compressor {
     scratch: Vec<u8>,
 }
 
+thread_local! {
+    /// One compressor per thread, emptied for each message: its buffers outlive the message
+    /// (the compiler renders millions).
+    static COMPRESSOR: std::cell::RefCell<Compressor> = std::cell::RefCell::default();
+}
+
 impl Compressor {
+    /// Forgets the previous message's names.
+    fn reset(&mut self) {
+        self.seen.clear();
+        self.lowered.clear();
+    }
+
     fn emit_name(
         &mut self,
         enc: &mut BinEncoder<'_>,
