@@ -516,11 +516,26 @@ impl Zone {
         };
         let mut parsed = Parsed::default();
         let initial = origin_hint.as_ref().map(|h| h.name().clone());
-        parse_file(&spec.path, initial, 0, &mut Vec::new(), &mut parsed);
+        // Parse here while another core builds the tree from the records parsed so far.
+        let (sink, chunks) = crossbeam_channel::bounded(4);
+        parsed.records.sink = Some(sink);
+        let hint = origin_hint.as_ref();
+        let builder = std::thread::scope(|s| {
+            let building = s.spawn(move || {
+                let mut builder = TreeBuilder::new(hint);
+                for chunk in chunks {
+                    builder.add_chunk(chunk);
+                }
+                builder
+            });
+            parse_file(&spec.path, initial, 0, &mut Vec::new(), &mut parsed);
+            parsed.records.close();
+            building.join().expect("zone builder panicked")
+        });
         if !parsed.errors.is_empty() {
             return Err(parsed.errors);
         }
-        build_zone(spec, origin_hint, parsed)
+        finish_zone(spec, builder, &parsed)
     }
 
     #[cfg(test)]
@@ -937,12 +952,38 @@ struct RawRecords {
     wire: Vec<u8>,
     /// Where each record ends in `wire`, and where it came from.
     ends: Vec<(usize, Loc)>,
+    /// Where chunks of `PIPELINE_CHUNK` records go as the parser fills them, when a builder
+    /// takes them on another core (see [`Zone::load`]).
+    sink: Option<crossbeam_channel::Sender<RawRecords>>,
 }
+
+/// Records handed from the parser to the builder at a time.
+const PIPELINE_CHUNK: usize = 16_384;
 
 impl RawRecords {
     fn push(&mut self, (wire, loc): (&[u8], Loc)) {
         self.wire.extend_from_slice(wire);
         self.ends.push((self.wire.len(), loc));
+        if self.ends.len() >= PIPELINE_CHUNK
+            && let Some(sink) = &self.sink
+        {
+            // The next chunk is about as long as this one.
+            let room = self.wire.len() + self.wire.len() / 8;
+            let chunk = RawRecords {
+                wire: std::mem::replace(&mut self.wire, Vec::with_capacity(room)),
+                ends: std::mem::replace(&mut self.ends, Vec::with_capacity(PIPELINE_CHUNK)),
+                sink: None,
+            };
+            // A builder that is gone (it panicked) shows at its join.
+            let _ = sink.send(chunk);
+        }
+    }
+
+    /// Hands the last records to the builder and tells it there are no more.
+    fn close(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            let _ = sink.send(std::mem::take(self));
+        }
     }
 
     fn iter(&self) -> impl Iterator<Item = (RawRecord<'_>, Loc)> {
@@ -1048,56 +1089,61 @@ struct Chunk<'a> {
 /// parentheses). The `domain` scanner doesn't say where a record started, and reports some
 /// errors after it has read the line feed; feeding it one entry at a time lets us put the right
 /// `file:line` on every record and every error.
-fn split_entries(text: &[u8]) -> Vec<Chunk<'_>> {
-    let mut chunks = Vec::new();
+fn split_entries(text: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
+    // One entry at a time: a million-record file would hold a vector of them all.
     let (mut start, mut start_line, mut line) = (0, 1, 1);
     let (mut depth, mut quoted) = (0usize, false);
     let mut i = 0;
-    while i < text.len() {
-        let c = text[i];
-        if quoted {
-            match c {
-                b'\\' => i += 1,
-                b'"' => quoted = false,
-                b'\n' => line += 1,
-                _ => {}
-            }
-        } else {
-            match c {
-                b'\\' => i += 1,
-                b'"' => quoted = true,
-                b';' => {
-                    while i + 1 < text.len() && text[i + 1] != b'\n' {
-                        i += 1;
-                    }
+    std::iter::from_fn(move || {
+        while i < text.len() {
+            let c = text[i];
+            if quoted {
+                match c {
+                    b'\\' => i += 1,
+                    b'"' => quoted = false,
+                    b'\n' => line += 1,
+                    _ => {}
                 }
-                b'(' => depth += 1,
-                b')' => depth = depth.saturating_sub(1),
-                b'\n' => {
-                    line += 1;
-                    if depth == 0 {
-                        chunks.push(Chunk {
-                            bytes: &text[start..=i],
-                            first_line: start_line,
-                            last_line: line - 1,
-                        });
-                        start = i + 1;
-                        start_line = line;
+            } else {
+                match c {
+                    b'\\' => i += 1,
+                    b'"' => quoted = true,
+                    b';' => {
+                        while i + 1 < text.len() && text[i + 1] != b'\n' {
+                            i += 1;
+                        }
                     }
+                    b'(' => depth += 1,
+                    b')' => depth = depth.saturating_sub(1),
+                    b'\n' => {
+                        line += 1;
+                        if depth == 0 {
+                            let chunk = Chunk {
+                                bytes: &text[start..=i],
+                                first_line: start_line,
+                                last_line: line - 1,
+                            };
+                            i += 1;
+                            start = i;
+                            start_line = line;
+                            return Some(chunk);
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
+            i += 1;
         }
-        i += 1;
-    }
-    if start < text.len() {
-        chunks.push(Chunk {
-            bytes: &text[start..],
-            first_line: start_line,
-            last_line: line,
-        });
-    }
-    chunks
+        (start < text.len()).then(|| {
+            let chunk = Chunk {
+                bytes: &text[start..],
+                first_line: start_line,
+                last_line: line,
+            };
+            start = text.len();
+            chunk
+        })
+    })
 }
 
 fn parse_bytes(
@@ -1109,7 +1155,8 @@ fn parse_bytes(
     stack: &mut Vec<PathBuf>,
     out: &mut Parsed,
 ) {
-    let mut zf = Zonefile::with_capacity(text.len()).allow_invalid();
+    // The scanner splits off what it has read: a small buffer is reused, not the whole file.
+    let mut zf = Zonefile::with_capacity(text.len().min(1 << 16)).allow_invalid();
     if let Some(origin) = origin {
         zf.set_origin(origin);
     }
@@ -1325,132 +1372,228 @@ fn allowed_with_cname(t: RecordType) -> bool {
 
 const DNAME: RecordType = RecordType::Unknown(39);
 
+/// The zone from records parsed beforehand, on this thread (tests: [`Zone::from_text`]).
+#[cfg(test)]
 fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> LoadResult {
-    let path_text = spec.path.display().to_string();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+    let mut parsed = parsed;
+    let mut builder = TreeBuilder::new(hint.as_ref());
+    builder.add_chunk(std::mem::take(&mut parsed.records));
+    finish_zone(spec, builder, &parsed)
+}
 
-    // The apex: given, or the first SOA's owner.
-    let first_soa = parsed
-        .records
-        .iter()
-        .find(|(r, _)| r.rtype() == RecordType::SOA);
-    let origin: Name = match (&hint, &first_soa) {
-        (Some(OriginHint::Given(n)), _) => wire_to_name(n.as_slice()).expect("valid origin"),
-        (_, Some((soa, _))) => soa.owner(),
-        (_, None) => {
-            return Err(vec![format!("{path_text}:1: zone has no SOA record")]);
+/// The zone's names as its records make them, built chunk by chunk while the parser reads on
+/// (a large zone's parse and build take about as long each). Messages get their `file:line`
+/// once the parse is over and every `$INCLUDE`d file is known.
+struct TreeBuilder<'h> {
+    hint: Option<&'h OriginHint>,
+    /// Every chunk so far: held back until the apex is known (the first SOA, unless given),
+    /// and kept for the checks that need the whole zone.
+    chunks: Vec<RawRecords>,
+    tree: Option<Tree>,
+    errors: Vec<(Loc, String)>,
+    warnings: Vec<(Loc, String)>,
+    /// Reused by the RDATA round-trip check.
+    scratch: Vec<u8>,
+}
+
+struct Tree {
+    origin_key: NameKey,
+    nodes: Nodes,
+    has_wildcards: bool,
+    has_dname: bool,
+    soa_loc: Option<Loc>,
+    record_count: usize,
+}
+
+impl<'h> TreeBuilder<'h> {
+    fn new(hint: Option<&'h OriginHint>) -> TreeBuilder<'h> {
+        TreeBuilder {
+            hint,
+            chunks: Vec::new(),
+            tree: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            scratch: Vec::with_capacity(1024),
         }
-    };
-    let origin_key = NameKey::from_name(&origin);
-    if let (Some(OriginHint::FileName(n)), Some((_, loc))) = (&hint, &first_soa)
-        && NameKey::from_wire(n.as_slice()).as_ref() != Some(&origin_key)
-    {
-        warnings.push(format!(
-            "{}: warning: zone origin {origin_key} differs from the file name",
-            parsed.at(*loc)
-        ));
     }
 
-    let mut nodes =
-        Nodes::with_capacity_and_hasher(owner_runs(&parsed.records), Default::default());
-    nodes.insert(origin_key.clone(), Node::new(Arc::new(origin.clone())));
-    let mut has_wildcards = false;
-    let mut has_dname = false;
-    let mut soa_loc = None;
-    let mut record_count = 0;
-    // The owner of the previous record, decoded once for the run of records that share it.
-    let mut last_owner: Option<(&[u8], Arc<Name>)> = None;
-    let mut scratch = Vec::with_capacity(1024);
-    for (record, loc) in parsed.records.iter() {
-        let at = Located(&parsed, loc);
-        let owner = match last_owner {
-            Some((wire, ref name)) if wire == record.owner_wire() => name.clone(),
-            _ => Arc::new(record.owner()),
+    fn add_chunk(&mut self, chunk: RawRecords) {
+        self.chunks.push(chunk);
+        if self.tree.is_some() {
+            let last = self.chunks.len() - 1;
+            self.add_records(last);
+            return;
+        }
+        // The apex: given, or the first SOA's owner.
+        let first_soa = (self.chunks.last().into_iter())
+            .flat_map(RawRecords::iter)
+            .find(|(r, _)| r.rtype() == RecordType::SOA);
+        let origin: Name = match (self.hint, &first_soa) {
+            (Some(OriginHint::Given(n)), _) => wire_to_name(n.as_slice()).expect("valid origin"),
+            (_, Some((soa, _))) => soa.owner(),
+            (_, None) => return,
         };
-        last_owner = Some((record.owner_wire(), owner.clone()));
-        // Lowercased on the stack: a name already in the map costs no allocation.
-        let mut lowered = [0u8; rampart_common::MAX_NAME];
-        let owner_wire = record.owner_wire();
-        let key = &mut lowered[..owner_wire.len()];
-        key.copy_from_slice(owner_wire);
-        key.make_ascii_lowercase();
-        let key = WireName(key);
-        let rtype = record.rtype();
-        if !wire_is_subdomain(key.0, origin_key.as_wire()) {
-            errors.push(format!(
-                "{at}: out-of-zone data: {key} is not in zone {origin_key}"
+        let origin_key = NameKey::from_name(&origin);
+        if let (Some(OriginHint::FileName(n)), Some((_, loc))) = (self.hint, &first_soa)
+            && NameKey::from_wire(n.as_slice()).as_ref() != Some(&origin_key)
+        {
+            self.warnings.push((
+                *loc,
+                format!("warning: zone origin {origin_key} differs from the file name"),
             ));
-            continue;
         }
-        if rtype == RecordType::SOA {
-            if key.0 != origin_key.as_wire() {
-                errors.push(format!(
-                    "{at}: SOA record at {key}, not at the zone apex {origin_key}"
+        let mut nodes = Nodes::default();
+        nodes.insert(origin_key.clone(), Node::new(Arc::new(origin)));
+        self.tree = Some(Tree {
+            origin_key,
+            nodes,
+            has_wildcards: false,
+            has_dname: false,
+            soa_loc: None,
+            record_count: 0,
+        });
+        for i in 0..self.chunks.len() {
+            self.add_records(i);
+        }
+    }
+
+    /// Adds the records of `self.chunks[i]` to the tree (which exists).
+    fn add_records(&mut self, i: usize) {
+        let TreeBuilder {
+            chunks,
+            tree,
+            errors,
+            warnings,
+            scratch,
+            ..
+        } = self;
+        let Some(tree) = tree else { return };
+        let origin_key = &tree.origin_key;
+        // The owner of the previous record, decoded once for the run of records that share it.
+        let mut last_owner: Option<(&[u8], Arc<Name>)> = None;
+        for (record, loc) in chunks[i].iter() {
+            let owner = match last_owner {
+                Some((wire, ref name)) if wire == record.owner_wire() => name.clone(),
+                _ => Arc::new(record.owner()),
+            };
+            last_owner = Some((record.owner_wire(), owner.clone()));
+            // Lowercased on the stack: a name already in the map costs no allocation.
+            let mut lowered = [0u8; rampart_common::MAX_NAME];
+            let owner_wire = record.owner_wire();
+            let key = &mut lowered[..owner_wire.len()];
+            key.copy_from_slice(owner_wire);
+            key.make_ascii_lowercase();
+            let key = WireName(key);
+            let rtype = record.rtype();
+            if !wire_is_subdomain(key.0, origin_key.as_wire()) {
+                errors.push((
+                    loc,
+                    format!("out-of-zone data: {key} is not in zone {origin_key}"),
                 ));
                 continue;
             }
-            if soa_loc.is_some() {
-                errors.push(format!("{at}: more than one SOA record at {origin_key}"));
-                continue;
+            if rtype == RecordType::SOA {
+                if key.0 != origin_key.as_wire() {
+                    errors.push((
+                        loc,
+                        format!("SOA record at {key}, not at the zone apex {origin_key}"),
+                    ));
+                    continue;
+                }
+                if tree.soa_loc.is_some() {
+                    errors.push((loc, format!("more than one SOA record at {origin_key}")));
+                    continue;
+                }
+                tree.soa_loc = Some(loc);
             }
-            soa_loc = Some(loc);
-        }
-        // Empty non-terminals: every ancestor up to the apex is a node.
-        for p in suffixes(key.0).skip(1) {
-            if !wire_is_subdomain(p, origin_key.as_wire()) || nodes.contains_key(p) {
-                break;
+            // Empty non-terminals: every ancestor up to the apex is a node.
+            for p in suffixes(key.0).skip(1) {
+                if !wire_is_subdomain(p, origin_key.as_wire()) || tree.nodes.contains_key(p) {
+                    break;
+                }
+                let p = NameKey(p.into());
+                let name = p.to_name();
+                tree.nodes.insert(p, Node::new(Arc::new(name)));
             }
-            let p = NameKey(p.into());
-            let name = p.to_name();
-            nodes.insert(p, Node::new(Arc::new(name)));
-        }
-        // RFC 4592: the first label is `*`.
-        has_wildcards |= key.0.starts_with(&[1, b'*']);
-        has_dname |= rtype == DNAME;
-        if !nodes.contains_key(key.0) {
-            nodes.insert(NameKey(key.0.into()), Node::new(owner.clone()));
-        }
-        let node = nodes.get_mut(key.0).expect("inserted above");
-        let has_cname = node.rrset(RecordType::CNAME).is_some();
-        if rtype == RecordType::CNAME {
-            if has_cname {
-                errors.push(format!("{at}: more than one CNAME record at {key}"));
-                continue;
+            // RFC 4592: the first label is `*`.
+            tree.has_wildcards |= key.0.starts_with(&[1, b'*']);
+            tree.has_dname |= rtype == DNAME;
+            if !tree.nodes.contains_key(key.0) {
+                tree.nodes
+                    .insert(NameKey(key.0.into()), Node::new(owner.clone()));
             }
-            if node.rrsets.iter().any(|r| !allowed_with_cname(r.rtype)) {
-                errors.push(format!("{at}: CNAME and other data at {key}"));
-                continue;
-            }
-        } else if has_cname && !allowed_with_cname(rtype) {
-            errors.push(format!(
-                "{at}: CNAME and other data at {key} ({rtype} record)"
-            ));
-            continue;
-        }
-        if rtype == DNAME && node.rrset(DNAME).is_some() {
-            errors.push(format!("{at}: more than one DNAME record at {key}"));
-            continue;
-        }
-        match node.add(&owner, rtype, record.ttl(), record.data(&mut scratch)) {
-            AddOutcome::Added => record_count += 1,
-            AddOutcome::Duplicate => {}
-            // RRSIGs at a name cover RRsets of different TTLs (RFC 4034 §3): answers take each
-            // signature's TTL from the RRset it covers.
-            AddOutcome::TtlMismatch(_) if rtype == RRSIG => record_count += 1,
-            AddOutcome::TtlMismatch(kept) => {
-                record_count += 1;
-                warnings.push(format!(
-                    "{at}: warning: TTL {} of {key} {rtype} differs from the RRset's TTL {kept}; using {kept}",
-                    record.ttl()
+            let node = tree.nodes.get_mut(key.0).expect("inserted above");
+            let has_cname = node.rrset(RecordType::CNAME).is_some();
+            if rtype == RecordType::CNAME {
+                if has_cname {
+                    errors.push((loc, format!("more than one CNAME record at {key}")));
+                    continue;
+                }
+                if node.rrsets.iter().any(|r| !allowed_with_cname(r.rtype)) {
+                    errors.push((loc, format!("CNAME and other data at {key}")));
+                    continue;
+                }
+            } else if has_cname && !allowed_with_cname(rtype) {
+                errors.push((
+                    loc,
+                    format!("CNAME and other data at {key} ({rtype} record)"),
                 ));
+                continue;
+            }
+            if rtype == DNAME && node.rrset(DNAME).is_some() {
+                errors.push((loc, format!("more than one DNAME record at {key}")));
+                continue;
+            }
+            match node.add(&owner, rtype, record.ttl(), record.data(scratch)) {
+                AddOutcome::Added => tree.record_count += 1,
+                AddOutcome::Duplicate => {}
+                // RRSIGs at a name cover RRsets of different TTLs (RFC 4034 §3): answers take
+                // each signature's TTL from the RRset it covers.
+                AddOutcome::TtlMismatch(_) if rtype == RRSIG => tree.record_count += 1,
+                AddOutcome::TtlMismatch(kept) => {
+                    tree.record_count += 1;
+                    warnings.push((
+                        loc,
+                        format!(
+                            "warning: TTL {} of {key} {rtype} differs from the RRset's TTL {kept}; using {kept}",
+                            record.ttl()
+                        ),
+                    ));
+                }
             }
         }
     }
+}
+
+/// The checks that need the whole zone, then the zone. `parsed` has the file names.
+fn finish_zone(spec: &ZoneSpec, builder: TreeBuilder<'_>, parsed: &Parsed) -> LoadResult {
+    let path_text = spec.path.display().to_string();
+    let TreeBuilder {
+        chunks,
+        tree,
+        errors: located_errors,
+        warnings: located_warnings,
+        ..
+    } = builder;
+    let Some(Tree {
+        origin_key,
+        mut nodes,
+        has_wildcards,
+        has_dname,
+        soa_loc,
+        record_count,
+    }) = tree
+    else {
+        return Err(vec![format!("{path_text}:1: zone has no SOA record")]);
+    };
+    let located = |(loc, msg): (Loc, String)| format!("{}: {msg}", Located(parsed, loc));
+    let mut errors: Vec<String> = located_errors.into_iter().map(located).collect();
+    let mut warnings: Vec<String> = located_warnings.into_iter().map(located).collect();
 
     // RFC 6672 §2.4: no data below a DNAME (NSD and Knot refuse such a zone). NSEC3 records
     // and signatures hang below the apex by construction and are not names of the tree.
-    for (record, loc) in parsed.records.iter().filter(|_| has_dname) {
+    let records = chunks.iter().flat_map(RawRecords::iter);
+    for (record, loc) in records.filter(|_| has_dname) {
         let key = record.key();
         if matches!(record.rtype(), RecordType::NSEC3 | RRSIG) {
             continue;
@@ -1481,7 +1624,7 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
         return Err(errors);
     }
 
-    drop(parsed);
+    drop(chunks);
     nodes.shrink_to_fit();
     // A Vec grows to 4 on its second element: most names have 2 or 3 RRsets, of 1 or 2 records.
     for node in nodes.values_mut() {
@@ -1502,22 +1645,6 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
         record_count,
     };
     Ok((zone, warnings))
-}
-
-/// How many runs of records with the same owner there are: the number of names, near enough
-/// to size the zone's map once (a file lists a name's records together; empty non-terminals
-/// and names listed twice grow it).
-fn owner_runs(records: &RawRecords) -> usize {
-    let mut last: Option<&[u8]> = None;
-    let mut runs = 1;
-    for (record, _) in records.iter() {
-        let owner = record.owner_wire();
-        if !last.is_some_and(|l| l.eq_ignore_ascii_case(owner)) {
-            runs += 1;
-        }
-        last = Some(owner);
-    }
-    runs
 }
 
 /// Marks delegation points and everything they (or a DNAME) occlude.
@@ -1767,6 +1894,69 @@ mod tests {
         assert!(
             errs[0].starts_with(&format!("{}:4: ", p.display())),
             "{errs:?}"
+        );
+    }
+
+    /// The builder takes the records in chunks while the parser reads on: an SOA (the apex)
+    /// several chunks in, and messages from late chunks and an `$INCLUDE`d file, come out as
+    /// from a whole-file build.
+    #[test]
+    fn pipelined_load_finds_a_late_apex_and_places_late_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * PIPELINE_CHUNK + 10;
+        let mut text = String::from("$ORIGIN big.test.\n$TTL 300\n");
+        for i in 0..n {
+            text.push_str(&format!("h{i} A 192.0.2.{}\n", i % 250 + 1));
+        }
+        text.push_str("@ SOA ns hm 1 2 3 4 60\n@ NS ns\nns A 192.0.2.53\n");
+        let zone_text = text.clone();
+        let path = write(dir.path(), "big.test.zone", &zone_text);
+        let spec = ZoneSpec { origin: None, path };
+        let (zone, warnings) = Zone::load(&spec).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(zone.origin_key(), &key("big.test."));
+        assert_eq!((zone.node_count(), zone.record_count()), (n + 2, n + 3));
+        let last = format!("h{}.big.test.", n - 1);
+        assert!(zone.node(key(&last).as_wire()).is_some());
+        // Errors in a late chunk and in an included file keep their file and line.
+        write(
+            dir.path(),
+            "more",
+            "ok A 192.0.2.1\nout.other. A 192.0.2.2\n",
+        );
+        text.push_str("x.other. A 192.0.2.9\n$INCLUDE more\n");
+        let path = write(dir.path(), "big.test.zone", &text);
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: path.clone(),
+        })
+        .unwrap_err();
+        let more = dir.path().join("more");
+        assert_eq!(
+            errs,
+            [
+                format!(
+                    "{}:{}: out-of-zone data: x.other. is not in zone big.test.",
+                    path.display(),
+                    n + 6
+                ),
+                format!(
+                    "{}:2: out-of-zone data: out.other. is not in zone big.test.",
+                    more.display()
+                ),
+            ]
+        );
+        // No SOA anywhere, in any chunk.
+        let no_soa: String = (0..n).map(|i| format!("h{i} A 192.0.2.1\n")).collect();
+        let path = write(dir.path(), "big.test.zone", &no_soa);
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: path.clone(),
+        })
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            [format!("{}:1: zone has no SOA record", path.display())]
         );
     }
 

@@ -146,9 +146,13 @@ fn ttl_fields(entry: &[u8]) -> Vec<(usize, usize, u32)> {
 
 /// True if some unit letter follows a digit: the only entries worth tokenizing for TTLs.
 fn may_have_units(entry: &[u8]) -> bool {
-    entry
-        .windows(2)
-        .any(|w| w[0].is_ascii_digit() && b"smhdwSMHDW".contains(&w[1]))
+    (entry.windows(2)).any(|w| {
+        w[0].is_ascii_digit()
+            && matches!(
+                w[1],
+                b's' | b'm' | b'h' | b'd' | b'w' | b'S' | b'M' | b'H' | b'D' | b'W'
+            )
+    })
 }
 
 /// `entry` with every TTL written with units replaced by its value in seconds.
