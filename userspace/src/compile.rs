@@ -208,8 +208,14 @@ pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
 pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
     let nodes = zone.nodes_sorted();
     let apex = zone.origin_key().as_wire();
+    // Room for every entry at once (an upper bound): the vector of a million names' entries
+    // would otherwise be copied each time it doubles, and end up to twice its size.
+    let room = (nodes.iter())
+        .filter(|(_, node)| !node.is_occluded())
+        .map(|(_, node)| (explicit_qtypes(node).len() + 2) * Variant::ALL.len())
+        .sum();
     // Names are independent: a million of them render on every core.
-    let mut out = crate::parallel::flat_map(&nodes, |&(key, node), out| {
+    let mut out = crate::parallel::flat_map(&nodes, room, |&(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
@@ -269,7 +275,8 @@ fn compile_enclosers(
             markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
         }
     }
-    let mut out = crate::parallel::flat_map(nodes, |&(key, node), out| {
+    let room = nodes.len() * Variant::ALL.len();
+    let mut out = crate::parallel::flat_map(nodes, room, |&(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }

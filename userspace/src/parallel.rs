@@ -36,11 +36,15 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 
 /// `items.iter().flat_map(f).collect()` on every core, in the items' order: `f` pushes an
 /// item's results. Pieces of `PIECE` items go to the workers a window at a time, so what
-/// waits to be joined stays small next to the result.
-pub fn flat_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T, &mut Vec<R>) + Sync) -> Vec<R> {
+/// waits to be joined stays small next to the result, which starts with room for `capacity`.
+pub fn flat_map<T: Sync, R: Send>(
+    items: &[T],
+    capacity: usize,
+    f: impl Fn(&T, &mut Vec<R>) + Sync,
+) -> Vec<R> {
     const PIECE: usize = 512;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(capacity);
     for window in items.chunks(PIECE * threads * 8) {
         let pieces: Vec<&[T]> = window.chunks(PIECE).collect();
         let done = map(&pieces, |piece| {
@@ -77,12 +81,12 @@ mod tests {
             .flat_map(|&x| [x; 3])
             .filter(|x| x % 7 != 0)
             .collect();
-        let got = super::flat_map(&items, |&x, out| {
+        let got = super::flat_map(&items, 10, |&x, out| {
             if x % 7 != 0 {
                 out.extend([x; 3]);
             }
         });
         assert_eq!(got, expected);
-        assert!(super::flat_map(&[] as &[u32], |x, out| out.push(*x)).is_empty());
+        assert!(super::flat_map(&[] as &[u32], 0, |x, out| out.push(*x)).is_empty());
     }
 }
