@@ -56,6 +56,10 @@ enum Command {
         /// Zone files, each FILE or ORIGIN=FILE.
         #[arg(required = true)]
         files: Vec<String>,
+        /// Also compile the fast path's table, as `run --iface` would, and report its size and
+        /// the time it took.
+        #[arg(long)]
+        compile: bool,
     },
     /// Serve zones: attach the XDP program to the named NICs and answer the rest from userspace.
     Run(Box<RunArgs>),
@@ -267,7 +271,7 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { files } => return check(&files),
+        Command::Check { files, compile } => return check(&files, compile),
         Command::Run(args) => args.into_config().and_then(run),
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
         Command::Anycast {
@@ -295,11 +299,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check(files: &[String]) -> ExitCode {
+fn check(files: &[String], compile: bool) -> ExitCode {
     let specs: Vec<ZoneSpec> = files.iter().map(|f| ZoneSpec::parse(f)).collect();
     match zone::check(&specs) {
-        Ok(summary) => {
+        Ok((summary, catalog)) => {
             print!("{summary}");
+            if compile {
+                let started = Instant::now();
+                let table = compile::compile(&catalog);
+                println!(
+                    "fast path: {} answers, compiled in {:.1?}",
+                    table.len(),
+                    started.elapsed()
+                );
+                std::mem::forget(table);
+            }
+            // The process exits next: freeing millions of entries one by one would cost a
+            // sizeable part of the load's time for nothing.
+            std::mem::forget(catalog);
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -375,13 +392,22 @@ fn run(config: Config) -> Result<()> {
     let user = privileges::resolve_user(config.server.user.as_deref())?;
     let mut zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
     let catalog = Arc::new(load_catalog(&config.zones)?);
-    let table = compile::compile(&catalog);
-    info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
+    release_freed_memory();
+    info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
+    // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
+    let with_xdp = !config.xdp.interfaces.is_empty();
+    let table = if with_xdp {
+        let table = compile::compile(&catalog);
+        info!(answers = table.len(), elapsed = ?started.elapsed(), "zones compiled");
+        table
+    } else {
+        Vec::new()
+    };
     // Once, so both paths make and check cookies with the same secret (a random one too).
     let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
 
     let mut fast = None;
-    if !config.xdp.interfaces.is_empty() {
+    if with_xdp {
         let (rrl, budget) = (&config.rrl, &config.miss_budget);
         let capacity = Capacity {
             buckets: rrl.table_size.max(1),
@@ -498,6 +524,7 @@ fn run(config: Config) -> Result<()> {
         probe_question = Some(question);
     }
     drop(table);
+    release_freed_memory();
     if let Some(addr) = config.server.metrics {
         let shared = shared.clone();
         metrics::serve(
@@ -541,6 +568,8 @@ fn run(config: Config) -> Result<()> {
             if let Some(q) = &probe_question {
                 holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
             }
+            drop(table);
+            release_freed_memory();
         }
     }
     info!("shutting down");
@@ -562,6 +591,16 @@ fn run(config: Config) -> Result<()> {
     }
     drop(listen_locks);
     Ok(())
+}
+
+/// Hands freed heap back to the kernel. glibc keeps it otherwise: after a large zone's parse
+/// or a table of millions of answers, the daemon would sit on gigabytes it no longer uses.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -659,7 +698,11 @@ fn reload(
         error!("reload: {e}");
     }
     let catalog = Arc::new(catalog);
-    let table = compile::compile(&catalog);
+    // Without a fast path nothing reads the table (see `run`).
+    let table = match fast {
+        Some(_) => compile::compile(&catalog),
+        None => Vec::new(),
+    };
     info!(
         zones = catalog.zone_count(),
         answers = table.len(),
