@@ -84,9 +84,9 @@ def make_zones(tmp, name, n, hosts=0):
 
 def sockets_only_instance(c, lab, tmp):
     """Signals before ready, the listen lock, zone files that are gone, TCP per-source cap."""
-    # 300 zones of 200 names: loading and compiling take a second or more, the window in which
-    # a SIGHUP used to kill rampart.
-    zdir = make_zones(tmp, "zones", ZONES, hosts=200)
+    # 300 zones of 1,000 names: loading takes a second or more (sockets only, nothing is
+    # compiled), the window in which a SIGHUP used to kill rampart.
+    zdir = make_zones(tmp, "zones", ZONES, hosts=1000)
     extra = os.path.join(tmp, "extra.test.zone")
     with open(extra, "w") as f:
         f.write(zone_text("extra.test", 1, "192.0.2.77"))

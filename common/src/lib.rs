@@ -606,6 +606,9 @@ pub const PROGRAM_NAME: &str = "rampart";
 /// The cookie stage (RFC 9018 SipHash), a program of its own that the main one tail-calls: its
 /// instructions then count against its own verifier budget, not the main program's.
 pub const PROGRAM_COOKIE: &str = "rampart_cookie";
+/// The reference program (a reflector: swaps addresses and ports, sets QR) that the cost guard
+/// measures hits against; the daemon never loads it.
+pub const PROGRAM_REFERENCE: &str = "rampart_reference";
 /// `JUMPS` slots: the cookie stage, and the main program it jumps back into.
 pub const JUMP_COOKIE: u32 = 0;
 pub const JUMP_MAIN: u32 = 1;

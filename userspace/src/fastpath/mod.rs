@@ -75,17 +75,16 @@ pub struct Capacity {
 
 impl Capacity {
     pub fn for_table(table: &[CompiledAnswer]) -> Result<Capacity> {
-        let layout = Layout::build(table, Bases::default(), 0)?;
+        let layout = Layout::build(table, Bases::default(), || Ok(0))?;
         let grow = |n: usize| (n + n / 8 + 64) as u32;
         Ok(Capacity {
             records: grow(layout.records.len()),
             names: grow(layout.names.len()),
             tails_small: grow(layout.tails_small.len()),
             tails_large: grow(layout.tails_large.len()),
-            // A power of two at least twice what this table needs.
-            index_buckets: (layout::index_buckets_for(grow(layout.records.len()) as usize)
-                .max(layout.index.len())
-                * 2) as u32,
+            // Enough for the grown record count at the index's load (a power of two).
+            index_buckets: layout::index_buckets_for(grow(layout.records.len()) as usize)
+                .max(layout.index.len()) as u32,
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
@@ -257,7 +256,7 @@ impl FastPath {
     /// already serves the new zones) rather than serving stale answers.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
         let next = self.generation ^ 1;
-        let layout = Layout::build(table, self.capacity.bases(next), random_seed()?)?;
+        let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
         if !self.capacity.fits(&layout) {
             self.config.ready = 0;
             self.write_config()?;
@@ -639,6 +638,8 @@ fn attach_hints_fit_the_failure() {
 
 #[cfg(test)]
 mod cookie_tests;
+#[cfg(test)]
+mod cost_tests;
 mod layout;
 #[cfg(test)]
 mod limit_tests;
