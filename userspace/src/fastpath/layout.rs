@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use anyhow::{Result, bail};
 use rampart_common::{
     AnswerHead, DERIVE_DO, DERIVE_NOEDNS, INDEX_WAYS, IndexBucket, KEY_NAME_LEN, MAX_RELOCS,
-    NameSlot, OPT_LEN, QTYPE_ENCLOSER, RECORD_NAME_LEN, RECORD_NONE, Record, TAIL_CLASS_INLINE,
-    TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL, Variant, index_buckets, key_hash,
-    name_hash,
+    NameSlot, OPT_LEN, QTYPE_ENCLOSER, QTYPE_OTHER, RECORD_NAME_LEN, RECORD_NONE, Record,
+    TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL, Variant,
+    index_buckets, is_data_type, key_hash, name_hash,
 };
 
 use crate::compile::CompiledAnswer;
@@ -66,7 +66,13 @@ impl Layout {
         let mut keys: Vec<(&[u8], u16)> = groups.keys().copied().collect();
         // Deterministic record order (and so index), whatever the hash map's order.
         keys.sort_unstable();
-        keys.retain(|k| k.1 != QTYPE_ENCLOSER || !same_as_ancestor(&groups, k.0));
+        keys.retain(|k| {
+            if k.1 == QTYPE_ENCLOSER {
+                !same_as_ancestor(&groups, k.0)
+            } else {
+                !same_as_shared(&groups, k.0, k.1)
+            }
+        });
         let mut b = Builder {
             bases,
             out: Layout {
@@ -126,15 +132,31 @@ fn same_as_ancestor(groups: &HashMap<(&[u8], u16), Group>, name: &[u8]) -> bool 
     while let Some(&len) = rest.first().filter(|&&l| l != 0) {
         rest = &rest[len as usize + 1..];
         if let Some(up) = groups.get(&(rest, QTYPE_ENCLOSER)) {
-            let mine = &groups[&(name, QTYPE_ENCLOSER)];
-            return mine.iter().zip(up).all(|(a, b)| match (a, b) {
-                (Some(a), Some(b)) => same_answer(a, b),
-                (None, None) => true,
-                _ => false,
-            });
+            return same_group(&groups[&(name, QTYPE_ENCLOSER)], up);
         }
     }
     false
+}
+
+/// Whether a data type's answer at a name is the one the name's shared entry gives every data
+/// type it doesn't list (e.g. DS at a name that is no cut: NODATA either way): the program
+/// falls back to the shared entry when the type has no record, so it needn't be stored.
+fn same_as_shared(groups: &HashMap<(&[u8], u16), Group>, name: &[u8], qtype: u16) -> bool {
+    if qtype == QTYPE_OTHER || !is_data_type(qtype) {
+        return false;
+    }
+    let Some(shared) = groups.get(&(name, QTYPE_OTHER)) else {
+        return false;
+    };
+    same_group(&groups[&(name, qtype)], shared)
+}
+
+fn same_group(a: &Group, b: &Group) -> bool {
+    a.iter().zip(b).all(|(a, b)| match (a, b) {
+        (Some(a), Some(b)) => same_answer(a, b),
+        (None, None) => true,
+        _ => false,
+    })
 }
 
 /// The same bytes and treatment, whatever the name.
@@ -401,6 +423,29 @@ pub fn first_match(index: &[IndexBucket], key_hash: u64, mask: u32) -> Option<u3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name with A and AAAA in an unsigned zone costs three records (A, AAAA, and its shared
+    /// NODATA entry): its no-EDNS and DO variants are derived, its DS answer is the NODATA, its
+    /// closest-encloser entry is the apex's.
+    #[test]
+    fn a_name_costs_three_records() {
+        let records = |n: usize| {
+            let mut text = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n");
+            text.push_str(" NS ns1\nns1 A 192.0.2.1\n");
+            for i in 0..n {
+                text.push_str(&format!(
+                    "h{i} A 192.0.2.{}\nh{i} AAAA 2001:db8::{i:x}\n",
+                    i % 250
+                ));
+            }
+            let zone = crate::zone::Zone::from_text("scale.example.", &text).unwrap();
+            let table = crate::compile::compile(&crate::zone::Catalog::from_zones([zone]));
+            let layout = Layout::build(&table, Bases::default(), || Ok(1)).unwrap();
+            assert_eq!(layout.answers, table.len());
+            layout.records.len()
+        };
+        assert_eq!(records(2000) - records(1000), 3 * 1000);
+    }
 
     #[test]
     fn every_key_is_found_where_the_program_looks() {
