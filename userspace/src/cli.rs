@@ -145,8 +145,8 @@ struct RunArgs {
     /// [default: /sys/fs/bpf/rampart].
     #[arg(long)]
     pin_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics
-    /// (server.metrics).
+    /// Serve Prometheus metrics (XDP counters, slow-path queries and latency, zones, reloads) on
+    /// this address, at /metrics (server.metrics).
     #[arg(long)]
     metrics: Option<SocketAddr>,
     #[command(flatten)]
