@@ -317,7 +317,7 @@ fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
 
 /// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
 /// is reported (file:line) and left out rather than keeping the whole node down.
-/// The zones, and how many failed to load.
+/// The zones, and how many errors loading them reported.
 fn load_catalog(zones: &ZonesConfig) -> Result<(Catalog, usize)> {
     let (catalog, errors) = Catalog::load_partial(&zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
@@ -653,7 +653,7 @@ impl ZoneDirFiles {
 
 /// SIGHUP: parse and compile the zones again. A zone whose file now fails (or is gone) keeps
 /// serving its previous version; both paths switch to the new catalog together.
-/// Returns the new table, whether the fast path holds it, and how many zones failed.
+/// Returns the new table, whether the fast path holds it, and how many errors the load reported.
 fn reload(
     zones: &ZonesConfig,
     zone_files: &mut ZoneDirFiles,

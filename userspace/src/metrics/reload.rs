@@ -1,5 +1,5 @@
 //! Reload statistics: reloads by result, when the last one ran and how long it took, and the
-//! zones that failed to load.
+//! errors zone loads reported.
 use std::{
     sync::atomic::AtomicU64,
     time::{Duration, SystemTime},
@@ -59,17 +59,18 @@ impl ReloadStats {
         );
         registry.register(
             "rampart_zone_load_errors",
-            "Zones that failed to load (at the start and on reloads)",
+            "Errors zone loads logged, at the start and on reloads (a broken zone logs each of its \
+             errors and, on a reload, that it keeps its previous version)",
             self.zone_errors.clone(),
         );
     }
 
-    /// Zones that failed to load at the start.
+    /// Errors the zone loads at the start reported.
     pub fn load_errors(&self, n: usize) {
         self.zone_errors.inc_by(n as u64);
     }
 
-    /// One reload, started at `at`, with `zone_errors` zones that failed.
+    /// One reload, started at `at`, that reported `zone_errors` errors.
     pub fn reloaded(
         &self,
         at: SystemTime,
