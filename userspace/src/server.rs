@@ -313,6 +313,9 @@ struct TcpSlots {
     max_total: usize,
     max_per_source: usize,
     held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// Slots taken, refused and held, counted here so the open-connections gauge follows the
+    /// slots whatever ends a connection (a panic included).
+    stats: SlowStats,
 }
 
 /// One connection's slot, given back when dropped.
@@ -327,6 +330,7 @@ impl TcpSlots {
             max_total: config.tcp_max_connections,
             max_per_source: config.tcp_max_per_source,
             held: Mutex::new((0, HashMap::new())),
+            stats: config.stats.clone(),
         }
     }
 
@@ -336,6 +340,15 @@ impl TcpSlots {
 
     /// A slot for `peer`, or why not.
     fn take(self: &Arc<Self>, peer: IpAddr) -> Result<TcpSlot, TcpRefusal> {
+        let taken = self.try_take(peer);
+        match &taken {
+            Ok(_) => self.stats.tcp_accepted(),
+            Err(why) => self.stats.tcp_refused(*why),
+        }
+        taken
+    }
+
+    fn try_take(self: &Arc<Self>, peer: IpAddr) -> Result<TcpSlot, TcpRefusal> {
         let mut held = self.held();
         let (total, by_source) = &mut *held;
         if *total >= self.max_total {
@@ -365,6 +378,7 @@ impl Drop for TcpSlot {
                 by_source.remove(&self.peer);
             }
         }
+        self.slots.stats.tcp_closed();
     }
 }
 
@@ -391,11 +405,9 @@ fn tcp_acceptor(
             Ok(slot) => slot,
             Err(limit) => {
                 tracing::debug!(%peer, ?limit, "tcp connection limit reached");
-                config.stats.tcp_refused(limit);
                 continue; // dropping the stream closes it
             }
         };
-        config.stats.tcp_accepted();
         let (catalog, stop, idle, identity, cookies, stats) = (
             catalog.clone(),
             stop.clone(),
@@ -422,15 +434,10 @@ fn tcp_acceptor(
                     tracing::debug!(error = %e, %peer, "tcp connection");
                 }
                 drop(slot);
-                stats.tcp_closed();
             });
         match spawned {
             Ok(h) => handlers.push(h),
-            Err(e) => {
-                // The closure (and its slot) went with the thread that never started.
-                config.stats.tcp_closed();
-                tracing::warn!(error = %e, "tcp connection thread");
-            }
+            Err(e) => tracing::warn!(error = %e, "tcp connection thread"),
         }
     }
     for h in handlers {

@@ -217,7 +217,8 @@ impl SlowStats {
         self.latency_by[t].observe(elapsed.as_secs_f64());
     }
 
-    /// A TCP connection accepted; [`SlowStats::tcp_closed`] when it ends.
+    /// A TCP connection accepted (its slot taken); [`SlowStats::tcp_closed`] when the slot is
+    /// given back.
     pub fn tcp_accepted(&self) {
         self.tcp.each[0].inc();
         self.tcp_open.inc();
