@@ -390,16 +390,16 @@ fn slow_path_counts_transport_rcode_qtype_and_latency() {
         let sum = get(&samples, &format!("{h}_sum"), &[("transport", t)]).unwrap();
         assert!(sum > 0.0 && sum < n, "{t}: {sum} s in all");
     }
-    // Buckets from 10 µs to 2.5 s.
+    // Buckets from 2.5 µs to 2.5 s.
     let bounds: Vec<f64> = samples
         .iter()
         .filter(|s| s.name == format!("{h}_bucket") && s.labels[0].1 == "udp")
         .map(|s| s.labels[1].1.parse().unwrap())
         .collect();
-    assert_eq!(bounds.len(), 18, "{bounds:?}");
+    assert_eq!(bounds.len(), 20, "{bounds:?}");
     assert_eq!(
-        (bounds[0], bounds[16], bounds[17]),
-        (10e-6, 2.5, f64::INFINITY)
+        (bounds[0], bounds[18], bounds[19]),
+        (2.5e-6, 2.5, f64::INFINITY)
     );
     let tcp_conns = by_label(&samples, "rampart_slow_tcp_connections_total");
     assert_eq!(tcp_conns["accepted"], 1.0);
