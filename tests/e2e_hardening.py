@@ -295,7 +295,7 @@ def xdp_instance(c, lab, tmp):
                         "import urllib.request;"
                         f"print(urllib.request.urlopen('http://127.0.0.1:{PORT + 6}/metrics', timeout=5).read().decode())")
         c.check("privileges: the metrics endpoint reads the XDP counters as nobody",
-                'rampart_xdp_packets_total{outcome="tx_answer"}' in scrape.stdout, scrape.stdout[:500] + scrape.stderr[-300:])
+                'rampart_xdp_outcomes_total{outcome="tx_answer"}' in scrape.stdout, scrape.stdout[:500] + scrape.stderr[-300:])
 
         # A second instance on the same pin dir: refused, the first's pins untouched.
         second = ns_run(lab, lab.bin, "run", "--iface", "rph0", "--zone-dir", zdir, "--listen",

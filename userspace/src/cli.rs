@@ -149,8 +149,8 @@ struct RunArgs {
     /// [default: /sys/fs/bpf/rampart].
     #[arg(long)]
     pin_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics
-    /// (server.metrics).
+    /// Serve Prometheus metrics (XDP counters, slow-path queries and latency, zones, reloads) on
+    /// this address, at /metrics (server.metrics).
     #[arg(long)]
     metrics: Option<SocketAddr>,
     #[command(flatten)]
@@ -334,7 +334,8 @@ fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
 
 /// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
 /// is reported (file:line) and left out rather than keeping the whole node down.
-fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
+/// The zones, and how many errors loading them reported.
+fn load_catalog(zones: &ZonesConfig) -> Result<(Catalog, usize)> {
     let (catalog, errors) = Catalog::load_partial(&zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
         error!("{e}");
@@ -345,7 +346,7 @@ fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
     if catalog.zone_count() == 0 {
         bail!("no zone loaded");
     }
-    Ok(catalog)
+    Ok((catalog, errors.len()))
 }
 
 /// SIGINT/SIGTERM and SIGHUP, registered before anything else: a SIGHUP while the zones load
@@ -391,7 +392,10 @@ fn run(config: Config) -> Result<()> {
     let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
     let user = privileges::resolve_user(config.server.user.as_deref())?;
     let mut zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
-    let catalog = Arc::new(load_catalog(&config.zones)?);
+    let (catalog, load_errors) = load_catalog(&config.zones)?;
+    let catalog = Arc::new(catalog);
+    let reload_stats = metrics::ReloadStats::new();
+    reload_stats.load_errors(load_errors);
     release_freed_memory();
     info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
     // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
@@ -451,6 +455,7 @@ fn run(config: Config) -> Result<()> {
         tcp_max_per_source: s.tcp_max_per_source,
         tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
         limits: slow_limits,
+        stats: metrics::SlowStats::default(),
         ..ServerConfig::default()
     };
     let shared = SharedCatalog::new(catalog.clone());
@@ -535,6 +540,8 @@ fn run(config: Config) -> Result<()> {
                 anycast: anycast
                     .as_ref()
                     .map(|a: &Anycast| Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>),
+                slow: server_config.stats.clone(),
+                reloads: reload_stats.clone(),
             },
         )?;
     }
@@ -563,8 +570,15 @@ fn run(config: Config) -> Result<()> {
             }
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
-            let (table, installed) =
+            let (at, began) = (std::time::SystemTime::now(), Instant::now());
+            let (table, installed, errors) =
                 reload(&config.zones, &mut zone_files, &shared, fast.as_deref());
+            let result = if errors == 0 && (installed || fast.is_none()) {
+                metrics::ReloadResult::Ok
+            } else {
+                metrics::ReloadResult::Failed
+            };
+            reload_stats.reloaded(at, began.elapsed(), errors, result);
             if let Some(q) = &probe_question {
                 holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
             }
@@ -678,13 +692,13 @@ impl ZoneDirFiles {
 
 /// SIGHUP: parse and compile the zones again. A zone whose file now fails (or is gone) keeps
 /// serving its previous version; both paths switch to the new catalog together.
-/// Returns the new table and whether the fast path holds it.
+/// Returns the new table, whether the fast path holds it, and how many errors the load reported.
 fn reload(
     zones: &ZonesConfig,
     zone_files: &mut ZoneDirFiles,
     live: &SharedCatalog,
     fast: Option<&Mutex<FastPath>>,
-) -> (Vec<compile::CompiledAnswer>, bool) {
+) -> (Vec<compile::CompiledAnswer>, bool, usize) {
     let previous = live.get();
     let mut specs = zone_specs(zones);
     specs.extend(
@@ -724,7 +738,7 @@ fn reload(
         }
         None => false,
     };
-    (table, installed)
+    (table, installed, errors.len())
 }
 
 fn log_installed(i: &fastpath::Installed) {
