@@ -630,6 +630,8 @@ fn attach_hints_fit_the_failure() {
 
 #[cfg(test)]
 mod cookie_tests;
+#[cfg(test)]
+mod fuzz_tests;
 mod layout;
 #[cfg(test)]
 mod limit_tests;
