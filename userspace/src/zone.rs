@@ -1143,9 +1143,12 @@ fn parse_bytes(
             file,
             line: chunk.first_line as u32,
         };
+        // Only an entry with `..` in it can hold a name with an empty label, or with `\#` RDATA
+        // in the generic form (RFC 3597 §5) that isn't valid for its known type (see `reads_back`).
+        let suspect = entry.windows(2).any(|w| w == b".." || w == b"\\#");
         loop {
             match zf.next_entry() {
-                Ok(Some(Entry::Record(rec))) => match convert(&rec, &mut buf) {
+                Ok(Some(Entry::Record(rec))) => match convert(&rec, &mut buf, suspect) {
                     Ok(r) => out.records.push((r, loc)),
                     Err(e) => out.errors.push(format!("{}: {e}", out.at(loc))),
                 },
@@ -1266,8 +1269,9 @@ const TYPED: [RecordType; 13] = [
     RecordType::OPENPGPKEY,
 ];
 
-/// domain's record → wire → hickory record.
-fn convert(rec: &ScannedRecord, buf: &mut Vec<u8>) -> Result<Record, String> {
+/// domain's record → wire → hickory record. `suspect`: the entry may hold an empty label or
+/// generic RDATA, checked by reading the record back.
+fn convert(rec: &ScannedRecord, buf: &mut Vec<u8>, suspect: bool) -> Result<Record, String> {
     if rec.class() != Class::IN {
         return Err(format!(
             "class {} not supported: only IN is served",
@@ -1277,6 +1281,12 @@ fn convert(rec: &ScannedRecord, buf: &mut Vec<u8>) -> Result<Record, String> {
     buf.clear();
     rec.compose(buf)
         .map_err(|_| "record too long".to_string())?;
+    if suspect && !reads_back(buf) {
+        return Err(
+            "bad name (an empty label: `..`) or generic RDATA (`\\#`) not valid for its type"
+                .to_string(),
+        );
+    }
     let owner_len = wire_name_len(buf).ok_or("bad owner name")?;
     let rdata = &buf[owner_len + 10..];
     let owner = wire_to_name(&buf[..owner_len]).ok_or("bad owner name")?;
@@ -1293,6 +1303,25 @@ fn convert(rec: &ScannedRecord, buf: &mut Vec<u8>) -> Result<Record, String> {
     };
     let rdata = typed.unwrap_or_else(|| opaque(rtype, rdata));
     Ok(Record::from_rdata(owner, ttl, rdata))
+}
+
+/// Whether a composed record reads back as itself. domain 0.12's scanner builds `a..b` into a
+/// name with an empty label inside (an unchecked constructor), which NSD and Knot reject: its
+/// wire form ends the name at that label, so it reads back as another record or not at all.
+/// And it takes `\#` RDATA as it is for any type (an A of 3 bytes), where Knot checks it
+/// against the type's format: read back as its type, such RDATA fails.
+fn reads_back(wire: &[u8]) -> bool {
+    use domain::base::{ParsedName, Record as DomainRecord};
+    use domain::dep::octseq::Parser;
+    use domain::rdata::ZoneRecordData;
+    type Parsed<'a> =
+        DomainRecord<ParsedName<&'a [u8]>, ZoneRecordData<&'a [u8], ParsedName<&'a [u8]>>>;
+    let mut parser = Parser::from_ref(&wire);
+    let Ok(Some(rec)) = Parsed::parse(&mut parser) else {
+        return false;
+    };
+    let mut back = Vec::with_capacity(wire.len());
+    parser.remaining() == 0 && rec.compose(&mut back).is_ok() && back == wire
 }
 
 /// Typed hickory RDATA, if hickory decodes the bytes and writes back exactly the same.
@@ -1595,6 +1624,41 @@ mod tests {
                 "{tail:?}"
             );
         }
+    }
+
+    /// Found by the zone parser fuzzer: `www.example..` as an NS target was served as an NS
+    /// record whose RDATA no client parses (a name with an empty label inside, RDLENGTH past
+    /// its end). NSD and Knot reject such names; escaped dots are still fine.
+    #[test]
+    fn names_with_an_empty_label_are_rejected() {
+        for (line, rr) in [
+            ("deleg NS www.example..", "NS"),
+            ("x CNAME a..b", "CNAME"),
+            ("m MX 10 mail..example.", "MX"),
+            ("s SRV 0 0 53 ns..example.", "SRV"),
+            ("y.. A 192.0.2.3", "owner"),
+        ] {
+            let errors = load_err("t.", &format!("{MINI}{line}\n"));
+            assert_eq!(errors.len(), 1, "{rr}: {errors:?}");
+            assert!(errors[0].starts_with("<t.>:5: "), "{rr}: {errors:?}");
+        }
+        // Generic RDATA must be valid for a known type (Knot checks it too).
+        for line in [
+            "x TYPE1 \\# 3 010203",
+            "x TYPE64 \\# 3 010203",
+            "x TYPE2 \\# 1 03",
+        ] {
+            let errors = load_err("t.", &format!("{MINI}{line}\n"));
+            assert_eq!(errors.len(), 1, "{line}: {errors:?}");
+        }
+        let ok = Zone::from_text(
+            "t.",
+            &format!(
+                "{MINI}e CNAME a\\..b\nt TXT a..b\nu TYPE1 \\# 4 c0000201\nv TYPE65400 \\# 1 00\n"
+            ),
+        )
+        .unwrap();
+        assert!(ok.node(key("e.t").as_wire()).is_some());
     }
 
     fn key(s: &str) -> NameKey {

@@ -284,8 +284,8 @@ fn fuzz_mutated_frames_every_tx_is_a_well_formed_answer() {
     // Every limit on: the busy sources are limited (slips, drops), the rest not, at the 10,000
     // frames/s of a debug build and the 200,000 of a release one.
     let rrl = RrlConfig {
-        rate: 200,
-        burst: Some(200),
+        rate: 50,
+        burst: Some(50),
         slip: 2,
         class_rate: 100_000,
         ipv4_prefix: 32,
