@@ -92,7 +92,9 @@ def main(argv):
         k, k_out = verdict(["kzonecheck", "-o", ORIGIN, f])
         n, n_out = verdict(["nsd-checkzone", ORIGIN, f])
         problem = None
-        if k == n:
+        if "panicked" in r_out:
+            problem = "rampart panicked: " + next(l for l in r_out.splitlines() if "panicked" in l)
+        elif k == n:
             want, why = RAMPART_DEVIATES.get(f, (k, None))
             if f in REFS_DISAGREE:
                 problem = "listed as a disagreement, but both references now say " + k

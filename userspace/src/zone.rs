@@ -295,6 +295,10 @@ impl Rrset {
     pub fn len(&self) -> usize {
         self.rdata.len()
     }
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.rdata.is_empty()
+    }
 }
 
 /// Everything at one name of a zone. A node without RRsets is an empty non-terminal (RFC 8020
@@ -556,17 +560,28 @@ impl Zone {
     /// Parses zone text held in memory (tests, tools). `$INCLUDE` paths are relative to the
     /// current directory.
     pub fn from_text(origin: &str, text: &str) -> Result<Zone, Vec<String>> {
+        let dir = std::env::current_dir().unwrap_or_default();
+        Zone::from_bytes_in(origin, text.as_bytes(), &dir)
+    }
+
+    /// Parses a zone file's bytes held in memory, `$INCLUDE`s confined to `include_dir` (the
+    /// fuzz targets give a directory that doesn't exist, so no include is ever read).
+    pub fn from_bytes_in(
+        origin: &str,
+        bytes: &[u8],
+        include_dir: &Path,
+    ) -> Result<Zone, Vec<String>> {
         let origin_name = parse_origin(origin).map_err(|e| vec![format!("bad origin: {e}")])?;
         let mut parsed = Parsed::default();
         let path = PathBuf::from(format!("<{origin}>"));
         parsed.files.push(path.clone());
         parse_bytes(
-            text.as_bytes(),
+            bytes,
             0,
             Some(origin_name.clone()),
             &path,
             0,
-            &mut IncludeState::new(&std::env::current_dir().unwrap_or_default().join("text")),
+            &mut IncludeState::new(&include_dir.join("text")),
             &mut parsed,
         );
         if !parsed.errors.is_empty() {
@@ -788,8 +803,7 @@ impl Catalog {
         (catalog, errors)
     }
 
-    #[cfg(test)]
-    /// A catalog of already built zones (tests, tools). Later duplicates replace earlier ones.
+    /// A catalog of already built zones (tests, the fuzz targets). Later duplicates replace earlier ones.
     pub fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Catalog {
         let zones = zones
             .into_iter()
@@ -1169,6 +1183,8 @@ struct Chunk<'a> {
     bytes: &'a [u8],
     first_line: usize,
     last_line: usize,
+    /// The last entry of a file may run into its end inside parentheses or quotes: what is open.
+    unclosed: Option<&'static str>,
 }
 
 /// Splits master-file text into entries (RFC 1035 §5.1 grammar: quotes, escapes, comments,
@@ -1208,6 +1224,7 @@ fn split_entries(text: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
                                 bytes: &text[start..=i],
                                 first_line: start_line,
                                 last_line: line - 1,
+                                unclosed: None,
                             };
                             i += 1;
                             start = i;
@@ -1221,10 +1238,19 @@ fn split_entries(text: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
             i += 1;
         }
         (start < text.len()).then(|| {
+            // The scanner panics on some entries cut short this way (domain 0.12: a TXT string
+            // inside an unclosed parenthesis at the end of the file), and a truncated file must
+            // not load.
+            let unclosed = if quoted {
+                Some("a quoted string")
+            } else {
+                (depth > 0).then_some("a parenthesis")
+            };
             let chunk = Chunk {
                 bytes: &text[start..],
                 first_line: start_line,
                 last_line: line,
+                unclosed,
             };
             start = text.len();
             chunk
@@ -1257,6 +1283,14 @@ fn parse_bytes(
         scanner_lines += 1;
     }
     for chunk in split_entries(text) {
+        if let Some(what) = chunk.unclosed {
+            out.errors.push(format!(
+                "{}:{}: {what} opened in this entry is never closed (the file ends first)",
+                path.display(),
+                chunk.first_line
+            ));
+            return;
+        }
         if crate::zone_text::relative_origin(chunk.bytes) {
             out.errors.push(format!(
                 "{}:{}: $ORIGIN needs an absolute name (ending in a dot)",
@@ -1277,9 +1311,12 @@ fn parse_bytes(
             file,
             line: chunk.first_line as u32,
         };
+        // Only an entry with `..` in it can hold a name with an empty label, or with `\#` RDATA
+        // in the generic form (RFC 3597 §5) that isn't valid for its known type (see `reads_back`).
+        let suspect = entry.windows(2).any(|w| w == b".." || w == b"\\#");
         loop {
             match zf.next_entry() {
-                Ok(Some(Entry::Record(rec))) => match compose(&rec, &mut buf) {
+                Ok(Some(Entry::Record(rec))) => match compose(&rec, &mut buf, suspect) {
                     Ok(r) => out.records.push((r, loc)),
                     Err(e) => out.errors.push(format!("{}: {e}", out.at(loc))),
                 },
@@ -1401,7 +1438,13 @@ const TYPED: [RecordType; 13] = [
 ];
 
 /// domain's record → wire form (decoded into hickory's model when the zone is built).
-fn compose<'b>(rec: &ScannedRecord, buf: &'b mut Vec<u8>) -> Result<&'b [u8], String> {
+/// `suspect`: the entry may hold an empty label or generic RDATA, checked by reading the record
+/// back.
+fn compose<'b>(
+    rec: &ScannedRecord,
+    buf: &'b mut Vec<u8>,
+    suspect: bool,
+) -> Result<&'b [u8], String> {
     if rec.class() != Class::IN {
         return Err(format!(
             "class {} not supported: only IN is served",
@@ -1415,7 +1458,32 @@ fn compose<'b>(rec: &ScannedRecord, buf: &'b mut Vec<u8>) -> Result<&'b [u8], St
     if buf.len() < owner_len + 10 {
         return Err("bad owner name".to_string());
     }
+    if suspect && !reads_back(buf) {
+        return Err(
+            "bad name (an empty label: `..`) or generic RDATA (`\\#`) not valid for its type"
+                .to_string(),
+        );
+    }
     Ok(buf)
+}
+
+/// Whether a composed record reads back as itself. domain 0.12's scanner builds `a..b` into a
+/// name with an empty label inside (an unchecked constructor), which NSD and Knot reject: its
+/// wire form ends the name at that label, so it reads back as another record or not at all.
+/// And it takes `\#` RDATA as it is for any type (an A of 3 bytes), where Knot checks it
+/// against the type's format: read back as its type, such RDATA fails.
+fn reads_back(wire: &[u8]) -> bool {
+    use domain::base::{ParsedName, Record as DomainRecord};
+    use domain::dep::octseq::Parser;
+    use domain::rdata::ZoneRecordData;
+    type Parsed<'a> =
+        DomainRecord<ParsedName<&'a [u8]>, ZoneRecordData<&'a [u8], ParsedName<&'a [u8]>>>;
+    let mut parser = Parser::from_ref(&wire);
+    let Ok(Some(rec)) = Parsed::parse(&mut parser) else {
+        return false;
+    };
+    let mut back = Vec::with_capacity(wire.len());
+    parser.remaining() == 0 && rec.compose(&mut back).is_ok() && back == wire
 }
 
 /// Typed hickory RDATA, if hickory decodes the bytes and writes back exactly the same.
@@ -1482,8 +1550,8 @@ fn allowed_with_cname(t: RecordType) -> bool {
 
 const DNAME: RecordType = RecordType::Unknown(39);
 
-/// The zone from records parsed beforehand, on this thread (tests: [`Zone::from_text`]).
-#[cfg(test)]
+/// The zone from records parsed beforehand, on this thread ([`Zone::from_bytes_in`]: tests and
+/// the fuzz targets).
 fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> LoadResult {
     let mut parsed = parsed;
     let mut builder = TreeBuilder::new(hint.as_ref());
@@ -2068,6 +2136,63 @@ mod tests {
             errs,
             [format!("{}:1: zone has no SOA record", path.display())]
         );
+    }
+
+    /// Found by the zone parser fuzzer: a TXT string inside a parenthesis the file never closes
+    /// made the `domain` scanner index past its buffer (`rampart check` and a reload panicked).
+    #[test]
+    fn entry_cut_short_by_the_end_of_the_file_is_an_error_not_a_panic() {
+        for (tail, what) in [
+            ("t TXT ( \"a\"\n", "a parenthesis"),
+            ("t TXT ( \"a\" \n\n", "a parenthesis"),
+            ("t TXT ( \"a\"", "a parenthesis"),
+            ("t TXT \"no end\nu A 192.0.2.1\n", "a quoted string"),
+        ] {
+            let text = format!("{MINI}{tail}");
+            let errors = load_err("t.", &text);
+            assert_eq!(
+                errors,
+                [format!(
+                    "<t.>:5: {what} opened in this entry is never closed (the file ends first)"
+                )],
+                "{tail:?}"
+            );
+        }
+    }
+
+    /// Found by the zone parser fuzzer: `www.example..` as an NS target was served as an NS
+    /// record whose RDATA no client parses (a name with an empty label inside, RDLENGTH past
+    /// its end). NSD and Knot reject such names; escaped dots are still fine.
+    #[test]
+    fn names_with_an_empty_label_are_rejected() {
+        for (line, rr) in [
+            ("deleg NS www.example..", "NS"),
+            ("x CNAME a..b", "CNAME"),
+            ("m MX 10 mail..example.", "MX"),
+            ("s SRV 0 0 53 ns..example.", "SRV"),
+            ("y.. A 192.0.2.3", "owner"),
+        ] {
+            let errors = load_err("t.", &format!("{MINI}{line}\n"));
+            assert_eq!(errors.len(), 1, "{rr}: {errors:?}");
+            assert!(errors[0].starts_with("<t.>:5: "), "{rr}: {errors:?}");
+        }
+        // Generic RDATA must be valid for a known type (Knot checks it too).
+        for line in [
+            "x TYPE1 \\# 3 010203",
+            "x TYPE64 \\# 3 010203",
+            "x TYPE2 \\# 1 03",
+        ] {
+            let errors = load_err("t.", &format!("{MINI}{line}\n"));
+            assert_eq!(errors.len(), 1, "{line}: {errors:?}");
+        }
+        let ok = Zone::from_text(
+            "t.",
+            &format!(
+                "{MINI}e CNAME a\\..b\nt TXT a..b\nu TYPE1 \\# 4 c0000201\nv TYPE65400 \\# 1 00\n"
+            ),
+        )
+        .unwrap();
+        assert!(ok.node(key("e.t").as_wire()).is_some());
     }
 
     /// domain 0.12's scanner panics on an unclosed parenthesis before a quoted string

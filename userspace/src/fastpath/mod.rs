@@ -670,6 +670,8 @@ fn attach_hints_fit_the_failure() {
 mod cookie_tests;
 #[cfg(test)]
 mod cost_tests;
+#[cfg(test)]
+mod fuzz_tests;
 mod layout;
 #[cfg(test)]
 mod limit_tests;

@@ -1,0 +1,21 @@
+//! rampart as a library: the daemon's modules, for the binary and the fuzz targets (fuzz/).
+pub mod answer;
+pub mod anycast;
+pub mod cli;
+pub mod compile;
+pub mod config;
+pub mod cookie;
+pub mod fastpath;
+pub mod fuzz;
+pub mod identity;
+pub mod instance;
+pub mod limits;
+pub mod metrics;
+pub mod netlink;
+pub mod parallel;
+pub mod privileges;
+pub mod server;
+pub mod slow_limits;
+pub mod wire;
+pub mod zone;
+pub mod zone_text;
