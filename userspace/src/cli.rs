@@ -30,9 +30,10 @@ use crate::{
     identity::Identity,
     instance,
     limits::{self, LimitFlags},
-    metrics, privileges,
+    manual, metrics, privileges,
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     slow_limits::SlowLimits,
+    systemd,
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -95,6 +96,19 @@ enum Command {
         #[arg(long, required = true)]
         iface: Vec<String>,
     },
+    /// Write the man pages or a shell completion script (the Debian package ships both).
+    Gen {
+        #[command(subcommand)]
+        what: GenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenAction {
+    /// rampart.1 and a page per subcommand (rampart-run.1, ...) into DIR.
+    Man { dir: PathBuf },
+    /// The completion script for SHELL, on stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 /// `rampart run` flags: each overrides its key in the config file (`config.rs`).
@@ -285,6 +299,7 @@ pub fn main() -> ExitCode {
             println!("detached XDP from {i}");
             Ok(())
         }),
+        Command::Gen { what } => generate(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -293,6 +308,21 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn generate(what: GenAction) -> Result<()> {
+    use clap::CommandFactory;
+    match what {
+        GenAction::Man { dir } => {
+            for file in manual::man_pages(Cli::command(), &dir)? {
+                println!("{}", dir.join(file).display());
+            }
+        }
+        GenAction::Completions { shell } => {
+            manual::completions(Cli::command(), shell, &mut std::io::stdout())
+        }
+    }
+    Ok(())
 }
 
 fn check(files: &[String]) -> ExitCode {
@@ -317,7 +347,8 @@ fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
 
 /// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
 /// is reported (file:line) and left out rather than keeping the whole node down.
-fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
+/// Returns the catalog and the number of zones left out.
+fn load_catalog(zones: &ZonesConfig) -> Result<(Catalog, usize)> {
     let (catalog, errors) = Catalog::load_partial(&zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
         error!("{e}");
@@ -328,7 +359,7 @@ fn load_catalog(zones: &ZonesConfig) -> Result<Catalog> {
     if catalog.zone_count() == 0 {
         bail!("no zone loaded");
     }
-    Ok(catalog)
+    Ok((catalog, errors.len()))
 }
 
 /// SIGINT/SIGTERM and SIGHUP, registered before anything else: a SIGHUP while the zones load
@@ -374,7 +405,8 @@ fn run(config: Config) -> Result<()> {
     let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
     let user = privileges::resolve_user(config.server.user.as_deref())?;
     let mut zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
-    let catalog = Arc::new(load_catalog(&config.zones)?);
+    let (catalog, load_errors) = load_catalog(&config.zones)?;
+    let catalog = Arc::new(catalog);
     let table = compile::compile(&catalog);
     info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
     // Once, so both paths make and check cookies with the same secret (a random one too).
@@ -497,6 +529,7 @@ fn run(config: Config) -> Result<()> {
         anycast = Some(Anycast::start(&config, announcer, probes, other)?);
         probe_question = Some(question);
     }
+    let answers = table.len();
     drop(table);
     if let Some(addr) = config.server.metrics {
         let shared = shared.clone();
@@ -512,7 +545,24 @@ fn run(config: Config) -> Result<()> {
         )?;
     }
 
+    // systemd's watchdog is fed only while the slow path answers and the health loop turns.
+    let _watchdog = systemd::Watchdog::start(systemd::Liveness {
+        slow: server
+            .is_some()
+            .then(|| ProbeQuestion::from_config(&config, &shared))
+            .transpose()?
+            .map(|q| (health::slow_target(&config), q)),
+        health_rounds: anycast.as_ref().map(|a| {
+            let status = a.status_reader();
+            Box::new(move || status().rounds) as Box<dyn Fn() -> u64 + Send>
+        }),
+    })?;
     signals.ready();
+    systemd::ready(&systemd::serving(
+        catalog.zone_count(),
+        answers,
+        load_errors,
+    ));
     eprintln!("rampart: ready");
     const CLOCK_REFRESH: Duration = Duration::from_secs(10);
     let mut clock_refreshed = Instant::now();
@@ -536,6 +586,7 @@ fn run(config: Config) -> Result<()> {
             }
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
+            systemd::reloading();
             let (table, installed) =
                 reload(&config.zones, &mut zone_files, &shared, fast.as_deref());
             if let Some(q) = &probe_question {
@@ -544,6 +595,7 @@ fn run(config: Config) -> Result<()> {
         }
     }
     info!("shutting down");
+    systemd::stopping();
     // Withdraw first, so routers move the traffic while the sockets still answer.
     if let Some(a) = anycast {
         a.shutdown();
@@ -681,6 +733,12 @@ fn reload(
         }
         None => false,
     };
+    drop(fp);
+    systemd::ready(&systemd::serving(
+        catalog.zone_count(),
+        table.len(),
+        errors.len(),
+    ));
     (table, installed)
 }
 
