@@ -4,7 +4,7 @@ PID 1 allows:
 - scripts/build-deb builds target/debian/rampart_*.deb; `dpkg-deb -c` lists the binary, the unit,
   the config (a conffile), the man pages, the completions and the docs; postinst makes the user.
 - `systemd-analyze verify` passes on the unit as installed (the package extracted to a scratch
-  root; with RP_PKG_INSTALL=1, installed for real with dpkg -i and purged after: only on a
+  root, its files overlaid where it puts them in a private mount namespace; with RP_PKG_INSTALL=1, installed for real with dpkg -i and purged after: only on a
   disposable machine, since it creates the `rampart` user every rampart started as root then
   drops to).
 - The binary runs the way the unit runs it: the unit's User= (nobody when not installed for
@@ -30,7 +30,7 @@ PORT = 573  # below 1024: CAP_NET_BIND_SERVICE is exercised
 CAP = {"CAP_NET_BIND_SERVICE": 10, "CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
 WANT_FILES = [
     "./usr/bin/rampart",
-    "./lib/systemd/system/rampart.service",
+    "./usr/lib/systemd/system/rampart.service",
     "./etc/rampart/rampart.toml",
     "./etc/rampart/zones/example.com.zone",
     "./usr/share/man/man1/rampart.1.gz",
@@ -83,14 +83,31 @@ def build_and_list(c, tmp):
     return deb
 
 
-def verify(c, root):
-    """`systemd-analyze verify` of the unit as installed under `root` ("/" when installed)."""
-    unit = os.path.join(root, "lib/systemd/system/rampart.service")
-    cmd = ["systemd-analyze", "verify", unit] if root == "/" else [
-        "systemd-analyze", f"--root={root}", "verify", "--man=no", unit]
+def analyze(root, unit):
+    """`systemd-analyze verify UNIT` with the package's files where it puts them: in a private
+    mount namespace, its /usr/bin and man pages overlaid on the host's (nothing is installed)."""
+    if root == "/":
+        cmd = ["systemd-analyze", "verify", unit]
+    else:
+        mounts = " && ".join(
+            f"mount -t overlay overlay -o lowerdir={root}{d}:{d} {d}" for d in ("/usr/bin", "/usr/share/man/man1"))
+        cmd = ["unshare", "-m", "sh", "-c", f"mount --make-rprivate / && {mounts} && systemd-analyze verify {unit}"]
     v = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    c.check("systemd-analyze verify: clean (no output, exit 0)", v.returncode == 0 and not
-            (v.stdout + v.stderr).strip(), f"{cmd}: rc={v.returncode} {v.stdout}{v.stderr}")
+    return v.returncode, (v.stdout + v.stderr).strip()
+
+
+def verify(c, root, tmp):
+    unit = os.path.join(root, "usr/lib/systemd/system/rampart.service")
+    rc, out = analyze(root, unit)
+    c.check("systemd-analyze verify: clean (no output, exit 0)", rc == 0 and not out, f"rc={rc} {out}")
+    # The check can fail: an unknown key and a missing binary are reported.
+    bad = os.path.join(tmp, "rampart.service")
+    text = open(unit).read().replace("WatchdogSec=", "WatchdogSecs=").replace("/usr/bin/rampart", "/usr/bin/rampart-nope")
+    with open(bad, "w") as f:
+        f.write(text)
+    rc, out = analyze(root, bad)
+    c.check("systemd-analyze verify: reports a broken copy of the unit",
+            "WatchdogSecs" in out and "rampart-nope" in out, f"rc={rc} {out}")
 
 
 def caps_arg(names):
@@ -99,7 +116,7 @@ def caps_arg(names):
 
 def run_as_unit(c, lab, tmp, root, user, caps, label, expect_ok=True):
     """ExecStart= as the unit runs it. Returns the process (running) or None."""
-    unit = unit_settings(os.path.join(root, "lib/systemd/system/rampart.service"))
+    unit = unit_settings(os.path.join(root, "usr/lib/systemd/system/rampart.service"))
     exec_start = unit["ExecStart"][0].split()
     binary = os.path.join(root, exec_start[0].lstrip("/"))
     config = os.path.join(root, exec_start[exec_start.index("--config") + 1].lstrip("/"))
@@ -135,7 +152,7 @@ def run_as_unit(c, lab, tmp, root, user, caps, label, expect_ok=True):
 
 
 def serve_as_unit(c, lab, tmp, root, user):
-    unit = unit_settings(os.path.join(root, "lib/systemd/system/rampart.service"))
+    unit = unit_settings(os.path.join(root, "usr/lib/systemd/system/rampart.service"))
     amb = unit.get("AmbientCapabilities", [""])[0].split()
     bounding = unit.get("CapabilityBoundingSet", [""])[0].split()
     c.check("unit: AmbientCapabilities = CapabilityBoundingSet, no CAP_SYS_ADMIN",
@@ -205,7 +222,7 @@ def run():
             root, user = os.path.join(tmp, "root"), "nobody"
             subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
             os.chmod(root, 0o755)
-        verify(c, root)
+        verify(c, root, tmp)
         c.run("served as the unit runs it", serve_as_unit, c, lab, tmp, root, user)
     finally:
         if installed:

@@ -38,6 +38,7 @@ class NotifySocket:
         os.chmod(path, 0o666)
         self.sock.settimeout(0.1)
         self.got = []
+        self.seen = 0  # wait_for looks after this index
 
     def pump(self, secs):
         """Reads what arrives during `secs`; returns those messages."""
@@ -53,13 +54,17 @@ class NotifySocket:
         return self.got[start:]
 
     def wait_for(self, key, value, secs):
-        """Pumps until a message with key=value; that message, or None."""
+        """Pumps until a message with key=value after the last one returned; that message, or
+        None."""
         deadline = time.monotonic() + secs
-        while time.monotonic() < deadline:
-            for _, m in self.pump(0.1):
-                if m.get(key) == value:
-                    return m
-        return None
+        while True:
+            for i in range(self.seen, len(self.got)):
+                if self.got[i][1].get(key) == value:
+                    self.seen = i + 1
+                    return self.got[i][1]
+            if time.monotonic() >= deadline:
+                return None
+            self.pump(0.1)
 
     def close(self):
         self.sock.close()
@@ -74,8 +79,10 @@ def notify_protocol(c, lab, tmp):
     ctl = os.path.join(tmp, "control.sock")
     notify = NotifySocket(os.path.join(tmp, "notify.sock"))
     log = os.path.join(tmp, "sd.log")
-    env = ["env", f"NOTIFY_SOCKET={notify.path}", f"WATCHDOG_USEC={WATCHDOG_USEC}"]
-    proc = spawn(["ip", "netns", "exec", lab.ns_node, *env, lab.bin, "run", "--zone-dir", zdir,
+    # As systemd does: WATCHDOG_PID is the service's pid (sh's, kept through the execs).
+    env = ["sh", "-c", 'export WATCHDOG_PID=$$; exec "$@"', "sh", "ip", "netns", "exec", lab.ns_node, "env",
+           f"NOTIFY_SOCKET={notify.path}", f"WATCHDOG_USEC={WATCHDOG_USEC}"]
+    proc = spawn([*env, lab.bin, "run", "--zone-dir", zdir,
                   "--listen", f"127.0.0.1:{PORT}", "--run-dir", os.path.join(tmp, "run"), "--user", "root",
                   "--anycast-prefix", "203.0.113.198/32", "--anycast-device", "rpsd0",
                   "--control-socket", ctl, "--identity", "sd-node"], log)
@@ -152,7 +159,8 @@ def without_socket(c, lab, tmp):
     """No NOTIFY_SOCKET (started by hand): nothing sent, nothing logged about it."""
     zdir = make_zones(tmp, "plain-zones", 1)
     log = os.path.join(tmp, "plain.log")
-    proc = spawn(["ip", "netns", "exec", lab.ns_node, "env", "-u", "NOTIFY_SOCKET", f"WATCHDOG_USEC={WATCHDOG_USEC}",
+    proc = spawn(["sh", "-c", 'export WATCHDOG_PID=$$; exec "$@"', "sh", "ip", "netns", "exec", lab.ns_node,
+                  "env", "-u", "NOTIFY_SOCKET", f"WATCHDOG_USEC={WATCHDOG_USEC}",
                   lab.bin, "run", "--zone-dir", zdir, "--listen", f"127.0.0.1:{PORT + 1}",
                   "--run-dir", os.path.join(tmp, "run-plain"), "--user", "root"], log)
     try:

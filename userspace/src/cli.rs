@@ -546,7 +546,7 @@ fn run(config: Config) -> Result<()> {
     }
 
     // systemd's watchdog is fed only while the slow path answers and the health loop turns.
-    let _watchdog = systemd::Watchdog::start(systemd::Liveness {
+    let watchdog = systemd::Watchdog::start(systemd::Liveness {
         slow: server
             .is_some()
             .then(|| ProbeQuestion::from_config(&config, &shared))
@@ -596,6 +596,8 @@ fn run(config: Config) -> Result<()> {
     }
     info!("shutting down");
     systemd::stopping();
+    // Before the slow path stops, so the watchdog doesn't report it as dead.
+    drop(watchdog);
     // Withdraw first, so routers move the traffic while the sockets still answer.
     if let Some(a) = anycast {
         a.shutdown();
@@ -940,6 +942,27 @@ mod tests {
             .into_config()
             .unwrap_err();
         assert!(e.to_string().contains("tcp_max_per_source"), "{e}");
+    }
+
+    /// The systemd unit's ExecStart is a valid command line, and its config (the packaged
+    /// example) loads with it.
+    #[test]
+    fn unit_exec_start_parses() {
+        let unit = include_str!("../../packaging/rampart.service");
+        let exec = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart");
+        let mut argv: Vec<&str> = exec.split_whitespace().collect();
+        assert_eq!(argv[0], "/usr/bin/rampart");
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../rampart.example.toml");
+        let config = argv.iter().position(|a| *a == "--config").unwrap() + 1;
+        assert_eq!(argv[config], "/etc/rampart/rampart.toml");
+        argv[config] = example;
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
+        args.into_config().unwrap();
     }
 
     /// Clap's own consistency checks (unique argument ids across flattened groups, defaults
