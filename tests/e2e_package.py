@@ -222,6 +222,8 @@ def run():
             root, user = os.path.join(tmp, "root"), "nobody"
             subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
             os.chmod(root, 0o755)
+            # What postinst does for the rampart user: the config (0640) readable by its group.
+            os.chown(os.path.join(root, "etc/rampart/rampart.toml"), -1, pwd.getpwnam(user).pw_gid)
         verify(c, root, tmp)
         c.run("served as the unit runs it", serve_as_unit, c, lab, tmp, root, user)
     finally:
