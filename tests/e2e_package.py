@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 
@@ -114,6 +115,21 @@ def caps_arg(names):
     return ",".join("+" + n.lower().removeprefix("cap_") for n in names)
 
 
+def udev_tun(tmp):
+    """Debian's udev makes /dev/net/tun 0666 (50-udev-default.rules); a container without udev
+    may leave it 0600, which the unit's user can't open. Then, in a private mount namespace of
+    the instance only, a 0666 node of the same device is bound over it."""
+    if os.stat("/dev/net/tun").st_mode & 0o777 == 0o666:
+        return []
+    tun = os.path.join(tmp, "tun")
+    if not os.path.exists(tun):
+        os.mknod(tun, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
+        os.chmod(tun, 0o666)
+        print("note: /dev/net/tun is not 0666 here (no udev): a 0666 node is bound over it for the instance")
+    return ["unshare", "-m", "sh", "-c", 'mount --make-rprivate / && mount --bind "$0" /dev/net/tun && exec "$@"',
+            tun]
+
+
 def run_as_unit(c, lab, tmp, root, user, caps, label, expect_ok=True):
     """ExecStart= as the unit runs it. Returns the process (running) or None."""
     unit = unit_settings(os.path.join(root, "usr/lib/systemd/system/rampart.service"))
@@ -129,7 +145,7 @@ def run_as_unit(c, lab, tmp, root, user, caps, label, expect_ok=True):
         os.chown(d, pw.pw_uid, pw.pw_gid)
     log = os.path.join(tmp, f"unit-{label}.log")
     ca = caps_arg(caps)
-    cmd = ["ip", "netns", "exec", lab.ns_node, "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+    cmd = [*udev_tun(tmp), "ip", "netns", "exec", lab.ns_node, "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
            "--init-groups" if root == "/" else "--clear-groups", f"--inh-caps=-all,{ca}",
            f"--ambient-caps=-all,{ca}", f"--bounding-set=-all,{ca}", "--no-new-privs",
            "sh", "-c", 'cd "$0" && exec "$@"', workdir,
