@@ -3,12 +3,14 @@ PID 1 allows:
 
 - scripts/build-deb builds target/debian/rampart_*.deb; `dpkg-deb -c` lists the binary, the unit,
   the config (a conffile), the man pages, the completions and the docs; postinst makes the user.
-- `systemd-analyze verify` passes on the unit as installed (the package extracted to a scratch
-  root, its files overlaid where it puts them in a private mount namespace; with RP_PKG_INSTALL=1, installed for real with dpkg -i and purged after: only on a
-  disposable machine, since it creates the `rampart` user every rampart started as root then
-  drops to).
-- The binary runs the way the unit runs it: the unit's User= (nobody when not installed for
-  real), its AmbientCapabilities= and CapabilityBoundingSet=, NoNewPrivs, from its
+- `systemd-analyze verify` passes on the unit as installed and reports a broken copy.
+- Installed with dpkg -i (postinst makes the user `rampart`, the config 0640 root:rampart, man
+  finds the pages) and purged after (files and user gone). On a shared machine the install runs
+  in a private mount namespace with /etc, /usr and /var overlaid, so nothing else sees it (every
+  rampart started as root would become the `rampart` user); RP_PKG_INSTALL=1 installs for real
+  (a disposable machine). The extracted package is checked too, run as nobody.
+- The binary runs the way the unit runs it: the unit's User= (`rampart` installed, nobody
+  extracted), its AmbientCapabilities= and CapabilityBoundingSet=, NoNewPrivs, from its
   WorkingDirectory= with its ExecStart= config, XDP attached to a veth of its own, listening on a
   port below 1024: it starts, keeps only what it uses, answers dig; without CAP_PERFMON it can't
   load the XDP program (so the unit's list is not larger than needed: no CAP_SYS_ADMIN)."""
@@ -19,6 +21,7 @@ import pwd
 import re
 import shutil
 import stat
+import sys
 import subprocess
 import tempfile
 
@@ -212,6 +215,53 @@ def serve_as_unit(c, lab, tmp, root, user):
         ns_run(lab, "ip", "link", "del", "rpk0")
 
 
+def installed(c, lab, deb, overlay):
+    """dpkg -i, the unit verified and run as installed (as `rampart`), dpkg --purge. `overlay`:
+    in this process's own mount namespace, /etc, /usr and /var are overlaid on the host's first,
+    so the install (files, the user, dpkg's database) is seen by nothing else and vanishes with
+    the namespace."""
+    tmp = tempfile.mkdtemp(prefix="rp-pkgi-")
+    os.chmod(tmp, 0o755)
+    done = False
+    try:
+        if overlay:
+            for d in ("/etc", "/usr", "/var"):
+                up, work = os.path.join(tmp, "up" + d), os.path.join(tmp, "work" + d)
+                os.makedirs(up)
+                os.makedirs(work)
+                subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                                f"lowerdir={d},upperdir={up},workdir={work}", d], check=True)
+        c.check("before: no user rampart", subprocess.run(["getent", "passwd", "rampart"],
+                                                         capture_output=True).returncode != 0)
+        i = subprocess.run(["dpkg", "-i", deb], capture_output=True, text=True, timeout=300)
+        done = c.check("dpkg -i installs it", i.returncode == 0, (i.stdout + i.stderr)[-1500:])
+        if not done:
+            return
+        c.check("postinst made the system user rampart", subprocess.run(
+            ["getent", "passwd", "rampart"], capture_output=True).returncode == 0)
+        st = os.stat("/etc/rampart/rampart.toml")
+        c.check("the config is 0640 root:rampart", st.st_mode & 0o777 == 0o640
+                and st.st_gid == pwd.getpwnam("rampart").pw_gid, oct(st.st_mode))
+        if shutil.which("man"):
+            man = subprocess.run(["man", "-w", "rampart-run"], capture_output=True, text=True)
+            c.check("man -w rampart-run finds the page", man.stdout.strip().endswith("rampart-run.1.gz"),
+                    man.stdout + man.stderr)
+        verify(c, "/", tmp)
+        c.run("served as the installed unit runs it", serve_as_unit, c, lab, tmp, "/", "rampart")
+    finally:
+        if done:
+            p = subprocess.run(["dpkg", "--purge", "rampart"], capture_output=True, text=True, timeout=300)
+            c.check("dpkg --purge removes the files and the user",
+                    p.returncode == 0 and not os.path.exists("/usr/bin/rampart")
+                    and not os.path.exists("/etc/rampart")
+                    and subprocess.run(["getent", "passwd", "rampart"], capture_output=True).returncode != 0,
+                    (p.stdout + p.stderr)[-800:])
+        if overlay:
+            for d in ("/var", "/usr", "/etc"):
+                subprocess.run(["umount", "-l", d])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run():
     c = rplab.Checks("e2e_package")
     lab = rplab.Lab()
@@ -220,38 +270,46 @@ def run():
         return c
     tmp = tempfile.mkdtemp(prefix="rp-pkg-")
     os.chmod(tmp, 0o755)
-    installed = False
     try:
         deb = build_and_list(c, tmp)
         if deb is None:
             return c
-        if os.environ.get("RP_PKG_INSTALL") == "1":
-            i = subprocess.run(["dpkg", "-i", deb], capture_output=True, text=True, timeout=300)
-            installed = i.returncode == 0
-            c.check("dpkg -i installs it", installed, (i.stdout + i.stderr)[-1500:])
-            if not installed:
-                return c
-            c.check("postinst made the user rampart", subprocess.run(["getent", "passwd", "rampart"]).returncode == 0)
-            root, user = "/", "rampart"
-        else:
-            c.skip("dpkg -i", "set RP_PKG_INSTALL=1 on a disposable machine (creates the rampart user)")
-            root, user = os.path.join(tmp, "root"), "nobody"
-            subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
-            os.chmod(root, 0o755)
-            # What postinst does for the rampart user: the config (0640) readable by its group.
-            os.chown(os.path.join(root, "etc/rampart/rampart.toml"), -1, pwd.getpwnam(user).pw_gid)
+        # Extracted to a scratch root, run as nobody.
+        root = os.path.join(tmp, "root")
+        subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
+        os.chmod(root, 0o755)
+        # What postinst does for the rampart user: the config (0640) readable by its group.
+        os.chown(os.path.join(root, "etc/rampart/rampart.toml"), -1, pwd.getpwnam("nobody").pw_gid)
         verify(c, root, tmp)
-        c.run("served as the unit runs it", serve_as_unit, c, lab, tmp, root, user)
+        c.run("served as the unit runs it", serve_as_unit, c, lab, tmp, root, "nobody")
+        if os.environ.get("RP_PKG_INSTALL") == "1":
+            installed(c, lab, deb, overlay=False)
+        else:
+            # Installed for real, but in a private mount namespace (the `rampart` user must not
+            # appear on a shared machine: every rampart started as root would become it).
+            child = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
+                                    os.path.abspath(__file__), "--installed", deb],
+                                   capture_output=True, text=True, timeout=900)
+            print(child.stdout, end="", flush=True)
+            m = re.search(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", child.stdout, re.M)
+            if c.check("install in a private mount namespace ran", m is not None,
+                       (child.stdout + child.stderr)[-1500:]):
+                c.passed += int(m.group(1))
+                c.failed += int(m.group(2))
+                c.skipped += int(m.group(3) or 0)
     finally:
-        if installed:
-            p = subprocess.run(["dpkg", "--purge", "rampart"], capture_output=True, text=True, timeout=300)
-            c.check("dpkg --purge removes it, the user too",
-                    p.returncode == 0 and not os.path.exists("/usr/bin/rampart")
-                    and subprocess.run(["getent", "passwd", "rampart"], capture_output=True).returncode != 0,
-                    (p.stdout + p.stderr)[-800:])
         shutil.rmtree(tmp, ignore_errors=True)
     return c
 
 
+def installed_main(deb):
+    c = rplab.Checks("e2e_package (installed)")
+    installed(c, rplab.Lab(), deb, overlay=True)
+    print(c.line(), flush=True)
+
+
 if __name__ == "__main__":
-    rplab.main_for(run)
+    if sys.argv[1:2] == ["--installed"]:
+        installed_main(sys.argv[2])
+    else:
+        rplab.main_for(run)
