@@ -11,6 +11,7 @@ These run in the node namespace on a veth pair and loopback port of their own, b
 running rampart, which they don't touch."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -112,7 +113,7 @@ def reload_and_many_zones(c, lab, tmp):
     log = os.path.join(tmp, "rampart.log")
     with open(log, "w") as out:
         proc = subprocess.Popen(["ip", "netns", "exec", lab.ns_node, lab.bin, "run", "--zone-dir", zdir,
-                                 "--listen", f"127.0.0.1:{PORT}"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--listen", f"127.0.0.1:{PORT}", "--metrics", f"127.0.0.1:{PORT + 3}"], stdout=out, stderr=subprocess.STDOUT)
     try:
         if not c.check("many zones: rampart starts", wait_ready(proc, log), open(log).read()[-2000:]):
             return
@@ -126,6 +127,7 @@ def reload_and_many_zones(c, lab, tmp):
             f.write(zone_text("z0.test", 2, "203.0.113.77"))
         with open(os.path.join(zdir, "z1.test.zone"), "w") as f:
             f.write(zone_text("z1.test", 2, "203.0.113.78", "www2 A 203.0.113.999\n"))
+        hup_at = time.time()
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and ask(lab, "www.z0.test")[1] != ["203.0.113.77"]:
@@ -136,8 +138,41 @@ def reload_and_many_zones(c, lab, tmp):
         text = open(log).read()
         c.check("reload: the error is logged as file:line", "z1.test.zone:7:" in text, text[-1500:])
         c.check("reload: the others still answer", ask(lab, f"www.z{ZONES - 1}.test")[0] == dns.rcode.NOERROR)
+        reload_metrics(c, lab, proc, zdir, hup_at)
     finally:
         stop(proc)
+
+
+def reload_metrics(c, lab, proc, zdir, hup_at):
+    """After one reload with z1 broken: one failed reload, its errors counted, the serials as
+    served; mending z1 and reloading again adds one ok reload."""
+    m = scrape(lab, PORT + 3) or {}
+    reloads = family(m, "rampart_reloads_total", "result")
+    c.check("reload metrics: one failed reload, no ok one", reloads == {"ok": 0, "failed": 1}, reloads)
+    # z1's one bad line, and "keeping the previously loaded zone": the two errors logged.
+    c.check("reload metrics: z1's two load errors", m.get(("rampart_zone_load_errors_total", ())) == 2,
+            m.get(("rampart_zone_load_errors_total", ())))
+    serials = family(m, "rampart_zone_serial", "zone")
+    c.check("reload metrics: the serials served (z1 kept its old version)",
+            (len(serials), serials.get("z0.test."), serials.get("z1.test.")) == (ZONES, 2, 1),
+            (len(serials), serials.get("z0.test."), serials.get("z1.test.")))
+    c.check("reload metrics: rampart_zones", m.get(("rampart_zones", ())) == ZONES)
+    at = m.get(("rampart_last_reload_timestamp_seconds", ()), 0)
+    took = m.get(("rampart_last_reload_duration_seconds", ()), 0)
+    c.check("reload metrics: when the reload started", hup_at - 1 <= at <= time.time(), (hup_at, at))
+    c.check("reload metrics: how long it took", 0 < took < 10, took)
+    with open(os.path.join(zdir, "z1.test.zone"), "w") as f:
+        f.write(zone_text("z1.test", 3, "203.0.113.78"))
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = scrape(lab, PORT + 3) or {}
+        if family(m, "rampart_reloads_total", "result").get("ok") == 1:
+            break
+        time.sleep(0.1)
+    reloads = family(m, "rampart_reloads_total", "result")
+    c.check("reload metrics: a clean reload is ok", reloads == {"ok": 1, "failed": 1}, reloads)
+    c.check("reload metrics: z1's new serial", family(m, "rampart_zone_serial", "zone").get("z1.test.") == 3)
 
 
 def xdp_prog_on(lab, dev):
@@ -194,21 +229,112 @@ def fate_sharing_and_detach(c, lab, tmp):
         ns_run(lab, "ip", "link", "del", "rpop0")
 
 
-def metrics_endpoint(c, lab):
-    """The lab's rampart serves Prometheus text with its XDP counters and zones."""
-    port = os.environ.get("RP_METRICS_PORT", "9153")
-    # One answer from the driver first, so the scrape has something to count.
-    reply = rplab.udp_raw(dns.message.make_query("www.example.com", "A").to_wire(), lab.node4, 53)
-    c.check("metrics: a query was answered first", reply is not None)
+def scrape(lab, port=None):
+    """The lab rampart's (or `port`'s) /metrics parsed: {(name, ((label, value), ...)): value}; None on failure.
+    Label values are unescaped (\\, \", \n), so a broken escape shows as a parse failure."""
+    port = port or os.environ.get("RP_METRICS_PORT", "9153")
     out = ns_run(lab, "/usr/bin/python3", "-c",
-                 "import urllib.request,sys;"
+                 "import urllib.request;"
                  f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics', timeout=5).read().decode())")
-    text = out.stdout
-    c.check("metrics: the endpoint answers", out.returncode == 0, out.stderr[-500:])
-    answered = [line for line in text.splitlines() if line.startswith('rampart_xdp_packets_total{outcome="tx_answer"}')]
-    c.check("metrics: XDP answers are counted", bool(answered) and int(answered[0].split()[-1]) > 0, text[:800])
-    zones = [line for line in text.splitlines() if line.startswith("rampart_zones ")]
-    c.check("metrics: zones served", bool(zones) and int(zones[0].split()[-1]) >= 1, text[:800])
+    if out.returncode != 0:
+        return None
+    samples = {}
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\[\\"n])*)"(,|$)')
+    for line in out.stdout.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = sample.match(line)
+        if not m:
+            raise ValueError(f"not a sample line: {line!r}")
+        labels, rest = [], m.group(2) or ""
+        while rest:
+            lm = label.match(rest)
+            if not lm:
+                raise ValueError(f"bad labels: {line!r}")
+            value = re.sub(r'\\(.)', lambda e: {"n": "\n"}.get(e.group(1), e.group(1)), lm.group(2))
+            labels.append((lm.group(1), value))
+            rest = rest[lm.end():]
+        samples[(m.group(1), tuple(labels))] = float(m.group(3))
+    return samples
+
+
+def family(samples, name, label):
+    """{label value: value} of a one-label family."""
+    return {k[1][0][1]: v for k, v in samples.items() if k[0] == name and k[1] and k[1][0][0] == label
+            and len(k[1]) == 1}
+
+
+def metrics_endpoint(c, lab):
+    """The lab's rampart: known queries over UDP and TCP move the slow path's series by exactly
+    what was sent, one XDP answer moves tx_answer by one, and the outcomes sum to the packets."""
+    before = scrape(lab)
+    c.check("metrics: the endpoint answers", before is not None)
+    if before is None:
+        return
+    q = lambda name, qtype: dns.message.make_query(name, qtype, use_edns=False).to_wire()
+    # XDP answers port 53 over UDP; the slow port and TCP reach the slow path.
+    sent = [
+        ("xdp", rplab.udp_raw(q("www.example.com", "A"), lab.node4, 53)),
+        ("udp", rplab.udp_raw(q("www.example.com", "A"), lab.node4, lab.slow_port)),
+        ("udp", rplab.udp_raw(q("www.example.com", "AAAA"), lab.node4, lab.slow_port)),
+        ("udp", rplab.udp_raw(q("nope.example.com", "A"), lab.node4, lab.slow_port)),
+        ("udp", rplab.udp_raw(q("example.com", "TYPE65280"), lab.node4, lab.slow_port)),
+        ("tcp", rplab.tcp_raw(q("example.com", "SOA"), lab.node4, 53)),
+        ("tcp", rplab.tcp_raw(q("nope.example.com", "AAAA"), lab.node4, 53)),
+    ]
+    c.check("metrics: every query was answered", all(r is not None for _, r in sent),
+            [w for w, r in sent if r is None])
+    rcodes = [dns.rcode.to_text(dns.message.from_wire(r).rcode()) for _, r in sent if r is not None]
+    c.check("metrics: the answers' RCODEs",
+            rcodes == ["NOERROR", "NOERROR", "NOERROR", "NXDOMAIN", "NOERROR", "NOERROR", "NXDOMAIN"], rcodes)
+    # The TCP threads count after their write: give them a moment, bounded.
+    deadline = time.monotonic() + 5
+    while True:
+        after = scrape(lab)
+        moved = after and after.get(("rampart_slow_queries_total", (("transport", "tcp"),)), 0) - \
+            before.get(("rampart_slow_queries_total", (("transport", "tcp"),)), 0)
+        if moved == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    c.check("metrics: scraped again", after is not None)
+    if after is None:
+        return
+
+    def moved(name, label):
+        b, a = family(before, name, label), family(after, name, label)
+        return {k: a[k] - b.get(k, 0) for k in a if a[k] - b.get(k, 0)}
+
+    c.check("metrics: queries by transport", moved("rampart_slow_queries_total", "transport") ==
+            {"udp": 4, "tcp": 2}, moved("rampart_slow_queries_total", "transport"))
+    c.check("metrics: responses by RCODE", moved("rampart_slow_responses_total", "rcode") ==
+            {"NOERROR": 4, "NXDOMAIN": 2}, moved("rampart_slow_responses_total", "rcode"))
+    c.check("metrics: responses by QTYPE (a private type is 'other')",
+            moved("rampart_slow_responses_by_qtype_total", "qtype") ==
+            {"A": 2, "AAAA": 2, "other": 1, "SOA": 1},
+            moved("rampart_slow_responses_by_qtype_total", "qtype"))
+    h = "rampart_slow_response_duration_seconds"
+    counts = {t: after.get((f"{h}_count", (("transport", t),)), 0) - before.get((f"{h}_count", (("transport", t),)), 0)
+              for t in ("udp", "tcp")}
+    c.check("metrics: latency observed once per answer", counts == {"udp": 4, "tcp": 2}, counts)
+    inf = {t: after.get((f"{h}_bucket", (("transport", t), ("le", "+Inf"))), -1) for t in ("udp", "tcp")}
+    c.check("metrics: the +Inf bucket is the count",
+            all(inf[t] == after.get((f"{h}_count", (("transport", t),))) for t in inf), inf)
+    c.check("metrics: TCP connections accepted", moved("rampart_slow_tcp_connections_total", "result") ==
+            {"accepted": 2}, moved("rampart_slow_tcp_connections_total", "result"))
+    outcomes = family(after, "rampart_xdp_outcomes_total", "outcome")
+    packets = after.get(("rampart_xdp_packets_total", ()))
+    c.check("metrics: XDP outcomes sum to the packets (events apart)",
+            packets is not None and sum(outcomes.values()) == packets and "packets" not in outcomes
+            and "cookie_valid" not in outcomes, (packets, sum(outcomes.values())))
+    c.check("metrics: XDP events are a family of their own",
+            "cookie_valid" in family(after, "rampart_xdp_events_total", "event"))
+    c.check("metrics: the XDP answer counted once",
+            moved("rampart_xdp_outcomes_total", "outcome").get("tx_answer") == 1,
+            moved("rampart_xdp_outcomes_total", "outcome"))
+    c.check("metrics: zones served", after.get(("rampart_zones", ()), 0) >= 1)
+    serial = after.get(("rampart_zone_serial", (("zone", "example.com."),)))
+    c.check("metrics: example.com.'s serial", serial is not None and serial > 0, serial)
 
 
 def run():

@@ -100,9 +100,8 @@ def notify_protocol(c, lab, tmp):
                        f"{notify.got[:5]} {open(log).read()[-1500:]}"):
             return
         c.check("READY=1: the node answers at that moment", dig() == "198.51.100.1", dig())
-        c.check("READY=1 comes with STATUS= naming zones and answers",
-                ready.get("STATUS", "").startswith("serving 2 zones, ") and "precompiled answers" in
-                ready.get("STATUS", ""), str(ready))
+        c.check("READY=1 comes with STATUS= naming the zones (sockets only: no XDP answers)",
+                ready.get("STATUS", "") == "serving 2 zones", str(ready))
         c.check("READY=1 after 'rampart: ready' is printed", wait_ready(proc, log, 5))
         got = notify.pump(2.6)
         pings = count(got, "WATCHDOG")
@@ -116,7 +115,7 @@ def notify_protocol(c, lab, tmp):
                 reloading is not None and reloading.get("MONOTONIC_USEC", "").isdigit(), str(reloading))
         again = notify.wait_for("READY", "1", 20)
         c.check("SIGHUP: READY=1 after the reload, new zones served",
-                again is not None and "serving 2 zones" in again.get("STATUS", "") and dig() == "203.0.113.77",
+                again is not None and again.get("STATUS") == "serving 2 zones" and dig() == "203.0.113.77",
                 f"{again} {dig()}")
 
         out = debug("stop-slow-path")

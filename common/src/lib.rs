@@ -531,6 +531,11 @@ pub struct Limits {
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC in ns (wrapping): the program adds it to
     /// bpf_ktime_get_ns for the cookies' wall-clock timestamps. Userspace refreshes it.
     pub clock_offset: u64,
+    /// Seed of the rate tables' hash (random per start: nobody can aim keys at one set), and
+    /// the set counts less one (powers of two) of `BUCKETS` and `CLASS_RATES`.
+    pub rate_seed: u64,
+    pub bucket_mask: u32,
+    pub class_mask: u32,
 }
 
 /// RRL in dry-run mode: count what would be limited, answer anyway.
@@ -540,15 +545,6 @@ pub const LIMIT_COOKIES: u32 = 2;
 /// `cookie_staging` is accepted too.
 pub const LIMIT_COOKIE_STAGING: u32 = 4;
 
-/// Key of the rate-limit buckets: the masked source address as IPv6 (IPv4 mapped to
-/// ::ffff:a.b.c.d) and the response class.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BucketKey {
-    pub addr: [u32; 4],
-    pub class: u32,
-}
-
 /// A GCRA bucket: the theoretical arrival time of the next response (ns, CLOCK_MONOTONIC),
 /// and how many responses it has limited (for the slip ratio).
 #[repr(C)]
@@ -556,6 +552,38 @@ pub struct BucketKey {
 pub struct Bucket {
     pub tat: u64,
     pub limited: u64,
+}
+
+/// A bucket in a rate table, with the hash of the key it counts for (0: free).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateSlot {
+    pub tag: u64,
+    pub bucket: Bucket,
+}
+
+/// A set of the per-CPU rate tables (`BUCKETS`, `CLASS_RATES`): a key's bucket is one of the two
+/// slots of the set its hash picks (two-way set-associative, one cache line), and a new key
+/// takes the slot whose bucket is furthest behind (a source over its limit keeps its bucket; a
+/// spoofed flood displaces idle ones, as an LRU would). An array, not an LRU hash map: one
+/// inlined lookup instead of a helper call, a bucket chain and the LRU's bookkeeping (a fifth
+/// of a hit's time, measured).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateSet {
+    pub slots: [RateSlot; 2],
+    pub _pad: [u64; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<RateSet>() == 64);
+
+/// The rate tables' key hash: the masked source address and the class, under the seed.
+#[inline(always)]
+pub const fn rate_hash(seed: u64, prefix: &[u32; 4], class: u32) -> u64 {
+    let a = (prefix[0] as u64) << 32 | prefix[1] as u64;
+    let b = (prefix[2] as u64) << 32 | prefix[3] as u64;
+    let h = name_hash_step(name_hash_step(name_hash_step(seed, a), b), class as u64);
+    key_hash(h, 0) | 1
 }
 
 /// Whitelist key data (LPM trie): an address as IPv6, IPv4 mapped (prefix length + 96).
@@ -578,6 +606,9 @@ pub const PROGRAM_NAME: &str = "rampart";
 /// The cookie stage (RFC 9018 SipHash), a program of its own that the main one tail-calls: its
 /// instructions then count against its own verifier budget, not the main program's.
 pub const PROGRAM_COOKIE: &str = "rampart_cookie";
+/// The reference program (a reflector: swaps addresses and ports, sets QR) that the cost guard
+/// measures hits against; the daemon never loads it.
+pub const PROGRAM_REFERENCE: &str = "rampart_reference";
 /// `JUMPS` slots: the cookie stage, and the main program it jumps back into.
 pub const JUMP_COOKIE: u32 = 0;
 pub const JUMP_MAIN: u32 = 1;
@@ -596,6 +627,6 @@ mod pod {
     unsafe impl aya::Pod for super::TailLarge {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Limits {}
-    unsafe impl aya::Pod for super::BucketKey {}
     unsafe impl aya::Pod for super::Bucket {}
+    unsafe impl aya::Pod for super::RateSet {}
 }

@@ -57,6 +57,10 @@ enum Command {
         /// Zone files, each FILE or ORIGIN=FILE.
         #[arg(required = true)]
         files: Vec<String>,
+        /// Also compile the fast path's table, as `run --iface` would, and report its size and
+        /// the time it took.
+        #[arg(long)]
+        compile: bool,
     },
     /// Serve zones: attach the XDP program to the named NICs and answer the rest from userspace.
     Run(Box<RunArgs>),
@@ -159,8 +163,8 @@ struct RunArgs {
     /// [default: /sys/fs/bpf/rampart].
     #[arg(long)]
     pin_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics (XDP counters, zones and serials) on this address, at /metrics
-    /// (server.metrics).
+    /// Serve Prometheus metrics (XDP counters, slow-path queries and latency, zones, reloads) on
+    /// this address, at /metrics (server.metrics).
     #[arg(long)]
     metrics: Option<SocketAddr>,
     #[command(flatten)]
@@ -281,7 +285,7 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { files } => return check(&files),
+        Command::Check { files, compile } => return check(&files, compile),
         Command::Run(args) => args.into_config().and_then(run),
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
         Command::Anycast {
@@ -325,11 +329,24 @@ fn generate(what: GenAction) -> Result<()> {
     Ok(())
 }
 
-fn check(files: &[String]) -> ExitCode {
+fn check(files: &[String], compile: bool) -> ExitCode {
     let specs: Vec<ZoneSpec> = files.iter().map(|f| ZoneSpec::parse(f)).collect();
     match zone::check(&specs) {
-        Ok(summary) => {
+        Ok((summary, catalog)) => {
             print!("{summary}");
+            if compile {
+                let started = Instant::now();
+                let table = compile::compile(&catalog);
+                println!(
+                    "fast path: {} answers, compiled in {:.1?}",
+                    table.len(),
+                    started.elapsed()
+                );
+                std::mem::forget(table);
+            }
+            // The process exits next: freeing millions of entries one by one would cost a
+            // sizeable part of the load's time for nothing.
+            std::mem::forget(catalog);
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -347,7 +364,7 @@ fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
 
 /// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
 /// is reported (file:line) and left out rather than keeping the whole node down.
-/// Returns the catalog and the number of zones left out.
+/// The zones, and how many errors loading them reported.
 fn load_catalog(zones: &ZonesConfig) -> Result<(Catalog, usize)> {
     let (catalog, errors) = Catalog::load_partial(&zone_specs(zones), zones.dir.as_deref());
     for e in &errors {
@@ -407,13 +424,24 @@ fn run(config: Config) -> Result<()> {
     let mut zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
     let (catalog, load_errors) = load_catalog(&config.zones)?;
     let catalog = Arc::new(catalog);
-    let table = compile::compile(&catalog);
-    info!(zones = catalog.zone_count(), answers = table.len(), elapsed = ?started.elapsed(), "zones loaded and compiled");
+    let reload_stats = metrics::ReloadStats::new();
+    reload_stats.load_errors(load_errors);
+    release_freed_memory();
+    info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
+    // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
+    let with_xdp = !config.xdp.interfaces.is_empty();
+    let table = if with_xdp {
+        let table = compile::compile(&catalog);
+        info!(answers = table.len(), elapsed = ?started.elapsed(), "zones compiled");
+        table
+    } else {
+        Vec::new()
+    };
     // Once, so both paths make and check cookies with the same secret (a random one too).
     let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
 
     let mut fast = None;
-    if !config.xdp.interfaces.is_empty() {
+    if with_xdp {
         let (rrl, budget) = (&config.rrl, &config.miss_budget);
         let capacity = Capacity {
             buckets: rrl.table_size.max(1),
@@ -457,6 +485,7 @@ fn run(config: Config) -> Result<()> {
         tcp_max_per_source: s.tcp_max_per_source,
         tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
         limits: slow_limits,
+        stats: metrics::SlowStats::default(),
         ..ServerConfig::default()
     };
     let shared = SharedCatalog::new(catalog.clone());
@@ -531,6 +560,7 @@ fn run(config: Config) -> Result<()> {
     }
     let answers = table.len();
     drop(table);
+    release_freed_memory();
     if let Some(addr) = config.server.metrics {
         let shared = shared.clone();
         metrics::serve(
@@ -541,6 +571,8 @@ fn run(config: Config) -> Result<()> {
                 anycast: anycast
                     .as_ref()
                     .map(|a: &Anycast| Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>),
+                slow: server_config.stats.clone(),
+                reloads: reload_stats.clone(),
             },
         )?;
     }
@@ -560,7 +592,7 @@ fn run(config: Config) -> Result<()> {
     signals.ready();
     systemd::ready(&systemd::serving(
         catalog.zone_count(),
-        answers,
+        with_xdp.then_some(answers),
         load_errors,
     ));
     eprintln!("rampart: ready");
@@ -587,11 +619,26 @@ fn run(config: Config) -> Result<()> {
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             systemd::reloading();
-            let (table, installed) =
+            let (at, began) = (std::time::SystemTime::now(), Instant::now());
+            let (table, installed, errors) =
                 reload(&config.zones, &mut zone_files, &shared, fast.as_deref());
+            let result = if errors == 0 && (installed || fast.is_none()) {
+                metrics::ReloadResult::Ok
+            } else {
+                metrics::ReloadResult::Failed
+            };
+            reload_stats.reloaded(at, began.elapsed(), errors, result);
+            let answers = fast.is_some().then_some(table.len());
+            systemd::ready(&systemd::serving(
+                shared.get().zone_count(),
+                answers,
+                errors,
+            ));
             if let Some(q) = &probe_question {
                 holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
             }
+            drop(table);
+            release_freed_memory();
         }
     }
     info!("shutting down");
@@ -616,6 +663,16 @@ fn run(config: Config) -> Result<()> {
     }
     drop(listen_locks);
     Ok(())
+}
+
+/// Hands freed heap back to the kernel. glibc keeps it otherwise: after a large zone's parse
+/// or a table of millions of answers, the daemon would sit on gigabytes it no longer uses.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -693,13 +750,13 @@ impl ZoneDirFiles {
 
 /// SIGHUP: parse and compile the zones again. A zone whose file now fails (or is gone) keeps
 /// serving its previous version; both paths switch to the new catalog together.
-/// Returns the new table and whether the fast path holds it.
+/// Returns the new table, whether the fast path holds it, and how many errors the load reported.
 fn reload(
     zones: &ZonesConfig,
     zone_files: &mut ZoneDirFiles,
     live: &SharedCatalog,
     fast: Option<&Mutex<FastPath>>,
-) -> (Vec<compile::CompiledAnswer>, bool) {
+) -> (Vec<compile::CompiledAnswer>, bool, usize) {
     let previous = live.get();
     let mut specs = zone_specs(zones);
     specs.extend(
@@ -713,7 +770,11 @@ fn reload(
         error!("reload: {e}");
     }
     let catalog = Arc::new(catalog);
-    let table = compile::compile(&catalog);
+    // Without a fast path nothing reads the table (see `run`).
+    let table = match fast {
+        Some(_) => compile::compile(&catalog),
+        None => Vec::new(),
+    };
     info!(
         zones = catalog.zone_count(),
         answers = table.len(),
@@ -735,13 +796,7 @@ fn reload(
         }
         None => false,
     };
-    drop(fp);
-    systemd::ready(&systemd::serving(
-        catalog.zone_count(),
-        table.len(),
-        errors.len(),
-    ));
-    (table, installed)
+    (table, installed, errors.len())
 }
 
 fn log_installed(i: &fastpath::Installed) {

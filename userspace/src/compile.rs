@@ -190,34 +190,47 @@ pub fn response_class(flags: u16, ancount: u16, qname: &[u8], apex: &[u8]) -> u3
 /// serve (RFC 1034 §4.3.2 step 3a, see `answer::solve_answer`). That is why the whole catalog
 /// is compiled at once, on every load and reload, and never one zone alone.
 pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
-    crate::parallel::map(&catalog.zones(), |z| compile_zone(catalog, z))
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut zones = crate::parallel::map(&catalog.zones(), |z| compile_zone(catalog, z));
+    if zones.len() == 1 {
+        // One large zone: its table is the table, not copied into another.
+        return zones.pop().unwrap_or_default();
+    }
+    let mut table = Vec::with_capacity(zones.iter().map(Vec::len).sum());
+    for zone in zones {
+        table.extend(zone);
+    }
+    table
 }
 
 /// Compiles the names of one zone. Names below a cut or a DNAME are not enumerable (the slow
 /// path answers them), and nonexistent names get no entry (NXDOMAIN is the fast path's
 /// per-zone template).
 pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
-    let mut out = Vec::with_capacity(zone.node_count() * 3 * Variant::ALL.len());
-    for (key, node) in zone.nodes_sorted() {
+    let nodes = zone.nodes_sorted();
+    let apex = zone.origin_key().as_wire();
+    // Room for every entry at once (an upper bound): the vector of a million names' entries
+    // would otherwise be copied each time it doubles, and end up to twice its size.
+    let room = (nodes.iter())
+        .filter(|(_, node)| !node.is_occluded())
+        .map(|(_, node)| (explicit_qtypes(node).len() + 2) * Variant::ALL.len())
+        .sum();
+    // Names are independent: a million of them render on every core.
+    let mut out = crate::parallel::flat_map(&nodes, room, |&(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
-            continue;
+            return;
         }
-        let apex = zone.origin_key().as_wire();
         for qtype in explicit_qtypes(node) {
-            compile_one(catalog, apex, key, qtype.into(), qtype, &mut out);
+            compile_one(catalog, apex, key, qtype.into(), qtype, out);
         }
         if node.rrset(RecordType::CNAME).is_none() {
-            compile_one(catalog, apex, key, QTYPE_OTHER, probe_qtype(node), &mut out);
+            compile_one(catalog, apex, key, QTYPE_OTHER, probe_qtype(node), out);
         } else {
             // Other types at a CNAME follow the chain: the slow path's. The marker also keeps
             // the program's NXDOMAIN walk away from this existing name.
             out.extend(pass_markers(key, QTYPE_OTHER));
         }
-    }
-    out.extend(compile_enclosers(catalog, zone));
+    });
+    out.extend(compile_enclosers(catalog, zone, &nodes));
     out
 }
 
@@ -239,28 +252,39 @@ fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswe
 /// template does. So names on the SOA's MNAME/RNAME suffix chain (NXDOMAIN) and names below a
 /// cut on the way to its in-bailiwick NS targets (the glue owners of the referral) are markers:
 /// there the slow path's bytes would differ.
-fn compile_enclosers(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
+fn compile_enclosers(
+    catalog: &Catalog,
+    zone: &Zone,
+    nodes: &[(&NameKey, &Node)],
+) -> Vec<CompiledAnswer> {
     let apex = zone.origin_key();
     let hazards = soa_name_chain(zone);
     let templates = nx_templates(catalog, zone, &hazards);
-    let mut out = Vec::new();
-    let mut emitted = BTreeSet::new();
+    let emitted = |key: &NameKey| {
+        zone.node(key.as_wire())
+            .is_some_and(|n| !n.is_occluded() && in_this_zone(catalog, zone, key))
+    };
     // Names that get a marker and nothing else: off the zone's tree, or occluded below a cut.
     let mut markers: BTreeSet<NameKey> = (hazards.iter())
         .filter(|k| zone.node(k.as_wire()).is_none())
         .cloned()
         .collect();
-    for (key, node) in zone.nodes_sorted() {
-        if node.is_occluded() || !in_this_zone(catalog, zone, key) {
-            continue;
+    for &(key, node) in nodes {
+        if node.is_cut() && key != apex && emitted(key) {
+            let glue = glue_name_chain(zone, key);
+            markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
         }
-        emitted.insert(key.clone());
+    }
+    let room = nodes.len() * Variant::ALL.len();
+    let mut out = crate::parallel::flat_map(nodes, room, |&(key, node), out| {
+        if node.is_occluded() || !in_this_zone(catalog, zone, key) {
+            return;
+        }
         if node.is_cut() && key != apex {
             let glue = glue_name_chain(zone, key);
             let referrals = referral_templates(catalog, zone, key, &glue);
             out.extend(encloser_entries(key, referrals.as_deref()));
-            markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
-            continue;
+            return;
         }
         let decided_elsewhere = node.rrset(answer::DNAME).is_some()
             || key
@@ -269,8 +293,8 @@ fn compile_enclosers(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
             || hazards.contains(key);
         let templates = templates.as_deref().filter(|_| !decided_elsewhere);
         out.extend(encloser_entries(key, templates));
-    }
-    for key in markers.difference(&emitted) {
+    });
+    for key in markers.iter().filter(|k| !emitted(k)) {
         out.extend(pass_markers(key, QTYPE_ENCLOSER));
     }
     out
@@ -512,10 +536,19 @@ fn compile_one(
     probe: RecordType,
     out: &mut Vec<CompiledAnswer>,
 ) {
+    // Without DO the answer doesn't depend on EDNS, only its rendering does: solved once.
+    let plain = Query::synthetic(key, probe, Variant::NoEdns);
+    let plain_ans = answer::answer(catalog, &plain.question());
     for variant in Variant::ALL {
-        let query = Query::synthetic(key, probe, variant);
-        let ans = answer::answer(catalog, &query.question());
-        let bytes = wire::render_full(&query, &ans);
+        let query = plain.clone().in_variant(variant);
+        let do_ans;
+        let ans = if query.question().dnssec_ok {
+            do_ans = answer::answer(catalog, &query.question());
+            &do_ans
+        } else {
+            &plain_ans
+        };
+        let bytes = wire::render_full(&query, ans);
         let limit = match variant {
             Variant::NoEdns => CLASSIC_UDP_LIMIT,
             Variant::Edns | Variant::EdnsDo => EDNS_PAYLOAD,

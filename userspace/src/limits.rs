@@ -33,7 +33,7 @@ pub struct RrlConfig {
     pub whitelist: Vec<IpNet>,
     /// Count what the limits would drop or slip, but answer everything.
     pub dry_run: bool,
-    /// Buckets kept (per CPU, least recently used evicted).
+    /// Buckets kept per CPU, in two-way sets (a new key displaces the idler of its set).
     pub table_size: u32,
     /// Global view: responses per second per response class from all sources together, above
     /// which that class's answers are slipped or dropped (0: off). A valid server cookie
@@ -110,7 +110,8 @@ pub struct LimitFlags {
     /// Count what the limits would drop or slip, answer everything (rrl.dry_run).
     #[arg(long = "rrl-dry-run")]
     pub rrl_dry_run: bool,
-    /// Buckets kept per CPU, least recently used evicted (rrl.table_size) [default: 262144].
+    /// Buckets kept per CPU (rrl.table_size), in two-way sets: a new key displaces the idler
+    /// bucket of its set [default: 262144].
     #[arg(long = "rrl-table-size")]
     pub rrl_table_size: Option<u32>,
     /// Global view: responses per second per response class from all sources, above which

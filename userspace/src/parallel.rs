@@ -1,4 +1,4 @@
-//! Ordered parallel map over independent items (zones to load, zones to compile), on every core.
+//! Ordered parallel map over independent items (zones to load, zones and names to compile), on every core.
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `items.iter().map(f).collect()`, spread over the available cores; results keep the items'
@@ -34,6 +34,33 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// `items.iter().flat_map(f).collect()` on every core, in the items' order: `f` pushes an
+/// item's results. Pieces of `PIECE` items go to the workers a window at a time, so what
+/// waits to be joined stays small next to the result, which starts with room for `capacity`.
+pub fn flat_map<T: Sync, R: Send>(
+    items: &[T],
+    capacity: usize,
+    f: impl Fn(&T, &mut Vec<R>) + Sync,
+) -> Vec<R> {
+    const PIECE: usize = 512;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = Vec::with_capacity(capacity);
+    for window in items.chunks(PIECE * threads * 8) {
+        let pieces: Vec<&[T]> = window.chunks(PIECE).collect();
+        let done = map(&pieces, |piece| {
+            let mut v = Vec::new();
+            for item in *piece {
+                f(item, &mut v);
+            }
+            v
+        });
+        for v in done {
+            out.extend(v);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -44,5 +71,22 @@ mod tests {
             items.iter().map(|x| x * 2).collect::<Vec<_>>()
         );
         assert!(super::map(&[] as &[u32], |x| *x).is_empty());
+    }
+
+    #[test]
+    fn flat_map_keeps_order_across_pieces_and_windows() {
+        let items: Vec<u32> = (0..100_000).collect();
+        let expected: Vec<u32> = items
+            .iter()
+            .flat_map(|&x| [x; 3])
+            .filter(|x| x % 7 != 0)
+            .collect();
+        let got = super::flat_map(&items, 10, |&x, out| {
+            if x % 7 != 0 {
+                out.extend([x; 3]);
+            }
+        });
+        assert_eq!(got, expected);
+        assert!(super::flat_map(&[] as &[u32], 0, |x, out| out.push(*x)).is_empty());
     }
 }

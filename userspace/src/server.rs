@@ -23,6 +23,7 @@ use crate::answer::{self, Answer};
 use crate::compile;
 use crate::cookie::{self, Cookies};
 use crate::identity::{CLASS_CH, Identity};
+use crate::metrics::{ReplyNote, SlowStats, TcpRefusal};
 use crate::slow_limits::{SlowLimits, Verdict};
 use crate::wire::{self, CLASS_IN, Transport};
 use crate::zone::Catalog;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub cookies: Arc<Cookies>,
     /// Rate limits on UDP answers: sockets-only mode (see `slow_limits`).
     pub limits: Option<Arc<SlowLimits>>,
+    /// Where the threads count what they do (the metrics endpoint reads the same handles).
+    pub stats: SlowStats,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             identity: Arc::default(),
             cookies: Arc::new(Cookies::disabled()),
             limits: None,
+            stats: SlowStats::default(),
         }
     }
 }
@@ -120,7 +124,7 @@ impl Server {
             for (i, socket) in sockets.into_iter().enumerate() {
                 let (catalog, stop) = (catalog.clone(), stop_rx.clone());
                 let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
-                let limits = config.limits.clone();
+                let (limits, stats) = (config.limits.clone(), config.stats.clone());
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
@@ -130,7 +134,7 @@ impl Server {
                                 cookies: &cookies,
                                 limits: limits.as_deref(),
                             };
-                            udp_worker(socket, catalog, node, stop)
+                            udp_worker(socket, catalog, node, &stats, stop)
                         })?,
                 );
             }
@@ -256,7 +260,13 @@ fn is_poll_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, node: Node<'_>, stop: Receiver<()>) {
+fn udp_worker(
+    socket: UdpSocket,
+    catalog: SharedCatalog,
+    node: Node<'_>,
+    stats: &SlowStats,
+    stop: Receiver<()>,
+) {
     let mut buf = vec![0u8; 65535];
     while !stopped(&stop) {
         let (len, peer) = match socket.recv_from(&mut buf) {
@@ -271,20 +281,29 @@ fn udp_worker(socket: UdpSocket, catalog: SharedCatalog, node: Node<'_>, stop: R
         if peer.port() == 0 {
             continue;
         }
+        let received = Instant::now();
         let catalog = catalog.get();
-        let response = respond_to(
+        let mut note = ReplyNote::default();
+        let response = respond_noted(
             &catalog,
             node,
             peer.ip(),
             cookie::now(),
             &buf[..len],
             Transport::Udp,
+            &mut note,
         );
-        if let Some(response) = response
-            && let Err(e) = socket.send_to(&response, peer)
+        if let Some(response) = &response
+            && let Err(e) = socket.send_to(response, peer)
         {
             tracing::debug!(error = %e, %peer, "udp send");
         }
+        stats.message(
+            Transport::Udp,
+            &note,
+            response.is_some(),
+            received.elapsed(),
+        );
     }
 }
 
@@ -294,6 +313,9 @@ struct TcpSlots {
     max_total: usize,
     max_per_source: usize,
     held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// Slots taken, refused and held, counted here so the open-connections gauge follows the
+    /// slots whatever ends a connection (a panic included).
+    stats: SlowStats,
 }
 
 /// One connection's slot, given back when dropped.
@@ -308,6 +330,7 @@ impl TcpSlots {
             max_total: config.tcp_max_connections,
             max_per_source: config.tcp_max_per_source,
             held: Mutex::new((0, HashMap::new())),
+            stats: config.stats.clone(),
         }
     }
 
@@ -316,15 +339,24 @@ impl TcpSlots {
     }
 
     /// A slot for `peer`, or why not.
-    fn take(self: &Arc<Self>, peer: IpAddr) -> Result<TcpSlot, &'static str> {
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Result<TcpSlot, TcpRefusal> {
+        let taken = self.try_take(peer);
+        match &taken {
+            Ok(_) => self.stats.tcp_accepted(),
+            Err(why) => self.stats.tcp_refused(*why),
+        }
+        taken
+    }
+
+    fn try_take(self: &Arc<Self>, peer: IpAddr) -> Result<TcpSlot, TcpRefusal> {
         let mut held = self.held();
         let (total, by_source) = &mut *held;
         if *total >= self.max_total {
-            return Err("total");
+            return Err(TcpRefusal::Total);
         }
         let mine = by_source.entry(peer).or_insert(0);
         if *mine >= self.max_per_source {
-            return Err("per-source");
+            return Err(TcpRefusal::PerSource);
         }
         *mine += 1;
         *total += 1;
@@ -346,6 +378,7 @@ impl Drop for TcpSlot {
                 by_source.remove(&self.peer);
             }
         }
+        self.slots.stats.tcp_closed();
     }
 }
 
@@ -371,16 +404,17 @@ fn tcp_acceptor(
         let slot = match connections.take(peer.ip()) {
             Ok(slot) => slot,
             Err(limit) => {
-                tracing::debug!(%peer, limit, "tcp connection limit reached");
+                tracing::debug!(%peer, ?limit, "tcp connection limit reached");
                 continue; // dropping the stream closes it
             }
         };
-        let (catalog, stop, idle, identity, cookies) = (
+        let (catalog, stop, idle, identity, cookies, stats) = (
             catalog.clone(),
             stop.clone(),
             config.tcp_idle_timeout,
             config.identity.clone(),
             config.cookies.clone(),
+            config.stats.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-conn-{peer}"))
@@ -390,7 +424,13 @@ fn tcp_acceptor(
                     cookies: &cookies,
                     limits: None,
                 };
-                if let Err(e) = tcp_connection(stream, peer.ip(), &catalog, node, &stop, idle) {
+                let conn = Connection {
+                    peer: peer.ip(),
+                    catalog: &catalog,
+                    node,
+                    stats: &stats,
+                };
+                if let Err(e) = tcp_connection(stream, conn, &stop, idle) {
                     tracing::debug!(error = %e, %peer, "tcp connection");
                 }
                 drop(slot);
@@ -405,15 +445,27 @@ fn tcp_acceptor(
     }
 }
 
+/// What one TCP connection answers with and counts on.
+struct Connection<'a> {
+    peer: IpAddr,
+    catalog: &'a SharedCatalog,
+    node: Node<'a>,
+    stats: &'a SlowStats,
+}
+
 /// RFC 7766: 2-byte length framing, any number of queries, answered in order.
 fn tcp_connection(
     mut stream: TcpStream,
-    peer: IpAddr,
-    catalog: &SharedCatalog,
-    node: Node<'_>,
+    conn: Connection<'_>,
     stop: &Receiver<()>,
     idle_timeout: Duration,
 ) -> std::io::Result<()> {
+    let Connection {
+        peer,
+        catalog,
+        node,
+        stats,
+    } = conn;
     stream.set_read_timeout(Some(POLL))?;
     // A client that stops reading its answers gets as long as an idle one, then loses the
     // connection: otherwise it would hold a thread and a connection slot forever.
@@ -429,27 +481,37 @@ fn tcp_connection(
             if buf.len() < 2 + len {
                 break;
             }
-            let response = respond_to(
+            let started = Instant::now();
+            let mut note = ReplyNote::default();
+            let response = respond_noted(
                 &catalog.get(),
                 node,
                 peer,
                 cookie::now(),
                 &buf[2..2 + len],
                 Transport::Tcp,
+                &mut note,
             );
             buf.drain(..2 + len);
-            if let Some(response) = response {
-                // `render` truncates what doesn't fit a TCP message; a prefix that wrapped would
-                // make every later answer on the connection unreadable, so never send one.
-                let Ok(len) = u16::try_from(response.len()) else {
-                    tracing::error!(len = response.len(), %peer, "TCP answer over 65,535 bytes");
-                    return Ok(());
-                };
-                let mut framed = Vec::with_capacity(2 + response.len());
-                framed.extend_from_slice(&len.to_be_bytes());
-                framed.extend_from_slice(&response);
-                stream.write_all(&framed)?;
-            }
+            let written = match response {
+                Some(response) => {
+                    // `render` truncates what doesn't fit a TCP message; a prefix that wrapped
+                    // would make every later answer on the connection unreadable: never send one.
+                    let Ok(len) = u16::try_from(response.len()) else {
+                        tracing::error!(len = response.len(), %peer, "TCP answer over 65,535 bytes");
+                        stats.message(Transport::Tcp, &note, false, started.elapsed());
+                        return Ok(());
+                    };
+                    let mut framed = Vec::with_capacity(2 + response.len());
+                    framed.extend_from_slice(&len.to_be_bytes());
+                    framed.extend_from_slice(&response);
+                    Some(stream.write_all(&framed))
+                }
+                None => None,
+            };
+            let sent = matches!(written, Some(Ok(())));
+            stats.message(Transport::Tcp, &note, sent, started.elapsed());
+            written.transpose()?;
             last_activity = Instant::now();
         }
         if stopped(stop) || last_activity.elapsed() >= idle_timeout {
@@ -514,6 +576,20 @@ pub fn respond_to(
     packet: &[u8],
     transport: Transport,
 ) -> Option<Vec<u8>> {
+    let mut note = ReplyNote::default();
+    respond_noted(catalog, node, peer, now, packet, transport, &mut note)
+}
+
+/// [`respond_to`], noting the RCODE, QTYPE and rate-limit verdict for the statistics.
+fn respond_noted(
+    catalog: &Catalog,
+    node: Node<'_>,
+    peer: IpAddr,
+    now: u32,
+    packet: &[u8],
+    transport: Transport,
+    note: &mut ReplyNote,
+) -> Option<Vec<u8>> {
     let Node {
         identity,
         cookies,
@@ -521,8 +597,15 @@ pub fn respond_to(
     } = node;
     let query = match wire::parse_query(packet, cookies.enabled) {
         Ok(q) => q,
-        Err(rejected) => return wire::render_rejected(&rejected),
+        Err(rejected) => {
+            let response = wire::render_rejected(&rejected)?;
+            // No OPT with an extended RCODE in these: the header has it all.
+            note.rcode = Some(u16::from(response[3] & 0x0f));
+            note.qtype = rejected_qtype(&response);
+            return Some(response);
+        }
     };
+    note.qtype = Some(u16::from(query.qtype));
     let mut ans = if query.edns.is_some_and(|e| e.version > 0) {
         // RFC 6891 §6.1.3: we speak version 0 only.
         Answer::error(ResponseCode::BADVERS)
@@ -557,14 +640,33 @@ pub fn respond_to(
         }
         ans.cookie = Some(cookies.answer(&c.client, peer, now));
     }
+    note.rcode = Some(u16::from(ans.rcode));
     if let Some(limits) = limits.filter(|_| transport == Transport::Udp) {
-        match limits.check(peer, response_class(catalog, &query, &ans), valid_cookie) {
+        let verdict = limits.check(peer, response_class(catalog, &query, &ans), valid_cookie);
+        note.verdict = Some(verdict);
+        match verdict {
             Verdict::Answer => {}
-            Verdict::Slip => return Some(wire::render_slip(&query, &ans)),
+            Verdict::Slip => {
+                // The answer's RCODE, low bits only: a slip has no OPT.
+                note.rcode = Some(u16::from(ans.rcode.low()));
+                return Some(wire::render_slip(&query, &ans));
+            }
             Verdict::Drop => return None,
         }
     }
     Some(wire::render(&query, &ans, transport))
+}
+
+/// The QTYPE of the question a rejected query's response echoes, if it echoes one.
+fn rejected_qtype(response: &[u8]) -> Option<u16> {
+    if u16::from_be_bytes([response[4], response[5]]) == 0 {
+        return None;
+    }
+    let name = crate::zone::wire_name_len(response.get(12..)?)?;
+    let at = 12 + name;
+    Some(u16::from_be_bytes(
+        response.get(at..at + 2)?.try_into().ok()?,
+    ))
 }
 
 /// The class RRL accounts an answer under, as the compiler computes it for the XDP program:

@@ -47,9 +47,12 @@ pub fn status(text: &str) {
     send(&[NotifyState::Status(text)]);
 }
 
-/// `STATUS=` after a start or a reload.
-pub fn serving(zones: usize, answers: usize, errors: usize) -> String {
-    let mut s = format!("serving {zones} zones, {answers} precompiled answers");
+/// `STATUS=` after a start or a reload; `answers`: in the XDP maps, when attached.
+pub fn serving(zones: usize, answers: Option<usize>, errors: usize) -> String {
+    let mut s = format!("serving {zones} zones");
+    if let Some(answers) = answers {
+        s.push_str(&format!(", {answers} answers in the XDP maps"));
+    }
     if errors > 0 {
         s.push_str(&format!(
             ", {errors} zone errors at the last load (see the log)"
@@ -159,7 +162,11 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(serving(2, 40, 0), "serving 2 zones, 40 precompiled answers");
-        assert!(serving(2, 40, 1).ends_with("1 zone errors at the last load (see the log)"));
+        assert_eq!(serving(2, None, 0), "serving 2 zones");
+        assert_eq!(
+            serving(2, Some(40), 0),
+            "serving 2 zones, 40 answers in the XDP maps"
+        );
+        assert!(serving(2, None, 1).ends_with("1 zone errors at the last load (see the log)"));
     }
 }

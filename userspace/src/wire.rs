@@ -114,23 +114,6 @@ impl Query {
         let mut question = qname.as_wire().to_vec();
         question.extend_from_slice(&u16::from(qtype).to_be_bytes());
         question.extend_from_slice(&CLASS_IN.to_be_bytes());
-        let edns = match variant {
-            Variant::NoEdns => None,
-            Variant::Edns => Some(Edns {
-                udp_size: EDNS_PAYLOAD,
-                version: 0,
-                dnssec_ok: false,
-                nsid: false,
-                cookie: None,
-            }),
-            Variant::EdnsDo => Some(Edns {
-                udp_size: EDNS_PAYLOAD,
-                version: 0,
-                dnssec_ok: true,
-                nsid: false,
-                cookie: None,
-            }),
-        };
         Query {
             id: 0,
             flags: 0,
@@ -138,9 +121,27 @@ impl Query {
             qname_key: qname.clone(),
             qtype,
             qclass: CLASS_IN,
-            edns,
+            edns: None,
             question,
         }
+        .in_variant(variant)
+    }
+
+    /// The same question asked in another variant (the OPT a synthetic query carries).
+    pub fn in_variant(self, variant: Variant) -> Query {
+        let edns = |dnssec_ok| Edns {
+            udp_size: EDNS_PAYLOAD,
+            version: 0,
+            dnssec_ok,
+            nsid: false,
+            cookie: None,
+        };
+        let edns = match variant {
+            Variant::NoEdns => None,
+            Variant::Edns => Some(edns(false)),
+            Variant::EdnsDo => Some(edns(true)),
+        };
+        Query { edns, ..self }
     }
 
     #[cfg(test)]
@@ -462,9 +463,9 @@ pub fn render_full(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
 
 fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto::ProtoError> {
     let mut buf = Vec::with_capacity(512);
-    let counts = {
+    let counts = COMPRESSOR.with_borrow_mut(|names| {
+        names.reset();
         let mut enc = BinEncoder::new(&mut buf);
-        let mut names = Compressor::default();
         enc.emit_vec(&[0; HEADER_LEN])?;
         // The lowercased name goes first so it is the compression target at offset 12.
         names.emit(&mut enc, query.qname_key.as_wire())?;
@@ -476,12 +477,12 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
             .enumerate()
         {
             for rr in section {
-                emit_rr(&mut enc, &mut names, rr, ans.class)?;
+                emit_rr(&mut enc, names, rr, ans.class)?;
             }
             counts[i + 1] = u16::try_from(section.len()).unwrap_or(u16::MAX);
         }
-        counts
-    };
+        Ok::<_, hickory_proto::ProtoError>(counts)
+    })?;
     write_header(&mut buf, query, ans.rcode, ans.authoritative, false, counts);
     if let Some(edns) = query.edns {
         push_opt(&mut buf, ans, edns);
@@ -539,23 +540,43 @@ fn emit_rr(
 /// owner of a record for the query name always reads as the client's question.
 #[derive(Default)]
 struct Compressor {
-    /// (offset, lowercased uncompressed wire form) of every suffix written so far.
-    seen: Vec<(u16, Box<[u8]>)>,
+    /// Every suffix written so far: its offset in the message and its range in `lowered`.
+    seen: Vec<(u16, u32, u32)>,
+    /// The names written, lowercased, back to back: one buffer for the whole message rather
+    /// than an allocation per suffix (the compiler renders millions of messages).
+    lowered: Vec<u8>,
+    /// A hickory name in wire form, its case kept; reused from name to name.
+    scratch: Vec<u8>,
+}
+
+thread_local! {
+    /// One compressor per thread, emptied for each message: its buffers outlive the message
+    /// (the compiler renders millions).
+    static COMPRESSOR: std::cell::RefCell<Compressor> = std::cell::RefCell::default();
 }
 
 impl Compressor {
+    /// Forgets the previous message's names.
+    fn reset(&mut self) {
+        self.seen.clear();
+        self.lowered.clear();
+    }
+
     fn emit_name(
         &mut self,
         enc: &mut BinEncoder<'_>,
         name: &Name,
     ) -> Result<(), hickory_proto::ProtoError> {
-        let mut wire = Vec::with_capacity(name.len() + 2);
+        let mut wire = std::mem::take(&mut self.scratch);
+        wire.clear();
         for label in name.iter() {
             wire.push(u8::try_from(label.len()).map_err(|_| "label too long")?);
             wire.extend_from_slice(label);
         }
         wire.push(0);
-        self.emit(enc, &wire)
+        let written = self.emit(enc, &wire);
+        self.scratch = wire;
+        written
     }
 
     /// `wire`: an uncompressed name in wire form, in the case to write.
@@ -567,17 +588,22 @@ impl Compressor {
         if wire.len() > rampart_common::MAX_NAME {
             return Err("name longer than 255 octets".into());
         }
-        let lower = wire.to_ascii_lowercase();
+        let start = self.lowered.len();
+        self.lowered
+            .extend(wire.iter().map(|b| b.to_ascii_lowercase()));
+        let end = self.lowered.len();
         let mut pos = 0;
         while let Some(&len) = wire.get(pos).filter(|&&len| len != 0) {
-            let suffix = &lower[pos..];
-            if let Some((offset, _)) = self.seen.iter().find(|(_, s)| **s == *suffix) {
+            let suffix = &self.lowered[start + pos..end];
+            let known = (self.seen.iter())
+                .find(|&&(_, s, e)| self.lowered[s as usize..e as usize] == *suffix);
+            if let Some(&(offset, ..)) = known {
                 return enc.emit_u16(0xC000 | offset);
             }
             if let Ok(offset) = u16::try_from(enc.offset())
                 && offset <= 0x3FFF
             {
-                self.seen.push((offset, suffix.into()));
+                self.seen.push((offset, (start + pos) as u32, end as u32));
             }
             let end = pos + 1 + usize::from(len);
             enc.emit_vec(wire.get(pos..end).ok_or("truncated name")?)?;

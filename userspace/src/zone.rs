@@ -17,7 +17,7 @@ use bytes::Bytes;
 use domain::base::iana::Class;
 use domain::zonefile::inplace::{Entry, ScannedRecord, Zonefile};
 use hickory_proto::rr::rdata::NULL;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
 /// Deepest `$INCLUDE` nesting we follow; deeper is almost certainly a mistake.
@@ -106,11 +106,6 @@ impl NameKey {
         wire.extend_from_slice(&self.0);
         Some(NameKey(wire.into_boxed_slice()))
     }
-
-    /// True if the first label is `*`.
-    pub fn is_wildcard(&self) -> bool {
-        self.0.starts_with(&[1, b'*'])
-    }
 }
 
 impl Borrow<[u8]> for NameKey {
@@ -135,6 +130,15 @@ impl PartialOrd for NameKey {
 impl fmt::Display for NameKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_presentation(f, &self.0)
+    }
+}
+
+/// A lowercased wire name borrowed from elsewhere, shown as a [`NameKey`] is.
+struct WireName<'a>(&'a [u8]);
+
+impl fmt::Display for WireName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_presentation(f, self.0)
     }
 }
 
@@ -199,16 +203,39 @@ fn labels(wire: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// Where each label of a wire name starts (its length octet), first label first; the count.
+/// A name has at most 127 labels (255 octets), so this needs no allocation.
+fn label_starts(wire: &[u8], starts: &mut [u8; 128]) -> usize {
+    let mut n = 0;
+    let mut pos = 0;
+    while let Some(&len) = wire.get(pos) {
+        if len == 0 || n == starts.len() {
+            break;
+        }
+        starts[n] = pos as u8;
+        n += 1;
+        pos += 1 + len as usize;
+    }
+    n
+}
+
 /// RFC 4034 §6.1: compare label by label from the root, each label as lowercase octets.
+/// (Sorting a million names calls this tens of millions of times: no allocation.)
 fn canonical_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let (la, lb) = (labels(a), labels(b));
-    for (x, y) in la.iter().rev().zip(lb.iter().rev()) {
-        match x.cmp(y) {
+    let (mut sa, mut sb) = ([0u8; 128], [0u8; 128]);
+    let (na, nb) = (label_starts(a, &mut sa), label_starts(b, &mut sb));
+    fn label(wire: &[u8], at: u8) -> &[u8] {
+        let at = at as usize;
+        let len = wire[at] as usize;
+        &wire[at + 1..(at + 1 + len).min(wire.len())]
+    }
+    for (&x, &y) in sa[..na].iter().rev().zip(sb[..nb].iter().rev()) {
+        match label(a, x).cmp(label(b, y)) {
             Ordering::Equal => continue,
             other => return other,
         }
     }
-    la.len().cmp(&lb.len())
+    na.cmp(&nb)
 }
 
 /// Decodes an uncompressed wire name into a hickory name (case kept).
@@ -244,7 +271,8 @@ fn write_presentation(f: &mut impl fmt::Write, wire: &[u8]) -> fmt::Result {
 /// All records of one (owner, type): the unit DNS answers in (RFC 2181 §5).
 #[derive(Clone, Debug)]
 pub struct Rrset {
-    owner: Name,
+    /// Shared with the node and its other RRsets when written in the same case.
+    owner: Arc<Name>,
     rtype: RecordType,
     ttl: u32,
     rdata: Vec<RData>,
@@ -273,7 +301,7 @@ impl Rrset {
 /// §2: it exists, so it answers NODATA, never NXDOMAIN).
 #[derive(Clone, Debug)]
 pub struct Node {
-    name: Name,
+    name: Arc<Name>,
     rrsets: Vec<Rrset>,
     /// Non-apex NS: a zone cut (RFC 1034 §4.2.1); data here and below is not ours except DS.
     cut: bool,
@@ -282,7 +310,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(name: Name) -> Node {
+    fn new(name: Arc<Name>) -> Node {
         Node {
             name,
             rrsets: Vec::new(),
@@ -313,7 +341,7 @@ impl Node {
     pub fn is_occluded(&self) -> bool {
         self.occluded
     }
-    fn add(&mut self, owner: &Name, rtype: RecordType, ttl: u32, rdata: RData) -> AddOutcome {
+    fn add(&mut self, owner: &Arc<Name>, rtype: RecordType, ttl: u32, rdata: RData) -> AddOutcome {
         match self
             .rrsets
             .binary_search_by_key(&u16::from(rtype), |r| u16::from(r.rtype))
@@ -352,12 +380,16 @@ enum AddOutcome {
     TtlMismatch(u32),
 }
 
+/// A zone's names. Keys are the zone's own names (no one can choose them to collide), and
+/// every query looks several up: foldhash, several times faster than std's SipHash here.
+type Nodes = HashMap<NameKey, Node, foldhash::fast::RandomState>;
+
 /// One authoritative zone: its apex and every name in it (including glue below cuts and empty
 /// non-terminals).
 #[derive(Debug)]
 pub struct Zone {
     origin_key: NameKey,
-    nodes: HashMap<NameKey, Node>,
+    nodes: Nodes,
     source: PathBuf,
     has_wildcards: bool,
     record_count: usize,
@@ -376,7 +408,7 @@ struct Dnssec {
     nsec3: Option<Nsec3Chain>,
     /// Names holding only NSEC3 (and its RRSIGs), kept out of the zone's names: a query for
     /// one is answered as if it didn't exist (RFC 5155 §7.2.8).
-    nsec3_nodes: HashMap<NameKey, Node>,
+    nsec3_nodes: Nodes,
 }
 
 #[derive(Debug)]
@@ -425,7 +457,7 @@ const NSEC3: RecordType = RecordType::NSEC3;
 const NSEC3PARAM: RecordType = RecordType::NSEC3PARAM;
 
 impl Dnssec {
-    fn index(nodes: &mut HashMap<NameKey, Node>, origin: &NameKey) -> Dnssec {
+    fn index(nodes: &mut Nodes, origin: &NameKey) -> Dnssec {
         let only_nsec3: Vec<NameKey> = (nodes.iter())
             .filter(|(k, n)| {
                 *k != origin
@@ -436,7 +468,7 @@ impl Dnssec {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        let nsec3_nodes: HashMap<NameKey, Node> = (only_nsec3.into_iter())
+        let nsec3_nodes: Nodes = (only_nsec3.into_iter())
             .filter_map(|k| nodes.remove_entry(&k))
             .collect();
         let apex = &nodes[origin];
@@ -490,11 +522,34 @@ impl Zone {
         let mut parsed = Parsed::default();
         let initial = origin_hint.as_ref().map(|h| h.name().clone());
         let mut state = IncludeState::new(&spec.path);
-        parse_file(&spec.path, initial, 0, &mut state, &mut parsed, None);
+        // Parse here while another core builds the tree from the records parsed so far.
+        let (sink, chunks) = crossbeam_channel::bounded(4);
+        parsed.records.sink = Some(sink);
+        let hint = origin_hint.as_ref();
+        let builder = std::thread::scope(|s| {
+            let building = s.spawn(move || {
+                let mut builder = TreeBuilder::new(hint);
+                for chunk in chunks {
+                    builder.add_chunk(chunk);
+                }
+                builder
+            });
+            // The builder stops when the sink closes, so it must close even if the scanner
+            // panics (domain 0.12 does on some malformed files): then the panic goes on.
+            let parsing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                parse_file(&spec.path, initial, 0, &mut state, &mut parsed, None)
+            }));
+            parsed.records.close();
+            let builder = building.join().expect("zone builder panicked");
+            if let Err(panic) = parsing {
+                std::panic::resume_unwind(panic);
+            }
+            builder
+        });
         if !parsed.errors.is_empty() {
             return Err(parsed.errors);
         }
-        build_zone(spec, origin_hint, parsed)
+        finish_zone(spec, builder, &parsed)
     }
 
     #[cfg(test)]
@@ -810,8 +865,8 @@ impl fmt::Display for CheckSummary {
 }
 
 /// `rampart check FILE...`: load each zone (`ORIGIN=FILE` or `FILE`) and report, like
-/// nsd-checkzone. All errors of all files are returned.
-pub fn check(specs: &[ZoneSpec]) -> Result<CheckSummary, Vec<String>> {
+/// nsd-checkzone, with the catalog for further checks. All errors of all files are returned.
+pub fn check(specs: &[ZoneSpec]) -> Result<(CheckSummary, Catalog), Vec<String>> {
     let catalog = Catalog::load(specs, None)?;
     let zones = catalog
         .zones()
@@ -824,10 +879,11 @@ pub fn check(specs: &[ZoneSpec]) -> Result<CheckSummary, Vec<String>> {
             records: z.record_count(),
         })
         .collect();
-    Ok(CheckSummary {
+    let summary = CheckSummary {
         zones,
-        warnings: catalog.warnings,
-    })
+        warnings: catalog.warnings.clone(),
+    };
+    Ok((summary, catalog))
 }
 
 fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
@@ -900,13 +956,121 @@ struct Loc {
 #[derive(Default)]
 struct Parsed {
     files: Vec<PathBuf>,
-    records: Vec<(Record, Loc)>,
+    records: RawRecords,
     errors: Vec<String>,
+}
+
+/// Parsed records in the wire form the scanner composed (owner, type, class, TTL, RDLENGTH,
+/// RDATA), back to back in one buffer: a few dozen bytes a record, where a decoded hickory
+/// `Record` takes ~300 and a million-name zone would hold gigabytes until it is built.
+#[derive(Default)]
+struct RawRecords {
+    wire: Vec<u8>,
+    /// Where each record ends in `wire`, and where it came from.
+    ends: Vec<(usize, Loc)>,
+    /// Where chunks of `PIPELINE_CHUNK` records go as the parser fills them, when a builder
+    /// takes them on another core (see [`Zone::load`]).
+    sink: Option<crossbeam_channel::Sender<RawRecords>>,
+}
+
+/// Records handed from the parser to the builder at a time.
+const PIPELINE_CHUNK: usize = 16_384;
+
+impl RawRecords {
+    fn push(&mut self, (wire, loc): (&[u8], Loc)) {
+        self.wire.extend_from_slice(wire);
+        self.ends.push((self.wire.len(), loc));
+        if self.ends.len() >= PIPELINE_CHUNK
+            && let Some(sink) = &self.sink
+        {
+            // The next chunk is about as long as this one.
+            let room = self.wire.len() + self.wire.len() / 8;
+            let chunk = RawRecords {
+                wire: std::mem::replace(&mut self.wire, Vec::with_capacity(room)),
+                ends: std::mem::replace(&mut self.ends, Vec::with_capacity(PIPELINE_CHUNK)),
+                sink: None,
+            };
+            // A builder that is gone (it panicked) shows at its join.
+            let _ = sink.send(chunk);
+        }
+    }
+
+    /// Hands the last records to the builder and tells it there are no more.
+    fn close(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            let _ = sink.send(std::mem::take(self));
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (RawRecord<'_>, Loc)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|(end, _)| *end));
+        starts.zip(&self.ends).map(|(start, &(end, loc))| {
+            let wire = &self.wire[start..end];
+            let owner_len = wire_name_len(wire).expect("composed records have valid owners");
+            (RawRecord { wire, owner_len }, loc)
+        })
+    }
+}
+
+/// One record of [`RawRecords`].
+struct RawRecord<'a> {
+    wire: &'a [u8],
+    owner_len: usize,
+}
+
+impl<'a> RawRecord<'a> {
+    /// The owner in wire form, in the file's letter case.
+    fn owner_wire(&self) -> &'a [u8] {
+        &self.wire[..self.owner_len]
+    }
+    fn owner(&self) -> Name {
+        wire_to_name(self.owner_wire()).expect("composed records have valid owners")
+    }
+    fn key(&self) -> NameKey {
+        NameKey(self.owner_wire().to_ascii_lowercase().into_boxed_slice())
+    }
+    fn field(&self, at: usize) -> u16 {
+        let i = self.owner_len + at;
+        u16::from_be_bytes([self.wire[i], self.wire[i + 1]])
+    }
+    fn rtype(&self) -> RecordType {
+        RecordType::from(self.field(0))
+    }
+    fn ttl(&self) -> u32 {
+        (u32::from(self.field(4)) << 16) | u32::from(self.field(6))
+    }
+    /// Typed hickory RDATA for the types we keep typed, opaque bytes for the rest (see
+    /// [`TYPED`]).
+    /// `scratch` is reused across records for the check that the bytes round-trip.
+    fn data(&self, scratch: &mut Vec<u8>) -> RData {
+        let (rtype, rdata) = (self.rtype(), &self.wire[self.owner_len + 10..]);
+        let typed = if TYPED.contains(&rtype) {
+            decode_typed(rtype, rdata, scratch)
+        } else {
+            None
+        };
+        typed.unwrap_or_else(|| opaque(rtype, rdata))
+    }
 }
 
 impl Parsed {
     fn at(&self, loc: Loc) -> String {
-        format!("{}:{}", self.files[loc.file as usize].display(), loc.line)
+        Located(self, loc).to_string()
+    }
+}
+
+/// `file:line` of a record, formatted only when a message needs it.
+struct Located<'a>(&'a Parsed, Loc);
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Located(parsed, loc) = self;
+        write!(
+            f,
+            "{}:{}",
+            parsed.files[loc.file as usize].display(),
+            loc.line
+        )
     }
 }
 
@@ -1011,56 +1175,61 @@ struct Chunk<'a> {
 /// parentheses). The `domain` scanner doesn't say where a record started, and reports some
 /// errors after it has read the line feed; feeding it one entry at a time lets us put the right
 /// `file:line` on every record and every error.
-fn split_entries(text: &[u8]) -> Vec<Chunk<'_>> {
-    let mut chunks = Vec::new();
+fn split_entries(text: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
+    // One entry at a time: a million-record file would hold a vector of them all.
     let (mut start, mut start_line, mut line) = (0, 1, 1);
     let (mut depth, mut quoted) = (0usize, false);
     let mut i = 0;
-    while i < text.len() {
-        let c = text[i];
-        if quoted {
-            match c {
-                b'\\' => i += 1,
-                b'"' => quoted = false,
-                b'\n' => line += 1,
-                _ => {}
-            }
-        } else {
-            match c {
-                b'\\' => i += 1,
-                b'"' => quoted = true,
-                b';' => {
-                    while i + 1 < text.len() && text[i + 1] != b'\n' {
-                        i += 1;
-                    }
+    std::iter::from_fn(move || {
+        while i < text.len() {
+            let c = text[i];
+            if quoted {
+                match c {
+                    b'\\' => i += 1,
+                    b'"' => quoted = false,
+                    b'\n' => line += 1,
+                    _ => {}
                 }
-                b'(' => depth += 1,
-                b')' => depth = depth.saturating_sub(1),
-                b'\n' => {
-                    line += 1;
-                    if depth == 0 {
-                        chunks.push(Chunk {
-                            bytes: &text[start..=i],
-                            first_line: start_line,
-                            last_line: line - 1,
-                        });
-                        start = i + 1;
-                        start_line = line;
+            } else {
+                match c {
+                    b'\\' => i += 1,
+                    b'"' => quoted = true,
+                    b';' => {
+                        while i + 1 < text.len() && text[i + 1] != b'\n' {
+                            i += 1;
+                        }
                     }
+                    b'(' => depth += 1,
+                    b')' => depth = depth.saturating_sub(1),
+                    b'\n' => {
+                        line += 1;
+                        if depth == 0 {
+                            let chunk = Chunk {
+                                bytes: &text[start..=i],
+                                first_line: start_line,
+                                last_line: line - 1,
+                            };
+                            i += 1;
+                            start = i;
+                            start_line = line;
+                            return Some(chunk);
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
+            i += 1;
         }
-        i += 1;
-    }
-    if start < text.len() {
-        chunks.push(Chunk {
-            bytes: &text[start..],
-            first_line: start_line,
-            last_line: line,
-        });
-    }
-    chunks
+        (start < text.len()).then(|| {
+            let chunk = Chunk {
+                bytes: &text[start..],
+                first_line: start_line,
+                last_line: line,
+            };
+            start = text.len();
+            chunk
+        })
+    })
 }
 
 fn parse_bytes(
@@ -1072,7 +1241,8 @@ fn parse_bytes(
     state: &mut IncludeState,
     out: &mut Parsed,
 ) {
-    let mut zf = Zonefile::with_capacity(text.len()).allow_invalid();
+    // The scanner splits off what it has read: a small buffer is reused, not the whole file.
+    let mut zf = Zonefile::with_capacity(text.len().min(1 << 16)).allow_invalid();
     if let Some(origin) = origin {
         zf.set_origin(origin);
     }
@@ -1109,7 +1279,7 @@ fn parse_bytes(
         };
         loop {
             match zf.next_entry() {
-                Ok(Some(Entry::Record(rec))) => match convert(&rec, &mut buf) {
+                Ok(Some(Entry::Record(rec))) => match compose(&rec, &mut buf) {
                     Ok(r) => out.records.push((r, loc)),
                     Err(e) => out.errors.push(format!("{}: {e}", out.at(loc))),
                 },
@@ -1230,8 +1400,8 @@ const TYPED: [RecordType; 13] = [
     RecordType::OPENPGPKEY,
 ];
 
-/// domain's record → wire → hickory record.
-fn convert(rec: &ScannedRecord, buf: &mut Vec<u8>) -> Result<Record, String> {
+/// domain's record → wire form (decoded into hickory's model when the zone is built).
+fn compose<'b>(rec: &ScannedRecord, buf: &'b mut Vec<u8>) -> Result<&'b [u8], String> {
     if rec.class() != Class::IN {
         return Err(format!(
             "class {} not supported: only IN is served",
@@ -1242,25 +1412,26 @@ fn convert(rec: &ScannedRecord, buf: &mut Vec<u8>) -> Result<Record, String> {
     rec.compose(buf)
         .map_err(|_| "record too long".to_string())?;
     let owner_len = wire_name_len(buf).ok_or("bad owner name")?;
-    let rdata = &buf[owner_len + 10..];
-    let owner = wire_to_name(&buf[..owner_len]).ok_or("bad owner name")?;
-    let rtype = RecordType::from(u16::from_be_bytes([buf[owner_len], buf[owner_len + 1]]));
-    let ttl = u32::from_be_bytes(
-        buf[owner_len + 4..owner_len + 8]
-            .try_into()
-            .expect("4 bytes"),
-    );
-    let typed = if TYPED.contains(&rtype) {
-        decode_typed(rtype, rdata)
-    } else {
-        None
-    };
-    let rdata = typed.unwrap_or_else(|| opaque(rtype, rdata));
-    Ok(Record::from_rdata(owner, ttl, rdata))
+    if buf.len() < owner_len + 10 {
+        return Err("bad owner name".to_string());
+    }
+    Ok(buf)
 }
 
 /// Typed hickory RDATA, if hickory decodes the bytes and writes back exactly the same.
-fn decode_typed(rtype: RecordType, wire: &[u8]) -> Option<RData> {
+fn decode_typed(rtype: RecordType, wire: &[u8], back: &mut Vec<u8>) -> Option<RData> {
+    // Addresses, most of a large zone, are their bytes: nothing to round-trip.
+    match (rtype, wire.len()) {
+        (RecordType::A, 4) => {
+            let octets: [u8; 4] = wire.try_into().expect("4 bytes");
+            return Some(RData::A(std::net::Ipv4Addr::from(octets).into()));
+        }
+        (RecordType::AAAA, 16) => {
+            let octets: [u8; 16] = wire.try_into().expect("16 bytes");
+            return Some(RData::AAAA(std::net::Ipv6Addr::from(octets).into()));
+        }
+        _ => {}
+    }
     let len = u16::try_from(wire.len()).ok()?;
     let mut decoder = BinDecoder::new(wire);
     let rdata = RData::read(
@@ -1269,8 +1440,8 @@ fn decode_typed(rtype: RecordType, wire: &[u8]) -> Option<RData> {
         hickory_proto::serialize::binary::Restrict::new(len),
     )
     .ok()?;
-    let mut back = Vec::with_capacity(wire.len());
-    let mut encoder = BinEncoder::new(&mut back);
+    back.clear();
+    let mut encoder = BinEncoder::new(back);
     // Canonical mode: no compression, names lowercased; so compare ignoring ASCII case.
     encoder.set_canonical_names(true);
     rdata.emit(&mut encoder).ok()?;
@@ -1311,117 +1482,230 @@ fn allowed_with_cname(t: RecordType) -> bool {
 
 const DNAME: RecordType = RecordType::Unknown(39);
 
+/// The zone from records parsed beforehand, on this thread (tests: [`Zone::from_text`]).
+#[cfg(test)]
 fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> LoadResult {
+    let mut parsed = parsed;
+    let mut builder = TreeBuilder::new(hint.as_ref());
+    builder.add_chunk(std::mem::take(&mut parsed.records));
+    finish_zone(spec, builder, &parsed)
+}
+
+/// The zone's names as its records make them, built chunk by chunk while the parser reads on
+/// (a large zone's parse and build take about as long each). Messages get their `file:line`
+/// once the parse is over and every `$INCLUDE`d file is known.
+struct TreeBuilder<'h> {
+    hint: Option<&'h OriginHint>,
+    /// Every chunk so far: held back until the apex is known (the first SOA, unless given),
+    /// and kept for the checks that need the whole zone.
+    chunks: Vec<RawRecords>,
+    tree: Option<Tree>,
+    errors: Vec<(Loc, String)>,
+    warnings: Vec<(Loc, String)>,
+    /// Reused by the RDATA round-trip check.
+    scratch: Vec<u8>,
+}
+
+struct Tree {
+    origin_key: NameKey,
+    nodes: Nodes,
+    has_wildcards: bool,
+    has_dname: bool,
+    soa_loc: Option<Loc>,
+    record_count: usize,
+}
+
+impl<'h> TreeBuilder<'h> {
+    fn new(hint: Option<&'h OriginHint>) -> TreeBuilder<'h> {
+        TreeBuilder {
+            hint,
+            chunks: Vec::new(),
+            tree: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            scratch: Vec::with_capacity(1024),
+        }
+    }
+
+    fn add_chunk(&mut self, chunk: RawRecords) {
+        self.chunks.push(chunk);
+        if self.tree.is_some() {
+            let last = self.chunks.len() - 1;
+            self.add_records(last);
+            return;
+        }
+        // The apex: given, or the first SOA's owner.
+        let first_soa = (self.chunks.last().into_iter())
+            .flat_map(RawRecords::iter)
+            .find(|(r, _)| r.rtype() == RecordType::SOA);
+        let origin: Name = match (self.hint, &first_soa) {
+            (Some(OriginHint::Given(n)), _) => wire_to_name(n.as_slice()).expect("valid origin"),
+            (_, Some((soa, _))) => soa.owner(),
+            (_, None) => return,
+        };
+        let origin_key = NameKey::from_name(&origin);
+        if let (Some(OriginHint::FileName(n)), Some((_, loc))) = (self.hint, &first_soa)
+            && NameKey::from_wire(n.as_slice()).as_ref() != Some(&origin_key)
+        {
+            self.warnings.push((
+                *loc,
+                format!("warning: zone origin {origin_key} differs from the file name"),
+            ));
+        }
+        let mut nodes = Nodes::default();
+        nodes.insert(origin_key.clone(), Node::new(Arc::new(origin)));
+        self.tree = Some(Tree {
+            origin_key,
+            nodes,
+            has_wildcards: false,
+            has_dname: false,
+            soa_loc: None,
+            record_count: 0,
+        });
+        for i in 0..self.chunks.len() {
+            self.add_records(i);
+        }
+    }
+
+    /// Adds the records of `self.chunks[i]` to the tree (which exists).
+    fn add_records(&mut self, i: usize) {
+        let TreeBuilder {
+            chunks,
+            tree,
+            errors,
+            warnings,
+            scratch,
+            ..
+        } = self;
+        let Some(tree) = tree else { return };
+        let origin_key = &tree.origin_key;
+        // The owner of the previous record, decoded once for the run of records that share it.
+        let mut last_owner: Option<(&[u8], Arc<Name>)> = None;
+        for (record, loc) in chunks[i].iter() {
+            let owner = match last_owner {
+                Some((wire, ref name)) if wire == record.owner_wire() => name.clone(),
+                _ => Arc::new(record.owner()),
+            };
+            last_owner = Some((record.owner_wire(), owner.clone()));
+            // Lowercased on the stack: a name already in the map costs no allocation.
+            let mut lowered = [0u8; rampart_common::MAX_NAME];
+            let owner_wire = record.owner_wire();
+            let key = &mut lowered[..owner_wire.len()];
+            key.copy_from_slice(owner_wire);
+            key.make_ascii_lowercase();
+            let key = WireName(key);
+            let rtype = record.rtype();
+            if !wire_is_subdomain(key.0, origin_key.as_wire()) {
+                errors.push((
+                    loc,
+                    format!("out-of-zone data: {key} is not in zone {origin_key}"),
+                ));
+                continue;
+            }
+            if rtype == RecordType::SOA {
+                if key.0 != origin_key.as_wire() {
+                    errors.push((
+                        loc,
+                        format!("SOA record at {key}, not at the zone apex {origin_key}"),
+                    ));
+                    continue;
+                }
+                if tree.soa_loc.is_some() {
+                    errors.push((loc, format!("more than one SOA record at {origin_key}")));
+                    continue;
+                }
+                tree.soa_loc = Some(loc);
+            }
+            // Empty non-terminals: every ancestor up to the apex is a node.
+            for p in suffixes(key.0).skip(1) {
+                if !wire_is_subdomain(p, origin_key.as_wire()) || tree.nodes.contains_key(p) {
+                    break;
+                }
+                let p = NameKey(p.into());
+                let name = p.to_name();
+                tree.nodes.insert(p, Node::new(Arc::new(name)));
+            }
+            // RFC 4592: the first label is `*`.
+            tree.has_wildcards |= key.0.starts_with(&[1, b'*']);
+            tree.has_dname |= rtype == DNAME;
+            if !tree.nodes.contains_key(key.0) {
+                tree.nodes
+                    .insert(NameKey(key.0.into()), Node::new(owner.clone()));
+            }
+            let node = tree.nodes.get_mut(key.0).expect("inserted above");
+            let has_cname = node.rrset(RecordType::CNAME).is_some();
+            if rtype == RecordType::CNAME {
+                if has_cname {
+                    errors.push((loc, format!("more than one CNAME record at {key}")));
+                    continue;
+                }
+                if node.rrsets.iter().any(|r| !allowed_with_cname(r.rtype)) {
+                    errors.push((loc, format!("CNAME and other data at {key}")));
+                    continue;
+                }
+            } else if has_cname && !allowed_with_cname(rtype) {
+                errors.push((
+                    loc,
+                    format!("CNAME and other data at {key} ({rtype} record)"),
+                ));
+                continue;
+            }
+            if rtype == DNAME && node.rrset(DNAME).is_some() {
+                errors.push((loc, format!("more than one DNAME record at {key}")));
+                continue;
+            }
+            match node.add(&owner, rtype, record.ttl(), record.data(scratch)) {
+                AddOutcome::Added => tree.record_count += 1,
+                AddOutcome::Duplicate => {}
+                // RRSIGs at a name cover RRsets of different TTLs (RFC 4034 §3): answers take
+                // each signature's TTL from the RRset it covers.
+                AddOutcome::TtlMismatch(_) if rtype == RRSIG => tree.record_count += 1,
+                AddOutcome::TtlMismatch(kept) => {
+                    tree.record_count += 1;
+                    warnings.push((
+                        loc,
+                        format!(
+                            "warning: TTL {} of {key} {rtype} differs from the RRset's TTL {kept}; using {kept}",
+                            record.ttl()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The checks that need the whole zone, then the zone. `parsed` has the file names.
+fn finish_zone(spec: &ZoneSpec, builder: TreeBuilder<'_>, parsed: &Parsed) -> LoadResult {
     let path_text = spec.path.display().to_string();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-
-    // The apex: given, or the first SOA's owner.
-    let first_soa = parsed
-        .records
-        .iter()
-        .find(|(r, _)| r.record_type() == RecordType::SOA);
-    let origin: Name = match (&hint, first_soa) {
-        (Some(OriginHint::Given(n)), _) => wire_to_name(n.as_slice()).expect("valid origin"),
-        (_, Some((soa, _))) => soa.name().clone(),
-        (_, None) => {
-            return Err(vec![format!("{path_text}:1: zone has no SOA record")]);
-        }
+    let TreeBuilder {
+        chunks,
+        tree,
+        errors: located_errors,
+        warnings: located_warnings,
+        ..
+    } = builder;
+    let Some(Tree {
+        origin_key,
+        mut nodes,
+        has_wildcards,
+        has_dname,
+        soa_loc,
+        record_count,
+    }) = tree
+    else {
+        return Err(vec![format!("{path_text}:1: zone has no SOA record")]);
     };
-    let origin_key = NameKey::from_name(&origin);
-    if let (Some(OriginHint::FileName(n)), Some((_, loc))) = (&hint, first_soa)
-        && NameKey::from_wire(n.as_slice()).as_ref() != Some(&origin_key)
-    {
-        warnings.push(format!(
-            "{}: warning: zone origin {origin_key} differs from the file name",
-            parsed.at(*loc)
-        ));
-    }
-
-    let mut nodes: HashMap<NameKey, Node> = HashMap::with_capacity(parsed.records.len());
-    nodes.insert(origin_key.clone(), Node::new(origin.clone()));
-    let mut has_wildcards = false;
-    let mut soa_loc = None;
-    let mut record_count = 0;
-    for (record, loc) in parsed.records.iter() {
-        let at = parsed.at(*loc);
-        let owner = record.name();
-        let key = NameKey::from_name(owner);
-        let rtype = record.record_type();
-        if !key.is_subdomain_of(&origin_key) {
-            errors.push(format!(
-                "{at}: out-of-zone data: {key} is not in zone {origin_key}"
-            ));
-            continue;
-        }
-        if rtype == RecordType::SOA {
-            if key != origin_key {
-                errors.push(format!(
-                    "{at}: SOA record at {key}, not at the zone apex {origin_key}"
-                ));
-                continue;
-            }
-            if soa_loc.is_some() {
-                errors.push(format!("{at}: more than one SOA record at {origin_key}"));
-                continue;
-            }
-            soa_loc = Some(*loc);
-        }
-        // Empty non-terminals: every ancestor up to the apex is a node.
-        let mut up = key.parent();
-        while let Some(p) = up {
-            if !p.is_subdomain_of(&origin_key) || nodes.contains_key(&p) {
-                break;
-            }
-            up = p.parent();
-            let name = p.to_name();
-            nodes.insert(p, Node::new(name));
-        }
-        let node = nodes
-            .entry(key.clone())
-            .or_insert_with(|| Node::new(owner.clone()));
-        let has_cname = node.rrset(RecordType::CNAME).is_some();
-        if rtype == RecordType::CNAME {
-            if has_cname {
-                errors.push(format!("{at}: more than one CNAME record at {key}"));
-                continue;
-            }
-            if node.rrsets.iter().any(|r| !allowed_with_cname(r.rtype)) {
-                errors.push(format!("{at}: CNAME and other data at {key}"));
-                continue;
-            }
-        } else if has_cname && !allowed_with_cname(rtype) {
-            errors.push(format!(
-                "{at}: CNAME and other data at {key} ({rtype} record)"
-            ));
-            continue;
-        }
-        if rtype == DNAME && node.rrset(DNAME).is_some() {
-            errors.push(format!("{at}: more than one DNAME record at {key}"));
-            continue;
-        }
-        has_wildcards |= key.is_wildcard();
-        match node.add(owner, rtype, record.ttl(), record.data().clone()) {
-            AddOutcome::Added => record_count += 1,
-            AddOutcome::Duplicate => {}
-            // RRSIGs at a name cover RRsets of different TTLs (RFC 4034 §3): answers take each
-            // signature's TTL from the RRset it covers.
-            AddOutcome::TtlMismatch(_) if rtype == RRSIG => record_count += 1,
-            AddOutcome::TtlMismatch(kept) => {
-                record_count += 1;
-                warnings.push(format!(
-                    "{at}: warning: TTL {} of {key} {rtype} differs from the RRset's TTL {kept}; using {kept}",
-                    record.ttl()
-                ));
-            }
-        }
-    }
+    let located = |(loc, msg): (Loc, String)| format!("{}: {msg}", Located(parsed, loc));
+    let mut errors: Vec<String> = located_errors.into_iter().map(located).collect();
+    let mut warnings: Vec<String> = located_warnings.into_iter().map(located).collect();
 
     // RFC 6672 §2.4: no data below a DNAME (NSD and Knot refuse such a zone). NSEC3 records
     // and signatures hang below the apex by construction and are not names of the tree.
-    for (record, loc) in parsed.records.iter() {
-        let key = NameKey::from_name(record.name());
-        if matches!(record.record_type(), RecordType::NSEC3 | RRSIG) {
+    let records = chunks.iter().flat_map(RawRecords::iter);
+    for (record, loc) in records.filter(|_| has_dname) {
+        let key = record.key();
+        if matches!(record.rtype(), RecordType::NSEC3 | RRSIG) {
             continue;
         }
         let dname_above = suffixes(key.as_wire())
@@ -1431,7 +1715,7 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
         if let Some(owner) = dname_above.and_then(NameKey::from_wire) {
             errors.push(format!(
                 "{}: {key} is below the DNAME at {owner}: no data may be there (RFC 6672 §2.4)",
-                parsed.at(*loc)
+                parsed.at(loc)
             ));
         }
     }
@@ -1450,6 +1734,15 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
         return Err(errors);
     }
 
+    drop(chunks);
+    nodes.shrink_to_fit();
+    // A Vec grows to 4 on its second element: most names have 2 or 3 RRsets, of 1 or 2 records.
+    for node in nodes.values_mut() {
+        node.rrsets.shrink_to_fit();
+        for set in &mut node.rrsets {
+            set.rdata.shrink_to_fit();
+        }
+    }
     mark_cuts(&mut nodes, &origin_key);
     warnings.extend(check_glue(&nodes, &path_text));
     let dnssec = Dnssec::index(&mut nodes, &origin_key);
@@ -1465,9 +1758,12 @@ fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> Load
 }
 
 /// Marks delegation points and everything they (or a DNAME) occlude.
-fn mark_cuts(nodes: &mut HashMap<NameKey, Node>, origin: &NameKey) {
+fn mark_cuts(nodes: &mut Nodes, origin: &NameKey) {
     for (key, node) in nodes.iter_mut() {
         node.cut = key != origin && node.rrset(RecordType::NS).is_some();
+    }
+    if !nodes.values().any(|n| n.cut || n.rrset(DNAME).is_some()) {
+        return;
     }
     let occluded: Vec<NameKey> = nodes
         .keys()
@@ -1491,7 +1787,7 @@ fn mark_cuts(nodes: &mut HashMap<NameKey, Node>, origin: &NameKey) {
 }
 
 /// Warns about in-bailiwick NS targets without addresses (RFC 9471 calls such glue required).
-fn check_glue(nodes: &HashMap<NameKey, Node>, path: &str) -> Vec<String> {
+fn check_glue(nodes: &Nodes, path: &str) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut cuts: Vec<(&NameKey, &Node)> = nodes.iter().filter(|(_, n)| n.cut).collect();
     cuts.sort_by(|a, b| a.0.cmp(b.0));
@@ -1541,6 +1837,36 @@ mod tests {
 
     fn key(s: &str) -> NameKey {
         NameKey::parse(s).unwrap()
+    }
+
+    /// The allocation-free canonical order agrees with comparing label lists from the root
+    /// (RFC 4034 §6.1): a label that is a prefix of another, more or fewer labels, octets
+    /// above 0x7f and zero octets inside labels.
+    #[test]
+    fn canonical_order_compares_labels_from_the_root() {
+        let names: Vec<&[u8]> = vec![
+            b"\x00",
+            b"\x01a\x00",
+            b"\x02aa\x00",
+            b"\x01b\x00",
+            b"\x01a\x01b\x00",
+            b"\x01b\x01a\x00",
+            b"\x02ab\x01a\x00",
+            b"\x01\x00\x01a\x00",
+            b"\x01\xff\x01a\x00",
+            b"\x03a\x00b\x01a\x00",
+            b"\x01z\x02aa\x00",
+        ];
+        let reference = |a: &[u8], b: &[u8]| {
+            let (la, lb) = (labels(a), labels(b));
+            let (ra, rb) = (la.iter().rev(), lb.iter().rev());
+            ra.cmp(rb)
+        };
+        for a in &names {
+            for b in &names {
+                assert_eq!(canonical_cmp(a, b), reference(a, b), "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]
@@ -1679,6 +2005,86 @@ mod tests {
             errs[0].starts_with(&format!("{}:4: ", p.display())),
             "{errs:?}"
         );
+    }
+
+    /// The builder takes the records in chunks while the parser reads on: an SOA (the apex)
+    /// several chunks in, and messages from late chunks and an `$INCLUDE`d file, come out as
+    /// from a whole-file build.
+    #[test]
+    fn pipelined_load_finds_a_late_apex_and_places_late_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * PIPELINE_CHUNK + 10;
+        let mut text = String::from("$ORIGIN big.test.\n$TTL 300\n");
+        for i in 0..n {
+            text.push_str(&format!("h{i} A 192.0.2.{}\n", i % 250 + 1));
+        }
+        text.push_str("@ SOA ns hm 1 2 3 4 60\n@ NS ns\nns A 192.0.2.53\n");
+        let zone_text = text.clone();
+        let path = write(dir.path(), "big.test.zone", &zone_text);
+        let spec = ZoneSpec { origin: None, path };
+        let (zone, warnings) = Zone::load(&spec).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(zone.origin_key(), &key("big.test."));
+        assert_eq!((zone.node_count(), zone.record_count()), (n + 2, n + 3));
+        let last = format!("h{}.big.test.", n - 1);
+        assert!(zone.node(key(&last).as_wire()).is_some());
+        // Errors in a late chunk and in an included file keep their file and line.
+        write(
+            dir.path(),
+            "more",
+            "ok A 192.0.2.1\nout.other. A 192.0.2.2\n",
+        );
+        text.push_str("x.other. A 192.0.2.9\n$INCLUDE more\n");
+        let path = write(dir.path(), "big.test.zone", &text);
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: path.clone(),
+        })
+        .unwrap_err();
+        let more = dir.path().join("more");
+        assert_eq!(
+            errs,
+            [
+                format!(
+                    "{}:{}: out-of-zone data: x.other. is not in zone big.test.",
+                    path.display(),
+                    n + 6
+                ),
+                format!(
+                    "{}:2: out-of-zone data: out.other. is not in zone big.test.",
+                    more.display()
+                ),
+            ]
+        );
+        // No SOA anywhere, in any chunk.
+        let no_soa: String = (0..n).map(|i| format!("h{i} A 192.0.2.1\n")).collect();
+        let path = write(dir.path(), "big.test.zone", &no_soa);
+        let errs = Zone::load(&ZoneSpec {
+            origin: None,
+            path: path.clone(),
+        })
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            [format!("{}:1: zone has no SOA record", path.display())]
+        );
+    }
+
+    /// domain 0.12's scanner panics on an unclosed parenthesis before a quoted string
+    /// (tests/fixtures/parser/22-paren-unbalanced.zone); the builder thread must still be let
+    /// go, so the load ends (in that panic) rather than hangs.
+    #[test]
+    fn a_scanner_panic_ends_the_load_instead_of_hanging_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "p.test.zone", &format!("{MINI}t TXT ( \"a\"\n"));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let spec = ZoneSpec { origin: None, path };
+            let outcome = std::panic::catch_unwind(|| Zone::load(&spec).is_ok());
+            let _ = done.send(outcome.is_err());
+        });
+        let finished = finished.recv_timeout(std::time::Duration::from_secs(30));
+        assert!(finished.is_ok(), "the load hung");
     }
 
     #[test]

@@ -144,8 +144,22 @@ fn ttl_fields(entry: &[u8]) -> Vec<(usize, usize, u32)> {
     found
 }
 
+/// True if some unit letter follows a digit: the only entries worth tokenizing for TTLs.
+fn may_have_units(entry: &[u8]) -> bool {
+    (entry.windows(2)).any(|w| {
+        w[0].is_ascii_digit()
+            && matches!(
+                w[1],
+                b's' | b'm' | b'h' | b'd' | b'w' | b'S' | b'M' | b'H' | b'D' | b'W'
+            )
+    })
+}
+
 /// `entry` with every TTL written with units replaced by its value in seconds.
 pub fn with_ttls_in_seconds(entry: &[u8]) -> Cow<'_, [u8]> {
+    if !may_have_units(entry) {
+        return Cow::Borrowed(entry);
+    }
     let fields = ttl_fields(entry);
     if fields.is_empty() {
         return Cow::Borrowed(entry);
@@ -164,6 +178,9 @@ pub fn with_ttls_in_seconds(entry: &[u8]) -> Cow<'_, [u8]> {
 /// `$ORIGIN` must name an absolute domain (NSD and Knot reject a relative one; BIND would
 /// append the current origin, a reading RFC 1035 §5.1 doesn't give).
 pub fn relative_origin(entry: &[u8]) -> bool {
+    if entry.first() != Some(&b'$') {
+        return false;
+    }
     let toks = tokens(entry);
     let [directive, name, ..] = toks.as_slice() else {
         return false;

@@ -11,6 +11,7 @@ mod ip;
 mod limits;
 mod maps;
 mod packet;
+mod reference;
 mod siphash;
 mod udp;
 

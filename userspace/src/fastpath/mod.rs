@@ -66,7 +66,8 @@ pub struct Capacity {
     pub tails_small: u32,
     pub tails_large: u32,
     pub index_buckets: u32,
-    /// Rate-limit buckets per CPU (LRU), per-class buckets, whitelist prefixes.
+    /// Rate-limit buckets per CPU, per-class buckets (each rounded up to a power of two, in
+    /// sets of two), whitelist prefixes.
     pub buckets: u32,
     pub classes: u32,
     pub whitelist: u32,
@@ -74,17 +75,16 @@ pub struct Capacity {
 
 impl Capacity {
     pub fn for_table(table: &[CompiledAnswer]) -> Result<Capacity> {
-        let layout = Layout::build(table, Bases::default(), 0)?;
+        let layout = Layout::build(table, Bases::default(), || Ok(0))?;
         let grow = |n: usize| (n + n / 8 + 64) as u32;
         Ok(Capacity {
             records: grow(layout.records.len()),
             names: grow(layout.names.len()),
             tails_small: grow(layout.tails_small.len()),
             tails_large: grow(layout.tails_large.len()),
-            // A power of two at least twice what this table needs.
-            index_buckets: (layout::index_buckets_for(grow(layout.records.len()) as usize)
-                .max(layout.index.len())
-                * 2) as u32,
+            // Enough for the grown record count at the index's load (a power of two).
+            index_buckets: layout::index_buckets_for(grow(layout.records.len()) as usize)
+                .max(layout.index.len()) as u32,
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
@@ -192,8 +192,8 @@ impl FastPath {
             .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small * 2)
             .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large * 2)
             .map_max_entries(MAP_INDEX, capacity.index_buckets * 2)
-            .map_max_entries(MAP_BUCKETS, capacity.buckets)
-            .map_max_entries(MAP_CLASS_RATES, capacity.classes)
+            .map_max_entries(MAP_BUCKETS, rate_sets(capacity.buckets))
+            .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
             .load(PROGRAM)
             .context("loading the XDP object")?;
@@ -256,7 +256,7 @@ impl FastPath {
     /// already serves the new zones) rather than serving stale answers.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
         let next = self.generation ^ 1;
-        let layout = Layout::build(table, self.capacity.bases(next), random_seed()?)?;
+        let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
         if !self.capacity.fits(&layout) {
             self.config.ready = 0;
             self.write_config()?;
@@ -316,6 +316,9 @@ impl FastPath {
     pub fn set_limits(&mut self, limits: Limits, whitelist: &[(u32, WhitelistAddr)]) -> Result<()> {
         self.limits = Limits {
             clock_offset: crate::limits::clock_offset(),
+            rate_seed: random_seed()?,
+            bucket_mask: rate_sets(self.capacity.buckets) - 1,
+            class_mask: rate_sets(self.capacity.classes) - 1,
             ..limits
         };
         self.write_limits()?;
@@ -512,6 +515,11 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+/// Sets of two buckets holding at least `buckets`: a power of two.
+fn rate_sets(buckets: u32) -> u32 {
+    buckets.div_ceil(2).max(1).next_power_of_two()
+}
+
 /// A tail zero-padded to its slot.
 fn padded<const N: usize>(tail: &[u8]) -> [u8; N] {
     let mut bytes = [0; N];
@@ -630,6 +638,8 @@ fn attach_hints_fit_the_failure() {
 
 #[cfg(test)]
 mod cookie_tests;
+#[cfg(test)]
+mod cost_tests;
 mod layout;
 #[cfg(test)]
 mod limit_tests;
