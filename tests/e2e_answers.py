@@ -18,7 +18,7 @@ Checks:
   - fast vs slow: the same raw UDP query to :53 (XDP) and to the slow-path port (XDP passes any
     port but 53) gets byte-identical replies after the ID; the slow run moves no tx_* counter.
     That is every UDP query of the corpus (each one once more, over IPv4): the fast/slow
-    invariant of DESIGN §1 over the whole corpus.
+    invariant of docs/ARCHITECTURE.md §1 over the whole corpus.
   - XDP outcomes: positive, CNAME (chain), signed (DO), NXDOMAIN (also after a CNAME),
     referral (at a cut and below one, signed with DO too) and ENT NODATA answers each move their
     own tx_* counter by one on :53 and none on the slow-path port; every tx_* counter moved

@@ -51,8 +51,8 @@ pub const QTYPE_OTHER: u16 = 0;
 
 /// Key qtype of a name's *closest-encloser* entry: the answer for names that don't exist below
 /// it (the zone's NXDOMAIN, or a pass marker where a cut, DNAME or wildcard decides instead).
-/// The program walks a missing name's suffixes to the first one that has it (DESIGN.md §2).
-/// Type 65535 is reserved (RFC 6895), so no query asks for it; the program passes it up.
+/// The program walks a missing name's suffixes to the first that has it (docs/ARCHITECTURE.md
+/// §4.1). Type 65535 is reserved (RFC 6895), so no query asks for it; the program passes it up.
 pub const QTYPE_ENCLOSER: u16 = 65535;
 
 /// Most pointer fields a relocatable template fixes up: an NXDOMAIN's SOA owner, MNAME and

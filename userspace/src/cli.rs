@@ -443,10 +443,11 @@ fn run(config: Config) -> Result<()> {
     let mut fast = None;
     if with_xdp {
         let (rrl, budget) = (&config.rrl, &config.miss_budget);
+        let prepared = fastpath::prepare(&table)?;
         let capacity = Capacity {
             buckets: rrl.table_size.max(1),
             whitelist: (rrl.whitelist.len() as u32).max(1024),
-            ..Capacity::for_table(&table)?
+            ..Capacity::for_prepared(&prepared)
         };
         let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -456,7 +457,7 @@ fn run(config: Config) -> Result<()> {
         limits::set_cookies(&mut l, secret, staging);
         fp.set_limits(l, &whitelist)?;
         info!(?rrl, ?budget, "rate limits set");
-        log_installed(&fp.install(&table)?);
+        log_installed(&fp.install_prepared(prepared)?);
         for iface in &config.xdp.interfaces {
             fp.attach(iface, config.xdp.mode)?;
         }

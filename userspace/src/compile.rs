@@ -1,4 +1,4 @@
-//! Zone model → table of precompiled answers for the fast path (DESIGN.md §2).
+//! Zone model → table of precompiled answers for the fast path (docs/ARCHITECTURE.md §4).
 //!
 //! Every entry is produced by the slow path's own pipeline (`answer::answer`, then
 //! `wire::render_full` for a synthetic query), so the fast path can only ever send bytes the slow
@@ -241,7 +241,7 @@ fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswe
         .map(move |variant| CompiledAnswer::pass_marker(key.as_wire(), qtype, variant))
 }
 
-/// Closest-encloser entries (DESIGN.md §2): at every name of the zone, what a missing name
+/// Closest-encloser entries (docs/ARCHITECTURE.md §4.1): at every name, what a missing name
 /// below it gets. The program walks a missing query name's suffixes to the first that has one.
 /// That is the zone's NXDOMAIN (RFC 1034 §4.3.2 step 3c, RFC 2308 §2.1) where the name is the
 /// closest encloser, the cut's referral (step 3b) at a delegation, and a pass marker where
@@ -638,8 +638,9 @@ mod tests {
             .collect()
     }
 
-    /// DESIGN.md §1: for every compiled answer, the slow path's response to the same query (any
-    /// letter case, any ID, RD and CD set) is header + the client's question + the tail.
+    /// docs/ARCHITECTURE.md §1: for every compiled answer, the slow path's response to the same
+    /// query (any letter case, any ID, RD and CD set) is header + the client's question + the
+    /// tail.
     #[test]
     fn fast_and_slow_paths_are_byte_identical() {
         let cat = sample();

@@ -542,9 +542,9 @@ impl KeyBuf {
 }
 
 /// Walk a missing name's suffixes, itself first, to the first with a closest-encloser entry
-/// (DESIGN.md §2). Short names only (<= 64 bytes, so <= 32 hops): each step copies the suffix
-/// from the packet into the key, lowercased and hashed. [`RECORD_NONE`] past the last label
-/// (not one of our zones), or where the index is unsure.
+/// (docs/ARCHITECTURE.md §4.1). Short names only (<= 64 bytes, so <= 32 hops): each step
+/// copies the suffix from the packet into the key, lowercased and hashed. [`RECORD_NONE`] past
+/// the last label (not one of our zones), or where the index is unsure.
 #[inline(always)]
 fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
     let key = key_buf()?;

@@ -1,5 +1,5 @@
-//! Anycast control (DESIGN §5): probe the node's health, announce the service prefixes only while
-//! it is healthy, and let the operator drain it.
+//! Anycast control (docs/ARCHITECTURE.md §6): probe the node's health, announce the service
+//! prefixes only while it is healthy, and let the operator drain it.
 //!
 //! One thread runs a probe round every `health.interval_ms`, feeds the state machine and applies
 //! its decisions through the [`announce::Announcer`]; the control thread answers

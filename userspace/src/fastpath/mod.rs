@@ -74,10 +74,16 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    #[cfg(test)]
     pub fn for_table(table: &[CompiledAnswer]) -> Result<Capacity> {
-        let layout = Layout::build(table, Bases::default(), || Ok(0))?;
+        Ok(Capacity::for_prepared(&prepare(table)?))
+    }
+
+    /// Room for a table laid out by [`prepare`] (and its growth on reloads).
+    pub fn for_prepared(prepared: &Prepared) -> Capacity {
+        let layout = &prepared.0;
         let grow = |n: usize| (n + n / 8 + 64) as u32;
-        Ok(Capacity {
+        Capacity {
             records: grow(layout.records.len()),
             names: grow(layout.names.len()),
             tails_small: grow(layout.tails_small.len()),
@@ -88,7 +94,7 @@ impl Capacity {
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
-        })
+        }
     }
 
     /// Where generation `generation`'s share of each array starts.
@@ -151,7 +157,6 @@ pub struct FastPath {
     /// When the live generation went live: the idle one (the generation before) is not written
     /// again until every frame that may still read it has left the program.
     flipped: Option<std::time::Instant>,
-    arrays: AnswerArrays,
     log_stop: Arc<AtomicBool>,
     /// What `LIMITS` holds (kept to rewrite its clock offset).
     limits: Limits,
@@ -217,7 +222,6 @@ impl FastPath {
         let mut jumps = ProgramArray::try_from(ebpf.map_mut(MAP_JUMPS).expect("map"))?;
         jumps.set(JUMP_COOKIE, &stage, 0)?;
         jumps.set(JUMP_MAIN, &main, 0)?;
-        let arrays = AnswerArrays::map(&ebpf, &capacity)?;
         Ok(FastPath {
             ebpf,
             capacity,
@@ -226,7 +230,6 @@ impl FastPath {
             generation: 1,
             config: Config::default(),
             flipped: None,
-            arrays,
             log_stop,
             limits: Limits::default(),
             pin_lock: None,
@@ -257,12 +260,26 @@ impl FastPath {
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
         let next = self.generation ^ 1;
         let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
+        self.write_layout(next, layout)
+    }
+
+    /// The first install, of the table [`prepare`] laid out (the capacity was sized from it):
+    /// a million-name table is laid out once at start, not twice.
+    pub fn install_prepared(&mut self, prepared: Prepared) -> Result<Installed> {
+        let next = self.generation ^ 1;
+        if self.capacity.bases(next) != Bases::default() {
+            bail!("a prepared table is for the first install only");
+        }
+        self.write_layout(next, prepared.0)
+    }
+
+    fn write_layout(&mut self, next: u32, layout: Layout) -> Result<Installed> {
         if !self.capacity.fits(&layout) {
             self.config.ready = 0;
             self.write_config()?;
             bail!(
                 "{} answers in {} records exceed the maps sized at start ({} records per generation): fast path off until restart",
-                table.len(),
+                layout.answers,
                 layout.records.len(),
                 self.capacity.records
             );
@@ -277,17 +294,21 @@ impl FastPath {
         }
         let bases = self.capacity.bases(next);
         let index_base = next * self.capacity.index_buckets;
-        self.arrays.records.write(bases.records, &layout.records);
-        self.arrays.names.write(bases.names, &layout.names);
-        self.arrays.index.write(index_base, &layout.index);
+        // Mapped for the copy only: a mapping kept would count the maps in the daemon's
+        // memory too (its Pss), where they are the kernel's.
+        let mut arrays = AnswerArrays::map(&self.ebpf, &self.capacity)?;
+        arrays.records.write(bases.records, &layout.records);
+        arrays.names.write(bases.names, &layout.names);
+        arrays.index.write(index_base, &layout.index);
         let small: Vec<TailSmall> = (layout.tails_small.iter())
             .map(|t| TailSmall { bytes: padded(t) })
             .collect();
         let large: Vec<TailLarge> = (layout.tails_large.iter())
             .map(|t| TailLarge { bytes: padded(t) })
             .collect();
-        self.arrays.tails_small.write(bases.tails_small, &small);
-        self.arrays.tails_large.write(bases.tails_large, &large);
+        arrays.tails_small.write(bases.tails_small, &small);
+        arrays.tails_large.write(bases.tails_large, &large);
+        drop(arrays);
         // Two writes: the idle generation's place first, then the one word that flips to it
         // (each write copies the whole slot, but only that word differs from what is there).
         self.config.gens[next as usize] = GenParams {
@@ -515,6 +536,18 @@ pub fn detach_iface(iface: &str) -> Result<()> {
     Ok(())
 }
 
+/// A table laid out for the first install, before the maps are sized from it.
+pub struct Prepared(Layout);
+
+/// Lay `table` out for the first install (generation 0, the arrays' first half).
+pub fn prepare(table: &[CompiledAnswer]) -> Result<Prepared> {
+    Ok(Prepared(Layout::build(
+        table,
+        Bases::default(),
+        random_seed,
+    )?))
+}
+
 /// Sets of two buckets holding at least `buckets`: a power of two.
 fn rate_sets(buckets: u32) -> u32 {
     buckets.div_ceil(2).max(1).next_power_of_two()
@@ -537,8 +570,8 @@ fn random_seed() -> Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// The answer arrays, mapped into this process: an install is a copy into the idle
-/// generation's half, no system call per answer (a million-name zone is millions of them).
+/// The answer arrays, mapped into this process while an install copies a generation into its
+/// half: no system call per answer (a million-name zone is millions of them).
 struct AnswerArrays {
     records: Mapped<Record>,
     names: Mapped<NameSlot>,
@@ -566,9 +599,6 @@ struct Mapped<T> {
     len: usize,
     bytes: usize,
 }
-
-// SAFETY: the mapping is owned by the FastPath and written only through &mut self.
-unsafe impl<T> Send for Mapped<T> {}
 
 impl<T: Copy> Mapped<T> {
     fn new(ebpf: &Ebpf, name: &str, len: u32) -> Result<Mapped<T>> {
