@@ -254,7 +254,10 @@ flood_round() {
   : >"$RP_TMP/gen.out"
   if [ -n "$name" ]; then
     # shellcheck disable=SC2086
-    timeout $((secs + 20)) ip netns exec "$RP_NS_ATTACKER" "$RP_FLOOD_GEN" -i a0 -D "$nmac" \
+    # Pinned to one CPU: on veth the node's XDP program runs on the sender's CPU, and its
+    # aggregate limits are per CPU, so a generator wandering between CPUs would meet one or
+    # two shares of them from round to round (and the amplification with it).
+    timeout $((secs + 20)) taskset -c 0 ip netns exec "$RP_NS_ATTACKER" "$RP_FLOOD_GEN" -i a0 -D "$nmac" \
       -d "$dst" -s "$src" -n "$name" $flags -t $((secs + 2)) -r "$rate" -x "$RANDOM$RANDOM" \
       >"$RP_TMP/gen.out" 2>&1 &
     gen=$!

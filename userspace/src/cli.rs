@@ -30,9 +30,10 @@ use crate::{
     identity::Identity,
     instance,
     limits::{self, LimitFlags},
-    metrics, privileges,
+    manual, metrics, privileges,
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     slow_limits::SlowLimits,
+    systemd,
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -99,6 +100,19 @@ enum Command {
         #[arg(long, required = true)]
         iface: Vec<String>,
     },
+    /// Write the man pages or a shell completion script (the Debian package ships both).
+    Gen {
+        #[command(subcommand)]
+        what: GenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenAction {
+    /// rampart.1 and a page per subcommand (rampart-run.1, ...) into DIR.
+    Man { dir: PathBuf },
+    /// The completion script for SHELL, on stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 /// `rampart run` flags: each overrides its key in the config file (`config.rs`).
@@ -289,6 +303,7 @@ pub fn main() -> ExitCode {
             println!("detached XDP from {i}");
             Ok(())
         }),
+        Command::Gen { what } => generate(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -297,6 +312,21 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn generate(what: GenAction) -> Result<()> {
+    use clap::CommandFactory;
+    match what {
+        GenAction::Man { dir } => {
+            for file in manual::man_pages(Cli::command(), &dir)? {
+                println!("{}", dir.join(file).display());
+            }
+        }
+        GenAction::Completions { shell } => {
+            manual::completions(Cli::command(), shell, &mut std::io::stdout())
+        }
+    }
+    Ok(())
 }
 
 fn check(files: &[String], compile: bool) -> ExitCode {
@@ -529,6 +559,7 @@ fn run(config: Config) -> Result<()> {
         anycast = Some(Anycast::start(&config, announcer, probes, other)?);
         probe_question = Some(question);
     }
+    let answers = table.len();
     drop(table);
     release_freed_memory();
     if let Some(addr) = config.server.metrics {
@@ -547,7 +578,24 @@ fn run(config: Config) -> Result<()> {
         )?;
     }
 
+    // systemd's watchdog is fed only while the slow path answers and the health loop turns.
+    let watchdog = systemd::Watchdog::start(systemd::Liveness {
+        slow: server
+            .is_some()
+            .then(|| ProbeQuestion::from_config(&config, &shared))
+            .transpose()?
+            .map(|q| (health::slow_target(&config), q)),
+        health_rounds: anycast.as_ref().map(|a| {
+            let status = a.status_reader();
+            Box::new(move || status().rounds) as Box<dyn Fn() -> u64 + Send>
+        }),
+    })?;
     signals.ready();
+    systemd::ready(&systemd::serving(
+        catalog.zone_count(),
+        with_xdp.then_some(answers),
+        load_errors,
+    ));
     eprintln!("rampart: ready");
     const CLOCK_REFRESH: Duration = Duration::from_secs(10);
     let mut clock_refreshed = Instant::now();
@@ -571,6 +619,7 @@ fn run(config: Config) -> Result<()> {
             }
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
+            systemd::reloading();
             let (at, began) = (std::time::SystemTime::now(), Instant::now());
             let (table, installed, errors) =
                 reload(&config.zones, &mut zone_files, &shared, fast.as_deref());
@@ -580,6 +629,12 @@ fn run(config: Config) -> Result<()> {
                 metrics::ReloadResult::Failed
             };
             reload_stats.reloaded(at, began.elapsed(), errors, result);
+            let answers = fast.is_some().then_some(table.len());
+            systemd::ready(&systemd::serving(
+                shared.get().zone_count(),
+                answers,
+                errors,
+            ));
             if let Some(q) = &probe_question {
                 holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
             }
@@ -588,6 +643,9 @@ fn run(config: Config) -> Result<()> {
         }
     }
     info!("shutting down");
+    systemd::stopping();
+    // Before the slow path stops, so the watchdog doesn't report it as dead.
+    drop(watchdog);
     // Withdraw first, so routers move the traffic while the sockets still answer.
     if let Some(a) = anycast {
         a.shutdown();
@@ -940,6 +998,27 @@ mod tests {
             .into_config()
             .unwrap_err();
         assert!(e.to_string().contains("tcp_max_per_source"), "{e}");
+    }
+
+    /// The systemd unit's ExecStart is a valid command line, and its config (the packaged
+    /// example) loads with it.
+    #[test]
+    fn unit_exec_start_parses() {
+        let unit = include_str!("../../packaging/rampart.service");
+        let exec = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart");
+        let mut argv: Vec<&str> = exec.split_whitespace().collect();
+        assert_eq!(argv[0], "/usr/bin/rampart");
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../rampart.example.toml");
+        let config = argv.iter().position(|a| *a == "--config").unwrap() + 1;
+        assert_eq!(argv[config], "/etc/rampart/rampart.toml");
+        argv[config] = example;
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
+        args.into_config().unwrap();
     }
 
     /// Clap's own consistency checks (unique argument ids across flattened groups, defaults

@@ -62,7 +62,7 @@ impl ProbeQuestion {
     }
 
     /// The probe query: RD clear, EDNS 1232 without DO, like a resolver's.
-    fn packet(&self, id: u16) -> Vec<u8> {
+    pub fn packet(&self, id: u16) -> Vec<u8> {
         let mut q = Vec::with_capacity(12 + self.qname.as_wire().len() + 15);
         for word in [id, 0, 1, 0, 0, 1] {
             q.extend_from_slice(&word.to_be_bytes());
@@ -277,7 +277,11 @@ impl Probes {
 }
 
 /// Sends `query` from a fresh socket and waits for the reply with its ID.
-fn udp_exchange(target: SocketAddr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+pub fn udp_exchange(
+    target: SocketAddr,
+    query: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
     let local: IpAddr = if target.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {
