@@ -7,7 +7,9 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use rampart_common::{
-    COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, JUMP_MAIN, LIMIT_COOKIE_STAGING, LIMIT_COOKIES, Limits,
+    COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, JUMP_MAIN, LIMIT_COOKIE_STAGING, LIMIT_COOKIES,
+    Limits, OPT_LEN,
+    dns::{FLAG_RCODE, FLAG_TC, OPTION_COOKIE, RCODE_BADCOOKIE},
 };
 
 use crate::{
@@ -30,11 +32,8 @@ const MAX_LEN: usize = 40;
 const MAX_AGE: i32 = 3600;
 const MAX_AHEAD: i32 = 300;
 const NS_PER_SEC: u64 = 1_000_000_000;
-const OPTION_COOKIE: u8 = 10;
-const OPT_LEN: usize = 11;
-const TC: u16 = 0x0200;
-/// RCODE 23, BADCOOKIE (RFC 7873 §8): its low four bits, in the header.
-const BADCOOKIE_LOW: u16 = 23 & 0xf;
+/// BADCOOKIE's low four bits, in the header.
+const BADCOOKIE_LOW: u16 = RCODE_BADCOOKIE & FLAG_RCODE;
 
 /// Verdict bits the stage leaves for the main program.
 /// Set whenever the stage ran for the frame at hand (so the main program doesn't jump again).
@@ -234,7 +233,7 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
     let stamp = 1 | (now.swap_bytes() as u64) << 32;
     let hash = hash(l.cookie_secret, &stage.addr, v4, w[0], stamp);
     let option = &mut stage.option;
-    option[..4].copy_from_slice(&[0, OPTION_COOKIE, 0, RFC9018_LEN as u8]);
+    option[..4].copy_from_slice(&[0, OPTION_COOKIE as u8, 0, RFC9018_LEN as u8]);
     option[4..12].copy_from_slice(&w[0].to_le_bytes());
     option[12..20].copy_from_slice(&stamp.to_le_bytes());
     option[20..28].copy_from_slice(&hash.to_le_bytes());
@@ -263,7 +262,7 @@ fn write_option(ctx: &XdpContext, stage: &Stage) -> Result<(), Counter> {
         sum += grow_lengths(ctx, stage, OPT_LEN as u16)?;
         // The slip's header: TC off, RCODE BADCOOKIE's low bits, one additional record.
         let flags = be16_at(ctx, dns_off + 2, Counter::DropRewriteFailed)?;
-        let new = (flags & !(TC | 0xf)) | BADCOOKIE_LOW;
+        let new = (flags & !(FLAG_TC | FLAG_RCODE)) | BADCOOKIE_LOW;
         put_be16(ctx, dns_off + 2, new)?;
         put_be16(ctx, dns_off + 10, 1)?;
         sum += (!flags) as u64 + new as u64 + 1;

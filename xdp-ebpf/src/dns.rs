@@ -1,36 +1,27 @@
 //! DNS: the header, the question (copied lowercased into the lookup key), and the OPT record.
 use aya_ebpf::programs::XdpContext;
-use rampart_common::{AnswerHead, Counter, MAX_NAME, Variant};
+use rampart_common::{
+    AnswerHead, Counter, MAX_NAME, OPT_LEN as OPT_FIXED_LEN, Variant,
+    dns::{
+        CLASS_IN, EDNS_DO, FLAG_AA, FLAG_OPCODE, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC,
+        OPTION_COOKIE, OPTION_NSID, RCODE_NXDOMAIN, TYPE_OPT,
+    },
+};
 
 use crate::{
     maps::{self, KeyBuf},
     packet::{be16_at, name_byte_at, ptr_at, put_be16},
 };
 
-pub const HEADER_LEN: usize = 12;
-const QR: u16 = 0x8000;
-const OPCODE: u16 = 0x7800;
-const TC: u16 = 0x0200;
+pub use rampart_common::dns::HEADER_LEN;
 /// Bits of the query's flags an answer copies: RD (RFC 1035 §4.1.1). CD is cleared, as an
 /// authoritative server should (RFC 4035 §3.1.6; NSD and Knot do).
-const COPIED_FLAGS: u16 = 0x0100;
-/// The RCODE field: nonzero in a query earns FORMERR from the slow path (as NSD does).
-const RCODE: u16 = 0x000f;
-const CLASS_IN: u16 = 1;
-const TYPE_OPT: u16 = 41;
-/// Owner (root), type, class (UDP size), TTL (extended RCODE, version, flags), RDLENGTH.
-const OPT_FIXED_LEN: usize = 11;
-const EDNS_DO: u16 = 0x8000;
-/// EDNS option codes the program looks at (RFC 5001, RFC 7873).
-const OPTION_NSID: u16 = 3;
-const OPTION_COOKIE: u16 = 10;
+const COPIED_FLAGS: u16 = FLAG_RD;
 /// Options scanned per query; real clients send one or two (cookie, padding, NSID).
 const MAX_OPTIONS: usize = 6;
 /// Queries over 512 bytes never get this far (pass_large_query); the bound also keeps the
 /// verifier's idea of the option offset small.
 const MAX_DNS_END: usize = 2048;
-const RCODE_NXDOMAIN: u16 = 3;
-const AA: u16 = 0x0400;
 
 pub struct Header {
     pub id: u16,
@@ -44,11 +35,11 @@ pub struct Header {
 pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header, Counter> {
     let id = be16_at(ctx, off, Counter::PassMalformed)?;
     let flags = be16_at(ctx, off + 2, Counter::PassMalformed)?;
-    if flags & QR != 0 {
+    if flags & FLAG_QR != 0 {
         // A response sent to a server port: reflected at us, or a loop. Never answered.
         return Err(Counter::DropResponse);
     }
-    if flags & (OPCODE | TC | RCODE) != 0 {
+    if flags & (FLAG_OPCODE | FLAG_TC | FLAG_RCODE) != 0 {
         return Err(Counter::PassNotQuery);
     }
     let qd = be16_at(ctx, off + 4, Counter::PassMalformed)?;
@@ -316,7 +307,10 @@ impl Answer {
     /// a DNS cookie the cookie stage sends it as BADCOOKIE instead ([`cookie::NEW_OPT`]).
     #[inline(always)]
     pub fn slip(&self) -> Answer {
-        Answer::truncated(self.value.flags & (AA | 0x000f), crate::cookie::NEW_OPT)
+        Answer::truncated(
+            self.value.flags & (FLAG_AA | FLAG_RCODE),
+            crate::cookie::NEW_OPT,
+        )
     }
 
     /// The slip for a query over the slow path's budget: TC=1, no records, no AA (the slow
@@ -331,7 +325,7 @@ impl Answer {
     fn truncated(flags: u16, opt_back: u8) -> Answer {
         Answer {
             value: AnswerHead {
-                flags: flags | QR | TC,
+                flags: flags | FLAG_QR | FLAG_TC,
                 opt_back,
                 ..AnswerHead::default()
             },
@@ -344,11 +338,11 @@ impl Answer {
     #[inline(always)]
     pub fn kind(&self) -> Counter {
         let v = &self.value;
-        if v.flags & 0x000f == RCODE_NXDOMAIN {
+        if v.flags & FLAG_RCODE == RCODE_NXDOMAIN {
             Counter::TxNxdomain
         } else if v.ancount != 0 {
             Counter::TxAnswer
-        } else if v.flags & AA != 0 {
+        } else if v.flags & FLAG_AA != 0 {
             Counter::TxNodata
         } else {
             Counter::TxReferral

@@ -18,7 +18,7 @@ mod udp;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use rampart_common::{
-    CLASSIC_UDP_LIMIT, COOKIE_OPTION_LEN, Counter, EDNS_PAYLOAD, MAX_RELOCS, Variant,
+    CLASSIC_UDP_LIMIT, COOKIE_OPTION_LEN, Counter, EDNS_PAYLOAD, MAX_RELOCS, Variant, dns::FLAG_QR,
 };
 
 use crate::{
@@ -294,8 +294,8 @@ fn set_do(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> 
     }
     // The whole flags word: a 2-byte window is one the verifier can bound (see name_byte_at).
     let flags = packet::be16_at(ctx, pos, Counter::DropRewriteFailed)?;
-    packet::put_be16(ctx, pos, flags | 0x8000)?;
-    Ok(csum::at_offset(0x8000, pos - r.dns_off))
+    packet::put_be16(ctx, pos, flags | FLAG_QR)?;
+    Ok(csum::at_offset(FLAG_QR, pos - r.dns_off))
 }
 
 /// Fit a relocatable template (NXDOMAIN, or a referral below a cut) to this query name: its
