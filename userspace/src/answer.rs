@@ -123,7 +123,7 @@ impl<'z> Answer<'z> {
             ede: None,
             nsid: None,
             cookie: None,
-            class: crate::wire::CLASS_IN,
+            class: rampart_common::dns::CLASS_IN,
         }
     }
 

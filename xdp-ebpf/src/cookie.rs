@@ -4,7 +4,11 @@
 //! one the answer carries. A program of its own, tail-called by the main program and jumping
 //! back into it (see [`Stage`]): the hashes then count against this program's verifier budget.
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, xdp},
+    maps::PerCpuArray,
+    programs::XdpContext,
 };
 use rampart_common::{
     COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, JUMP_MAIN, LIMIT_COOKIE_STAGING, LIMIT_COOKIES,
@@ -15,6 +19,7 @@ use rampart_common::{
 use crate::{
     csum,
     dns::OptionAt,
+    handoff::{ANSWER, DONE, NEW_OPT, VALID},
     ip::L3,
     limits,
     maps::{self, count},
@@ -34,14 +39,6 @@ const MAX_AHEAD: i32 = 300;
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// BADCOOKIE's low four bits, in the header.
 const BADCOOKIE_LOW: u16 = RCODE_BADCOOKIE & FLAG_RCODE;
-
-/// Verdict bits the stage leaves for the main program.
-/// Set whenever the stage ran for the frame at hand (so the main program doesn't jump again).
-pub const DONE: u64 = 1;
-/// The server cookie verified: no rate limit applies.
-pub const VALID: u64 = 2;
-/// The client sent a well-formed cookie: the answer carries [`Stage::option`].
-pub const ANSWER: u64 = 4;
 
 /// What the stage is asked to do.
 const CHECK: u64 = 0;
@@ -93,6 +90,19 @@ impl Stage {
     }
 }
 
+#[map(name = "COOKIE_STAGE")]
+static COOKIE_STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's hand-over slot between the main program and the cookie stage.
+#[inline(always)]
+pub fn cookie_stage() -> Result<&'static mut Stage, Counter> {
+    match COOKIE_STAGE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, used by one frame at a time on this CPU.
+        Some(p) => Ok(unsafe { &mut *p }),
+        None => Err(Counter::PassNotReady),
+    }
+}
+
 /// Main program: hand the query's cookie to the stage, which jumps back into the main program
 /// from the start with its verdict. Returns only on failure: a malformed cookie (the slow path
 /// answers FORMERR), or no stage loaded (the slow path does the cookies).
@@ -101,7 +111,7 @@ pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4], opt_rr: usize) ->
     if opt.len != CLIENT_LEN && !(MIN_LEN..=MAX_LEN).contains(&opt.len) {
         return Counter::PassEdns;
     }
-    let Ok(stage) = maps::cookie_stage() else {
+    let Ok(stage) = cookie_stage() else {
         return Counter::PassNotReady;
     };
     stage.mode = CHECK;
@@ -119,7 +129,7 @@ pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4], opt_rr: usize) ->
 /// Returns only on failure: the frame is no longer the query, so it is dropped.
 #[inline(always)]
 pub fn append(ctx: &XdpContext, l3: &L3, dns_off: usize, end: usize, opt_back: u8) -> u32 {
-    if let Ok(stage) = maps::cookie_stage() {
+    if let Ok(stage) = cookie_stage() {
         stage.mode = APPEND;
         stage.end = end as u64;
         stage.opt_back = opt_back as u64;
@@ -134,14 +144,6 @@ pub fn append(ctx: &XdpContext, l3: &L3, dns_off: usize, end: usize, opt_back: u
     xdp_action::XDP_DROP
 }
 
-/// `opt_back` of a slip (header and question, TC=1): to a client that sent a cookie the stage
-/// sends it as BADCOOKIE (RFC 7873 §5.4, as BIND and Knot slip): TC cleared, RCODE 23 (7 in the
-/// header, 1 in the extended RCODE of the OPT it appends with the fresh cookie). The client's
-/// retry over UDP then shows a valid cookie, which no limit applies to. The main program makes
-/// room for the cookie option as for any answer; the stage grows the frame by the OPT itself
-/// (keeping that arithmetic out of the main program, whose verifier budget is nearly spent).
-pub const NEW_OPT: u8 = 0xff;
-
 /// Whether cookies are on (a secret is configured).
 #[inline(always)]
 pub fn enabled() -> bool {
@@ -150,7 +152,7 @@ pub fn enabled() -> bool {
 
 #[xdp]
 pub fn rampart_cookie(ctx: XdpContext) -> u32 {
-    let Ok(stage) = maps::cookie_stage() else {
+    let Ok(stage) = cookie_stage() else {
         count(Counter::PassNotReady);
         return xdp_action::XDP_PASS;
     };

@@ -3,14 +3,15 @@ use aya_ebpf::programs::XdpContext;
 use rampart_common::{
     AnswerHead, Counter, MAX_NAME, OPT_LEN as OPT_FIXED_LEN, Variant,
     dns::{
-        CLASS_IN, EDNS_DO, FLAG_AA, FLAG_OPCODE, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC,
-        OPTION_COOKIE, OPTION_NSID, RCODE_NXDOMAIN, TYPE_OPT,
+        CLASS_IN, EDNS_DO, FLAG_OPCODE, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC, OPTION_COOKIE,
+        OPTION_NSID, TYPE_OPT,
     },
 };
 
 use crate::{
     maps::{self, KeyBuf},
     packet::{be16_at, name_byte_at, ptr_at, put_be16},
+    query::Question,
 };
 
 pub use rampart_common::dns::HEADER_LEN;
@@ -53,18 +54,6 @@ pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header,
         return Err(Counter::PassEdns);
     }
     Ok(Header { id, flags, arcount })
-}
-
-pub struct Question {
-    /// Bytes of the question: name + type + class.
-    pub len: usize,
-    /// Bytes of the name in wire form, including the root label.
-    pub name_len: usize,
-    pub qtype: u16,
-    /// Checksum contribution of the question bytes at their place in the payload.
-    pub csum: u64,
-    /// Packet offset of the first byte after the question.
-    pub end: usize,
 }
 
 /// Most labels a 255-byte name can have (127 one-byte labels and the root).
@@ -278,75 +267,6 @@ fn scan_options(
         Ok(cookie)
     } else {
         Err(Counter::PassEdns)
-    }
-}
-
-/// A found answer and where its tail lives.
-pub struct Answer {
-    pub value: AnswerHead,
-    /// The inline tail inside its record (valid while the program runs: RCU).
-    pub inline: *const u8,
-    /// Set DO in the OPT record's flags after copying the tail (the DO variant derived from
-    /// the EDNS answer).
-    pub set_do: bool,
-}
-
-impl Answer {
-    #[inline(always)]
-    pub fn new(value: AnswerHead, inline: *const u8, set_do: bool) -> Answer {
-        Answer {
-            value,
-            inline,
-            set_do,
-        }
-    }
-
-    /// The minimal answer a rate limit "slips" instead, as Knot and NSD send it: this answer's
-    /// header with TC set, the question, no records (and so no OPT); a real resolver retries
-    /// over TCP, a spoofed victim gets no more bytes than the query had. To a client that sent
-    /// a DNS cookie the cookie stage sends it as BADCOOKIE instead ([`cookie::NEW_OPT`]).
-    #[inline(always)]
-    pub fn slip(&self) -> Answer {
-        Answer::truncated(
-            self.value.flags & (FLAG_AA | FLAG_RCODE),
-            crate::cookie::NEW_OPT,
-        )
-    }
-
-    /// The slip for a query over the slow path's budget: TC=1, no records, no AA (the slow
-    /// path hasn't decided whether the name is ours); a resolver retries over TCP, which the
-    /// budget doesn't cover, so it stays TC=1 whatever cookie the query had.
-    #[inline(always)]
-    pub fn budget_slip() -> Answer {
-        Answer::truncated(0, 0)
-    }
-
-    #[inline(always)]
-    fn truncated(flags: u16, opt_back: u8) -> Answer {
-        Answer {
-            value: AnswerHead {
-                flags: flags | FLAG_QR | FLAG_TC,
-                opt_back,
-                ..AnswerHead::default()
-            },
-            inline: core::ptr::null(),
-            set_do: false,
-        }
-    }
-
-    /// Which tx counter this answer bumps, read off its header.
-    #[inline(always)]
-    pub fn kind(&self) -> Counter {
-        let v = &self.value;
-        if v.flags & FLAG_RCODE == RCODE_NXDOMAIN {
-            Counter::TxNxdomain
-        } else if v.ancount != 0 {
-            Counter::TxAnswer
-        } else if v.flags & FLAG_AA != 0 {
-            Counter::TxNodata
-        } else {
-            Counter::TxReferral
-        }
     }
 }
 
