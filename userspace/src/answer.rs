@@ -797,7 +797,7 @@ mod tests {
     use hickory_proto::rr::Record;
 
     use super::*;
-    use crate::server::respond;
+    use crate::respond::respond;
     use crate::wire::testutil::{query_packet, query_packet_class};
     use crate::wire::{FLAG_RD, Transport};
     use crate::zone::Zone;

@@ -576,7 +576,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::server::respond;
+    use crate::respond::respond;
     use crate::wire::testutil::question;
     use crate::wire::{FLAG_CD, FLAG_RD, Transport};
 

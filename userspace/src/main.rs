@@ -13,6 +13,7 @@ mod metrics;
 mod netlink;
 mod parallel;
 mod privileges;
+mod respond;
 mod server;
 mod slow_limits;
 mod wire;

@@ -905,7 +905,7 @@ mod tests {
     /// same query (the sample zone spells the owner `WWW` and the CNAME target `www`).
     #[test]
     fn compression_ignores_case() {
-        use crate::server::respond;
+        use crate::respond::respond;
         use crate::zone::{Catalog, Zone};
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
         let cat = Catalog::load(&[], Some(&dir)).unwrap();
