@@ -15,6 +15,10 @@ use crate::slow_limits::{SlowLimits, Verdict};
 use crate::wire::{self, CLASS_IN, Transport};
 use crate::zone::Catalog;
 
+/// The target of the cookie verdict log, as before this code left server.rs: operators turn it
+/// on with `RUST_LOG=rampart::server=debug` (README), and tests/cookies_vs_nsd.py reads it.
+const LOG_TARGET: &str = "rampart::server";
+
 /// [`respond_as`] a node without an identity: what the fast path's answers are compared with (the
 /// compiler's byte-identity test, the health probes).
 pub fn respond(catalog: &Catalog, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
@@ -122,10 +126,11 @@ pub(crate) fn respond_noted(
         // sends BADCOOKIE over UDP, but it is a module that, once loaded, demands cookies. So
         // valid, invalid and absent server cookies get the same answer here; the verdict only
         // matters to the XDP program's limits, and is logged at debug level.
-        if !c.server().is_empty() && (limits.is_some() || tracing::enabled!(tracing::Level::DEBUG))
+        if !c.server().is_empty()
+            && (limits.is_some() || tracing::enabled!(target: LOG_TARGET, tracing::Level::DEBUG))
         {
             valid_cookie = cookies.verify(&c.client, c.server(), peer, now);
-            tracing::debug!(%peer, valid = valid_cookie, "server cookie");
+            tracing::debug!(target: LOG_TARGET, %peer, valid = valid_cookie, "server cookie");
         }
         ans.cookie = Some(cookies.answer(&c.client, peer, now));
     }
