@@ -4,6 +4,8 @@
 //! to both sides and to the fuzz test that checks them against each other.
 #![no_std]
 
+pub mod dns;
+
 /// Longest name in wire form (RFC 1035 §3.1), including the root label's zero byte.
 pub const MAX_NAME: usize = 255;
 /// XDP metadata (the 4 bytes before the frame) marking the daemon's own health-probe frame, run

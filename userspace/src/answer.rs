@@ -123,7 +123,7 @@ impl<'z> Answer<'z> {
             ede: None,
             nsid: None,
             cookie: None,
-            class: crate::wire::CLASS_IN,
+            class: rampart_common::dns::CLASS_IN,
         }
     }
 
@@ -797,7 +797,7 @@ mod tests {
     use hickory_proto::rr::Record;
 
     use super::*;
-    use crate::server::respond;
+    use crate::respond::respond;
     use crate::wire::testutil::{query_packet, query_packet_class};
     use crate::wire::{FLAG_RD, Transport};
     use crate::zone::Zone;

@@ -117,7 +117,7 @@ impl CompiledAnswer {
     /// option. 0 when there is none. Found from the end: the RDLENGTH that covers exactly the
     /// options after it, preceded by a root owner and type OPT.
     pub fn opt_back(&self) -> u8 {
-        const FIXED: usize = 11;
+        const FIXED: usize = rampart_common::OPT_LEN;
         let t = &self.tail;
         if self.variant == Variant::NoEdns || self.arcount == 0 || t.len() < FIXED {
             return 0;
@@ -128,7 +128,7 @@ impl CompiledAnswer {
             let opt = at + 2 - FIXED;
             if usize::from(u16::from_be_bytes([t[at], t[at + 1]])) == k
                 && t[opt] == 0
-                && t[opt + 1..opt + 3] == [0, 41]
+                && t[opt + 1..opt + 3] == rampart_common::dns::TYPE_OPT.to_be_bytes()
                 && options_fit(&t[at + 2..])
             {
                 return (k + 2) as u8;
@@ -576,7 +576,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::server::respond;
+    use crate::respond::respond;
     use crate::wire::testutil::question;
     use crate::wire::{FLAG_CD, FLAG_RD, Transport};
 

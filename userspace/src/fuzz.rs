@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use crate::cookie::{Cookies, Secret};
 use crate::identity::Identity;
-use crate::server::{Node, respond, respond_to};
+use crate::respond::{Node, respond, respond_to};
 use crate::wire::{self, Transport};
 use crate::zone::{Catalog, Zone};
 

@@ -59,7 +59,7 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::respond_as;
+    use crate::respond::respond_as;
     use crate::wire::Transport;
     use crate::wire::testutil::{query_packet, query_packet_class};
     use crate::zone::Catalog;

@@ -15,27 +15,13 @@ use rampart_common::{CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, Variant};
 use crate::answer::{Answer, Question, Rr};
 use crate::zone::NameKey;
 
-pub const HEADER_LEN: usize = 12;
-/// CLASS IN (RFC 1035 §3.2.4).
-pub const CLASS_IN: u16 = 1;
-const TYPE_OPT: u16 = 41;
-/// EDNS option codes (IANA "DNS EDNS0 Option Codes").
-const OPTION_NSID: u16 = 3;
-/// DNS cookies (RFC 7873 §4).
-pub const OPTION_COOKIE: u16 = 10;
-const OPTION_EDE: u16 = 15;
-
-// Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD/CD).
-pub const FLAG_QR: u16 = 0x8000;
-pub const FLAG_AA: u16 = 0x0400;
-pub const FLAG_TC: u16 = 0x0200;
-pub const FLAG_RD: u16 = 0x0100;
 /// Checking Disabled: read from queries in tests only; answers clear it.
 #[cfg(test)]
-pub const FLAG_CD: u16 = 0x0010;
-/// The header's 4-bit RCODE field.
-pub const FLAG_RCODE: u16 = 0x000f;
-const OPCODE_SHIFT: u16 = 11;
+pub use rampart_common::dns::FLAG_CD;
+pub use rampart_common::dns::{
+    CLASS_IN, FLAG_AA, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC, HEADER_LEN, OPTION_COOKIE,
+};
+use rampart_common::dns::{EDNS_DO, OPCODE_SHIFT, OPTION_EDE, OPTION_NSID, TYPE_OPT};
 
 /// The query's OPT record (RFC 6891 §6.1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -336,7 +322,7 @@ fn parse_additional(
             edns = Some(Edns {
                 udp_size: class,
                 version: (ttl >> 16) as u8,
-                dnssec_ok: ttl & 0x8000 != 0,
+                dnssec_ok: ttl & EDNS_DO as u32 != 0,
                 nsid: options.nsid,
                 cookie: options.cookie,
             });
@@ -919,7 +905,7 @@ mod tests {
     /// same query (the sample zone spells the owner `WWW` and the CNAME target `www`).
     #[test]
     fn compression_ignores_case() {
-        use crate::server::respond;
+        use crate::respond::respond;
         use crate::zone::{Catalog, Zone};
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
         let cat = Catalog::load(&[], Some(&dir)).unwrap();

@@ -4,15 +4,22 @@
 //! one the answer carries. A program of its own, tail-called by the main program and jumping
 //! back into it (see [`Stage`]): the hashes then count against this program's verifier budget.
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, xdp},
+    maps::PerCpuArray,
+    programs::XdpContext,
 };
 use rampart_common::{
-    COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, JUMP_MAIN, LIMIT_COOKIE_STAGING, LIMIT_COOKIES, Limits,
+    COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, JUMP_MAIN, LIMIT_COOKIE_STAGING, LIMIT_COOKIES,
+    Limits, OPT_LEN,
+    dns::{FLAG_RCODE, FLAG_TC, OPTION_COOKIE, RCODE_BADCOOKIE},
 };
 
 use crate::{
     csum,
     dns::OptionAt,
+    handoff::{ANSWER, DONE, NEW_OPT, VALID},
     ip::L3,
     limits,
     maps::{self, count},
@@ -30,19 +37,8 @@ const MAX_LEN: usize = 40;
 const MAX_AGE: i32 = 3600;
 const MAX_AHEAD: i32 = 300;
 const NS_PER_SEC: u64 = 1_000_000_000;
-const OPTION_COOKIE: u8 = 10;
-const OPT_LEN: usize = 11;
-const TC: u16 = 0x0200;
-/// RCODE 23, BADCOOKIE (RFC 7873 §8): its low four bits, in the header.
-const BADCOOKIE_LOW: u16 = 23 & 0xf;
-
-/// Verdict bits the stage leaves for the main program.
-/// Set whenever the stage ran for the frame at hand (so the main program doesn't jump again).
-pub const DONE: u64 = 1;
-/// The server cookie verified: no rate limit applies.
-pub const VALID: u64 = 2;
-/// The client sent a well-formed cookie: the answer carries [`Stage::option`].
-pub const ANSWER: u64 = 4;
+/// BADCOOKIE's low four bits, in the header.
+const BADCOOKIE_LOW: u16 = RCODE_BADCOOKIE & FLAG_RCODE;
 
 /// What the stage is asked to do.
 const CHECK: u64 = 0;
@@ -94,6 +90,19 @@ impl Stage {
     }
 }
 
+#[map(name = "COOKIE_STAGE")]
+static COOKIE_STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's hand-over slot between the main program and the cookie stage.
+#[inline(always)]
+pub fn cookie_stage() -> Result<&'static mut Stage, Counter> {
+    match COOKIE_STAGE.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, used by one frame at a time on this CPU.
+        Some(p) => Ok(unsafe { &mut *p }),
+        None => Err(Counter::PassNotReady),
+    }
+}
+
 /// Main program: hand the query's cookie to the stage, which jumps back into the main program
 /// from the start with its verdict. Returns only on failure: a malformed cookie (the slow path
 /// answers FORMERR), or no stage loaded (the slow path does the cookies).
@@ -102,7 +111,7 @@ pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4], opt_rr: usize) ->
     if opt.len != CLIENT_LEN && !(MIN_LEN..=MAX_LEN).contains(&opt.len) {
         return Counter::PassEdns;
     }
-    let Ok(stage) = maps::cookie_stage() else {
+    let Ok(stage) = cookie_stage() else {
         return Counter::PassNotReady;
     };
     stage.mode = CHECK;
@@ -120,7 +129,7 @@ pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4], opt_rr: usize) ->
 /// Returns only on failure: the frame is no longer the query, so it is dropped.
 #[inline(always)]
 pub fn append(ctx: &XdpContext, l3: &L3, dns_off: usize, end: usize, opt_back: u8) -> u32 {
-    if let Ok(stage) = maps::cookie_stage() {
+    if let Ok(stage) = cookie_stage() {
         stage.mode = APPEND;
         stage.end = end as u64;
         stage.opt_back = opt_back as u64;
@@ -135,14 +144,6 @@ pub fn append(ctx: &XdpContext, l3: &L3, dns_off: usize, end: usize, opt_back: u
     xdp_action::XDP_DROP
 }
 
-/// `opt_back` of a slip (header and question, TC=1): to a client that sent a cookie the stage
-/// sends it as BADCOOKIE (RFC 7873 §5.4, as BIND and Knot slip): TC cleared, RCODE 23 (7 in the
-/// header, 1 in the extended RCODE of the OPT it appends with the fresh cookie). The client's
-/// retry over UDP then shows a valid cookie, which no limit applies to. The main program makes
-/// room for the cookie option as for any answer; the stage grows the frame by the OPT itself
-/// (keeping that arithmetic out of the main program, whose verifier budget is nearly spent).
-pub const NEW_OPT: u8 = 0xff;
-
 /// Whether cookies are on (a secret is configured).
 #[inline(always)]
 pub fn enabled() -> bool {
@@ -151,7 +152,7 @@ pub fn enabled() -> bool {
 
 #[xdp]
 pub fn rampart_cookie(ctx: XdpContext) -> u32 {
-    let Ok(stage) = maps::cookie_stage() else {
+    let Ok(stage) = cookie_stage() else {
         count(Counter::PassNotReady);
         return xdp_action::XDP_PASS;
     };
@@ -234,7 +235,7 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
     let stamp = 1 | (now.swap_bytes() as u64) << 32;
     let hash = hash(l.cookie_secret, &stage.addr, v4, w[0], stamp);
     let option = &mut stage.option;
-    option[..4].copy_from_slice(&[0, OPTION_COOKIE, 0, RFC9018_LEN as u8]);
+    option[..4].copy_from_slice(&[0, OPTION_COOKIE as u8, 0, RFC9018_LEN as u8]);
     option[4..12].copy_from_slice(&w[0].to_le_bytes());
     option[12..20].copy_from_slice(&stamp.to_le_bytes());
     option[20..28].copy_from_slice(&hash.to_le_bytes());
@@ -263,7 +264,7 @@ fn write_option(ctx: &XdpContext, stage: &Stage) -> Result<(), Counter> {
         sum += grow_lengths(ctx, stage, OPT_LEN as u16)?;
         // The slip's header: TC off, RCODE BADCOOKIE's low bits, one additional record.
         let flags = be16_at(ctx, dns_off + 2, Counter::DropRewriteFailed)?;
-        let new = (flags & !(TC | 0xf)) | BADCOOKIE_LOW;
+        let new = (flags & !(FLAG_TC | FLAG_RCODE)) | BADCOOKIE_LOW;
         put_be16(ctx, dns_off + 2, new)?;
         put_be16(ctx, dns_off + 10, 1)?;
         sum += (!flags) as u64 + new as u64 + 1;

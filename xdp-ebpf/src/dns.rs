@@ -1,36 +1,28 @@
 //! DNS: the header, the question (copied lowercased into the lookup key), and the OPT record.
 use aya_ebpf::programs::XdpContext;
-use rampart_common::{AnswerHead, Counter, MAX_NAME, Variant};
+use rampart_common::{
+    AnswerHead, Counter, MAX_NAME, OPT_LEN as OPT_FIXED_LEN, Variant,
+    dns::{
+        CLASS_IN, EDNS_DO, FLAG_OPCODE, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC, OPTION_COOKIE,
+        OPTION_NSID, TYPE_OPT,
+    },
+};
 
 use crate::{
     maps::{self, KeyBuf},
     packet::{be16_at, name_byte_at, ptr_at, put_be16},
+    query::Question,
 };
 
-pub const HEADER_LEN: usize = 12;
-const QR: u16 = 0x8000;
-const OPCODE: u16 = 0x7800;
-const TC: u16 = 0x0200;
+pub use rampart_common::dns::HEADER_LEN;
 /// Bits of the query's flags an answer copies: RD (RFC 1035 §4.1.1). CD is cleared, as an
 /// authoritative server should (RFC 4035 §3.1.6; NSD and Knot do).
-const COPIED_FLAGS: u16 = 0x0100;
-/// The RCODE field: nonzero in a query earns FORMERR from the slow path (as NSD does).
-const RCODE: u16 = 0x000f;
-const CLASS_IN: u16 = 1;
-const TYPE_OPT: u16 = 41;
-/// Owner (root), type, class (UDP size), TTL (extended RCODE, version, flags), RDLENGTH.
-const OPT_FIXED_LEN: usize = 11;
-const EDNS_DO: u16 = 0x8000;
-/// EDNS option codes the program looks at (RFC 5001, RFC 7873).
-const OPTION_NSID: u16 = 3;
-const OPTION_COOKIE: u16 = 10;
+const COPIED_FLAGS: u16 = FLAG_RD;
 /// Options scanned per query; real clients send one or two (cookie, padding, NSID).
 const MAX_OPTIONS: usize = 6;
 /// Queries over 512 bytes never get this far (pass_large_query); the bound also keeps the
 /// verifier's idea of the option offset small.
 const MAX_DNS_END: usize = 2048;
-const RCODE_NXDOMAIN: u16 = 3;
-const AA: u16 = 0x0400;
 
 pub struct Header {
     pub id: u16,
@@ -44,11 +36,11 @@ pub struct Header {
 pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header, Counter> {
     let id = be16_at(ctx, off, Counter::PassMalformed)?;
     let flags = be16_at(ctx, off + 2, Counter::PassMalformed)?;
-    if flags & QR != 0 {
+    if flags & FLAG_QR != 0 {
         // A response sent to a server port: reflected at us, or a loop. Never answered.
         return Err(Counter::DropResponse);
     }
-    if flags & (OPCODE | TC | RCODE) != 0 {
+    if flags & (FLAG_OPCODE | FLAG_TC | FLAG_RCODE) != 0 {
         return Err(Counter::PassNotQuery);
     }
     let qd = be16_at(ctx, off + 4, Counter::PassMalformed)?;
@@ -62,18 +54,6 @@ pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header,
         return Err(Counter::PassEdns);
     }
     Ok(Header { id, flags, arcount })
-}
-
-pub struct Question {
-    /// Bytes of the question: name + type + class.
-    pub len: usize,
-    /// Bytes of the name in wire form, including the root label.
-    pub name_len: usize,
-    pub qtype: u16,
-    /// Checksum contribution of the question bytes at their place in the payload.
-    pub csum: u64,
-    /// Packet offset of the first byte after the question.
-    pub end: usize,
 }
 
 /// Most labels a 255-byte name can have (127 one-byte labels and the root).
@@ -287,72 +267,6 @@ fn scan_options(
         Ok(cookie)
     } else {
         Err(Counter::PassEdns)
-    }
-}
-
-/// A found answer and where its tail lives.
-pub struct Answer {
-    pub value: AnswerHead,
-    /// The inline tail inside its record (valid while the program runs: RCU).
-    pub inline: *const u8,
-    /// Set DO in the OPT record's flags after copying the tail (the DO variant derived from
-    /// the EDNS answer).
-    pub set_do: bool,
-}
-
-impl Answer {
-    #[inline(always)]
-    pub fn new(value: AnswerHead, inline: *const u8, set_do: bool) -> Answer {
-        Answer {
-            value,
-            inline,
-            set_do,
-        }
-    }
-
-    /// The minimal answer a rate limit "slips" instead, as Knot and NSD send it: this answer's
-    /// header with TC set, the question, no records (and so no OPT); a real resolver retries
-    /// over TCP, a spoofed victim gets no more bytes than the query had. To a client that sent
-    /// a DNS cookie the cookie stage sends it as BADCOOKIE instead ([`cookie::NEW_OPT`]).
-    #[inline(always)]
-    pub fn slip(&self) -> Answer {
-        Answer::truncated(self.value.flags & (AA | 0x000f), crate::cookie::NEW_OPT)
-    }
-
-    /// The slip for a query over the slow path's budget: TC=1, no records, no AA (the slow
-    /// path hasn't decided whether the name is ours); a resolver retries over TCP, which the
-    /// budget doesn't cover, so it stays TC=1 whatever cookie the query had.
-    #[inline(always)]
-    pub fn budget_slip() -> Answer {
-        Answer::truncated(0, 0)
-    }
-
-    #[inline(always)]
-    fn truncated(flags: u16, opt_back: u8) -> Answer {
-        Answer {
-            value: AnswerHead {
-                flags: flags | QR | TC,
-                opt_back,
-                ..AnswerHead::default()
-            },
-            inline: core::ptr::null(),
-            set_do: false,
-        }
-    }
-
-    /// Which tx counter this answer bumps, read off its header.
-    #[inline(always)]
-    pub fn kind(&self) -> Counter {
-        let v = &self.value;
-        if v.flags & 0x000f == RCODE_NXDOMAIN {
-            Counter::TxNxdomain
-        } else if v.ancount != 0 {
-            Counter::TxAnswer
-        } else if v.flags & AA != 0 {
-            Counter::TxNodata
-        } else {
-            Counter::TxReferral
-        }
     }
 }
 

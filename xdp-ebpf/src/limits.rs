@@ -37,7 +37,7 @@ pub struct Source {
     /// Nonzero for the probe; a word laundered by the caller, not a bool, so the verifier
     /// carries one state through the program rather than one per value (see KeyBuf::launder).
     probe: u64,
-    /// The cookie stage's verdict for this frame (`cookie::DONE` etc., 0: not run), read from
+    /// The cookie stage's verdict for this frame (`handoff::DONE` etc., 0: not run), read from
     /// memory like `probe`.
     pub cookie: u64,
 }
@@ -194,7 +194,7 @@ pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
     };
     // A valid server cookie proves the source address: no limit applies, and its answers don't
     // count towards the class's aggregate either (as NSD and Knot skip RRL for them).
-    if src.cookie & crate::cookie::VALID != 0 {
+    if src.cookie & crate::handoff::VALID != 0 {
         return Ok(Verdict::Pass);
     }
     // SAFETY: helper without arguments.

@@ -7,10 +7,12 @@ mod cookie;
 mod csum;
 mod dns;
 mod eth;
+mod handoff;
 mod ip;
 mod limits;
 mod maps;
 mod packet;
+mod query;
 mod reference;
 mod siphash;
 mod udp;
@@ -18,13 +20,13 @@ mod udp;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use rampart_common::{
-    CLASSIC_UDP_LIMIT, COOKIE_OPTION_LEN, Counter, EDNS_PAYLOAD, MAX_RELOCS, Variant,
+    CLASSIC_UDP_LIMIT, COOKIE_OPTION_LEN, Counter, EDNS_PAYLOAD, MAX_RELOCS, Variant, dns::FLAG_QR,
 };
 
 use crate::{
-    dns::{Answer, Question},
     ip::L3,
     maps::count,
+    query::{Answer, Question},
 };
 
 /// Why a packet was not answered; each maps to a pass counter.
@@ -50,7 +52,7 @@ pub fn rampart(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn try_rampart(ctx: &XdpContext) -> Verdict {
     // First, before any exit: the verdict is this frame's only when taken at once.
-    let cookie = maps::cookie_stage()?.take();
+    let cookie = cookie::cookie_stage()?.take();
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
@@ -109,7 +111,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
     }
     // The answer carries the client's cookie and a fresh server cookie: room for it counts
     // against the client's UDP limit like the rest.
-    let cookie_len = if src.cookie & cookie::ANSWER != 0 {
+    let cookie_len = if src.cookie & handoff::ANSWER != 0 {
         COOKIE_OPTION_LEN
     } else {
         0
@@ -294,8 +296,8 @@ fn set_do(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> 
     }
     // The whole flags word: a 2-byte window is one the verifier can bound (see name_byte_at).
     let flags = packet::be16_at(ctx, pos, Counter::DropRewriteFailed)?;
-    packet::put_be16(ctx, pos, flags | 0x8000)?;
-    Ok(csum::at_offset(0x8000, pos - r.dns_off))
+    packet::put_be16(ctx, pos, flags | FLAG_QR)?;
+    Ok(csum::at_offset(FLAG_QR, pos - r.dns_off))
 }
 
 /// Fit a relocatable template (NXDOMAIN, or a referral below a cut) to this query name: its

@@ -12,10 +12,7 @@ use rampart_common::{
     index_buckets, is_data_type, key_hash, name_hash_step,
 };
 
-use crate::{
-    cookie::Stage,
-    dns::{Answer, Question},
-};
+use crate::query::{Answer, Question};
 
 /// Arrays userspace writes through mmap (a reload is a memcpy into the idle generation, no
 /// syscall per answer); the program reads them like any array.
@@ -58,19 +55,6 @@ pub fn frame_buf() -> Result<*mut u8, Counter> {
 /// Tail-call targets: the cookie stage and the main program (slots `JUMP_*`), filled by userspace.
 #[map(name = "JUMPS")]
 pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
-#[map(name = "COOKIE_STAGE")]
-static COOKIE_STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
-
-/// This CPU's hand-over slot between the main program and the cookie stage.
-#[inline(always)]
-pub fn cookie_stage() -> Result<&'static mut Stage, Counter> {
-    match COOKIE_STAGE.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, used by one frame at a time on this CPU.
-        Some(p) => Ok(unsafe { &mut *p }),
-        None => Err(Counter::PassNotReady),
-    }
-}
-
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 

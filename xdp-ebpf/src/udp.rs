@@ -11,8 +11,8 @@ use crate::{
 
 const DNS_PORT: u16 = 53;
 const UDP_HLEN: usize = 8;
-/// A DNS header is 12 bytes; anything shorter is not worth parsing here.
-const MIN_DNS: usize = 12;
+/// Anything shorter than a DNS header is not worth parsing here.
+const MIN_DNS: usize = rampart_common::dns::HEADER_LEN;
 
 pub struct Udp {
     pub payload_off: usize,

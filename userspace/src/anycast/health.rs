@@ -4,7 +4,7 @@
 //!
 //! The guard against fleet-wide withdrawal is in what a probe compares with: each answer must
 //! equal the answer the node's *current* zones give for the probe question (rendered by the
-//! same `server::respond` the slow path runs). So a change in the zone data every node shares
+//! same `respond::respond` the slow path runs). So a change in the zone data every node shares
 //! (the probe name deleted, its record changed, an NXDOMAIN) can't fail a probe: only the
 //! node's own machinery can (no answer in time, bytes that differ from the zone, program
 //! detached or replaced, the program dropping or aborting, no zones at all). A reload whose zone
@@ -25,7 +25,8 @@ use crate::compile::CompiledAnswer;
 use crate::config::Config;
 use crate::fastpath::FastPath;
 use crate::fastpath::probe::{XDP_PASS, XDP_TX, query_frame, reply_payload};
-use crate::server::{SharedCatalog, respond};
+use crate::respond::respond;
+use crate::server::SharedCatalog;
 use crate::wire::Transport;
 use crate::zone::NameKey;
 

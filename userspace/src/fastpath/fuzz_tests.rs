@@ -12,7 +12,7 @@ use super::*;
 use crate::cookie::Secret;
 use crate::fuzz::{Rng, check_response, mutate};
 use crate::limits::{self, BudgetConfig, RrlConfig};
-use crate::server::respond;
+use crate::respond::respond;
 use crate::wire::testutil::{name as wire, opt_options};
 use crate::wire::{OPTION_COOKIE, Transport};
 use crate::zone::Catalog;

@@ -646,7 +646,7 @@ fn every_tail_class_is_copied_whole() {
 /// slow path's bytes.
 #[test]
 fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
-    use crate::{server::respond, wire::Transport, zone::Catalog};
+    use crate::{respond::respond, wire::Transport, zone::Catalog};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
     let catalog = Catalog::load(&[], Some(&dir)).unwrap();
     let table = crate::compile::compile(&catalog);

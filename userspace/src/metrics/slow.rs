@@ -65,7 +65,7 @@ const LATENCY_BUCKETS: [f64; 19] = [
     50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5,
 ];
 
-/// What the slow path did with one message, as `server::respond_noted` notes it.
+/// What the slow path did with one message, as `respond::respond_noted` notes it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplyNote {
     /// The response's RCODE (extended RCODE included), when one was made.
