@@ -227,15 +227,24 @@ def stats(lab, pins, **kw):
                           timeout=20, **kw)
 
 
+def add_veth(lab, a, b):
+    """A one-queue veth pair in the node namespace, for an instance of its own to attach to."""
+    ns_run(lab, "ip", "link", "add", a, "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
+           "peer", "name", b, "numtxqueues", "1", "numrxqueues", "1", check=True)
+
+
+def up_veth(lab, a, b):
+    for dev in (a, b):
+        ns_run(lab, "ip", "link", "set", dev, "up", check=True)
+
+
 def xdp_instance(c, lab, tmp):
     """XDP attached, anycast on, run as nobody: privileges, reload, locks, stats."""
-    ns_run(lab, "ip", "link", "add", "rph0", "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
-           "peer", "name", "rph1", "numtxqueues", "1", "numrxqueues", "1", check=True)
+    add_veth(lab, "rph0", "rph1")
     pins = os.path.join(os.path.dirname(lab.pin_dir), "rampart-hard")
     proc = None
     try:
-        ns_run(lab, "ip", "link", "set", "rph0", "up", check=True)
-        ns_run(lab, "ip", "link", "set", "rph1", "up", check=True)
+        up_veth(lab, "rph0", "rph1")
         zdir = make_zones(tmp, "xdp-zones", 2)
         run_dir = os.path.join(tmp, "run-xdp")
         ctl = os.path.join(run_dir, "control.sock")
@@ -342,13 +351,11 @@ def ambient_start(c, lab, tmp):
     if shutil.which("setpriv") is None:
         c.skip("ambient capabilities", "no setpriv")
         return
-    ns_run(lab, "ip", "link", "add", "rpa0", "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
-           "peer", "name", "rpa1", "numtxqueues", "1", "numrxqueues", "1", check=True)
+    add_veth(lab, "rpa0", "rpa1")
     pins = os.path.join(os.path.dirname(lab.pin_dir), "rampart-ambient")
     proc = None
     try:
-        ns_run(lab, "ip", "link", "set", "rpa0", "up", check=True)
-        ns_run(lab, "ip", "link", "set", "rpa1", "up", check=True)
+        up_veth(lab, "rpa0", "rpa1")
         zdir = make_zones(tmp, "ambient-zones", 1)
         run_dir = os.path.join(tmp, "run-ambient")
         for d in (pins, run_dir):  # what the operator prepares for that user
