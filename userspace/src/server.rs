@@ -49,6 +49,23 @@ pub struct ServerConfig {
     pub limits: Option<Arc<SlowLimits>>,
     /// Where the threads count what they do (the metrics endpoint reads the same handles).
     pub stats: SlowStats,
+    /// NOTIFY (RFC 1996) over UDP goes here instead of the query path (secondary zones).
+    pub notify: Option<NotifyHook>,
+}
+
+/// Takes a NOTIFY message and its source; returns the response (or nothing: dropped).
+#[derive(Clone)]
+pub struct NotifyHook(pub Arc<dyn Fn(SocketAddr, &[u8]) -> Option<Vec<u8>> + Send + Sync>);
+
+impl std::fmt::Debug for NotifyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NotifyHook")
+    }
+}
+
+/// A request (QR=0) with opcode NOTIFY (4).
+fn is_notify(packet: &[u8]) -> bool {
+    packet.len() >= 12 && packet[2] & 0x80 == 0 && (packet[2] >> 3) & 0x0f == 4
 }
 
 impl Default for ServerConfig {
@@ -62,6 +79,7 @@ impl Default for ServerConfig {
             cookies: Arc::new(Cookies::disabled()),
             limits: None,
             stats: SlowStats::default(),
+            notify: None,
         }
     }
 }
@@ -122,6 +140,7 @@ impl Server {
                 let (catalog, stop) = (catalog.clone(), stop_rx.clone());
                 let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
                 let (limits, stats) = (config.limits.clone(), config.stats.clone());
+                let notify = config.notify.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
@@ -131,7 +150,7 @@ impl Server {
                                 cookies: &cookies,
                                 limits: limits.as_deref(),
                             };
-                            udp_worker(socket, catalog, node, &stats, stop)
+                            udp_worker(socket, catalog, node, &stats, notify, stop)
                         })?,
                 );
             }
@@ -262,6 +281,7 @@ fn udp_worker(
     catalog: SharedCatalog,
     node: Node<'_>,
     stats: &SlowStats,
+    notify: Option<NotifyHook>,
     stop: Receiver<()>,
 ) {
     let mut buf = vec![0u8; 65535];
@@ -276,6 +296,14 @@ fn udp_worker(
         };
         // A source port of 0 can't be answered; nothing legitimate sends from it.
         if peer.port() == 0 {
+            continue;
+        }
+        if let Some(hook) = &notify
+            && is_notify(&buf[..len])
+        {
+            if let Some(response) = (hook.0)(peer, &buf[..len]) {
+                let _ = socket.send_to(&response, peer);
+            }
             continue;
         }
         let received = Instant::now();

@@ -31,6 +31,8 @@ pub struct Catalog {
     /// Shared so a reload can keep a zone whose new file fails without copying it.
     pub(super) zones: HashMap<NameKey, Arc<Zone>>,
     pub(super) warnings: Vec<String>,
+    /// Secondary zones past their SOA expire: not served, answered SERVFAIL (as Knot and NSD).
+    pub(super) expired: std::collections::HashSet<NameKey>,
 }
 
 impl Catalog {
@@ -128,7 +130,28 @@ impl Catalog {
         Catalog {
             zones,
             warnings: Vec::new(),
+            expired: Default::default(),
         }
+    }
+
+    /// Marks these origins expired (secondary zones past their SOA expire). A zone loaded for
+    /// the same origin is dropped: an expired zone is never answered from.
+    pub fn set_expired(&mut self, origins: &[String]) {
+        for origin in origins {
+            if let Some(key) = NameKey::parse(origin) {
+                self.zones.remove(&key);
+                self.expired.insert(key);
+            }
+        }
+    }
+
+    /// Whether the name falls in an expired zone (the most specific zone it is in, served or
+    /// expired, is an expired one).
+    pub fn is_expired(&self, key: &[u8]) -> bool {
+        !self.expired.is_empty()
+            && suffixes(key)
+                .find(|s| self.zones.contains_key(*s) || self.expired.contains(*s))
+                .is_some_and(|s| self.expired.contains(s))
     }
 
     pub fn zone_count(&self) -> usize {
