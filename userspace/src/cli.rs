@@ -451,11 +451,14 @@ fn run(config: Config) -> Result<()> {
     if with_xdp {
         let (rrl, budget) = (&config.rrl, &config.miss_budget);
         let prepared = fastpath::prepare(&table)?;
-        let capacity = Capacity {
+        let mut capacity = Capacity {
             buckets: rrl.table_size.max(1),
             whitelist: (rrl.whitelist.len() as u32).max(1024),
             ..Capacity::for_prepared(&prepared)
         };
+        if !secondaries.zones().is_empty() {
+            capacity = capacity.with_room_for(config.xdp.secondary_records);
+        }
         let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();

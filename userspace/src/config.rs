@@ -96,6 +96,9 @@ pub struct XdpConfig {
     pub mode: AttachMode,
     /// bpffs directory where maps are pinned for `rampart stats`.
     pub pin_dir: PathBuf,
+    /// Records per map generation kept free for secondary zones, whose data arrives after the
+    /// maps are sized at start (a record is 128 bytes, two generations).
+    pub secondary_records: u32,
 }
 
 impl Default for XdpConfig {
@@ -104,6 +107,7 @@ impl Default for XdpConfig {
             interfaces: Vec::new(),
             mode: AttachMode::Native,
             pin_dir: PathBuf::from("/sys/fs/bpf/rampart"),
+            secondary_records: 65_536,
         }
     }
 }

@@ -441,6 +441,7 @@ fn tcp_acceptor(
             config.cookies.clone(),
             config.stats.clone(),
         );
+        let notify = config.notify.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-conn-{peer}"))
             .spawn(move || {
@@ -454,6 +455,7 @@ fn tcp_acceptor(
                     catalog: &catalog,
                     node,
                     stats: &stats,
+                    notify: notify.as_ref().map(|n| (n, peer)),
                 };
                 if let Err(e) = tcp_connection(stream, conn, &stop, idle) {
                     tracing::debug!(error = %e, %peer, "tcp connection");
@@ -476,6 +478,8 @@ struct Connection<'a> {
     catalog: &'a SharedCatalog,
     node: Node<'a>,
     stats: &'a SlowStats,
+    /// Knot sends NOTIFY over TCP when UDP gets no answer.
+    notify: Option<(&'a NotifyHook, SocketAddr)>,
 }
 
 /// RFC 7766: 2-byte length framing, any number of queries, answered in order.
@@ -490,6 +494,7 @@ fn tcp_connection(
         catalog,
         node,
         stats,
+        notify,
     } = conn;
     stream.set_read_timeout(Some(POLL))?;
     // A client that stops reading its answers gets as long as an idle one, then loses the
@@ -508,15 +513,19 @@ fn tcp_connection(
             }
             let started = Instant::now();
             let mut note = ReplyNote::default();
-            let response = respond_noted(
-                &catalog.get(),
-                node,
-                peer,
-                cookie::now(),
-                &buf[2..2 + len],
-                Transport::Tcp,
-                &mut note,
-            );
+            let message = &buf[2..2 + len];
+            let response = match notify {
+                Some((hook, from)) if is_notify(message) => (hook.0)(from, message),
+                _ => respond_noted(
+                    &catalog.get(),
+                    node,
+                    peer,
+                    cookie::now(),
+                    message,
+                    Transport::Tcp,
+                    &mut note,
+                ),
+            };
             buf.drain(..2 + len);
             let written = match response {
                 Some(response) => {

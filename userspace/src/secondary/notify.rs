@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use domain::base::iana::{Opcode, Rcode};
+use domain::base::iana::{Opcode, Rcode, TsigRcode};
 use domain::base::{Message, MessageBuilder, Name, ToName};
 use domain::tsig::ServerTransaction;
 use tracing::{info, warn};
@@ -44,12 +44,22 @@ pub fn handle(zones: &[Arc<SecondaryZone>], peer: SocketAddr, packet: &[u8]) -> 
                     return error(&msg, Rcode::REFUSED);
                 }
                 Err(e) => {
-                    warn!(%peer, zone = %qname, "NOTIFY with a bad TSIG: refused");
+                    warn!(%peer, zone = %qname, error = %e.error(), "NOTIFY with a bad TSIG: refused");
                     zone.note_notify(false);
-                    return e
+                    let mac_mismatch = e.error() == TsigRcode::FORMERR;
+                    let mut response = e
                         .build_message(&msg, MessageBuilder::new_vec())
-                        .ok()
-                        .map(|b| b.finish());
+                        .ok()?
+                        .finish();
+                    // domain 0.12 reports a MAC that doesn't verify as TSIG error FORMERR in a
+                    // NOTAUTH answer; RFC 8945 §5.2.2 says BADSIG. Its unsigned error TSIG ends
+                    // with the error field and an empty other-data length: set the field there.
+                    let len = response.len();
+                    if mac_mismatch && len >= 16 && response[3] & 0x0f == 9 {
+                        response[len - 4..len - 2]
+                            .copy_from_slice(&TsigRcode::BADSIG.to_int().to_be_bytes());
+                    }
+                    return Some(response);
                 }
             }
         }

@@ -188,10 +188,13 @@ impl SecondaryZone {
     pub(super) fn run(&self, install: &Sender<()>) {
         let mut next = Instant::now();
         loop {
-            let expires_in = lock(&self.status)
-                .expires
-                .filter(|_| !lock(&self.status).expired)
-                .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+            let expires_in = {
+                let status = lock(&self.status);
+                status
+                    .expires
+                    .filter(|_| !status.expired)
+                    .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default())
+            };
             let wait = next.saturating_duration_since(Instant::now());
             let wait = expires_in.map_or(wait, |e| wait.min(e));
             match self.wake.1.recv_timeout(wait) {
@@ -249,11 +252,22 @@ impl SecondaryZone {
     /// stored (or an expired zone came back) and must be installed.
     fn refresh_once(&self) -> Result<bool> {
         let mut errors = Vec::new();
+        // A silent primary must not hold the zone past its expire: the wait is cut to it.
+        let until_expiry = {
+            let status = lock(&self.status);
+            match status.expires {
+                Some(at) if !status.expired => {
+                    at.duration_since(SystemTime::now()).unwrap_or_default()
+                }
+                _ => PACKET_TIMEOUT,
+            }
+        };
+        let timeout = PACKET_TIMEOUT.min(until_expiry.max(Duration::from_millis(200)));
         for p in &self.config.primaries {
             let primary = Primary {
                 addr: p.0,
                 key: self.key.as_ref(),
-                timeout: PACKET_TIMEOUT,
+                timeout,
             };
             match self.refresh_from(primary) {
                 Ok(installed) => {
