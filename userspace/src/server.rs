@@ -55,7 +55,10 @@ pub struct ServerConfig {
 
 /// Takes a NOTIFY message and its source; returns the response (or nothing: dropped).
 #[derive(Clone)]
-pub struct NotifyHook(pub Arc<dyn Fn(SocketAddr, &[u8]) -> Option<Vec<u8>> + Send + Sync>);
+pub struct NotifyHook(pub Arc<NotifyFn>);
+
+/// The hook's function: the message's source, the message; the response.
+pub type NotifyFn = dyn Fn(SocketAddr, &[u8]) -> Option<Vec<u8>> + Send + Sync;
 
 impl std::fmt::Debug for NotifyHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -10,6 +10,8 @@
 mod config;
 mod notify;
 mod records;
+#[cfg(test)]
+mod tests;
 mod transfer;
 mod zone;
 
