@@ -252,6 +252,14 @@ pub fn transfer(
     loop {
         let body = read_tcp(&mut stream)?;
         bytes += body.len() + 2;
+        // A primary that never ends the stream must not fill the memory.
+        if bytes as u64 > crate::zone::MAX_ZONE_FILE_BYTES {
+            return Err(anyhow!(
+                "{qtype} stream past {} bytes without its final SOA",
+                crate::zone::MAX_ZONE_FILE_BYTES
+            )
+            .into());
+        }
         messages += 1;
         let msg = response(body, id, &mut signer)?;
         if msg.header().rcode() != Rcode::NOERROR {

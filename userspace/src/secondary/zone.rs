@@ -26,6 +26,8 @@ use crate::zone::{Zone, ZoneSpec};
 const PACKET_TIMEOUT: Duration = Duration::from_secs(5);
 /// SOA timers below this are raised to it, so a zone with refresh 0 can't spin.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// And above this are lowered to it (Knot's `refresh-max-interval` default).
+const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// The last transfer that installed a version.
 #[derive(Clone, Debug, Serialize)]
@@ -100,9 +102,13 @@ impl SecondaryZone {
             expires: None,
             expired: false,
         };
-        let records = if config.file.exists() {
-            let records = RecordSet::read(&config.file, &origin_text)
-                .with_context(|| format!("zone {origin_text}: the on-disk copy"))?;
+        let copy = config.file.exists().then(|| {
+            RecordSet::read(&config.file, &origin_text).inspect_err(|e| {
+                // As Knot does: the zone starts empty and the first transfer replaces the copy.
+                error!(zone = %origin_text, "the on-disk copy is unusable, transferring anew: {e:#}");
+            })
+        });
+        let records = if let Some(Ok(records)) = copy {
             // The copy's mtime is when a primary last confirmed it (a refresh touches it).
             let refreshed = std::fs::metadata(&config.file)?.modified()?;
             let soa = records.soa().expect("read checks the SOA");
@@ -197,16 +203,20 @@ impl SecondaryZone {
             };
             let wait = next.saturating_duration_since(Instant::now());
             let wait = expires_in.map_or(wait, |e| wait.min(e));
-            match self.wake.1.recv_timeout(wait) {
+            let woken = match self.wake.1.recv_timeout(wait) {
                 Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Wake::Refresh) => while self.wake.1.try_recv().is_ok() {},
-                Err(RecvTimeoutError::Timeout) => {}
-            }
+                Ok(Wake::Refresh) => {
+                    // A burst of NOTIFYs is one refresh.
+                    while self.wake.1.try_recv().is_ok() {}
+                    true
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+            };
             if self.check_expiry() {
                 let _ = install.send(());
             }
-            if Instant::now() < next && expires_in.is_some_and(|e| e <= wait) {
-                // Woken by the expire timer alone.
+            if !woken && Instant::now() < next {
+                // The expire timer's wake-up: no refresh due yet.
                 continue;
             }
             let interval = match self.refresh_once() {
@@ -214,14 +224,16 @@ impl SecondaryZone {
                     if installed {
                         let _ = install.send(());
                     }
-                    self.soa()
-                        .map_or(MIN_INTERVAL, |s| s.refresh.max(MIN_INTERVAL))
+                    self.soa().map_or(MIN_INTERVAL, |s| {
+                        s.refresh.clamp(MIN_INTERVAL, MAX_INTERVAL)
+                    })
                 }
                 Err(e) => {
                     error!(zone = %self.origin_text, "refresh failed: {e:#}");
                     lock(&self.status).last_error = Some(format!("{e:#}"));
-                    self.soa()
-                        .map_or(MIN_INTERVAL * 10, |s| s.retry.max(MIN_INTERVAL))
+                    self.soa().map_or(MIN_INTERVAL * 10, |s| {
+                        s.retry.clamp(MIN_INTERVAL, MAX_INTERVAL)
+                    })
                 }
             };
             next = Instant::now() + interval;
