@@ -7,8 +7,11 @@ use domain::base::Name;
 use domain::zonefile::inplace::{Entry, ScannedRecord, Zonefile};
 
 use super::config::{KeyConfig, PrimaryAddr, SecondaryConfig, check, find_key};
+use super::notify;
 use super::records::RecordSet;
+use super::zone::SecondaryZone;
 use crate::config::Config;
+use crate::metrics::XfrStats;
 use crate::zone::{Catalog, NameKey, Zone};
 
 const ZONE: &str = "$ORIGIN sec.test.
@@ -185,4 +188,83 @@ fn an_expired_zone_is_servfail_and_not_served_but_a_zone_below_it_is() {
     wire.extend_from_slice(b"\x03www\x03sec\x04test\x00\x00\x01\x00\x01");
     let r = crate::respond::respond(&catalog, &wire, crate::wire::Transport::Udp).unwrap();
     assert_eq!(r[3] & 0x0f, 2, "SERVFAIL");
+}
+
+/// A NOTIFY for sec.test., signed with `key` if given.
+fn notify_message(key: Option<&domain::tsig::Key>) -> Vec<u8> {
+    use domain::base::iana::Opcode;
+    use domain::base::{MessageBuilder, Rtype};
+    let mut msg = MessageBuilder::new_vec();
+    msg.header_mut().set_opcode(Opcode::NOTIFY);
+    msg.header_mut().set_aa(true);
+    msg.header_mut().set_id(7);
+    let mut q = msg.question();
+    q.push((Name::<Vec<u8>>::from_str("sec.test").unwrap(), Rtype::SOA))
+        .unwrap();
+    let mut add = q.additional();
+    if let Some(k) = key {
+        domain::tsig::ClientTransaction::request(k, &mut add, domain::rdata::tsig::Time48::now())
+            .unwrap();
+    }
+    add.finish()
+}
+
+#[test]
+fn notify_is_taken_from_a_primary_with_the_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        key("xfr-key", "hmac-sha256", "c2VjcmV0LXNlY3JldC1zZWNyZXQ="),
+        key("xfr-key", "hmac-sha256", "d3Jvbmctd3Jvbmctd3Jvbmc="),
+    ];
+    let config = SecondaryConfig {
+        origin: "sec.test".into(),
+        primaries: vec![PrimaryAddr("192.0.2.1:53".parse().unwrap())],
+        key: Some("xfr-key".into()),
+        file: dir.path().join("sec.test.zone"),
+    };
+    let zone =
+        std::sync::Arc::new(SecondaryZone::new(&config, &keys[..1], XfrStats::default()).unwrap());
+    let status = zone.status();
+    assert_eq!(
+        (status.serial, status.expired, status.expires),
+        (None, false, None)
+    );
+    let good = find_key(&keys[..1], "xfr-key").unwrap();
+    let wrong = find_key(&keys[1..], "xfr-key").unwrap();
+    let zones = [zone.clone()];
+    let primary = "192.0.2.1:4000".parse().unwrap();
+    let rcode = |r: &[u8]| r[3] & 0x0f;
+
+    let r = notify::handle(
+        &zones,
+        "192.0.2.99:4000".parse().unwrap(),
+        &notify_message(Some(&good)),
+    )
+    .unwrap();
+    assert_eq!(
+        rcode(&r),
+        5,
+        "REFUSED from an address that is not a primary"
+    );
+    let r = notify::handle(&zones, primary, &notify_message(None)).unwrap();
+    assert_eq!(rcode(&r), 5, "REFUSED unsigned for a zone with a key");
+    let r = notify::handle(&zones, primary, &notify_message(Some(&wrong))).unwrap();
+    assert_eq!(rcode(&r), 9, "NOTAUTH for a bad MAC");
+    assert_eq!(&r[r.len() - 4..r.len() - 2], &[0, 16], "TSIG error BADSIG");
+    assert!(
+        !zone.refresh_pending(),
+        "nothing refused asks for a refresh"
+    );
+
+    let r = notify::handle(&zones, primary, &notify_message(Some(&good))).unwrap();
+    assert_eq!(rcode(&r), 0);
+    assert_eq!(r[2] & 0xfc, 0x80 | 0x20 | 0x04, "QR, opcode NOTIFY, AA");
+    assert!(zone.refresh_pending());
+    // Not a NOTIFY for a zone of ours: NOTAUTH. Not a NOTIFY at all: not ours to answer.
+    let mut other = notify_message(None);
+    other[13] = b'x';
+    assert_eq!(rcode(&notify::handle(&zones, primary, &other).unwrap()), 9);
+    let mut query = notify_message(None);
+    query[2] = 0;
+    assert!(notify::handle(&zones, primary, &query).is_none());
 }

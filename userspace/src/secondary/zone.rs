@@ -170,6 +170,12 @@ impl SecondaryZone {
         lock(&self.status).clone()
     }
 
+    /// Whether a refresh was asked for and not yet taken by the thread.
+    #[cfg(test)]
+    pub(super) fn refresh_pending(&self) -> bool {
+        !self.wake.1.is_empty()
+    }
+
     pub(super) fn stop(&self) {
         let _ = self.wake.0.send(Wake::Stop);
     }
