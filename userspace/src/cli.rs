@@ -537,8 +537,10 @@ fn run(config: Config) -> Result<()> {
     };
     privileges::drop_to(user.as_ref(), needs, &hand_over)?;
     // Each new version of a secondary zone (or its expiry) is installed by a reload.
-    let (install_tx, install_rx) = crossbeam_channel::unbounded::<()>();
-    secondaries.start(install_tx)?;
+    // The sender is kept here too: with no secondary zone no thread holds one, and a
+    // disconnected channel would be ready on every turn of the main loop.
+    let (install_tx, install_rx) = crossbeam_channel::unbounded::<String>();
+    secondaries.start(install_tx.clone())?;
 
     // Health checking and announcing, when there is something to announce.
     let mut anycast = None;
@@ -620,7 +622,7 @@ fn run(config: Config) -> Result<()> {
     const CLOCK_REFRESH: Duration = Duration::from_secs(10);
     let mut clock_refreshed = Instant::now();
     while !signals.stopping() {
-        let mut transferred = false;
+        let mut transferred = std::collections::BTreeSet::new();
         crossbeam_channel::select! {
             recv(ops_rx) -> msg => if let Ok((op, reply)) = msg {
                 let _ = reply.send(slow_path_op(
@@ -631,10 +633,10 @@ fn run(config: Config) -> Result<()> {
                     &server_config,
                 ));
             },
-            recv(install_rx) -> _ => {
+            recv(install_rx) -> origin => {
                 // One reload for every version that arrived meanwhile.
-                while install_rx.try_recv().is_ok() {}
-                transferred = true;
+                transferred.extend(origin);
+                transferred.extend(install_rx.try_iter());
             },
             default(Duration::from_millis(100)) => {},
         }
@@ -648,15 +650,17 @@ fn run(config: Config) -> Result<()> {
             }
         }
         let hup = signals.hup.swap(false, Ordering::Relaxed);
-        if hup || transferred {
+        if hup || !transferred.is_empty() {
             if hup {
                 systemd::reloading();
             }
             let (at, began) = (std::time::SystemTime::now(), Instant::now());
+            // A transfer reads its zone's copy again; SIGHUP reads everything.
+            let only = (!hup).then_some(&transferred);
             let (table, installed, errors) = reload(
                 &config.zones,
                 &mut zone_files,
-                &secondaries,
+                (&secondaries, only),
                 &shared,
                 fast.as_deref(),
             );
@@ -787,26 +791,32 @@ impl ZoneDirFiles {
     }
 }
 
-/// SIGHUP or a secondary zone's new version: parse and compile the zones again. A zone whose file now fails (or is gone) keeps
+/// SIGHUP, or secondary zones' new versions (`only`: those zones are read again, the others
+/// kept as they are): parse and compile the zones again. A zone whose file now fails (or is gone) keeps
 /// serving its previous version; both paths switch to the new catalog together.
 /// Returns the new table, whether the fast path holds it, and how many errors the load reported.
 fn reload(
     zones: &ZonesConfig,
     zone_files: &mut ZoneDirFiles,
-    secondaries: &Secondaries,
+    (secondaries, only): (&Secondaries, Option<&std::collections::BTreeSet<String>>),
     live: &SharedCatalog,
     fast: Option<&Mutex<FastPath>>,
 ) -> (Vec<compile::CompiledAnswer>, bool, usize) {
     let previous = live.get();
-    let mut specs = zone_specs(zones);
-    specs.extend(
-        zone_files
-            .update(zones.dir.as_deref())
-            .into_iter()
-            .map(|path| ZoneSpec { origin: None, path }),
-    );
-    specs.extend(secondaries.specs());
-    let (mut catalog, errors) = Catalog::reload(&previous, &specs, zones.dir.as_deref());
+    let (mut catalog, errors) = match only {
+        Some(origins) => Catalog::replace(&previous, &secondaries.specs_of(origins)),
+        None => {
+            let mut specs = zone_specs(zones);
+            specs.extend(
+                zone_files
+                    .update(zones.dir.as_deref())
+                    .into_iter()
+                    .map(|path| ZoneSpec { origin: None, path }),
+            );
+            specs.extend(secondaries.specs());
+            Catalog::reload(&previous, &specs, zones.dir.as_deref())
+        }
+    };
     catalog.set_expired(&secondaries.expired_origins());
     for e in &errors {
         error!("reload: {e}");

@@ -54,8 +54,9 @@ impl Secondaries {
         })
     }
 
-    /// Starts each zone's refresh thread; every new version (or expiry) is sent on `install`.
-    pub fn start(&mut self, install: Sender<()>) -> Result<()> {
+    /// Starts each zone's refresh thread; every new version (or expiry) sends the zone's origin
+    /// on `install`.
+    pub fn start(&mut self, install: Sender<String>) -> Result<()> {
         for zone in &self.zones {
             let (zone, install) = (zone.clone(), install.clone());
             self.threads.push(
@@ -70,6 +71,15 @@ impl Secondaries {
     /// The on-disk copies to load: zones that have one and are not expired.
     pub fn specs(&self) -> Vec<ZoneSpec> {
         self.zones.iter().filter_map(|z| z.spec()).collect()
+    }
+
+    /// [`Secondaries::specs`] of the zones named (as sent on the install channel).
+    pub fn specs_of(&self, origins: &std::collections::BTreeSet<String>) -> Vec<ZoneSpec> {
+        self.zones
+            .iter()
+            .filter(|z| origins.contains(z.origin()))
+            .filter_map(|z| z.spec())
+            .collect()
     }
 
     /// Zones past their SOA expire: answered SERVFAIL.

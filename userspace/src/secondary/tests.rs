@@ -268,3 +268,36 @@ fn notify_is_taken_from_a_primary_with_the_key_only() {
     query[2] = 0;
     assert!(notify::handle(&zones, primary, &query).is_none());
 }
+
+#[test]
+fn a_partial_reload_reads_only_the_zones_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = |origin: &str, serial: u32| {
+        format!(
+            "$ORIGIN {origin}.\n$TTL 300\n@ IN SOA ns hostmaster {serial} 3600 600 86400 60\n@ IN NS ns\nns IN A 192.0.2.53\n"
+        )
+    };
+    let spec = |name: &str| crate::zone::ZoneSpec {
+        origin: Some(name.into()),
+        path: dir.path().join(format!("{name}.zone")),
+    };
+    for name in ["a.test", "b.test"] {
+        std::fs::write(&spec(name).path, zone(name, 1)).unwrap();
+    }
+    let first = Catalog::load(&[spec("a.test"), spec("b.test")], None).unwrap();
+    for name in ["a.test", "b.test"] {
+        std::fs::write(&spec(name).path, zone(name, 2)).unwrap();
+    }
+    let serials = |c: &Catalog| c.zones().iter().map(|z| z.serial()).collect::<Vec<_>>();
+    let (second, errors) = Catalog::replace(&first, &[spec("a.test")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(serials(&second), [2, 1], "b.test's file is not read again");
+    std::fs::write(&spec("a.test").path, "broken").unwrap();
+    let (third, errors) = Catalog::replace(&second, &[spec("a.test")]);
+    assert!(!errors.is_empty());
+    assert_eq!(
+        serials(&third),
+        [2, 1],
+        "a broken copy keeps the previous version"
+    );
+}

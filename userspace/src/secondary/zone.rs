@@ -197,7 +197,7 @@ impl SecondaryZone {
     }
 
     /// The refresh loop: at start, on each timer, on each wake-up; ends on [`Self::stop`].
-    pub(super) fn run(&self, install: &Sender<()>) {
+    pub(super) fn run(&self, install: &Sender<String>) {
         let mut next = Instant::now();
         loop {
             let expires_in = {
@@ -219,7 +219,7 @@ impl SecondaryZone {
                 Err(RecvTimeoutError::Timeout) => false,
             };
             if self.check_expiry() {
-                let _ = install.send(());
+                let _ = install.send(self.origin_text.clone());
             }
             if !woken && Instant::now() < next {
                 // The expire timer's wake-up: no refresh due yet.
@@ -228,7 +228,7 @@ impl SecondaryZone {
             let interval = match self.refresh_once() {
                 Ok(installed) => {
                     if installed {
-                        let _ = install.send(());
+                        let _ = install.send(self.origin_text.clone());
                     }
                     self.soa().map_or(MIN_INTERVAL, |s| {
                         s.refresh.clamp(MIN_INTERVAL, MAX_INTERVAL)

@@ -121,6 +121,21 @@ impl Catalog {
         (catalog, errors)
     }
 
+    /// A partial reload: the zones of `specs` are loaded (one that fails keeps its previous
+    /// version, as in [`Catalog::reload`]); every other zone of `previous` is kept without its
+    /// file being read again. Expiry is the caller's to mark again ([`Catalog::set_expired`]).
+    pub fn replace(previous: &Catalog, specs: &[ZoneSpec]) -> (Catalog, Vec<String>) {
+        let (fresh, errors) = Catalog::load_keeping(Some(previous), specs, None);
+        let mut zones = previous.zones.clone();
+        zones.extend(fresh.zones);
+        let catalog = Catalog {
+            zones,
+            warnings: fresh.warnings,
+            expired: Default::default(),
+        };
+        (catalog, errors)
+    }
+
     /// A catalog of already built zones (tests, the fuzz targets). Later duplicates replace earlier ones.
     pub fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Catalog {
         let zones = zones
