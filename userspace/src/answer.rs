@@ -159,6 +159,9 @@ impl<'z> Answer<'z> {
 
 /// Answers one question from the catalog.
 pub fn answer<'c>(catalog: &'c Catalog, q: &Question<'_>) -> Answer<'c> {
+    if catalog.is_expired(q.qname.as_wire()) {
+        return Answer::error(ResponseCode::ServFail);
+    }
     let Some(zone) = select_zone(catalog, q) else {
         return Answer::not_authoritative();
     };

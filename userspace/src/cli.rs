@@ -31,6 +31,7 @@ use crate::{
     instance,
     limits::{self, LimitFlags},
     manual, metrics, privileges,
+    secondary::Secondaries,
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     slow_limits::SlowLimits,
     systemd,
@@ -365,15 +366,19 @@ fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
 /// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
 /// is reported (file:line) and left out rather than keeping the whole node down.
 /// The zones, and how many errors loading them reported.
-fn load_catalog(zones: &ZonesConfig) -> Result<(Catalog, usize)> {
-    let (catalog, errors) = Catalog::load_partial(&zone_specs(zones), zones.dir.as_deref());
+fn load_catalog(zones: &ZonesConfig, secondaries: &Secondaries) -> Result<(Catalog, usize)> {
+    let mut specs = zone_specs(zones);
+    specs.extend(secondaries.specs());
+    let (mut catalog, errors) = Catalog::load_partial(&specs, zones.dir.as_deref());
+    catalog.set_expired(&secondaries.expired_origins());
     for e in &errors {
         error!("{e}");
     }
     for w in catalog.warnings() {
         warn!("{w}");
     }
-    if catalog.zone_count() == 0 {
+    // A secondary zone without a copy yet is served once its first transfer is in.
+    if catalog.zone_count() == 0 && secondaries.zones().is_empty() {
         bail!("no zone loaded");
     }
     Ok((catalog, errors.len()))
@@ -422,7 +427,9 @@ fn run(config: Config) -> Result<()> {
     let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
     let user = privileges::resolve_user(config.server.user.as_deref())?;
     let mut zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
-    let (catalog, load_errors) = load_catalog(&config.zones)?;
+    let xfr_stats = metrics::XfrStats::default();
+    let mut secondaries = Secondaries::new(&config.zones.secondary, &config.key, &xfr_stats)?;
+    let (catalog, load_errors) = load_catalog(&config.zones, &secondaries)?;
     let catalog = Arc::new(catalog);
     let reload_stats = metrics::ReloadStats::new();
     reload_stats.load_errors(load_errors);
@@ -444,11 +451,14 @@ fn run(config: Config) -> Result<()> {
     if with_xdp {
         let (rrl, budget) = (&config.rrl, &config.miss_budget);
         let prepared = fastpath::prepare(&table)?;
-        let capacity = Capacity {
+        let mut capacity = Capacity {
             buckets: rrl.table_size.max(1),
             whitelist: (rrl.whitelist.len() as u32).max(1024),
             ..Capacity::for_prepared(&prepared)
         };
+        if !secondaries.zones().is_empty() {
+            capacity = capacity.with_room_for(config.xdp.secondary_records);
+        }
         let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
@@ -487,6 +497,7 @@ fn run(config: Config) -> Result<()> {
         tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
         limits: slow_limits,
         stats: metrics::SlowStats::default(),
+        notify: (!secondaries.zones().is_empty()).then(|| secondaries.notify_hook()),
         ..ServerConfig::default()
     };
     let shared = SharedCatalog::new(catalog.clone());
@@ -497,6 +508,11 @@ fn run(config: Config) -> Result<()> {
     // Everything that needs root is done: become the configured user. The threads that check
     // health and announce start after, with the capabilities kept.
     let mut hand_over = vec![config.server.run_dir.clone()];
+    // The secondary zones' copies are rewritten by each transfer.
+    for dir in secondaries.writable_dirs() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        hand_over.push(dir);
+    }
     if fast.is_some() {
         hand_over.extend(privileges::with_entries(&config.xdp.pin_dir)?);
     }
@@ -520,6 +536,11 @@ fn run(config: Config) -> Result<()> {
             || config.server.metrics.is_some_and(|a| low_port(a.port())),
     };
     privileges::drop_to(user.as_ref(), needs, &hand_over)?;
+    // Each new version of a secondary zone (or its expiry) is installed by a reload.
+    // The sender is kept here too: with no secondary zone no thread holds one, and a
+    // disconnected channel would be ready on every turn of the main loop.
+    let (install_tx, install_rx) = crossbeam_channel::unbounded::<String>();
+    secondaries.start(install_tx.clone())?;
 
     // Health checking and announcing, when there is something to announce.
     let mut anycast = None;
@@ -574,6 +595,7 @@ fn run(config: Config) -> Result<()> {
                     .map(|a: &Anycast| Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>),
                 slow: server_config.stats.clone(),
                 reloads: reload_stats.clone(),
+                xfr: (!secondaries.zones().is_empty()).then(|| xfr_stats.clone()),
             },
         )?;
     }
@@ -600,14 +622,23 @@ fn run(config: Config) -> Result<()> {
     const CLOCK_REFRESH: Duration = Duration::from_secs(10);
     let mut clock_refreshed = Instant::now();
     while !signals.stopping() {
-        if let Ok((op, reply)) = ops_rx.recv_timeout(Duration::from_millis(100)) {
-            let _ = reply.send(slow_path_op(
-                op,
-                &mut server,
-                &config,
-                &shared,
-                &server_config,
-            ));
+        let mut transferred = std::collections::BTreeSet::new();
+        crossbeam_channel::select! {
+            recv(ops_rx) -> msg => if let Ok((op, reply)) = msg {
+                let _ = reply.send(slow_path_op(
+                    op,
+                    &mut server,
+                    &config,
+                    &shared,
+                    &server_config,
+                ));
+            },
+            recv(install_rx) -> origin => {
+                // One reload for every version that arrived meanwhile.
+                transferred.extend(origin);
+                transferred.extend(install_rx.try_iter());
+            },
+            default(Duration::from_millis(100)) => {},
         }
         if clock_refreshed.elapsed() > CLOCK_REFRESH {
             // The cookies' wall-clock timestamps follow NTP's adjustments.
@@ -618,11 +649,21 @@ fn run(config: Config) -> Result<()> {
                 warn!("refreshing the XDP program's clock: {e:#}");
             }
         }
-        if signals.hup.swap(false, Ordering::Relaxed) {
-            systemd::reloading();
+        let hup = signals.hup.swap(false, Ordering::Relaxed);
+        if hup || !transferred.is_empty() {
+            if hup {
+                systemd::reloading();
+            }
             let (at, began) = (std::time::SystemTime::now(), Instant::now());
-            let (table, installed, errors) =
-                reload(&config.zones, &mut zone_files, &shared, fast.as_deref());
+            // A transfer reads its zone's copy again; SIGHUP reads everything.
+            let only = (!hup).then_some(&transferred);
+            let (table, installed, errors) = reload(
+                &config.zones,
+                &mut zone_files,
+                (&secondaries, only),
+                &shared,
+                fast.as_deref(),
+            );
             let result = if errors == 0 && (installed || fast.is_none()) {
                 metrics::ReloadResult::Ok
             } else {
@@ -644,6 +685,7 @@ fn run(config: Config) -> Result<()> {
     }
     info!("shutting down");
     systemd::stopping();
+    secondaries.stop();
     // Before the slow path stops, so the watchdog doesn't report it as dead.
     drop(watchdog);
     // Withdraw first, so routers move the traffic while the sockets still answer.
@@ -749,24 +791,33 @@ impl ZoneDirFiles {
     }
 }
 
-/// SIGHUP: parse and compile the zones again. A zone whose file now fails (or is gone) keeps
+/// SIGHUP, or secondary zones' new versions (`only`: those zones are read again, the others
+/// kept as they are): parse and compile the zones again. A zone whose file now fails (or is gone) keeps
 /// serving its previous version; both paths switch to the new catalog together.
 /// Returns the new table, whether the fast path holds it, and how many errors the load reported.
 fn reload(
     zones: &ZonesConfig,
     zone_files: &mut ZoneDirFiles,
+    (secondaries, only): (&Secondaries, Option<&std::collections::BTreeSet<String>>),
     live: &SharedCatalog,
     fast: Option<&Mutex<FastPath>>,
 ) -> (Vec<compile::CompiledAnswer>, bool, usize) {
     let previous = live.get();
-    let mut specs = zone_specs(zones);
-    specs.extend(
-        zone_files
-            .update(zones.dir.as_deref())
-            .into_iter()
-            .map(|path| ZoneSpec { origin: None, path }),
-    );
-    let (catalog, errors) = Catalog::reload(&previous, &specs, zones.dir.as_deref());
+    let (mut catalog, errors) = match only {
+        Some(origins) => Catalog::replace(&previous, &secondaries.specs_of(origins)),
+        None => {
+            let mut specs = zone_specs(zones);
+            specs.extend(
+                zone_files
+                    .update(zones.dir.as_deref())
+                    .into_iter()
+                    .map(|path| ZoneSpec { origin: None, path }),
+            );
+            specs.extend(secondaries.specs());
+            Catalog::reload(&previous, &specs, zones.dir.as_deref())
+        }
+    };
+    catalog.set_expired(&secondaries.expired_origins());
     for e in &errors {
         error!("reload: {e}");
     }

@@ -32,6 +32,8 @@ pub struct Config {
     pub miss_budget: BudgetConfig,
     /// DNS cookie secrets (RFC 9018 server cookies).
     pub cookies: CookieConfig,
+    /// `[[key]]`: TSIG keys (RFC 8945) that secondary zones name.
+    pub key: Vec<crate::secondary::KeyConfig>,
 }
 
 /// `[server]`: the slow path's sockets, the node's identity, the metrics endpoint.
@@ -81,6 +83,8 @@ pub struct ZonesConfig {
     pub files: Vec<String>,
     /// Every `*.zone` file here is loaded, its origin taken from the file name.
     pub dir: Option<PathBuf>,
+    /// `[[zones.secondary]]`: zones transferred from primaries (AXFR/IXFR).
+    pub secondary: Vec<crate::secondary::SecondaryConfig>,
 }
 
 /// `[xdp]`: the fast path.
@@ -92,6 +96,9 @@ pub struct XdpConfig {
     pub mode: AttachMode,
     /// bpffs directory where maps are pinned for `rampart stats`.
     pub pin_dir: PathBuf,
+    /// Records per map generation kept free for secondary zones, whose data arrives after the
+    /// maps are sized at start (a record is 128 bytes, two generations).
+    pub secondary_records: u32,
 }
 
 impl Default for XdpConfig {
@@ -100,6 +107,7 @@ impl Default for XdpConfig {
             interfaces: Vec::new(),
             mode: AttachMode::Native,
             pin_dir: PathBuf::from("/sys/fs/bpf/rampart"),
+            secondary_records: 65_536,
         }
     }
 }
@@ -221,9 +229,16 @@ impl Config {
 
     /// Checks what serde can't: run after command-line overrides are applied.
     pub fn check(&self) -> Result<()> {
-        if self.zones.files.is_empty() && self.zones.dir.is_none() {
-            bail!("no zones: give --zone FILE or --zone-dir DIR (or [zones] in the config)");
+        if self.zones.files.is_empty()
+            && self.zones.dir.is_none()
+            && self.zones.secondary.is_empty()
+        {
+            bail!(
+                "no zones: give --zone FILE or --zone-dir DIR (or [zones] or [[zones.secondary]] \
+                 in the config)"
+            );
         }
+        crate::secondary::check(&self.zones.secondary, &self.key)?;
         if self.server.listen.is_empty() {
             bail!("no listen address");
         }

@@ -16,6 +16,7 @@ pub mod netlink;
 pub mod parallel;
 pub mod privileges;
 pub mod respond;
+pub mod secondary;
 pub mod server;
 pub mod slow_limits;
 pub mod systemd;

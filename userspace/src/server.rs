@@ -49,6 +49,26 @@ pub struct ServerConfig {
     pub limits: Option<Arc<SlowLimits>>,
     /// Where the threads count what they do (the metrics endpoint reads the same handles).
     pub stats: SlowStats,
+    /// NOTIFY (RFC 1996) over UDP goes here instead of the query path (secondary zones).
+    pub notify: Option<NotifyHook>,
+}
+
+/// Takes a NOTIFY message and its source; returns the response (or nothing: dropped).
+#[derive(Clone)]
+pub struct NotifyHook(pub Arc<NotifyFn>);
+
+/// The hook's function: the message's source, the message; the response.
+pub type NotifyFn = dyn Fn(SocketAddr, &[u8]) -> Option<Vec<u8>> + Send + Sync;
+
+impl std::fmt::Debug for NotifyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NotifyHook")
+    }
+}
+
+/// A request (QR=0) with opcode NOTIFY (4).
+fn is_notify(packet: &[u8]) -> bool {
+    packet.len() >= 12 && packet[2] & 0x80 == 0 && (packet[2] >> 3) & 0x0f == 4
 }
 
 impl Default for ServerConfig {
@@ -62,6 +82,7 @@ impl Default for ServerConfig {
             cookies: Arc::new(Cookies::disabled()),
             limits: None,
             stats: SlowStats::default(),
+            notify: None,
         }
     }
 }
@@ -122,6 +143,7 @@ impl Server {
                 let (catalog, stop) = (catalog.clone(), stop_rx.clone());
                 let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
                 let (limits, stats) = (config.limits.clone(), config.stats.clone());
+                let notify = config.notify.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
@@ -131,7 +153,7 @@ impl Server {
                                 cookies: &cookies,
                                 limits: limits.as_deref(),
                             };
-                            udp_worker(socket, catalog, node, &stats, stop)
+                            udp_worker(socket, catalog, node, &stats, notify, stop)
                         })?,
                 );
             }
@@ -262,6 +284,7 @@ fn udp_worker(
     catalog: SharedCatalog,
     node: Node<'_>,
     stats: &SlowStats,
+    notify: Option<NotifyHook>,
     stop: Receiver<()>,
 ) {
     let mut buf = vec![0u8; 65535];
@@ -276,6 +299,14 @@ fn udp_worker(
         };
         // A source port of 0 can't be answered; nothing legitimate sends from it.
         if peer.port() == 0 {
+            continue;
+        }
+        if let Some(hook) = &notify
+            && is_notify(&buf[..len])
+        {
+            if let Some(response) = (hook.0)(peer, &buf[..len]) {
+                let _ = socket.send_to(&response, peer);
+            }
             continue;
         }
         let received = Instant::now();
@@ -413,6 +444,7 @@ fn tcp_acceptor(
             config.cookies.clone(),
             config.stats.clone(),
         );
+        let notify = config.notify.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-conn-{peer}"))
             .spawn(move || {
@@ -426,6 +458,7 @@ fn tcp_acceptor(
                     catalog: &catalog,
                     node,
                     stats: &stats,
+                    notify: notify.as_ref().map(|n| (n, peer)),
                 };
                 if let Err(e) = tcp_connection(stream, conn, &stop, idle) {
                     tracing::debug!(error = %e, %peer, "tcp connection");
@@ -448,6 +481,8 @@ struct Connection<'a> {
     catalog: &'a SharedCatalog,
     node: Node<'a>,
     stats: &'a SlowStats,
+    /// Knot sends NOTIFY over TCP when UDP gets no answer.
+    notify: Option<(&'a NotifyHook, SocketAddr)>,
 }
 
 /// RFC 7766: 2-byte length framing, any number of queries, answered in order.
@@ -462,6 +497,7 @@ fn tcp_connection(
         catalog,
         node,
         stats,
+        notify,
     } = conn;
     stream.set_read_timeout(Some(POLL))?;
     // A client that stops reading its answers gets as long as an idle one, then loses the
@@ -480,15 +516,19 @@ fn tcp_connection(
             }
             let started = Instant::now();
             let mut note = ReplyNote::default();
-            let response = respond_noted(
-                &catalog.get(),
-                node,
-                peer,
-                cookie::now(),
-                &buf[2..2 + len],
-                Transport::Tcp,
-                &mut note,
-            );
+            let message = &buf[2..2 + len];
+            let response = match notify {
+                Some((hook, from)) if is_notify(message) => (hook.0)(from, message),
+                _ => respond_noted(
+                    &catalog.get(),
+                    node,
+                    peer,
+                    cookie::now(),
+                    message,
+                    Transport::Tcp,
+                    &mut note,
+                ),
+            };
             buf.drain(..2 + len);
             let written = match response {
                 Some(response) => {

@@ -38,7 +38,8 @@ pub struct ProbeQuestion {
 }
 
 impl ProbeQuestion {
-    /// From `health.probe_name` / `probe_type`, the name defaulting to the first zone's apex.
+    /// From `health.probe_name` / `probe_type`, the name defaulting to the first zone's apex
+    /// (or the first secondary zone's).
     pub fn from_config(config: &Config, catalog: &SharedCatalog) -> Result<ProbeQuestion> {
         let qtype: RecordType = config
             .health
@@ -57,6 +58,11 @@ impl ProbeQuestion {
                 .zones()
                 .first()
                 .map(|z| z.origin_key().clone())
+                // A secondary zone without its first transfer yet: its apex all the same.
+                .or_else(|| {
+                    let origin = &config.zones.secondary.first()?.origin;
+                    NameKey::parse(origin)
+                })
                 .context("no zone to probe")?,
         };
         Ok(ProbeQuestion { qname, qtype })

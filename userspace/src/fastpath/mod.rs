@@ -97,6 +97,22 @@ impl Capacity {
         }
     }
 
+    /// At least room for `records` records per generation (and names, tails and buckets in
+    /// the proportions of a typical zone): for zones that arrive after the maps are sized, as
+    /// secondary zones' first transfers do.
+    pub fn with_room_for(self, records: u32) -> Capacity {
+        Capacity {
+            records: self.records.max(records),
+            names: self.names.max(records / 4),
+            tails_small: self.tails_small.max(records / 64 + 64),
+            tails_large: self.tails_large.max(records / 256 + 64),
+            index_buckets: self
+                .index_buckets
+                .max(layout::index_buckets_for(records as usize) as u32),
+            ..self
+        }
+    }
+
     /// Where generation `generation`'s share of each array starts.
     fn bases(&self, generation: u32) -> Bases {
         Bases {

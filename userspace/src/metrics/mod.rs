@@ -9,6 +9,7 @@
 mod collect;
 mod reload;
 mod slow;
+mod xfr;
 
 use std::{
     io::{Read, Write},
@@ -25,6 +26,7 @@ use tracing::{debug, info};
 
 pub use reload::{ReloadResult, ReloadStats};
 pub use slow::{ReplyNote, SlowStats, TcpRefusal};
+pub use xfr::XfrStats;
 
 use crate::{anycast::Status, zone::Catalog};
 
@@ -37,6 +39,8 @@ pub struct Sources {
     pub anycast: Option<Box<dyn Fn() -> Status + Send>>,
     pub slow: SlowStats,
     pub reloads: ReloadStats,
+    /// Secondary zones' transfers (registered when any zone is secondary).
+    pub xfr: Option<XfrStats>,
 }
 
 /// Every family the endpoint serves.
@@ -48,6 +52,9 @@ pub fn registry(sources: Sources) -> Registry {
     sources.slow.register(&mut registry);
     registry.register_collector(Box::new(collect::Zones(Mutex::new(sources.catalog))));
     sources.reloads.register(&mut registry);
+    if let Some(xfr) = &sources.xfr {
+        xfr.register(&mut registry);
+    }
     if let Some(anycast) = sources.anycast {
         registry.register_collector(Box::new(collect::Anycast(Mutex::new(anycast))));
     }

@@ -31,6 +31,8 @@ pub struct Catalog {
     /// Shared so a reload can keep a zone whose new file fails without copying it.
     pub(super) zones: HashMap<NameKey, Arc<Zone>>,
     pub(super) warnings: Vec<String>,
+    /// Secondary zones past their SOA expire: not served, answered SERVFAIL (as Knot and NSD).
+    pub(super) expired: std::collections::HashSet<NameKey>,
 }
 
 impl Catalog {
@@ -119,6 +121,21 @@ impl Catalog {
         (catalog, errors)
     }
 
+    /// A partial reload: the zones of `specs` are loaded (one that fails keeps its previous
+    /// version, as in [`Catalog::reload`]); every other zone of `previous` is kept without its
+    /// file being read again. Expiry is the caller's to mark again ([`Catalog::set_expired`]).
+    pub fn replace(previous: &Catalog, specs: &[ZoneSpec]) -> (Catalog, Vec<String>) {
+        let (fresh, errors) = Catalog::load_keeping(Some(previous), specs, None);
+        let mut zones = previous.zones.clone();
+        zones.extend(fresh.zones);
+        let catalog = Catalog {
+            zones,
+            warnings: fresh.warnings,
+            expired: Default::default(),
+        };
+        (catalog, errors)
+    }
+
     /// A catalog of already built zones (tests, the fuzz targets). Later duplicates replace earlier ones.
     pub fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Catalog {
         let zones = zones
@@ -128,7 +145,28 @@ impl Catalog {
         Catalog {
             zones,
             warnings: Vec::new(),
+            expired: Default::default(),
         }
+    }
+
+    /// Marks these origins expired (secondary zones past their SOA expire). A zone loaded for
+    /// the same origin is dropped: an expired zone is never answered from.
+    pub fn set_expired(&mut self, origins: &[String]) {
+        for origin in origins {
+            if let Some(key) = NameKey::parse(origin) {
+                self.zones.remove(&key);
+                self.expired.insert(key);
+            }
+        }
+    }
+
+    /// Whether the name falls in an expired zone (the most specific zone it is in, served or
+    /// expired, is an expired one).
+    pub fn is_expired(&self, key: &[u8]) -> bool {
+        !self.expired.is_empty()
+            && suffixes(key)
+                .find(|s| self.zones.contains_key(*s) || self.expired.contains(*s))
+                .is_some_and(|s| self.expired.contains(s))
     }
 
     pub fn zone_count(&self) -> usize {

@@ -1,0 +1,546 @@
+"""Secondary zones (issue 12 item 1): Knot as the hidden primary in a namespace of its own,
+rampart as the secondary with XDP attached (native, on a veth of its own), clients in a third.
+
+- The first AXFR fills an empty secondary; the XDP program answers the zone.
+- An incremental change on the primary (one record, `knotc zone-reload`, NOTIFY) while a
+  querier asks at a fixed rate and dnsperf runs at a fixed rate: the time from the change to the
+  first new answer (from XDP: tx_answer moves by every answer), no answer that is neither the old
+  nor the new version, none old again after the first new one, none lost; IXFR used.
+- A large change (every host's address) the same way.
+- A zone without NOTIFY from the primary follows by the SOA refresh timer alone.
+- A zone whose key's secret is wrong is never served (the primary refuses, rampart logs BADSIG
+  or NOTAUTH); a NOTIFY signed with a wrong key or sent from an address that is not a primary is
+  refused and triggers nothing.
+- A restart with the primary down serves the on-disk copy at once; the zone expires (SERVFAIL,
+  from the slow path: the fast path holds none of it) at the SOA expire after the last refresh,
+  and comes back when the primary does.
+
+Own namespaces rpx{p,n,c}-PID: primary 198.51.100.1 -- 198.51.100.2 node 192.0.2.1 -- 192.0.2.2
+client. Figures are printed as `xfr latency ...` lines."""
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.tsig
+import dns.tsigkeyring
+
+import rplab
+from e2e_operations import stop, wait_ready
+
+PID = os.getpid()
+NS_P, NS_N, NS_C = f"rpxp-{PID}", f"rpxn-{PID}", f"rpxc-{PID}"
+PRIMARY, NODE_P, NODE_C, CLIENT = "198.51.100.1", "198.51.100.2", "192.0.2.1", "192.0.2.2"
+METRICS_PORT = 9473
+HOSTS = 2000
+SECRET = base64.b64encode(b"rampart-e2e-secondary-tsig-key!!").decode()
+WRONG = base64.b64encode(b"not-the-secret-the-primary-knows").decode()
+REFRESH, RETRY, EXPIRE = 2, 1, 12
+QPS = 400          # the querier's fixed rate
+PERF_QPS = 3000    # dnsperf's
+
+
+def sh(*cmd, ns=None, check=True, timeout=30):
+    full = (["ip", "netns", "exec", ns] if ns else []) + list(cmd)
+    return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def zone(origin, serial, www, host_net):
+    lines = [f"$ORIGIN {origin}.", "$TTL 300",
+             f"@ SOA ns.{origin}. hostmaster.{origin}. {serial} {REFRESH} {RETRY} {EXPIRE} 60",
+             "@ NS ns", "ns A 192.0.2.53", f"www A {www}"]
+    lines += [f"h{i} A {host_net}.{i % 250 + 1}" for i in range(HOSTS)]
+    return "\n".join(lines) + "\n"
+
+
+def knot_conf(d, zdir):
+    return f"""server:
+    rundir: "{d}"
+    pidfile: "{d}/knot.pid"
+    listen: [ {PRIMARY}@53 ]
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+control:
+    listen: "{d}/knot.sock"
+log:
+  - target: "{d}/knot.log"
+    any: info
+database:
+    storage: "{d}/storage"
+key:
+  - id: xfr-key
+    algorithm: hmac-sha256
+    secret: {SECRET}
+remote:
+  - id: node
+    address: {NODE_P}@53
+    key: xfr-key
+acl:
+  - id: to-node
+    address: {NODE_P}
+    key: xfr-key
+    action: transfer
+template:
+  - id: default
+    storage: "{zdir}"
+    dnssec-signing: off
+    zonefile-sync: -1
+    zonefile-load: difference
+    journal-content: changes
+    semantic-checks: off
+    acl: to-node
+zone:
+  - domain: xfr.test.
+    notify: node
+  # No NOTIFY, and no journal: an IXFR is answered with the whole zone.
+  - domain: timer.test.
+    zonefile-load: whole
+    journal-content: none
+  - domain: badkey.test.
+"""
+
+
+def rampart_conf(tmp, pins):
+    sec = os.path.join(tmp, "secondary")
+    return f"""[server]
+listen = ["0.0.0.0:53"]
+run_dir = "{tmp}/run"
+user = "root"
+metrics = "127.0.0.1:{METRICS_PORT}"
+
+[xdp]
+interfaces = ["xn0"]
+mode = "native"
+pin_dir = "{pins}"
+
+[[key]]
+name = "xfr-key"
+algorithm = "hmac-sha256"
+secret = "{SECRET}"
+
+[[key]]
+name = "wrong-key"
+algorithm = "hmac-sha256"
+secret = "{WRONG}"
+
+[[zones.secondary]]
+origin = "xfr.test"
+primaries = ["{PRIMARY}"]
+key = "xfr-key"
+file = "{sec}/xfr.test.zone"
+
+[[zones.secondary]]
+origin = "timer.test"
+primaries = ["{PRIMARY}"]
+key = "xfr-key"
+file = "{sec}/timer.test.zone"
+
+[[zones.secondary]]
+origin = "badkey.test"
+primaries = ["{PRIMARY}:53"]
+key = "wrong-key"
+file = "{sec}/badkey.test.zone"
+"""
+
+
+class Net:
+    """The three namespaces and their veths; removed whatever happens."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+
+    def __enter__(self):
+        try:
+            return self._make()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _make(self):
+        for ns in (NS_P, NS_N, NS_C):
+            sh("ip", "netns", "add", ns)
+        sh("ip", "-n", NS_N, "link", "add", "xn0", "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
+           "peer", "name", "xc0", "netns", NS_C, "numtxqueues", "1", "numrxqueues", "1")
+        sh("ip", "-n", NS_N, "link", "add", "xn1", "type", "veth", "peer", "name", "xp0", "netns", NS_P)
+        for ns, dev, addr in ((NS_N, "xn0", NODE_C), (NS_C, "xc0", CLIENT), (NS_N, "xn1", NODE_P),
+                              (NS_P, "xp0", PRIMARY)):
+            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        # Native XDP_TX on veth needs a program on the peer; the client's checksums complete
+        # (README of tests: facts about veth).
+        obj = os.path.join(self.tmp, "xdp_pass.o")
+        here = os.path.dirname(os.path.abspath(__file__))
+        sh("clang-14", "-O2", "-target", "bpf", "-c", os.path.join(here, "xdp_pass.c"), "-o", obj)
+        sh("ethtool", "-K", "xc0", "tx", "off", ns=NS_C)
+        sh("ip", "-n", NS_C, "link", "set", "dev", "xc0", "xdpdrv", "obj", obj, "sec", "xdp")
+        return self
+
+    def __exit__(self, *exc):
+        for ns in (NS_P, NS_N, NS_C):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def ask(name, qtype="A", server=NODE_C, key=None, timeout=1.0):
+    """(rcode, sorted rdata texts) from the client namespace (this process is in it)."""
+    q = dns.message.make_query(name, qtype)
+    if key:
+        q.use_tsig(key)
+    try:
+        r = dns.query.udp(q, server, timeout=timeout)
+    except Exception as e:  # noqa: BLE001
+        return None, [repr(e)]
+    return r.rcode(), sorted(rd.to_text() for rr in r.answer for rd in rr if rr.rdtype == dns.rdatatype.from_text(qtype))
+
+
+def wait_answer(name, want, secs):
+    deadline = time.monotonic() + secs
+    got = None
+    while time.monotonic() < deadline:
+        got = ask(name)
+        if got == want:
+            return True, got
+        time.sleep(0.1)
+    return False, got
+
+
+def querier(names, old, new, secs, change, t_stop_early=None):
+    """Ask `names` in turn at QPS for `secs`, calling `change()` after 1 s. Returns figures:
+    answers, lost, bad (neither old nor new), back (old after new), latency (s from the change
+    to the first answer with new data), per name old→new."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    s.bind((CLIENT, 0))
+    sent = {}
+    res = {"answers": 0, "lost": 0, "bad": [], "back": 0, "first_new": None, "t_change": None}
+    new_seen = set()
+    interval = 1.0 / QPS
+    t0 = time.monotonic()
+    i = 0
+    changed = False
+    while True:
+        now = time.monotonic()
+        if now - t0 > secs:
+            break
+        if not changed and now - t0 > 1.0:
+            res["t_change"] = time.monotonic()
+            change()
+            changed = True
+            continue
+        if now >= t0 + i * interval:
+            name = names[i % len(names)]
+            q = dns.message.make_query(name, "A")
+            q.id = i % 65536
+            s.sendto(q.to_wire(), (NODE_C, 53))
+            sent[q.id] = (name, now)
+            i += 1
+        try:
+            wire, _ = s.recvfrom(4096)
+        except BlockingIOError:
+            time.sleep(0.0005)
+            continue
+        r = dns.message.from_wire(wire)
+        name, _t = sent.pop(r.id, (None, None))
+        if name is None:
+            continue
+        res["answers"] += 1
+        data = sorted(rd.to_text() for rr in r.answer for rd in rr)
+        if r.rcode() == 0 and data == [new[name]]:
+            if res["first_new"] is None and changed:
+                res["first_new"] = time.monotonic()
+            new_seen.add(name)
+        elif r.rcode() == 0 and data == [old[name]]:
+            if name in new_seen:
+                res["back"] += 1
+        else:
+            res["bad"].append((name, dns.rcode.to_text(r.rcode()), data))
+    # Stragglers.
+    deadline = time.monotonic() + 1
+    while sent and time.monotonic() < deadline:
+        try:
+            wire, _ = s.recvfrom(4096)
+            r = dns.message.from_wire(wire)
+            if sent.pop(r.id, None):
+                res["answers"] += 1
+        except BlockingIOError:
+            time.sleep(0.01)
+    res["lost"] = len(sent)
+    res["sent"] = i
+    s.close()
+    if res["first_new"] is not None:
+        res["latency"] = res["first_new"] - res["t_change"]
+    return res
+
+
+def stats(lab, pins):
+    out = sh(lab.bin, "stats", "--json", "--pin-dir", pins, ns=NS_N)
+    import json
+    return {k: int(v) for k, v in json.loads(out.stdout).items()}
+
+
+def metrics():
+    out = sh("curl", "-s", f"http://127.0.0.1:{METRICS_PORT}/metrics", ns=NS_N, check=False)
+    return out.stdout
+
+
+def log_lines(log, text):
+    with open(log) as f:
+        return [line for line in f if text in line]
+
+
+def knot_change(kconf, zdir, origin, text):
+    with open(os.path.join(zdir, f"{origin}.zone"), "w") as f:
+        f.write(text)
+    sh("knotc", "-c", kconf, "zone-reload", f"{origin}.")
+
+
+def dnsperf_start(tmp, secs):
+    qfile = os.path.join(tmp, "perf.queries")
+    with open(qfile, "w") as f:
+        for i in range(200):
+            f.write(f"h{i}.xfr.test A\n")
+    return subprocess.Popen(["ip", "netns", "exec", NS_C, "dnsperf", "-s", NODE_C, "-d", qfile, "-Q", str(PERF_QPS),
+                             "-l", str(secs), "-t", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def dnsperf_result(p):
+    out, _ = p.communicate(timeout=60)
+    sent = lost = None
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Queries sent:"):
+            sent = int(line.split()[2])
+        if line.startswith("Queries lost:"):
+            lost = int(line.split()[2])
+    return sent, lost, out
+
+
+def change_under_load(c, lab, pins, tmp, kconf, zdir, what, serial, www_old, www_new, net_old, net_new, kind, within):
+    names = ["www.xfr.test."] + [f"h{i}.xfr.test." for i in range(0, HOSTS, 97)]
+    old = {n: (www_old if n.startswith("www") else f"{net_old}.{int(n[1:].split('.')[0]) % 250 + 1}") for n in names}
+    new = {n: (www_new if n.startswith("www") else f"{net_new}.{int(n[1:].split('.')[0]) % 250 + 1}") for n in names}
+    before = stats(lab, pins)
+    log = os.path.join(tmp, "rampart.log")
+    transfers_before = len(log_lines(log, "transfer done"))
+    perf = dnsperf_start(tmp, 5)
+    res = querier(names, old, new, 5.0, lambda: knot_change(kconf, zdir, "xfr.test", zone("xfr.test", serial, www_new, net_new)))
+    sent, lost, out = dnsperf_result(perf)
+    after = stats(lab, pins)
+    lat = res.get("latency")
+    print(f"xfr latency {what}: {lat * 1000:.0f} ms (primary's zone-reload to the first new answer from XDP); "
+          f"querier {res['sent']} sent, {res['answers']} answered; dnsperf {sent} sent, {lost} lost"
+          if lat is not None else f"xfr latency {what}: no new answer", flush=True)
+    c.check(f"{what}: new data answered within {within} s of the change", lat is not None and lat < within,
+            str(res)[:500])
+    c.check(f"{what}: no answer is neither the old nor the new version", not res["bad"], str(res["bad"][:5]))
+    c.check(f"{what}: no old answer once the new one was seen", res["back"] == 0, str(res["back"]))
+    c.check(f"{what}: the querier lost nothing", res["lost"] == 0 and res["sent"] > QPS * 3,
+            f"sent {res['sent']} lost {res['lost']}")
+    c.check(f"{what}: dnsperf at {PERF_QPS}/s lost under 0.5%", sent and lost is not None and lost <= sent * 0.005,
+            out[-600:])
+    answered_fast = sum(after.get(k, 0) - before.get(k, 0) for k in rplab.FAST_TX)
+    total = res["answers"] + (sent or 0) - (lost or 0)
+    c.check(f"{what}: the XDP program sent every answer ({total} answers)", answered_fast >= total * 0.999 and
+            answered_fast <= total + 50, f"fast path answered {answered_fast} of {total}")
+    lines = log_lines(log, "transfer done")[transfers_before:]
+    c.check(f"{what}: one transfer, by {kind}, serial {serial}",
+            len(lines) == 1 and f'kind="{kind}"' in lines[0] or (len(lines) == 1 and f"kind={kind}" in lines[0])
+            and f"serial={serial}" in lines[0], "".join(lines))
+    return lat
+
+
+def run():
+    c = rplab.Checks("e2e_secondary")
+    lab = rplab.Lab()
+    if lab.target != "rampart":
+        c.skip("secondary", "the node is not rampart")
+        return c
+    tmp = tempfile.mkdtemp(prefix="rp-xfr-")
+    pins = os.path.join(os.path.dirname(lab.pin_dir), f"rampart-xfr-{PID}")
+    knot = proc = None
+    try:
+        with Net(tmp):
+            rplab.setns(NS_C)
+            zdir = os.path.join(tmp, "primary-zones")
+            kdir = os.path.join(tmp, "knot")
+            os.makedirs(os.path.join(kdir, "storage"))
+            os.makedirs(zdir)
+            for origin in ("xfr.test", "timer.test", "badkey.test"):
+                with open(os.path.join(zdir, f"{origin}.zone"), "w") as f:
+                    f.write(zone(origin, 1, "203.0.113.10", "192.0.2"))
+            kconf = os.path.join(kdir, "knot.conf")
+            with open(kconf, "w") as f:
+                f.write(knot_conf(kdir, zdir))
+            sh("knotc", "-c", kconf, "conf-check")
+            knot = subprocess.Popen(["ip", "netns", "exec", NS_P, "knotd", "-c", kconf],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            rconf = os.path.join(tmp, "rampart.toml")
+            with open(rconf, "w") as f:
+                f.write(rampart_conf(tmp, pins))
+            log = os.path.join(tmp, "rampart.log")
+
+            def start(log):
+                with open(log, "a") as out:
+                    return subprocess.Popen(["ip", "netns", "exec", NS_N, lab.bin, "run", "--config", rconf],
+                                            stdout=out, stderr=subprocess.STDOUT)
+            proc = start(log)
+            if not c.check("rampart starts as a secondary with no copy yet", wait_ready(proc, log),
+                           open(log).read()[-2000:]):
+                return c
+            ok, got = wait_answer("www.xfr.test.", (0, ["203.0.113.10"]), 10)
+            c.check("first transfer: the zone is served", ok, f"{got} {open(log).read()[-1500:]}")
+            first = log_lines(log, "transfer done")
+            c.check("first transfer: AXFR of the empty secondary",
+                    any("xfr.test." in line and "axfr" in line and "serial=1" in line for line in first), "".join(first))
+            # The slow path swaps its catalog just before the program's maps are filled: the
+            # first answers may come from it for as long as the install takes.
+            deadline = time.monotonic() + 5
+            while True:
+                before = stats(lab, pins)
+                got = ask("h5.xfr.test.")
+                after = stats(lab, pins)
+                if after["tx_answer"] - before["tx_answer"] == 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            c.check("first transfer: answered by the XDP program",
+                    after["tx_answer"] - before["tx_answer"] == 1 and got == (0, ["192.0.2.6"]),
+                    f"{got} {rplab.delta(before, after)}")
+            change_under_load(c, lab, pins, tmp, kconf, zdir, "incremental change", 2, "203.0.113.10",
+                              "203.0.113.20", "192.0.2", "192.0.2", "ixfr", 1.0)
+            change_under_load(c, lab, pins, tmp, kconf, zdir, "large change", 3, "203.0.113.20",
+                              "203.0.113.30", "192.0.2", "198.51.100", "ixfr", 2.0)
+            # timer.test: the primary sends no NOTIFY for it; the refresh timer finds the change.
+            ok, _ = wait_answer("www.timer.test.", (0, ["203.0.113.10"]), 10)
+            t = time.monotonic()
+            knot_change(kconf, zdir, "timer.test", zone("timer.test", 2, "203.0.113.40", "192.0.2"))
+            ok, got = wait_answer("www.timer.test.", (0, ["203.0.113.40"]), REFRESH + 6)
+            print(f"xfr latency by the refresh timer (refresh {REFRESH} s): {(time.monotonic() - t) * 1000:.0f} ms",
+                  flush=True)
+            c.check(f"no NOTIFY: the SOA refresh timer ({REFRESH} s) brings the change", ok, str(got))
+            lines = [line for line in log_lines(log, "transfer done") if "timer.test." in line and "serial=2" in line]
+            c.check("no journal on the primary: the IXFR answered with the whole zone is taken (kind axfr)",
+                    len(lines) == 1 and 'kind="axfr"' in lines[0], "".join(lines))
+            # A wrong key: the primary refuses, nothing is served.
+            rc, data = ask("www.badkey.test.")
+            bad = [line for line in log_lines(log, "refresh failed") if "badkey.test" in line]
+            c.check("wrong TSIG key: the transfer is refused and logged", bad and rc == dns.rcode.REFUSED,
+                    f"{rc} {data} {''.join(bad[-2:])}")
+            c.check("wrong TSIG key: no transfer of that zone", not [line for line in log_lines(log, "transfer done")
+                                                                     if "badkey.test" in line])
+            c.run("NOTIFY refused", notify_checks, c, tmp, log)
+            c.run("restart and expire", restart_expire, c, lab, pins, tmp, log, knot, kconf, start, proc)
+    finally:
+        rplab.setns(lab.ns_client)
+        for p in (proc, knot):
+            if p is not None:
+                stop(p)
+        if os.environ.get("RP_KEEP_TMP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}")
+        shutil.rmtree(pins, ignore_errors=True)
+    return c
+
+
+NOTIFY_PY = """
+import sys, dns.message, dns.opcode, dns.query, dns.rcode, dns.tsig, dns.tsigkeyring
+q = dns.message.make_query("xfr.test.", "SOA")
+q.set_opcode(dns.opcode.NOTIFY)
+if sys.argv[2]:
+    q.use_tsig(dns.tsigkeyring.from_text({sys.argv[2]: sys.argv[3]}), keyname=sys.argv[2],
+               algorithm=dns.tsig.HMAC_SHA256)
+try:
+    r = dns.query.udp(q, sys.argv[1], timeout=2, ignore_unexpected=True)
+    print(dns.rcode.to_text(r.rcode()))
+except dns.tsig.PeerBadSignature:
+    print("BADSIG")
+except dns.tsig.PeerBadKey:
+    print("BADKEY")
+except Exception as e:
+    print(repr(e))
+"""
+
+
+def notify_checks(c, tmp, log):
+    def notify(keyname="", secret="", ns=NS_C, to=NODE_C):
+        out = sh("/usr/bin/python3", "-c", NOTIFY_PY, to, keyname, secret, ns=ns, check=False)
+        return (out.stdout + out.stderr).strip()[-300:]
+    n0 = len(log_lines(log, "NOTIFY: refreshing"))
+    got = notify("xfr-key.", WRONG, ns=NS_P, to=NODE_P)
+    c.check("NOTIFY from the primary's address with a wrong key is refused (BADSIG)", got == "BADSIG", got)
+    got = notify(ns=NS_P, to=NODE_P)
+    c.check("unsigned NOTIFY from the primary's address is REFUSED (the zone has a key)", got == "REFUSED", got)
+    got = notify("xfr-key.", SECRET)
+    c.check("NOTIFY with the right key from an address that is not a primary is REFUSED", got == "REFUSED", got)
+    got = notify("xfr-key.", SECRET, ns=NS_P, to=NODE_P)
+    c.check("NOTIFY from the primary with the key is answered NOERROR", got == "NOERROR", got)
+    time.sleep(0.3)
+    c.check("only the good NOTIFY started a refresh", len(log_lines(log, "NOTIFY: refreshing")) == n0 + 1)
+    m = metrics()
+    c.check("metrics: refused NOTIFYs counted",
+            'rampart_xfr_notifies_total{zone="xfr.test.",verdict="refused"} 3' in m, m[-1500:])
+    c.check("metrics: IXFR transfers counted", 'kind="ixfr",result="ok"} 2' in m, m[-1500:])
+
+
+def restart_expire(c, lab, pins, tmp, log, knot, kconf, start, proc):
+    stop(proc)
+    stop(knot)
+    t_stop = time.monotonic()
+    log = os.path.join(tmp, "rampart-restart.log")
+    proc2 = start(log)
+    try:
+        if not c.check("restart with the primary down", wait_ready(proc2, log), open(log).read()[-1500:]):
+            return
+        t_ready = time.monotonic()
+        rc, data = ask("www.xfr.test.")
+        c.check("restart: the on-disk copy is served before any refresh (serial 3's data)",
+                (rc, data) == (0, ["203.0.113.30"]), f"{rc} {data}")
+        before = stats(lab, pins)
+        ask("h7.xfr.test.")
+        after = stats(lab, pins)
+        c.check("restart: the copy is answered by the XDP program", after["tx_answer"] - before["tx_answer"] == 1)
+        # Expire runs from the last refresh before the restart (the copy's mtime).
+        deadline = time.monotonic() + EXPIRE + 8
+        rc = 0
+        while time.monotonic() < deadline:
+            rc, data = ask("www.xfr.test.")
+            if rc == dns.rcode.SERVFAIL:
+                break
+            time.sleep(0.1)
+        t_exp = time.monotonic()
+        c.check("expire: SERVFAIL once the SOA expire has passed without a primary", rc == dns.rcode.SERVFAIL,
+                f"{rc} {data}")
+        print(f"xfr expire: SERVFAIL {t_exp - t_stop:.1f} s after the primary stopped (expire {EXPIRE} s; "
+              f"restart ready after {t_ready - t_stop:.1f} s)", flush=True)
+        # The last refresh was at most REFRESH s before the stop; the check runs each RETRY s.
+        c.check(f"expire: {EXPIRE - REFRESH - 1}-{EXPIRE + RETRY + 1} s after the primary stopped",
+                EXPIRE - REFRESH - 1 <= t_exp - t_stop <= EXPIRE + RETRY + 1, f"{t_exp - t_stop:.1f} s")
+        before = stats(lab, pins)
+        rc, _ = ask("h7.xfr.test.")
+        after = stats(lab, pins)
+        c.check("expire: the XDP program no longer answers the zone (SERVFAIL from the slow path)",
+                rc == dns.rcode.SERVFAIL and after["tx_answer"] == before["tx_answer"], f"{rc}")
+        m = metrics()
+        c.check("metrics: rampart_secondary_expired 1", 'rampart_secondary_expired{zone="xfr.test."} 1' in m)
+        knot2 = subprocess.Popen(["ip", "netns", "exec", NS_P, "knotd", "-c", kconf],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            ok, got = wait_answer("www.xfr.test.", (0, ["203.0.113.30"]), RETRY + 10)
+            c.check("expire: served again once the primary answers", ok, str(got))
+        finally:
+            stop(knot2)
+    finally:
+        stop(proc2)
+
+
+if __name__ == "__main__":
+    rplab.main_for(run)
