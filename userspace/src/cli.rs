@@ -26,7 +26,7 @@ use crate::{
     compile,
     config::{Config, ZonesConfig},
     cookie,
-    fastpath::{self, AttachMode, Capacity, Counters, FastPath},
+    fastpath::{self, AttachMode, Capacity, Counters, FastPath, Sharing},
     identity::Identity,
     instance,
     limits::{self, LimitFlags},
@@ -159,6 +159,11 @@ struct RunArgs {
     /// [default: native].
     #[arg(long, value_enum)]
     xdp_mode: Option<AttachMode>,
+    /// How the NIC is held: exclusive (rampart's program alone, gone with the process) or shared
+    /// (a component of libxdp's dispatcher, beside xdp-filter and the like) (xdp.attach)
+    /// [default: exclusive].
+    #[arg(long, value_enum)]
+    xdp_attach: Option<Sharing>,
     /// bpffs directory where the counters and maps are pinned for `rampart stats` (xdp.pin_dir)
     /// [default: /sys/fs/bpf/rampart].
     #[arg(long)]
@@ -241,6 +246,7 @@ impl RunArgs {
             c.server.metrics = self.metrics;
         }
         one(&mut c.xdp.mode, self.xdp_mode);
+        one(&mut c.xdp.attach, self.xdp_attach);
         one(&mut c.xdp.pin_dir, self.pin_dir);
         one(&mut c.server.identity, self.identity);
         one(&mut c.anycast.device, self.anycast_device);
@@ -299,8 +305,7 @@ pub fn main() -> ExitCode {
             config,
         } => debug_command(action, control_socket, config),
         Command::Detach { iface } => iface.iter().try_for_each(|i| {
-            fastpath::detach_iface(i)?;
-            println!("detached XDP from {i}");
+            println!("{}", fastpath::detach_iface(i)?);
             Ok(())
         }),
         Command::Gen { what } => generate(what),
@@ -459,7 +464,7 @@ fn run(config: Config) -> Result<()> {
         info!(?rrl, ?budget, "rate limits set");
         log_installed(&fp.install_prepared(prepared)?);
         for iface in &config.xdp.interfaces {
-            fp.attach(iface, config.xdp.mode)?;
+            fp.attach(iface, config.xdp.mode, config.xdp.attach)?;
         }
         fast = Some(Arc::new(Mutex::new(fp)));
     }

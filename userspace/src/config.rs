@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::cookie::CookieConfig;
-use crate::fastpath::AttachMode;
+use crate::fastpath::{AttachMode, Sharing};
 use crate::limits::{BudgetConfig, RrlConfig};
 
 /// The whole file. Unknown keys are errors, so a typo can't silently leave a default in force.
@@ -90,6 +90,8 @@ pub struct XdpConfig {
     /// NICs to attach the XDP program to; none: sockets only.
     pub interfaces: Vec<String>,
     pub mode: AttachMode,
+    /// Alone on the NIC, or a component of libxdp's dispatcher beside other XDP programs.
+    pub attach: Sharing,
     /// bpffs directory where maps are pinned for `rampart stats`.
     pub pin_dir: PathBuf,
 }
@@ -99,6 +101,7 @@ impl Default for XdpConfig {
         XdpConfig {
             interfaces: Vec::new(),
             mode: AttachMode::Native,
+            attach: Sharing::Exclusive,
             pin_dir: PathBuf::from("/sys/fs/bpf/rampart"),
         }
     }
