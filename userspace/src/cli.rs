@@ -261,6 +261,9 @@ impl RunArgs {
         if self.xdp_mode.is_some() && c.xdp.interfaces.is_empty() {
             bail!("--xdp-mode needs an interface to attach to: give --iface (or xdp.interfaces)");
         }
+        if self.xdp_attach.is_some() && c.xdp.interfaces.is_empty() {
+            bail!("--xdp-attach needs an interface to attach to: give --iface (or xdp.interfaces)");
+        }
         self.limits.apply(&mut c.rrl, &mut c.miss_budget);
         if self.cookie_secret.is_some() {
             c.cookies.secret = self.cookie_secret;
@@ -928,9 +931,12 @@ mod tests {
             "/tmp/x.sock",
             "--xdp-mode",
             "generic",
+            "--xdp-attach",
+            "shared",
         ])
         .into_config()
         .unwrap();
+        assert_eq!(c.xdp.attach, Sharing::Shared);
         assert_eq!(c.server.identity, "node2");
         assert_eq!(c.server.listen, ["127.0.0.1:5353".parse().unwrap()]);
         assert_eq!(c.anycast.prefixes, ["203.0.113.53/32".parse().unwrap()]);

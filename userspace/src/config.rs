@@ -270,6 +270,7 @@ mod tests {
         assert_eq!(c.anycast.prefixes.len(), 2);
         assert_eq!(c.anycast.method, Method::Device);
         assert_eq!(c.xdp.mode, AttachMode::Native);
+        assert_eq!(c.xdp.attach, Sharing::Exclusive);
         assert_eq!((c.rrl.rate, c.rrl.slip, c.rrl.whitelist.len()), (200, 2, 2));
         assert_eq!(c.miss_budget.total_rate, 20_000);
     }
@@ -290,6 +291,9 @@ enabled = false
         .unwrap();
         assert!(!off.cookies.enabled);
         assert!(toml::from_str::<Config>("[health]\nintervall_ms = 5\n").is_err());
+        let shared: Config = toml::from_str("[xdp]\nattach = \"shared\"\n").unwrap();
+        assert_eq!(shared.xdp.attach, Sharing::Shared);
+        assert!(toml::from_str::<Config>("[xdp]\nattach = \"sharing\"\n").is_err());
         assert!(toml::from_str::<Config>("[anycast]\nprefixes = [\"192.0.2.300/32\"]\n").is_err());
         let exec: Config = toml::from_str(
             "[zones]\ndir = \"z\"\n[anycast]\nmethod = \"exec\"\nprefixes = [\"192.0.2.53/32\"]\n",
