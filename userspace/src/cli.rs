@@ -524,6 +524,7 @@ fn run(config: Config) -> Result<()> {
     let needs = privileges::Needs {
         bpf: fast.is_some(),
         net_admin: anycast_on,
+        dispatcher: fast.is_some() && config.xdp.attach == Sharing::Shared,
         bind_low_port: config.server.listen.iter().any(|a| low_port(a.port()))
             || config.server.metrics.is_some_and(|a| low_port(a.port())),
     };

@@ -252,7 +252,7 @@ impl Drop for Entry {
                 ),
                 _ => warn!(
                     iface = self.iface,
-                    "removing from the dispatcher: {}",
+                    "removing the XDP entry from the NIC: {}",
                     std::io::Error::from_raw_os_error(-r)
                 ),
             }
