@@ -977,6 +977,13 @@ mod tests {
         run_args(&["--zone", "z", "--xdp-mode", "generic", "--iface", "eth1"])
             .into_config()
             .unwrap();
+        let e = run_args(&["--zone", "z", "--xdp-attach", "shared"])
+            .into_config()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("--xdp-attach needs an interface"),
+            "{e}"
+        );
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../rampart.example.toml");
         let c = run_args(&["--config", example, "--no-cookies"])
             .into_config()

@@ -248,7 +248,7 @@ impl Drop for Entry {
             match r {
                 0 => info!(
                     iface = self.iface,
-                    "XDP program removed from the dispatcher"
+                    "XDP entry removed from the NIC (shared)"
                 ),
                 _ => warn!(
                     iface = self.iface,
