@@ -16,9 +16,11 @@ documentation sources: 198.51.100.2 (let through) and 198.51.100.3 (dropped by x
   rampart's entry alone and rampart says so; xdp-filter is refused (EBUSY, "not using a
   dispatcher") and rampart keeps answering; the coexistence checks are reported as skipped. The
   fate-sharing, restart, second-instance and detach checks run either way, and `rampart detach`
-  leaves xdp-filter's program alone on a NIC rampart isn't on.
+  leaves xdp-filter's program alone on a NIC rampart isn't on (without a dispatcher, rampart
+  then can't start on that NIC, and says why).
 """
 
+import glob
 import os
 import re
 import signal
@@ -115,6 +117,8 @@ class Share:
         for ns in (self.ns_node, self.ns_client):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self.libxdp, ignore_errors=True)
+        for d in glob.glob(f"{self.pins}-*"):  # a SIGKILLed instance's pins
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def listed(names, prefix):
@@ -221,6 +225,12 @@ def run_share(c, s):
             c.check("detach: a foreign program is left, named", out.returncode != 0 and "xdpfilt_" in out.stderr,
                     out.stderr)
         c.check("detach: xdp-filter's program still there", listed(names, "xdpfilt_") == 1, text)
+        if not dispatcher:
+            late = s.node(s.lab.bin, "run", "--iface", s.dev, "--xdp-mode", "generic", "--xdp-attach", "shared",
+                          "--zone-dir", s.zones, "--listen", f"{NODE4}:5301", "--pin-dir", f"{s.pins}-r4")
+            c.check("no dispatcher: rampart can't join xdp-filter, and says why",
+                    late.returncode != 0 and "another XDP program holds the NIC" in late.stderr,
+                    late.stderr[-600:])
 
 
 def run():

@@ -127,6 +127,9 @@ impl Api {
 
     /// libxdp's error for a returned pointer (NULL or an encoded errno), if any.
     fn error(&self, ptr: *const c_void) -> Option<std::io::Error> {
+        if ptr.is_null() {
+            return Some(std::io::Error::from_raw_os_error(libc::ENOENT));
+        }
         // SAFETY: libxdp_get_error only inspects the pointer's value.
         let e = unsafe { (self.get_error)(ptr) };
         (e != 0).then(|| std::io::Error::from_raw_os_error(-e as i32))
@@ -203,10 +206,14 @@ impl Entry {
             let e = std::io::Error::from_raw_os_error(-r);
             // Don't detach what wasn't attached.
             entry.ifindex = -1;
+            let hint = if r == -libc::EBUSY {
+                "another XDP program holds the NIC without libxdp's dispatcher, or the \
+                 dispatcher runs in another mode"
+            } else {
+                "is a bpffs mounted at /sys/fs/bpf or named by LIBXDP_BPFFS?"
+            };
             return Err(e).context(format!(
-                "adding rampart to {iface}'s XDP dispatcher in {mode:?} mode (libxdp; is a bpffs \
-                 mounted at /sys/fs/bpf or named by LIBXDP_BPFFS? does the NIC's dispatcher use \
-                 another mode?)"
+                "adding rampart to {iface}'s XDP dispatcher in {mode:?} mode (libxdp): {hint}"
             ));
         }
         match Dispatcher::read(api, ifindex) {
