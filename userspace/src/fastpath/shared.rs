@@ -169,7 +169,7 @@ impl Entry {
             );
             detach_id(api, ifindex, id)?;
         }
-        // SAFETY: ENTRY outlives the object (static); libbpf copies what it keeps.
+        // SAFETY: ENTRY is static, so it outlives the object, which reads it in place.
         let obj = unsafe { (api.open_mem)(ENTRY.as_ptr().cast(), ENTRY.len(), std::ptr::null()) };
         if obj.is_null() {
             return Err(std::io::Error::last_os_error()).context("opening the shared entry object");
