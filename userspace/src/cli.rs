@@ -26,7 +26,7 @@ use crate::{
     compile,
     config::{Config, ZonesConfig},
     cookie,
-    fastpath::{self, AttachMode, Capacity, Counters, FastPath},
+    fastpath::{self, AttachMode, Capacity, Counters, FastPath, Sharing},
     identity::Identity,
     instance,
     limits::{self, LimitFlags},
@@ -160,6 +160,11 @@ struct RunArgs {
     /// [default: native].
     #[arg(long, value_enum)]
     xdp_mode: Option<AttachMode>,
+    /// How the NIC is held: exclusive (rampart's program alone, gone with the process) or shared
+    /// (a component of libxdp's dispatcher, beside xdp-filter and the like) (xdp.attach)
+    /// [default: exclusive].
+    #[arg(long, value_enum)]
+    xdp_attach: Option<Sharing>,
     /// bpffs directory where the counters and maps are pinned for `rampart stats` (xdp.pin_dir)
     /// [default: /sys/fs/bpf/rampart].
     #[arg(long)]
@@ -242,6 +247,7 @@ impl RunArgs {
             c.server.metrics = self.metrics;
         }
         one(&mut c.xdp.mode, self.xdp_mode);
+        one(&mut c.xdp.attach, self.xdp_attach);
         one(&mut c.xdp.pin_dir, self.pin_dir);
         one(&mut c.server.identity, self.identity);
         one(&mut c.anycast.device, self.anycast_device);
@@ -255,6 +261,9 @@ impl RunArgs {
         }
         if self.xdp_mode.is_some() && c.xdp.interfaces.is_empty() {
             bail!("--xdp-mode needs an interface to attach to: give --iface (or xdp.interfaces)");
+        }
+        if self.xdp_attach.is_some() && c.xdp.interfaces.is_empty() {
+            bail!("--xdp-attach needs an interface to attach to: give --iface (or xdp.interfaces)");
         }
         self.limits.apply(&mut c.rrl, &mut c.miss_budget);
         if self.cookie_secret.is_some() {
@@ -300,8 +309,7 @@ pub fn main() -> ExitCode {
             config,
         } => debug_command(action, control_socket, config),
         Command::Detach { iface } => iface.iter().try_for_each(|i| {
-            fastpath::detach_iface(i)?;
-            println!("detached XDP from {i}");
+            println!("{}", fastpath::detach_iface(i)?);
             Ok(())
         }),
         Command::Gen { what } => generate(what),
@@ -469,7 +477,7 @@ fn run(config: Config) -> Result<()> {
         info!(?rrl, ?budget, "rate limits set");
         log_installed(&fp.install_prepared(prepared)?);
         for iface in &config.xdp.interfaces {
-            fp.attach(iface, config.xdp.mode)?;
+            fp.attach(iface, config.xdp.mode, config.xdp.attach)?;
         }
         fast = Some(Arc::new(Mutex::new(fp)));
     }
@@ -532,6 +540,7 @@ fn run(config: Config) -> Result<()> {
     let needs = privileges::Needs {
         bpf: fast.is_some(),
         net_admin: anycast_on,
+        dispatcher: fast.is_some() && config.xdp.attach == Sharing::Shared,
         bind_low_port: config.server.listen.iter().any(|a| low_port(a.port()))
             || config.server.metrics.is_some_and(|a| low_port(a.port())),
     };
@@ -974,9 +983,12 @@ mod tests {
             "/tmp/x.sock",
             "--xdp-mode",
             "generic",
+            "--xdp-attach",
+            "shared",
         ])
         .into_config()
         .unwrap();
+        assert_eq!(c.xdp.attach, Sharing::Shared);
         assert_eq!(c.server.identity, "node2");
         assert_eq!(c.server.listen, ["127.0.0.1:5353".parse().unwrap()]);
         assert_eq!(c.anycast.prefixes, ["203.0.113.53/32".parse().unwrap()]);
@@ -1016,6 +1028,13 @@ mod tests {
         run_args(&["--zone", "z", "--xdp-mode", "generic", "--iface", "eth1"])
             .into_config()
             .unwrap();
+        let e = run_args(&["--zone", "z", "--xdp-attach", "shared"])
+            .into_config()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("--xdp-attach needs an interface"),
+            "{e}"
+        );
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../rampart.example.toml");
         let c = run_args(&["--config", example, "--no-cookies"])
             .into_config()

@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::cookie::CookieConfig;
-use crate::fastpath::AttachMode;
+use crate::fastpath::{AttachMode, Sharing};
 use crate::limits::{BudgetConfig, RrlConfig};
 
 /// The whole file. Unknown keys are errors, so a typo can't silently leave a default in force.
@@ -94,6 +94,8 @@ pub struct XdpConfig {
     /// NICs to attach the XDP program to; none: sockets only.
     pub interfaces: Vec<String>,
     pub mode: AttachMode,
+    /// Alone on the NIC, or a component of libxdp's dispatcher beside other XDP programs.
+    pub attach: Sharing,
     /// bpffs directory where maps are pinned for `rampart stats`.
     pub pin_dir: PathBuf,
     /// Records per map generation kept free for secondary zones, whose data arrives after the
@@ -106,6 +108,7 @@ impl Default for XdpConfig {
         XdpConfig {
             interfaces: Vec::new(),
             mode: AttachMode::Native,
+            attach: Sharing::Exclusive,
             pin_dir: PathBuf::from("/sys/fs/bpf/rampart"),
             secondary_records: 65_536,
         }
@@ -282,6 +285,7 @@ mod tests {
         assert_eq!(c.anycast.prefixes.len(), 2);
         assert_eq!(c.anycast.method, Method::Device);
         assert_eq!(c.xdp.mode, AttachMode::Native);
+        assert_eq!(c.xdp.attach, Sharing::Exclusive);
         assert_eq!((c.rrl.rate, c.rrl.slip, c.rrl.whitelist.len()), (200, 2, 2));
         assert_eq!(c.miss_budget.total_rate, 20_000);
     }
@@ -302,6 +306,9 @@ enabled = false
         .unwrap();
         assert!(!off.cookies.enabled);
         assert!(toml::from_str::<Config>("[health]\nintervall_ms = 5\n").is_err());
+        let shared: Config = toml::from_str("[xdp]\nattach = \"shared\"\n").unwrap();
+        assert_eq!(shared.xdp.attach, Sharing::Shared);
+        assert!(toml::from_str::<Config>("[xdp]\nattach = \"sharing\"\n").is_err());
         assert!(toml::from_str::<Config>("[anycast]\nprefixes = [\"192.0.2.300/32\"]\n").is_err());
         let exec: Config = toml::from_str(
             "[zones]\ndir = \"z\"\n[anycast]\nmethod = \"exec\"\nprefixes = [\"192.0.2.53/32\"]\n",

@@ -26,6 +26,10 @@ pub struct Needs {
     pub bpf: bool,
     /// Anycast on: the TUN device and its addresses are the announcement.
     pub net_admin: bool,
+    /// `[xdp] attach = "shared"`: libxdp reads the NIC's dispatcher by program id
+    /// (CAP_SYS_ADMIN), rebuilds and attaches it when rampart leaves (CAP_NET_ADMIN), under its
+    /// root-only directory on the bpffs (CAP_DAC_OVERRIDE).
+    pub dispatcher: bool,
     /// A listen port below 1024: `rampart debug start-slow-path` binds again; the metrics
     /// endpoint binds after the drop.
     pub bind_low_port: bool,
@@ -47,6 +51,13 @@ impl Needs {
         }
         if self.bind_low_port {
             keep.insert(Capability::CAP_NET_BIND_SERVICE);
+        }
+        if self.dispatcher {
+            keep.extend([
+                Capability::CAP_SYS_ADMIN,
+                Capability::CAP_NET_ADMIN,
+                Capability::CAP_DAC_OVERRIDE,
+            ]);
         }
         keep
     }
@@ -169,9 +180,22 @@ mod tests {
             bpf: true,
             net_admin: true,
             bind_low_port: true,
+            dispatcher: false,
         };
         let caps = all.capabilities();
         assert_eq!(caps.len(), 3);
+        let shared = Needs {
+            bpf: true,
+            dispatcher: true,
+            ..Needs::default()
+        };
+        for cap in [
+            Capability::CAP_SYS_ADMIN,
+            Capability::CAP_NET_ADMIN,
+            Capability::CAP_DAC_OVERRIDE,
+        ] {
+            assert!(shared.capabilities().contains(&cap), "libxdp's {cap}");
+        }
         assert!(caps.contains(&Capability::CAP_NET_ADMIN));
         assert!(caps.contains(&Capability::CAP_NET_BIND_SERVICE));
         assert!(Needs::default().capabilities().is_empty());

@@ -390,7 +390,12 @@ mod tests {
             let table = crate::compile::compile(&catalog);
             let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
             fp.install(&table).unwrap();
-            fp.attach("v0", AttachMode::Generic).unwrap();
+            fp.attach(
+                "v0",
+                AttachMode::Generic,
+                crate::fastpath::Sharing::Exclusive,
+            )
+            .unwrap();
             let server = Server::start_with(
                 &["127.0.0.1:0".parse().unwrap()],
                 catalog,

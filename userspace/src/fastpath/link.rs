@@ -1,6 +1,7 @@
 //! Detaching the bpf_link that holds a NIC's XDP program, as `bpftool link detach` does, but
 //! safely across network namespaces: link listings are global and carry only an ifindex, so the
-//! link is matched by the program id the NIC (in this namespace) reports and by its ifindex.
+//! link is matched by the program id the NIC (in this namespace) reports and by its ifindex. Also
+//! whether a program array slot is filled (shared mode tells a dead entry by it).
 
 use std::io;
 
@@ -9,6 +10,7 @@ use aya::programs::links::LinkType;
 
 use crate::netlink;
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_LINK_DETACH: libc::c_long = 34;
@@ -20,6 +22,21 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> io::Result<i64> {
         return Err(io::Error::last_os_error());
     }
     Ok(r)
+}
+
+/// Whether slot `key` of the program array `map` holds a program (a lookup from userspace
+/// answers the program's id, or ENOENT for an empty slot).
+pub fn prog_array_has(map: i32, key: u32) -> io::Result<bool> {
+    let mut id = 0u32;
+    let mut attr = [0u64; 16];
+    attr[0] = map as u32 as u64;
+    attr[1] = &key as *const u32 as u64;
+    attr[2] = &mut id as *mut u32 as u64;
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// An fd of the link with `id`, closed on drop.

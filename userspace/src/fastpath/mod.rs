@@ -30,6 +30,7 @@ use tracing::{info, warn};
 use crate::compile::CompiledAnswer;
 use crate::netlink;
 use layout::{Bases, Layout};
+pub use shared::Sharing;
 
 /// The program, built by build.rs from xdp-ebpf/.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart-xdp"));
@@ -166,6 +167,8 @@ pub struct FastPath {
     ebpf: Ebpf,
     capacity: Capacity,
     links: Vec<(String, XdpLinkId)>,
+    /// Shared mode: rampart's entries in the NICs' libxdp dispatchers.
+    entries: Vec<shared::Entry>,
     pin_dir: Option<PathBuf>,
     /// Live generation (0 or 1), with its index's place and seed.
     generation: u32,
@@ -242,6 +245,7 @@ impl FastPath {
             ebpf,
             capacity,
             links: Vec::new(),
+            entries: Vec::new(),
             pin_dir: None,
             generation: 1,
             config: Config::default(),
@@ -253,7 +257,17 @@ impl FastPath {
     }
 
     /// Attach to one NIC. Native mode fails with the kernel's reason when the driver lacks XDP.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<()> {
+    /// Shared: as a component of the NIC's libxdp dispatcher, beside other XDP programs.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode, sharing: Sharing) -> Result<()> {
+        if sharing == Sharing::Shared {
+            let jumps = match self.ebpf.map(MAP_JUMPS) {
+                Some(Map::ProgramArray(data)) => data.fd(),
+                _ => bail!("map {MAP_JUMPS} missing"),
+            };
+            let entry = shared::Entry::attach(iface, mode, jumps)?;
+            self.entries.push(entry);
+            return Ok(());
+        }
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM_NAME)
@@ -408,6 +422,8 @@ impl FastPath {
 impl Drop for FastPath {
     fn drop(&mut self) {
         self.log_stop.store(true, Ordering::Relaxed);
+        // Each leaves its dispatcher (the other programs there stay).
+        self.entries.clear();
         if let Some(prog) = self.ebpf.program_mut(PROGRAM_NAME) {
             let prog: Result<&mut Xdp, _> = prog.try_into();
             if let Ok(prog) = prog {
@@ -535,13 +551,44 @@ fn spawn_ebpf_logger(ebpf: &mut Ebpf, stop: Arc<AtomicBool>) {
     });
 }
 
-/// Remove the XDP program from `iface`: one a crashed instance left (attached through netlink, in
-/// native or generic mode), or one a running instance holds through a bpf_link (which makes that
-/// instance's fast-path health probe fail, so it withdraws its announcement).
-pub fn detach_iface(iface: &str) -> Result<()> {
+/// The dispatcher libxdp puts on a NIC shared by several XDP programs.
+const LIBXDP_DISPATCHER: &str = "xdp_dispatcher";
+
+/// Remove rampart's XDP program from `iface`, and only rampart's: where the NIC has libxdp's
+/// dispatcher, rampart's entries in it (the other programs stay); where rampart's program is the
+/// NIC's one, that program, whether a running instance holds it through a bpf_link or a crashed
+/// one left it (attached through netlink, in native or generic mode). A running instance's
+/// fast-path health probe then fails, so it withdraws its announcement. Another program alone on
+/// the NIC is left in place (an error). Returns what was done, for the operator.
+pub fn detach_iface(iface: &str) -> Result<String> {
     let ifindex = netlink::ifindex(iface)?;
+    let ids = netlink::xdp_prog_ids(ifindex).context("reading the NIC's XDP program")?;
+    let names: Vec<String> = (ids.iter())
+        .map(|&id| {
+            aya::programs::loaded_programs()
+                .flatten()
+                .find(|p| p.id() == id)
+                .and_then(|p| p.name_as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("id {id}"))
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(format!("no XDP program on {iface}"));
+    }
+    if names.iter().any(|n| n == LIBXDP_DISPATCHER) {
+        let n = shared::detach_components(iface)?;
+        return Ok(format!(
+            "removed {n} rampart program(s) from {iface}'s XDP dispatcher (the others stay)"
+        ));
+    }
+    if let Some(other) = names.iter().find(|n| *n != PROGRAM_NAME) {
+        bail!(
+            "the XDP program on {iface} is {other}, not rampart's: left in place \
+             (`ip link set dev {iface} xdp off` or `xdp-loader unload` removes it)"
+        );
+    }
     if link::detach_links(iface)? > 0 {
-        return Ok(());
+        return Ok(format!("detached XDP from {iface}"));
     }
     const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
     const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -549,7 +596,7 @@ pub fn detach_iface(iface: &str) -> Result<()> {
         netlink::set_xdp_fd(ifindex, -1, flags)
             .with_context(|| format!("detaching XDP from {iface}"))?;
     }
-    Ok(())
+    Ok(format!("detached XDP from {iface}"))
 }
 
 /// A table laid out for the first install, before the maps are sized from it.
@@ -693,5 +740,6 @@ mod layout;
 mod limit_tests;
 mod link;
 pub mod probe;
+pub mod shared;
 #[cfg(test)]
 mod tests;

@@ -148,6 +148,11 @@ impl FastPath {
                 detached.push(iface.clone());
             }
         }
+        for entry in &self.entries {
+            if !entry.attached()? {
+                detached.push(entry.iface().to_owned());
+            }
+        }
         Ok(detached)
     }
 }
