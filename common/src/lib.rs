@@ -371,7 +371,7 @@ pub enum Counter {
     /// Events, not outcomes (a frame that bumps one also ends in one of the above):
     /// RRL in dry-run mode would have limited this answer.
     RrlDryRun,
-    /// A whitelisted prefix went over a limit and was answered anyway.
+    /// An answer to a whitelisted source: no limit applied, nothing accounted.
     RrlWhitelisted,
     /// The query carried a valid server cookie: no rate limit applied.
     CookieValid,
@@ -546,6 +546,8 @@ pub const LIMIT_DRY_RUN: u32 = 1;
 pub const LIMIT_COOKIES: u32 = 2;
 /// `cookie_staging` is accepted too.
 pub const LIMIT_COOKIE_STAGING: u32 = 4;
+/// The whitelist holds at least one prefix (without it the program never looks a source up).
+pub const LIMIT_WHITELIST: u32 = 8;
 
 /// A GCRA bucket: the theoretical arrival time of the next response (ns, CLOCK_MONOTONIC),
 /// and how many responses it has limited (for the slip ratio).

@@ -462,29 +462,38 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
 }
 
 /// The first index entry with the key's fingerprint, in its first bucket then its second
-/// ([`RECORD_NONE`]: none), laundered.
+/// ([`RECORD_NONE`]: none), laundered. The second bucket's line is read only when the first
+/// has no candidate: the installer fills first buckets first, so most keys that exist cost one
+/// index line (a miss to memory, live), and only absent keys and the displaced few cost two.
 #[inline(always)]
 fn scan(key: &mut KeyBuf, key_hash: u64) -> u32 {
     let (b1, b2, fp) = index_buckets(key_hash, key.gen_.index_mask);
     let base = key.gen_.index_base;
-    // Both buckets scanned whole, backwards, each match replacing the last: no early exits for
-    // the verifier to follow one by one.
-    let mut idx = RECORD_NONE;
-    for b in [b2, b1] {
-        let Some(bucket) = INDEX.get_ptr(base + b) else {
-            continue;
-        };
-        let mut i = INDEX_WAYS;
-        while i > 0 {
-            i -= 1;
-            // SAFETY: a bucket of INDEX, i < INDEX_WAYS.
-            let e = unsafe { (*bucket).entries[i] };
-            if (e >> 32) as u32 == fp {
-                idx = e as u32;
-            }
-        }
+    let mut idx = scan_bucket(base + b1, fp);
+    if idx == RECORD_NONE {
+        idx = scan_bucket(base + b2, fp);
     }
     key.launder(idx as u64) as u32
+}
+
+/// The first entry of bucket `b` with fingerprint `fp`: the bucket scanned whole, backwards,
+/// each match replacing the last (no early exits for the verifier to follow one by one).
+#[inline(always)]
+fn scan_bucket(b: u32, fp: u32) -> u32 {
+    let mut idx = RECORD_NONE;
+    let Some(bucket) = INDEX.get_ptr(b) else {
+        return idx;
+    };
+    let mut i = INDEX_WAYS;
+    while i > 0 {
+        i -= 1;
+        // SAFETY: a bucket of INDEX, i < INDEX_WAYS.
+        let e = unsafe { (*bucket).entries[i] };
+        if (e >> 32) as u32 == fp {
+            idx = e as u32;
+        }
+    }
+    idx
 }
 
 impl KeyBuf {
