@@ -534,7 +534,7 @@ impl KeyBuf {
     }
 }
 
-/// Walk a missing name's suffixes, itself first, to the first with a closest-encloser entry
+/// Walk a missing name's suffixes, its parent first, to the first with a closest-encloser entry
 /// (docs/ARCHITECTURE.md §4.1). Short names only (<= 64 bytes, so <= 32 hops): each step
 /// copies the suffix from the packet into the key, lowercased and hashed. [`RECORD_NONE`] past
 /// the last label (not one of our zones), or where the index is unsure.
@@ -544,10 +544,16 @@ fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
     // The walk's state lives in the per-CPU scratch, not on the stack: the verifier tracks no
     // values in map memory, so every hop starts from the same state and it checks one (on the
     // stack, the name offset's exact range would differ from hop to hop, each checked anew).
+    // The walk starts at the parent: a name with no entry of its own has no encloser entry
+    // either (the compiler gives every name with one a shared entry, a marker at least).
+    let first = key.name[0] as u32;
+    if first == 0 {
+        return Ok(RECORD_NONE);
+    }
     key.walk = WalkState {
         start: (q.end - q.len) as u32,
         name_len: q.name_len as u32,
-        k: 0,
+        k: first + 1,
         found: RECORD_NONE,
         malformed: 0,
     };
