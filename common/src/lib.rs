@@ -607,15 +607,15 @@ pub const MAP_BUCKETS: &str = "BUCKETS";
 pub const MAP_CLASS_RATES: &str = "CLASS_RATES";
 pub const MAP_JUMPS: &str = "JUMPS";
 pub const PROGRAM_NAME: &str = "rampart";
-/// The cookie stage (RFC 9018 SipHash), a program of its own that the main one tail-calls: its
-/// instructions then count against its own verifier budget, not the main program's.
+/// The cookie stage, a program of its own that the main one tail-calls to append the COOKIE
+/// option (the check itself is inline): its instructions count against its own verifier
+/// budget, not the main program's.
 pub const PROGRAM_COOKIE: &str = "rampart_cookie";
 /// The reference program (a reflector: swaps addresses and ports, sets QR) that the cost guard
 /// measures hits against; the daemon never loads it.
 pub const PROGRAM_REFERENCE: &str = "rampart_reference";
-/// `JUMPS` slots: the cookie stage, and the main program it jumps back into.
+/// `JUMPS` slot of the cookie stage.
 pub const JUMP_COOKIE: u32 = 0;
-pub const JUMP_MAIN: u32 = 1;
 /// Bytes of the COOKIE option the fast path appends: code, length, client cookie (8), RFC 9018
 /// server cookie (16).
 pub const COOKIE_OPTION_LEN: usize = 28;

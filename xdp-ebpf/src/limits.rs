@@ -47,19 +47,30 @@ pub struct Source {
     /// Nonzero for the probe; a word laundered by the caller, not a bool, so the verifier
     /// carries one state through the program rather than one per value (see KeyBuf::launder).
     probe: u64,
-    /// The cookie stage's verdict for this frame (`handoff::DONE` etc., 0: not run), read from
-    /// memory like `probe`.
+    /// The cookie check's verdict for this frame (`handoff::DONE` etc., 0: no cookie checked),
+    /// laundered like `probe`.
     pub cookie: u64,
 }
 
 impl Source {
     #[inline(always)]
-    pub fn new(addr: [u32; 4], probe: u64, cookie: u64) -> Source {
+    pub fn new(addr: [u32; 4], probe: u64) -> Source {
         let (prefix, _) = mask(&addr);
         Source {
             addr,
             prefix,
             probe,
+            cookie: 0,
+        }
+    }
+
+    /// The same source with the cookie check's verdict.
+    #[inline(always)]
+    pub fn with_cookie(&self, cookie: u64) -> Source {
+        Source {
+            addr: self.addr,
+            prefix: self.prefix,
+            probe: self.probe,
             cookie,
         }
     }

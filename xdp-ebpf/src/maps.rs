@@ -52,9 +52,9 @@ pub fn frame_buf() -> Result<*mut u8, Counter> {
     }
 }
 
-/// Tail-call targets: the cookie stage and the main program (slots `JUMP_*`), filled by userspace.
+/// Tail-call target: the cookie stage (slot `JUMP_COOKIE`), filled by userspace.
 #[map(name = "JUMPS")]
-pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 
