@@ -8,10 +8,11 @@ the last line that begins at or before it. Debian's bpftool is built without a d
 so `bpftool prog dump jited linum` isn't available; this reads the same tables directly with
 the bpf(2) syscall (root).
 
-    jit_lines.py PROG_ID [PROG_ID...] < perf-script-output    (perf script -F ip,sym)
+    jit_lines.py PROG_ID [PROG_ID...] < perf-script-output    (perf script -F ip,sym, with
+                                                               the call chains of record -g)
 
-Prints, per program, the lines holding the most samples (share of the program's samples) and
-the same folded by function.
+Prints, per program, the lines holding the most samples of those whose call chain runs through
+it (a helper's samples go to the line that called it), and the same folded by function.
 """
 import collections
 import ctypes
@@ -150,37 +151,54 @@ def btf_func_names(btf_id):
     return names
 
 
+def samples_by_program(lines, names):
+    """perf script output (with call chains: a header line, then one `ip sym` line per frame, a
+    blank line between samples) -> per program: Counter of (address in it, leaf symbol or '')
+    for every sample whose chain runs through it: its own instructions (leaf '') or the helper
+    its call at that address was in."""
+    out = collections.defaultdict(collections.Counter)
+    frames = []
+    for line in list(lines) + [""]:
+        parts = line.split()
+        if parts and len(parts) >= 2 and all(c in "0123456789abcdef" for c in parts[0]):
+            frames.append((int(parts[0], 16), parts[1].split("+")[0]))
+            continue
+        if not parts and frames:
+            for depth, (ip, sym) in enumerate(frames):
+                name = next((n for n in names if sym.startswith("bpf_prog_") and sym.endswith("_" + n)), None)
+                if name:
+                    leaf = "" if depth == 0 else frames[0][1]
+                    # A return address points past the call: attribute it to the call.
+                    out[name][(ip - (1 if depth else 0), leaf)] += 1
+                    break
+            frames = []
+    return out
+
+
 def main():
+    import bisect
     progs = {}
     for pid in map(int, sys.argv[1:]):
         name, rows = program(pid)
         progs[name] = rows
-    samples = collections.defaultdict(collections.Counter)
-    for line in sys.stdin:
-        parts = line.split()
-        if len(parts) < 2:
-            continue
-        sym = parts[1]
-        for name in progs:
-            if sym.startswith("bpf_prog_") and sym.endswith("_" + name):
-                samples[name][int(parts[0], 16)] += 1
+    samples = samples_by_program(sys.stdin, list(progs))
     for name, rows in progs.items():
         addrs = [r[0] for r in rows]
         by_line, by_func = collections.Counter(), collections.Counter()
         total = sum(samples[name].values())
-        import bisect
-        for ip, n in samples[name].items():
+        for (ip, leaf), n in samples[name].items():
             i = bisect.bisect_right(addrs, ip) - 1
             row = rows[i] if i >= 0 else (0, "?", "?")
-            by_line[row[1]] += n
+            where = row[1] if not leaf else f"{row[1]}  -> in {leaf}"
+            by_line[where] += n
             by_func[row[2]] += n
-        print(f"## {name}: {total} samples in the program's own code")
+        print(f"## {name}: {total} samples whose call chain runs through it")
         if not total:
             continue
         print("\n| share | function |\n|---:|---|")
         for f, n in by_func.most_common():
             print(f"| {100 * n / total:.1f}% | {f} |")
-        print("\n| share | line |\n|---:|---|")
+        print("\n| share | line (and the helper it was in, if any) |\n|---:|---|")
         for l, n in by_line.most_common(40):
             print(f"| {100 * n / total:.1f}% | `{l.replace('|', '/')}` |")
         print()
