@@ -614,8 +614,10 @@ pub const PROGRAM_COOKIE: &str = "rampart_cookie";
 /// The reference program (a reflector: swaps addresses and ports, sets QR) that the cost guard
 /// measures hits against; the daemon never loads it.
 pub const PROGRAM_REFERENCE: &str = "rampart_reference";
-/// `JUMPS` slot of the cookie stage.
+/// `JUMPS` slots: the cookie stage (the append), and the main program (what a shared-NIC
+/// entry program tail-calls).
 pub const JUMP_COOKIE: u32 = 0;
+pub const JUMP_MAIN: u32 = 1;
 /// Bytes of the COOKIE option the fast path appends: code, length, client cookie (8), RFC 9018
 /// server cookie (16).
 pub const COOKIE_OPTION_LEN: usize = 28;

@@ -52,9 +52,10 @@ pub fn frame_buf() -> Result<*mut u8, Counter> {
     }
 }
 
-/// Tail-call target: the cookie stage (slot `JUMP_COOKIE`), filled by userspace.
+/// Tail-call targets (slots `JUMP_*`), filled by userspace: the cookie stage, and the main
+/// program for a shared-NIC entry program that carries this map.
 #[map(name = "JUMPS")]
-pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 

@@ -20,10 +20,10 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, LIMIT_WHITELIST, Limits, MAP_BUCKETS,
-    MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS, MAP_LIMITS, MAP_NAMES, MAP_RECORDS,
-    MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, NameSlot, PROGRAM_COOKIE,
-    PROGRAM_NAME, Record, TailLarge, TailSmall, WhitelistAddr,
+    Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits,
+    MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS, MAP_LIMITS, MAP_NAMES,
+    MAP_RECORDS, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, NameSlot,
+    PROGRAM_COOKIE, PROGRAM_NAME, Record, TailLarge, TailSmall, WhitelistAddr,
 };
 use tracing::{info, warn};
 
@@ -210,6 +210,7 @@ impl FastPath {
             .try_into()?;
         prog.load()
             .context("the kernel verifier rejected the XDP program")?;
+        let main = prog.fd()?.try_clone()?;
         let stage: &mut Xdp = ebpf
             .program_mut(PROGRAM_COOKIE)
             .ok_or_else(|| anyhow!("program {PROGRAM_COOKIE} missing from object"))?
@@ -220,6 +221,7 @@ impl FastPath {
         let stage = stage.fd()?.try_clone()?;
         let mut jumps = ProgramArray::try_from(ebpf.map_mut(MAP_JUMPS).expect("map"))?;
         jumps.set(JUMP_COOKIE, &stage, 0)?;
+        jumps.set(JUMP_MAIN, &main, 0)?;
         Ok(FastPath {
             ebpf,
             capacity,
