@@ -371,7 +371,7 @@ pub enum Counter {
     /// Events, not outcomes (a frame that bumps one also ends in one of the above):
     /// RRL in dry-run mode would have limited this answer.
     RrlDryRun,
-    /// A whitelisted prefix went over a limit and was answered anyway.
+    /// An answer to a whitelisted source: no limit applied, nothing accounted.
     RrlWhitelisted,
     /// The query carried a valid server cookie: no rate limit applied.
     CookieValid,
@@ -546,6 +546,8 @@ pub const LIMIT_DRY_RUN: u32 = 1;
 pub const LIMIT_COOKIES: u32 = 2;
 /// `cookie_staging` is accepted too.
 pub const LIMIT_COOKIE_STAGING: u32 = 4;
+/// The whitelist holds at least one prefix (without it the program never looks a source up).
+pub const LIMIT_WHITELIST: u32 = 8;
 
 /// A GCRA bucket: the theoretical arrival time of the next response (ns, CLOCK_MONOTONIC),
 /// and how many responses it has limited (for the slip ratio).
@@ -605,13 +607,15 @@ pub const MAP_BUCKETS: &str = "BUCKETS";
 pub const MAP_CLASS_RATES: &str = "CLASS_RATES";
 pub const MAP_JUMPS: &str = "JUMPS";
 pub const PROGRAM_NAME: &str = "rampart";
-/// The cookie stage (RFC 9018 SipHash), a program of its own that the main one tail-calls: its
-/// instructions then count against its own verifier budget, not the main program's.
+/// The cookie stage, a program of its own that the main one tail-calls to append the COOKIE
+/// option (the check itself is inline): its instructions count against its own verifier
+/// budget, not the main program's.
 pub const PROGRAM_COOKIE: &str = "rampart_cookie";
 /// The reference program (a reflector: swaps addresses and ports, sets QR) that the cost guard
 /// measures hits against; the daemon never loads it.
 pub const PROGRAM_REFERENCE: &str = "rampart_reference";
-/// `JUMPS` slots: the cookie stage, and the main program it jumps back into.
+/// `JUMPS` slots: the cookie stage (the append), and the main program (what a shared-NIC
+/// entry program tail-calls).
 pub const JUMP_COOKIE: u32 = 0;
 pub const JUMP_MAIN: u32 = 1;
 /// Bytes of the COOKIE option the fast path appends: code, length, client cookie (8), RFC 9018

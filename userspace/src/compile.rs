@@ -296,6 +296,9 @@ fn compile_enclosers(
     });
     for key in markers.iter().filter(|k| !emitted(k)) {
         out.extend(pass_markers(key, QTYPE_ENCLOSER));
+        // The name itself too: the program's walk starts at a missing name's parent, so a
+        // name that has an encloser entry must have a shared one (see compile_zone).
+        out.extend(pass_markers(key, QTYPE_OTHER));
     }
     out
 }
@@ -980,6 +983,28 @@ mod tests {
             find_exact(&table, "alias.example.com.", QTYPE_OTHER, Variant::Edns)
                 .unwrap()
                 .is_pass_marker()
+        );
+        // The program's walk starts at a missing name's parent: every name with an encloser
+        // entry has a shared one (a marker where the name is off the tree, like hostmaster), so
+        // the name itself is never taken for missing.
+        for e in table.iter().filter(|c| c.qtype == QTYPE_ENCLOSER) {
+            assert!(
+                (table.iter()).any(|c| c.qname == e.qname
+                    && c.qtype == QTYPE_OTHER
+                    && c.variant == e.variant),
+                "{:?} has an encloser entry and no shared one",
+                NameKey::from_wire(&e.qname)
+            );
+        }
+        assert!(
+            find_exact(
+                &table,
+                "hostmaster.example.com.",
+                QTYPE_OTHER,
+                Variant::Edns
+            )
+            .unwrap()
+            .is_pass_marker()
         );
     }
 

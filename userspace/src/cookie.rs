@@ -195,11 +195,21 @@ impl Cookies {
 }
 
 /// Wall-clock seconds as a cookie timestamp (RFC 9018 §4.2: serial number arithmetic, so the
-/// truncation to 32 bits is the format).
+/// truncation to 32 bits is the format), from the coarse clock (the last tick's time): the XDP
+/// program stamps the coarse monotonic clock plus the wall clock's offset, which is this same
+/// time, so both paths turn to the next second on the same tick.
 pub fn now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec for the kernel to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
+        return SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+    }
+    ts.tv_sec as u32
 }
 
 /// The configured secrets: (primary, staging).

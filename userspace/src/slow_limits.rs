@@ -144,9 +144,13 @@ impl SlowLimits {
 
     /// An answer of response class `class` (`compile::response_class`) to `peer`: the class's
     /// aggregate rate first, then the source prefix's rate for the class, as the XDP program.
-    /// A valid server cookie proves the address: no limit, and not counted.
+    /// A valid server cookie proves the address: no limit, and not counted; nor for a
+    /// whitelisted source (as Knot exempts whitelisted clients before its RRL table).
     pub fn check(&self, peer: IpAddr, class: u32, valid_cookie: bool) -> Verdict {
-        if valid_cookie || self.exempt.contains(&peer) {
+        if valid_cookie
+            || self.exempt.contains(&peer)
+            || self.whitelist.iter().any(|net| net.contains(&peer))
+        {
             return Verdict::Answer;
         }
         let now = self.epoch.elapsed();
@@ -251,6 +255,8 @@ mod tests {
         c.whitelist = vec!["192.0.2.0/28".parse().unwrap()];
         let l = SlowLimits::new(&c).unwrap();
         assert_eq!(verdicts(&l, "192.0.2.3", 1, 3), [Answer; 3], "whitelisted");
+        // Not accounted: 192.0.2.200, same /24, outside the /28, still has its burst.
+        assert_eq!(verdicts(&l, "192.0.2.200", 1, 2), [Answer, Drop]);
         assert!(l.check("192.0.2.99".parse().unwrap(), 2, true) == Answer);
         assert_eq!(verdicts(&l, "192.0.2.99", 2, 2), [Answer, Drop]);
         assert!(

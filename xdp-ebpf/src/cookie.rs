@@ -1,18 +1,18 @@
-//! DNS cookies (RFC 7873) in the driver: the stage that checks a query's server cookie (RFC 9018:
-//! version 1, reserved, timestamp, SipHash-2-4 over client cookie | version | reserved |
-//! timestamp | client address, under the secret every anycast node shares) and makes the fresh
-//! one the answer carries. A program of its own, tail-called by the main program and jumping
-//! back into it (see [`Stage`]): the hashes then count against this program's verifier budget.
+//! DNS cookies (RFC 7873) in the driver: checking a query's server cookie (RFC 9018: version 1,
+//! reserved, timestamp, SipHash-2-4 over client cookie | version | reserved | timestamp |
+//! client address, under the secret every anycast node shares) and making the fresh one the
+//! answer carries, inline in the main program's first pass; and the stage, a program of its
+//! own tail-called at the end, that appends the option (or, for a slip, a BADCOOKIE OPT) and
+//! sends the frame (that arithmetic stays out of the main program's verifier budget).
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::PerCpuArray,
     programs::XdpContext,
 };
 use rampart_common::{
-    COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, JUMP_MAIN, LIMIT_COOKIE_STAGING, LIMIT_COOKIES,
-    Limits, OPT_LEN,
+    COOKIE_OPTION_LEN, Counter, JUMP_COOKIE, LIMIT_COOKIE_STAGING, LIMIT_COOKIES, Limits, OPT_LEN,
     dns::{FLAG_RCODE, FLAG_TC, OPTION_COOKIE, RCODE_BADCOOKIE},
 };
 
@@ -40,19 +40,10 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// BADCOOKIE's low four bits, in the header.
 const BADCOOKIE_LOW: u16 = RCODE_BADCOOKIE & FLAG_RCODE;
 
-/// What the stage is asked to do.
-const CHECK: u64 = 0;
-const APPEND: u64 = 1;
-
-/// What the two programs hand each other, in a per-CPU slot: an XDP program runs to completion
-/// on its CPU, tail calls included, so the slot belongs to one frame from the stash to the take.
+/// What the main program leaves for the stage, in a per-CPU slot: an XDP program runs to
+/// completion on its CPU, tail calls included, so the slot belongs to one frame.
 #[repr(C)]
 pub struct Stage {
-    /// [`CHECK`] or [`APPEND`], set before every jump to the stage.
-    mode: u64,
-    /// [`DONE`] | [`VALID`] | [`ANSWER`], or 0: written by the stage, read and cleared by the
-    /// main program first thing, so no frame ever sees another frame's verdict.
-    verdict: u64,
     /// Where the COOKIE option's data is (main → stage).
     off: u64,
     len: u64,
@@ -74,20 +65,10 @@ pub struct Stage {
     /// the check, for the OPT of a BADCOOKIE slip, which echoes it).
     opt_rr: u64,
     do_bit: u64,
-}
-
-impl Stage {
-    /// The verdict for this frame (0: the stage hasn't run), cleared as it is read. Laundered
-    /// through memory like every flag the main program carries (one verifier state, any value).
-    #[inline(always)]
-    pub fn take(&mut self) -> u64 {
-        // SAFETY: this CPU's slot; volatile so neither access is elided or merged.
-        unsafe {
-            let v = core::ptr::read_volatile(&self.verdict);
-            core::ptr::write_volatile(&mut self.verdict, 0);
-            v
-        }
-    }
+    /// The query's cookie as little-endian words (client cookie, then version/reserved/
+    /// timestamp and hash of an RFC 9018 server cookie): here, not on the main program's stack,
+    /// which with the encloser walk's callback is at the verifier's 512 bytes.
+    words: [u64; 3],
 }
 
 #[map(name = "COOKIE_STAGE")]
@@ -103,25 +84,29 @@ pub fn cookie_stage() -> Result<&'static mut Stage, Counter> {
     }
 }
 
-/// Main program: hand the query's cookie to the stage, which jumps back into the main program
-/// from the start with its verdict. Returns only on failure: a malformed cookie (the slow path
-/// answers FORMERR), or no stage loaded (the slow path does the cookies).
+/// Main program: check the query's cookie here, in the frame's first pass (a valid server cookie
+/// exempts its client from the limits, so the verdict is needed before them), and make the
+/// fresh one the answer carries, kept in the stage's slot for the append. `Err`: a malformed
+/// cookie (the slow path answers FORMERR) or no limits yet.
 #[inline(always)]
-pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4], opt_rr: usize) -> Counter {
+pub fn check_here(
+    ctx: &XdpContext,
+    opt: OptionAt,
+    addr: &[u32; 4],
+    opt_rr: usize,
+) -> Result<u64, Counter> {
     if opt.len != CLIENT_LEN && !(MIN_LEN..=MAX_LEN).contains(&opt.len) {
-        return Counter::PassEdns;
+        return Err(Counter::PassEdns);
     }
-    let Ok(stage) = cookie_stage() else {
-        return Counter::PassNotReady;
+    let stage = cookie_stage()?;
+    let Some(l) = limits::settings() else {
+        return Err(Counter::PassNotReady);
     };
-    stage.mode = CHECK;
     stage.off = opt.off as u64;
     stage.len = opt.len as u64;
     stage.addr = *addr;
     stage.opt_rr = opt_rr as u64;
-    // SAFETY: a tail call either doesn't return or fails; both leave the frame untouched.
-    unsafe { maps::JUMPS.tail_call(ctx, JUMP_COOKIE) };
-    Counter::PassNotReady
+    Ok(check(ctx, stage, l)? | DONE)
 }
 
 /// Main program, with the answer otherwise complete (its lengths and checksum count the
@@ -130,7 +115,6 @@ pub fn enter(ctx: &XdpContext, opt: OptionAt, addr: &[u32; 4], opt_rr: usize) ->
 #[inline(always)]
 pub fn append(ctx: &XdpContext, l3: &L3, dns_off: usize, end: usize, opt_back: u8) -> u32 {
     if let Ok(stage) = cookie_stage() {
-        stage.mode = APPEND;
         stage.end = end as u64;
         stage.opt_back = opt_back as u64;
         stage.l3_off = l3.off as u64;
@@ -153,40 +137,19 @@ pub fn enabled() -> bool {
 #[xdp]
 pub fn rampart_cookie(ctx: XdpContext) -> u32 {
     let Ok(stage) = cookie_stage() else {
-        count(Counter::PassNotReady);
-        return xdp_action::XDP_PASS;
+        count(Counter::DropRewriteFailed);
+        return xdp_action::XDP_DROP;
     };
-    if stage.mode == APPEND {
-        return match write_option(&ctx, stage) {
-            Ok(()) => {
-                count(Counter::CookieSent);
-                xdp_action::XDP_TX
-            }
-            Err(_) => {
-                count(Counter::DropRewriteFailed);
-                xdp_action::XDP_DROP
-            }
-        };
-    }
-    let Some(l) = limits::settings() else {
-        count(Counter::PassNotReady);
-        return xdp_action::XDP_PASS;
-    };
-    let verdict = match check(&ctx, stage, l) {
-        Ok(v) => v,
-        Err(c) => {
-            count(c);
-            return xdp_action::XDP_PASS;
+    match write_option(&ctx, stage) {
+        Ok(()) => {
+            count(Counter::CookieSent);
+            xdp_action::XDP_TX
         }
-    };
-    // SAFETY: plain field of this CPU's slot.
-    unsafe { core::ptr::write_volatile(&mut stage.verdict, verdict | DONE) };
-    // SAFETY: as in enter.
-    unsafe { maps::JUMPS.tail_call(&ctx, JUMP_MAIN) };
-    // No main program to go back to: nothing may inherit the verdict.
-    stage.verdict = 0;
-    count(Counter::PassNotReady);
-    xdp_action::XDP_PASS
+        Err(_) => {
+            count(Counter::DropRewriteFailed);
+            xdp_action::XDP_DROP
+        }
+    }
 }
 
 /// Check the cookie at `stage.off` and make the fresh one the answer carries.
@@ -195,18 +158,18 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
     let len = stage.len as usize;
     // Client cookie, then (version, reserved, timestamp) and hash of an RFC 9018 server cookie,
     // as little-endian words, the way SipHash reads its message.
-    let mut w = [0u64; 3];
+    stage.words = [0; 3];
     let want = if len == RFC9018_LEN {
         RFC9018_LEN
     } else {
         CLIENT_LEN
     };
-    // SAFETY: the helper copies 8 or 24 packet bytes into the 24-byte stack buffer.
+    // SAFETY: the helper copies 8 or 24 packet bytes into the 24-byte words.
     if unsafe {
         aya_ebpf::helpers::bpf_xdp_load_bytes(
             ctx.ctx,
             stage.off as u32,
-            w.as_mut_ptr().cast(),
+            stage.words.as_mut_ptr().cast(),
             want as u32,
         )
     } != 0
@@ -219,9 +182,13 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
         (stage.opt_rr as usize & 0x7ff) + 7,
         Counter::PassMalformed,
     )? & 0x80) as u64;
+    let w = stage.words;
     let v4 = stage.addr[0] == 0 && stage.addr[1] == 0 && stage.addr[2] == 0xffffu32.to_be();
+    // The coarse clock (the tick's time, read from memory): a timestamp in seconds needs no
+    // better, and the precise one costs a TSC read and its conversion.
     // SAFETY: helper without arguments.
-    let now = (unsafe { bpf_ktime_get_ns() }.wrapping_add(l.clock_offset) / NS_PER_SEC) as u32;
+    let now =
+        (unsafe { bpf_ktime_get_coarse_ns() }.wrapping_add(l.clock_offset) / NS_PER_SEC) as u32;
     let mut verdict = ANSWER;
     if len == CLIENT_LEN {
         count(Counter::CookieClientOnly);

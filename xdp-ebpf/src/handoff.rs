@@ -1,12 +1,12 @@
-//! What the main program and the cookie stage signal each other: the stage's verdict bits, and
-//! the slip marker the main program leaves for the stage.
+//! The cookie check's verdict bits, and the slip marker the main program leaves for the cookie
+//! stage.
 
-/// Verdict bits the stage leaves for the main program.
-/// Set whenever the stage ran for the frame at hand (so the main program doesn't jump again).
+/// Verdict bits of the cookie check ([`crate::cookie::check_here`]).
+/// Set whenever a cookie was checked for the frame at hand.
 pub const DONE: u64 = 1;
 /// The server cookie verified: no rate limit applies.
 pub const VALID: u64 = 2;
-/// The client sent a well-formed cookie: the answer carries the COOKIE option the stage made.
+/// The client sent a well-formed cookie: the answer carries the COOKIE option the check made.
 pub const ANSWER: u64 = 4;
 
 /// `opt_back` of a slip (header and question, TC=1): to a client that sent a cookie the stage

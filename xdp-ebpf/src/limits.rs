@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
 };
 use rampart_common::{
-    Bucket, Counter, LIMIT_DRY_RUN, Limits, RateSet, RrlKind, WhitelistAddr, rate_hash,
+    Bucket, Counter, LIMIT_DRY_RUN, LIMIT_WHITELIST, Limits, RateSet, RrlKind, WhitelistAddr,
+    rate_hash,
 };
 
 use crate::maps::count;
@@ -27,7 +28,16 @@ static CLASS_RATES: PerCpuArray<RateSet> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "TOTAL_BUDGET")]
 static TOTAL_BUDGET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
 
+/// What the whitelist said of recent sources, per CPU: one cache line of eight entries, each a
+/// source's hash (under the rate seed, so a restart forgets them) with its low bit cleared when
+/// the source is not listed. A source that keeps sending (a load generator, a monitoring
+/// resolver) finds its verdict here instead of a trie walk per packet.
+#[map(name = "WHITELIST_MEMO")]
+static WHITELIST_MEMO: PerCpuArray<[u64; 8]> = PerCpuArray::with_max_entries(1, 0);
+
 const MISS_CLASS: u32 = (RrlKind::Miss as u32) << 28;
+/// The class the whitelist memo hashes sources under (no response class uses it).
+const SOURCE_CLASS: u32 = 0x7fff_ffff;
 
 /// The query's source: its address (for the whitelist) and its prefix (for the buckets), and
 /// whether it is the daemon's own health probe (never limited, like a whitelisted prefix).
@@ -37,19 +47,30 @@ pub struct Source {
     /// Nonzero for the probe; a word laundered by the caller, not a bool, so the verifier
     /// carries one state through the program rather than one per value (see KeyBuf::launder).
     probe: u64,
-    /// The cookie stage's verdict for this frame (`handoff::DONE` etc., 0: not run), read from
-    /// memory like `probe`.
+    /// The cookie check's verdict for this frame (`handoff::DONE` etc., 0: no cookie checked),
+    /// laundered like `probe`.
     pub cookie: u64,
 }
 
 impl Source {
     #[inline(always)]
-    pub fn new(addr: [u32; 4], probe: u64, cookie: u64) -> Source {
+    pub fn new(addr: [u32; 4], probe: u64) -> Source {
         let (prefix, _) = mask(&addr);
         Source {
             addr,
             prefix,
             probe,
+            cookie: 0,
+        }
+    }
+
+    /// The same source with the cookie check's verdict.
+    #[inline(always)]
+    pub fn with_cookie(&self, cookie: u64) -> Source {
+        Source {
+            addr: self.addr,
+            prefix: self.prefix,
+            probe: self.probe,
             cookie,
         }
     }
@@ -150,14 +171,55 @@ fn account(
     }
 }
 
+/// Whether the source's address is in a whitelisted prefix, from the memo where it is there.
 #[inline(always)]
-fn whitelisted(src: &Source) -> bool {
+fn whitelisted(src: &Source, l: &Limits) -> bool {
+    if l.flags & LIMIT_WHITELIST == 0 {
+        return false;
+    }
+    // The full address (a whitelisted prefix may be longer than the RRL prefix); odd.
+    let h = rate_hash(l.rate_seed, &src.addr, SOURCE_CLASS);
+    let Some(memo) = WHITELIST_MEMO.get_ptr_mut(0) else {
+        return listed(src);
+    };
+    // SAFETY: this CPU's memo line (per-CPU map: nothing else writes it meanwhile).
+    let slot = unsafe { &mut (*memo)[(h >> 1) as usize & 7] };
+    if *slot == h {
+        return true;
+    }
+    if *slot == h ^ 1 {
+        return false;
+    }
+    let yes = listed(src);
+    *slot = if yes { h } else { h ^ 1 };
+    yes
+}
+
+/// The whitelist trie's answer for the source.
+#[inline(always)]
+fn listed(src: &Source) -> bool {
     // SAFETY: [u32; 4] and [u8; 16] have the same size and any bit pattern is valid.
     let data: WhitelistAddr = unsafe { core::mem::transmute(src.addr) };
     WHITELIST.get(Key::new(128, data)).is_some()
 }
 
-/// Over a limit: whitelisted prefixes and dry-run mode answer anyway (counted); otherwise
+/// Whether no limit applies to the source: the daemon's health probe, or a whitelisted prefix.
+/// Its answers are not accounted either (as Knot exempts whitelisted clients before its RRL
+/// table), so a trusted heavy client costs no rate-table line per answer; each is counted.
+#[inline(always)]
+fn exempt(src: &Source, l: &Limits) -> bool {
+    if src.probe != 0 {
+        return true;
+    }
+    if whitelisted(src, l) {
+        count(Counter::RrlWhitelisted);
+        return true;
+    }
+    false
+}
+
+/// Over a limit: exempt sources (the miss budget meets them here) and dry-run mode answer
+/// anyway (counted); otherwise
 /// every `slip`-th limited response slips, the rest are dropped.
 #[inline(always)]
 fn over(
@@ -168,8 +230,7 @@ fn over(
     tx: Counter,
     drop: Counter,
 ) -> Result<Verdict, Counter> {
-    if src.probe != 0 || whitelisted(src) {
-        count(Counter::RrlWhitelisted);
+    if exempt(src, l) {
         return Ok(Verdict::Pass);
     }
     if l.flags & LIMIT_DRY_RUN != 0 {
@@ -183,7 +244,8 @@ fn over(
     }
 }
 
-/// Limits for an answer of response class `class`: none for a valid server cookie; else the
+/// Limits for an answer of response class `class`: none for a valid server cookie, the health
+/// probe or a whitelisted source; else the
 /// class's aggregate rate first (a flood spread over many prefixes), then the source prefix's
 /// rate for the class (RRL).
 /// `Err(counter)`: drop.
@@ -194,7 +256,7 @@ pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
     };
     // A valid server cookie proves the source address: no limit applies, and its answers don't
     // count towards the class's aggregate either (as NSD and Knot skip RRL for them).
-    if src.cookie & crate::handoff::VALID != 0 {
+    if src.cookie & crate::handoff::VALID != 0 || exempt(src, l) {
         return Ok(Verdict::Pass);
     }
     // SAFETY: helper without arguments.

@@ -51,13 +51,11 @@ pub fn rampart(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_rampart(ctx: &XdpContext) -> Verdict {
-    // First, before any exit: the verdict is this frame's only when taken at once.
-    let cookie = cookie::cookie_stage()?.take();
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
-    let src = limits::Source::new(ip::source(ctx, &l3)?, probe, cookie);
+    let src = limits::Source::new(ip::source(ctx, &l3)?, probe);
     match try_dns(ctx, &l3, &udp, &src) {
         // What goes up costs the slow path work: budgeted (no question to slip with here).
         Err(reason) if limits::budgeted(reason) => {
@@ -103,12 +101,12 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         udp.payload_off + udp.payload_len,
     )
     .map_err(junk)?;
-    if let Some(opt) = edns.cookie {
-        if src.cookie == 0 && cookie::enabled() {
-            // Jumps to the cookie stage, which jumps back here with its verdict in src.cookie.
-            return Err(cookie::enter(ctx, opt, src.addr(), question.end));
-        }
-    }
+    let verdict = match edns.cookie {
+        Some(opt) if cookie::enabled() => cookie::check_here(ctx, opt, src.addr(), question.end)?,
+        _ => src.cookie,
+    };
+    // Laundered, and taken the same way with a cookie or without: one verifier state goes on.
+    let src = &src.with_cookie(maps::key_buf()?.launder(verdict));
     // The answer carries the client's cookie and a fresh server cookie: room for it counts
     // against the client's UDP limit like the rest.
     let cookie_len = if src.cookie & handoff::ANSWER != 0 {

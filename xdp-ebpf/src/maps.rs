@@ -52,7 +52,8 @@ pub fn frame_buf() -> Result<*mut u8, Counter> {
     }
 }
 
-/// Tail-call targets: the cookie stage and the main program (slots `JUMP_*`), filled by userspace.
+/// Tail-call targets (slots `JUMP_*`), filled by userspace: the cookie stage, and the main
+/// program for a shared-NIC entry program that carries this map.
 #[map(name = "JUMPS")]
 pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 #[map(name = "SCRATCH")]
@@ -462,29 +463,38 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
 }
 
 /// The first index entry with the key's fingerprint, in its first bucket then its second
-/// ([`RECORD_NONE`]: none), laundered.
+/// ([`RECORD_NONE`]: none), laundered. The second bucket's line is read only when the first
+/// has no candidate: the installer fills first buckets first, so most keys that exist cost one
+/// index line (a miss to memory, live), and only absent keys and the displaced few cost two.
 #[inline(always)]
 fn scan(key: &mut KeyBuf, key_hash: u64) -> u32 {
     let (b1, b2, fp) = index_buckets(key_hash, key.gen_.index_mask);
     let base = key.gen_.index_base;
-    // Both buckets scanned whole, backwards, each match replacing the last: no early exits for
-    // the verifier to follow one by one.
-    let mut idx = RECORD_NONE;
-    for b in [b2, b1] {
-        let Some(bucket) = INDEX.get_ptr(base + b) else {
-            continue;
-        };
-        let mut i = INDEX_WAYS;
-        while i > 0 {
-            i -= 1;
-            // SAFETY: a bucket of INDEX, i < INDEX_WAYS.
-            let e = unsafe { (*bucket).entries[i] };
-            if (e >> 32) as u32 == fp {
-                idx = e as u32;
-            }
-        }
+    let mut idx = scan_bucket(base + b1, fp);
+    if idx == RECORD_NONE {
+        idx = scan_bucket(base + b2, fp);
     }
     key.launder(idx as u64) as u32
+}
+
+/// The first entry of bucket `b` with fingerprint `fp`: the bucket scanned whole, backwards,
+/// each match replacing the last (no early exits for the verifier to follow one by one).
+#[inline(always)]
+fn scan_bucket(b: u32, fp: u32) -> u32 {
+    let mut idx = RECORD_NONE;
+    let Some(bucket) = INDEX.get_ptr(b) else {
+        return idx;
+    };
+    let mut i = INDEX_WAYS;
+    while i > 0 {
+        i -= 1;
+        // SAFETY: a bucket of INDEX, i < INDEX_WAYS.
+        let e = unsafe { (*bucket).entries[i] };
+        if (e >> 32) as u32 == fp {
+            idx = e as u32;
+        }
+    }
+    idx
 }
 
 impl KeyBuf {
@@ -525,7 +535,7 @@ impl KeyBuf {
     }
 }
 
-/// Walk a missing name's suffixes, itself first, to the first with a closest-encloser entry
+/// Walk a missing name's suffixes, its parent first, to the first with a closest-encloser entry
 /// (docs/ARCHITECTURE.md §4.1). Short names only (<= 64 bytes, so <= 32 hops): each step
 /// copies the suffix from the packet into the key, lowercased and hashed. [`RECORD_NONE`] past
 /// the last label (not one of our zones), or where the index is unsure.
@@ -535,10 +545,16 @@ fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
     // The walk's state lives in the per-CPU scratch, not on the stack: the verifier tracks no
     // values in map memory, so every hop starts from the same state and it checks one (on the
     // stack, the name offset's exact range would differ from hop to hop, each checked anew).
+    // The walk starts at the parent: a name with no entry of its own has no encloser entry
+    // either (the compiler gives every name with one a shared entry, a marker at least).
+    let first = key.name[0] as u32;
+    if first == 0 {
+        return Ok(RECORD_NONE);
+    }
     key.walk = WalkState {
         start: (q.end - q.len) as u32,
         name_len: q.name_len as u32,
-        k: 0,
+        k: first + 1,
         found: RECORD_NONE,
         malformed: 0,
     };
@@ -621,6 +637,40 @@ extern "C" fn walk_hop(_hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     0
 }
 
+/// Copy an inline tail (`len` <= [`TAIL_INLINE`] bytes, from its 4-aligned place in the
+/// record) into the packet at `off`, four bytes at a time, without the helper: its call and
+/// `memcpy` were a quarter of a hit's live samples. The frame ends where the tail does, so
+/// the last word is the one ending there (overlapping the one before).
+#[inline(always)]
+fn store_inline(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(), Counter> {
+    let wash = key_buf()?;
+    let off = (wash.launder(off as u64) & 0x7ff) as usize;
+    let len = (wash.launder(len as u64) & 0x3f) as usize;
+    if len < 4 || len > TAIL_INLINE {
+        return Err(Counter::PassRewriteFailed);
+    }
+    let words = src as *const u32;
+    let mut i = 0;
+    while i < TAIL_INLINE / 4 {
+        if i * 4 + 4 > len {
+            break;
+        }
+        let p = crate::packet::ptr_at(ctx, off + i * 4, 4, Counter::DropRewriteFailed)?;
+        // SAFETY: word i of the inline tail (i * 4 + 4 <= len <= 44), 4-aligned in the record;
+        // four packet bytes checked by ptr_at.
+        unsafe { (p as *mut u32).write_unaligned(words.add(i).read()) };
+        i += 1;
+    }
+    if len % 4 != 0 {
+        let last = len - 4;
+        let p = crate::packet::ptr_at(ctx, off + last, 4, Counter::DropRewriteFailed)?;
+        // SAFETY: the tail's last four bytes (len >= 4), unaligned in the record; four packet
+        // bytes checked by ptr_at.
+        unsafe { (p as *mut u32).write_unaligned((src.add(last) as *const u32).read_unaligned()) };
+    }
+    Ok(())
+}
+
 /// Copy the answer's tail from its slot into the packet at `off`.
 #[inline(always)]
 pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counter> {
@@ -636,10 +686,7 @@ pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counte
         if len == 0 || len > TAIL_INLINE as u32 {
             return Err(Counter::PassMiss);
         }
-        // SAFETY: helper copies len bytes from the map value's inline tail into the packet.
-        unsafe {
-            aya_ebpf::helpers::bpf_xdp_store_bytes(ctx.ctx, off as u32, a.inline as *mut _, len)
-        }
+        return store_inline(ctx, off, a.inline, len as usize);
     } else if a.value.tail_class == TAIL_CLASS_SMALL {
         let Some(t) = TAILS_SMALL.get_ptr(idx) else {
             return Err(Counter::PassMiss);

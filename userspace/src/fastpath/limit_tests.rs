@@ -125,9 +125,17 @@ fn slip_zero_drops_all_and_whitelist_and_dry_run_answer_all() {
     };
     let fp = with_limits(&wl, &NO_BUDGET);
     assert_eq!(tally(&send(&fp, "198.51.100.2", &www(1), 10)), (10, 0, 0));
-    assert_eq!(fp.counters().unwrap().get("rrl_whitelisted"), 8);
-    // .200 is outside the whitelisted /25 but in the same /24 bucket: limited.
-    assert_eq!(tally(&send(&fp, "198.51.100.200", &www(1), 4)), (0, 4, 0));
+    // Every answer to a whitelisted source is counted, none accounted (Knot's RRL exempts
+    // whitelisted clients before its table the same way).
+    assert_eq!(fp.counters().unwrap().get("rrl_whitelisted"), 10);
+    // .200 is outside the whitelisted /25, in the same /24 bucket, which the whitelisted
+    // answers left untouched: its burst of 2, then limited.
+    assert_eq!(tally(&send(&fp, "198.51.100.200", &www(1), 4)), (2, 2, 0));
+    assert_eq!(fp.counters().unwrap().get("rrl_whitelisted"), 10);
+    // The memo remembers both verdicts: the listed source again, and the unlisted one.
+    assert_eq!(tally(&send(&fp, "198.51.100.2", &www(1), 3)), (3, 0, 0));
+    assert_eq!(tally(&send(&fp, "198.51.100.200", &www(1), 2)), (0, 2, 0));
+    assert_eq!(fp.counters().unwrap().get("rrl_whitelisted"), 13);
     let dry = RrlConfig {
         dry_run: true,
         ..rrl(2, 0)

@@ -20,10 +20,10 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, JUMP_MAIN, Limits, MAP_BUCKETS,
-    MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS, MAP_LIMITS, MAP_NAMES, MAP_RECORDS,
-    MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, NameSlot, PROGRAM_COOKIE,
-    PROGRAM_NAME, Record, TailLarge, TailSmall, WhitelistAddr,
+    Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits,
+    MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS, MAP_LIMITS, MAP_NAMES,
+    MAP_RECORDS, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, NameSlot,
+    PROGRAM_COOKIE, PROGRAM_NAME, Record, TailLarge, TailSmall, WhitelistAddr,
 };
 use tracing::{info, warn};
 
@@ -366,6 +366,11 @@ impl FastPath {
     /// offset for cookie timestamps is filled in here.
     pub fn set_limits(&mut self, limits: Limits, whitelist: &[(u32, WhitelistAddr)]) -> Result<()> {
         self.limits = Limits {
+            flags: if whitelist.is_empty() {
+                limits.flags & !LIMIT_WHITELIST
+            } else {
+                limits.flags | LIMIT_WHITELIST
+            },
             clock_offset: crate::limits::clock_offset(),
             rate_seed: random_seed()?,
             bucket_mask: rate_sets(self.capacity.buckets) - 1,
