@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use rampart_common::{
-    CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, MAX_RELOCS, QTYPE_ENCLOSER, QTYPE_OTHER, RrlKind, Variant,
-    is_data_type, rrl_class,
+    CLASSIC_UDP_LIMIT, DERIVE_DO, DERIVE_NOEDNS, EDNS_PAYLOAD, MAX_RELOCS, OPT_LEN, QTYPE_ENCLOSER,
+    QTYPE_OTHER, RrlKind, Variant, is_data_type, rrl_class,
 };
 
 use crate::answer::{self, Question};
@@ -53,6 +53,9 @@ pub struct CompiledAnswer {
     pub relocation: Option<Relocation>,
     /// Response class the XDP program rate-limits this answer under (see [`response_class`]).
     pub rrl_class: u32,
+    /// `DERIVE_*` bits: the variants this EDNS entry stands for too, the program making their
+    /// bytes from its own (see [`CompiledAnswer::derives_noedns`]); they get no entry.
+    pub derived: u8,
 }
 
 /// An NXDOMAIN tail is the same for every missing name of a zone but for its compression
@@ -79,6 +82,7 @@ impl CompiledAnswer {
             tail: Vec::new(),
             relocation: None,
             rrl_class: 0,
+            derived: 0,
         }
     }
 
@@ -105,11 +109,84 @@ impl CompiledAnswer {
             arcount: word(10),
             tail: bytes[HEADER_LEN + question_len..].to_vec(),
             relocation: None,
+            derived: 0,
         }
     }
 
     pub fn is_pass_marker(&self) -> bool {
         self.tail.is_empty()
+    }
+
+    /// How many answers the entry stands for: itself and the variants derived from it.
+    pub fn answers(&self) -> usize {
+        1 + self.derived.count_ones() as usize
+    }
+
+    /// Whether `a` (a no-EDNS answer) is this EDNS answer less its option-free OPT record at
+    /// the end: the same header and records.
+    pub fn derives_noedns(&self, a: &CompiledAnswer) -> bool {
+        let n = self.tail.len();
+        !self.is_pass_marker()
+            && !a.is_pass_marker()
+            && self.opt_back() == 2
+            && n > OPT_LEN
+            && a.tail[..] == self.tail[..n - OPT_LEN]
+            && a.flags == self.flags
+            && (a.ancount, a.nscount) == (self.ancount, self.nscount)
+            && a.arcount + 1 == self.arcount
+            && a.relocation == self.relocation
+            && a.rrl_class == self.rrl_class
+    }
+
+    /// Whether `a` (a DO answer) is this EDNS answer with DO set in its OPT record's flags and
+    /// nothing else changed (an unsigned zone's answer).
+    pub fn derives_do(&self, a: &CompiledAnswer) -> bool {
+        self.with_do().is_some_and(|want| {
+            a.tail == want
+                && a.flags == self.flags
+                && (a.ancount, a.nscount, a.arcount) == (self.ancount, self.nscount, self.arcount)
+                && a.relocation == self.relocation
+                && a.rrl_class == self.rrl_class
+        })
+    }
+
+    /// The tail with DO set in the OPT record's flags, if it ends in an OPT with DO clear.
+    fn with_do(&self) -> Option<Vec<u8>> {
+        let back = self.opt_back() as usize;
+        if self.is_pass_marker() || back < 2 {
+            return None;
+        }
+        let at = self.tail.len() - back - 2;
+        let mut tail = self.tail.clone();
+        (tail[at] & 0x80 == 0).then(|| {
+            tail[at] |= 0x80;
+            tail
+        })
+    }
+
+    /// The entries of the variants derived from this one, as the program makes them (tests
+    /// compare them with the slow path's bytes).
+    #[cfg(test)]
+    pub fn derived_entries(&self) -> Vec<CompiledAnswer> {
+        let mut out = Vec::new();
+        if self.derived & DERIVE_NOEDNS != 0 {
+            out.push(CompiledAnswer {
+                variant: Variant::NoEdns,
+                arcount: self.arcount - 1,
+                tail: self.tail[..self.tail.len() - OPT_LEN].to_vec(),
+                derived: 0,
+                ..self.clone()
+            });
+        }
+        if self.derived & DERIVE_DO != 0 {
+            out.push(CompiledAnswer {
+                variant: Variant::EdnsDo,
+                tail: self.with_do().expect("a DO variant derived from an OPT"),
+                derived: 0,
+                ..self.clone()
+            });
+        }
+        out
     }
 
     /// Bytes from the tail's end back to its OPT's RDLENGTH field, when the tail ends in an OPT
@@ -208,11 +285,14 @@ pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
 pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
     let nodes = zone.nodes_sorted();
     let apex = zone.origin_key().as_wire();
-    // Room for every entry at once (an upper bound): the vector of a million names' entries
-    // would otherwise be copied each time it doubles, and end up to twice its size.
+    // A chain may end in any zone of the catalog: DO changes answers if any of them is signed.
+    let signed = catalog.zones().iter().any(|z| z.is_signed());
+    // Room for every entry at once (an upper bound in an unsigned catalog): the vector of a
+    // million names' entries would otherwise be copied each time it doubles, and end up to
+    // twice its size.
     let room = (nodes.iter())
         .filter(|(_, node)| !node.is_occluded())
-        .map(|(_, node)| (explicit_qtypes(node).len() + 2) * Variant::ALL.len())
+        .map(|(_, node)| explicit_qtypes(node).len() + 2)
         .sum();
     // Names are independent: a million of them render on every core.
     let mut out = crate::parallel::flat_map(&nodes, room, |&(key, node), out| {
@@ -220,10 +300,18 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
             return;
         }
         for qtype in explicit_qtypes(node) {
-            compile_one(catalog, apex, key, qtype.into(), qtype, out);
+            compile_one(catalog, signed, apex, key, qtype.into(), qtype, out);
         }
         if node.rrset(RecordType::CNAME).is_none() {
-            compile_one(catalog, apex, key, QTYPE_OTHER, probe_qtype(node), out);
+            compile_one(
+                catalog,
+                signed,
+                apex,
+                key,
+                QTYPE_OTHER,
+                probe_qtype(node),
+                out,
+            );
         } else {
             // Other types at a CNAME follow the chain: the slow path's. The marker also keeps
             // the program's NXDOMAIN walk away from this existing name.
@@ -259,7 +347,7 @@ fn compile_enclosers(
 ) -> Vec<CompiledAnswer> {
     let apex = zone.origin_key();
     let hazards = soa_name_chain(zone);
-    let templates = nx_templates(catalog, zone, &hazards);
+    let templates = nx_templates(catalog, zone, &hazards).map(|t| compact_templates(apex, t));
     let emitted = |key: &NameKey| {
         zone.node(key.as_wire())
             .is_some_and(|n| !n.is_occluded() && in_this_zone(catalog, zone, key))
@@ -275,14 +363,14 @@ fn compile_enclosers(
             markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
         }
     }
-    let room = nodes.len() * Variant::ALL.len();
-    let mut out = crate::parallel::flat_map(nodes, room, |&(key, node), out| {
+    let mut out = crate::parallel::flat_map(nodes, nodes.len(), |&(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
         if node.is_cut() && key != apex {
             let glue = glue_name_chain(zone, key);
-            let referrals = referral_templates(catalog, zone, key, &glue);
+            let referrals =
+                referral_templates(catalog, zone, key, &glue).map(|t| compact_templates(key, t));
             out.extend(encloser_entries(key, referrals.as_deref()));
             return;
         }
@@ -300,22 +388,30 @@ fn compile_enclosers(
     out
 }
 
-/// The closest-encloser entries at `key`: each variant's template, or a marker where a variant
-/// has none (or there are no templates at all).
-fn encloser_entries(key: &NameKey, templates: Option<&[Template]>) -> Vec<CompiledAnswer> {
+/// The closest-encloser entries at `key`: the templates' (see [`compact_templates`]), or
+/// markers when there are none.
+fn encloser_entries(key: &NameKey, templates: Option<&[CompiledAnswer]>) -> Vec<CompiledAnswer> {
     let Some(templates) = templates else {
         return pass_markers(key, QTYPE_ENCLOSER).collect();
     };
     (templates.iter())
-        .map(|(variant, t)| match t {
-            Some(t) => CompiledAnswer {
-                qname: key.as_wire().to_vec(),
-                qtype: QTYPE_ENCLOSER,
-                ..t.clone()
-            },
-            None => CompiledAnswer::pass_marker(key.as_wire(), QTYPE_ENCLOSER, *variant),
+        .map(|t| CompiledAnswer {
+            qname: key.as_wire().to_vec(),
+            ..t.clone()
         })
         .collect()
+}
+
+/// Templates as entries, once per zone or cut rather than at each of its names: a marker where
+/// a variant has none, the derivable variants folded into the EDNS entry.
+fn compact_templates(parent: &NameKey, templates: Vec<Template>) -> Vec<CompiledAnswer> {
+    let mut group = [None, None, None];
+    for (variant, t) in templates {
+        group[variant as usize] = Some(t.unwrap_or_else(|| {
+            CompiledAnswer::pass_marker(parent.as_wire(), QTYPE_ENCLOSER, variant)
+        }));
+    }
+    compact(group).collect()
 }
 
 /// The names strictly between the apex and the SOA's MNAME and RNAME, both included.
@@ -528,8 +624,13 @@ fn in_this_zone(catalog: &Catalog, zone: &Zone, key: &NameKey) -> bool {
 /// Compile the answers to `probe` at `key` under the map key type `key_qtype`. An answer the
 /// fast path must not send (too big for the variant, or not a plain answer) still gets an entry,
 /// with an empty tail, so the program sends the query up instead of trying `QTYPE_OTHER`.
+///
+/// The EDNS answer is rendered first; the no-EDNS and DO variants are rendered only when they
+/// can't be derived from it (see [`derivable`]): rendering them all would take most of a large
+/// zone's compile time and memory, only for the layout to find them derivable.
 fn compile_one(
     catalog: &Catalog,
+    signed: bool,
     apex: &[u8],
     key: &NameKey,
     key_qtype: u16,
@@ -537,9 +638,9 @@ fn compile_one(
     out: &mut Vec<CompiledAnswer>,
 ) {
     // Without DO the answer doesn't depend on EDNS, only its rendering does: solved once.
-    let plain = Query::synthetic(key, probe, Variant::NoEdns);
+    let plain = Query::synthetic(key, probe, Variant::Edns);
     let plain_ans = answer::answer(catalog, &plain.question());
-    for variant in Variant::ALL {
+    let render = |variant: Variant| {
         let query = plain.clone().in_variant(variant);
         let do_ans;
         let ans = if query.question().dnssec_ok {
@@ -555,7 +656,7 @@ fn compile_one(
         } as usize;
         let sendable = bytes.len() <= limit
             && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail);
-        out.push(if sendable {
+        if sendable {
             CompiledAnswer::from_rendered(
                 key.as_wire(),
                 key_qtype,
@@ -566,8 +667,77 @@ fn compile_one(
             )
         } else {
             CompiledAnswer::pass_marker(key.as_wire(), key_qtype, variant)
-        });
+        }
+    };
+    let mut base = render(Variant::Edns);
+    let derive = derivable(&base, signed);
+    let mut group = [None, None, None];
+    for (variant, bit) in [
+        (Variant::NoEdns, DERIVE_NOEDNS),
+        (Variant::EdnsDo, DERIVE_DO),
+    ] {
+        if derive & bit != 0 {
+            base.derived |= bit;
+        } else {
+            group[variant as usize] = Some(render(variant));
+        }
     }
+    group[Variant::Edns as usize] = Some(base);
+    out.extend(compact(group));
+}
+
+/// The variants the slow path is sure to answer with `base`'s bytes but for what the program
+/// changes (`DERIVE_*` bits), known without rendering them. The renderer writes the same header
+/// and records whatever the query's EDNS, then our OPT last (`wire::render_full`), so:
+/// - no EDNS: `base` less its OPT, when that OPT is option-free (no Extended DNS Error) and
+///   what is left fits 512 octets (else the no-EDNS variant is a marker);
+/// - DO: `base` with DO set in its OPT, when no zone of the catalog is `signed` (a chain may
+///   end in any of them): DO then changes nothing in the answer (`answer` adds DNSSEC records
+///   only from a signed zone).
+fn derivable(base: &CompiledAnswer, signed: bool) -> u8 {
+    if base.is_pass_marker() || base.opt_back() != 2 || base.tail.len() <= OPT_LEN {
+        return 0;
+    }
+    let mut bits = 0;
+    let header_and_question = HEADER_LEN + base.qname.len() + 4;
+    if header_and_question + base.tail.len() - OPT_LEN <= CLASSIC_UDP_LIMIT as usize {
+        bits |= DERIVE_NOEDNS;
+    }
+    if !signed {
+        bits |= DERIVE_DO;
+    }
+    bits
+}
+
+/// One (name, type)'s variants as entries: the EDNS one standing for those it derives.
+fn compact(group: [Option<CompiledAnswer>; 3]) -> impl Iterator<Item = CompiledAnswer> {
+    let [mut noedns, mut base, mut edns_do] = group;
+    if let Some(base) = &mut base {
+        if noedns.as_ref().is_some_and(|a| base.derives_noedns(a)) {
+            noedns = None;
+            base.derived |= DERIVE_NOEDNS;
+        }
+        if edns_do.as_ref().is_some_and(|a| base.derives_do(a)) {
+            edns_do = None;
+            base.derived |= DERIVE_DO;
+        }
+    }
+    [noedns, base, edns_do].into_iter().flatten()
+}
+
+/// Every compiled answer, the derived variants made as the program makes them: what tests
+/// compare with the slow path's bytes.
+#[cfg(test)]
+pub fn expand(table: &[CompiledAnswer]) -> Vec<CompiledAnswer> {
+    let mut out = Vec::with_capacity(table.len() * 3);
+    for a in table {
+        out.push(CompiledAnswer {
+            derived: 0,
+            ..a.clone()
+        });
+        out.extend(a.derived_entries());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -577,6 +747,12 @@ mod tests {
 
     use super::*;
     use crate::respond::respond;
+
+    /// Every variant's entry, the derived ones as the program makes them: what these tests
+    /// compare with the slow path (`super::compile` is the table the layout gets).
+    fn compile(cat: &Catalog) -> Vec<CompiledAnswer> {
+        expand(&super::compile(cat))
+    }
     use crate::wire::testutil::question;
     use crate::wire::{FLAG_CD, FLAG_RD, Transport};
 

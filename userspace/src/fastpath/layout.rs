@@ -82,7 +82,7 @@ impl Layout {
                 tails_small: Vec::new(),
                 tails_large: Vec::new(),
                 seed: 0,
-                answers: table.len(),
+                answers: table.iter().map(CompiledAnswer::answers).sum(),
                 derived: 0,
             },
             tails: HashMap::new(),
@@ -167,6 +167,7 @@ fn same_answer(a: &CompiledAnswer, b: &CompiledAnswer) -> bool {
         && a.tail == b.tail
         && a.relocation == b.relocation
         && a.rrl_class == b.rrl_class
+        && a.derived == b.derived
 }
 
 struct Builder<'a> {
@@ -194,11 +195,12 @@ impl<'a> Builder<'a> {
             r.long_name = self.long_name(name)?;
         }
         if let Some(base) = g[Variant::Edns as usize] {
-            if g[0].is_some_and(|a| derives_noedns(base, a)) {
+            // Derived in the compiler (the variant has no entry), or found derivable here.
+            if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
                 r.derive |= DERIVE_NOEDNS;
                 r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
             }
-            if g[2].is_some_and(|a| derives_do(base, a)) {
+            if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
                 r.derive |= DERIVE_DO;
             }
         }
@@ -323,42 +325,6 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The same header and records, with or without the OPT: the no-EDNS answer is the EDNS one
-/// less its option-free OPT record at the end.
-fn derives_noedns(base: &CompiledAnswer, a: &CompiledAnswer) -> bool {
-    let n = base.tail.len();
-    !base.is_pass_marker()
-        && !a.is_pass_marker()
-        && base.opt_back() == 2
-        && n > OPT_LEN
-        && a.tail[..] == base.tail[..n - OPT_LEN]
-        && a.flags == base.flags
-        && (a.ancount, a.nscount) == (base.ancount, base.nscount)
-        && a.arcount + 1 == base.arcount
-        && a.relocation == base.relocation
-        && a.rrl_class == base.rrl_class
-}
-
-/// The same answer with DO set in the OPT record's flags and nothing else changed (an unsigned
-/// zone's answer).
-fn derives_do(base: &CompiledAnswer, a: &CompiledAnswer) -> bool {
-    let back = base.opt_back() as usize;
-    if base.is_pass_marker() || a.is_pass_marker() || back < 2 || a.tail.len() != base.tail.len() {
-        return false;
-    }
-    let at = base.tail.len() - back - 2;
-    let mut want = base.tail.clone();
-    if want[at] & 0x80 != 0 {
-        return false;
-    }
-    want[at] |= 0x80;
-    a.tail == want
-        && a.flags == base.flags
-        && (a.ancount, a.nscount, a.arcount) == (base.ancount, base.nscount, base.arcount)
-        && a.relocation == base.relocation
-        && a.rrl_class == base.rrl_class
-}
-
 /// Place record `base + i` under `hashes[i]` in two-choice, 8-way buckets (cuckoo hashing with
 /// a bounded random walk; a larger index when the walk doesn't end). Returns the index and how
 /// many keys are shadowed: another key's fingerprint stands first in one of their buckets (the
@@ -441,7 +407,7 @@ mod tests {
             let zone = crate::zone::Zone::from_text("scale.example.", &text).unwrap();
             let table = crate::compile::compile(&crate::zone::Catalog::from_zones([zone]));
             let layout = Layout::build(&table, Bases::default(), || Ok(1)).unwrap();
-            assert_eq!(layout.answers, table.len());
+            assert_eq!(layout.answers, crate::compile::expand(&table).len());
             layout.records.len()
         };
         assert_eq!(records(2000) - records(1000), 3 * 1000);
