@@ -337,11 +337,22 @@ fn check(files: &[String], compile: bool) -> ExitCode {
             if compile {
                 let started = Instant::now();
                 let table = compile::compile(&catalog);
-                println!(
-                    "fast path: {} answers, compiled in {:.1?}",
-                    table.len(),
-                    started.elapsed()
-                );
+                let compiled = started.elapsed();
+                match fastpath::prepare(&table) {
+                    Ok(prepared) => {
+                        println!(
+                            "fast path: {} answers in {} records, compiled in {compiled:.1?}, laid out in {:.1?}",
+                            compile::answer_count(&table),
+                            prepared.records(),
+                            started.elapsed() - compiled
+                        );
+                        std::mem::forget(prepared);
+                    }
+                    Err(e) => {
+                        eprintln!("fast path: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
                 std::mem::forget(table);
             }
             // The process exits next: freeing millions of entries one by one would cost a
@@ -432,7 +443,7 @@ fn run(config: Config) -> Result<()> {
     let with_xdp = !config.xdp.interfaces.is_empty();
     let table = if with_xdp {
         let table = compile::compile(&catalog);
-        info!(answers = table.len(), elapsed = ?started.elapsed(), "zones compiled");
+        info!(answers = compile::answer_count(&table), elapsed = ?started.elapsed(), "zones compiled");
         table
     } else {
         Vec::new()
@@ -559,7 +570,7 @@ fn run(config: Config) -> Result<()> {
         anycast = Some(Anycast::start(&config, announcer, probes, other)?);
         probe_question = Some(question);
     }
-    let answers = table.len();
+    let answers = compile::answer_count(&table);
     drop(table);
     release_freed_memory();
     if let Some(addr) = config.server.metrics {
@@ -629,7 +640,7 @@ fn run(config: Config) -> Result<()> {
                 metrics::ReloadResult::Failed
             };
             reload_stats.reloaded(at, began.elapsed(), errors, result);
-            let answers = fast.is_some().then_some(table.len());
+            let answers = fast.is_some().then_some(compile::answer_count(&table));
             systemd::ready(&systemd::serving(
                 shared.get().zone_count(),
                 answers,
@@ -778,7 +789,7 @@ fn reload(
     };
     info!(
         zones = catalog.zone_count(),
-        answers = table.len(),
+        answers = compile::answer_count(&table),
         errors = errors.len(),
         "reloaded"
     );

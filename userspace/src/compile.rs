@@ -117,6 +117,17 @@ impl CompiledAnswer {
         self.tail.is_empty()
     }
 
+    /// The same bytes and treatment, whatever the name.
+    pub fn same_answer(&self, b: &CompiledAnswer) -> bool {
+        self.variant == b.variant
+            && self.flags == b.flags
+            && (self.ancount, self.nscount, self.arcount) == (b.ancount, b.nscount, b.arcount)
+            && self.tail == b.tail
+            && self.relocation == b.relocation
+            && self.rrl_class == b.rrl_class
+            && self.derived == b.derived
+    }
+
     /// How many answers the entry stands for: itself and the variants derived from it.
     pub fn answers(&self) -> usize {
         1 + self.derived.count_ones() as usize
@@ -279,6 +290,11 @@ pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
     table
 }
 
+/// How many answers a table holds: its entries and the variants derived from them.
+pub fn answer_count(table: &[CompiledAnswer]) -> usize {
+    table.iter().map(CompiledAnswer::answers).sum()
+}
+
 /// Compiles the names of one zone. Names below a cut or a DNAME are not enumerable (the slow
 /// path answers them), and nonexistent names get no entry (NXDOMAIN is the fast path's
 /// per-zone template).
@@ -299,27 +315,52 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
+        let mut explicit = Vec::new();
         for qtype in explicit_qtypes(node) {
-            compile_one(catalog, signed, apex, key, qtype.into(), qtype, out);
-        }
-        if node.rrset(RecordType::CNAME).is_none() {
             compile_one(
                 catalog,
                 signed,
                 apex,
                 key,
-                QTYPE_OTHER,
-                probe_qtype(node),
-                out,
+                qtype.into(),
+                qtype,
+                &mut explicit,
             );
-        } else {
+        }
+        if node.rrset(RecordType::CNAME).is_some() {
             // Other types at a CNAME follow the chain: the slow path's. The marker also keeps
             // the program's NXDOMAIN walk away from this existing name.
+            out.extend(explicit);
             out.extend(pass_markers(key, QTYPE_OTHER));
+            return;
         }
+        let shared_at = out.len();
+        compile_one(
+            catalog,
+            signed,
+            apex,
+            key,
+            QTYPE_OTHER,
+            probe_qtype(node),
+            out,
+        );
+        let shared = &out[shared_at..];
+        // A data type answered as the shared entry answers every type the name lacks (DS at a
+        // name that is no cut: NODATA) needs no entry: the program falls back to the shared one.
+        let own: Vec<CompiledAnswer> = (explicit.chunk_by(|a, b| a.qtype == b.qtype))
+            .filter(|g| !(is_data_type(g[0].qtype) && same_answers(g, shared)))
+            .flatten()
+            .cloned()
+            .collect();
+        out.splice(shared_at..shared_at, own);
     });
     out.extend(compile_enclosers(catalog, zone, &nodes));
     out
+}
+
+/// Whether two (name, type)s' entries give the same bytes and treatment, whatever the name.
+pub fn same_answers(a: &[CompiledAnswer], b: &[CompiledAnswer]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.same_answer(b))
 }
 
 /// Every variant's "not from the fast path" entry for (name, key qtype).
@@ -363,6 +404,25 @@ fn compile_enclosers(
             markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
         }
     }
+    // Where something other than the zone's NXDOMAIN decides what a missing name below gets.
+    let decided_elsewhere = |key: &NameKey, node: &Node| {
+        node.rrset(answer::DNAME).is_some()
+            || key
+                .wildcard_child()
+                .is_some_and(|w| zone.node(w.as_wire()).is_some())
+            || hazards.contains(key)
+    };
+    // Whether the parent's entry is the zone's NXDOMAIN too.
+    let parent_gets_nx = |key: &NameKey| {
+        key.parent().is_some_and(|up| {
+            zone.node(up.as_wire()).is_some_and(|n| {
+                !n.is_occluded()
+                    && !(n.is_cut() && &up != apex)
+                    && !decided_elsewhere(&up, n)
+                    && in_this_zone(catalog, zone, &up)
+            })
+        })
+    };
     let mut out = crate::parallel::flat_map(nodes, nodes.len(), |&(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
@@ -374,12 +434,13 @@ fn compile_enclosers(
             out.extend(encloser_entries(key, referrals.as_deref()));
             return;
         }
-        let decided_elsewhere = node.rrset(answer::DNAME).is_some()
-            || key
-                .wildcard_child()
-                .is_some_and(|w| zone.node(w.as_wire()).is_some())
-            || hazards.contains(key);
-        let templates = templates.as_deref().filter(|_| !decided_elsewhere);
+        if key != apex && !decided_elsewhere(key, node) && parent_gets_nx(key) {
+            // The program's walk goes on to the parent and finds the same answer there.
+            return;
+        }
+        let templates = templates
+            .as_deref()
+            .filter(|_| !decided_elsewhere(key, node));
         out.extend(encloser_entries(key, templates));
     });
     for key in markers.iter().filter(|k| !emitted(k)) {
