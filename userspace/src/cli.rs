@@ -439,8 +439,39 @@ fn run(config: Config) -> Result<()> {
     reload_stats.load_errors(load_errors);
     release_freed_memory();
     info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
-    // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
     let with_xdp = !config.xdp.interfaces.is_empty();
+    let anycast_on = !config.anycast.prefixes.is_empty();
+    // Once, so both paths make and check cookies with the same secret (a random one too).
+    let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
+    // The slow path answers as soon as the zones are loaded, applying the rate limits itself
+    // (but for the health probe's queries) until the XDP program is there to apply them.
+    let slow_limits = SlowLimits::new(&config.rrl).map(|l| {
+        let l = if anycast_on {
+            l.exempting(health::slow_target(&config).ip())
+        } else {
+            l
+        };
+        Arc::new(l)
+    });
+    let s = &config.server;
+    let server_config = ServerConfig {
+        identity: Arc::new(Identity::new(&s.identity)?),
+        cookies: cookies.clone(),
+        tcp_max_connections: s.tcp_max_clients,
+        tcp_max_per_source: s.tcp_max_per_source,
+        tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
+        limits: slow_limits.clone(),
+        stats: metrics::SlowStats::default(),
+        ..ServerConfig::default()
+    };
+    let shared = SharedCatalog::new(catalog.clone());
+    let mut server = Some(
+        Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
+            .context("starting the slow path")?,
+    );
+    info!(elapsed = ?started.elapsed(), "slow path answering; filling the fast path");
+
+    // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
     let table = if with_xdp {
         let table = compile::compile(&catalog);
         info!(answers = compile::answer_count(&table), elapsed = ?started.elapsed(), "zones compiled");
@@ -448,8 +479,6 @@ fn run(config: Config) -> Result<()> {
     } else {
         Vec::new()
     };
-    // Once, so both paths make and check cookies with the same secret (a random one too).
-    let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
 
     let mut fast = None;
     if with_xdp {
@@ -472,39 +501,12 @@ fn run(config: Config) -> Result<()> {
         for iface in &config.xdp.interfaces {
             fp.attach(iface, config.xdp.mode)?;
         }
+        // Every query meets the program's limits now, before the slow path's.
+        if let Some(l) = &slow_limits {
+            l.lift();
+        }
         fast = Some(Arc::new(Mutex::new(fp)));
     }
-    let anycast_on = !config.anycast.prefixes.is_empty();
-    let slow_limits = if fast.is_none() {
-        // Sockets only: the slow path applies the limits itself (see slow_limits), but for the
-        // health probe's queries.
-        SlowLimits::new(&config.rrl).map(|l| {
-            let l = if anycast_on {
-                l.exempting(health::slow_target(&config).ip())
-            } else {
-                l
-            };
-            Arc::new(l)
-        })
-    } else {
-        None
-    };
-    let s = &config.server;
-    let server_config = ServerConfig {
-        identity: Arc::new(Identity::new(&s.identity)?),
-        cookies,
-        tcp_max_connections: s.tcp_max_clients,
-        tcp_max_per_source: s.tcp_max_per_source,
-        tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
-        limits: slow_limits,
-        stats: metrics::SlowStats::default(),
-        ..ServerConfig::default()
-    };
-    let shared = SharedCatalog::new(catalog.clone());
-    let mut server = Some(
-        Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
-            .context("starting the slow path")?,
-    );
     // Everything that needs root is done: become the configured user. The threads that check
     // health and announce start after, with the capabilities kept.
     let mut hand_over = vec![config.server.run_dir.clone()];

@@ -271,8 +271,8 @@ pub fn response_class(flags: u16, ancount: u16, qname: &[u8], apex: &[u8]) -> u3
     rrl_class(kind, name)
 }
 
-/// Compiles every zone of the catalog, zones and names in canonical order, then qtype, then
-/// variant: the same catalog always gives the same table.
+/// Compiles every zone of the catalog, zones in canonical order, names in wire order, then
+/// qtype, then variant: the same catalog always gives the same table.
 ///
 /// An entry may carry another zone's data: a CNAME or DNAME chain goes on into every zone we
 /// serve (RFC 1034 §4.3.2 step 3a, see `answer::solve_answer`). That is why the whole catalog
@@ -299,7 +299,7 @@ pub fn answer_count(table: &[CompiledAnswer]) -> usize {
 /// path answers them), and nonexistent names get no entry (NXDOMAIN is the fast path's
 /// per-zone template).
 pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
-    let nodes = zone.nodes_sorted();
+    let nodes = zone.nodes_in_wire_order();
     let apex = zone.origin_key().as_wire();
     // A chain may end in any zone of the catalog: DO changes answers if any of them is signed.
     let signed = catalog.zones().iter().any(|z| z.is_signed());
@@ -308,7 +308,7 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
     // twice its size.
     let room = (nodes.iter())
         .filter(|(_, node)| !node.is_occluded())
-        .map(|(_, node)| explicit_qtypes(node).len() + 2)
+        .map(|(key, node)| explicit_qtypes(node, *key == zone.origin_key()).len() + 2)
         .sum();
     // Names are independent: a million of them render on every core.
     let mut out = crate::parallel::flat_map(&nodes, room, |&(key, node), out| {
@@ -316,7 +316,7 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
             return;
         }
         let mut explicit = Vec::new();
-        for qtype in explicit_qtypes(node) {
+        for qtype in explicit_qtypes(node, key == zone.origin_key()) {
             compile_one(
                 catalog,
                 signed,
@@ -649,11 +649,14 @@ fn moved_pointers(a: (&[u8], usize), b: (&[u8], usize), delta: u16) -> Option<Ve
     (pointers.len() <= MAX_RELOCS).then_some(pointers)
 }
 
-/// Types compiled with an entry of their own at a name: those it has, DS (answered from the
-/// parent side at a cut or apex, RFC 4035 §3.1.4.1), and at a CNAME the common ones.
-fn explicit_qtypes(node: &Node) -> Vec<RecordType> {
+/// Types compiled with an entry of their own at a name: those it has, DS at a cut or the
+/// apex (answered from the parent side, RFC 4035 §3.1.4.1), and at a CNAME the common ones.
+/// DS elsewhere is NODATA like any type the name lacks: the shared entry answers it.
+fn explicit_qtypes(node: &Node, apex: bool) -> Vec<RecordType> {
     let mut types: Vec<RecordType> = node.rrsets().iter().map(|s| s.rtype()).collect();
-    types.push(RecordType::DS);
+    if node.is_cut() || apex {
+        types.push(RecordType::DS);
+    }
     if node.rrset(RecordType::CNAME).is_some() {
         types.extend(COMMON_QTYPES);
     }

@@ -8,7 +8,10 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -104,6 +107,8 @@ pub struct SlowLimits {
     /// Sources never limited nor counted: the node's own health probe.
     exempt: Vec<IpAddr>,
     dry_run: bool,
+    /// Set once the XDP program limits ahead of the slow path (see [`SlowLimits::lift`]).
+    lifted: AtomicBool,
     epoch: Instant,
     by_source: Mutex<Table<(IpAddr, u32)>>,
     by_class: Mutex<Table<u32>>,
@@ -128,6 +133,7 @@ impl SlowLimits {
             whitelist: rrl.whitelist.clone(),
             exempt: Vec::new(),
             dry_run: rrl.dry_run,
+            lifted: AtomicBool::new(false),
             epoch: Instant::now(),
             by_source: Mutex::new(Table::new(rrl.table_size as usize)),
             by_class: Mutex::new(Table::new(16_384)),
@@ -146,7 +152,7 @@ impl SlowLimits {
     /// aggregate rate first, then the source prefix's rate for the class, as the XDP program.
     /// A valid server cookie proves the address: no limit, and not counted.
     pub fn check(&self, peer: IpAddr, class: u32, valid_cookie: bool) -> Verdict {
-        if valid_cookie || self.exempt.contains(&peer) {
+        if valid_cookie || self.lifted.load(Ordering::Relaxed) || self.exempt.contains(&peer) {
             return Verdict::Answer;
         }
         let now = self.epoch.elapsed();
@@ -162,6 +168,12 @@ impl SlowLimits {
             }
         }
         Verdict::Answer
+    }
+
+    /// Stop limiting: the XDP program is attached and applies the limits to every query before
+    /// the slow path sees it (the slow path limits only while the fast path is being filled).
+    pub fn lift(&self) {
+        self.lifted.store(true, Ordering::Relaxed);
     }
 
     fn over(&self, peer: IpAddr, limited: u64, slip: u32) -> Verdict {
