@@ -416,9 +416,8 @@ fn compile_enclosers(
     let parent_gets_nx = |key: &NameKey| {
         key.parent().is_some_and(|up| {
             zone.node(up.as_wire()).is_some_and(|n| {
-                !n.is_occluded()
-                    && !(n.is_cut() && &up != apex)
-                    && !decided_elsewhere(&up, n)
+                let referral = n.is_cut() && &up != apex;
+                !(n.is_occluded() || referral || decided_elsewhere(&up, n))
                     && in_this_zone(catalog, zone, &up)
             })
         })
