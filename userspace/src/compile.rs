@@ -1301,6 +1301,33 @@ mod tests {
         assert_eq!(table, compile(&sample()));
     }
 
+    /// In an unsigned catalog every sendable answer is rendered once, in its EDNS form, and
+    /// stands for the other two variants; a signed zone's DO answers are rendered (and the
+    /// expansion of both is what the byte-identity tests compare with the slow path).
+    #[test]
+    fn variants_are_derived_in_the_compiler_where_sure() {
+        let table = super::compile(&sample());
+        let both = DERIVE_NOEDNS | DERIVE_DO;
+        let www = NameKey::parse("www.example.com.").unwrap();
+        let a = (table.iter())
+            .find(|c| c.qname == www.as_wire() && c.qtype == 1)
+            .unwrap();
+        assert_eq!((a.variant, a.derived), (Variant::Edns, both));
+        assert!(
+            (table.iter())
+                .filter(|c| c.variant != Variant::Edns)
+                .all(|c| c.is_pass_marker()),
+            "only markers get a variant entry of their own"
+        );
+        assert_eq!(answer_count(&table), expand(&table).len());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/zones");
+        let signed = super::compile(&Catalog::load(&[], Some(&dir)).unwrap());
+        assert!(
+            (signed.iter()).any(|c| c.variant == Variant::EdnsDo && !c.is_pass_marker()),
+            "DO answers rendered (those equal to the EDNS one with DO set are folded into it)"
+        );
+    }
+
     #[test]
     fn oversized_answers_are_left_to_the_slow_path() {
         let txt: String = (0..8)

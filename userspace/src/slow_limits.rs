@@ -289,6 +289,16 @@ mod tests {
         assert_eq!(from, [Answer, Answer, Drop, Drop, Drop, Slip, Drop]);
     }
 
+    /// Limits while the fast path is filled at start, none once the program limits ahead.
+    #[test]
+    fn lifted_once_the_program_limits() {
+        use Verdict::*;
+        let l = SlowLimits::new(&config(1, 0, 0)).unwrap();
+        assert_eq!(verdicts(&l, "192.0.2.1", 1, 2), [Answer, Drop]);
+        l.lift();
+        assert_eq!(verdicts(&l, "192.0.2.1", 1, 3), [Answer; 3]);
+    }
+
     #[test]
     fn a_full_table_forgets_rather_than_grows() {
         let mut c = config(1, 0, 0);
