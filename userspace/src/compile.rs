@@ -704,7 +704,14 @@ fn compile_one(
     let plain = Query::synthetic(key, probe, Variant::Edns);
     let plain_ans = answer::answer(catalog, &plain.question());
     let render = |variant: Variant| {
-        let query = plain.clone().in_variant(variant);
+        // The EDNS query is `plain` itself: a million names' worth of copies saved.
+        let other;
+        let query = if variant == Variant::Edns {
+            &plain
+        } else {
+            other = plain.clone().in_variant(variant);
+            &other
+        };
         let do_ans;
         let ans = if query.question().dnssec_ok {
             do_ans = answer::answer(catalog, &query.question());
@@ -712,7 +719,7 @@ fn compile_one(
         } else {
             &plain_ans
         };
-        let bytes = wire::render_full(&query, ans);
+        let bytes = wire::render_full(query, ans);
         let limit = match variant {
             Variant::NoEdns => CLASSIC_UDP_LIMIT,
             Variant::Edns | Variant::EdnsDo => EDNS_PAYLOAD,
