@@ -346,11 +346,22 @@ fn check(files: &[String], compile: bool) -> ExitCode {
             if compile {
                 let started = Instant::now();
                 let table = compile::compile(&catalog);
-                println!(
-                    "fast path: {} answers, compiled in {:.1?}",
-                    table.len(),
-                    started.elapsed()
-                );
+                let compiled = started.elapsed();
+                match fastpath::prepare(&table) {
+                    Ok(prepared) => {
+                        println!(
+                            "fast path: {} answers in {} records, compiled in {compiled:.1?}, laid out in {:.1?}",
+                            compile::answer_count(&table),
+                            prepared.records(),
+                            started.elapsed() - compiled
+                        );
+                        std::mem::forget(prepared);
+                    }
+                    Err(e) => {
+                        eprintln!("fast path: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
                 std::mem::forget(table);
             }
             // The process exits next: freeing millions of entries one by one would cost a
@@ -443,17 +454,47 @@ fn run(config: Config) -> Result<()> {
     reload_stats.load_errors(load_errors);
     release_freed_memory();
     info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
-    // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
     let with_xdp = !config.xdp.interfaces.is_empty();
+    let anycast_on = !config.anycast.prefixes.is_empty();
+    // Once, so both paths make and check cookies with the same secret (a random one too).
+    let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
+    // The slow path answers as soon as the zones are loaded, applying the rate limits itself
+    // (but for the health probe's queries) until the XDP program is there to apply them.
+    let slow_limits = SlowLimits::new(&config.rrl).map(|l| {
+        let l = if anycast_on {
+            l.exempting(health::slow_target(&config).ip())
+        } else {
+            l
+        };
+        Arc::new(l)
+    });
+    let s = &config.server;
+    let server_config = ServerConfig {
+        identity: Arc::new(Identity::new(&s.identity)?),
+        cookies: cookies.clone(),
+        tcp_max_connections: s.tcp_max_clients,
+        tcp_max_per_source: s.tcp_max_per_source,
+        tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
+        limits: slow_limits.clone(),
+        stats: metrics::SlowStats::default(),
+        notify: (!secondaries.zones().is_empty()).then(|| secondaries.notify_hook()),
+        ..ServerConfig::default()
+    };
+    let shared = SharedCatalog::new(catalog.clone());
+    let mut server = Some(
+        Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
+            .context("starting the slow path")?,
+    );
+    info!(elapsed = ?started.elapsed(), "slow path answering; filling the fast path");
+
+    // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
     let table = if with_xdp {
         let table = compile::compile(&catalog);
-        info!(answers = table.len(), elapsed = ?started.elapsed(), "zones compiled");
+        info!(answers = compile::answer_count(&table), elapsed = ?started.elapsed(), "zones compiled");
         table
     } else {
         Vec::new()
     };
-    // Once, so both paths make and check cookies with the same secret (a random one too).
-    let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
 
     let mut fast = None;
     if with_xdp {
@@ -479,40 +520,12 @@ fn run(config: Config) -> Result<()> {
         for iface in &config.xdp.interfaces {
             fp.attach(iface, config.xdp.mode, config.xdp.attach)?;
         }
+        // Every query meets the program's limits now, before the slow path's.
+        if let Some(l) = &slow_limits {
+            l.lift();
+        }
         fast = Some(Arc::new(Mutex::new(fp)));
     }
-    let anycast_on = !config.anycast.prefixes.is_empty();
-    let slow_limits = if fast.is_none() {
-        // Sockets only: the slow path applies the limits itself (see slow_limits), but for the
-        // health probe's queries.
-        SlowLimits::new(&config.rrl).map(|l| {
-            let l = if anycast_on {
-                l.exempting(health::slow_target(&config).ip())
-            } else {
-                l
-            };
-            Arc::new(l)
-        })
-    } else {
-        None
-    };
-    let s = &config.server;
-    let server_config = ServerConfig {
-        identity: Arc::new(Identity::new(&s.identity)?),
-        cookies,
-        tcp_max_connections: s.tcp_max_clients,
-        tcp_max_per_source: s.tcp_max_per_source,
-        tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
-        limits: slow_limits,
-        stats: metrics::SlowStats::default(),
-        notify: (!secondaries.zones().is_empty()).then(|| secondaries.notify_hook()),
-        ..ServerConfig::default()
-    };
-    let shared = SharedCatalog::new(catalog.clone());
-    let mut server = Some(
-        Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
-            .context("starting the slow path")?,
-    );
     // Everything that needs root is done: become the configured user. The threads that check
     // health and announce start after, with the capabilities kept.
     let mut hand_over = vec![config.server.run_dir.clone()];
@@ -589,7 +602,7 @@ fn run(config: Config) -> Result<()> {
         anycast = Some(Anycast::start(&config, announcer, probes, other)?);
         probe_question = Some(question);
     }
-    let answers = table.len();
+    let answers = compile::answer_count(&table);
     drop(table);
     release_freed_memory();
     if let Some(addr) = config.server.metrics {
@@ -679,7 +692,7 @@ fn run(config: Config) -> Result<()> {
                 metrics::ReloadResult::Failed
             };
             reload_stats.reloaded(at, began.elapsed(), errors, result);
-            let answers = fast.is_some().then_some(table.len());
+            let answers = fast.is_some().then_some(compile::answer_count(&table));
             systemd::ready(&systemd::serving(
                 shared.get().zone_count(),
                 answers,
@@ -838,7 +851,7 @@ fn reload(
     };
     info!(
         zones = catalog.zone_count(),
-        answers = table.len(),
+        answers = compile::answer_count(&table),
         errors = errors.len(),
         "reloaded"
     );

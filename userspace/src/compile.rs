@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use rampart_common::{
-    CLASSIC_UDP_LIMIT, EDNS_PAYLOAD, MAX_RELOCS, QTYPE_ENCLOSER, QTYPE_OTHER, RrlKind, Variant,
-    is_data_type, rrl_class,
+    CLASSIC_UDP_LIMIT, DERIVE_DO, DERIVE_NOEDNS, EDNS_PAYLOAD, MAX_RELOCS, OPT_LEN, QTYPE_ENCLOSER,
+    QTYPE_OTHER, RrlKind, Variant, is_data_type, rrl_class,
 };
 
 use crate::answer::{self, Question};
@@ -53,6 +53,9 @@ pub struct CompiledAnswer {
     pub relocation: Option<Relocation>,
     /// Response class the XDP program rate-limits this answer under (see [`response_class`]).
     pub rrl_class: u32,
+    /// `DERIVE_*` bits: the variants this EDNS entry stands for too, the program making their
+    /// bytes from its own (see [`CompiledAnswer::derives_noedns`]); they get no entry.
+    pub derived: u8,
 }
 
 /// An NXDOMAIN tail is the same for every missing name of a zone but for its compression
@@ -79,6 +82,7 @@ impl CompiledAnswer {
             tail: Vec::new(),
             relocation: None,
             rrl_class: 0,
+            derived: 0,
         }
     }
 
@@ -105,11 +109,95 @@ impl CompiledAnswer {
             arcount: word(10),
             tail: bytes[HEADER_LEN + question_len..].to_vec(),
             relocation: None,
+            derived: 0,
         }
     }
 
     pub fn is_pass_marker(&self) -> bool {
         self.tail.is_empty()
+    }
+
+    /// The same bytes and treatment, whatever the name.
+    pub fn same_answer(&self, b: &CompiledAnswer) -> bool {
+        self.variant == b.variant
+            && self.flags == b.flags
+            && (self.ancount, self.nscount, self.arcount) == (b.ancount, b.nscount, b.arcount)
+            && self.tail == b.tail
+            && self.relocation == b.relocation
+            && self.rrl_class == b.rrl_class
+            && self.derived == b.derived
+    }
+
+    /// How many answers the entry stands for: itself and the variants derived from it.
+    pub fn answers(&self) -> usize {
+        1 + self.derived.count_ones() as usize
+    }
+
+    /// Whether `a` (a no-EDNS answer) is this EDNS answer less its option-free OPT record at
+    /// the end: the same header and records.
+    pub fn derives_noedns(&self, a: &CompiledAnswer) -> bool {
+        let n = self.tail.len();
+        !self.is_pass_marker()
+            && !a.is_pass_marker()
+            && self.opt_back() == 2
+            && n > OPT_LEN
+            && a.tail[..] == self.tail[..n - OPT_LEN]
+            && a.flags == self.flags
+            && (a.ancount, a.nscount) == (self.ancount, self.nscount)
+            && a.arcount + 1 == self.arcount
+            && a.relocation == self.relocation
+            && a.rrl_class == self.rrl_class
+    }
+
+    /// Whether `a` (a DO answer) is this EDNS answer with DO set in its OPT record's flags and
+    /// nothing else changed (an unsigned zone's answer).
+    pub fn derives_do(&self, a: &CompiledAnswer) -> bool {
+        self.with_do().is_some_and(|want| {
+            a.tail == want
+                && a.flags == self.flags
+                && (a.ancount, a.nscount, a.arcount) == (self.ancount, self.nscount, self.arcount)
+                && a.relocation == self.relocation
+                && a.rrl_class == self.rrl_class
+        })
+    }
+
+    /// The tail with DO set in the OPT record's flags, if it ends in an OPT with DO clear.
+    fn with_do(&self) -> Option<Vec<u8>> {
+        let back = self.opt_back() as usize;
+        if self.is_pass_marker() || back < 2 {
+            return None;
+        }
+        let at = self.tail.len() - back - 2;
+        let mut tail = self.tail.clone();
+        (tail[at] & 0x80 == 0).then(|| {
+            tail[at] |= 0x80;
+            tail
+        })
+    }
+
+    /// The entries of the variants derived from this one, as the program makes them (tests
+    /// compare them with the slow path's bytes).
+    #[cfg(test)]
+    pub fn derived_entries(&self) -> Vec<CompiledAnswer> {
+        let mut out = Vec::new();
+        if self.derived & DERIVE_NOEDNS != 0 {
+            out.push(CompiledAnswer {
+                variant: Variant::NoEdns,
+                arcount: self.arcount - 1,
+                tail: self.tail[..self.tail.len() - OPT_LEN].to_vec(),
+                derived: 0,
+                ..self.clone()
+            });
+        }
+        if self.derived & DERIVE_DO != 0 {
+            out.push(CompiledAnswer {
+                variant: Variant::EdnsDo,
+                tail: self.with_do().expect("a DO variant derived from an OPT"),
+                derived: 0,
+                ..self.clone()
+            });
+        }
+        out
     }
 
     /// Bytes from the tail's end back to its OPT's RDLENGTH field, when the tail ends in an OPT
@@ -183,8 +271,8 @@ pub fn response_class(flags: u16, ancount: u16, qname: &[u8], apex: &[u8]) -> u3
     rrl_class(kind, name)
 }
 
-/// Compiles every zone of the catalog, zones and names in canonical order, then qtype, then
-/// variant: the same catalog always gives the same table.
+/// Compiles every zone of the catalog, zones in canonical order, names in wire order, then
+/// qtype, then variant: the same catalog always gives the same table.
 ///
 /// An entry may carry another zone's data: a CNAME or DNAME chain goes on into every zone we
 /// serve (RFC 1034 §4.3.2 step 3a, see `answer::solve_answer`). That is why the whole catalog
@@ -202,36 +290,77 @@ pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
     table
 }
 
+/// How many answers a table holds: its entries and the variants derived from them.
+pub fn answer_count(table: &[CompiledAnswer]) -> usize {
+    table.iter().map(CompiledAnswer::answers).sum()
+}
+
 /// Compiles the names of one zone. Names below a cut or a DNAME are not enumerable (the slow
 /// path answers them), and nonexistent names get no entry (NXDOMAIN is the fast path's
 /// per-zone template).
 pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
-    let nodes = zone.nodes_sorted();
+    let nodes = zone.nodes_in_wire_order();
     let apex = zone.origin_key().as_wire();
-    // Room for every entry at once (an upper bound): the vector of a million names' entries
-    // would otherwise be copied each time it doubles, and end up to twice its size.
+    // A chain may end in any zone of the catalog: DO changes answers if any of them is signed.
+    let signed = catalog.zones().iter().any(|z| z.is_signed());
+    // Room for every entry at once (an upper bound in an unsigned catalog): the vector of a
+    // million names' entries would otherwise be copied each time it doubles, and end up to
+    // twice its size.
     let room = (nodes.iter())
         .filter(|(_, node)| !node.is_occluded())
-        .map(|(_, node)| (explicit_qtypes(node).len() + 2) * Variant::ALL.len())
+        .map(|(key, node)| explicit_qtypes(node, *key == zone.origin_key()).len() + 2)
         .sum();
     // Names are independent: a million of them render on every core.
     let mut out = crate::parallel::flat_map(&nodes, room, |&(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
-        for qtype in explicit_qtypes(node) {
-            compile_one(catalog, apex, key, qtype.into(), qtype, out);
+        let mut explicit = Vec::new();
+        for qtype in explicit_qtypes(node, key == zone.origin_key()) {
+            compile_one(
+                catalog,
+                signed,
+                apex,
+                key,
+                qtype.into(),
+                qtype,
+                &mut explicit,
+            );
         }
-        if node.rrset(RecordType::CNAME).is_none() {
-            compile_one(catalog, apex, key, QTYPE_OTHER, probe_qtype(node), out);
-        } else {
+        if node.rrset(RecordType::CNAME).is_some() {
             // Other types at a CNAME follow the chain: the slow path's. The marker also keeps
             // the program's NXDOMAIN walk away from this existing name.
+            out.extend(explicit);
             out.extend(pass_markers(key, QTYPE_OTHER));
+            return;
         }
+        let shared_at = out.len();
+        compile_one(
+            catalog,
+            signed,
+            apex,
+            key,
+            QTYPE_OTHER,
+            probe_qtype(node),
+            out,
+        );
+        let shared = &out[shared_at..];
+        // A data type answered as the shared entry answers every type the name lacks (DS at a
+        // name that is no cut: NODATA) needs no entry: the program falls back to the shared one.
+        let own: Vec<CompiledAnswer> = (explicit.chunk_by(|a, b| a.qtype == b.qtype))
+            .filter(|g| !(is_data_type(g[0].qtype) && same_answers(g, shared)))
+            .flatten()
+            .cloned()
+            .collect();
+        out.splice(shared_at..shared_at, own);
     });
     out.extend(compile_enclosers(catalog, zone, &nodes));
     out
+}
+
+/// Whether two (name, type)s' entries give the same bytes and treatment, whatever the name.
+pub fn same_answers(a: &[CompiledAnswer], b: &[CompiledAnswer]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.same_answer(b))
 }
 
 /// Every variant's "not from the fast path" entry for (name, key qtype).
@@ -259,7 +388,7 @@ fn compile_enclosers(
 ) -> Vec<CompiledAnswer> {
     let apex = zone.origin_key();
     let hazards = soa_name_chain(zone);
-    let templates = nx_templates(catalog, zone, &hazards);
+    let templates = nx_templates(catalog, zone, &hazards).map(|t| compact_templates(apex, t));
     let emitted = |key: &NameKey| {
         zone.node(key.as_wire())
             .is_some_and(|n| !n.is_occluded() && in_this_zone(catalog, zone, key))
@@ -275,23 +404,42 @@ fn compile_enclosers(
             markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
         }
     }
-    let room = nodes.len() * Variant::ALL.len();
-    let mut out = crate::parallel::flat_map(nodes, room, |&(key, node), out| {
+    // Where something other than the zone's NXDOMAIN decides what a missing name below gets.
+    let decided_elsewhere = |key: &NameKey, node: &Node| {
+        node.rrset(answer::DNAME).is_some()
+            || key
+                .wildcard_child()
+                .is_some_and(|w| zone.node(w.as_wire()).is_some())
+            || hazards.contains(key)
+    };
+    // Whether the parent's entry is the zone's NXDOMAIN too.
+    let parent_gets_nx = |key: &NameKey| {
+        key.parent().is_some_and(|up| {
+            zone.node(up.as_wire()).is_some_and(|n| {
+                let referral = n.is_cut() && &up != apex;
+                !(n.is_occluded() || referral || decided_elsewhere(&up, n))
+                    && in_this_zone(catalog, zone, &up)
+            })
+        })
+    };
+    let mut out = crate::parallel::flat_map(nodes, nodes.len(), |&(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
         if node.is_cut() && key != apex {
             let glue = glue_name_chain(zone, key);
-            let referrals = referral_templates(catalog, zone, key, &glue);
+            let referrals =
+                referral_templates(catalog, zone, key, &glue).map(|t| compact_templates(key, t));
             out.extend(encloser_entries(key, referrals.as_deref()));
             return;
         }
-        let decided_elsewhere = node.rrset(answer::DNAME).is_some()
-            || key
-                .wildcard_child()
-                .is_some_and(|w| zone.node(w.as_wire()).is_some())
-            || hazards.contains(key);
-        let templates = templates.as_deref().filter(|_| !decided_elsewhere);
+        if key != apex && !decided_elsewhere(key, node) && parent_gets_nx(key) {
+            // The program's walk goes on to the parent and finds the same answer there.
+            return;
+        }
+        let templates = templates
+            .as_deref()
+            .filter(|_| !decided_elsewhere(key, node));
         out.extend(encloser_entries(key, templates));
     });
     for key in markers.iter().filter(|k| !emitted(k)) {
@@ -303,22 +451,30 @@ fn compile_enclosers(
     out
 }
 
-/// The closest-encloser entries at `key`: each variant's template, or a marker where a variant
-/// has none (or there are no templates at all).
-fn encloser_entries(key: &NameKey, templates: Option<&[Template]>) -> Vec<CompiledAnswer> {
+/// The closest-encloser entries at `key`: the templates' (see [`compact_templates`]), or
+/// markers when there are none.
+fn encloser_entries(key: &NameKey, templates: Option<&[CompiledAnswer]>) -> Vec<CompiledAnswer> {
     let Some(templates) = templates else {
         return pass_markers(key, QTYPE_ENCLOSER).collect();
     };
     (templates.iter())
-        .map(|(variant, t)| match t {
-            Some(t) => CompiledAnswer {
-                qname: key.as_wire().to_vec(),
-                qtype: QTYPE_ENCLOSER,
-                ..t.clone()
-            },
-            None => CompiledAnswer::pass_marker(key.as_wire(), QTYPE_ENCLOSER, *variant),
+        .map(|t| CompiledAnswer {
+            qname: key.as_wire().to_vec(),
+            ..t.clone()
         })
         .collect()
+}
+
+/// Templates as entries, once per zone or cut rather than at each of its names: a marker where
+/// a variant has none, the derivable variants folded into the EDNS entry.
+fn compact_templates(parent: &NameKey, templates: Vec<Template>) -> Vec<CompiledAnswer> {
+    let mut group = [None, None, None];
+    for (variant, t) in templates {
+        group[variant as usize] = Some(t.unwrap_or_else(|| {
+            CompiledAnswer::pass_marker(parent.as_wire(), QTYPE_ENCLOSER, variant)
+        }));
+    }
+    compact(group).collect()
 }
 
 /// The names strictly between the apex and the SOA's MNAME and RNAME, both included.
@@ -495,11 +651,14 @@ fn moved_pointers(a: (&[u8], usize), b: (&[u8], usize), delta: u16) -> Option<Ve
     (pointers.len() <= MAX_RELOCS).then_some(pointers)
 }
 
-/// Types compiled with an entry of their own at a name: those it has, DS (answered from the
-/// parent side at a cut or apex, RFC 4035 §3.1.4.1), and at a CNAME the common ones.
-fn explicit_qtypes(node: &Node) -> Vec<RecordType> {
+/// Types compiled with an entry of their own at a name: those it has, DS at a cut or the
+/// apex (answered from the parent side, RFC 4035 §3.1.4.1), and at a CNAME the common ones.
+/// DS elsewhere is NODATA like any type the name lacks: the shared entry answers it.
+fn explicit_qtypes(node: &Node, apex: bool) -> Vec<RecordType> {
     let mut types: Vec<RecordType> = node.rrsets().iter().map(|s| s.rtype()).collect();
-    types.push(RecordType::DS);
+    if node.is_cut() || apex {
+        types.push(RecordType::DS);
+    }
     if node.rrset(RecordType::CNAME).is_some() {
         types.extend(COMMON_QTYPES);
     }
@@ -531,8 +690,13 @@ fn in_this_zone(catalog: &Catalog, zone: &Zone, key: &NameKey) -> bool {
 /// Compile the answers to `probe` at `key` under the map key type `key_qtype`. An answer the
 /// fast path must not send (too big for the variant, or not a plain answer) still gets an entry,
 /// with an empty tail, so the program sends the query up instead of trying `QTYPE_OTHER`.
+///
+/// The EDNS answer is rendered first; the no-EDNS and DO variants are rendered only when they
+/// can't be derived from it (see [`derivable`]): rendering them all would take most of a large
+/// zone's compile time and memory, only for the layout to find them derivable.
 fn compile_one(
     catalog: &Catalog,
+    signed: bool,
     apex: &[u8],
     key: &NameKey,
     key_qtype: u16,
@@ -540,10 +704,17 @@ fn compile_one(
     out: &mut Vec<CompiledAnswer>,
 ) {
     // Without DO the answer doesn't depend on EDNS, only its rendering does: solved once.
-    let plain = Query::synthetic(key, probe, Variant::NoEdns);
+    let plain = Query::synthetic(key, probe, Variant::Edns);
     let plain_ans = answer::answer(catalog, &plain.question());
-    for variant in Variant::ALL {
-        let query = plain.clone().in_variant(variant);
+    let render = |variant: Variant| {
+        // The EDNS query is `plain` itself: a million names' worth of copies saved.
+        let other;
+        let query = if variant == Variant::Edns {
+            &plain
+        } else {
+            other = plain.clone().in_variant(variant);
+            &other
+        };
         let do_ans;
         let ans = if query.question().dnssec_ok {
             do_ans = answer::answer(catalog, &query.question());
@@ -551,14 +722,14 @@ fn compile_one(
         } else {
             &plain_ans
         };
-        let bytes = wire::render_full(&query, ans);
+        let bytes = wire::render_full(query, ans);
         let limit = match variant {
             Variant::NoEdns => CLASSIC_UDP_LIMIT,
             Variant::Edns | Variant::EdnsDo => EDNS_PAYLOAD,
         } as usize;
         let sendable = bytes.len() <= limit
             && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail);
-        out.push(if sendable {
+        if sendable {
             CompiledAnswer::from_rendered(
                 key.as_wire(),
                 key_qtype,
@@ -569,8 +740,77 @@ fn compile_one(
             )
         } else {
             CompiledAnswer::pass_marker(key.as_wire(), key_qtype, variant)
-        });
+        }
+    };
+    let mut base = render(Variant::Edns);
+    let derive = derivable(&base, signed);
+    let mut group = [None, None, None];
+    for (variant, bit) in [
+        (Variant::NoEdns, DERIVE_NOEDNS),
+        (Variant::EdnsDo, DERIVE_DO),
+    ] {
+        if derive & bit != 0 {
+            base.derived |= bit;
+        } else {
+            group[variant as usize] = Some(render(variant));
+        }
     }
+    group[Variant::Edns as usize] = Some(base);
+    out.extend(compact(group));
+}
+
+/// The variants the slow path is sure to answer with `base`'s bytes but for what the program
+/// changes (`DERIVE_*` bits), known without rendering them. The renderer writes the same header
+/// and records whatever the query's EDNS, then our OPT last (`wire::render_full`), so:
+/// - no EDNS: `base` less its OPT, when that OPT is option-free (no Extended DNS Error) and
+///   what is left fits 512 octets (else the no-EDNS variant is a marker);
+/// - DO: `base` with DO set in its OPT, when no zone of the catalog is `signed` (a chain may
+///   end in any of them): DO then changes nothing in the answer (`answer` adds DNSSEC records
+///   only from a signed zone).
+fn derivable(base: &CompiledAnswer, signed: bool) -> u8 {
+    if base.is_pass_marker() || base.opt_back() != 2 || base.tail.len() <= OPT_LEN {
+        return 0;
+    }
+    let mut bits = 0;
+    let header_and_question = HEADER_LEN + base.qname.len() + 4;
+    if header_and_question + base.tail.len() - OPT_LEN <= CLASSIC_UDP_LIMIT as usize {
+        bits |= DERIVE_NOEDNS;
+    }
+    if !signed {
+        bits |= DERIVE_DO;
+    }
+    bits
+}
+
+/// One (name, type)'s variants as entries: the EDNS one standing for those it derives.
+fn compact(group: [Option<CompiledAnswer>; 3]) -> impl Iterator<Item = CompiledAnswer> {
+    let [mut noedns, mut base, mut edns_do] = group;
+    if let Some(base) = &mut base {
+        if noedns.as_ref().is_some_and(|a| base.derives_noedns(a)) {
+            noedns = None;
+            base.derived |= DERIVE_NOEDNS;
+        }
+        if edns_do.as_ref().is_some_and(|a| base.derives_do(a)) {
+            edns_do = None;
+            base.derived |= DERIVE_DO;
+        }
+    }
+    [noedns, base, edns_do].into_iter().flatten()
+}
+
+/// Every compiled answer, the derived variants made as the program makes them: what tests
+/// compare with the slow path's bytes.
+#[cfg(test)]
+pub fn expand(table: &[CompiledAnswer]) -> Vec<CompiledAnswer> {
+    let mut out = Vec::with_capacity(table.len() * 3);
+    for a in table {
+        out.push(CompiledAnswer {
+            derived: 0,
+            ..a.clone()
+        });
+        out.extend(a.derived_entries());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -580,6 +820,12 @@ mod tests {
 
     use super::*;
     use crate::respond::respond;
+
+    /// Every variant's entry, the derived ones as the program makes them: what these tests
+    /// compare with the slow path (`super::compile` is the table the layout gets).
+    fn compile(cat: &Catalog) -> Vec<CompiledAnswer> {
+        expand(&super::compile(cat))
+    }
     use crate::wire::testutil::question;
     use crate::wire::{FLAG_CD, FLAG_RD, Transport};
 
@@ -1085,6 +1331,33 @@ mod tests {
         assert_eq!(keys.len(), n, "no key twice");
         // Deterministic.
         assert_eq!(table, compile(&sample()));
+    }
+
+    /// In an unsigned catalog every sendable answer is rendered once, in its EDNS form, and
+    /// stands for the other two variants; a signed zone's DO answers are rendered (and the
+    /// expansion of both is what the byte-identity tests compare with the slow path).
+    #[test]
+    fn variants_are_derived_in_the_compiler_where_sure() {
+        let table = super::compile(&sample());
+        let both = DERIVE_NOEDNS | DERIVE_DO;
+        let www = NameKey::parse("www.example.com.").unwrap();
+        let a = (table.iter())
+            .find(|c| c.qname == www.as_wire() && c.qtype == 1)
+            .unwrap();
+        assert_eq!((a.variant, a.derived), (Variant::Edns, both));
+        assert!(
+            (table.iter())
+                .filter(|c| c.variant != Variant::Edns)
+                .all(|c| c.is_pass_marker()),
+            "only markers get a variant entry of their own"
+        );
+        assert_eq!(answer_count(&table), expand(&table).len());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/zones");
+        let signed = super::compile(&Catalog::load(&[], Some(&dir)).unwrap());
+        assert!(
+            (signed.iter()).any(|c| c.variant == Variant::EdnsDo && !c.is_pass_marker()),
+            "DO answers rendered (those equal to the EDNS one with DO set are folded into it)"
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -104,6 +107,8 @@ pub struct SlowLimits {
     /// Sources never limited nor counted: the node's own health probe.
     exempt: Vec<IpAddr>,
     dry_run: bool,
+    /// Set once the XDP program limits ahead of the slow path (see [`SlowLimits::lift`]).
+    lifted: AtomicBool,
     epoch: Instant,
     by_source: Mutex<Table<(IpAddr, u32)>>,
     by_class: Mutex<Table<u32>>,
@@ -128,6 +133,7 @@ impl SlowLimits {
             whitelist: rrl.whitelist.clone(),
             exempt: Vec::new(),
             dry_run: rrl.dry_run,
+            lifted: AtomicBool::new(false),
             epoch: Instant::now(),
             by_source: Mutex::new(Table::new(rrl.table_size as usize)),
             by_class: Mutex::new(Table::new(16_384)),
@@ -148,6 +154,7 @@ impl SlowLimits {
     /// whitelisted source (as Knot exempts whitelisted clients before its RRL table).
     pub fn check(&self, peer: IpAddr, class: u32, valid_cookie: bool) -> Verdict {
         if valid_cookie
+            || self.lifted.load(Ordering::Relaxed)
             || self.exempt.contains(&peer)
             || self.whitelist.iter().any(|net| net.contains(&peer))
         {
@@ -166,6 +173,12 @@ impl SlowLimits {
             }
         }
         Verdict::Answer
+    }
+
+    /// Stop limiting: the XDP program is attached and applies the limits to every query before
+    /// the slow path sees it (the slow path limits only while the fast path is being filled).
+    pub fn lift(&self) {
+        self.lifted.store(true, Ordering::Relaxed);
     }
 
     fn over(&self, peer: IpAddr, limited: u64, slip: u32) -> Verdict {
@@ -281,6 +294,16 @@ mod tests {
             .map(|i| l.check(format!("203.0.{i}.1").parse().unwrap(), 5, false))
             .collect();
         assert_eq!(from, [Answer, Answer, Drop, Drop, Drop, Slip, Drop]);
+    }
+
+    /// Limits while the fast path is filled at start, none once the program limits ahead.
+    #[test]
+    fn lifted_once_the_program_limits() {
+        use Verdict::*;
+        let l = SlowLimits::new(&config(1, 0, 0)).unwrap();
+        assert_eq!(verdicts(&l, "192.0.2.1", 1, 2), [Answer, Drop]);
+        l.lift();
+        assert_eq!(verdicts(&l, "192.0.2.1", 1, 3), [Answer; 3]);
     }
 
     #[test]

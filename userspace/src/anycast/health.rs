@@ -82,14 +82,23 @@ impl ProbeQuestion {
     }
 
     /// Whether `table` (what the fast path was filled with) holds an answer for the probe, so
-    /// the program must answer it rather than pass it up.
+    /// the program must answer it rather than pass it up: the probe type's entry, or for a data
+    /// type without one, the name's shared entry (the program's fallback; the compiler leaves
+    /// out the types that entry answers alike).
     pub fn held_by(&self, table: &[CompiledAnswer]) -> bool {
-        table.iter().any(|a| {
-            a.qname == self.qname.as_wire()
-                && a.qtype == u16::from(self.qtype)
-                && a.variant == Variant::Edns
-                && !a.tail.is_empty()
-        })
+        let entry = |qtype: u16| {
+            table.iter().find(|a| {
+                a.qname == self.qname.as_wire() && a.qtype == qtype && a.variant == Variant::Edns
+            })
+        };
+        let qtype = u16::from(self.qtype);
+        match entry(qtype) {
+            Some(a) => !a.is_pass_marker(),
+            None => {
+                rampart_common::is_data_type(qtype)
+                    && entry(rampart_common::QTYPE_OTHER).is_some_and(|a| !a.is_pass_marker())
+            }
+        }
     }
 }
 

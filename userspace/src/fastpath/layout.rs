@@ -59,20 +59,20 @@ impl Layout {
         bases: Bases,
         mut seeds: impl FnMut() -> Result<u64>,
     ) -> Result<Layout> {
-        let mut groups: HashMap<(&[u8], u16), Group> = HashMap::with_capacity(table.len() / 3);
-        for a in table {
-            groups.entry((&a.qname, a.qtype)).or_default()[a.variant as usize] = Some(a);
-        }
-        let mut keys: Vec<(&[u8], u16)> = groups.keys().copied().collect();
-        // Deterministic record order (and so index), whatever the hash map's order.
-        keys.sort_unstable();
-        keys.retain(|k| {
-            if k.1 == QTYPE_ENCLOSER {
-                !same_as_ancestor(&groups, k.0)
-            } else {
-                !same_as_shared(&groups, k.0, k.1)
-            }
-        });
+        let t0 = std::time::Instant::now();
+        let groups = Groups::new(table);
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
+        // Records in the table's order (the compiler's is deterministic, and so is the index).
+        let keys: Vec<usize> = (0..groups.list.len())
+            .filter(|&i| {
+                let ((name, qtype), _) = groups.list[i];
+                if qtype == QTYPE_ENCLOSER {
+                    !same_as_ancestor(&groups, name)
+                } else {
+                    !same_as_shared(&groups, name, qtype)
+                }
+            })
+            .collect();
         let mut b = Builder {
             bases,
             out: Layout {
@@ -82,7 +82,7 @@ impl Layout {
                 tails_small: Vec::new(),
                 tails_large: Vec::new(),
                 seed: 0,
-                answers: table.len(),
+                answers: crate::compile::answer_count(table),
                 derived: 0,
             },
             tails: HashMap::new(),
@@ -90,18 +90,23 @@ impl Layout {
             marker: None,
         };
         // Base records first, so that record i of the index is keys[i].
-        for key in &keys {
-            let record = b.base_record(key.0, key.1, &groups[key])?;
+        for &k in &keys {
+            let ((name, qtype), group) = &groups.list[k];
+            let record = b.base_record(name, *qtype, group)?;
             b.out.records.push(record);
         }
-        for (i, key) in keys.iter().enumerate() {
-            b.alternates(i, &groups[key])?;
+        for (i, &k) in keys.iter().enumerate() {
+            b.alternates(i, &groups.list[k].1)?;
         }
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: records");
         let mut best: Option<(usize, u64, Vec<IndexBucket>)> = None;
         for _ in 0..SEED_TRIES {
             let seed = seeds()?;
             let hashes: Vec<u64> = (keys.iter())
-                .map(|(name, qtype)| key_hash(name_hash(seed, name), *qtype))
+                .map(|&k| {
+                    let (name, qtype) = groups.list[k].0;
+                    key_hash(name_hash(seed, name), qtype)
+                })
                 .collect();
             let (index, shadowed) = build_index(&hashes, bases.records)?;
             if best.as_ref().is_none_or(|b| shadowed < b.0) {
@@ -111,6 +116,7 @@ impl Layout {
                 break;
             }
         }
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: indexed");
         let (shadowed, seed, index) = best.expect("at least one try");
         if shadowed > 0 {
             tracing::warn!(
@@ -124,15 +130,47 @@ impl Layout {
     }
 }
 
+/// The table's (name, type) keys in the order they first appear, each with its variants.
+struct Groups<'a> {
+    ids: HashMap<(&'a [u8], u16), usize, foldhash::fast::RandomState>,
+    list: Vec<((&'a [u8], u16), Group<'a>)>,
+}
+
+impl<'a> Groups<'a> {
+    fn new(table: &'a [CompiledAnswer]) -> Groups<'a> {
+        let mut g = Groups {
+            ids: HashMap::with_capacity_and_hasher(table.len(), Default::default()),
+            list: Vec::with_capacity(table.len()),
+        };
+        for a in table {
+            let key = (a.qname.as_slice(), a.qtype);
+            let list = &mut g.list;
+            let id = *g.ids.entry(key).or_insert_with(|| {
+                list.push((key, [None; 3]));
+                list.len() - 1
+            });
+            g.list[id].1[a.variant as usize] = Some(a);
+        }
+        g
+    }
+
+    fn get(&self, name: &[u8], qtype: u16) -> Option<&Group<'a>> {
+        self.ids.get(&(name, qtype)).map(|&i| &self.list[i].1)
+    }
+}
+
 /// Whether a closest-encloser entry says exactly what its nearest ancestor's does: a walk that
 /// doesn't find it goes on up and gets the same answer, so it needn't be stored. In an unsigned
 /// zone that is every name's but the apex's (the NXDOMAIN template fits any name below it).
-fn same_as_ancestor(groups: &HashMap<(&[u8], u16), Group>, name: &[u8]) -> bool {
+fn same_as_ancestor(groups: &Groups, name: &[u8]) -> bool {
+    let own = groups
+        .get(name, QTYPE_ENCLOSER)
+        .expect("a key of the table");
     let mut rest = name;
     while let Some(&len) = rest.first().filter(|&&l| l != 0) {
         rest = &rest[len as usize + 1..];
-        if let Some(up) = groups.get(&(rest, QTYPE_ENCLOSER)) {
-            return same_group(&groups[&(name, QTYPE_ENCLOSER)], up);
+        if let Some(up) = groups.get(rest, QTYPE_ENCLOSER) {
+            return same_group(own, up);
         }
     }
     false
@@ -141,32 +179,22 @@ fn same_as_ancestor(groups: &HashMap<(&[u8], u16), Group>, name: &[u8]) -> bool 
 /// Whether a data type's answer at a name is the one the name's shared entry gives every data
 /// type it doesn't list (e.g. DS at a name that is no cut: NODATA either way): the program
 /// falls back to the shared entry when the type has no record, so it needn't be stored.
-fn same_as_shared(groups: &HashMap<(&[u8], u16), Group>, name: &[u8], qtype: u16) -> bool {
+fn same_as_shared(groups: &Groups, name: &[u8], qtype: u16) -> bool {
     if qtype == QTYPE_OTHER || !is_data_type(qtype) {
         return false;
     }
-    let Some(shared) = groups.get(&(name, QTYPE_OTHER)) else {
+    let Some(shared) = groups.get(name, QTYPE_OTHER) else {
         return false;
     };
-    same_group(&groups[&(name, qtype)], shared)
+    same_group(groups.get(name, qtype).expect("a key of the table"), shared)
 }
 
 fn same_group(a: &Group, b: &Group) -> bool {
     a.iter().zip(b).all(|(a, b)| match (a, b) {
-        (Some(a), Some(b)) => same_answer(a, b),
+        (Some(a), Some(b)) => a.same_answer(b),
         (None, None) => true,
         _ => false,
     })
-}
-
-/// The same bytes and treatment, whatever the name.
-fn same_answer(a: &CompiledAnswer, b: &CompiledAnswer) -> bool {
-    a.variant == b.variant
-        && a.flags == b.flags
-        && (a.ancount, a.nscount, a.arcount) == (b.ancount, b.nscount, b.arcount)
-        && a.tail == b.tail
-        && a.relocation == b.relocation
-        && a.rrl_class == b.rrl_class
 }
 
 struct Builder<'a> {
@@ -194,11 +222,12 @@ impl<'a> Builder<'a> {
             r.long_name = self.long_name(name)?;
         }
         if let Some(base) = g[Variant::Edns as usize] {
-            if g[0].is_some_and(|a| derives_noedns(base, a)) {
+            // Derived in the compiler (the variant has no entry), or found derivable here.
+            if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
                 r.derive |= DERIVE_NOEDNS;
                 r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
             }
-            if g[2].is_some_and(|a| derives_do(base, a)) {
+            if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
                 r.derive |= DERIVE_DO;
             }
         }
@@ -323,42 +352,6 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The same header and records, with or without the OPT: the no-EDNS answer is the EDNS one
-/// less its option-free OPT record at the end.
-fn derives_noedns(base: &CompiledAnswer, a: &CompiledAnswer) -> bool {
-    let n = base.tail.len();
-    !base.is_pass_marker()
-        && !a.is_pass_marker()
-        && base.opt_back() == 2
-        && n > OPT_LEN
-        && a.tail[..] == base.tail[..n - OPT_LEN]
-        && a.flags == base.flags
-        && (a.ancount, a.nscount) == (base.ancount, base.nscount)
-        && a.arcount + 1 == base.arcount
-        && a.relocation == base.relocation
-        && a.rrl_class == base.rrl_class
-}
-
-/// The same answer with DO set in the OPT record's flags and nothing else changed (an unsigned
-/// zone's answer).
-fn derives_do(base: &CompiledAnswer, a: &CompiledAnswer) -> bool {
-    let back = base.opt_back() as usize;
-    if base.is_pass_marker() || a.is_pass_marker() || back < 2 || a.tail.len() != base.tail.len() {
-        return false;
-    }
-    let at = base.tail.len() - back - 2;
-    let mut want = base.tail.clone();
-    if want[at] & 0x80 != 0 {
-        return false;
-    }
-    want[at] |= 0x80;
-    a.tail == want
-        && a.flags == base.flags
-        && (a.ancount, a.nscount, a.arcount) == (base.ancount, base.nscount, base.arcount)
-        && a.relocation == base.relocation
-        && a.rrl_class == base.rrl_class
-}
-
 /// Place record `base + i` under `hashes[i]` in two-choice, 8-way buckets (cuckoo hashing with
 /// a bounded random walk; a larger index when the walk doesn't end). Returns the index and how
 /// many keys are shadowed: another key's fingerprint stands first in one of their buckets (the
@@ -441,7 +434,7 @@ mod tests {
             let zone = crate::zone::Zone::from_text("scale.example.", &text).unwrap();
             let table = crate::compile::compile(&crate::zone::Catalog::from_zones([zone]));
             let layout = Layout::build(&table, Bases::default(), || Ok(1)).unwrap();
-            assert_eq!(layout.answers, table.len());
+            assert_eq!(layout.answers, crate::compile::expand(&table).len());
             layout.records.len()
         };
         assert_eq!(records(2000) - records(1000), 3 * 1000);

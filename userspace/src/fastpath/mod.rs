@@ -607,6 +607,13 @@ pub fn detach_iface(iface: &str) -> Result<String> {
 /// A table laid out for the first install, before the maps are sized from it.
 pub struct Prepared(Layout);
 
+impl Prepared {
+    /// Records of the layout (one generation's).
+    pub fn records(&self) -> usize {
+        self.0.records.len()
+    }
+}
+
 /// Lay `table` out for the first install (generation 0, the arrays' first half).
 pub fn prepare(table: &[CompiledAnswer]) -> Result<Prepared> {
     Ok(Prepared(Layout::build(

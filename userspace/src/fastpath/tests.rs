@@ -31,6 +31,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
             tail,
             relocation: None,
             rrl_class: 0x1000_0001,
+            derived: 0,
         });
     }
     // A large answer: 40 TXT strings, only in the large slot class.
@@ -52,6 +53,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
         tail: [tail, vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]].concat(),
         relocation: None,
         rrl_class: 0x1000_0002,
+        derived: 0,
     });
     // "Any other data type" at www: NODATA (SOA in authority), and a marker for TXT, whose
     // answer the fast path may not send, so TXT must not fall through to that NODATA.
@@ -69,6 +71,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
         ],
         relocation: None,
         rrl_class: 0x1000_0002,
+        derived: 0,
     };
     table.push(nodata(QTYPE_OTHER));
     table.push(CompiledAnswer {
@@ -89,6 +92,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
         tail: mid,
         relocation: None,
         rrl_class: 0x1000_0002,
+        derived: 0,
     });
     // A name longer than a short key holds.
     table.push(CompiledAnswer {

@@ -366,6 +366,13 @@ impl Zone {
         nodes.sort_unstable_by(|a, b| a.0.cmp(b.0));
         nodes
     }
+    /// The nodes in the byte order of their wire names: a deterministic order several times
+    /// cheaper to sort into than the canonical one (a million names' compile uses it).
+    pub fn nodes_in_wire_order(&self) -> Vec<(&NameKey, &Node)> {
+        let mut nodes: Vec<_> = self.nodes.iter().collect();
+        nodes.sort_unstable_by(|a, b| a.0.as_wire().cmp(b.0.as_wire()));
+        nodes
+    }
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
