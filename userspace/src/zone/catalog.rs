@@ -68,6 +68,46 @@ impl Catalog {
         Catalog::load_keeping(Some(previous), specs, zone_dir)
     }
 
+    /// Reloads only the zones of `specs` (`rampart ctl reload ZONE`); every other zone is kept
+    /// as it is. A file that fails keeps serving its previous version, as in [`Catalog::reload`].
+    pub fn reload_some(&self, specs: &[ZoneSpec]) -> (Catalog, Vec<String>) {
+        let mut catalog = Catalog {
+            zones: self.zones.clone(),
+            warnings: Vec::new(),
+        };
+        let mut errors = Vec::new();
+        for (spec, result) in specs.iter().zip(load_parallel(specs)) {
+            match result {
+                Ok((zone, warnings)) => {
+                    if let Some(other) = catalog.zones.get(&zone.origin_key)
+                        && other.source != spec.path
+                    {
+                        errors.push(already_loaded(spec, &zone, other));
+                        continue;
+                    }
+                    catalog.warnings.extend(warnings);
+                    // The file may now hold another apex: its old zone goes.
+                    catalog.zones.retain(|_, z| z.source != spec.path);
+                    catalog
+                        .zones
+                        .insert(zone.origin_key.clone(), Arc::new(zone));
+                }
+                Err(e) => {
+                    errors.extend(e);
+                    if let Some(old) = catalog.zones.values().find(|z| z.source == spec.path) {
+                        errors.push(keeping(spec, old));
+                    }
+                }
+            }
+        }
+        (catalog, errors)
+    }
+
+    /// The zone whose apex is `origin` (presentation form, trailing dot optional).
+    pub fn zone(&self, origin: &str) -> Option<&Zone> {
+        self.zones.get(&NameKey::parse(origin)?).map(|z| &**z)
+    }
+
     pub(super) fn load_keeping(
         previous: Option<&Catalog>,
         specs: &[ZoneSpec],
@@ -88,12 +128,7 @@ impl Catalog {
                 Ok((zone, warnings)) => {
                     catalog.warnings.extend(warnings);
                     if let Some(prev) = catalog.zones.get(&zone.origin_key) {
-                        errors.push(format!(
-                            "{}: zone {} is already loaded from {}",
-                            spec.path.display(),
-                            zone.origin_key,
-                            prev.source.display()
-                        ));
+                        errors.push(already_loaded(spec, &zone, prev));
                         continue;
                     }
                     catalog
@@ -105,12 +140,7 @@ impl Catalog {
                     let kept =
                         previous.and_then(|p| p.zones.values().find(|z| z.source == spec.path));
                     if let Some(old) = kept {
-                        errors.push(format!(
-                            "{}: keeping the previously loaded zone {} (serial {})",
-                            spec.path.display(),
-                            old.origin_key,
-                            old.serial()
-                        ));
+                        errors.push(keeping(spec, old));
                         catalog.zones.insert(old.origin_key.clone(), old.clone());
                     }
                 }
@@ -156,6 +186,24 @@ impl Catalog {
         zones.sort_by(|a, b| a.origin_key.cmp(&b.origin_key));
         zones
     }
+}
+
+fn already_loaded(spec: &ZoneSpec, zone: &Zone, other: &Zone) -> String {
+    format!(
+        "{}: zone {} is already loaded from {}",
+        spec.path.display(),
+        zone.origin_key,
+        other.source.display()
+    )
+}
+
+fn keeping(spec: &ZoneSpec, old: &Zone) -> String {
+    format!(
+        "{}: keeping the previously loaded zone {} (serial {})",
+        spec.path.display(),
+        old.origin_key,
+        old.serial()
+    )
 }
 
 /// What `rampart check` reports for zones that load.
@@ -216,7 +264,7 @@ pub fn check(specs: &[ZoneSpec]) -> Result<(CheckSummary, Catalog), Vec<String>>
     Ok((summary, catalog))
 }
 
-pub(super) fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
+pub fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

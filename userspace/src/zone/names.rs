@@ -34,7 +34,6 @@ impl NameKey {
         NameKey(wire.into_boxed_slice())
     }
 
-    #[cfg(test)]
     /// Parses presentation format (`www.example.com.`, escapes allowed); relative names are
     /// taken as absolute.
     pub fn parse(text: &str) -> Option<NameKey> {

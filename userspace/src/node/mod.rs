@@ -1,0 +1,544 @@
+//! The running node: zones, fast path, slow path, anycast and the control socket, built in
+//! startup order (docs/ARCHITECTURE.md §7), driven by one main loop, shut down in reverse.
+pub mod control;
+pub mod signals;
+pub mod zones;
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::Receiver;
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use crate::{
+    anycast::{
+        Anycast,
+        announce::Announcer,
+        health::{self, FastProbe, ProbeQuestion, Probes},
+    },
+    compile,
+    config::Config,
+    control::{Responder, server::ControlServer},
+    cookie,
+    fastpath::{self, Capacity, FastPath},
+    identity::Identity,
+    instance::{self, ListenLocks},
+    limits, metrics, privileges,
+    server::{Server, ServerConfig, ServerHandle, SharedCatalog},
+    slow_limits::SlowLimits,
+    systemd,
+    zone::{Catalog, ZoneSpec},
+};
+use control::{NodeStatus, Op, ReloadOutcome, SharedView, View, XdpStatus};
+pub use signals::Signals;
+use zones::{Loaded, ZoneDirFiles, ZoneTable};
+
+/// Every part of a running node; [`Node::run`] serves until SIGTERM.
+pub struct Node {
+    config: Config,
+    _listen_locks: ListenLocks,
+    zone_files: ZoneDirFiles,
+    shared: SharedCatalog,
+    fast: Option<Arc<Mutex<FastPath>>>,
+    server: Option<ServerHandle>,
+    server_config: ServerConfig,
+    anycast: Option<Anycast>,
+    probe_question: Option<ProbeQuestion>,
+    holds_probe: Arc<AtomicBool>,
+    reload_stats: metrics::ReloadStats,
+    watchdog: Option<systemd::Watchdog>,
+    control: Option<ControlServer>,
+    ops: Receiver<(Op, Responder)>,
+    view: SharedView,
+}
+
+impl Node {
+    /// Loads the zones, fills and attaches the fast path, binds the slow path, drops
+    /// privileges, starts anycast, the control socket, metrics and the watchdog.
+    pub fn start(config: Config) -> Result<Node> {
+        let started = Instant::now();
+        // Before anything is touched: a second instance on the same addresses stops here.
+        let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
+        let user = privileges::resolve_user(config.server.user.as_deref())?;
+        let zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
+        let (catalog, load_errors) = zones::load_catalog(&config.zones)?;
+        let catalog = Arc::new(catalog);
+        let reload_stats = metrics::ReloadStats::new();
+        reload_stats.load_errors(load_errors.len());
+        release_freed_memory();
+        info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
+        // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
+        let with_xdp = !config.xdp.interfaces.is_empty();
+        let (table, counts) = if with_xdp {
+            let (table, counts) = compile::compile_counted(&catalog);
+            info!(answers = table.len(), elapsed = ?started.elapsed(), "zones compiled");
+            (table, Some(counts))
+        } else {
+            (Vec::new(), None)
+        };
+        let mut table_view = ZoneTable::default();
+        table_view.update(&Loaded {
+            catalog: &catalog,
+            tried: &zones::all_specs(&config.zones),
+            full: true,
+            errors: &load_errors,
+            answers: counts.as_deref(),
+            now_unix_ms: unix_ms(SystemTime::now()),
+        });
+        // Once, so both paths make and check cookies with the same secret (a random one too).
+        let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
+
+        let mut fast = None;
+        let mut generation = 0;
+        if with_xdp {
+            let (rrl, budget) = (&config.rrl, &config.miss_budget);
+            let prepared = fastpath::prepare(&table)?;
+            let capacity = Capacity {
+                buckets: rrl.table_size.max(1),
+                whitelist: (rrl.whitelist.len() as u32).max(1024),
+                ..Capacity::for_prepared(&prepared)
+            };
+            let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
+            let mut l = limits::to_limits(rrl, budget, cpus)?;
+            let (secret, staging) = cookies.xdp_secrets();
+            limits::set_cookies(&mut l, secret, staging);
+            fp.set_limits(l, &whitelist)?;
+            info!(?rrl, ?budget, "rate limits set");
+            let installed = fp.install_prepared(prepared)?;
+            log_installed(&installed);
+            generation = installed.generation;
+            for iface in &config.xdp.interfaces {
+                fp.attach(iface, config.xdp.mode)?;
+            }
+            fast = Some(Arc::new(Mutex::new(fp)));
+        }
+        let anycast_on = !config.anycast.prefixes.is_empty();
+        let slow_limits = if fast.is_none() {
+            // Sockets only: the slow path applies the limits itself (see slow_limits), but for
+            // the health probe's queries.
+            SlowLimits::new(&config.rrl).map(|l| {
+                let l = if anycast_on {
+                    l.exempting(health::slow_target(&config).ip())
+                } else {
+                    l
+                };
+                Arc::new(l)
+            })
+        } else {
+            None
+        };
+        let s = &config.server;
+        let server_config = ServerConfig {
+            identity: Arc::new(Identity::new(&s.identity)?),
+            cookies,
+            tcp_max_connections: s.tcp_max_clients,
+            tcp_max_per_source: s.tcp_max_per_source,
+            tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
+            limits: slow_limits,
+            stats: metrics::SlowStats::default(),
+            ..ServerConfig::default()
+        };
+        let shared = SharedCatalog::new(catalog.clone());
+        let server = Some(
+            Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
+                .context("starting the slow path")?,
+        );
+        // Everything that needs root is done: become the configured user. The threads that
+        // check health, announce and answer the control socket start after, with the
+        // capabilities kept.
+        let mut hand_over = vec![config.server.run_dir.clone()];
+        if fast.is_some() {
+            hand_over.extend(privileges::with_entries(&config.xdp.pin_dir)?);
+        }
+        let control_socket = config.control_socket();
+        if let Some(dir) = control_socket.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            hand_over.push(dir.to_owned());
+        }
+        // The TUN device: /dev/net/tun may be root's alone (mode 0600).
+        let announcer = anycast_on
+            .then(|| Announcer::new(&config.anycast))
+            .transpose()?;
+        let low_port = |p: u16| p != 0 && p < 1024;
+        let needs = privileges::Needs {
+            bpf: fast.is_some(),
+            net_admin: anycast_on,
+            bind_low_port: config.server.listen.iter().any(|a| low_port(a.port()))
+                || config.server.metrics.is_some_and(|a| low_port(a.port())),
+        };
+        privileges::drop_to(user.as_ref(), needs, &hand_over)?;
+
+        // Health checking and announcing, when there is something to announce.
+        let mut anycast = None;
+        let holds_probe = Arc::new(AtomicBool::new(false));
+        let mut probe_question = None;
+        if let Some(announcer) = announcer {
+            let question = ProbeQuestion::from_config(&config, &shared)?;
+            holds_probe.store(question.held_by(&table), Ordering::Relaxed);
+            let (client, service) = health::frame_addresses(&config);
+            let fast_probe = fast.as_ref().map(|fp| FastProbe {
+                fast: fp.clone(),
+                holds_probe: holds_probe.clone(),
+                client,
+                server: service,
+            });
+            let probes = Probes::new(
+                question.clone(),
+                shared.clone(),
+                health::slow_target(&config),
+                fast_probe,
+                config.health.timeout(),
+            );
+            anycast = Some(Anycast::start(&config, announcer, probes)?);
+            probe_question = Some(question);
+        }
+        let answers = table.len();
+        drop(table);
+        release_freed_memory();
+
+        let view = Arc::new(Mutex::new(View {
+            node: NodeStatus {
+                version: env!("CARGO_PKG_VERSION"),
+                pid: std::process::id(),
+                identity: config.server.identity.clone(),
+                started_unix_ms: unix_ms(SystemTime::now()),
+                listen: config.server.listen.clone(),
+                slow_path: "running",
+                xdp: with_xdp.then(|| XdpStatus {
+                    interfaces: config.xdp.interfaces.clone(),
+                    mode: format!("{:?}", config.xdp.mode).to_lowercase(),
+                    answers,
+                    generation,
+                }),
+                zones: catalog.zone_count(),
+                zones_failing: 0,
+                control_socket: control_socket.clone(),
+                last_reload: None,
+            },
+            zones: table_view,
+        }));
+        {
+            let mut v = control::lock(&view);
+            v.node.zones_failing = failing(&v.zones);
+        }
+        let (ops_tx, ops) = crossbeam_channel::bounded(16);
+        let control = ControlServer::start(
+            &control_socket,
+            control::handler(view.clone(), ops_tx, anycast.as_ref().map(Anycast::control)),
+        )?;
+        info!(socket = %control_socket.display(), "control socket ready (rampart ctl)");
+
+        if let Some(addr) = config.server.metrics {
+            let shared = shared.clone();
+            metrics::serve(
+                addr,
+                metrics::Sources {
+                    pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
+                    catalog: Box::new(move || shared.get()),
+                    anycast: anycast.as_ref().map(|a: &Anycast| {
+                        Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>
+                    }),
+                    slow: server_config.stats.clone(),
+                    reloads: reload_stats.clone(),
+                },
+            )?;
+        }
+
+        // systemd's watchdog is fed only while the slow path answers and the health loop turns.
+        let watchdog = systemd::Watchdog::start(systemd::Liveness {
+            slow: server
+                .is_some()
+                .then(|| ProbeQuestion::from_config(&config, &shared))
+                .transpose()?
+                .map(|q| (health::slow_target(&config), q)),
+            health_rounds: anycast.as_ref().map(|a| {
+                let status = a.status_reader();
+                Box::new(move || status().rounds) as Box<dyn Fn() -> u64 + Send>
+            }),
+        })?;
+        systemd::ready(&systemd::serving(
+            catalog.zone_count(),
+            with_xdp.then_some(answers),
+            load_errors.len(),
+        ));
+        Ok(Node {
+            config,
+            _listen_locks: listen_locks,
+            zone_files,
+            shared,
+            fast,
+            server,
+            server_config,
+            anycast,
+            probe_question,
+            holds_probe,
+            reload_stats,
+            watchdog,
+            control: Some(control),
+            ops,
+            view,
+        })
+    }
+
+    /// Serves until SIGINT/SIGTERM: control requests, SIGHUP reloads, the cookies' clock.
+    pub fn run(mut self, signals: &Signals) -> Result<()> {
+        const CLOCK_REFRESH: Duration = Duration::from_secs(10);
+        let mut clock_refreshed = Instant::now();
+        while !signals.stopping() {
+            if let Ok((op, responder)) = self.ops.recv_timeout(Duration::from_millis(100)) {
+                // Past its deadline the client has reported failure: not carried out.
+                if responder.accept() {
+                    responder.done(self.operate(op));
+                }
+            }
+            if clock_refreshed.elapsed() > CLOCK_REFRESH {
+                // The cookies' wall-clock timestamps follow NTP's adjustments.
+                clock_refreshed = Instant::now();
+                if let Some(fp) = &self.fast
+                    && let Err(e) = lock(fp).refresh_clock()
+                {
+                    warn!("refreshing the XDP program's clock: {e:#}");
+                }
+            }
+            if signals.take_hup() {
+                self.reload(None);
+            }
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn operate(&mut self, op: Op) -> Value {
+        match op {
+            Op::Reload(zone) => {
+                let spec = zone.as_deref().and_then(|z| self.spec_of(z));
+                match (zone, spec) {
+                    (Some(z), None) => json!({"error": format!("zone {z} is not served here")}),
+                    (zone, spec) => serde_json::to_value(self.reload(spec.map(|s| (zone, s))))
+                        .unwrap_or(Value::Null),
+                }
+            }
+            Op::StopSlowPath => {
+                if let Some(s) = self.server.take() {
+                    s.stop();
+                    warn!("slow path stopped by the operator (rampart debug stop-slow-path)");
+                }
+                control::lock(&self.view).node.slow_path = "stopped";
+                json!({"slow_path": "stopped"})
+            }
+            Op::StartSlowPath if self.server.is_some() => json!({"slow_path": "running"}),
+            Op::StartSlowPath => match Server::start_shared(
+                &self.config.server.listen,
+                self.shared.clone(),
+                self.server_config.clone(),
+            ) {
+                Ok(s) => {
+                    self.server = Some(s);
+                    info!("slow path started again by the operator");
+                    control::lock(&self.view).node.slow_path = "running";
+                    json!({"slow_path": "running"})
+                }
+                Err(e) => json!({"error": format!("{e:#}")}),
+            },
+        }
+    }
+
+    /// The file to read for `zone`: its spec from the config (keeping an `ORIGIN=` given
+    /// there), else the zone dir's file.
+    fn spec_of(&self, zone: &str) -> Option<ZoneSpec> {
+        let view = control::lock(&self.view);
+        let zones::ZoneSource::File { path } = &view.zones.get(zone)?.source else {
+            return None;
+        };
+        let listed = zones::zone_specs(&self.config.zones)
+            .into_iter()
+            .find(|s| &s.path == path);
+        Some(listed.unwrap_or(ZoneSpec {
+            origin: None,
+            path: path.clone(),
+        }))
+    }
+
+    /// Parses and compiles every zone (or the one given) again. A zone whose file now fails
+    /// (or is gone) keeps serving its previous version; both paths switch to the new catalog
+    /// together.
+    fn reload(&mut self, only: Option<(Option<String>, ZoneSpec)>) -> ReloadOutcome {
+        systemd::reloading();
+        let (at, began) = (SystemTime::now(), Instant::now());
+        let previous = self.shared.get();
+        let zones = &self.config.zones;
+        let full = only.is_none();
+        let (zone, only) = only.map_or((None, None), |(z, s)| (z, Some(s)));
+        let (catalog, errors, tried) = match only {
+            Some(spec) => {
+                let tried = vec![spec];
+                let (catalog, errors) = previous.reload_some(&tried);
+                (catalog, errors, tried)
+            }
+            None => {
+                let gone = self.zone_files.update(zones.dir.as_deref());
+                let gone = gone.into_iter().map(|path| ZoneSpec { origin: None, path });
+                let mut specs = zones::zone_specs(zones);
+                specs.extend(gone.clone());
+                let (catalog, errors) = Catalog::reload(&previous, &specs, zones.dir.as_deref());
+                let mut tried = zones::all_specs(zones);
+                tried.extend(gone);
+                (catalog, errors, tried)
+            }
+        };
+        drop(previous);
+        for e in &errors {
+            error!("reload: {e}");
+        }
+        let catalog = Arc::new(catalog);
+        // Without a fast path nothing reads the table.
+        let (table, counts) = match self.fast {
+            Some(_) => compile::compile_counted(&catalog),
+            None => (Vec::new(), Vec::new()),
+        };
+        info!(
+            zones = catalog.zone_count(),
+            answers = table.len(),
+            errors = errors.len(),
+            "reloaded"
+        );
+        // The fast path is held while both paths switch, so the health probe sees them switch
+        // together (it skips a round rather than compare the new zones with the old maps).
+        let mut fp = self.fast.as_deref().map(lock);
+        self.shared.replace(catalog.clone());
+        let installed = fp.as_deref_mut().map(|fp| fp.install(&table));
+        drop(fp);
+        let installed = match installed {
+            Some(Ok(i)) => {
+                log_installed(&i);
+                Some(i)
+            }
+            Some(Err(e)) => {
+                warn!("{e:#}");
+                None
+            }
+            None => None,
+        };
+        let ok = errors.is_empty() && (installed.is_some() || self.fast.is_none());
+        let result = if ok {
+            metrics::ReloadResult::Ok
+        } else {
+            metrics::ReloadResult::Failed
+        };
+        let took = began.elapsed();
+        self.reload_stats.reloaded(at, took, errors.len(), result);
+        let with_xdp = self.fast.is_some();
+        let outcome = ReloadOutcome {
+            zone,
+            ok,
+            unix_ms: unix_ms(at),
+            duration_ms: took.as_millis() as u64,
+            zones: catalog.zone_count(),
+            answers: with_xdp.then_some(table.len()),
+            installed: with_xdp.then_some(installed.is_some()),
+            errors,
+        };
+        {
+            let mut view = control::lock(&self.view);
+            view.zones.update(&Loaded {
+                catalog: &catalog,
+                tried: &tried,
+                full,
+                errors: &outcome.errors,
+                answers: installed.is_some().then_some(&counts[..]),
+                now_unix_ms: outcome.unix_ms,
+            });
+            let node = &mut view.node;
+            node.zones = catalog.zone_count();
+            if let (Some(x), Some(i)) = (&mut node.xdp, &installed) {
+                x.answers = i.answers;
+                x.generation = i.generation;
+            }
+            node.last_reload = Some(outcome.clone());
+            view.node.zones_failing = failing(&view.zones);
+        }
+        systemd::ready(&systemd::serving(
+            catalog.zone_count(),
+            with_xdp.then_some(table.len()),
+            outcome.errors.len(),
+        ));
+        if let Some(q) = &self.probe_question {
+            let holds = installed.is_some() && q.held_by(&table);
+            self.holds_probe.store(holds, Ordering::Relaxed);
+        }
+        drop(table);
+        release_freed_memory();
+        outcome
+    }
+
+    fn shutdown(mut self) {
+        info!("shutting down");
+        systemd::stopping();
+        // No more commands: what they would change is going away.
+        drop(self.control.take());
+        // Before the slow path stops, so the watchdog doesn't report it as dead.
+        drop(self.watchdog.take());
+        // Withdraw first, so routers move the traffic while the sockets still answer.
+        if let Some(a) = self.anycast.take() {
+            a.shutdown();
+        }
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        let counters = self.fast.as_ref().map(|fp| lock(fp).counters());
+        if let Some(Ok(c)) = counters {
+            let summary: Vec<String> =
+                c.0.iter()
+                    .filter(|(_, v)| *v > 0)
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+            info!("final counters: {}", summary.join(" "));
+        }
+    }
+}
+
+fn failing(zones: &ZoneTable) -> usize {
+    zones.zones().filter(|z| z.last_error.is_some()).count()
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Hands freed heap back to the kernel. glibc keeps it otherwise: after a large zone's parse
+/// or a table of millions of answers, the daemon would sit on gigabytes it no longer uses.
+pub fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {
+    // A panic mid-install leaves a generation that is whole or not yet flipped to.
+    fp.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn log_installed(i: &fastpath::Installed) {
+    info!(
+        generation = i.generation,
+        answers = i.answers,
+        records = i.records,
+        derived = i.derived,
+        tails_small = i.tails_small,
+        tails_large = i.tails_large,
+        "fast path filled"
+    );
+}
