@@ -24,6 +24,7 @@ use crate::{
     manual,
     node::{self, Node, Signals},
     server::SharedCatalog,
+    supervise::{self, SuperviseArgs},
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -65,6 +66,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run `rampart run ARGS` as a child and kill it (its announcement goes with it) and start
+    /// it again when it stops feeding its watchdog: for hosts without systemd.
+    Supervise(SuperviseArgs),
     /// Print the running instance's counters.
     Stats {
         #[arg(long)]
@@ -269,6 +273,12 @@ pub fn main() -> ExitCode {
         Command::Check { files, compile, .. } => return check(&files, compile),
         Command::Run(args) => args.into_config().and_then(run),
         Command::Ctl { action, target } => ctl::ctl(&action, &target),
+        Command::Supervise(args) => {
+            return supervise::supervise(&args).unwrap_or_else(|e| {
+                eprintln!("rampart: {e:#}");
+                ExitCode::FAILURE
+            });
+        }
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
         Command::Anycast { action, target } => ctl::anycast(action, &target),
         Command::Debug { action, target } => ctl::debug(action, &target),

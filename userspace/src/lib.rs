@@ -21,6 +21,7 @@ pub mod privileges;
 pub mod respond;
 pub mod server;
 pub mod slow_limits;
+pub mod supervise;
 pub mod systemd;
 pub mod wire;
 pub mod zone;
