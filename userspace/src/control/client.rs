@@ -33,7 +33,7 @@ pub fn request(path: &Path, command: &str, zone: Option<&str>, timeout: Duration
     })?;
     let silent = || {
         anyhow::anyhow!(
-            "rampart did not answer {command:?} within {:.1} s (stopped or hung?): the command was \
+            "the node did not answer {command:?} within {:.1} s (stopped or hung?): the command was \
              not carried out, and the daemon drops it once past its deadline",
             timeout.as_secs_f64()
         )
