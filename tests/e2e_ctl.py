@@ -36,6 +36,7 @@ from e2e_operations import ns_run, stop, wait_ready
 
 NODE, CLIENT = "192.0.2.241", "192.0.2.242"  # the module's veth pair (/30)
 FAST, SLOW = 53, 5354
+SUP_PORT = 5481  # the supervised instance's (loopback)
 ZONE = "ctl.test"
 RELOADS = 100
 LOAD_SECS = 12
@@ -324,6 +325,60 @@ def stopped_daemon(c, inst):
     write_zone(inst.zfile, 1)
 
 
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def supervised(c, lab, tmp):
+    """`rampart supervise --watchdog-ms 500` (sockets only, loopback): a SIGSTOPped child is
+    killed within a second and a new one serves; SIGTERM ends both."""
+    zdir = os.path.join(tmp, "sup-zones")
+    os.makedirs(zdir)
+    write_zone(os.path.join(zdir, f"{ZONE}.zone"), 1)
+    ctl = os.path.join(tmp, "sup-run", "control.sock")
+    log = os.path.join(tmp, "supervise.log")
+    wrong = ns_run(lab, lab.bin, "supervise", "--", "run", "--zone-dir", zdir)
+    c.check("supervise: `run` after -- is refused, saying how", wrong.returncode == 1 and "without `run`" in wrong.stderr,
+            wrong.stderr)
+    proc = spawn(["ip", "netns", "exec", lab.ns_node, lab.bin, "supervise", "--watchdog-ms", "500",
+                  "--restart-delay-ms", "200", "--", "--zone-dir", zdir, "--listen", f"127.0.0.1:{SUP_PORT}",
+                  "--run-dir", os.path.join(tmp, "sup-run"), "--user", "root"], log)
+    try:
+        if not c.check("supervise: the node starts", wait_ready(proc, log), open(log).read()[-2000:]):
+            return
+
+        def child_pid():
+            out = ns_run(lab, lab.bin, "ctl", "status", "--json", "--timeout", "1", "--control-socket", ctl)
+            return json.loads(out.stdout)["pid"] if out.returncode == 0 else None
+        first = child_pid()
+        os.kill(first, signal.SIGSTOP)
+        t0 = time.monotonic()
+        while pid_alive(first) and time.monotonic() - t0 < 3:
+            time.sleep(0.01)
+        gone_ms = (time.monotonic() - t0) * 1000
+        print(f"  supervise: the stopped child was killed {gone_ms:.0f} ms after SIGSTOP", flush=True)
+        c.check("supervise: a SIGSTOPped node is killed within 1 s (watchdog 500 ms)", gone_ms < 1000,
+                f"{gone_ms:.0f} ms, log: {open(log).read()[-1000:]}")
+        second, deadline = None, time.monotonic() + 10
+        while time.monotonic() < deadline and second in (None, first):
+            second = child_pid()
+            time.sleep(0.1)
+        c.check("supervise: a new node serves", second not in (None, first), (first, second))
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        c.check("supervise: SIGTERM ends it (exit 0) and its node", rc == 0 and not pid_alive(second or 0),
+                (rc, second))
+    finally:
+        stop(proc)
+
+
 def reload_under_load(c, lab, inst, figures):
     # Baseline: the same load without reloads.
     base = run_load(lab, inst, reloads=False)
@@ -420,6 +475,7 @@ def run():
         if not c.check("rampart starts (XDP generic on rpct0)", inst.start(), open(inst.log).read()[-2000:]):
             return c
         c.run("commands", commands, c, inst)
+        c.run("supervised", supervised, c, lab, tmp)
         c.run("stopped daemon", stopped_daemon, c, inst)
         figures = {}
         c.run("reload under load", reload_under_load, c, lab, inst, figures)
