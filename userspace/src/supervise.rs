@@ -4,8 +4,9 @@
 //! `systemd.rs` speaks), which it does only while its slow path answers and its health loop
 //! turns. A child that stops feeding it once ready (hung, deadlocked, SIGSTOPped) is killed with
 //! SIGKILL, so its TUN device and with it the anycast announcement go at once, and started
-//! again; one that exits on its own is started again too. SIGTERM/SIGINT are passed on and end
-//! supervision; SIGHUP is passed on (a reload).
+//! again; one that exits on its own after it was ready is started again too, one that exits
+//! before (a config error) ends supervision with its status. SIGTERM/SIGINT are passed on and
+//! end supervision; SIGHUP is passed on (a reload).
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -143,9 +144,15 @@ fn watch(
             }
         }
         if let Some(status) = child.try_wait()? {
+            let code = ExitCode::from(status.code().map_or(1, |c| c as u8));
             if term.load(Ordering::Relaxed) {
-                let code = status.code().map_or(1, |c| c as u8);
-                return Ok(End::Stopped(ExitCode::from(code)));
+                return Ok(End::Stopped(code));
+            }
+            if last_ping.is_none() {
+                // Never ready (a config error, a zone dir gone): starting again would only fail
+                // again, every restart delay, for ever.
+                error!(%status, "supervise: the node exited before it was ready: giving up");
+                return Ok(End::Stopped(code));
             }
             warn!(%status, "supervise: the node exited: starting it again");
             return Ok(End::Restart);

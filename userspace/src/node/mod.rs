@@ -2,6 +2,7 @@
 //! startup order (docs/ARCHITECTURE.md §7), driven by one main loop, shut down in reverse.
 pub mod control;
 pub mod signals;
+mod startup;
 pub mod zones;
 
 use std::sync::{
@@ -19,16 +20,16 @@ use crate::{
     anycast::{
         Anycast,
         announce::Announcer,
-        health::{self, FastProbe, ProbeQuestion, Probes},
+        health::{self, ProbeQuestion},
     },
     compile,
     config::Config,
     control::{Responder, server::ControlServer},
     cookie,
-    fastpath::{self, Capacity, FastPath},
+    fastpath::{self, FastPath},
     identity::Identity,
     instance::{self, ListenLocks},
-    limits, metrics, privileges,
+    metrics, privileges,
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     slow_limits::SlowLimits,
     systemd,
@@ -93,32 +94,13 @@ impl Node {
         // Once, so both paths make and check cookies with the same secret (a random one too).
         let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
 
-        let mut fast = None;
-        let mut generation = 0;
-        if with_xdp {
-            let (rrl, budget) = (&config.rrl, &config.miss_budget);
-            let prepared = fastpath::prepare(&table)?;
-            let capacity = Capacity {
-                buckets: rrl.table_size.max(1),
-                whitelist: (rrl.whitelist.len() as u32).max(1024),
-                ..Capacity::for_prepared(&prepared)
-            };
-            let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-            let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
-            let mut l = limits::to_limits(rrl, budget, cpus)?;
-            let (secret, staging) = cookies.xdp_secrets();
-            limits::set_cookies(&mut l, secret, staging);
-            fp.set_limits(l, &whitelist)?;
-            info!(?rrl, ?budget, "rate limits set");
-            let installed = fp.install_prepared(prepared)?;
-            log_installed(&installed);
-            generation = installed.generation;
-            for iface in &config.xdp.interfaces {
-                fp.attach(iface, config.xdp.mode)?;
+        let (fast, generation) = match with_xdp {
+            true => {
+                let (fp, generation) = startup::fast_path(&config, &table, &cookies)?;
+                (Some(Arc::new(Mutex::new(fp))), generation)
             }
-            fast = Some(Arc::new(Mutex::new(fp)));
-        }
+            false => (None, 0),
+        };
         let anycast_on = !config.anycast.prefixes.is_empty();
         let slow_limits = if fast.is_none() {
             // Sockets only: the slow path applies the limits itself (see slow_limits), but for
@@ -179,29 +161,21 @@ impl Node {
         privileges::drop_to(user.as_ref(), needs, &hand_over)?;
 
         // Health checking and announcing, when there is something to announce.
-        let mut anycast = None;
         let holds_probe = Arc::new(AtomicBool::new(false));
-        let mut probe_question = None;
-        if let Some(announcer) = announcer {
-            let question = ProbeQuestion::from_config(&config, &shared)?;
-            holds_probe.store(question.held_by(&table), Ordering::Relaxed);
-            let (client, service) = health::frame_addresses(&config);
-            let fast_probe = fast.as_ref().map(|fp| FastProbe {
-                fast: fp.clone(),
-                holds_probe: holds_probe.clone(),
-                client,
-                server: service,
-            });
-            let probes = Probes::new(
-                question.clone(),
-                shared.clone(),
-                health::slow_target(&config),
-                fast_probe,
-                config.health.timeout(),
-            );
-            anycast = Some(Anycast::start(&config, announcer, probes)?);
-            probe_question = Some(question);
-        }
+        let (anycast, probe_question) = match announcer {
+            Some(announcer) => {
+                let parts = startup::Parts {
+                    config: &config,
+                    shared: &shared,
+                    fast: fast.as_ref(),
+                    holds_probe: &holds_probe,
+                    table: &table,
+                };
+                let (anycast, question) = startup::anycast(parts, announcer)?;
+                (Some(anycast), Some(question))
+            }
+            None => (None, None),
+        };
         let answers = table.len();
         drop(table);
         release_freed_memory();
