@@ -4,9 +4,9 @@
 //! `systemd.rs` speaks), which it does only while its slow path answers and its health loop
 //! turns. A child that stops feeding it once ready (hung, deadlocked, SIGSTOPped) is killed with
 //! SIGKILL, so its TUN device and with it the anycast announcement go at once, and started
-//! again; one that exits on its own after it was ready is started again too, one that exits
-//! before (a config error) ends supervision with its status. SIGTERM/SIGINT are passed on and
-//! end supervision; SIGHUP is passed on (a reload).
+//! again; one that exits on its own is started again too, but three starts in a row that end
+//! before ready (a config error) end supervision with the last status. SIGTERM/SIGINT are passed
+//! on and end supervision; SIGHUP is passed on (a reload).
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -86,7 +86,13 @@ enum End {
     Stopped(ExitCode),
     /// Exited on its own or was killed for not feeding the watchdog: start it again.
     Restart,
+    /// Exited before it was ever ready: a previous instance still exiting (its locks), or a
+    /// config error that only repeats.
+    NeverReady(ExitCode),
 }
+
+/// Starts in a row that end before ready, after which supervision ends with the last status.
+const NEVER_READY_LIMIT: u32 = 3;
 
 pub fn supervise(args: &SuperviseArgs) -> Result<ExitCode> {
     let term = Arc::new(AtomicBool::new(false));
@@ -101,6 +107,7 @@ pub fn supervise(args: &SuperviseArgs) -> Result<ExitCode> {
     let notify = NotifySocket::bind()?;
     let exe = std::env::current_exe().context("finding the rampart binary")?;
     let watchdog = Duration::from_millis(args.watchdog_ms);
+    let mut never_ready = 0;
     loop {
         let child = Command::new(&exe)
             .arg("run")
@@ -113,7 +120,16 @@ pub fn supervise(args: &SuperviseArgs) -> Result<ExitCode> {
         info!(pid = child.id(), "supervise: node started");
         match watch(child, &notify, watchdog, &term, &hup)? {
             End::Stopped(code) => return Ok(code),
-            End::Restart => {}
+            End::Restart => never_ready = 0,
+            End::NeverReady(code) => {
+                never_ready += 1;
+                if never_ready >= NEVER_READY_LIMIT {
+                    error!(
+                        "supervise: the node exited before it was ready {never_ready} times in a row: giving up"
+                    );
+                    return Ok(code);
+                }
+            }
         }
         let restart_at = Instant::now() + Duration::from_millis(args.restart_delay_ms);
         while Instant::now() < restart_at {
@@ -149,10 +165,8 @@ fn watch(
                 return Ok(End::Stopped(code));
             }
             if last_ping.is_none() {
-                // Never ready (a config error, a zone dir gone): starting again would only fail
-                // again, every restart delay, for ever.
-                error!(%status, "supervise: the node exited before it was ready: giving up");
-                return Ok(End::Stopped(code));
+                warn!(%status, "supervise: the node exited before it was ready");
+                return Ok(End::NeverReady(code));
             }
             warn!(%status, "supervise: the node exited: starting it again");
             return Ok(End::Restart);
