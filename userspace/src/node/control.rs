@@ -163,3 +163,105 @@ fn zone_status(zones: &ZoneTable, zone: Option<&str>) -> Value {
         None => json!({ "zones": zones.zones().collect::<Vec<_>>() }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{Reply, monotonic_ms};
+    use crate::node::zones::Loaded;
+    use crate::zone::{Catalog, ZoneSpec};
+
+    fn view() -> SharedView {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.test.zone");
+        std::fs::write(
+            &path,
+            "$ORIGIN a.test.\n$TTL 300\n@ SOA ns hm 5 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n",
+        )
+        .unwrap();
+        let spec = ZoneSpec { origin: None, path };
+        let catalog = Catalog::load(std::slice::from_ref(&spec), None).unwrap();
+        let mut zones = ZoneTable::default();
+        zones.update(&Loaded {
+            catalog: &catalog,
+            tried: &[spec],
+            full: true,
+            errors: &[],
+            answers: None,
+            now_unix_ms: 1,
+        });
+        Arc::new(Mutex::new(View {
+            node: NodeStatus {
+                version: "0",
+                pid: 1,
+                identity: "n1".into(),
+                started_unix_ms: 1,
+                listen: Vec::new(),
+                slow_path: "running",
+                xdp: None,
+                zones: 1,
+                zones_failing: 0,
+                control_socket: PathBuf::from("/x"),
+                last_reload: None,
+            },
+            zones,
+        }))
+    }
+
+    /// Sends one request through the handler; the reply, or the op queued for the main loop.
+    fn ask(command: &str, zone: Option<&str>) -> (Option<Value>, Option<Op>) {
+        let (ops_tx, ops_rx) = crossbeam_channel::bounded(4);
+        let h = handler(view(), ops_tx, None);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let deadline = monotonic_ms() + 1000;
+        let req = Request {
+            command: command.into(),
+            zone: zone.map(str::to_owned),
+            deadline_ms: deadline,
+        };
+        h(req, Responder::new(deadline, tx));
+        let reply = match rx.try_recv() {
+            Ok(Reply::Done(v)) => Some(v),
+            _ => None,
+        };
+        (reply, ops_rx.try_recv().ok().map(|(op, _)| op))
+    }
+
+    #[test]
+    fn commands_reach_their_owner_or_say_why_not() {
+        let (status, _) = ask("status", None);
+        let status = status.unwrap();
+        assert_eq!(
+            (status["zones"].as_u64(), &status["anycast"]),
+            (Some(1), &Value::Null)
+        );
+        let (zs, _) = ask("zone-status", Some("A.TEST"));
+        assert_eq!(zs.unwrap()["zones"][0]["serial"], 5);
+        // Changes go to the main loop; only for zones served.
+        assert!(matches!(
+            ask("reload", None),
+            (None, Some(Op::Reload(None)))
+        ));
+        assert!(matches!(
+            ask("reload", Some("a.test")),
+            (None, Some(Op::Reload(Some(z)))) if z == "a.test"
+        ));
+        for (cmd, zone, why) in [
+            ("reload", Some("b.test"), "b.test is not served"),
+            ("refresh", Some("a.test"), "not a secondary zone"),
+            ("refresh", Some("b.test"), "b.test is not served"),
+            ("drain", None, "anycast is off"),
+            (
+                "status",
+                Some("a.test"),
+                "unknown command \"status\" with zone",
+            ),
+            ("bogus", None, "unknown command"),
+        ] {
+            let (reply, op) = ask(cmd, zone);
+            let e = reply.unwrap()["error"].as_str().unwrap().to_owned();
+            assert!(e.contains(why), "{cmd} {zone:?}: {e}");
+            assert!(op.is_none(), "{cmd}: nothing queued");
+        }
+    }
+}
