@@ -442,4 +442,67 @@ mod tests {
         assert!(table.get("c.test").is_some(), "still listed");
         assert!(table.get("d.test").is_none());
     }
+
+    /// Secondary zones in zone-status: their primaries as the source and their transfer state,
+    /// one with an on-disk copy served with its serial, one without a copy listed as waiting.
+    #[test]
+    fn secondaries_join_the_table() {
+        use crate::secondary::{PrimaryAddr, SecondaryConfig};
+        let dir = tempfile::tempdir().unwrap();
+        // The expire (a day) keeps the copy served.
+        let copy = dir.path().join("a.test.zone");
+        std::fs::write(
+            &copy,
+            "$ORIGIN a.test.\n$TTL 300\n@ IN SOA ns hm 4 3600 600 86400 60\n@ IN NS ns\n\
+             ns IN A 192.0.2.1\n",
+        )
+        .unwrap();
+        let primary: SocketAddr = "192.0.2.1:53".parse().unwrap();
+        let config = |origin: &str, file: PathBuf| SecondaryConfig {
+            origin: origin.into(),
+            primaries: vec![PrimaryAddr(primary)],
+            key: None,
+            file,
+        };
+        let configs = [
+            config("a.test", copy),
+            config("b.test", dir.path().join("b.test.zone")),
+        ];
+        let secondaries =
+            Secondaries::new(&configs, &[], &crate::metrics::XfrStats::default()).unwrap();
+        let (catalog, errors) = load_catalog(&ZonesConfig::default(), &secondaries).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut table = ZoneTable::default();
+        table.update(&Loaded {
+            catalog: &catalog,
+            tried: &secondaries.specs(),
+            full: true,
+            errors: &errors,
+            answers: None,
+            now_unix_ms: 1000,
+        });
+        assert!(table.get("b.test").is_none(), "not in the catalog");
+        let table = table.with_secondaries(&secondaries.handles());
+        let primaries = ZoneSource::Primaries {
+            addresses: vec![primary],
+        };
+        let a = table.get("a.test").unwrap();
+        let t = a.transfer.as_ref().unwrap();
+        assert_eq!(
+            (&a.source, a.serial, a.loaded_unix_ms, &a.last_error),
+            (&primaries, Some(4), Some(1000), &None)
+        );
+        assert_eq!(
+            (t.serial, t.expired, &t.last_transfer),
+            (Some(4), false, &None)
+        );
+        assert!(a.next_refresh_unix_ms.is_some());
+        let b = table.get("b.test.").unwrap();
+        assert_eq!((&b.source, b.serial), (&primaries, None));
+        assert!(
+            b.last_error.as_deref().unwrap().contains("no copy yet"),
+            "{b:?}"
+        );
+        assert_eq!(b.transfer.as_ref().unwrap().serial, None);
+    }
 }
