@@ -152,17 +152,15 @@ fn dispatch(req: Request, r: Responder, owners: Owners) {
             if let Some(zone) = secondaries.zone(z) {
                 return refresh(zone.clone(), view.clone(), r);
             }
+            // The view's sources are files: secondary zones are the handles' (above).
             let v = lock(view);
             return match v.zones.get(z).map(|s| &s.source) {
-                None => r.fail(not_served(z)),
                 Some(ZoneSource::File { path }) => r.fail(format!(
                     "{z} is not a secondary zone (loaded from {}): `rampart ctl reload {z}` reads \
                      its file again",
                     path.display()
                 )),
-                Some(ZoneSource::Primaries { .. }) => {
-                    r.fail("zone transfers are not supported by this version")
-                }
+                _ => r.fail(not_served(z)),
             };
         }
         ("anycast-status" | "drain" | "undrain", None) => {
