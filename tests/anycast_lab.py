@@ -27,6 +27,7 @@ PY = E.get("PY", "/usr/bin/python3")
 RATE = 500
 TIMEOUT = 0.2
 LOSS_BOUND_MS = 1000.0
+HANG_S = 3.0  # failover_hung: how long node1's rampart is stopped
 NAME = "www.example.com."
 RESULTS = {}  # every figure measured; RP_ANYCAST_RESULTS=FILE.md writes them as a report
 
@@ -74,8 +75,8 @@ class Node:
             time.sleep(0.01)
         return t
 
-    def rampart(self, *args, timeout=20):
-        return sh("ip", "netns", "exec", self.ns, E["RP_BIN"], *args, timeout=timeout)
+    def rampart(self, *args, timeout=20, check=True):
+        return sh("ip", "netns", "exec", self.ns, E["RP_BIN"], *args, timeout=timeout, check=check)
 
     def config(self):
         return os.path.join(self.dir, "rampart.toml")
@@ -502,6 +503,92 @@ class Suite:
             return t
         self._failover("failover_wedged", act, restore, "slow path unwedged")
 
+    def _hang(self, label, pid, secs=HANG_S, during=None):
+        """node1's daemon (pid) stopped with SIGSTOP for `secs`, under probing; returns the
+        failover's summary, the router's withdrawal time after the stop (or None) and the times."""
+        hold = self.hold_down_s()
+        p = Probe(1.0 + secs + hold + 6.0, tag=label)
+        p.wait_started()
+        time.sleep(1.0)
+        t_stop = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        if during:
+            during()
+        time.sleep(max(0.0, t_stop + secs - time.monotonic()))
+        t_cont = time.monotonic()
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # killed by its supervisor
+        wait_gateways(self.both, hold + 20)
+        recs = p.result()
+        s = prober.summarize(recs, t_from=t_stop - 0.05, t_to=t_cont)
+        t_wd = next((t for t, present in self.watch.changes(self.n1.addr4, t_stop - 0.05, t_cont) if not present),
+                    None)
+        after = prober.summarize(recs, t_from=t_stop + LOSS_BOUND_MS / 1000 + 0.2, t_to=t_cont)
+        return s, ((t_wd - t_stop) * 1000 if t_wd else None), after
+
+    def failover_hung(self):
+        """Issue 12 item 6: node1's rampart stopped (SIGSTOP) for 3 s. Alone it keeps its route
+        (its TUN device and BIRD live on) and every slow-path query hashed to it is lost for the
+        whole hang; under `rampart supervise --watchdog-ms 500` the silent node is SIGKILLed, its
+        device and route go, node2 answers: loss window under 1 s. The supervisor starts it
+        again, announced after the hold-down."""
+        if not self.ensure_both("failover_hung"):
+            return
+        drain = {}
+
+        def drain_stopped():
+            t = time.monotonic()
+            r = self.n1.rampart("anycast", "drain", "--timeout", "1", "--config", self.n1.config(), check=False)
+            drain.update(rc=r.returncode, took=time.monotonic() - t, err=r.stderr.strip())
+        s0, wd0, _ = self._hang("hung_plain", self.n1.pid(), during=drain_stopped)
+        self.c.check("hung: `anycast drain --timeout 1` fails within 1.5 s, saying so",
+                     drain.get("rc") == 1 and drain.get("took", 9) < 1.5 and "not carried out" in drain.get("err", ""),
+                     json.dumps(drain))
+        state = self.n1.status().get("state")
+        self.c.check("hung: the drain reported failed is not carried out once the node resumes",
+                     state == "announced" and self.n1.addr4 in router_gateways(), state)
+        print(f"anycast: drain against the stopped node: exit {drain.get('rc')} after {drain.get('took', 0):.2f} s "
+              f"({drain.get('err')}); resumed: {state}", flush=True)
+        RESULTS["failover_hung_plain"] = dict(s0, withdrawn_ms=wd0)
+        print(f"anycast: hung {HANG_S:.0f} s without a supervisor: loss window {ms(s0['loss_window_ms'])}, lost "
+              f"{s0['lost']} of {s0['sent']}, route withdrawn {ms(wd0)} after the stop", flush=True)
+        self.c.check("hung, no supervisor: the hang shows (loss window over 2 s)", s0["loss_window_ms"] > 2000,
+                     json.dumps(s0))
+        if not self.ensure_both("failover_hung (supervised)"):
+            return
+        self.n1.kill()
+        os.environ["AL_SUPERVISE_MS"] = "500"
+        try:
+            self.n1.start()
+        finally:
+            del os.environ["AL_SUPERVISE_MS"]
+        try:
+            if not self.ensure_both("failover_hung under rampart supervise"):
+                return
+            child = json.loads(self.n1.rampart("ctl", "status", "--json", "--config", self.n1.config()).stdout)["pid"]
+            s, wd, after = self._hang("hung_supervised", child)
+            RESULTS["failover_hung"] = dict(s, withdrawn_ms=wd)
+            print(f"anycast: hung {HANG_S:.0f} s under rampart supervise --watchdog-ms 500: loss window "
+                  f"{ms(s['loss_window_ms'])}, lost {s['lost']} of {s['sent']}, route withdrawn {ms(wd)} after "
+                  f"the stop", flush=True)
+            self.c.check("hung, supervised: router withdrew node1", wd is not None, str(self.watch.events[-5:]))
+            self.c.check(f"hung, supervised: loss window under {LOSS_BOUND_MS:.0f} ms",
+                         s["loss_window_ms"] < LOSS_BOUND_MS, json.dumps(s))
+            self.c.check("hung, supervised: then node2 answers everything",
+                         after["sent"] > 0 and after["by_node"].get("node2", 0) == after["sent"], json.dumps(after))
+            st = json.loads(self.n1.rampart("ctl", "status", "--json", "--config", self.n1.config()).stdout)
+            self.c.check("hung, supervised: node1 started again (a new process) and announced",
+                         st["pid"] != child and self.n1.addr4 in router_gateways(), (st["pid"], child))
+        finally:
+            # back to a node without supervisor for the tests after this one
+            os.kill(self.n1.pid(), signal.SIGTERM)
+            for _ in range(100):
+                if not self.n1.alive():
+                    break
+                time.sleep(0.1)
+
     # 5
     def _toggle(self, period, total):
         """Wedges and frees node1's slow path every `period` s for `total` s; ends freed."""
@@ -641,7 +728,7 @@ class Suite:
 
 
 TESTS = ["distribution", "nearest", "failover_kill", "failover_detach", "failover_slowpath", "failover_wedged",
-         "flapping", "drain", "conventional"]
+         "flapping", "drain", "failover_hung", "conventional"]
 
 
 def run(names=None):

@@ -133,7 +133,8 @@ def start_rampart(binary, tmp, port, args=(), env=None):
     """rampart's slow path on 127.0.0.1:port serving zones/signed, logging to tmp/rampart.log."""
     log = open(os.path.join(tmp, "rampart.log"), "w")
     rampart = subprocess.Popen([binary, "run", "--zone-dir", ZONES, "--listen",
-                                f"127.0.0.1:{port}", "--pin-dir", f"{tmp}/pin", *args],
+                                f"127.0.0.1:{port}", "--pin-dir", f"{tmp}/pin",
+                                "--control-socket", f"{tmp}/control-{port}.sock", *args],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     time.sleep(1.5)
     return rampart

@@ -99,7 +99,7 @@ def native_attach_fails_loudly(c, lab, tmp):
         f.write(zone_text("lo.test", 1, "192.0.2.10"))
     pins = os.path.join(os.path.dirname(lab.pin_dir), "rampart-lo")
     out = ns_run(lab, lab.bin, "run", "--iface", "lo", "--zone-dir", zdir, "--listen", f"127.0.0.1:{PORT + 2}",
-                 "--pin-dir", pins, timeout=30)
+                 "--pin-dir", pins, "--control-socket", os.path.join(tmp, "lo.sock"), timeout=30)
     c.check("native attach on a NIC without driver XDP exits non-zero", out.returncode != 0, out.stderr[-500:])
     c.check("and says why and what to do", "Native mode" in out.stderr and "--xdp-mode generic" in out.stderr,
             out.stderr[-500:])
@@ -115,7 +115,8 @@ def reload_and_many_zones(c, lab, tmp):
     log = os.path.join(tmp, "rampart.log")
     with open(log, "w") as out:
         proc = subprocess.Popen(["ip", "netns", "exec", lab.ns_node, lab.bin, "run", "--zone-dir", zdir,
-                                 "--listen", f"127.0.0.1:{PORT}", "--metrics", f"127.0.0.1:{PORT + 3}"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--listen", f"127.0.0.1:{PORT}", "--metrics", f"127.0.0.1:{PORT + 3}",
+                                 "--control-socket", os.path.join(tmp, "many.sock")], stdout=out, stderr=subprocess.STDOUT)
     try:
         if not c.check("many zones: rampart starts", wait_ready(proc, log), open(log).read()[-2000:]):
             return
@@ -198,7 +199,8 @@ def fate_sharing_and_detach(c, lab, tmp):
         with open(log, "w") as out:
             proc = subprocess.Popen(["ip", "netns", "exec", lab.ns_node, lab.bin, "run", "--iface", "rpop0",
                                      "--zone-dir", zdir, "--listen", f"127.0.0.1:{PORT + 1}",
-                                     "--pin-dir", pins], stdout=out, stderr=subprocess.STDOUT)
+                                     "--pin-dir", pins, "--control-socket", os.path.join(tmp, "fs.sock")],
+                                    stdout=out, stderr=subprocess.STDOUT)
         try:
             if not c.check("fate-sharing: rampart attaches", wait_ready(proc, log), open(log).read()[-1500:]):
                 return

@@ -19,6 +19,7 @@ Own namespaces rpx{p,n,c}-PID: primary 198.51.100.1 -- 198.51.100.2 node 192.0.2
 client. Figures are printed as `xfr latency ...` lines."""
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -429,6 +430,7 @@ def run():
             lines = [line for line in log_lines(log, "transfer done") if "timer.test." in line and "serial=2" in line]
             c.check("no journal on the primary: the IXFR answered with the whole zone is taken (kind axfr)",
                     len(lines) == 1 and 'kind="axfr"' in lines[0], "".join(lines))
+            c.run("rampart ctl on secondary zones", ctl_checks, c, lab, tmp, kconf, zdir)
             # A wrong key: the primary refuses, nothing is served.
             rc, data = ask("www.badkey.test.")
             bad = [line for line in log_lines(log, "refresh failed") if "badkey.test" in line]
@@ -468,6 +470,56 @@ except dns.tsig.PeerBadKey:
 except Exception as e:
     print(repr(e))
 """
+
+
+def ctl(lab, tmp, *args):
+    """`rampart ctl ARGS --json` on this lab's instance: (exit code, JSON or stderr)."""
+    r = subprocess.run([lab.bin, "ctl", *args, "--json", "--control-socket", f"{tmp}/run/control.sock"],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        return r.returncode, r.stderr
+    return 0, json.loads(r.stdout)
+
+
+def ctl_checks(c, lab, tmp, kconf, zdir):
+    rc, got = ctl(lab, tmp, "refresh", "xfr.test")
+    c.check("ctl refresh of an up-to-date secondary succeeds: serial 3 transferred and served",
+            rc == 0 and got["serial"] == 3 and got["served_serial"] == 3, str(got))
+    rc, got = ctl(lab, tmp, "zone-status", "xfr.test")
+    z = got["zones"][0] if rc == 0 else {}
+    t = z.get("transfer") or {}
+    now_ms = time.time() * 1000
+    c.check("ctl zone-status: a secondary's primaries, serial, last transfer (IXFR of serial 3), no error",
+            z.get("source") == {"kind": "primaries", "addresses": [f"{PRIMARY}:53"]} and z.get("serial") == 3
+            and t.get("serial") == 3 and (t.get("last_transfer") or {}).get("serial") == 3
+            and t["last_transfer"]["kind"] == "ixfr" and t.get("last_error") is None
+            and z.get("last_error") is None and t.get("expired") is False, str(z))
+    c.check("ctl zone-status: the next refresh is within the SOA refresh",
+            now_ms - 1000 < (z.get("next_refresh_unix_ms") or 0) < now_ms + (REFRESH + 1) * 1000, str(z))
+    # timer.test gets no NOTIFY: ctl refresh brings serial 3 and returns once it is served.
+    knot_change(kconf, zdir, "timer.test", zone("timer.test", 3, "203.0.113.50", "192.0.2"))
+    t0 = time.monotonic()
+    rc, got = ctl(lab, tmp, "refresh", "timer.test")
+    took = time.monotonic() - t0
+    answer = ask("www.timer.test.")
+    c.check("ctl refresh brings the primary's new serial and returns once it is served",
+            rc == 0 and got["serial"] == 3 and got["served_serial"] == 3 and answer == (0, ["203.0.113.50"]),
+            f"{rc} {got} {answer} in {took:.2f} s")
+    rc, got = ctl(lab, tmp, "zone-status", "timer.test")
+    z = got["zones"][0] if rc == 0 else {}
+    c.check("ctl zone-status shows the refreshed serial (3) served and transferred",
+            z.get("serial") == 3 and (z.get("transfer") or {}).get("serial") == 3, str(z))
+    rc, got = ctl(lab, tmp, "status")
+    last = got.get("last_reload") or {} if rc == 0 else {}
+    c.check("ctl status: the transfer's reload is the last one (cause transfer, ok)",
+            last.get("cause") == "transfer" and last.get("ok") is True, str(last))
+    rc, err = ctl(lab, tmp, "refresh", "badkey.test")
+    c.check("ctl refresh with a key the primary refuses: exit 1 with the refresh's error",
+            rc == 1 and "refresh of badkey.test. failed" in err, f"{rc} {err}")
+    rc, got = ctl(lab, tmp, "zone-status", "badkey.test")
+    z = got["zones"][0] if rc == 0 else {}
+    c.check("ctl zone-status: the zone that never transferred is listed with its error",
+            z.get("serial") is None and "refresh:" in (z.get("last_error") or ""), str(z))
 
 
 def notify_checks(c, tmp, log):

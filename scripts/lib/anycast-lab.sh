@@ -308,6 +308,11 @@ alab_node_start() {
   # both exec: $! is rampart itself (SIGKILL reaches it)
   (
     [ -z "$AL_CGROUP" ] || echo "$BASHPID" >"$AL_CGROUP/node$n/cgroup.procs"
+    # AL_SUPERVISE_MS=N: under `rampart supervise --watchdog-ms N` (the pid is the supervisor's)
+    if [ -n "${AL_SUPERVISE_MS:-}" ]; then
+      exec ip netns exec "$ns" "$RP_BIN" supervise --watchdog-ms "$AL_SUPERVISE_MS" -- \
+        --config "$d/rampart.toml" >>"$log" 2>&1 </dev/null
+    fi
     exec ip netns exec "$ns" "$RP_BIN" run --config "$d/rampart.toml" >>"$log" 2>&1 </dev/null
   ) &
   pid=$!

@@ -302,7 +302,8 @@ lab_knot_start() {
 lab_rampart_start() {
   [ -x "$RP_BIN" ] || lab_die "no binary at $RP_BIN (scripts/build)"
   local log=$RP_TMP/rampart.log pid i
-  pid=$(lab_bg rampart "$log" ip netns exec "$RP_NS_NODE" "$RP_BIN" run --pin-dir "$RP_PIN_DIR" "$@")
+  pid=$(lab_bg rampart "$log" ip netns exec "$RP_NS_NODE" "$RP_BIN" run --pin-dir "$RP_PIN_DIR" \
+    --control-socket "$RP_TMP/control.sock" "$@")
   for i in $(seq 300); do
     grep -q 'rampart: ready' "$log" 2>/dev/null && { lab_log "rampart ready (pid $pid)"; return 0; }
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; lab_die "rampart exited before ready"; return 1; }

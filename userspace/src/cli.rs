@@ -4,37 +4,27 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Instant,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use crossbeam_channel::Sender;
-use serde_json::{Value, json};
-use tracing::{error, info, warn};
 
 use crate::{
-    anycast::{
-        self, Anycast,
-        announce::Announcer,
-        health::{self, FastProbe, ProbeQuestion, Probes},
-    },
+    anycast::health,
     compile,
-    config::{Config, ZonesConfig},
+    config::Config,
     cookie,
-    fastpath::{self, AttachMode, Capacity, Counters, FastPath, Sharing},
+    ctl::{self, AnycastAction, CtlAction, DebugAction, Target},
+    fastpath::{self, AttachMode, Counters, Sharing},
     identity::Identity,
     instance,
     limits::{self, LimitFlags},
-    manual, metrics, privileges,
-    secondary::Secondaries,
-    server::{Server, ServerConfig, ServerHandle, SharedCatalog},
-    slow_limits::SlowLimits,
-    systemd,
+    manual,
+    node::{self, Node, Signals},
+    server::SharedCatalog,
+    supervise::{self, SuperviseArgs},
     zone::{self, Catalog, ZoneSpec},
 };
 
@@ -53,11 +43,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate zone files; errors are printed as file:line: message.
+    /// Validate zone files (errors as file:line: message), or a whole config file, zones
+    /// included.
     Check {
         /// Zone files, each FILE or ORIGIN=FILE.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "config")]
         files: Vec<String>,
+        /// Check this config file: its keys, secrets and limits, and every zone it names.
+        #[arg(long, conflicts_with = "files")]
+        config: Option<PathBuf>,
         /// Also compile the fast path's table, as `run --iface` would, and report its size and
         /// the time it took.
         #[arg(long)]
@@ -65,6 +59,16 @@ enum Command {
     },
     /// Serve zones: attach the XDP program to the named NICs and answer the rest from userspace.
     Run(Box<RunArgs>),
+    /// Ask the running node over its control socket: status, zone status, reload, refresh.
+    Ctl {
+        #[command(subcommand)]
+        action: CtlAction,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run `rampart run ARGS` as a child and kill it (its announcement goes with it) and start
+    /// it again when it stops feeding its watchdog: for hosts without systemd.
+    Supervise(SuperviseArgs),
     /// Print the running instance's counters.
     Stats {
         #[arg(long)]
@@ -72,28 +76,21 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
-    /// The running node's announcement: status, or a maintenance drain.
+    /// The running node's announcement: status, or a maintenance drain (over the control
+    /// socket, as `rampart ctl`).
     Anycast {
         #[command(subcommand)]
         action: AnycastAction,
-        /// The daemon's control socket [default: anycast.control_socket of --config, else
-        /// /run/rampart/control.sock].
-        #[arg(long, global = true)]
-        control_socket: Option<PathBuf>,
-        /// Take the control socket's path from this config file.
-        #[arg(long, global = true)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Fault injection for failover drills: stop (or restart) the running node's slow path for
     /// real (its sockets close; the fast path and health checking go on).
     Debug {
         #[command(subcommand)]
         action: DebugAction,
-        /// The daemon's control socket [default: as for `rampart anycast`].
-        #[arg(long, global = true)]
-        control_socket: Option<PathBuf>,
-        #[arg(long, global = true)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Remove the XDP program from a NIC: one a crashed instance left, or a running instance's
     /// (which then withdraws its announcement).
@@ -117,27 +114,6 @@ enum GenAction {
 }
 
 /// `rampart run` flags: each overrides its key in the config file (`config.rs`).
-#[derive(Subcommand)]
-enum AnycastAction {
-    /// State, recent transitions with reasons, health counters.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Withdraw the prefixes and keep them withdrawn (maintenance); serving goes on.
-    Drain,
-    /// End a drain: announce again once healthy and past the hold-down.
-    Undrain,
-}
-
-#[derive(Subcommand, Clone, Copy)]
-enum DebugAction {
-    /// Close the slow path's sockets and stop its threads.
-    StopSlowPath,
-    /// Bind the listen addresses again and serve.
-    StartSlowPath,
-}
-
 #[derive(clap::Args)]
 struct RunArgs {
     /// TOML configuration file (see rampart.example.toml); flags override its keys.
@@ -194,8 +170,8 @@ struct RunArgs {
     /// TUN device carrying the announced prefixes (anycast.device) [default: rampart0].
     #[arg(long)]
     anycast_device: Option<String>,
-    /// Unix socket for `rampart anycast` (anycast.control_socket)
-    /// [default: /run/rampart/control.sock].
+    /// Unix socket for `rampart ctl` and `rampart anycast` (server.control_socket)
+    /// [default: RUN_DIR/control.sock].
     #[arg(long)]
     control_socket: Option<PathBuf>,
     /// Concurrent TCP connections over all listen addresses (server.tcp_max_clients)
@@ -251,7 +227,10 @@ impl RunArgs {
         one(&mut c.xdp.pin_dir, self.pin_dir);
         one(&mut c.server.identity, self.identity);
         one(&mut c.anycast.device, self.anycast_device);
-        one(&mut c.anycast.control_socket, self.control_socket);
+        if self.control_socket.is_some() {
+            c.server.control_socket = self.control_socket;
+            c.anycast.control_socket = None;
+        }
         one(&mut c.server.tcp_max_clients, self.tcp_max_clients);
         one(&mut c.server.tcp_max_per_source, self.tcp_max_per_source);
         one(&mut c.server.tcp_idle_timeout_ms, self.tcp_idle_timeout_ms);
@@ -295,19 +274,23 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { files, compile } => return check(&files, compile),
+        Command::Check {
+            config: Some(config),
+            compile,
+            ..
+        } => return check_config(&config, compile),
+        Command::Check { files, compile, .. } => return check(&files, compile),
         Command::Run(args) => args.into_config().and_then(run),
+        Command::Ctl { action, target } => ctl::ctl(&action, &target),
+        Command::Supervise(args) => {
+            return supervise::supervise(&args).unwrap_or_else(|e| {
+                eprintln!("rampart: {e:#}");
+                ExitCode::FAILURE
+            });
+        }
         Command::Stats { json, pin_dir } => stats(json, &pin_dir),
-        Command::Anycast {
-            action,
-            control_socket,
-            config,
-        } => anycast_command(action, control_socket, config),
-        Command::Debug {
-            action,
-            control_socket,
-            config,
-        } => debug_command(action, control_socket, config),
+        Command::Anycast { action, target } => ctl::anycast(action, &target),
+        Command::Debug { action, target } => ctl::debug(action, &target),
         Command::Detach { iface } => iface.iter().try_for_each(|i| {
             println!("{}", fastpath::detach_iface(i)?);
             Ok(())
@@ -378,511 +361,67 @@ fn check(files: &[String], compile: bool) -> ExitCode {
     }
 }
 
-fn zone_specs(zones: &ZonesConfig) -> Vec<ZoneSpec> {
-    zones.files.iter().map(|z| ZoneSpec::parse(z)).collect()
-}
-
-/// Startup: serve every zone that loads, as Knot and NSD do; one broken file among hundreds
-/// is reported (file:line) and left out rather than keeping the whole node down.
-/// The zones, and how many errors loading them reported.
-fn load_catalog(zones: &ZonesConfig, secondaries: &Secondaries) -> Result<(Catalog, usize)> {
-    let mut specs = zone_specs(zones);
-    specs.extend(secondaries.specs());
-    let (mut catalog, errors) = Catalog::load_partial(&specs, zones.dir.as_deref());
-    catalog.set_expired(&secondaries.expired_origins());
-    for e in &errors {
-        error!("{e}");
-    }
-    for w in catalog.warnings() {
-        warn!("{w}");
-    }
-    // A secondary zone without a copy yet is served once its first transfer is in.
-    if catalog.zone_count() == 0 && secondaries.zones().is_empty() {
-        bail!("no zone loaded");
-    }
-    Ok((catalog, errors.len()))
-}
-
-/// SIGINT/SIGTERM and SIGHUP, registered before anything else: a SIGHUP while the zones load
-/// (a reload hook, logrotate) is a reload once started, never the signal's default (death).
-/// SIGINT/SIGTERM while starting still end the process at once, as before the handlers.
-struct Signals {
-    term: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
-    starting: Arc<AtomicBool>,
-}
-
-impl Signals {
-    fn register() -> Result<Signals> {
-        let term = Arc::new(AtomicBool::new(false));
-        let hup = Arc::new(AtomicBool::new(false));
-        let starting = Arc::new(AtomicBool::new(true));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register_conditional_default(sig, starting.clone())?;
-            signal_hook::flag::register(sig, term.clone())?;
-        }
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-        Ok(Signals {
-            term,
-            hup,
-            starting,
-        })
-    }
-
-    /// From now on SIGINT/SIGTERM stop the main loop: a clean shutdown.
-    fn ready(&self) {
-        self.starting.store(false, Ordering::Relaxed);
-    }
-
-    fn stopping(&self) -> bool {
-        self.term.load(Ordering::Relaxed)
-    }
-}
-
+/// `rampart run`: the node, from its config, until SIGTERM.
 fn run(config: Config) -> Result<()> {
     let signals = Signals::register()?;
-    let started = Instant::now();
-    // Before anything is touched: a second instance on the same addresses stops here.
-    let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
-    let user = privileges::resolve_user(config.server.user.as_deref())?;
-    let mut zone_files = ZoneDirFiles::scan(config.zones.dir.as_deref());
-    let xfr_stats = metrics::XfrStats::default();
-    let mut secondaries = Secondaries::new(&config.zones.secondary, &config.key, &xfr_stats)?;
-    let (catalog, load_errors) = load_catalog(&config.zones, &secondaries)?;
-    let catalog = Arc::new(catalog);
-    let reload_stats = metrics::ReloadStats::new();
-    reload_stats.load_errors(load_errors);
-    release_freed_memory();
-    info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
-    let with_xdp = !config.xdp.interfaces.is_empty();
-    let anycast_on = !config.anycast.prefixes.is_empty();
-    // Once, so both paths make and check cookies with the same secret (a random one too).
-    let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
-    // The slow path answers as soon as the zones are loaded, applying the rate limits itself
-    // (but for the health probe's queries) until the XDP program is there to apply them.
-    let slow_limits = SlowLimits::new(&config.rrl).map(|l| {
-        let l = if anycast_on {
-            l.exempting(health::slow_target(&config).ip())
-        } else {
-            l
-        };
-        Arc::new(l)
-    });
-    let s = &config.server;
-    let server_config = ServerConfig {
-        identity: Arc::new(Identity::new(&s.identity)?),
-        cookies: cookies.clone(),
-        tcp_max_connections: s.tcp_max_clients,
-        tcp_max_per_source: s.tcp_max_per_source,
-        tcp_idle_timeout: Duration::from_millis(s.tcp_idle_timeout_ms),
-        limits: slow_limits.clone(),
-        stats: metrics::SlowStats::default(),
-        notify: (!secondaries.zones().is_empty()).then(|| secondaries.notify_hook()),
-        ..ServerConfig::default()
-    };
-    let shared = SharedCatalog::new(catalog.clone());
-    let mut server = Some(
-        Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
-            .context("starting the slow path")?,
-    );
-    info!(elapsed = ?started.elapsed(), "slow path answering; filling the fast path");
-
-    // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
-    let table = if with_xdp {
-        let table = compile::compile(&catalog);
-        info!(answers = compile::answer_count(&table), elapsed = ?started.elapsed(), "zones compiled");
-        table
-    } else {
-        Vec::new()
-    };
-
-    let mut fast = None;
-    if with_xdp {
-        let (rrl, budget) = (&config.rrl, &config.miss_budget);
-        let prepared = fastpath::prepare(&table)?;
-        let mut capacity = Capacity {
-            buckets: rrl.table_size.max(1),
-            whitelist: (rrl.whitelist.len() as u32).max(1024),
-            ..Capacity::for_prepared(&prepared)
-        };
-        if !secondaries.zones().is_empty() {
-            capacity = capacity.with_room_for(config.xdp.secondary_records);
-        }
-        let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
-        let mut l = limits::to_limits(rrl, budget, cpus)?;
-        let (secret, staging) = cookies.xdp_secrets();
-        limits::set_cookies(&mut l, secret, staging);
-        fp.set_limits(l, &whitelist)?;
-        info!(?rrl, ?budget, "rate limits set");
-        log_installed(&fp.install_prepared(prepared)?);
-        for iface in &config.xdp.interfaces {
-            fp.attach(iface, config.xdp.mode, config.xdp.attach)?;
-        }
-        // Every query meets the program's limits now, before the slow path's.
-        if let Some(l) = &slow_limits {
-            l.lift();
-        }
-        fast = Some(Arc::new(Mutex::new(fp)));
-    }
-    // Everything that needs root is done: become the configured user. The threads that check
-    // health and announce start after, with the capabilities kept.
-    let mut hand_over = vec![config.server.run_dir.clone()];
-    // The secondary zones' copies are rewritten by each transfer.
-    for dir in secondaries.writable_dirs() {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        hand_over.push(dir);
-    }
-    if fast.is_some() {
-        hand_over.extend(privileges::with_entries(&config.xdp.pin_dir)?);
-    }
-    if anycast_on
-        && let Some(dir) = config.anycast.control_socket.parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        hand_over.push(dir.to_owned());
-    }
-    // The TUN device: /dev/net/tun may be root's alone (mode 0600).
-    let mut announcer = anycast_on
-        .then(|| Announcer::new(&config.anycast))
-        .transpose()?;
-    let low_port = |p: u16| p != 0 && p < 1024;
-    let needs = privileges::Needs {
-        bpf: fast.is_some(),
-        net_admin: anycast_on,
-        dispatcher: fast.is_some() && config.xdp.attach == Sharing::Shared,
-        bind_low_port: config.server.listen.iter().any(|a| low_port(a.port()))
-            || config.server.metrics.is_some_and(|a| low_port(a.port())),
-    };
-    privileges::drop_to(user.as_ref(), needs, &hand_over)?;
-    // Each new version of a secondary zone (or its expiry) is installed by a reload.
-    // The sender is kept here too: with no secondary zone no thread holds one, and a
-    // disconnected channel would be ready on every turn of the main loop.
-    let (install_tx, install_rx) = crossbeam_channel::unbounded::<String>();
-    secondaries.start(install_tx.clone())?;
-
-    // Health checking and announcing, when there is something to announce.
-    let mut anycast = None;
-    let (ops_tx, ops_rx) = crossbeam_channel::unbounded::<(SlowPathOp, Sender<Value>)>();
-    let holds_probe = Arc::new(AtomicBool::new(false));
-    let mut probe_question = None;
-    if anycast_on {
-        let question = ProbeQuestion::from_config(&config, &shared)?;
-        holds_probe.store(question.held_by(&table), Ordering::Relaxed);
-        let (client, service) = health::frame_addresses(&config);
-        let fast_probe = fast.as_ref().map(|fp| FastProbe {
-            fast: fp.clone(),
-            holds_probe: holds_probe.clone(),
-            client,
-            server: service,
-        });
-        let probes = Probes::new(
-            question.clone(),
-            shared.clone(),
-            health::slow_target(&config),
-            fast_probe,
-            config.health.timeout(),
-        );
-        let ops = ops_tx.clone();
-        let other = Box::new(move |cmd: &str| {
-            let op = match cmd {
-                "stop-slow-path" => SlowPathOp::Stop,
-                "start-slow-path" => SlowPathOp::Start,
-                _ => return json!({"error": format!("unknown command {cmd:?}")}),
-            };
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            let _ = ops.send((op, tx));
-            rx.recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| json!({"error": "no reply from the main thread"}))
-        });
-        let announcer = announcer.take().expect("made when anycast is on");
-        anycast = Some(Anycast::start(&config, announcer, probes, other)?);
-        probe_question = Some(question);
-    }
-    let answers = compile::answer_count(&table);
-    drop(table);
-    release_freed_memory();
-    if let Some(addr) = config.server.metrics {
-        let shared = shared.clone();
-        metrics::serve(
-            addr,
-            metrics::Sources {
-                pin_dir: fast.is_some().then(|| config.xdp.pin_dir.clone()),
-                catalog: Box::new(move || shared.get()),
-                anycast: anycast
-                    .as_ref()
-                    .map(|a: &Anycast| Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>),
-                slow: server_config.stats.clone(),
-                reloads: reload_stats.clone(),
-                xfr: (!secondaries.zones().is_empty()).then(|| xfr_stats.clone()),
-            },
-        )?;
-    }
-
-    // systemd's watchdog is fed only while the slow path answers and the health loop turns.
-    let watchdog = systemd::Watchdog::start(systemd::Liveness {
-        slow: server
-            .is_some()
-            .then(|| ProbeQuestion::from_config(&config, &shared))
-            .transpose()?
-            .map(|q| (health::slow_target(&config), q)),
-        health_rounds: anycast.as_ref().map(|a| {
-            let status = a.status_reader();
-            Box::new(move || status().rounds) as Box<dyn Fn() -> u64 + Send>
-        }),
-    })?;
+    let node = Node::start(config)?;
     signals.ready();
-    systemd::ready(&systemd::serving(
-        catalog.zone_count(),
-        with_xdp.then_some(answers),
-        load_errors,
-    ));
     eprintln!("rampart: ready");
-    const CLOCK_REFRESH: Duration = Duration::from_secs(10);
-    let mut clock_refreshed = Instant::now();
-    while !signals.stopping() {
-        let mut transferred = std::collections::BTreeSet::new();
-        crossbeam_channel::select! {
-            recv(ops_rx) -> msg => if let Ok((op, reply)) = msg {
-                let _ = reply.send(slow_path_op(
-                    op,
-                    &mut server,
-                    &config,
-                    &shared,
-                    &server_config,
-                ));
-            },
-            recv(install_rx) -> origin => {
-                // One reload for every version that arrived meanwhile.
-                transferred.extend(origin);
-                transferred.extend(install_rx.try_iter());
-            },
-            default(Duration::from_millis(100)) => {},
-        }
-        if clock_refreshed.elapsed() > CLOCK_REFRESH {
-            // The cookies' wall-clock timestamps follow NTP's adjustments.
-            clock_refreshed = Instant::now();
-            if let Some(fp) = &fast
-                && let Err(e) = lock(fp).refresh_clock()
-            {
-                warn!("refreshing the XDP program's clock: {e:#}");
-            }
-        }
-        let hup = signals.hup.swap(false, Ordering::Relaxed);
-        if hup || !transferred.is_empty() {
-            if hup {
-                systemd::reloading();
-            }
-            let (at, began) = (std::time::SystemTime::now(), Instant::now());
-            // A transfer reads its zone's copy again; SIGHUP reads everything.
-            let only = (!hup).then_some(&transferred);
-            let (table, installed, errors) = reload(
-                &config.zones,
-                &mut zone_files,
-                (&secondaries, only),
-                &shared,
-                fast.as_deref(),
-            );
-            let result = if errors == 0 && (installed || fast.is_none()) {
-                metrics::ReloadResult::Ok
-            } else {
-                metrics::ReloadResult::Failed
-            };
-            reload_stats.reloaded(at, began.elapsed(), errors, result);
-            let answers = fast.is_some().then_some(compile::answer_count(&table));
-            systemd::ready(&systemd::serving(
-                shared.get().zone_count(),
-                answers,
-                errors,
-            ));
-            if let Some(q) = &probe_question {
-                holds_probe.store(installed && q.held_by(&table), Ordering::Relaxed);
-            }
-            drop(table);
-            release_freed_memory();
-        }
-    }
-    info!("shutting down");
-    systemd::stopping();
-    secondaries.stop();
-    // Before the slow path stops, so the watchdog doesn't report it as dead.
-    drop(watchdog);
-    // Withdraw first, so routers move the traffic while the sockets still answer.
-    if let Some(a) = anycast {
-        a.shutdown();
-    }
-    if let Some(server) = server {
-        server.stop();
-    }
-    let counters = fast.as_ref().map(|fp| lock(fp).counters());
-    if let Some(Ok(c)) = counters {
-        let summary: Vec<String> =
-            c.0.iter()
-                .filter(|(_, v)| *v > 0)
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect();
-        info!("final counters: {}", summary.join(" "));
-    }
-    drop(listen_locks);
-    Ok(())
+    node.run(&signals)
 }
 
-/// Hands freed heap back to the kernel. glibc keeps it otherwise: after a large zone's parse
-/// or a table of millions of answers, the daemon would sit on gigabytes it no longer uses.
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum SlowPathOp {
-    Stop,
-    Start,
-}
-
-/// `rampart debug stop-slow-path|start-slow-path`: a real fault for failover drills.
-fn slow_path_op(
-    op: SlowPathOp,
-    server: &mut Option<ServerHandle>,
-    config: &Config,
-    shared: &SharedCatalog,
-    server_config: &ServerConfig,
-) -> Value {
-    match op {
-        SlowPathOp::Stop => {
-            if let Some(s) = server.take() {
-                s.stop();
-                warn!("slow path stopped by the operator (rampart debug stop-slow-path)");
-            }
-            json!({"slow_path": "stopped"})
-        }
-        SlowPathOp::Start if server.is_some() => json!({"slow_path": "running"}),
-        SlowPathOp::Start => {
-            match Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
-            {
-                Ok(s) => {
-                    *server = Some(s);
-                    info!("slow path started again by the operator");
-                    json!({"slow_path": "running"})
-                }
-                Err(e) => json!({"error": format!("{e:#}")}),
-            }
-        }
-    }
-}
-
-fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {
-    // A panic mid-install leaves a generation that is whole or not yet flipped to.
-    fp.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The `*.zone` files the zone dir has had since the start. One removed since is asked for again
-/// on reload, so it fails like a missing `--zone` file and keeps serving its previous version
-/// (with the error logged), as Knot and NSD keep a zone whose file is gone; a restart drops it.
-#[derive(Debug, Default)]
-struct ZoneDirFiles(std::collections::BTreeSet<PathBuf>);
-
-impl ZoneDirFiles {
-    fn scan(dir: Option<&Path>) -> ZoneDirFiles {
-        let mut files = ZoneDirFiles::default();
-        files.update(dir);
-        files
-    }
-
-    /// Adds the files there now; returns the known ones that are gone.
-    fn update(&mut self, dir: Option<&Path>) -> Vec<PathBuf> {
-        let Some(dir) = dir else { return Vec::new() };
-        // The same paths the catalog's loader makes (`read_dir` entries), so they match its
-        // zones' sources.
-        let now: std::collections::BTreeSet<PathBuf> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "zone") && p.is_file())
-            .collect();
-        let gone = self.0.difference(&now).cloned().collect();
-        self.0.extend(now);
-        gone
-    }
-}
-
-/// SIGHUP, or secondary zones' new versions (`only`: those zones are read again, the others
-/// kept as they are): parse and compile the zones again. A zone whose file now fails (or is gone) keeps
-/// serving its previous version; both paths switch to the new catalog together.
-/// Returns the new table, whether the fast path holds it, and how many errors the load reported.
-fn reload(
-    zones: &ZonesConfig,
-    zone_files: &mut ZoneDirFiles,
-    (secondaries, only): (&Secondaries, Option<&std::collections::BTreeSet<String>>),
-    live: &SharedCatalog,
-    fast: Option<&Mutex<FastPath>>,
-) -> (Vec<compile::CompiledAnswer>, bool, usize) {
-    let previous = live.get();
-    let (mut catalog, errors) = match only {
-        Some(origins) => Catalog::replace(&previous, &secondaries.specs_of(origins)),
-        None => {
-            let mut specs = zone_specs(zones);
-            specs.extend(
-                zone_files
-                    .update(zones.dir.as_deref())
-                    .into_iter()
-                    .map(|path| ZoneSpec { origin: None, path }),
-            );
-            specs.extend(secondaries.specs());
-            Catalog::reload(&previous, &specs, zones.dir.as_deref())
+/// `rampart check --config FILE`: everything `run` would refuse, found without running: the
+/// file's keys and checks, identity, cookie secrets, rate limits, every zone (all errors of
+/// all files), the health probe's name; like `knotc conf-check` and `nsd-checkconf`.
+fn check_config(path: &Path, compile: bool) -> ExitCode {
+    let config = Config::load(path).and_then(|c| {
+        c.check()?;
+        Identity::new(&c.server.identity)?;
+        cookie::Cookies::from_config(&c.cookies)?;
+        limits::to_limits(&c.rrl, &c.miss_budget, 1)?;
+        Ok(c)
+    });
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e:#}", path.display());
+            return ExitCode::FAILURE;
         }
     };
-    catalog.set_expired(&secondaries.expired_origins());
-    for e in &errors {
-        error!("reload: {e}");
+    let specs = node::zones::all_specs(&config.zones);
+    // Secondary zones are checked by Config::check; their copies arrive by transfer.
+    if specs.is_empty() && config.zones.secondary.is_empty() {
+        eprintln!("{}: no zone files found", path.display());
+        return ExitCode::FAILURE;
     }
-    let catalog = Arc::new(catalog);
-    // Without a fast path nothing reads the table (see `run`).
-    let table = match fast {
-        Some(_) => compile::compile(&catalog),
-        None => Vec::new(),
-    };
-    info!(
-        zones = catalog.zone_count(),
-        answers = compile::answer_count(&table),
-        errors = errors.len(),
-        "reloaded"
-    );
-    // The fast path is held while both paths switch, so the health probe sees them switch
-    // together (it skips a round rather than compare the new zones with the old maps).
-    let mut fp = fast.map(lock);
-    live.replace(catalog.clone());
-    let installed = match fp.as_deref_mut().map(|fp| fp.install(&table)) {
-        Some(Ok(installed)) => {
-            log_installed(&installed);
-            true
+    let files: Vec<String> = specs
+        .iter()
+        .map(|s| match &s.origin {
+            Some(o) => format!("{o}={}", s.path.display()),
+            None => s.path.display().to_string(),
+        })
+        .collect();
+    if !config.anycast.prefixes.is_empty()
+        && let Ok(catalog) = Catalog::load(&specs, None)
+    {
+        let shared = SharedCatalog::new(Arc::new(catalog));
+        if let Err(e) = health::ProbeQuestion::from_config(&config, &shared) {
+            eprintln!("{}: health probe: {e:#}", path.display());
+            return ExitCode::FAILURE;
         }
-        Some(Err(e)) => {
-            warn!("{e:#}");
-            false
-        }
-        None => false,
+    }
+    let code = match files.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => check(&files, compile),
     };
-    (table, installed, errors.len())
-}
-
-fn log_installed(i: &fastpath::Installed) {
-    info!(
-        generation = i.generation,
-        answers = i.answers,
-        records = i.records,
-        derived = i.derived,
-        tails_small = i.tails_small,
-        tails_large = i.tails_large,
-        "fast path filled"
-    );
+    if code == ExitCode::SUCCESS {
+        println!(
+            "config {} is ok (control socket {})",
+            path.display(),
+            config.control_socket().display()
+        );
+    }
+    code
 }
 
 fn stats(json: bool, pin_dir: &Path) -> Result<()> {
@@ -913,53 +452,6 @@ fn stats(json: bool, pin_dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
-}
-
-/// `--control-socket`, else the config file's `anycast.control_socket`, else the default.
-fn control_socket(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf> {
-    Ok(match (socket, config) {
-        (Some(s), _) => s,
-        (None, Some(c)) => Config::load(&c)?.anycast.control_socket,
-        (None, None) => Config::default().anycast.control_socket,
-    })
-}
-
-fn debug_command(
-    action: DebugAction,
-    socket: Option<PathBuf>,
-    config: Option<PathBuf>,
-) -> Result<()> {
-    let command = match action {
-        DebugAction::StopSlowPath => "stop-slow-path",
-        DebugAction::StartSlowPath => "start-slow-path",
-    };
-    let reply = anycast::control::request(&control_socket(socket, config)?, command)?;
-    println!("slow path {}", reply["slow_path"].as_str().unwrap_or("?"));
-    Ok(())
-}
-
-fn anycast_command(
-    action: AnycastAction,
-    socket: Option<PathBuf>,
-    config: Option<PathBuf>,
-) -> Result<()> {
-    let socket = control_socket(socket, config)?;
-    let command = match action {
-        AnycastAction::Status { .. } => "status",
-        AnycastAction::Drain => "drain",
-        AnycastAction::Undrain => "undrain",
-    };
-    let reply = anycast::control::request(&socket, command)?;
-    match action {
-        AnycastAction::Status { json: true } => println!("{reply}"),
-        AnycastAction::Status { json: false } => print!("{}", anycast::render_status(&reply)),
-        _ => {
-            let changed = reply["changed"].as_bool().unwrap_or(false);
-            let state = reply["state"].as_str().unwrap_or("?");
-            println!("{state}{}", if changed { "" } else { " (unchanged)" });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1005,7 +497,7 @@ mod tests {
         assert_eq!(c.server.identity, "node2");
         assert_eq!(c.server.listen, ["127.0.0.1:5353".parse().unwrap()]);
         assert_eq!(c.anycast.prefixes, ["203.0.113.53/32".parse().unwrap()]);
-        assert_eq!(c.anycast.control_socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.control_socket(), PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.xdp.mode, AttachMode::Generic);
         assert_eq!(c.xdp.interfaces, ["eth0"], "kept from the file");
         // Without a file: the flags alone, with the defaults.

@@ -278,7 +278,17 @@ pub fn response_class(flags: u16, ancount: u16, qname: &[u8], apex: &[u8]) -> u3
 /// serve (RFC 1034 §4.3.2 step 3a, see `answer::solve_answer`). That is why the whole catalog
 /// is compiled at once, on every load and reload, and never one zone alone.
 pub fn compile(catalog: &Catalog) -> Vec<CompiledAnswer> {
-    let mut zones = crate::parallel::map(&catalog.zones(), |z| compile_zone(catalog, z));
+    compile_counted(catalog).0
+}
+
+/// [`compile`], with how many answers each zone has (in [`Catalog::zones`]'s order).
+pub fn compile_counted(catalog: &Catalog) -> (Vec<CompiledAnswer>, Vec<usize>) {
+    let zones = crate::parallel::map(&catalog.zones(), |z| compile_zone(catalog, z));
+    let counts = zones.iter().map(Vec::len).collect();
+    (concat(zones), counts)
+}
+
+fn concat(mut zones: Vec<Vec<CompiledAnswer>>) -> Vec<CompiledAnswer> {
     if zones.len() == 1 {
         // One large zone: its table is the table, not copied into another.
         return zones.pop().unwrap_or_default();

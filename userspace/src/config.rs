@@ -56,8 +56,12 @@ pub struct ServerConfig {
     /// The user to run as once started as root has attached, bound and opened what it needs;
     /// default: `rampart` if that user exists, else root (with a warning). "root": stay root.
     pub user: Option<String>,
-    /// Runtime directory: the listen addresses' lock files (one instance per address).
+    /// Runtime directory: the listen addresses' lock files (one instance per address), and
+    /// the control socket unless `control_socket` is set.
     pub run_dir: PathBuf,
+    /// Unix socket of `rampart ctl` (and `rampart anycast`, `rampart debug`); default:
+    /// `run_dir`/control.sock.
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             tcp_idle_timeout_ms: 10_000,
             user: None,
             run_dir: PathBuf::from("/run/rampart"),
+            control_socket: None,
         }
     }
 }
@@ -141,8 +146,8 @@ pub struct AnycastConfig {
     pub announce_command: Option<String>,
     /// Run with `sh -c` on every withdrawal, including at shutdown.
     pub withdraw_command: Option<String>,
-    /// Unix socket for `rampart anycast status|drain|undrain`.
-    pub control_socket: PathBuf,
+    /// The old name of `server.control_socket` (the socket is the node's, anycast on or off).
+    pub control_socket: Option<PathBuf>,
     /// At shutdown (SIGTERM): withdraw, wait this long for routers to move the traffic, then
     /// close the sockets, so queries in flight are still answered.
     pub shutdown_grace_ms: u64,
@@ -156,7 +161,7 @@ impl Default for AnycastConfig {
             device: "rampart0".into(),
             announce_command: None,
             withdraw_command: None,
-            control_socket: PathBuf::from("/run/rampart/control.sock"),
+            control_socket: None,
             shutdown_grace_ms: 500,
         }
     }
@@ -230,8 +235,26 @@ impl Config {
         Ok(config)
     }
 
+    /// The node's control socket: `server.control_socket`, else the old `anycast.control_socket`,
+    /// else `control.sock` in the run dir.
+    pub fn control_socket(&self) -> PathBuf {
+        (self.server.control_socket.clone())
+            .or_else(|| self.anycast.control_socket.clone())
+            .unwrap_or_else(|| self.server.run_dir.join("control.sock"))
+    }
+
     /// Checks what serde can't: run after command-line overrides are applied.
     pub fn check(&self) -> Result<()> {
+        if let (Some(s), Some(a)) = (&self.server.control_socket, &self.anycast.control_socket)
+            && s != a
+        {
+            bail!(
+                "server.control_socket ({}) and its old name anycast.control_socket ({}) differ: \
+                 keep server.control_socket",
+                s.display(),
+                a.display()
+            );
+        }
         if self.zones.files.is_empty()
             && self.zones.dir.is_none()
             && self.zones.secondary.is_empty()
@@ -297,6 +320,20 @@ mod tests {
         assert_eq!(c.health.interval_ms, 100);
         assert_eq!(c.anycast.device, "rampart0");
         assert_eq!(c.server.listen, [SocketAddr::from(([0, 0, 0, 0], 53))]);
+        assert_eq!(c.control_socket(), Path::new("/run/rampart/control.sock"));
+        let old: Config =
+            toml::from_str("[zones]\ndir = \"z\"\n[anycast]\ncontrol_socket = \"/x/c.sock\"\n")
+                .unwrap();
+        assert_eq!(
+            old.control_socket(),
+            Path::new("/x/c.sock"),
+            "the old key still works"
+        );
+        let both: Config = toml::from_str(
+            "[zones]\ndir = \"z\"\n[server]\ncontrol_socket = \"/y\"\n[anycast]\ncontrol_socket = \"/x\"\n",
+        )
+        .unwrap();
+        assert!(both.check().unwrap_err().to_string().contains("differ"));
         assert!(c.cookies.enabled, "cookies are answered by default");
         let off: Config = toml::from_str(
             "[cookies]

@@ -78,11 +78,12 @@ pub struct Watchdog {
 impl Watchdog {
     /// Started when systemd asked for a watchdog (WATCHDOG_USEC, for this pid); `None` else.
     pub fn start(liveness: Liveness) -> Result<Option<Watchdog>> {
-        let mut usec = 0;
-        if std::env::var_os("NOTIFY_SOCKET").is_none()
-            || !sd_notify::watchdog_enabled(false, &mut usec)
-            || usec == 0
-        {
+        // sd_watchdog_enabled(3): WATCHDOG_PID, when set, must be this process (`rampart
+        // supervise` can't know its child's pid before it starts, so it sets none).
+        let env = |k| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+        let usec = env("WATCHDOG_USEC").unwrap_or(0);
+        let for_us = env("WATCHDOG_PID").is_none_or(|p| p == u64::from(std::process::id()));
+        if std::env::var_os("NOTIFY_SOCKET").is_none() || !for_us || usec == 0 {
             return Ok(None);
         }
         let timeout = Duration::from_micros(usec);

@@ -435,7 +435,7 @@ mod tests {
             assert_eq!(probes.counters[FAST].ok, 1);
 
             // Shared data changes: a reload (both paths switched under the fast path's lock, as
-            // `cli::reload` does) removes the probe name. Both paths now answer NXDOMAIN, which
+            // `Node::reload` does) removes the probe name. Both paths now answer NXDOMAIN, which
             // is what the zone says: healthy.
             let mut text = std::fs::read_to_string(dir.join("example.com.zone")).unwrap();
             text = text

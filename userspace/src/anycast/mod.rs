@@ -2,10 +2,10 @@
 //! prefixes only while it is healthy, and let the operator drain it.
 //!
 //! One thread runs a probe round every `health.interval_ms`, feeds the state machine and applies
-//! its decisions through the [`announce::Announcer`]; the control thread answers
-//! `rampart anycast status|drain|undrain`. Every transition is logged with its reason.
+//! its decisions through the [`announce::Announcer`]; the node's control socket hands it
+//! `rampart anycast status|drain|undrain` ([`AnycastControl`]). Every transition is logged with
+//! its reason.
 pub mod announce;
-pub mod control;
 pub mod health;
 pub mod state;
 
@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::control::Responder;
 use announce::Announcer;
-use control::ControlServer;
 use health::{ProbeCounters, Probes};
 use state::{Action, Machine, State, Thresholds};
 
@@ -56,8 +56,9 @@ pub struct TransitionView {
     pub unix_ms: u64,
 }
 
-/// Operator requests, answered on `reply`.
-enum Request {
+/// Operator requests, carried out by the health thread.
+#[derive(Clone, Copy, Debug)]
+pub enum Request {
     Drain,
     Undrain,
 }
@@ -65,21 +66,42 @@ enum Request {
 /// The running anycast control: stop it (withdrawing) with [`Anycast::shutdown`].
 pub struct Anycast {
     status: Arc<Mutex<Status>>,
+    requests: Sender<(Request, Responder)>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
-    _control: ControlServer,
+}
+
+/// What the control socket asks of the anycast part: its status, a drain or an undrain.
+#[derive(Clone)]
+pub struct AnycastControl {
+    status: Arc<Mutex<Status>>,
+    requests: Sender<(Request, Responder)>,
+}
+
+impl AnycastControl {
+    pub fn status(&self) -> Value {
+        let s = self
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        serde_json::to_value(s).unwrap_or(Value::Null)
+    }
+
+    /// Queued for the health thread, which carries it out only before the request's deadline.
+    pub fn request(&self, request: Request, responder: Responder) {
+        if let Err(e) = self.requests.try_send((request, responder)) {
+            e.into_inner()
+                .1
+                .fail("the health checker is not taking requests");
+        }
+    }
 }
 
 impl Anycast {
     /// Takes the announcement device (made by [`Announcer::new`] while the process could still
-    /// open /dev/net/tun), withdrawn, binds the control socket and starts probing.
-    /// Commands other than status/drain/undrain go to `other`.
-    pub fn start(
-        config: &Config,
-        announcer: Announcer,
-        probes: Probes,
-        other: control::Handler,
-    ) -> Result<Anycast> {
+    /// open /dev/net/tun), withdrawn, and starts probing.
+    pub fn start(config: &Config, announcer: Announcer, probes: Probes) -> Result<Anycast> {
         // A previous instance that died announced may have left the exec method's route behind
         // (the device's die with it): start from a known withdrawn state.
         announcer.withdraw("starting")?;
@@ -115,12 +137,9 @@ impl Anycast {
             transitions_total: 0,
             transitions: Vec::new(),
         }));
-        let (req_tx, req_rx) = crossbeam_channel::bounded::<(Request, Sender<Value>)>(1);
+        // A few: more pile up only while the health thread is stuck, and are refused.
+        let (req_tx, req_rx) = crossbeam_channel::bounded::<(Request, Responder)>(8);
         let status_handle = status.clone();
-        let control = ControlServer::start(&config.anycast.control_socket, {
-            let status = status.clone();
-            Box::new(move |cmd| handle(cmd, &status, &req_tx, &other))
-        })?;
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let checker = Checker {
             probes,
@@ -145,10 +164,17 @@ impl Anycast {
         );
         Ok(Anycast {
             status: status_handle,
+            requests: req_tx,
             stop: Some(stop_tx),
             thread: Some(thread),
-            _control: control,
         })
+    }
+
+    pub fn control(&self) -> AnycastControl {
+        AnycastControl {
+            status: self.status.clone(),
+            requests: self.requests.clone(),
+        }
     }
 
     /// A way to read the current status from other threads (metrics).
@@ -166,29 +192,6 @@ impl Anycast {
     }
 }
 
-fn handle(
-    cmd: &str,
-    status: &Mutex<Status>,
-    requests: &Sender<(Request, Sender<Value>)>,
-    other: &control::Handler,
-) -> Value {
-    let request = match cmd {
-        "status" => {
-            let s = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            return serde_json::to_value(s).unwrap_or(Value::Null);
-        }
-        "drain" => Request::Drain,
-        "undrain" => Request::Undrain,
-        _ => return other(cmd),
-    };
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    if requests.send((request, tx)).is_err() {
-        return json!({"error": "the health checker has stopped"});
-    }
-    rx.recv_timeout(Duration::from_secs(5))
-        .unwrap_or_else(|_| json!({"error": "no reply from the health checker"}))
-}
-
 /// The health thread's state.
 struct Checker {
     probes: Probes,
@@ -204,15 +207,16 @@ struct Checker {
 }
 
 impl Checker {
-    fn run(mut self, requests: &Receiver<(Request, Sender<Value>)>, stop: &Receiver<()>) {
+    fn run(mut self, requests: &Receiver<(Request, Responder)>, stop: &Receiver<()>) {
         let mut next = Instant::now();
         loop {
             let wait = next.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(stop) -> _ => break,
                 recv(requests) -> req => {
-                    if let Ok((req, reply)) = req {
-                        let _ = reply.send(self.operator(req));
+                    // Past its deadline the client has reported failure: not carried out.
+                    if let Ok((req, responder)) = req && responder.accept() {
+                        responder.done(self.operator(req));
                     }
                     continue;
                 }

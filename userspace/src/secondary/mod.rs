@@ -30,6 +30,28 @@ use crate::metrics::XfrStats;
 use crate::server::NotifyHook;
 use crate::zone::ZoneSpec;
 
+/// The secondary zones' handles, without their threads: status and refresh.
+#[derive(Clone, Default)]
+pub struct ZoneHandles(Vec<Arc<SecondaryZone>>);
+
+impl ZoneHandles {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<SecondaryZone>> {
+        self.0.iter()
+    }
+
+    /// The zone with this origin (case and the final dot don't matter).
+    pub fn zone(&self, origin: &str) -> Option<&Arc<SecondaryZone>> {
+        find(&self.0, origin)
+    }
+}
+
+fn find<'a>(zones: &'a [Arc<SecondaryZone>], origin: &str) -> Option<&'a Arc<SecondaryZone>> {
+    let want = origin.trim_end_matches('.');
+    zones
+        .iter()
+        .find(|z| z.origin().trim_end_matches('.').eq_ignore_ascii_case(want))
+}
+
 /// Every secondary zone; the daemon's handle on them.
 pub struct Secondaries {
     zones: Vec<Arc<SecondaryZone>>,
@@ -98,10 +120,13 @@ impl Secondaries {
 
     /// The zone with this origin (case and the final dot don't matter).
     pub fn zone(&self, origin: &str) -> Option<&Arc<SecondaryZone>> {
-        let want = origin.trim_end_matches('.');
-        self.zones
-            .iter()
-            .find(|z| z.origin().trim_end_matches('.').eq_ignore_ascii_case(want))
+        find(&self.zones, origin)
+    }
+
+    /// The handles alone, for threads that outlive no [`Secondaries::stop`] (the control
+    /// socket's).
+    pub fn handles(&self) -> ZoneHandles {
+        ZoneHandles(self.zones.clone())
     }
 
     /// What the slow path calls with each NOTIFY.

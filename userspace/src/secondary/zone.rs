@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -74,6 +75,9 @@ pub struct SecondaryZone {
     records: Mutex<RecordSet>,
     status: Mutex<ZoneStatus>,
     wake: (Sender<Wake>, Receiver<Wake>),
+    /// Refreshes begun and ended, so a caller can wait for one that began after it asked.
+    begun: AtomicU64,
+    ended: AtomicU64,
     stats: XfrStats,
 }
 
@@ -132,6 +136,8 @@ impl SecondaryZone {
             records: Mutex::new(records),
             status: Mutex::new(status),
             wake: crossbeam_channel::unbounded(),
+            begun: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
             stats,
         })
     }
@@ -164,6 +170,26 @@ impl SecondaryZone {
     /// Asks for a refresh now (NOTIFY, an operator): the SOA query runs at once.
     pub fn refresh(&self) {
         let _ = self.wake.0.send(Wake::Refresh);
+    }
+
+    /// Asks for a refresh now and waits up to `timeout` for one that began after the call to
+    /// end: the zone's status then (`last_error` set if it failed); none if still running.
+    pub fn refresh_and_wait(&self, timeout: Duration) -> Option<ZoneStatus> {
+        let before = self.begun.load(Ordering::SeqCst);
+        self.refresh();
+        let until = Instant::now() + timeout;
+        while self.ended.load(Ordering::SeqCst) <= before {
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(self.status())
+    }
+
+    /// The primaries, in the order they are asked.
+    pub fn primaries(&self) -> Vec<SocketAddr> {
+        self.config.primaries.iter().map(|p| p.0).collect()
     }
 
     pub fn status(&self) -> ZoneStatus {
@@ -225,6 +251,7 @@ impl SecondaryZone {
                 // The expire timer's wake-up: no refresh due yet.
                 continue;
             }
+            self.begun.fetch_add(1, Ordering::SeqCst);
             let interval = match self.refresh_once() {
                 Ok(installed) => {
                     if installed {
@@ -244,6 +271,7 @@ impl SecondaryZone {
             };
             next = Instant::now() + interval;
             lock(&self.status).next_refresh = Some(SystemTime::now() + interval);
+            self.ended.fetch_add(1, Ordering::SeqCst);
         }
     }
 

@@ -70,6 +70,49 @@ impl Catalog {
         Catalog::load_keeping(Some(previous), specs, zone_dir)
     }
 
+    /// Reloads only the zones of `specs` (`rampart ctl reload ZONE`, a secondary zone's new
+    /// version); every other zone is kept as it is, its file not read again. A file that fails
+    /// keeps serving its previous version, as in [`Catalog::reload`]. Expiry is the caller's to
+    /// mark again ([`Catalog::set_expired`]): a zone back from expiry is served.
+    pub fn reload_some(&self, specs: &[ZoneSpec]) -> (Catalog, Vec<String>) {
+        let mut catalog = Catalog {
+            zones: self.zones.clone(),
+            warnings: Vec::new(),
+            expired: Default::default(),
+        };
+        let mut errors = Vec::new();
+        for (spec, result) in specs.iter().zip(load_parallel(specs)) {
+            match result {
+                Ok((zone, warnings)) => {
+                    if let Some(other) = catalog.zones.get(&zone.origin_key)
+                        && other.source != spec.path
+                    {
+                        errors.push(already_loaded(spec, &zone, other));
+                        continue;
+                    }
+                    catalog.warnings.extend(warnings);
+                    // The file may now hold another apex: its old zone goes.
+                    catalog.zones.retain(|_, z| z.source != spec.path);
+                    catalog
+                        .zones
+                        .insert(zone.origin_key.clone(), Arc::new(zone));
+                }
+                Err(e) => {
+                    errors.extend(e);
+                    if let Some(old) = catalog.zones.values().find(|z| z.source == spec.path) {
+                        errors.push(keeping(spec, old));
+                    }
+                }
+            }
+        }
+        (catalog, errors)
+    }
+
+    /// The zone whose apex is `origin` (presentation form, trailing dot optional).
+    pub fn zone(&self, origin: &str) -> Option<&Zone> {
+        self.zones.get(&NameKey::parse(origin)?).map(|z| &**z)
+    }
+
     pub(super) fn load_keeping(
         previous: Option<&Catalog>,
         specs: &[ZoneSpec],
@@ -90,12 +133,7 @@ impl Catalog {
                 Ok((zone, warnings)) => {
                     catalog.warnings.extend(warnings);
                     if let Some(prev) = catalog.zones.get(&zone.origin_key) {
-                        errors.push(format!(
-                            "{}: zone {} is already loaded from {}",
-                            spec.path.display(),
-                            zone.origin_key,
-                            prev.source.display()
-                        ));
+                        errors.push(already_loaded(spec, &zone, prev));
                         continue;
                     }
                     catalog
@@ -107,32 +145,12 @@ impl Catalog {
                     let kept =
                         previous.and_then(|p| p.zones.values().find(|z| z.source == spec.path));
                     if let Some(old) = kept {
-                        errors.push(format!(
-                            "{}: keeping the previously loaded zone {} (serial {})",
-                            spec.path.display(),
-                            old.origin_key,
-                            old.serial()
-                        ));
+                        errors.push(keeping(spec, old));
                         catalog.zones.insert(old.origin_key.clone(), old.clone());
                     }
                 }
             }
         }
-        (catalog, errors)
-    }
-
-    /// A partial reload: the zones of `specs` are loaded (one that fails keeps its previous
-    /// version, as in [`Catalog::reload`]); every other zone of `previous` is kept without its
-    /// file being read again. Expiry is the caller's to mark again ([`Catalog::set_expired`]).
-    pub fn replace(previous: &Catalog, specs: &[ZoneSpec]) -> (Catalog, Vec<String>) {
-        let (fresh, errors) = Catalog::load_keeping(Some(previous), specs, None);
-        let mut zones = previous.zones.clone();
-        zones.extend(fresh.zones);
-        let catalog = Catalog {
-            zones,
-            warnings: fresh.warnings,
-            expired: Default::default(),
-        };
         (catalog, errors)
     }
 
@@ -196,6 +214,24 @@ impl Catalog {
     }
 }
 
+fn already_loaded(spec: &ZoneSpec, zone: &Zone, other: &Zone) -> String {
+    format!(
+        "{}: zone {} is already loaded from {}",
+        spec.path.display(),
+        zone.origin_key,
+        other.source.display()
+    )
+}
+
+fn keeping(spec: &ZoneSpec, old: &Zone) -> String {
+    format!(
+        "{}: keeping the previously loaded zone {} (serial {})",
+        spec.path.display(),
+        old.origin_key,
+        old.serial()
+    )
+}
+
 /// What `rampart check` reports for zones that load.
 #[derive(Debug)]
 pub struct CheckSummary {
@@ -254,7 +290,7 @@ pub fn check(specs: &[ZoneSpec]) -> Result<(CheckSummary, Catalog), Vec<String>>
     Ok((summary, catalog))
 }
 
-pub(super) fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
+pub fn zone_dir_specs(dir: &Path) -> std::io::Result<Vec<ZoneSpec>> {
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

@@ -337,6 +337,10 @@ impl Zone {
     pub fn origin_key(&self) -> &NameKey {
         &self.origin_key
     }
+    /// The file the zone was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
     /// The node at a lowercased wire name.
     pub fn node(&self, key: &[u8]) -> Option<&Node> {
         self.nodes.get(key)

@@ -1,0 +1,90 @@
+//! The parts of `Node::start` that take more than a few lines: the fast path, anycast.
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::Result;
+use tracing::info;
+
+use super::log_installed;
+use crate::{
+    anycast::{
+        Anycast,
+        announce::Announcer,
+        health::{self, FastProbe, ProbeQuestion, Probes},
+    },
+    compile::CompiledAnswer,
+    config::Config,
+    cookie::Cookies,
+    fastpath::{self, Capacity, FastPath},
+    limits,
+    server::SharedCatalog,
+};
+
+/// Loads the XDP program sized for `table`, writes the limits and cookie secrets, installs the
+/// first generation and attaches to every interface. Returns it and the generation installed.
+/// `room_for`: records to keep free for zones that arrive later (secondary zones).
+pub fn fast_path(
+    config: &Config,
+    table: &[CompiledAnswer],
+    cookies: &Cookies,
+    room_for: Option<u32>,
+) -> Result<(FastPath, u32)> {
+    let (rrl, budget) = (&config.rrl, &config.miss_budget);
+    let prepared = fastpath::prepare(table)?;
+    let mut capacity = Capacity {
+        buckets: rrl.table_size.max(1),
+        whitelist: (rrl.whitelist.len() as u32).max(1024),
+        ..Capacity::for_prepared(&prepared)
+    };
+    if let Some(records) = room_for {
+        capacity = capacity.with_room_for(records);
+    }
+    let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
+    let mut l = limits::to_limits(rrl, budget, cpus)?;
+    let (secret, staging) = cookies.xdp_secrets();
+    limits::set_cookies(&mut l, secret, staging);
+    fp.set_limits(l, &whitelist)?;
+    info!(?rrl, ?budget, "rate limits set");
+    let installed = fp.install_prepared(prepared)?;
+    log_installed(&installed);
+    for iface in &config.xdp.interfaces {
+        fp.attach(iface, config.xdp.mode, config.xdp.attach)?;
+    }
+    Ok((fp, installed.generation))
+}
+
+/// What the health probes look at.
+pub struct Parts<'a> {
+    pub config: &'a Config,
+    pub shared: &'a SharedCatalog,
+    pub fast: Option<&'a Arc<Mutex<FastPath>>>,
+    /// Whether the XDP maps hold the probe's answer (kept by reloads).
+    pub holds_probe: &'a Arc<AtomicBool>,
+    pub table: &'a [CompiledAnswer],
+}
+
+/// Health checking and announcing: the probes over both paths, the state machine's thread.
+pub fn anycast(p: Parts, announcer: Announcer) -> Result<(Anycast, ProbeQuestion)> {
+    let question = ProbeQuestion::from_config(p.config, p.shared)?;
+    p.holds_probe
+        .store(question.held_by(p.table), Ordering::Relaxed);
+    let (client, service) = health::frame_addresses(p.config);
+    let fast_probe = p.fast.map(|fp| FastProbe {
+        fast: fp.clone(),
+        holds_probe: p.holds_probe.clone(),
+        client,
+        server: service,
+    });
+    let probes = Probes::new(
+        question.clone(),
+        p.shared.clone(),
+        health::slow_target(p.config),
+        fast_probe,
+        p.config.health.timeout(),
+    );
+    Ok((Anycast::start(p.config, announcer, probes)?, question))
+}
