@@ -31,6 +31,7 @@ use crate::{
     instance,
     limits::{self, LimitFlags},
     manual, metrics, privileges,
+    resolver::{self, Resolver},
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     slow_limits::SlowLimits,
     systemd,
@@ -169,6 +170,8 @@ struct RunArgs {
     metrics: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitFlags,
+    #[command(flatten)]
+    resolver: resolver::ResolverFlags,
     /// DNS cookie secret, 32 hex digits, the same on every anycast node (cookies.secret).
     #[arg(long)]
     cookie_secret: Option<String>,
@@ -256,6 +259,7 @@ impl RunArgs {
             bail!("--xdp-mode needs an interface to attach to: give --iface (or xdp.interfaces)");
         }
         self.limits.apply(&mut c.rrl, &mut c.miss_budget);
+        self.resolver.apply(&mut c.resolver);
         if self.cookie_secret.is_some() {
             c.cookies.secret = self.cookie_secret;
         }
@@ -488,7 +492,8 @@ fn run(config: Config) -> Result<()> {
         limits: slow_limits,
         stats: metrics::SlowStats::default(),
         ..ServerConfig::default()
-    };
+    }
+    .with_resolver(Resolver::from_config(&config.resolver)?);
     let shared = SharedCatalog::new(catalog.clone());
     let mut server = Some(
         Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::cookie::CookieConfig;
 use crate::fastpath::AttachMode;
 use crate::limits::{BudgetConfig, RrlConfig};
+use crate::resolver::ResolverConfig;
 
 /// The whole file. Unknown keys are errors, so a typo can't silently leave a default in force.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -32,6 +33,8 @@ pub struct Config {
     pub miss_budget: BudgetConfig,
     /// DNS cookie secrets (RFC 9018 server cookies).
     pub cookies: CookieConfig,
+    /// Resolver mode: recursion or forwarding for allowed clients.
+    pub resolver: ResolverConfig,
 }
 
 /// `[server]`: the slow path's sockets, the node's identity, the metrics endpoint.
@@ -221,9 +224,12 @@ impl Config {
 
     /// Checks what serde can't: run after command-line overrides are applied.
     pub fn check(&self) -> Result<()> {
-        if self.zones.files.is_empty() && self.zones.dir.is_none() {
-            bail!("no zones: give --zone FILE or --zone-dir DIR (or [zones] in the config)");
+        if self.zones.files.is_empty() && self.zones.dir.is_none() && !self.resolver.enabled {
+            bail!(
+                "no zones: give --zone FILE or --zone-dir DIR (or [zones] in the config), or --resolver"
+            );
         }
+        self.resolver.check()?;
         if self.server.listen.is_empty() {
             bail!("no listen address");
         }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod parallel;
 pub mod privileges;
+pub mod resolver;
 pub mod respond;
 pub mod server;
 pub mod slow_limits;

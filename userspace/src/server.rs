@@ -20,6 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cookie::{self, Cookies};
 use crate::identity::Identity;
 use crate::metrics::{ReplyNote, SlowStats, TcpRefusal};
+use crate::resolver::Resolver;
 use crate::respond::{Node, respond_noted};
 use crate::slow_limits::SlowLimits;
 use crate::wire::Transport;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub limits: Option<Arc<SlowLimits>>,
     /// Where the threads count what they do (the metrics endpoint reads the same handles).
     pub stats: SlowStats,
+    /// Resolver mode (names outside the zones resolved for allowed clients).
+    pub resolver: Option<Arc<Resolver>>,
 }
 
 impl Default for ServerConfig {
@@ -62,7 +65,20 @@ impl Default for ServerConfig {
             cookies: Arc::new(Cookies::disabled()),
             limits: None,
             stats: SlowStats::default(),
+            resolver: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Resolver mode on (or not): a miss blocks its UDP thread while it resolves, so the mode
+    /// asks for more threads than cores.
+    pub fn with_resolver(mut self, resolver: Option<Resolver>) -> ServerConfig {
+        if let Some(r) = &resolver {
+            self.udp_workers = self.udp_workers.max(r.udp_workers());
+        }
+        self.resolver = resolver.map(Arc::new);
+        self
     }
 }
 
@@ -122,6 +138,7 @@ impl Server {
                 let (catalog, stop) = (catalog.clone(), stop_rx.clone());
                 let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
                 let (limits, stats) = (config.limits.clone(), config.stats.clone());
+                let resolver = config.resolver.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
@@ -130,6 +147,7 @@ impl Server {
                                 identity: &identity,
                                 cookies: &cookies,
                                 limits: limits.as_deref(),
+                                resolver: resolver.as_deref(),
                             };
                             udp_worker(socket, catalog, node, &stats, stop)
                         })?,
@@ -413,6 +431,7 @@ fn tcp_acceptor(
             config.cookies.clone(),
             config.stats.clone(),
         );
+        let resolver = config.resolver.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-conn-{peer}"))
             .spawn(move || {
@@ -420,6 +439,7 @@ fn tcp_acceptor(
                     identity: &identity,
                     cookies: &cookies,
                     limits: None,
+                    resolver: resolver.as_deref(),
                 };
                 let conn = Connection {
                     peer: peer.ip(),
@@ -796,6 +816,7 @@ mod tests {
             identity: &id,
             cookies: &c,
             limits: None,
+            resolver: None,
         };
         let peer: IpAddr = "198.51.100.7".parse().unwrap();
         let now = 1_700_000_000u32;
@@ -861,6 +882,7 @@ mod tests {
             identity: &id,
             cookies: &off,
             limits: None,
+            resolver: None,
         };
         for len in [8, 5] {
             let q = query_with_options(1, "www.example.com", 1, false, &[(10, &[9; 24][..len])]);
@@ -891,6 +913,7 @@ mod tests {
             identity: &id,
             cookies: &c,
             limits: None,
+            resolver: None,
         };
         let peer: IpAddr = "192.0.2.99".parse().unwrap();
         let plain = query_packet(1, 0, "big.t.test", 1, Some((512, false, 0)));

@@ -1,0 +1,197 @@
+//! Where cache misses go: hickory's recursor (iteration from root hints) or its stub resolver
+//! (forwarding), both validating DNSSEC when asked; their results as a [`Resolved`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use hickory_proto::dnssec::{Proof, TrustAnchors};
+use hickory_proto::op::{Query, ResponseCode};
+use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_recursor::{DnssecPolicy, Recursor};
+use hickory_resolver::config::{
+    NameServerConfig, NameServerConfigGroup, ResolverConfig as StubConfig, ResolverOpts,
+};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::{ResolveError, TokioResolver};
+
+use super::ResolverConfig;
+use super::cache::{Resolved, Security};
+
+/// The library that resolves misses.
+pub enum Upstream {
+    /// Iterates from the root hints: bailiwick filtering, random IDs, source ports and 0x20 case.
+    Recursor { recursor: Recursor, validating: bool },
+    /// Asks the forwarders with RD set.
+    Forwarder {
+        resolver: TokioResolver,
+        validating: bool,
+    },
+}
+
+impl Upstream {
+    /// From the section: forwarders if any are given, else the root hints.
+    pub fn new(config: &ResolverConfig) -> Result<Upstream> {
+        let anchors = match &config.trust_anchor {
+            Some(path) => Some(Arc::new(
+                TrustAnchors::from_file(path)
+                    .with_context(|| format!("reading the trust anchor {}", path.display()))?,
+            )),
+            None => None,
+        };
+        if !config.forwarders.is_empty() {
+            let mut group = NameServerConfigGroup::new();
+            for addr in &config.forwarders {
+                for protocol in [
+                    hickory_proto::xfer::Protocol::Udp,
+                    hickory_proto::xfer::Protocol::Tcp,
+                ] {
+                    group.push(NameServerConfig::new(*addr, protocol));
+                }
+            }
+            let mut opts = ResolverOpts::default();
+            opts.validate = config.dnssec;
+            opts.edns0 = true;
+            opts.timeout = config.timeout();
+            opts.preserve_intermediates = true;
+            opts.trust_anchor = config.trust_anchor.clone();
+            let resolver = TokioResolver::builder_with_config(
+                StubConfig::from_parts(None, vec![], group),
+                TokioConnectionProvider::default(),
+            )
+            .with_options(opts)
+            .build();
+            return Ok(Upstream::Forwarder {
+                resolver,
+                validating: config.dnssec,
+            });
+        }
+        let policy = if config.dnssec {
+            DnssecPolicy::ValidateWithStaticKey {
+                trust_anchor: anchors,
+            }
+        } else {
+            DnssecPolicy::SecurityUnaware
+        };
+        let recursor = Recursor::builder()
+            .dnssec_policy(policy)
+            .case_randomization(true)
+            .build(NameServerConfigGroup::from_ips_clear(
+                &config.root_hints,
+                53,
+                true,
+            ))
+            .context("starting the recursor")?;
+        Ok(Upstream::Recursor {
+            recursor,
+            validating: config.dnssec,
+        })
+    }
+
+    /// Resolves one question; failures (timeouts, unreachable servers) are SERVFAIL.
+    pub async fn resolve(&self, name: Name, qtype: RecordType, dnssec_ok: bool) -> Resolved {
+        match self {
+            Upstream::Recursor {
+                recursor,
+                validating,
+            } => {
+                let query = Query::query(name, qtype);
+                match recursor.resolve(query, Instant::now(), dnssec_ok).await {
+                    Ok(lookup) => positive(lookup.records(), *validating),
+                    Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+                        let rcode = if e.is_nx_domain() {
+                            ResponseCode::NXDomain
+                        } else {
+                            ResponseCode::NoError
+                        };
+                        let soa = e.clone().into_soa().map(|s| s.into_record_of_rdata());
+                        negative(rcode, soa, e.authorities(), *validating)
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "recursion failed");
+                        Resolved::failure()
+                    }
+                }
+            }
+            Upstream::Forwarder {
+                resolver,
+                validating,
+            } => match resolver.lookup(name, qtype).await {
+                Ok(lookup) => positive(lookup.records(), *validating),
+                Err(e) => forwarded_error(e, *validating),
+            },
+        }
+    }
+
+    /// For the log at start.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Upstream::Recursor { .. } => "recursion from the root hints",
+            Upstream::Forwarder { .. } => "forwarding",
+        }
+    }
+}
+
+fn forwarded_error(e: ResolveError, validating: bool) -> Resolved {
+    if e.is_nx_domain() || e.is_no_records_found() {
+        let rcode = if e.is_nx_domain() {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        };
+        let authorities = match e.proto().map(|p| p.kind()) {
+            Some(hickory_proto::ProtoErrorKind::NoRecordsFound { authorities, .. }) => {
+                authorities.clone()
+            }
+            _ => None,
+        };
+        let soa = e.into_soa().map(|s| s.into_record_of_rdata());
+        return negative(rcode, soa, authorities, validating);
+    }
+    tracing::debug!(error = %e, "forwarding failed");
+    Resolved::failure()
+}
+
+/// Records found: secure only if every one was proven so.
+fn positive(records: &[Record], validating: bool) -> Resolved {
+    Resolved {
+        rcode: ResponseCode::NoError,
+        answer: records.to_vec(),
+        authority: Vec::new(),
+        security: security(records.iter(), validating),
+    }
+}
+
+/// NXDOMAIN or NODATA: the SOA (and the denial's NSEC records) in the authority section.
+fn negative(
+    rcode: ResponseCode,
+    soa: Option<Record>,
+    authorities: Option<Arc<[Record]>>,
+    validating: bool,
+) -> Resolved {
+    let mut authority: Vec<Record> = soa.into_iter().collect();
+    for r in authorities.iter().flat_map(|a| a.iter()) {
+        if r.record_type() != RecordType::SOA {
+            authority.push(r.clone());
+        }
+    }
+    Resolved {
+        rcode,
+        security: security(authority.iter(), validating),
+        answer: Vec::new(),
+        authority,
+    }
+}
+
+fn security<'a>(mut records: impl Iterator<Item = &'a Record> + Clone, validating: bool) -> Security {
+    if !validating {
+        return Security::Insecure;
+    }
+    if records.clone().any(|r| r.proof() == Proof::Bogus) {
+        Security::Bogus
+    } else if records.clone().next().is_some() && records.all(|r| r.proof() == Proof::Secure) {
+        Security::Secure
+    } else {
+        Security::Insecure
+    }
+}
