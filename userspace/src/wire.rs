@@ -596,14 +596,7 @@ impl Compressor {
 fn render_truncated(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
     let mut buf = vec![0; HEADER_LEN];
     buf.extend_from_slice(&query.question);
-    write_header(
-        &mut buf,
-        query,
-        ans,
-        ans.rcode,
-        true,
-        [1, 0, 0, 0],
-    );
+    write_header(&mut buf, query, ans, ans.rcode, true, [1, 0, 0, 0]);
     if let Some(edns) = query.edns {
         push_opt(&mut buf, ans, edns);
     }

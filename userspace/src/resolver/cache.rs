@@ -190,7 +190,7 @@ impl Cache {
     }
 
     /// Entries held (expired ones not yet looked at included).
-    pub fn len(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.entries().len()
     }
 }

@@ -26,6 +26,11 @@ pub use upstream::Upstream;
 use crate::answer::{Answer, Outcome, Rr};
 use crate::wire::Query;
 
+/// The daemon's default log filter: info, but for the resolver library's per-query lines (every
+/// upstream query at info, every NXDOMAIN at warn).
+pub const DEFAULT_LOG: &str =
+    "info,hickory_recursor=error,hickory_resolver=error,hickory_proto=error";
+
 /// RA: recursion available.
 const FLAG_RA: u16 = 0x0080;
 /// AD: authentic data (RFC 4035 §3.2.3).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::BinEncodable;
 
 use super::*;
 
@@ -22,7 +23,11 @@ fn bounds(entries: usize, stale: Option<u32>) -> Bounds {
 
 fn key(name: &str) -> Key {
     Key {
-        qname: Name::from_str(name).unwrap().to_lowercase().to_bytes().unwrap(),
+        qname: Name::from_str(name)
+            .unwrap()
+            .to_lowercase()
+            .to_bytes()
+            .unwrap(),
         qtype: 1,
         dnssec_ok: false,
     }
@@ -82,12 +87,21 @@ fn ttls_count_down_and_expire_with_the_shortest() {
     let cache = Cache::new(bounds(10, None));
     let t0 = Instant::now();
     cache.insert(key("www.example."), positive(&[300, 60]), t0);
-    assert_eq!(ttls(cache.get(&key("www.example."), t0)), ('F', vec![300, 60]));
+    assert_eq!(
+        ttls(cache.get(&key("www.example."), t0)),
+        ('F', vec![300, 60])
+    );
     // Rounded up: 0.5 s in, the TTL given is already one less (never above what remains).
     let half = t0 + Duration::from_millis(500);
-    assert_eq!(ttls(cache.get(&key("www.example."), half)), ('F', vec![299, 59]));
+    assert_eq!(
+        ttls(cache.get(&key("www.example."), half)),
+        ('F', vec![299, 59])
+    );
     let later = t0 + Duration::from_secs(59);
-    assert_eq!(ttls(cache.get(&key("www.example."), later)), ('F', vec![241, 1]));
+    assert_eq!(
+        ttls(cache.get(&key("www.example."), later)),
+        ('F', vec![241, 1])
+    );
     let expired = t0 + Duration::from_secs(60);
     assert_eq!(ttls(cache.get(&key("www.example."), expired)).0, 'M');
 }
@@ -97,16 +111,37 @@ fn negative_answers_last_the_soa_minimum() {
     let cache = Cache::new(bounds(10, None));
     let t0 = Instant::now();
     // RFC 2308 §5: the smaller of the SOA's TTL and its MINIMUM.
-    cache.insert(key("nx.example."), negative(ResponseCode::NXDomain, 3600, 30), t0);
-    cache.insert(key("nodata.example."), negative(ResponseCode::NoError, 20, 300), t0);
+    cache.insert(
+        key("nx.example."),
+        negative(ResponseCode::NXDomain, 3600, 30),
+        t0,
+    );
+    cache.insert(
+        key("nodata.example."),
+        negative(ResponseCode::NoError, 20, 300),
+        t0,
+    );
     let at = |s| t0 + Duration::from_secs(s);
-    assert_eq!(ttls(cache.get(&key("nx.example."), at(10))), ('F', vec![20]));
-    assert_eq!(ttls(cache.get(&key("nodata.example."), at(10))), ('F', vec![10]));
+    assert_eq!(
+        ttls(cache.get(&key("nx.example."), at(10))),
+        ('F', vec![20])
+    );
+    assert_eq!(
+        ttls(cache.get(&key("nodata.example."), at(10))),
+        ('F', vec![10])
+    );
     assert_eq!(ttls(cache.get(&key("nodata.example."), at(20))).0, 'M');
     assert_eq!(ttls(cache.get(&key("nx.example."), at(30))).0, 'M');
     // Capped by max_negative_ttl; no SOA or a failure: not cached.
-    cache.insert(key("long.example."), negative(ResponseCode::NXDomain, 86400, 86400), t0);
-    assert_eq!(ttls(cache.get(&key("long.example."), t0)), ('F', vec![3600]));
+    cache.insert(
+        key("long.example."),
+        negative(ResponseCode::NXDomain, 86400, 86400),
+        t0,
+    );
+    assert_eq!(
+        ttls(cache.get(&key("long.example."), t0)),
+        ('F', vec![3600])
+    );
     let mut bare = negative(ResponseCode::NXDomain, 60, 60);
     bare.authority.clear();
     cache.insert(key("bare.example."), bare, t0);
@@ -123,7 +158,7 @@ fn bounded_size_evicts_the_least_recently_used() {
     cache.insert(key("b.example."), positive(&[60]), t0);
     assert_eq!(ttls(cache.get(&key("a.example."), t0)).0, 'F');
     cache.insert(key("c.example."), positive(&[60]), t0);
-    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.held(), 2);
     assert_eq!(ttls(cache.get(&key("b.example."), t0)).0, 'M');
     assert_eq!(ttls(cache.get(&key("a.example."), t0)).0, 'F');
     assert_eq!(ttls(cache.get(&key("c.example."), t0)).0, 'F');
@@ -135,7 +170,10 @@ fn stale_entries_only_within_the_window() {
     let t0 = Instant::now();
     cache.insert(key("www.example."), positive(&[60]), t0);
     let at = |s| t0 + Duration::from_secs(s);
-    assert_eq!(ttls(cache.get(&key("www.example."), at(61))), ('S', vec![STALE_TTL]));
+    assert_eq!(
+        ttls(cache.get(&key("www.example."), at(61))),
+        ('S', vec![STALE_TTL])
+    );
     assert_eq!(ttls(cache.get(&key("www.example."), at(159))).0, 'S');
     assert_eq!(ttls(cache.get(&key("www.example."), at(160))).0, 'M');
     let off = Cache::new(bounds(10, None));
@@ -157,7 +195,10 @@ fn bogus_results_are_kept_briefly() {
 
 #[test]
 fn acl_allows_only_its_prefixes() {
-    let acl = Acl::new(&["192.0.2.0/24".parse().unwrap(), "2001:db8::/32".parse().unwrap()]);
+    let acl = Acl::new(&[
+        "192.0.2.0/24".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ]);
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert!(acl.allows(ip("192.0.2.7")));
     assert!(acl.allows(ip("::ffff:192.0.2.7")), "IPv4-mapped");

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use hickory_proto::dnssec::{Proof, TrustAnchors};
 use hickory_proto::op::{Query, ResponseCode};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_recursor::{DnssecPolicy, Recursor};
 use hickory_resolver::config::{
     NameServerConfig, NameServerConfigGroup, ResolverConfig as StubConfig, ResolverOpts,
@@ -18,10 +18,16 @@ use hickory_resolver::{ResolveError, TokioResolver};
 use super::ResolverConfig;
 use super::cache::{Resolved, Security};
 
+/// CNAME links followed after the first answer (as Unbound's default max chain of 8 or so).
+const MAX_CNAME_LINKS: usize = 8;
+
 /// The library that resolves misses.
 pub enum Upstream {
     /// Iterates from the root hints: bailiwick filtering, random IDs, source ports and 0x20 case.
-    Recursor { recursor: Recursor, validating: bool },
+    Recursor {
+        recursor: Recursor,
+        validating: bool,
+    },
     /// Asks the forwarders with RD set.
     Forwarder {
         resolver: TokioResolver,
@@ -88,8 +94,27 @@ impl Upstream {
         })
     }
 
-    /// Resolves one question; failures (timeouts, unreachable servers) are SERVFAIL.
+    /// Resolves one question, following CNAMEs (the recursor gives the first link of a chain
+    /// only); failures (timeouts, unreachable servers) are SERVFAIL.
     pub async fn resolve(&self, name: Name, qtype: RecordType, dnssec_ok: bool) -> Resolved {
+        let mut whole = self.resolve_once(name, qtype, dnssec_ok).await;
+        for _ in 0..MAX_CNAME_LINKS {
+            let Some(target) = dangling_cname(&whole, qtype) else {
+                break;
+            };
+            let next = self.resolve_once(target, qtype, dnssec_ok).await;
+            if next.rcode == ResponseCode::ServFail {
+                return next;
+            }
+            whole.rcode = next.rcode;
+            whole.security = worst(whole.security, next.security);
+            whole.answer.extend(next.answer);
+            whole.authority = next.authority;
+        }
+        whole
+    }
+
+    async fn resolve_once(&self, name: Name, qtype: RecordType, dnssec_ok: bool) -> Resolved {
         match self {
             Upstream::Recursor {
                 recursor,
@@ -129,6 +154,34 @@ impl Upstream {
             Upstream::Recursor { .. } => "recursion from the root hints",
             Upstream::Forwarder { .. } => "forwarding",
         }
+    }
+}
+
+/// The target of a CNAME ending the answer without the asked type at it, if any.
+fn dangling_cname(r: &Resolved, qtype: RecordType) -> Option<Name> {
+    if r.rcode != ResponseCode::NoError || matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+        return None;
+    }
+    let mut target = None;
+    for rec in &r.answer {
+        if let RData::CNAME(t) = rec.data() {
+            target = Some(t.0.clone());
+        }
+    }
+    let target = target?;
+    let answered = r
+        .answer
+        .iter()
+        .any(|rec| rec.record_type() != RecordType::RRSIG && rec.name() == &target);
+    (!answered).then_some(target)
+}
+
+/// The weaker of two parts' security: an answer is only as secure as every part of it.
+fn worst(a: Security, b: Security) -> Security {
+    match (a, b) {
+        (Security::Bogus, _) | (_, Security::Bogus) => Security::Bogus,
+        (Security::Secure, Security::Secure) => Security::Secure,
+        _ => Security::Insecure,
     }
 }
 
@@ -183,7 +236,10 @@ fn negative(
     }
 }
 
-fn security<'a>(mut records: impl Iterator<Item = &'a Record> + Clone, validating: bool) -> Security {
+fn security<'a>(
+    mut records: impl Iterator<Item = &'a Record> + Clone,
+    validating: bool,
+) -> Security {
     if !validating {
         return Security::Insecure;
     }
