@@ -71,12 +71,8 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Resolver mode on (or not): a miss blocks its UDP thread while it resolves, so the mode
-    /// asks for more threads than cores.
+    /// Resolver mode on (or not).
     pub fn with_resolver(mut self, resolver: Option<Resolver>) -> ServerConfig {
-        if let Some(r) = &resolver {
-            self.udp_workers = self.udp_workers.max(r.udp_workers());
-        }
         self.resolver = resolver.map(Arc::new);
         self
     }
@@ -135,22 +131,20 @@ impl Server {
                 sockets.push(udp_socket(addr)?);
             }
             for (i, socket) in sockets.into_iter().enumerate() {
-                let (catalog, stop) = (catalog.clone(), stop_rx.clone());
-                let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
-                let (limits, stats) = (config.limits.clone(), config.stats.clone());
-                let resolver = config.resolver.clone();
+                let stop = stop_rx.clone();
+                let udp = UdpContext {
+                    socket: Arc::new(socket),
+                    catalog: catalog.clone(),
+                    identity: config.identity.clone(),
+                    cookies: config.cookies.clone(),
+                    limits: config.limits.clone(),
+                    resolver: config.resolver.clone(),
+                    stats: config.stats.clone(),
+                };
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
-                        .spawn(move || {
-                            let node = Node {
-                                identity: &identity,
-                                cookies: &cookies,
-                                limits: limits.as_deref(),
-                                resolver: resolver.as_deref(),
-                            };
-                            udp_worker(socket, catalog, node, &stats, stop)
-                        })?,
+                        .spawn(move || udp_worker(udp, stop))?,
                 );
             }
             let listener = tcp_listener(addr)?;
@@ -275,16 +269,73 @@ fn is_poll_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn udp_worker(
-    socket: UdpSocket,
+/// A UDP thread's socket and what it answers with, owned, so that a query waiting for the
+/// resolver can be answered from another thread.
+#[derive(Clone)]
+struct UdpContext {
+    socket: Arc<UdpSocket>,
     catalog: SharedCatalog,
-    node: Node<'_>,
-    stats: &SlowStats,
-    stop: Receiver<()>,
-) {
+    identity: Arc<Identity>,
+    cookies: Arc<Cookies>,
+    limits: Option<Arc<SlowLimits>>,
+    resolver: Option<Arc<Resolver>>,
+    stats: SlowStats,
+}
+
+impl UdpContext {
+    /// Answers one datagram received at `received` and counts it.
+    fn answer(&self, packet: &[u8], peer: SocketAddr, received: Instant) {
+        let node = Node {
+            identity: &self.identity,
+            cookies: &self.cookies,
+            limits: self.limits.as_deref(),
+            resolver: self.resolver.as_deref(),
+        };
+        let catalog = self.catalog.get();
+        let mut note = ReplyNote::default();
+        let response = respond_noted(
+            &catalog,
+            node,
+            peer.ip(),
+            cookie::now(),
+            packet,
+            Transport::Udp,
+            &mut note,
+        );
+        if let Some(response) = &response
+            && let Err(e) = self.socket.send_to(response, peer)
+        {
+            tracing::debug!(error = %e, %peer, "udp send");
+        }
+        self.stats.message(
+            Transport::Udp,
+            &note,
+            response.is_some(),
+            received.elapsed(),
+        );
+    }
+
+    /// Hands a query that may wait for the resolver's upstream to its threads; `false` if it
+    /// is to be answered here.
+    fn deferred(&self, packet: &[u8], peer: SocketAddr, received: Instant) -> bool {
+        let Some(resolver) = &self.resolver else {
+            return false;
+        };
+        if !resolver.needs_upstream(&self.catalog.get(), packet, peer.ip()) {
+            return false;
+        }
+        let (udp, packet) = (self.clone(), packet.to_vec());
+        if !resolver.defer(Box::new(move || udp.answer(&packet, peer, received))) {
+            tracing::debug!(%peer, "resolver queue full: query dropped");
+        }
+        true
+    }
+}
+
+fn udp_worker(udp: UdpContext, stop: Receiver<()>) {
     let mut buf = vec![0u8; 65535];
     while !stopped(&stop) {
-        let (len, peer) = match socket.recv_from(&mut buf) {
+        let (len, peer) = match udp.socket.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e) if is_poll_timeout(&e) => continue,
             Err(e) => {
@@ -297,28 +348,9 @@ fn udp_worker(
             continue;
         }
         let received = Instant::now();
-        let catalog = catalog.get();
-        let mut note = ReplyNote::default();
-        let response = respond_noted(
-            &catalog,
-            node,
-            peer.ip(),
-            cookie::now(),
-            &buf[..len],
-            Transport::Udp,
-            &mut note,
-        );
-        if let Some(response) = &response
-            && let Err(e) = socket.send_to(response, peer)
-        {
-            tracing::debug!(error = %e, %peer, "udp send");
+        if !udp.deferred(&buf[..len], peer, received) {
+            udp.answer(&buf[..len], peer, received);
         }
-        stats.message(
-            Transport::Udp,
-            &note,
-            response.is_some(),
-            received.elapsed(),
-        );
     }
 }
 

@@ -189,6 +189,13 @@ impl Cache {
         }
     }
 
+    /// Whether `key` has an entry that hasn't expired at `now` (without copying it).
+    pub fn is_fresh(&self, key: &Key, now: Instant) -> bool {
+        self.entries().peek(key).is_some_and(|e| {
+            now.saturating_duration_since(e.stored) < Duration::from_secs(e.ttl.into())
+        })
+    }
+
     /// Entries held (expired ones not yet looked at included).
     pub fn held(&self) -> usize {
         self.entries().len()

@@ -56,9 +56,11 @@ pub struct ResolverConfig {
     pub max_stale: u32,
     /// A resolution that takes longer gets SERVFAIL (or a stale answer).
     pub timeout_ms: u64,
-    /// Slow-path UDP threads per listen address in resolver mode: a miss blocks its thread
-    /// while it resolves, so more of them than cores.
-    pub udp_workers: usize,
+    /// Threads that resolve misses (each blocks while it waits for the upstream): the most
+    /// misses resolved at once.
+    pub miss_workers: usize,
+    /// Misses waiting for a thread at most; more are dropped (the client retries).
+    pub miss_queue: usize,
 }
 
 impl Default for ResolverConfig {
@@ -79,7 +81,8 @@ impl Default for ResolverConfig {
             serve_stale: false,
             max_stale: 86_400,
             timeout_ms: 3_000,
-            udp_workers: 16,
+            miss_workers: 64,
+            miss_queue: 4096,
         }
     }
 }
@@ -97,8 +100,14 @@ impl ResolverConfig {
         if self.forwarders.is_empty() && self.root_hints.is_empty() {
             bail!("resolver: give root_hints or forwarders");
         }
-        if self.cache_size == 0 || self.timeout_ms == 0 || self.udp_workers == 0 {
-            bail!("resolver.cache_size, timeout_ms and udp_workers must be at least 1");
+        if self.cache_size == 0
+            || self.timeout_ms == 0
+            || self.miss_workers == 0
+            || self.miss_queue == 0
+        {
+            bail!(
+                "resolver.cache_size, timeout_ms, miss_workers and miss_queue must be at least 1"
+            );
         }
         if let Some(path) = &self.trust_anchor
             && !path.is_file()

@@ -4,6 +4,8 @@
 mod acl;
 mod cache;
 mod config;
+mod inflight;
+mod pool;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -21,10 +23,14 @@ use rampart_common::dns::{FLAG_CD, FLAG_RD};
 pub use acl::Acl;
 pub use cache::{Bounds, Cache, Key, Lookup, Resolved, STALE_TTL, Security};
 pub use config::{ResolverConfig, ResolverFlags};
+pub use pool::Job;
 pub use upstream::Upstream;
 
-use crate::answer::{Answer, Outcome, Rr};
-use crate::wire::Query;
+use crate::answer::{self, Answer, Outcome, Rr};
+use crate::wire::{self, CLASS_IN, Query};
+use crate::zone::Catalog;
+use inflight::Inflight;
+use pool::MissPool;
 
 /// The daemon's default log filter: info, but for the resolver library's per-query lines (every
 /// upstream query at info, every NXDOMAIN at warn).
@@ -45,6 +51,8 @@ pub struct Resolver {
     runtime: tokio::runtime::Runtime,
     upstream: Upstream,
     cache: Cache,
+    inflight: Inflight,
+    misses: MissPool,
     acl: Acl,
     config: ResolverConfig,
 }
@@ -94,14 +102,32 @@ impl Resolver {
             runtime,
             upstream,
             cache: Cache::new(bounds),
+            inflight: Inflight::default(),
+            misses: MissPool::start(config.miss_workers, config.miss_queue)
+                .context("starting the resolver's threads")?,
             acl: Acl::new(&config.allow),
             config: config.clone(),
         }))
     }
 
-    /// Slow-path UDP threads per address this mode wants.
-    pub fn udp_workers(&self) -> usize {
-        self.config.udp_workers
+    /// Whether answering `packet` may wait for the upstream: a recursive query from an allowed
+    /// client for a name outside the zones that the cache has no fresh answer for. Such a
+    /// query is answered from [`Resolver::defer`]'s threads.
+    pub fn needs_upstream(&self, catalog: &Catalog, packet: &[u8], peer: IpAddr) -> bool {
+        let Ok(query) = wire::parse_query(packet, false) else {
+            return false;
+        };
+        query.qclass == CLASS_IN
+            && query.flags & FLAG_RD != 0
+            && self.acl.allows(peer)
+            && answer::select_zone(catalog, &query.question()).is_none()
+            && !self.cache.is_fresh(&key(&query), Instant::now())
+    }
+
+    /// Runs `job` (which answers a query [`Resolver::needs_upstream`] picked) on a miss thread;
+    /// `false` if too many misses wait already.
+    pub fn defer(&self, job: Job) -> bool {
+        self.misses.submit(job)
     }
 
     /// The answer to a class IN query for a name outside the node's zones.
@@ -113,11 +139,7 @@ impl Resolver {
             };
         }
         let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
-        let key = Key {
-            qname: query.qname_key.as_wire().to_vec(),
-            qtype: query.qtype.into(),
-            dnssec_ok,
-        };
+        let key = key(query);
         let now = Instant::now();
         let (resolved, stale) = match self.cache.get(&key, now) {
             Lookup::Fresh(r) => (r, false),
@@ -129,13 +151,16 @@ impl Resolver {
                 };
             }
             cached => {
-                let fresh = self.fetch(query, dnssec_ok);
+                let wait = self.config.timeout() + std::time::Duration::from_secs(1);
+                let fresh = self.inflight.share(&key, wait, || {
+                    let fresh = self.fetch(query, dnssec_ok);
+                    self.cache
+                        .insert(key.clone(), fresh.clone(), Instant::now());
+                    fresh
+                });
                 match cached {
                     Lookup::Stale(old) if fresh.rcode == ResponseCode::ServFail => (old, true),
-                    _ => {
-                        self.cache.insert(key, fresh.clone(), now);
-                        (fresh, false)
-                    }
+                    _ => (fresh, false),
                 }
             }
         };
@@ -149,6 +174,15 @@ impl Resolver {
         self.runtime
             .block_on(async { tokio::time::timeout(self.config.timeout(), resolving).await })
             .unwrap_or_else(|_| Resolved::failure())
+    }
+}
+
+/// The cache key of a query.
+fn key(query: &Query) -> Key {
+    Key {
+        qname: query.qname_key.as_wire().to_vec(),
+        qtype: query.qtype.into(),
+        dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
     }
 }
 
