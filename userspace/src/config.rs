@@ -300,4 +300,26 @@ enabled = false
         .unwrap();
         assert!(exec.check().is_err(), "exec without a command");
     }
+
+    #[test]
+    fn resolver_section() {
+        let alone: Config = toml::from_str(
+            "[resolver]\nenabled = true\nroot_hints = [\"192.0.2.1\"]\nallow = [\"192.0.2.0/24\"]\n",
+        )
+        .unwrap();
+        alone.check().expect("a resolver needs no zones");
+        assert_eq!(alone.resolver.allow.len(), 1);
+        assert!(alone.resolver.dnssec, "validation on by default");
+        let off: Config = toml::from_str("[resolver]\nroot_hints = [\"192.0.2.1\"]\n").unwrap();
+        assert!(off.check().is_err(), "neither zones nor resolver mode");
+        let nowhere: Config =
+            toml::from_str("[resolver]\nenabled = true\nroot_hints = []\n").unwrap();
+        assert!(nowhere.check().is_err(), "no hints, no forwarders");
+        let anchor: Config = toml::from_str(
+            "[resolver]\nenabled = true\ntrust_anchor = \"/nonexistent/root.key\"\n",
+        )
+        .unwrap();
+        assert!(anchor.check().is_err(), "missing trust anchor file");
+        assert!(toml::from_str::<Config>("[resolver]\ncache_sise = 5\n").is_err());
+    }
 }

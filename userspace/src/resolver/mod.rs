@@ -76,7 +76,7 @@ impl Resolver {
         // Misses block the slow path's threads (see `udp_workers`): the upstream's I/O needs
         // little CPU, one thread drives it.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("resolver")
             .enable_all()
             .build()
