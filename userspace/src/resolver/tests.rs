@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, SOA};
-use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::*;
@@ -205,4 +205,59 @@ fn acl_allows_only_its_prefixes() {
     assert!(acl.allows(ip("2001:db8::1")));
     assert!(!acl.allows(ip("198.51.100.7")));
     assert!(!acl.allows(ip("2001:db9::1")));
+}
+
+/// The header flags and answer records `render` gives for a query with `flags` (RD, CD, AD
+/// bits) and DO, over a result of `security`.
+fn rendered(
+    security: Security,
+    flags: u16,
+    dnssec_ok: bool,
+) -> (ResponseCode, u16, Vec<RecordType>) {
+    use crate::wire::testutil::query_packet;
+    let packet = query_packet(7, flags, "www.example.", 1, Some((1232, dnssec_ok, 0)));
+    let query = crate::wire::parse_query(&packet, false).unwrap();
+    let mut resolved = positive(&[300]);
+    resolved.answer.push(Record::from_rdata(
+        Name::from_str("www.example.").unwrap(),
+        300,
+        RData::Unknown {
+            code: RecordType::RRSIG,
+            rdata: hickory_proto::rr::rdata::NULL::with(vec![0, 1, 13, 2]),
+        },
+    ));
+    resolved.security = security;
+    let ans = render(&query, resolved, false);
+    let types = ans.answer.iter().map(|rr| rr.rtype()).collect();
+    (ans.rcode, ans.recursion_flags, types)
+}
+
+#[test]
+fn ad_cd_and_dnssec_records_as_rfc_4035_and_6840_say() {
+    use rampart_common::dns::{FLAG_CD, FLAG_RD};
+    let (a, rrsig) = (RecordType::A, RecordType::RRSIG);
+    // Secure: AD only when asked for with DO or AD; RRSIG only with DO.
+    assert_eq!(
+        rendered(Security::Secure, FLAG_RD, true),
+        (ResponseCode::NoError, FLAG_RA | FLAG_AD, vec![a, rrsig])
+    );
+    assert_eq!(
+        rendered(Security::Secure, FLAG_RD | FLAG_AD, false),
+        (ResponseCode::NoError, FLAG_RA | FLAG_AD, vec![a])
+    );
+    assert_eq!(
+        rendered(Security::Secure, FLAG_RD, false),
+        (ResponseCode::NoError, FLAG_RA, vec![a])
+    );
+    // Insecure: never AD.
+    assert_eq!(rendered(Security::Insecure, FLAG_RD, true).1, FLAG_RA);
+    // Bogus: SERVFAIL, or with CD the data, CD echoed, no AD.
+    assert_eq!(
+        rendered(Security::Bogus, FLAG_RD, true),
+        (ResponseCode::ServFail, FLAG_RA, vec![])
+    );
+    assert_eq!(
+        rendered(Security::Bogus, FLAG_RD | FLAG_CD, true),
+        (ResponseCode::NoError, FLAG_RA | FLAG_CD, vec![a, rrsig])
+    );
 }
