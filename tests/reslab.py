@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 ROOT, TLD, LEAF = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 RAMPART, UNBOUND, OUTSIDER = "198.51.100.53", "198.51.100.54", "198.51.100.99"
+# A second rampart that forwards to the first.
+FORWARDER = "198.51.100.55"
 # plain.test.: its SOA TTL and MINIMUM differ so the negative TTL (RFC 2308 §5) is their minimum.
 NEG_TTL = 30
 SHORT_TTL = 20
@@ -157,7 +159,7 @@ class ResolverLab:
     def _network(self):
         run(["ip", "netns", "add", self.ns])
         ns_exec(self.ns, ["ip", "link", "set", "lo", "up"])
-        for addr in (ROOT, TLD, LEAF, RAMPART, UNBOUND, OUTSIDER):
+        for addr in (ROOT, TLD, LEAF, RAMPART, UNBOUND, OUTSIDER, FORWARDER):
             ns_exec(self.ns, ["ip", "addr", "add", f"{addr}/32", "dev", "lo"])
 
     def _zones(self, names):
@@ -229,13 +231,17 @@ class ResolverLab:
                 p.kill()
                 p.wait(5)
 
-    def rampart(self, binary, extra=()):
-        run_dir = os.path.join(self.tmp, "run")
-        cmd = [binary, "run", "--listen", f"{RAMPART}:53", "--user", "root", "--run-dir", run_dir,
-               "--zone", f"{LOCAL_ZONE}={self.local_zone}", "--resolver", "--root-hint", ROOT,
-               "--trust-anchor", self.anchor, "--resolver-allow", f"{RAMPART}/32",
-               "--resolver-allow", "127.0.0.0/8", "--no-cookies"] + list(extra)
-        return self.start("rampart", cmd, RAMPART, LOCAL_ZONE)
+    def rampart(self, binary, extra=(), forward=False):
+        """rampart iterating from the lab's root on RAMPART, or (`forward`) on FORWARDER
+        forwarding to Unbound (start it first); both serve the local zone and allow only their
+        own address."""
+        name, addr = ("rampart-fwd", FORWARDER) if forward else ("rampart", RAMPART)
+        upstream = ["--forwarder", f"{UNBOUND}:53"] if forward else ["--root-hint", ROOT]
+        cmd = [binary, "run", "--listen", f"{addr}:53", "--user", "root", "--run-dir",
+               os.path.join(self.tmp, f"run-{name}"), "--zone", f"{LOCAL_ZONE}={self.local_zone}",
+               "--resolver", "--trust-anchor", self.anchor, "--resolver-allow", f"{addr}/32",
+               "--resolver-allow", "127.0.0.0/8", "--no-cookies"] + upstream + list(extra)
+        return self.start(name, cmd, addr, LOCAL_ZONE)
 
     def unbound(self):
         d = os.path.join(self.tmp, "unbound")

@@ -10,7 +10,9 @@ test. and leaf zones), rampart iterating from the lab's root with its DNSKEY as 
   - DNSSEC: AD for the signed zone (DO or AD asked), none for the unsigned one, SERVFAIL with EDE 6
     for the broken one unless CD;
   - the ACL: REFUSED (EDE 18) over UDP and TCP outside it; the local zone answered
-    authoritatively to anyone (combined mode).
+    authoritatively to anyone (combined mode);
+  - forwarding: a second rampart forwarding to Unbound answers chains and NXDOMAIN, validates
+    itself from the lab's key (AD, SERVFAIL for the broken zone) and keeps its own ACL.
 Run as root: /usr/bin/python3 tests/resolver_lab.py RAMPART_BIN (prints "N passed, M failed")."""
 
 import os
@@ -31,8 +33,8 @@ import dns.rdatatype  # noqa: E402
 SERVER = reslab.RAMPART
 
 
-def ask(name, rtype="A", do=False, cd=False, ad=False, source=None, tcp=False, timeout=5):
-    """(response, sent, received) from rampart."""
+def ask(name, rtype="A", do=False, cd=False, ad=False, source=None, tcp=False, timeout=5, server=SERVER):
+    """(response, sent, received) from rampart (`server`)."""
     q = dns.message.make_query(name, rtype, want_dnssec=do, use_edns=0)
     q.flags &= ~dns.flags.AD
     if cd:
@@ -41,7 +43,7 @@ def ask(name, rtype="A", do=False, cd=False, ad=False, source=None, tcp=False, t
         q.flags |= dns.flags.AD
     sent = time.monotonic()
     how = dns.query.tcp if tcp else dns.query.udp
-    r = how(q, SERVER, timeout=timeout, source=source)
+    r = how(q, server, timeout=timeout, source=source)
     return r, sent, time.monotonic()
 
 
@@ -157,6 +159,28 @@ def cache_and_stale(c, lab, stale_first):
             r.rcode() == dns.rcode.NOERROR and ttls(r) == [30] and 3 in ede(r), r.to_text())
 
 
+def forwarding(c, lab, binary):
+    """A second rampart forwarding to Unbound, validating itself."""
+    lab.unbound()
+    lab.rampart(binary, forward=True)
+    fwd = reslab.FORWARDER
+    r, _, _ = ask("alias.plain.test.", server=fwd)
+    c.check("forwarding: CNAME chain answered, RA set", r.rcode() == dns.rcode.NOERROR and flag(r, dns.flags.RA)
+            and [rs.rdtype for rs in r.answer] == [dns.rdatatype.CNAME, dns.rdatatype.A], r.to_text())
+    r, _, _ = ask("www.good.test.", do=True, server=fwd)
+    c.check("forwarding: signed zone validated (AD)", r.rcode() == dns.rcode.NOERROR and flag(r, dns.flags.AD),
+            r.to_text())
+    r, _, _ = ask("nx.good.test.", server=fwd)
+    soa = [rs for rs in r.authority if rs.rdtype == dns.rdatatype.SOA]
+    c.check("forwarding: NXDOMAIN with its SOA", r.rcode() == dns.rcode.NXDOMAIN and soa, r.to_text())
+    r, _, _ = ask("www.bogus.test.", server=fwd)
+    c.check("forwarding: broken zone SERVFAIL", r.rcode() == dns.rcode.SERVFAIL, r.to_text())
+    r, _, _ = ask("www.plain.test.", source=reslab.OUTSIDER, server=fwd)
+    c.check("forwarding: ACL", r.rcode() == dns.rcode.REFUSED, r.to_text())
+    lab.stop("rampart-fwd")
+    lab.stop("unbound")
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(rplab_repo(), "target/release/rampart")
     c = rplab.Checks("resolver_lab")
@@ -168,6 +192,7 @@ def main():
                                ("acl", acl, ()), ("countdown", countdown, (first,))):
             c.run(name, fn, c, *args)
         refreshed = time.monotonic()
+        c.run("forwarding", forwarding, c, lab, binary)
         c.run("cache", cache_and_stale, c, lab, refreshed)
         c.check("rampart still running", lab.procs["rampart"].poll() is None)
     return c

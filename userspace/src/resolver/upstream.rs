@@ -60,13 +60,16 @@ impl Upstream {
             opts.edns0 = true;
             opts.timeout = config.timeout();
             opts.preserve_intermediates = true;
-            opts.trust_anchor = config.trust_anchor.clone();
-            let resolver = TokioResolver::builder_with_config(
+            let mut builder = TokioResolver::builder_with_config(
                 StubConfig::from_parts(None, vec![], group),
                 TokioConnectionProvider::default(),
             )
-            .with_options(opts)
-            .build();
+            .with_options(opts);
+            // (ResolverOpts::trust_anchor, a path, is not read by the builder in 0.25.)
+            if let Some(anchors) = anchors {
+                builder = builder.with_trust_anchor(anchors);
+            }
+            let resolver = builder.build();
             return Ok(Upstream::Forwarder {
                 resolver,
                 validating: config.dnssec,
@@ -97,7 +100,8 @@ impl Upstream {
     /// Resolves one question, following CNAMEs (the recursor gives the first link of a chain
     /// only); failures (timeouts, unreachable servers) are SERVFAIL.
     pub async fn resolve(&self, name: Name, qtype: RecordType, dnssec_ok: bool) -> Resolved {
-        let mut whole = self.resolve_once(name, qtype, dnssec_ok).await;
+        let mut whole = self.resolve_once(name.clone(), qtype, dnssec_ok).await;
+        whole.answer = in_chain_order(std::mem::take(&mut whole.answer), &name);
         for _ in 0..MAX_CNAME_LINKS {
             let Some(target) = dangling_cname(&whole, qtype) else {
                 break;
@@ -174,6 +178,29 @@ fn dangling_cname(r: &Resolved, qtype: RecordType) -> Option<Name> {
         .iter()
         .any(|rec| rec.record_type() != RecordType::RRSIG && rec.name() == &target);
     (!answered).then_some(target)
+}
+
+/// The answer records in the order of the chain from `qname` (RFC 1034 §4.3.2: each CNAME
+/// before its target's records); the forwarder's lookup gives them in any order.
+fn in_chain_order(mut records: Vec<Record>, qname: &Name) -> Vec<Record> {
+    let mut ordered = Vec::with_capacity(records.len());
+    let mut owner = qname.clone();
+    for _ in 0..=MAX_CNAME_LINKS {
+        let (here, rest): (Vec<Record>, Vec<Record>) =
+            records.into_iter().partition(|r| r.name() == &owner);
+        records = rest;
+        let next = here.iter().find_map(|r| match r.data() {
+            RData::CNAME(t) => Some(t.0.clone()),
+            _ => None,
+        });
+        ordered.extend(here);
+        match next {
+            Some(target) => owner = target,
+            None => break,
+        }
+    }
+    ordered.extend(records);
+    ordered
 }
 
 /// The weaker of two parts' security: an answer is only as secure as every part of it.
