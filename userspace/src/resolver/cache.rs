@@ -131,21 +131,28 @@ struct Entry {
     ttl: u32,
 }
 
+/// Every hit hashes its key twice (the miss check, then the answer): foldhash, seeded per
+/// process, several times faster than the default SipHash (as the zones' name tables).
+type Entries = LruCache<Key, Entry, foldhash::fast::RandomState>;
+
 /// The cache, shared by the slow path's threads.
 pub struct Cache {
-    entries: Mutex<LruCache<Key, Entry>>,
+    entries: Mutex<Entries>,
     bounds: Bounds,
 }
 
 impl Cache {
     pub fn new(bounds: Bounds) -> Cache {
         Cache {
-            entries: Mutex::new(LruCache::new(bounds.entries)),
+            entries: Mutex::new(LruCache::with_hasher(
+                bounds.entries,
+                foldhash::fast::RandomState::default(),
+            )),
             bounds,
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, LruCache<Key, Entry>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
