@@ -197,6 +197,9 @@ class ResolverLab:
                     f"  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n"
                     f"  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n"
                     f"  logfile: \"{d}/nsd.log\"\n  server-count: 1\n  verbosity: 0\n"
+                    # NSD's RRL (200 answers/s per class) would drop or truncate a resolver's
+                    # run of negative answers (DS probes) and make the resolver look slow
+                    f"  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n"
                     f"remote-control:\n  control-enable: yes\n  control-interface: {d}/nsd.ctl\n{zones}")
         self.nsd_conf[name] = conf
         self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns, "nsd", "-d", "-c", conf],
