@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 ROOT, TLD, LEAF = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 RAMPART, UNBOUND, OUTSIDER = "198.51.100.53", "198.51.100.54", "198.51.100.99"
+# rampart's metrics endpoint (on RAMPART, inside the lab's namespace).
+METRICS_PORT = 9153
 # A second rampart that forwards to the first.
 FORWARDER = "198.51.100.55"
 # plain.test.: its SOA TTL and MINIMUM differ so the negative TTL (RFC 2308 §5) is their minimum.
@@ -244,6 +246,8 @@ class ResolverLab:
                os.path.join(self.tmp, f"run-{name}"), "--zone", f"{LOCAL_ZONE}={self.local_zone}",
                "--resolver", "--trust-anchor", self.anchor, "--resolver-allow", f"{addr}/32",
                "--resolver-allow", "127.0.0.0/8", "--no-cookies"] + upstream + list(extra)
+        if not forward:
+            cmd += ["--metrics", f"{RAMPART}:{METRICS_PORT}"]
         return self.start(name, cmd, addr, LOCAL_ZONE)
 
     def unbound(self):

@@ -12,7 +12,8 @@ test. and leaf zones), rampart iterating from the lab's root with its DNSKEY as 
   - the ACL: REFUSED (EDE 18) over UDP and TCP outside it; the local zone answered
     authoritatively to anyone (combined mode);
   - forwarding: a second rampart forwarding to Unbound answers chains and NXDOMAIN, validates
-    itself from the lab's key (AD, SERVFAIL for the broken zone) and keeps its own ACL.
+    itself from the lab's key (AD, SERVFAIL for the broken zone) and keeps its own ACL;
+  - the metrics endpoint's resolver counters (answers by result, cache entries).
 Run as root: /usr/bin/python3 tests/resolver_lab.py RAMPART_BIN (prints "N passed, M failed")."""
 
 import os
@@ -181,6 +182,22 @@ def forwarding(c, lab, binary):
     lab.stop("unbound")
 
 
+def counters(c):
+    """The resolver's counters on the metrics endpoint, after everything above."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://{SERVER}:{reslab.METRICS_PORT}/metrics", timeout=5).read().decode()
+    got = {}
+    for line in text.splitlines():
+        if line.startswith("rampart_resolver_answers_total{"):
+            got[line.split('"')[1]] = float(line.split()[-1])
+    # refused: 2 outsiders (UDP, TCP); stale: 1 (serve-stale check); hits and misses: many.
+    c.check("metrics: resolver answers by result (hit, miss, refused 2, stale 1)",
+            got.get("hit", 0) >= 10 and got.get("miss", 0) >= 10 and got.get("refused") == 2
+            and got.get("stale") == 1, got)
+    entries = [ln for ln in text.splitlines() if ln.startswith("rampart_resolver_cache_entries ")]
+    c.check("metrics: cache entries counted", entries and float(entries[0].split()[-1]) >= 10, entries)
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(rplab_repo(), "target/release/rampart")
     c = rplab.Checks("resolver_lab")
@@ -194,6 +211,7 @@ def main():
         refreshed = time.monotonic()
         c.run("forwarding", forwarding, c, lab, binary)
         c.run("cache", cache_and_stale, c, lab, refreshed)
+        c.run("counters", counters, c)
         c.check("rampart still running", lab.procs["rampart"].poll() is None)
     return c
 

@@ -579,6 +579,7 @@ fn run(config: Config) -> Result<()> {
                     .map(|a: &Anycast| Box::new(a.status_reader()) as Box<dyn Fn() -> _ + Send>),
                 slow: server_config.stats.clone(),
                 reloads: reload_stats.clone(),
+                resolver: server_config.resolver.as_ref().map(|r| r.stats()),
             },
         )?;
     }

@@ -26,7 +26,7 @@ use tracing::{debug, info};
 pub use reload::{ReloadResult, ReloadStats};
 pub use slow::{ReplyNote, SlowStats, TcpRefusal};
 
-use crate::{anycast::Status, zone::Catalog};
+use crate::{anycast::Status, resolver::ResolverStats, zone::Catalog};
 
 /// Where the numbers come from: the pinned counters of this instance's XDP program (if it has
 /// one), a way to see the live zones, and the handles the slow path and the reloads count on.
@@ -37,6 +37,8 @@ pub struct Sources {
     pub anycast: Option<Box<dyn Fn() -> Status + Send>>,
     pub slow: SlowStats,
     pub reloads: ReloadStats,
+    /// Resolver mode's counters, when it is on.
+    pub resolver: Option<ResolverStats>,
 }
 
 /// Every family the endpoint serves.
@@ -48,6 +50,9 @@ pub fn registry(sources: Sources) -> Registry {
     sources.slow.register(&mut registry);
     registry.register_collector(Box::new(collect::Zones(Mutex::new(sources.catalog))));
     sources.reloads.register(&mut registry);
+    if let Some(resolver) = &sources.resolver {
+        resolver.register(&mut registry);
+    }
     if let Some(anycast) = sources.anycast {
         registry.register_collector(Box::new(collect::Anycast(Mutex::new(anycast))));
     }

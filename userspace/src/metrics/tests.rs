@@ -125,6 +125,7 @@ fn sources(catalog: Arc<Catalog>) -> Sources {
         anycast: None,
         slow: SlowStats::default(),
         reloads: ReloadStats::new(),
+        resolver: None,
     }
 }
 

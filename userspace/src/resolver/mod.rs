@@ -6,6 +6,7 @@ mod cache;
 mod config;
 mod inflight;
 mod pool;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -24,6 +25,7 @@ pub use acl::Acl;
 pub use cache::{Bounds, Cache, Key, Lookup, Resolved, STALE_TTL, Security};
 pub use config::{ResolverConfig, ResolverFlags};
 pub use pool::Job;
+pub use stats::ResolverStats;
 pub use upstream::Upstream;
 
 use crate::answer::{self, Answer, Outcome, Rr};
@@ -31,6 +33,7 @@ use crate::wire::{self, CLASS_IN, Query};
 use crate::zone::Catalog;
 use inflight::Inflight;
 use pool::MissPool;
+use stats::Found;
 
 /// The daemon's default log filter: info, but for the resolver library's per-query lines (every
 /// upstream query at info, every NXDOMAIN at warn).
@@ -55,6 +58,7 @@ pub struct Resolver {
     misses: MissPool,
     acl: Acl,
     config: ResolverConfig,
+    stats: ResolverStats,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -107,6 +111,7 @@ impl Resolver {
                 .context("starting the resolver's threads")?,
             acl: Acl::new(&config.allow),
             config: config.clone(),
+            stats: ResolverStats::default(),
         }))
     }
 
@@ -127,12 +132,22 @@ impl Resolver {
     /// Runs `job` (which answers a query [`Resolver::needs_upstream`] picked) on a miss thread;
     /// `false` if too many misses wait already.
     pub fn defer(&self, job: Job) -> bool {
-        self.misses.submit(job)
+        let queued = self.misses.submit(job);
+        if !queued {
+            self.stats.dropped();
+        }
+        queued
+    }
+
+    /// The counters, for the metrics endpoint.
+    pub fn stats(&self) -> ResolverStats {
+        self.stats.clone()
     }
 
     /// The answer to a class IN query for a name outside the node's zones.
     pub fn answer(&self, query: &Query, peer: IpAddr) -> Answer<'static> {
         if !self.acl.allows(peer) {
+            self.stats.answered(Found::Refused);
             return Answer {
                 ede: Some(EDE_PROHIBITED),
                 ..Answer::error(ResponseCode::Refused)
@@ -141,10 +156,11 @@ impl Resolver {
         let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
         let key = key(query);
         let now = Instant::now();
-        let (resolved, stale) = match self.cache.get(&key, now) {
-            Lookup::Fresh(r) => (r, false),
+        let (resolved, found) = match self.cache.get(&key, now) {
+            Lookup::Fresh(r) => (r, Found::Hit),
             // RD clear: what the cache has, nothing fetched for it (RFC 1034 §4.3.1).
             _ if query.flags & FLAG_RD == 0 => {
+                self.stats.answered(Found::Refused);
                 return Answer {
                     ede: Some(EDE_PROHIBITED),
                     ..Answer::error(ResponseCode::Refused)
@@ -156,15 +172,19 @@ impl Resolver {
                     let fresh = self.fetch(query, dnssec_ok);
                     self.cache
                         .insert(key.clone(), fresh.clone(), Instant::now());
+                    self.stats.entries(self.cache.held());
                     fresh
                 });
                 match cached {
-                    Lookup::Stale(old) if fresh.rcode == ResponseCode::ServFail => (old, true),
-                    _ => (fresh, false),
+                    Lookup::Stale(old) if fresh.rcode == ResponseCode::ServFail => {
+                        (old, Found::Stale)
+                    }
+                    _ => (fresh, Found::Miss),
                 }
             }
         };
-        render(query, resolved, stale)
+        self.stats.answered(found);
+        render(query, resolved, matches!(found, Found::Stale))
     }
 
     /// Resolves a miss, bounded by the configured timeout.
