@@ -237,13 +237,14 @@ class ResolverLab:
                 p.wait(5)
 
     def rampart(self, binary, extra=(), forward=False):
-        """rampart iterating from the lab's root on RAMPART, or (`forward`) on FORWARDER
-        forwarding to Unbound (start it first); both serve the local zone and allow only their
-        own address."""
+        """rampart iterating from the lab's root on RAMPART and serving the local zone too, or
+        (`forward`) a resolver alone (no zones) on FORWARDER forwarding to Unbound (start it
+        first); each allows only its own address."""
         name, addr = ("rampart-fwd", FORWARDER) if forward else ("rampart", RAMPART)
         upstream = ["--forwarder", f"{UNBOUND}:53"] if forward else ["--root-hint", ROOT]
+        zones = [] if forward else ["--zone", f"{LOCAL_ZONE}={self.local_zone}"]
         cmd = [binary, "run", "--listen", f"{addr}:53", "--user", "root", "--run-dir",
-               os.path.join(self.tmp, f"run-{name}"), "--zone", f"{LOCAL_ZONE}={self.local_zone}",
+               os.path.join(self.tmp, f"run-{name}")] + zones + [
                "--resolver", "--trust-anchor", self.anchor, "--resolver-allow", f"{addr}/32",
                "--resolver-allow", "127.0.0.0/8", "--no-cookies"] + upstream + list(extra)
         if not forward:

@@ -11,7 +11,7 @@ test. and leaf zones), rampart iterating from the lab's root with its DNSKEY as 
     for the broken one unless CD;
   - the ACL: REFUSED (EDE 18) over UDP and TCP outside it; the local zone answered
     authoritatively to anyone (combined mode);
-  - forwarding: a second rampart forwarding to Unbound answers chains and NXDOMAIN, validates
+  - forwarding: a second rampart, without zones, forwarding to Unbound answers chains and NXDOMAIN, validates
     itself from the lab's key (AD, SERVFAIL for the broken zone) and keeps its own ACL;
   - the metrics endpoint's resolver counters (answers by result, cache entries).
 Run as root: /usr/bin/python3 tests/resolver_lab.py RAMPART_BIN (prints "N passed, M failed")."""
@@ -161,7 +161,7 @@ def cache_and_stale(c, lab, stale_first):
 
 
 def forwarding(c, lab, binary):
-    """A second rampart forwarding to Unbound, validating itself."""
+    """A second rampart, a resolver alone (no zones), forwarding to Unbound, validating itself."""
     lab.unbound()
     lab.rampart(binary, forward=True)
     fwd = reslab.FORWARDER

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use hickory_proto::rr::{Name, RecordType};
 use rampart_common::Variant;
 use serde::Serialize;
@@ -52,12 +52,14 @@ impl ProbeQuestion {
                 name.set_fqdn(true);
                 NameKey::from_name(&name)
             }
+            // No zones: a resolver alone (the only way to start without one), asked about the
+            // root, which its cache answers after the first probe.
             None => catalog
                 .get()
                 .zones()
                 .first()
                 .map(|z| z.origin_key().clone())
-                .context("no zone to probe")?,
+                .unwrap_or_else(|| NameKey::from_name(&Name::root())),
         };
         Ok(ProbeQuestion { qname, qtype })
     }
