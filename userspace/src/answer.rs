@@ -108,6 +108,8 @@ pub struct Answer<'z> {
     pub cookie: Option<[u8; 24]>,
     /// The class of every record in the sections: IN, except CHAOS identity answers.
     pub class: u16,
+    /// Header bits of a recursive answer (RA, AD, CD); 0 for authoritative ones.
+    pub recursion_flags: u16,
 }
 
 impl<'z> Answer<'z> {
@@ -124,6 +126,7 @@ impl<'z> Answer<'z> {
             nsid: None,
             cookie: None,
             class: rampart_common::dns::CLASS_IN,
+            recursion_flags: 0,
         }
     }
 

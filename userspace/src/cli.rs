@@ -23,6 +23,7 @@ use crate::{
     limits::{self, LimitFlags},
     manual,
     node::{self, Node, Signals},
+    resolver,
     server::SharedCatalog,
     supervise::{self, SuperviseArgs},
     zone::{self, Catalog, ZoneSpec},
@@ -151,6 +152,8 @@ struct RunArgs {
     metrics: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitFlags,
+    #[command(flatten)]
+    resolver: resolver::ResolverFlags,
     /// DNS cookie secret, 32 hex digits, the same on every anycast node (cookies.secret).
     #[arg(long)]
     cookie_secret: Option<String>,
@@ -245,6 +248,7 @@ impl RunArgs {
             bail!("--xdp-attach needs an interface to attach to: give --iface (or xdp.interfaces)");
         }
         self.limits.apply(&mut c.rrl, &mut c.miss_budget);
+        self.resolver.apply(&mut c.resolver);
         if self.cookie_secret.is_some() {
             c.cookies.secret = self.cookie_secret;
         }
@@ -267,7 +271,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(resolver::DEFAULT_LOG)),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::cookie::CookieConfig;
 use crate::fastpath::{AttachMode, Sharing};
 use crate::limits::{BudgetConfig, RrlConfig};
+use crate::resolver::ResolverConfig;
 
 /// The whole file. Unknown keys are errors, so a typo can't silently leave a default in force.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -34,6 +35,8 @@ pub struct Config {
     pub cookies: CookieConfig,
     /// `[[key]]`: TSIG keys (RFC 8945) that secondary zones name.
     pub key: Vec<crate::secondary::KeyConfig>,
+    /// Resolver mode: recursion or forwarding for allowed clients.
+    pub resolver: ResolverConfig,
 }
 
 /// `[server]`: the slow path's sockets, the node's identity, the metrics endpoint.
@@ -258,13 +261,15 @@ impl Config {
         if self.zones.files.is_empty()
             && self.zones.dir.is_none()
             && self.zones.secondary.is_empty()
+            && !self.resolver.enabled
         {
             bail!(
                 "no zones: give --zone FILE or --zone-dir DIR (or [zones] or [[zones.secondary]] \
-                 in the config)"
+                 in the config), or --resolver"
             );
         }
         crate::secondary::check(&self.zones.secondary, &self.key)?;
+        self.resolver.check()?;
         if self.server.listen.is_empty() {
             bail!("no listen address");
         }
@@ -352,5 +357,27 @@ enabled = false
         )
         .unwrap();
         assert!(exec.check().is_err(), "exec without a command");
+    }
+
+    #[test]
+    fn resolver_section() {
+        let alone: Config = toml::from_str(
+            "[resolver]\nenabled = true\nroot_hints = [\"192.0.2.1\"]\nallow = [\"192.0.2.0/24\"]\n",
+        )
+        .unwrap();
+        alone.check().expect("a resolver needs no zones");
+        assert_eq!(alone.resolver.allow.len(), 1);
+        assert!(alone.resolver.dnssec, "validation on by default");
+        let off: Config = toml::from_str("[resolver]\nroot_hints = [\"192.0.2.1\"]\n").unwrap();
+        assert!(off.check().is_err(), "neither zones nor resolver mode");
+        let nowhere: Config =
+            toml::from_str("[resolver]\nenabled = true\nroot_hints = []\n").unwrap();
+        assert!(nowhere.check().is_err(), "no hints, no forwarders");
+        let anchor: Config = toml::from_str(
+            "[resolver]\nenabled = true\ntrust_anchor = \"/nonexistent/root.key\"\n",
+        )
+        .unwrap();
+        assert!(anchor.check().is_err(), "missing trust anchor file");
+        assert!(toml::from_str::<Config>("[resolver]\ncache_sise = 5\n").is_err());
     }
 }

@@ -53,6 +53,7 @@ pub fn query_pipeline(data: &[u8]) {
         identity: &identity,
         cookies: &cookies,
         limits: None,
+        resolver: None,
     };
     let peer = "198.51.100.2".parse().expect("address");
     for transport in [Transport::Udp, Transport::Tcp] {

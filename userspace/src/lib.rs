@@ -18,6 +18,7 @@ pub mod netlink;
 pub mod node;
 pub mod parallel;
 pub mod privileges;
+pub mod resolver;
 pub mod respond;
 pub mod secondary;
 pub mod server;

@@ -11,6 +11,7 @@ use crate::compile;
 use crate::cookie::Cookies;
 use crate::identity::{CLASS_CH, Identity};
 use crate::metrics::ReplyNote;
+use crate::resolver::Resolver;
 use crate::slow_limits::{SlowLimits, Verdict};
 use crate::wire::{self, CLASS_IN, Transport};
 use crate::zone::Catalog;
@@ -37,6 +38,7 @@ pub fn respond_as(
         identity,
         cookies: &Cookies::disabled(),
         limits: None,
+        resolver: None,
     };
     respond_to(
         catalog,
@@ -57,6 +59,8 @@ pub struct Node<'a> {
     pub cookies: &'a Cookies,
     /// Rate limits on UDP answers (sockets-only mode).
     pub limits: Option<&'a SlowLimits>,
+    /// Resolver mode: names outside the zones are resolved (or refused) by it.
+    pub resolver: Option<&'a Resolver>,
 }
 
 /// One packet in, at most one response out: the whole slow path, transport aside. `peer` is the
@@ -87,6 +91,7 @@ pub(crate) fn respond_noted(
         identity,
         cookies,
         limits,
+        resolver,
     } = node;
     let query = match wire::parse_query(packet, cookies.enabled) {
         Ok(q) => q,
@@ -113,6 +118,10 @@ pub(crate) fn respond_noted(
     } else if is_meta_qtype(query.qtype) {
         // RFC 6895 §3.1: meta-types (OPT, TSIG, MAILA...) are not questions we can answer.
         Answer::error(ResponseCode::NotImp)
+    } else if let Some(resolver) =
+        resolver.filter(|_| answer::select_zone(catalog, &query.question()).is_none())
+    {
+        resolver.answer(&query, peer)
     } else {
         answer::answer(catalog, &query.question())
     };

@@ -20,6 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cookie::{self, Cookies};
 use crate::identity::Identity;
 use crate::metrics::{ReplyNote, SlowStats, TcpRefusal};
+use crate::resolver::Resolver;
 use crate::respond::{Node, respond_noted};
 use crate::slow_limits::SlowLimits;
 use crate::wire::Transport;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub limits: Option<Arc<SlowLimits>>,
     /// Where the threads count what they do (the metrics endpoint reads the same handles).
     pub stats: SlowStats,
+    /// Resolver mode (names outside the zones resolved for allowed clients).
+    pub resolver: Option<Arc<Resolver>>,
     /// NOTIFY (RFC 1996) over UDP goes here instead of the query path (secondary zones).
     pub notify: Option<NotifyHook>,
 }
@@ -83,7 +86,16 @@ impl Default for ServerConfig {
             limits: None,
             stats: SlowStats::default(),
             notify: None,
+            resolver: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Resolver mode on (or not).
+    pub fn with_resolver(mut self, resolver: Option<Resolver>) -> ServerConfig {
+        self.resolver = resolver.map(Arc::new);
+        self
     }
 }
 
@@ -140,21 +152,21 @@ impl Server {
                 sockets.push(udp_socket(addr)?);
             }
             for (i, socket) in sockets.into_iter().enumerate() {
-                let (catalog, stop) = (catalog.clone(), stop_rx.clone());
-                let (identity, cookies) = (config.identity.clone(), config.cookies.clone());
-                let (limits, stats) = (config.limits.clone(), config.stats.clone());
-                let notify = config.notify.clone();
+                let stop = stop_rx.clone();
+                let udp = UdpContext {
+                    socket: Arc::new(socket),
+                    catalog: catalog.clone(),
+                    identity: config.identity.clone(),
+                    cookies: config.cookies.clone(),
+                    limits: config.limits.clone(),
+                    resolver: config.resolver.clone(),
+                    notify: config.notify.clone(),
+                    stats: config.stats.clone(),
+                };
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("udp-{addr}-{i}"))
-                        .spawn(move || {
-                            let node = Node {
-                                identity: &identity,
-                                cookies: &cookies,
-                                limits: limits.as_deref(),
-                            };
-                            udp_worker(socket, catalog, node, &stats, notify, stop)
-                        })?,
+                        .spawn(move || udp_worker(udp, stop))?,
                 );
             }
             let listener = tcp_listener(addr)?;
@@ -279,17 +291,75 @@ fn is_poll_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-fn udp_worker(
-    socket: UdpSocket,
+/// A UDP thread's socket and what it answers with, owned, so that a query waiting for the
+/// resolver can be answered from another thread.
+#[derive(Clone)]
+struct UdpContext {
+    socket: Arc<UdpSocket>,
     catalog: SharedCatalog,
-    node: Node<'_>,
-    stats: &SlowStats,
+    identity: Arc<Identity>,
+    cookies: Arc<Cookies>,
+    limits: Option<Arc<SlowLimits>>,
+    resolver: Option<Arc<Resolver>>,
+    stats: SlowStats,
+    /// NOTIFY (RFC 1996) goes here instead of the query path (secondary zones).
     notify: Option<NotifyHook>,
-    stop: Receiver<()>,
-) {
+}
+
+impl UdpContext {
+    /// Answers one datagram received at `received` and counts it.
+    fn answer(&self, packet: &[u8], peer: SocketAddr, received: Instant) {
+        let node = Node {
+            identity: &self.identity,
+            cookies: &self.cookies,
+            limits: self.limits.as_deref(),
+            resolver: self.resolver.as_deref(),
+        };
+        let catalog = self.catalog.get();
+        let mut note = ReplyNote::default();
+        let response = respond_noted(
+            &catalog,
+            node,
+            peer.ip(),
+            cookie::now(),
+            packet,
+            Transport::Udp,
+            &mut note,
+        );
+        if let Some(response) = &response
+            && let Err(e) = self.socket.send_to(response, peer)
+        {
+            tracing::debug!(error = %e, %peer, "udp send");
+        }
+        self.stats.message(
+            Transport::Udp,
+            &note,
+            response.is_some(),
+            received.elapsed(),
+        );
+    }
+
+    /// Hands a query that may wait for the resolver's upstream to its threads; `false` if it
+    /// is to be answered here.
+    fn deferred(&self, packet: &[u8], peer: SocketAddr, received: Instant) -> bool {
+        let Some(resolver) = &self.resolver else {
+            return false;
+        };
+        if !resolver.needs_upstream(&self.catalog.get(), packet, peer.ip()) {
+            return false;
+        }
+        let (udp, packet) = (self.clone(), packet.to_vec());
+        if !resolver.defer(Box::new(move || udp.answer(&packet, peer, received))) {
+            tracing::debug!(%peer, "resolver queue full: query dropped");
+        }
+        true
+    }
+}
+
+fn udp_worker(udp: UdpContext, stop: Receiver<()>) {
     let mut buf = vec![0u8; 65535];
     while !stopped(&stop) {
-        let (len, peer) = match socket.recv_from(&mut buf) {
+        let (len, peer) = match udp.socket.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e) if is_poll_timeout(&e) => continue,
             Err(e) => {
@@ -301,37 +371,18 @@ fn udp_worker(
         if peer.port() == 0 {
             continue;
         }
-        if let Some(hook) = &notify
+        if let Some(hook) = &udp.notify
             && is_notify(&buf[..len])
         {
             if let Some(response) = (hook.0)(peer, &buf[..len]) {
-                let _ = socket.send_to(&response, peer);
+                let _ = udp.socket.send_to(&response, peer);
             }
             continue;
         }
         let received = Instant::now();
-        let catalog = catalog.get();
-        let mut note = ReplyNote::default();
-        let response = respond_noted(
-            &catalog,
-            node,
-            peer.ip(),
-            cookie::now(),
-            &buf[..len],
-            Transport::Udp,
-            &mut note,
-        );
-        if let Some(response) = &response
-            && let Err(e) = socket.send_to(response, peer)
-        {
-            tracing::debug!(error = %e, %peer, "udp send");
+        if !udp.deferred(&buf[..len], peer, received) {
+            udp.answer(&buf[..len], peer, received);
         }
-        stats.message(
-            Transport::Udp,
-            &note,
-            response.is_some(),
-            received.elapsed(),
-        );
     }
 }
 
@@ -445,6 +496,7 @@ fn tcp_acceptor(
             config.stats.clone(),
         );
         let notify = config.notify.clone();
+        let resolver = config.resolver.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-conn-{peer}"))
             .spawn(move || {
@@ -452,6 +504,7 @@ fn tcp_acceptor(
                     identity: &identity,
                     cookies: &cookies,
                     limits: None,
+                    resolver: resolver.as_deref(),
                 };
                 let conn = Connection {
                     peer: peer.ip(),
@@ -836,6 +889,7 @@ mod tests {
             identity: &id,
             cookies: &c,
             limits: None,
+            resolver: None,
         };
         let peer: IpAddr = "198.51.100.7".parse().unwrap();
         let now = 1_700_000_000u32;
@@ -901,6 +955,7 @@ mod tests {
             identity: &id,
             cookies: &off,
             limits: None,
+            resolver: None,
         };
         for len in [8, 5] {
             let q = query_with_options(1, "www.example.com", 1, false, &[(10, &[9; 24][..len])]);
@@ -931,6 +986,7 @@ mod tests {
             identity: &id,
             cookies: &c,
             limits: None,
+            resolver: None,
         };
         let peer: IpAddr = "192.0.2.99".parse().unwrap();
         let plain = query_packet(1, 0, "big.t.test", 1, Some((512, false, 0)));

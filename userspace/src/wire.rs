@@ -420,14 +420,7 @@ pub fn render_slip(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
     let mut buf = vec![0; HEADER_LEN];
     buf.extend_from_slice(&query.question);
     let rcode = ResponseCode::from_low(ans.rcode.low());
-    write_header(
-        &mut buf,
-        query,
-        rcode,
-        ans.authoritative,
-        true,
-        [1, 0, 0, 0],
-    );
+    write_header(&mut buf, query, ans, rcode, true, [1, 0, 0, 0]);
     buf
 }
 
@@ -469,7 +462,7 @@ fn try_render(query: &Query, ans: &Answer<'_>) -> Result<Vec<u8>, hickory_proto:
         }
         Ok::<_, hickory_proto::ProtoError>(counts)
     })?;
-    write_header(&mut buf, query, ans.rcode, ans.authoritative, false, counts);
+    write_header(&mut buf, query, ans, ans.rcode, false, counts);
     if let Some(edns) = query.edns {
         push_opt(&mut buf, ans, edns);
     }
@@ -603,32 +596,26 @@ impl Compressor {
 fn render_truncated(query: &Query, ans: &Answer<'_>) -> Vec<u8> {
     let mut buf = vec![0; HEADER_LEN];
     buf.extend_from_slice(&query.question);
-    write_header(
-        &mut buf,
-        query,
-        ans.rcode,
-        ans.authoritative,
-        true,
-        [1, 0, 0, 0],
-    );
+    write_header(&mut buf, query, ans, ans.rcode, true, [1, 0, 0, 0]);
     if let Some(edns) = query.edns {
         push_opt(&mut buf, ans, edns);
     }
     buf
 }
 
-/// QR set; opcode and RD from the query; RA, Z, AD and CD clear: we are authoritative only and
-/// validate nothing, and RFC 4035 §3.1.6 has an authoritative server clear CD (NSD and Knot do).
+/// QR set; opcode and RD from the query; AA as the answer has it; RA, AD and CD clear unless the
+/// answer is a resolver's (`recursion_flags`): authoritative answers validate nothing, and RFC
+/// 4035 §3.1.6 has an authoritative server clear CD (NSD and Knot do).
 fn write_header(
     buf: &mut [u8],
     query: &Query,
+    ans: &Answer<'_>,
     rcode: ResponseCode,
-    aa: bool,
     tc: bool,
     counts: [u16; 4],
 ) {
-    let mut flags = FLAG_QR | (query.flags & (0xf << OPCODE_SHIFT | FLAG_RD));
-    if aa {
+    let mut flags = FLAG_QR | (query.flags & (0xf << OPCODE_SHIFT | FLAG_RD)) | ans.recursion_flags;
+    if ans.authoritative {
         flags |= FLAG_AA;
     }
     if tc {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use hickory_proto::rr::{Name, RecordType};
 use rampart_common::Variant;
 use serde::Serialize;
@@ -53,6 +53,8 @@ impl ProbeQuestion {
                 name.set_fqdn(true);
                 NameKey::from_name(&name)
             }
+            // No zones: a secondary zone's apex before its first transfer, or a resolver alone,
+            // asked about the root, which its cache answers after the first probe.
             None => catalog
                 .get()
                 .zones()
@@ -63,7 +65,7 @@ impl ProbeQuestion {
                     let origin = &config.zones.secondary.first()?.origin;
                     NameKey::parse(origin)
                 })
-                .context("no zone to probe")?,
+                .unwrap_or_else(|| NameKey::from_name(&Name::root())),
         };
         Ok(ProbeQuestion { qname, qtype })
     }

@@ -28,7 +28,7 @@ pub use reload::{ReloadResult, ReloadStats};
 pub use slow::{ReplyNote, SlowStats, TcpRefusal};
 pub use xfr::XfrStats;
 
-use crate::{anycast::Status, zone::Catalog};
+use crate::{anycast::Status, resolver::ResolverStats, zone::Catalog};
 
 /// Where the numbers come from: the pinned counters of this instance's XDP program (if it has
 /// one), a way to see the live zones, and the handles the slow path and the reloads count on.
@@ -41,6 +41,8 @@ pub struct Sources {
     pub reloads: ReloadStats,
     /// Secondary zones' transfers (registered when any zone is secondary).
     pub xfr: Option<XfrStats>,
+    /// Resolver mode's counters, when it is on.
+    pub resolver: Option<ResolverStats>,
 }
 
 /// Every family the endpoint serves.
@@ -54,6 +56,9 @@ pub fn registry(sources: Sources) -> Registry {
     sources.reloads.register(&mut registry);
     if let Some(xfr) = &sources.xfr {
         xfr.register(&mut registry);
+    }
+    if let Some(resolver) = &sources.resolver {
+        resolver.register(&mut registry);
     }
     if let Some(anycast) = sources.anycast {
         registry.register_collector(Box::new(collect::Anycast(Mutex::new(anycast))));

@@ -126,6 +126,7 @@ fn sources(catalog: Arc<Catalog>) -> Sources {
         slow: SlowStats::default(),
         reloads: ReloadStats::new(),
         xfr: None,
+        resolver: None,
     }
 }
 

@@ -32,6 +32,7 @@ use crate::{
     identity::Identity,
     instance::{self, ListenLocks},
     metrics, privileges,
+    resolver::Resolver,
     secondary::Secondaries,
     server::{Server, ServerConfig, ServerHandle, SharedCatalog},
     slow_limits::SlowLimits,
@@ -118,7 +119,8 @@ impl Node {
             stats: metrics::SlowStats::default(),
             notify: with_secondaries.then(|| secondaries.notify_hook()),
             ..ServerConfig::default()
-        };
+        }
+        .with_resolver(Resolver::from_config(&config.resolver)?);
         let shared = SharedCatalog::new(catalog.clone());
         let server = Some(
             Server::start_shared(&config.server.listen, shared.clone(), server_config.clone())
@@ -265,6 +267,7 @@ impl Node {
                     slow: server_config.stats.clone(),
                     reloads: reload_stats.clone(),
                     xfr: with_secondaries.then(|| xfr_stats.clone()),
+                    resolver: server_config.resolver.as_ref().map(|r| r.stats()),
                 },
             )?;
         }

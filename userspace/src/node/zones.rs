@@ -318,8 +318,10 @@ pub fn load_catalog(
     for w in catalog.warnings() {
         warn!("{w}");
     }
-    // A secondary zone without a copy yet is served once its first transfer is in.
-    if catalog.zone_count() == 0 && secondaries.zones().is_empty() {
+    // A secondary zone without a copy yet is served once its first transfer is in; no zones
+    // configured at all is a resolver alone (`Config::check` allows it only then).
+    let none_asked = zones.files.is_empty() && zones.dir.is_none();
+    if catalog.zone_count() == 0 && secondaries.zones().is_empty() && !none_asked {
         bail!("no zone loaded");
     }
     Ok((catalog, errors))

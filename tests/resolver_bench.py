@@ -1,0 +1,137 @@
+"""The resolver benchmark (scripts/bench-resolver): rampart in resolver mode against Unbound on
+the same lab (tests/reslab.py: a private root, test. and leaf zones served by NSD, plain.test.
+holding RP_BENCH_NAMES names), each started cold, then loaded by dnsperf with the same query
+file: RP_BENCH_QUERIES queries drawn from a Zipf distribution (s = 1) over the names.
+  cold run  the file once from an empty cache: hit ratio = 1 - leaf zone queries / client
+            queries (the leaf NSD's own counter, so the same measure for both), replies/s, latency
+  hot run   the file again for RP_BENCH_SECS (10) seconds: everything cached, replies/s, latency, CPU per reply (the resolver
+            process's utime + stime from /proc, every thread, over the replies)
+Results: bench-results/resolver-<date>.md (a table) and a line per figure on stdout. Run as root
+with /usr/bin/python3. Knobs: RP_BENCH_NAMES (100000), RP_BENCH_QUERIES (200000),
+RP_BENCH_DNSPERF ("-c 8 -q 200"), RP_BENCH_SECS, RP_BENCH_ONLY ("rampart unbound"), RP_BIN."""
+
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reslab  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = int(os.environ.get("RP_BENCH_NAMES", "100000"))
+QUERIES = int(os.environ.get("RP_BENCH_QUERIES", "200000"))
+DNSPERF = os.environ.get("RP_BENCH_DNSPERF", "-c 8 -q 200").split()
+ONLY = os.environ.get("RP_BENCH_ONLY", "rampart unbound").split()
+HOT_SECS = int(os.environ.get("RP_BENCH_SECS", "10"))
+BIN = os.environ.get("RP_BIN", os.path.join(REPO, "target/release/rampart"))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def query_file(path):
+    """Zipf (s = 1) over the names: the name of rank k drawn with weight 1/k."""
+    rng = random.Random(13)
+    ranks = list(range(NAMES))
+    cum, total = [], 0.0
+    for k in ranks:
+        total += 1.0 / (k + 1)
+        cum.append(total)
+    drawn = rng.choices(ranks, cum_weights=cum, k=QUERIES)
+    with open(path, "w") as f:
+        for k in drawn:
+            f.write(f"n{k}.plain.test A\n")
+    return len(set(drawn))
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def leaf_queries(lab):
+    """Queries the leaf zones' NSD has answered so far (nsd-control over its unix socket)."""
+    out = subprocess.run(["nsd-control", "-c", lab.nsd_conf["leaf"], "stats_noreset"], capture_output=True,
+                         text=True, timeout=20, check=True).stdout
+    return int(re.search(r"^num\.queries=(\d+)", out, re.M).group(1))
+
+
+def dnsperf(lab, server, path, hot):
+    # Cold: the file once; hot: the file over and over for HOT_SECS (long enough for the CPU
+    # clock's 10 ms ticks).
+    span = ["-l", str(HOT_SECS)] if hot else ["-n", "1", "-l", "300"]
+    r = subprocess.run(["ip", "netns", "exec", lab.ns, "dnsperf", "-s", server, "-d", path] + span
+                       + DNSPERF, capture_output=True, text=True, timeout=400)
+    out = r.stdout
+    def num(label):
+        m = re.search(rf"{label}:\s+([\d.]+)", out)
+        return float(m.group(1)) if m else float("nan")
+    lost = re.search(r"Queries lost:\s+(\d+)", out)
+    noerror = re.search(r"NOERROR (\d+)", out)
+    return {"sent": num("Queries sent"), "completed": num("Queries completed"),
+            "lost": int(lost.group(1)) if lost else -1, "noerror": int(noerror.group(1)) if noerror else 0,
+            "qps": num("Queries per second"), "latency_ms": num("Average Latency \\(s\\)") * 1000,
+            "raw": out}
+
+
+def measure(lab, name, server, proc, path):
+    rows = {}
+    for run in ("cold", "hot"):
+        before_leaf, before_cpu = leaf_queries(lab), cpu_ticks(proc.pid)
+        t0 = time.monotonic()
+        d = dnsperf(lab, server, path, run == "hot")
+        elapsed = time.monotonic() - t0
+        leaf = leaf_queries(lab) - before_leaf
+        cpu = (cpu_ticks(proc.pid) - before_cpu) / TICK
+        done = d["completed"] or float("nan")
+        rows[run] = {**d, "hit_ratio": 1 - leaf / d["sent"], "leaf": leaf, "cpu_s": cpu,
+                     "cpu_us_per_reply": cpu / done * 1e6, "elapsed": elapsed}
+        print(f"{name} {run}: {d['completed']:.0f}/{d['sent']:.0f} answered ({d['noerror']} NOERROR, "
+              f"{d['lost']} lost), {d['qps']:.0f} replies/s, {d['latency_ms']:.3f} ms mean, hit ratio "
+              f"{rows[run]['hit_ratio']:.4f} ({leaf} leaf queries), {rows[run]['cpu_us_per_reply']:.1f} us CPU/reply",
+              flush=True)
+        if d["completed"] != d["sent"]:
+            print(d["raw"][-1500:], flush=True)
+    return rows
+
+
+def main():
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = {}
+    with reslab.ResolverLab(f"bench{os.getpid()}", names=NAMES) as lab:
+        path = os.path.join(lab.tmp, "queries.txt")
+        distinct = query_file(path)
+        print(f"{QUERIES} queries over {NAMES} names (Zipf s=1): {distinct} distinct, best possible hit ratio "
+              f"{1 - distinct / QUERIES:.4f}", flush=True)
+        for name in ONLY:
+            if name == "rampart":
+                # Rate limits off, as Unbound's (ratelimit 0): the bench measures resolving.
+                proc = lab.rampart(BIN, ["--rrl-rate", "0", "--class-rate", "0", "--miss-rate", "0",
+                                         "--miss-total-rate", "0"])
+                server = reslab.RAMPART
+            else:
+                proc = lab.unbound()
+                server = reslab.UNBOUND
+            results[name] = measure(lab, name, server, proc, path)
+            lab.stop(name)
+    out = os.path.join(REPO, "bench-results", f"resolver-{stamp}.md")
+    with open(out, "w") as f:
+        f.write(f"# Resolver benchmark {stamp}\n\n")
+        f.write(f"scripts/bench-resolver: {QUERIES} queries (A) drawn Zipf s=1 over {NAMES} names of an unsigned\n"
+                f"leaf zone ({distinct} distinct: best hit ratio {1 - distinct / QUERIES:.4f}); dnsperf {' '.join(DNSPERF)};\n"
+                f"a private signed root and TLD (NSD), DNSSEC validation on in both; 2 shared cores, no XDP\n"
+                f"(resolver answers come from the slow path). Hit ratio = 1 - leaf NSD queries / client queries.\n"
+                f"CPU = the resolver process's utime+stime over the run.\n\n")
+        f.write("| resolver | run | answered/sent | replies/s | mean latency ms | hit ratio | CPU us/reply |\n")
+        f.write("|---|---|---|---|---|---|---|\n")
+        for name, rows in results.items():
+            for run, r in rows.items():
+                f.write(f"| {name} | {run} | {r['completed']:.0f}/{r['sent']:.0f} | {r['qps']:.0f} | "
+                        f"{r['latency_ms']:.3f} | {r['hit_ratio']:.4f} | {r['cpu_us_per_reply']:.1f} |\n")
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Resolver mode against a private Internet (tests/reslab.py: NSD serving a signed root, the TLD
+test. and leaf zones), rampart iterating from the lab's root with its DNSKEY as trust anchor:
+  - answers: RA set, AA clear, the client's letter case echoed, a CNAME followed;
+  - TTLs count down and are never above what remains (sampled over a 20 s record's life, bounds
+    from the send and receive times), and an expired entry is fetched again, not served;
+  - negative answers (NXDOMAIN, NODATA) carry the SOA with min(SOA TTL, MINIMUM) = 30 counting
+    down (RFC 2308);
+  - answers come from the cache: with the leaf zone's server stopped, cached names still answer,
+    others SERVFAIL, and (serve-stale on) an expired entry is answered stale, TTL 30, EDE 3;
+  - DNSSEC: AD for the signed zone (DO or AD asked), none for the unsigned one, SERVFAIL with EDE 6
+    for the broken one unless CD;
+  - the ACL: REFUSED (EDE 18) over UDP and TCP outside it; the local zone answered
+    authoritatively to anyone (combined mode);
+  - forwarding: a second rampart, without zones, forwarding to Unbound answers chains and NXDOMAIN, validates
+    itself from the lab's key (AD, SERVFAIL for the broken zone) and keeps its own ACL;
+  - the metrics endpoint's resolver counters (answers by result, cache entries).
+Run as root: /usr/bin/python3 tests/resolver_lab.py RAMPART_BIN (prints "N passed, M failed")."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reslab  # noqa: E402
+import rplab  # noqa: E402
+
+import dns.edns  # noqa: E402
+import dns.flags  # noqa: E402
+import dns.message  # noqa: E402
+import dns.query  # noqa: E402
+import dns.rcode  # noqa: E402
+import dns.rdatatype  # noqa: E402
+
+SERVER = reslab.RAMPART
+
+
+def ask(name, rtype="A", do=False, cd=False, ad=False, source=None, tcp=False, timeout=5, server=SERVER):
+    """(response, sent, received) from rampart (`server`)."""
+    q = dns.message.make_query(name, rtype, want_dnssec=do, use_edns=0)
+    q.flags &= ~dns.flags.AD
+    if cd:
+        q.flags |= dns.flags.CD
+    if ad:
+        q.flags |= dns.flags.AD
+    sent = time.monotonic()
+    how = dns.query.tcp if tcp else dns.query.udp
+    r = how(q, server, timeout=timeout, source=source)
+    return r, sent, time.monotonic()
+
+
+def ttls(r):
+    return [rrset.ttl for rrset in r.answer + r.authority]
+
+
+def flag(r, f):
+    return bool(r.flags & f)
+
+
+def ede(r):
+    return [o.code for o in r.options if isinstance(o, dns.edns.EDEOption)]
+
+
+def answers(c):
+    r, _, _ = ask("WwW.pLaIn.TeSt.")
+    c.check("answer: NOERROR, RA set, AA clear", r.rcode() == dns.rcode.NOERROR and flag(r, dns.flags.RA)
+            and not flag(r, dns.flags.AA), r.to_text())
+    c.check("answer: the client's case echoed", r.question[0].name.to_text() == "WwW.pLaIn.TeSt.", r.question[0])
+    c.check("answer: the A record", [str(rd) for rs in r.answer for rd in rs] == ["192.0.2.81"], r.to_text())
+    r, _, _ = ask("alias.plain.test.")
+    types = [rs.rdtype for rs in r.answer]
+    c.check("CNAME followed to its target", types == [dns.rdatatype.CNAME, dns.rdatatype.A], r.to_text())
+
+
+def countdown(c, first):
+    """`first` is (response, sent, received) of the first query for short.plain.test."""
+    r0, sent0, recv0 = first
+    c.check("countdown: first TTL at most the record's", ttls(r0) and max(ttls(r0)) <= reslab.SHORT_TTL, ttls(r0))
+    bad = []
+    samples = 0
+    for wait in (2, 5, 9, 14, 18.5):
+        time.sleep(max(0.0, sent0 + wait - time.monotonic()))
+        r, sent, recv = ask("short.plain.test.")
+        (ttl,) = ttls(r)
+        # The entry was fetched before recv0 and this answer made after `sent`: at least
+        # sent - recv0 seconds went by, at most recv - sent0.
+        most = reslab.SHORT_TTL - (sent - recv0)
+        least = reslab.SHORT_TTL - (recv - sent0) - 1
+        samples += 1
+        if not least <= ttl <= most:
+            bad.append((wait, ttl, round(least, 2), round(most, 2)))
+    c.check(f"countdown: {samples} TTLs within [remaining - 1 s, remaining]", not bad, bad)
+    time.sleep(max(0.0, recv0 + reslab.SHORT_TTL + 1 - time.monotonic()))
+    r, _, _ = ask("short.plain.test.")
+    c.check("countdown: expired entry fetched again (TTL back near the record's)",
+            r.rcode() == dns.rcode.NOERROR and ttls(r) and min(ttls(r)) >= reslab.SHORT_TTL - 2, r.to_text())
+
+
+def negative(c):
+    for name, rtype, rcode in (("nx.plain.test.", "A", dns.rcode.NXDOMAIN),
+                               ("www.plain.test.", "TXT", dns.rcode.NOERROR)):
+        r, _, recv = ask(name, rtype)
+        soa = [rs for rs in r.authority if rs.rdtype == dns.rdatatype.SOA]
+        c.check(f"negative {name} {rtype}: {dns.rcode.to_text(rcode)}, SOA TTL min(3600, MINIMUM 30)",
+                r.rcode() == rcode and not r.answer and soa and reslab.NEG_TTL - 1 <= soa[0].ttl <= reslab.NEG_TTL,
+                r.to_text())
+        time.sleep(max(0.0, recv + 3 - time.monotonic()))
+        r2, sent2, _ = ask(name, rtype)
+        soa2 = [rs for rs in r2.authority if rs.rdtype == dns.rdatatype.SOA]
+        c.check(f"negative {name} {rtype}: cached, SOA TTL counts down",
+                r2.rcode() == rcode and soa2 and soa2[0].ttl <= reslab.NEG_TTL - 3, r2.to_text())
+
+
+def dnssec(c):
+    r, _, _ = ask("www.good.test.", do=True)
+    sigs = [rs for rs in r.answer if rs.rdtype == dns.rdatatype.RRSIG]
+    c.check("signed zone with DO: AD set, RRSIG given", r.rcode() == dns.rcode.NOERROR and flag(r, dns.flags.AD)
+            and sigs, r.to_text())
+    r, _, _ = ask("www.good.test.", ad=True)
+    c.check("signed zone, AD asked without DO: AD set, no RRSIG", flag(r, dns.flags.AD)
+            and all(rs.rdtype != dns.rdatatype.RRSIG for rs in r.answer), r.to_text())
+    r, _, _ = ask("www.good.test.")
+    c.check("signed zone, neither DO nor AD asked: AD clear (RFC 6840 §5.7)", r.rcode() == dns.rcode.NOERROR
+            and not flag(r, dns.flags.AD), r.to_text())
+    r, _, _ = ask("www.plain.test.", do=True)
+    c.check("unsigned zone: AD clear", r.rcode() == dns.rcode.NOERROR and not flag(r, dns.flags.AD), r.to_text())
+    r, _, _ = ask("www.bogus.test.", do=True)
+    c.check("broken zone: SERVFAIL, EDE 6 (DNSSEC Bogus)", r.rcode() == dns.rcode.SERVFAIL and 6 in ede(r), r.to_text())
+    r, _, _ = ask("www.bogus.test.", do=True, cd=True)
+    c.check("broken zone with CD: the data, CD echoed, AD clear", r.rcode() == dns.rcode.NOERROR and r.answer
+            and flag(r, dns.flags.CD) and not flag(r, dns.flags.AD), r.to_text())
+    r, _, _ = ask("bogus.test.", "TXT", do=True)
+    c.check("broken zone, its correctly signed TXT: AD set", r.rcode() == dns.rcode.NOERROR
+            and flag(r, dns.flags.AD), r.to_text())
+
+
+def acl(c):
+    for tcp in (False, True):
+        how = "TCP" if tcp else "UDP"
+        r, _, _ = ask("www.plain.test.", source=reslab.OUTSIDER, tcp=tcp)
+        c.check(f"ACL over {how}: REFUSED (EDE 18), no records outside the allowed prefixes",
+                r.rcode() == dns.rcode.REFUSED and 18 in ede(r) and not r.answer, r.to_text())
+        r, _, _ = ask("www.local.example.", source=reslab.OUTSIDER, tcp=tcp)
+        c.check(f"local zone over {how}: answered authoritatively to anyone",
+                r.rcode() == dns.rcode.NOERROR and flag(r, dns.flags.AA) and r.answer, r.to_text())
+    r, _, _ = ask("www.plain.test.", tcp=True)
+    c.check("allowed client over TCP: answered", r.rcode() == dns.rcode.NOERROR and r.answer, r.to_text())
+
+
+def cache_and_stale(c, lab, stale_first):
+    """With the leaf zones' server stopped: cached names answer, uncached ones SERVFAIL, and an
+    expired entry (`stale_first`: short.plain.test fetched at that time) is served stale."""
+    lab.stop("leaf")
+    r, _, _ = ask("www.plain.test.")
+    c.check("leaf server down: a cached name still answered", r.rcode() == dns.rcode.NOERROR and r.answer, r.to_text())
+    r, _, _ = ask("n7.plain.test.", timeout=10)
+    c.check("leaf server down: an uncached name SERVFAIL", r.rcode() == dns.rcode.SERVFAIL, r.to_text())
+    time.sleep(max(0.0, stale_first + reslab.SHORT_TTL + 1 - time.monotonic()))
+    r, _, _ = ask("short.plain.test.", timeout=10)
+    c.check("serve-stale: expired entry answered with TTL 30 and EDE 3 (RFC 8767)",
+            r.rcode() == dns.rcode.NOERROR and ttls(r) == [30] and 3 in ede(r), r.to_text())
+
+
+def forwarding(c, lab, binary):
+    """A second rampart, a resolver alone (no zones), forwarding to Unbound, validating itself."""
+    lab.unbound()
+    lab.rampart(binary, forward=True)
+    fwd = reslab.FORWARDER
+    r, _, _ = ask("alias.plain.test.", server=fwd)
+    c.check("forwarding: CNAME chain answered, RA set", r.rcode() == dns.rcode.NOERROR and flag(r, dns.flags.RA)
+            and [rs.rdtype for rs in r.answer] == [dns.rdatatype.CNAME, dns.rdatatype.A], r.to_text())
+    r, _, _ = ask("www.good.test.", do=True, server=fwd)
+    c.check("forwarding: signed zone validated (AD)", r.rcode() == dns.rcode.NOERROR and flag(r, dns.flags.AD),
+            r.to_text())
+    r, _, _ = ask("nx.good.test.", server=fwd)
+    soa = [rs for rs in r.authority if rs.rdtype == dns.rdatatype.SOA]
+    c.check("forwarding: NXDOMAIN with its SOA", r.rcode() == dns.rcode.NXDOMAIN and soa, r.to_text())
+    r, _, _ = ask("www.bogus.test.", server=fwd)
+    c.check("forwarding: broken zone SERVFAIL", r.rcode() == dns.rcode.SERVFAIL, r.to_text())
+    r, _, _ = ask("www.plain.test.", source=reslab.OUTSIDER, server=fwd)
+    c.check("forwarding: ACL", r.rcode() == dns.rcode.REFUSED, r.to_text())
+    lab.stop("rampart-fwd")
+    lab.stop("unbound")
+
+
+def counters(c):
+    """The resolver's counters on the metrics endpoint, after everything above."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://{SERVER}:{reslab.METRICS_PORT}/metrics", timeout=5).read().decode()
+    got = {}
+    for line in text.splitlines():
+        if line.startswith("rampart_resolver_answers_total{"):
+            got[line.split('"')[1]] = float(line.split()[-1])
+    # refused: 2 outsiders (UDP, TCP); stale: 1 (serve-stale check); hits and misses: many.
+    c.check("metrics: resolver answers by result (hit, miss, refused 2, stale 1)",
+            got.get("hit", 0) >= 10 and got.get("miss", 0) >= 10 and got.get("refused") == 2
+            and got.get("stale") == 1, got)
+    entries = [ln for ln in text.splitlines() if ln.startswith("rampart_resolver_cache_entries ")]
+    c.check("metrics: cache entries counted", entries and float(entries[0].split()[-1]) >= 10, entries)
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(rplab_repo(), "target/release/rampart")
+    c = rplab.Checks("resolver_lab")
+    with reslab.ResolverLab(f"ci{os.getpid()}", names=100) as lab:
+        lab.rampart(binary, ["--serve-stale"])
+        rplab.setns(lab.ns)
+        first = ask("short.plain.test.")
+        for name, fn, args in (("answers", answers, ()), ("negative", negative, ()), ("dnssec", dnssec, ()),
+                               ("acl", acl, ()), ("countdown", countdown, (first,))):
+            c.run(name, fn, c, *args)
+        refreshed = time.monotonic()
+        c.run("forwarding", forwarding, c, lab, binary)
+        c.run("cache", cache_and_stale, c, lab, refreshed)
+        c.run("counters", counters, c)
+        c.check("rampart still running", lab.procs["rampart"].poll() is None)
+    return c
+
+
+def rplab_repo():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+if __name__ == "__main__":
+    rplab.main_for(main)
