@@ -193,13 +193,16 @@ pub fn relative_origin(entry: &[u8]) -> bool {
 /// The TTL a `$TTL` entry sets, in seconds (the entry already through
 /// [`with_ttls_in_seconds`]); `None` for any other entry or a value that is no number.
 pub fn dollar_ttl(entry: &[u8]) -> Option<u32> {
+    // Only directives start with `$`: every record entry returns here, untokenized (tokenizing
+    // each of a 1M-name zone's entries was 7% of `rampart check`).
+    if entry.first() != Some(&b'$') {
+        return None;
+    }
     let toks = tokens(entry);
     let [directive, value, ..] = toks.as_slice() else {
         return None;
     };
-    if entry.first() != Some(&b'$')
-        || !entry[directive.start..directive.end].eq_ignore_ascii_case(b"$TTL")
-    {
+    if !entry[directive.start..directive.end].eq_ignore_ascii_case(b"$TTL") {
         return None;
     }
     std::str::from_utf8(&entry[value.start..value.end])
