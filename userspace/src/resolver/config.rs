@@ -1,4 +1,5 @@
-//! `[resolver]`: recursion or forwarding, who may use it, DNSSEC and the cache's bounds.
+//! `[resolver]`: recursion or forwarding, who may use it, DNSSEC, the cache's bounds and the
+//! per-zone outbound limit.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub struct ResolverConfig {
     pub miss_workers: usize,
     /// Misses waiting for a thread at most; more are dropped (the client retries).
     pub miss_queue: usize,
+    /// Resolutions sent towards one zone per second at most (the zone a name falls in as the
+    /// node has learned it); more get SERVFAIL (Unbound's `ratelimit`). 0: no limit.
+    pub zone_rate: u32,
 }
 
 impl Default for ResolverConfig {
@@ -83,6 +87,7 @@ impl Default for ResolverConfig {
             timeout_ms: 3_000,
             miss_workers: 64,
             miss_queue: 4096,
+            zone_rate: 1000,
         }
     }
 }
