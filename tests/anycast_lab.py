@@ -28,7 +28,9 @@ RATE = 500
 TIMEOUT = 0.2
 LOSS_BOUND_MS = 1000.0
 HANG_S = 3.0  # failover_hung: how long node1's rampart is stopped
-NAME = "www.example.com."
+# the resolver variant (tests/anycast_resolver_lab.py) asks a name the nodes resolve, with RD
+NAME = E.get("AL_QNAME", "www.example.com.")
+RD = ["--rd"] if E.get("AL_RD") == "1" else []
 RESULTS = {}  # every figure measured; RP_ANYCAST_RESULTS=FILE.md writes them as a report
 
 
@@ -204,7 +206,7 @@ class Probe:
         self.p = subprocess.Popen(
             ["ip", "netns", "exec", E["AL_NS_CLIENT"], PY, os.path.join(HERE, "anycast_prober.py"),
              "--server", server or E["AL_SERVICE4"], "--rate", str(RATE), "--timeout", str(TIMEOUT),
-             "--duration", str(duration), "--qname", NAME, "--out", self.out],
+             "--duration", str(duration), "--qname", NAME, "--out", self.out, *RD],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.t0 = time.monotonic()
 

@@ -65,13 +65,19 @@ impl Report {
         })
     }
 
-    /// Whether this peer shows that a node whose first failed upstream check started
-    /// `failing_for` ago has a failure of its own: the peer is announced, its last check got an
-    /// answer, and that answer came after this node's failure began.
-    pub fn shows_failure_is_local(&self, failing_for: Duration) -> bool {
+    /// Whether this peer shows that a node's upstream failure is its own: the peer is
+    /// announced, its last check got an answer, and that answer came in `window` (how long ago
+    /// this node's latest failed check started, how long ago its first one ended): after this
+    /// node's failure had begun (a shared outage can't have the peer answered later), before
+    /// its latest failing query left (a shared outage ending can't either: a peer that has just
+    /// recovered doesn't withdraw a node whose next check will recover too).
+    pub fn shows_failure_is_local(&self, window: (Duration, Duration)) -> bool {
+        let (since_latest, since_first) = window;
         self.state == "announced"
             && self.upstreams_ok
-            && self.last_ok_ago.is_some_and(|ago| ago < failing_for)
+            && self
+                .last_ok_ago
+                .is_some_and(|ago| ago > since_latest && ago < since_first)
     }
 }
 
@@ -121,19 +127,23 @@ mod tests {
         );
         assert_eq!(Report::parse(&r.to_txt()), Some(r.clone()));
         assert_eq!(Report::parse(&["upstreams=ok".into()]), None);
-        // The peer answered 300 ms ago, after this node's failure began 1 s ago: local failure.
-        assert!(r.shows_failure_is_local(Duration::from_secs(1)));
+        let ms = Duration::from_millis;
+        // The peer answered 300 ms ago: after this node's failure began (1 s ago), before its
+        // latest failing check (100 ms ago): a local failure.
+        assert!(r.shows_failure_is_local((ms(100), ms(1000))));
         // Its last answer predates this node's failure: the outage may be everyone's.
-        assert!(!r.shows_failure_is_local(Duration::from_millis(200)));
+        assert!(!r.shows_failure_is_local((ms(100), ms(200))));
+        // It answered after this node's latest query left: an outage ending, not a local one.
+        assert!(!r.shows_failure_is_local((ms(500), ms(2000))));
         let down = Report {
             upstreams_ok: false,
             ..r.clone()
         };
-        assert!(!down.shows_failure_is_local(Duration::from_secs(1)));
+        assert!(!down.shows_failure_is_local((ms(100), ms(1000))));
         let withdrawn = Report {
             state: "withdrawn".into(),
             ..r
         };
-        assert!(!withdrawn.shows_failure_is_local(Duration::from_secs(1)));
+        assert!(!withdrawn.shows_failure_is_local((ms(100), ms(1000))));
     }
 }

@@ -23,7 +23,8 @@ struct Shared {
     counters: ProbeCounters,
     /// When the last upstream answer arrived.
     last_ok: Option<Instant>,
-    /// When the first failed check of the current failure began.
+    /// When the first failed check of the current failure ended: its query may have left
+    /// before the outage began, so a peer's answer counts as later only after its wait.
     failing_since: Option<Instant>,
     last_check_ok: bool,
 }
@@ -64,16 +65,28 @@ impl Upstreams {
                         if result.is_ok() {
                             s.last_ok = Some(Instant::now());
                             s.failing_since = None;
+                            Duration::ZERO
+                        } else {
+                            s.failing_since.get_or_insert_with(Instant::now).elapsed()
                         }
-                        s.failing_since.get_or_insert(started).elapsed()
                     };
+                    let window = (started.elapsed(), failing_for);
                     let verdict = match result {
                         Ok(()) => Verdict::Ok,
-                        Err(why) => guard(why, failing_for, &peers, peer_timeout, &mut check.id),
+                        Err(why) => guard(why, window, &peers, peer_timeout, &mut check.id),
                     };
                     {
                         let mut s = lock(&out);
                         s.counters.record(&verdict, started.elapsed());
+                        if std::mem::discriminant(&s.verdict) != std::mem::discriminant(&verdict) {
+                            match &verdict {
+                                Verdict::Ok => tracing::info!("anycast: upstreams answer"),
+                                Verdict::Failed(why) | Verdict::Guarded(why) => {
+                                    tracing::warn!("anycast: upstreams: {why}")
+                                }
+                                Verdict::Skipped(_) => {}
+                            }
+                        }
                         s.verdict = verdict;
                     }
                     if let Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
@@ -110,10 +123,11 @@ fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// No upstream answered: a failure only if a peer shows it is this node's own.
+/// No upstream answered: a failure only if a peer shows it is this node's own (`window`: see
+/// [`Report::shows_failure_is_local`]).
 fn guard(
     why: String,
-    failing_for: Duration,
+    window: (Duration, Duration),
     peers: &[SocketAddr],
     timeout: Duration,
     id: &mut u16,
@@ -127,12 +141,12 @@ fn guard(
     for &peer in peers {
         *id = id.wrapping_add(1);
         match fleet::ask(peer, *id, timeout) {
-            Ok(r) if r.shows_failure_is_local(failing_for) => {
+            Ok(r) if r.shows_failure_is_local(window) => {
                 return Verdict::Failed(format!(
                     "{why}; peer {peer} reaches its upstreams and is announced"
                 ));
             }
-            Ok(_) => {}
+            Ok(r) => tracing::debug!(%peer, ?r, ?window, "peer's upstream report"),
             Err(e) => silent.push(e),
         }
     }
@@ -218,9 +232,13 @@ impl Check {
             IpAddr::V4(v4) => SocketAddr::new(v4.to_ipv6_mapped().into(), a.port()),
             IpAddr::V6(_) => a,
         };
-        for &i in group {
-            // A target we can't send to (no route) just doesn't answer.
-            let _ = socket.send_to(&query, mapped(self.targets[i]));
+        // A target we can't send to (no route) doesn't answer; if none can be sent to, no wait.
+        let sent = group
+            .iter()
+            .filter(|&&i| socket.send_to(&query, mapped(self.targets[i])).is_ok())
+            .count();
+        if sent == 0 {
+            return None;
         }
         let deadline = Instant::now() + self.timeout;
         let mut buf = [0u8; 4096];

@@ -150,6 +150,10 @@ pub struct ResolverFlags {
     /// Serve expired answers when upstreams fail, RFC 8767 (resolver.serve_stale).
     #[arg(long)]
     serve_stale: bool,
+    /// Resolutions sent towards one zone per second at most, 0: no limit (resolver.zone_rate)
+    /// [default: 1000].
+    #[arg(long)]
+    zone_rate: Option<u32>,
 }
 
 impl ResolverFlags {
@@ -173,5 +177,8 @@ impl ResolverFlags {
             c.cache_size = n;
         }
         c.serve_stale |= self.serve_stale;
+        if let Some(n) = self.zone_rate {
+            c.zone_rate = n;
+        }
     }
 }
