@@ -261,7 +261,7 @@ class ResolverLab:
                os.path.join(self.tmp, f"run-{name}")] + zones + [
                "--resolver", "--trust-anchor", self.anchor, "--resolver-allow", f"{addr}/32",
                "--resolver-allow", "127.0.0.0/8", "--no-cookies"] + upstream + list(extra)
-        if not forward:
+        if not forward and not alone:
             cmd += ["--metrics", f"{RAMPART}:{METRICS_PORT}"]
         return self.start(name, cmd, addr, LOCAL_ZONE)
 

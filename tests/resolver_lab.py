@@ -235,9 +235,8 @@ def zone_rate(c, lab, binary):
         r, _, _ = ask("www.good.test.", server=server)
         good = r.rcode() == dns.rcode.NOERROR and r.answer
         reached = lab.queries("leaf") - before
-        # GCRA: the burst (one second's worth) and then the rate over the flood; each resolution
-        # of an unknown name costs the leaf 1 to 2 queries (the NXDOMAIN, and hickory's DS query
-        # at the name to prove it unsigned).
+        # GCRA: the burst (one second's worth) and then the rate over the flood; each admitted
+        # name costs the leaf one query (measured: 251 for 249 admitted and the good.test. one).
         admitted_max = ZONE_RATE * (FLOOD_SECS + 1)
         print(f"resolver_lab: zone_rate {ZONE_RATE}/s: flood {sent} queries in {FLOOD_SECS:.0f} s "
               f"({sent / FLOOD_SECS:.0f} q/s), replies {rcodes}, leaf NSD received {reached} queries "
@@ -245,8 +244,8 @@ def zone_rate(c, lab, binary):
         c.check("zone rate: the flood was sent", sent >= 0.9 * FLOOD_RATE * FLOOD_SECS, sent)
         c.check("zone rate: the leaf server saw the flood's admitted part (not silence)",
                 reached >= ZONE_RATE * FLOOD_SECS * 0.5, reached)
-        c.check(f"zone rate: the leaf server received at most 2 x {admitted_max:.0f} queries",
-                reached <= 2 * admitted_max, reached)
+        c.check(f"zone rate: the leaf server received at most 1.2 x {admitted_max:.0f} queries",
+                reached <= 1.2 * admitted_max, reached)
         nx, sf = rcodes.get("NXDOMAIN", 0), rcodes.get("SERVFAIL", 0)
         c.check("zone rate: admitted names NXDOMAIN, the rest SERVFAIL",
                 ZONE_RATE * FLOOD_SECS * 0.5 <= nx <= admitted_max and sf >= sent - admitted_max - 50, rcodes)
