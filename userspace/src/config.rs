@@ -300,6 +300,11 @@ impl Config {
         if h.upstream_interval_ms == 0 || h.upstream_timeout_ms == 0 {
             bail!("health.upstream_interval_ms and upstream_timeout_ms must be at least 1");
         }
+        if !h.peers.is_empty() && !self.resolver.enabled {
+            bail!(
+                "health.peers compares upstream health: it needs resolver mode ([resolver] enabled)"
+            );
+        }
         let a = &self.anycast;
         if a.method != Method::Device && a.announce_command.is_none() && !a.prefixes.is_empty() {
             bail!(
@@ -362,6 +367,15 @@ enabled = false
         .unwrap();
         assert!(!off.cookies.enabled);
         assert!(toml::from_str::<Config>("[health]\nintervall_ms = 5\n").is_err());
+        let peers: Config =
+            toml::from_str("[zones]\ndir = \"z\"\n[health]\npeers = [\"192.0.2.1:53\"]\n").unwrap();
+        assert!(
+            peers
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("resolver mode")
+        );
         let shared: Config = toml::from_str("[xdp]\nattach = \"shared\"\n").unwrap();
         assert_eq!(shared.xdp.attach, Sharing::Shared);
         assert!(toml::from_str::<Config>("[xdp]\nattach = \"sharing\"\n").is_err());

@@ -498,6 +498,77 @@ mod tests {
         assert!(ok.success(), "ip {args}");
     }
 
+    /// Resolver mode on loopback: the resolver probe's `. NS` is refused while not cached (the
+    /// probe warms it, and passes); a forwarder that never answers fails the upstream check,
+    /// which without peers the fleet guard holds (good, counted as guarded); a stopped slow path
+    /// fails the resolver probe.
+    #[test]
+    fn resolver_probes_guard_upstream_loss_but_not_a_dead_path() {
+        use crate::resolver::{Resolver, ResolverConfig};
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rc = ResolverConfig {
+            enabled: true,
+            forwarders: vec![silent.local_addr().unwrap()],
+            dnssec: false,
+            timeout_ms: 300,
+            ..ResolverConfig::default()
+        };
+        let health = crate::config::HealthConfig {
+            upstream_interval_ms: 100,
+            upstream_timeout_ms: 100,
+            ..Default::default()
+        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        let catalog = Arc::new(Catalog::load(&[], Some(&dir)).unwrap());
+        let server = Server::start_with(
+            &["127.0.0.1:0".parse().unwrap()],
+            catalog,
+            ServerConfig::default().with_resolver(Resolver::from_config(&rc).unwrap()),
+        )
+        .unwrap();
+        let shared = server.shared_catalog();
+        let question = ProbeQuestion::from_config(&Config::default(), &shared).unwrap();
+        let upstreams = Arc::new(Upstreams::start(&rc, &health).unwrap());
+        let mut probes = Probes::new(
+            question,
+            shared,
+            server.udp_addrs()[0],
+            None,
+            Some(ResolverProbe::new(upstreams)),
+            Duration::from_millis(200),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(probes.run(), Round::Healthy);
+        assert_eq!(probes.counters[RESOLVER].ok, 1);
+        assert!(
+            probes.resolver.as_ref().unwrap().warmed.is_some(),
+            "not cached: warmed"
+        );
+        let up = &probes.counters[UPSTREAMS];
+        assert!(up.guarded >= 1 && up.failed == 0, "{up:?}");
+        let why = up.last_failure.as_deref().unwrap_or("");
+        assert!(
+            why.contains("none of 1 forwarders") && why.contains("no health.peers"),
+            "{why}"
+        );
+
+        server.stop();
+        match probes.run() {
+            Round::Failed(why) => {
+                assert!(
+                    why.iter().any(|w| w.starts_with("slow-path: 127.0.0.1:")),
+                    "{why:?}"
+                );
+                assert!(
+                    why.iter().any(|w| w.starts_with("resolver: 127.0.0.1:")),
+                    "{why:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(silent);
+    }
+
     /// The real machinery in a fresh namespace: healthy, then the program detached (as
     /// `rampart detach` does it), then the slow path stopped; a zone edit that removes the probe
     /// name fails nothing.
