@@ -3,7 +3,7 @@
 //! first and all the others at once only when it stays silent, so a healthy node sends one
 //! query per interval. When none answers, the peers decide (the fleet guard, [`super::fleet`]).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -226,11 +226,15 @@ impl Check {
         if self.recursion {
             query[2] |= 0x01;
         }
-        // One dual-stack socket for both families (IPv4 as mapped addresses).
-        let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).ok()?;
+        // One dual-stack socket for both families (IPv4 as mapped addresses); an IPv4 one on a
+        // host without IPv6.
+        let (socket, dual) = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)) {
+            Ok(s) => (s, true),
+            Err(_) => (UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?, false),
+        };
         let mapped = |a: SocketAddr| match a.ip() {
-            IpAddr::V4(v4) => SocketAddr::new(v4.to_ipv6_mapped().into(), a.port()),
-            IpAddr::V6(_) => a,
+            IpAddr::V4(v4) if dual => SocketAddr::new(v4.to_ipv6_mapped().into(), a.port()),
+            _ => a,
         };
         // A target we can't send to (no route) doesn't answer; if none can be sent to, no wait.
         let sent = group
