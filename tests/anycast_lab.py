@@ -77,6 +77,19 @@ class Node:
             time.sleep(0.01)
         return t
 
+    def wait_sockets_closed(self, secs=5.0):
+        """Until no UDP socket is bound to port 53 in the node's namespace. A killed process is a
+        zombie once its main thread is gone, while its other threads (and so its sockets) may
+        still be exiting: a query then is queued to a socket nobody reads, and no port
+        unreachable comes back."""
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline:
+            r = sh("ip", "netns", "exec", self.ns, "ss", "-Hnuln", "sport = :53", check=False)
+            if not r.stdout.strip():
+                return True
+            time.sleep(0.01)
+        return False
+
     def rampart(self, *args, timeout=20, check=True):
         return sh("ip", "netns", "exec", self.ns, E["RP_BIN"], *args, timeout=timeout, check=check)
 
@@ -697,6 +710,7 @@ class Suite:
             self.c.check("conventional: dig resolves with both up", "status: NOERROR" in rd.stdout, rd.stdout)
             # node1's process killed: its kernel answers port unreachable, the stub moves on
             self.n1.kill()
+            self.c.check("conventional: node1's sockets gone after the kill", self.n1.wait_sockets_closed())
             k_g, rg = timed("getent", "hosts", host)
             k_d, rd = timed("dig", host, "A")
             self.c.check("conventional (killed): getent still resolves", rg.returncode == 0, rg.stdout + rg.stderr)

@@ -68,6 +68,9 @@ def zone_texts(names):
     o = "plain.test."
     plain = [soa(o, minimum=NEG_TTL), f"{o} 3600 IN NS ns.{o}", f"ns.{o} 3600 IN A {LEAF}",
              f"short.{o} {SHORT_TTL} IN A 192.0.2.20", f"www.{o} 300 IN A 192.0.2.81",
+             # an AAAA too, as the authoritative lab's www.example.com has: `getent hosts` asks
+             # AAAA first and A only when there is none (two lookups, each paying a dead server)
+             f"www.{o} 300 IN AAAA 2001:db8::81",
              f"alias.{o} 300 IN CNAME www.{o}"]
     plain += [f"n{i}.{o} 3600 IN A 203.0.113.{i % 250 + 1}" for i in range(names)]
     zones[o] = plain
