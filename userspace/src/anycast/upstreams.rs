@@ -169,6 +169,8 @@ struct Check {
     preferred: usize,
     timeout: Duration,
     id: u16,
+    /// Targets the last check could send to (none: no route, say so).
+    sent: usize,
 }
 
 impl Check {
@@ -185,6 +187,7 @@ impl Check {
             preferred: 0,
             timeout: Duration::from_millis(timeout_ms),
             id: std::process::id() as u16 ^ 0x5a5a,
+            sent: 0,
         }
     }
 
@@ -194,6 +197,7 @@ impl Check {
         let rest: Vec<usize> = (0..self.targets.len())
             .filter(|&i| i != self.preferred)
             .collect();
+        self.sent = 0;
         for group in [&first[..], &rest[..]] {
             if group.is_empty() {
                 continue;
@@ -203,16 +207,20 @@ impl Check {
                 return Ok(());
             }
         }
-        Err(format!(
-            "none of {} {} answered `. NS` within {} ms",
-            self.targets.len(),
-            if self.recursion {
-                "forwarders"
-            } else {
-                "root hints"
-            },
-            self.timeout.as_millis()
-        ))
+        let what = if self.recursion {
+            "forwarders"
+        } else {
+            "root hints"
+        };
+        let n = self.targets.len();
+        Err(if self.sent == 0 {
+            format!("none of {n} {what} can be sent to (no route)")
+        } else {
+            format!(
+                "none of {n} {what} answered `. NS` within {} ms",
+                self.timeout.as_millis()
+            )
+        })
     }
 
     /// Sends the query to every target in `group` at once; the index of the first that answers.
@@ -241,6 +249,7 @@ impl Check {
             .iter()
             .filter(|&&i| socket.send_to(&query, mapped(self.targets[i])).is_ok())
             .count();
+        self.sent += sent;
         if sent == 0 {
             return None;
         }
