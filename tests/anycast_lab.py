@@ -28,7 +28,9 @@ RATE = 500
 TIMEOUT = 0.2
 LOSS_BOUND_MS = 1000.0
 HANG_S = 3.0  # failover_hung: how long node1's rampart is stopped
-NAME = "www.example.com."
+# the resolver variant (tests/anycast_resolver_lab.py) asks a name the nodes resolve, with RD
+NAME = E.get("AL_QNAME", "www.example.com.")
+RD = ["--rd"] if E.get("AL_RD") == "1" else []
 RESULTS = {}  # every figure measured; RP_ANYCAST_RESULTS=FILE.md writes them as a report
 
 
@@ -74,6 +76,19 @@ class Node:
                 break
             time.sleep(0.01)
         return t
+
+    def wait_sockets_closed(self, secs=5.0):
+        """Until no UDP socket is bound to port 53 in the node's namespace. A killed process is a
+        zombie once its main thread is gone, while its other threads (and so its sockets) may
+        still be exiting: a query then is queued to a socket nobody reads, and no port
+        unreachable comes back."""
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline:
+            r = sh("ip", "netns", "exec", self.ns, "ss", "-Hnuln", "sport = :53", check=False)
+            if not r.stdout.strip():
+                return True
+            time.sleep(0.01)
+        return False
 
     def rampart(self, *args, timeout=20, check=True):
         return sh("ip", "netns", "exec", self.ns, E["RP_BIN"], *args, timeout=timeout, check=check)
@@ -204,7 +219,7 @@ class Probe:
         self.p = subprocess.Popen(
             ["ip", "netns", "exec", E["AL_NS_CLIENT"], PY, os.path.join(HERE, "anycast_prober.py"),
              "--server", server or E["AL_SERVICE4"], "--rate", str(RATE), "--timeout", str(TIMEOUT),
-             "--duration", str(duration), "--qname", NAME, "--out", self.out],
+             "--duration", str(duration), "--qname", NAME, "--out", self.out, *RD],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.t0 = time.monotonic()
 
@@ -695,6 +710,7 @@ class Suite:
             self.c.check("conventional: dig resolves with both up", "status: NOERROR" in rd.stdout, rd.stdout)
             # node1's process killed: its kernel answers port unreachable, the stub moves on
             self.n1.kill()
+            self.c.check("conventional: node1's sockets gone after the kill", self.n1.wait_sockets_closed())
             k_g, rg = timed("getent", "hosts", host)
             k_d, rd = timed("dig", host, "A")
             self.c.check("conventional (killed): getent still resolves", rg.returncode == 0, rg.stdout + rg.stderr)

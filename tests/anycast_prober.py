@@ -18,6 +18,7 @@ import sys
 import time
 
 import dns.edns
+import dns.flags
 import dns.exception
 import dns.message
 import dns.rcode
@@ -26,11 +27,14 @@ NSID = 3
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
 
 
+RD = False  # --rd: recursion desired (a resolver service)
+
+
 def query_wire(qname, qtype):
     """One query with EDNS and an empty NSID option; its ID is patched per query."""
     q = dns.message.make_query(qname, qtype, use_edns=0, payload=1232,
                                options=[dns.edns.GenericOption(NSID, b"")])
-    q.flags = 0  # authoritative service: no RD
+    q.flags = dns.flags.RD if RD else 0  # authoritative service: no RD
     return bytearray(q.to_wire())
 
 
@@ -198,7 +202,10 @@ def main():
     ap.add_argument("--qname", default="www.example.com.")
     ap.add_argument("--qtype", default="A")
     ap.add_argument("--out", help="write every query's record here (JSON)")
+    ap.add_argument("--rd", action="store_true", help="set RD (querying a resolver)")
     a = ap.parse_args()
+    global RD
+    RD = a.rd
     if not 0 < a.duration <= 120 or not 0 < a.rate <= 20000:
         sys.exit("duration must be in (0, 120] s and rate in (0, 20000] q/s")
     recs = probe(a.server, a.port, a.rate, a.duration, a.timeout, a.qname, a.qtype, a.ports, a.count)

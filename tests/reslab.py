@@ -68,6 +68,9 @@ def zone_texts(names):
     o = "plain.test."
     plain = [soa(o, minimum=NEG_TTL), f"{o} 3600 IN NS ns.{o}", f"ns.{o} 3600 IN A {LEAF}",
              f"short.{o} {SHORT_TTL} IN A 192.0.2.20", f"www.{o} 300 IN A 192.0.2.81",
+             # an AAAA too, as the authoritative lab's www.example.com has: `getent hosts` asks
+             # AAAA first and A only when there is none (two lookups, each paying a dead server)
+             f"www.{o} 300 IN AAAA 2001:db8::81",
              f"alias.{o} 300 IN CNAME www.{o}"]
     plain += [f"n{i}.{o} 3600 IN A 203.0.113.{i % 250 + 1}" for i in range(names)]
     zones[o] = plain
@@ -137,8 +140,11 @@ class ResolverLab:
     """The namespace, the signed zones and the NSD instances; `close()` (or `with`) removes
     everything, processes it started included."""
 
-    def __init__(self, lab_id, names=1000):
-        self.ns = f"rrlab-{lab_id}"
+    def __init__(self, lab_id, names=1000, netns=None):
+        """`netns`: an existing namespace to serve from (the routed anycast lab's), left in
+        place by `close()`; only the authoritative servers' addresses are added to its lo."""
+        self.own_ns = netns is None
+        self.ns = netns or f"rrlab-{lab_id}"
         self.tmp = tempfile.mkdtemp(prefix=f"rrlab-{lab_id}-")
         self.procs = {}
         self.nsd_conf = {}
@@ -159,9 +165,11 @@ class ResolverLab:
         self.close()
 
     def _network(self):
-        run(["ip", "netns", "add", self.ns])
+        if self.own_ns:
+            run(["ip", "netns", "add", self.ns])
         ns_exec(self.ns, ["ip", "link", "set", "lo", "up"])
-        for addr in (ROOT, TLD, LEAF, RAMPART, UNBOUND, OUTSIDER, FORWARDER):
+        others = (RAMPART, UNBOUND, OUTSIDER, FORWARDER) if self.own_ns else ()
+        for addr in (ROOT, TLD, LEAF) + others:
             ns_exec(self.ns, ["ip", "addr", "add", f"{addr}/32", "dev", "lo"])
 
     def _zones(self, names):
@@ -236,18 +244,27 @@ class ResolverLab:
                 p.kill()
                 p.wait(5)
 
-    def rampart(self, binary, extra=(), forward=False):
+    def queries(self, name):
+        """Queries NSD instance `name` (root, tld, leaf) has received so far."""
+        out = run(["nsd-control", "-c", self.nsd_conf[name], "stats_noreset"]).stdout
+        for line in out.splitlines():
+            if line.startswith("num.queries="):
+                return int(line.split("=")[1])
+        raise RuntimeError(f"no num.queries from nsd-control: {out}")
+
+    def rampart(self, binary, extra=(), forward=False, alone=False):
         """rampart iterating from the lab's root on RAMPART and serving the local zone too, or
         (`forward`) a resolver alone (no zones) on FORWARDER forwarding to Unbound (start it
-        first); each allows only its own address."""
-        name, addr = ("rampart-fwd", FORWARDER) if forward else ("rampart", RAMPART)
+        first), or (`alone`) a resolver alone on FORWARDER iterating from the root; each allows
+        only its own address."""
+        name, addr = ("rampart-fwd", FORWARDER) if forward or alone else ("rampart", RAMPART)
         upstream = ["--forwarder", f"{UNBOUND}:53"] if forward else ["--root-hint", ROOT]
-        zones = [] if forward else ["--zone", f"{LOCAL_ZONE}={self.local_zone}"]
+        zones = [] if forward or alone else ["--zone", f"{LOCAL_ZONE}={self.local_zone}"]
         cmd = [binary, "run", "--listen", f"{addr}:53", "--user", "root", "--run-dir",
                os.path.join(self.tmp, f"run-{name}")] + zones + [
                "--resolver", "--trust-anchor", self.anchor, "--resolver-allow", f"{addr}/32",
                "--resolver-allow", "127.0.0.0/8", "--no-cookies"] + upstream + list(extra)
-        if not forward:
+        if not forward and not alone:
             cmd += ["--metrics", f"{RAMPART}:{METRICS_PORT}"]
         return self.start(name, cmd, addr, LOCAL_ZONE)
 
@@ -274,5 +291,6 @@ class ResolverLab:
     def close(self):
         for name in list(self.procs):
             self.stop(name)
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        if self.own_ns:
+            subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -20,6 +20,12 @@
 # runs XDP. Every veth has one queue; c0 and the router's veths have TX checksum offload off (see
 # scripts/lib/lab.sh: an XDP_TX'd CHECKSUM_PARTIAL packet would be dropped as a bad checksum).
 #
+# AL_RESOLVER=1 (scripts/test-anycast-resolver) makes the nodes resolvers: a fifth namespace,
+# rp-auth-<id>, behind the router (r3 203.0.113.9/30 ─ a0 203.0.113.10/30) holds the private
+# root, TLD and leaf servers of tests/reslab.py (192.0.2.1-3, routed as 192.0.2.0/29), and each
+# node's config gains [resolver] (root hint 192.0.2.1, the lab's trust anchor $AL_TRUST_ANCHOR)
+# and the other node as its health peer.
+#
 # Usage:  . scripts/lib/anycast-lab.sh; alab_init [id]; trap alab_down EXIT; alab_up;
 #         alab_node_start 1; alab_node_start 2; ...
 # Namespaces are rp-{client,router,node1,node2}-<id>; everything started is recorded by pid in
@@ -35,6 +41,9 @@ alab_init() {
   export AL_NS_CLIENT=rp-client-$id AL_NS_ROUTER=rp-router-$id
   export AL_NS_NODE1=rp-node1-$id AL_NS_NODE2=rp-node2-$id
   export RP_NAMESPACES="$AL_NS_CLIENT $AL_NS_ROUTER $AL_NS_NODE1 $AL_NS_NODE2"   # lab_down deletes these
+  export AL_RESOLVER=${AL_RESOLVER:-0} AL_NS_AUTH=rp-auth-$id
+  export AL_R3_4=203.0.113.9 AL_AUTH4=203.0.113.10 AL_AUTH_NET=192.0.2.0/29
+  if [ "$AL_RESOLVER" = 1 ]; then RP_NAMESPACES+=" $AL_NS_AUTH"; fi
   export AL_CLIENT4=198.51.100.2 AL_CLIENT6=2001:db8:100::2
   export AL_ROUTER4=198.51.100.1 AL_ROUTER6=2001:db8:100::1
   export AL_R1_4=203.0.113.1 AL_R1_6=2001:db8:1::1 AL_NODE1_4=203.0.113.2 AL_NODE1_6=2001:db8:1::2
@@ -112,6 +121,16 @@ alab_up() {
     ip -n "$ns" addr add "$AL_SERVICE4/32" dev lo
     ip -n "$ns" addr add "$AL_SERVICE6/128" dev lo nodad
   done
+  if [ "$AL_RESOLVER" = 1 ]; then
+    # router ─ the authoritative servers the resolvers iterate from
+    ip link add r3 netns "$AL_NS_ROUTER" type veth peer name a0 netns "$AL_NS_AUTH"
+    ip -n "$AL_NS_ROUTER" addr add "$AL_R3_4/30" dev r3
+    ip -n "$AL_NS_AUTH" addr add "$AL_AUTH4/30" dev a0
+    ip -n "$AL_NS_ROUTER" link set r3 up
+    ip -n "$AL_NS_AUTH" link set a0 up
+    ip -n "$AL_NS_AUTH" route add default via "$AL_R3_4"
+    ip -n "$AL_NS_ROUTER" route add "$AL_AUTH_NET" via "$AL_AUTH4"
+  fi
   ip netns exec "$AL_NS_ROUTER" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
     net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1
 
@@ -285,12 +304,31 @@ control_socket = "$d/control.sock"
 [health]
 hold_down_ms = $AL_HOLD_DOWN_MS
 probe_address = "$AL_SERVICE4:53"
+$([ "$AL_RESOLVER" = 1 ] && alab_resolver_peers "$n")
 
 [rrl]
 # The prober is one trusted client at 500 q/s: this lab measures failover, not rate limits
 # (which would slip and drop its queries past 200/s per name, as they should for a stranger).
 whitelist = ["$AL_CLIENT4/32", "$AL_CLIENT6/128"]
 EOF
+  [ "$AL_RESOLVER" = 1 ] || return 0
+  cat <<EOF
+
+# AL_RESOLVER=1: a resolver iterating from the lab's root (tests/reslab.py in $AL_NS_AUTH)
+[resolver]
+enabled = true
+root_hints = ["192.0.2.1"]
+trust_anchor = "$AL_TRUST_ANCHOR"
+# the clients, the health probe's source (the service address), the peer's unicast address
+allow = ["198.51.100.0/24", "2001:db8:100::/64", "$AL_SERVICE4/32", "$AL_SERVICE6/128", "203.0.113.0/24", "2001:db8::/32"]
+EOF
+}
+
+# alab_resolver_peers N: the [health] line naming node N's peer (AL_RESOLVER=1).
+alab_resolver_peers() {
+  local peer=2
+  [ "$1" = 2 ] && peer=1
+  echo "peers = [\"$(alab_node_addr "$peer" 4):53\"]"
 }
 
 # alab_node_start N: rampart on node N; waits for "rampart: ready" (30 s). Its pid is in

@@ -199,6 +199,14 @@ pub struct HealthConfig {
     /// Where the slow-path probe is sent; default: the first listen address (127.0.0.1 or ::1
     /// for a wildcard one).
     pub probe_address: Option<SocketAddr>,
+    /// Resolver mode: how often the upstreams (root hints or forwarders) are asked `. NS`.
+    pub upstream_interval_ms: u64,
+    /// Resolver mode: how long one upstream check waits for an answer (twice at most: the last
+    /// upstream that answered, then all the others).
+    pub upstream_timeout_ms: u64,
+    /// Resolver mode: the other nodes' unicast service addresses, asked for their upstream
+    /// health (the fleet guard) when none of this node's upstreams answers.
+    pub peers: Vec<SocketAddr>,
 }
 
 impl Default for HealthConfig {
@@ -212,6 +220,9 @@ impl Default for HealthConfig {
             probe_name: None,
             probe_type: "SOA".into(),
             probe_address: None,
+            upstream_interval_ms: 1000,
+            upstream_timeout_ms: 500,
+            peers: Vec::new(),
         }
     }
 }
@@ -286,6 +297,14 @@ impl Config {
         if h.interval_ms == 0 || h.timeout_ms == 0 || h.rise == 0 || h.fall == 0 {
             bail!("health.interval_ms, timeout_ms, rise and fall must be at least 1");
         }
+        if h.upstream_interval_ms == 0 || h.upstream_timeout_ms == 0 {
+            bail!("health.upstream_interval_ms and upstream_timeout_ms must be at least 1");
+        }
+        if !h.peers.is_empty() && !self.resolver.enabled {
+            bail!(
+                "health.peers compares upstream health: it needs resolver mode ([resolver] enabled)"
+            );
+        }
         let a = &self.anycast;
         if a.method != Method::Device && a.announce_command.is_none() && !a.prefixes.is_empty() {
             bail!(
@@ -348,6 +367,15 @@ enabled = false
         .unwrap();
         assert!(!off.cookies.enabled);
         assert!(toml::from_str::<Config>("[health]\nintervall_ms = 5\n").is_err());
+        let peers: Config =
+            toml::from_str("[zones]\ndir = \"z\"\n[health]\npeers = [\"192.0.2.1:53\"]\n").unwrap();
+        assert!(
+            peers
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("resolver mode")
+        );
         let shared: Config = toml::from_str("[xdp]\nattach = \"shared\"\n").unwrap();
         assert_eq!(shared.xdp.attach, Sharing::Shared);
         assert!(toml::from_str::<Config>("[xdp]\nattach = \"sharing\"\n").is_err());

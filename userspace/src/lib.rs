@@ -9,6 +9,7 @@ pub mod cookie;
 pub mod ctl;
 pub mod fastpath;
 pub mod fuzz;
+pub mod gcra;
 pub mod identity;
 pub mod instance;
 pub mod limits;

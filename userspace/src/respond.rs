@@ -108,7 +108,9 @@ pub(crate) fn respond_noted(
         // RFC 6891 §6.1.3: we speak version 0 only.
         Answer::error(ResponseCode::BADVERS)
     } else if query.qclass == CLASS_CH {
-        identity.chaos_answer(&query)
+        resolver
+            .and_then(|r| r.chaos_answer(&query, peer))
+            .unwrap_or_else(|| identity.chaos_answer(&query))
     } else if query.qclass != CLASS_IN {
         // No zones in other classes.
         Answer::not_authoritative()

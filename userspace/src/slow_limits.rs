@@ -6,17 +6,17 @@
 //! miss budget, so limiting it here again would count it twice. TCP is never limited (a TCP
 //! client's address is proven, as RRL in Knot and NSD applies to UDP only).
 use std::{
-    collections::HashMap,
     net::IpAddr,
     sync::{
         Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use ipnet::IpNet;
 
+use crate::gcra::{Rate, Table};
 use crate::limits::RrlConfig;
 
 /// What to do with a UDP answer the limits looked at.
@@ -26,73 +26,6 @@ pub enum Verdict {
     /// Send the minimal TC=1 answer instead (`wire::render_slip`).
     Slip,
     Drop,
-}
-
-/// GCRA, as the XDP program's `admit`: a bucket admits while its theoretical arrival time is at
-/// most `burst` ahead of now, and each admission moves it on by `interval`.
-#[derive(Clone, Copy, Debug)]
-struct Rate {
-    interval: Duration,
-    burst: Duration,
-}
-
-impl Rate {
-    fn new(per_second: u32, burst: u32) -> Option<Rate> {
-        (per_second > 0).then(|| {
-            let interval = Duration::from_nanos((1_000_000_000 / u64::from(per_second)).max(1));
-            Rate {
-                interval,
-                burst: interval * (burst.max(1) - 1),
-            }
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Bucket {
-    /// Theoretical arrival time, from the limiter's epoch.
-    tat: Duration,
-    /// Answers refused so far: every `slip`-th slips.
-    limited: u64,
-}
-
-impl Bucket {
-    /// `None`: admitted; `Some(n)`: the n-th refusal.
-    fn admit(&mut self, now: Duration, rate: Rate) -> Option<u64> {
-        let tat = self.tat.max(now);
-        if tat - now > rate.burst {
-            self.limited += 1;
-            return Some(self.limited);
-        }
-        self.tat = tat + rate.interval;
-        None
-    }
-}
-
-/// Buckets kept up to a bound: when full, the expired ones (the same as absent) go, and if a
-/// spoofed-source flood left none expired, all of them (the XDP program's LRU evicts instead).
-struct Table<K> {
-    buckets: HashMap<K, Bucket>,
-    max: usize,
-}
-
-impl<K: std::hash::Hash + Eq> Table<K> {
-    fn new(max: usize) -> Table<K> {
-        Table {
-            buckets: HashMap::new(),
-            max: max.max(1),
-        }
-    }
-
-    fn admit(&mut self, key: K, now: Duration, rate: Rate) -> Option<u64> {
-        if self.buckets.len() >= self.max && !self.buckets.contains_key(&key) {
-            self.buckets.retain(|_, b| b.tat > now);
-            if self.buckets.len() >= self.max * 3 / 4 {
-                self.buckets.clear();
-            }
-        }
-        self.buckets.entry(key).or_default().admit(now, rate)
-    }
 }
 
 /// The limits of one sockets-only node, shared by every UDP worker.
@@ -314,6 +247,6 @@ mod tests {
         for i in 0..100 {
             l.check(format!("10.{i}.0.1").parse().unwrap(), 1, false);
         }
-        assert!(lock(&l.by_source).buckets.len() <= 8);
+        assert!(lock(&l.by_source).len() <= 8);
     }
 }

@@ -1,6 +1,8 @@
 //! Health probes, one round every interval: a real UDP query to the slow path's socket, the
 //! fast path's program run on a query frame with its live maps (and still attached to every
-//! NIC), and the daemon's own state (zones loaded).
+//! NIC), and the daemon's own state (zones loaded). In resolver mode also the resolver's
+//! answering path (`. NS`, RD clear: the cache answers it, or refuses while it isn't cached,
+//! and the probe then warms it) and the upstream check's last verdict ([`super::upstreams`]).
 //!
 //! The guard against fleet-wide withdrawal is in what a probe compares with: each answer must
 //! equal the answer the node's *current* zones give for the probe question (rendered by the
@@ -21,6 +23,7 @@ use rampart_common::Variant;
 use serde::Serialize;
 
 use super::state::Round;
+use super::upstreams::Upstreams;
 use crate::compile::CompiledAnswer;
 use crate::config::Config;
 use crate::fastpath::FastPath;
@@ -109,6 +112,8 @@ impl ProbeQuestion {
 pub enum Verdict {
     Ok,
     Failed(String),
+    /// Failed, but the fleet guard holds: the same failure on every peer (counts as good).
+    Guarded(String),
     /// Couldn't tell (e.g. the fast path busy installing a reload).
     Skipped(String),
 }
@@ -120,6 +125,8 @@ pub struct ProbeCounters {
     pub ok: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Failures the fleet guard kept from counting (counted in `ok` too).
+    pub guarded: u64,
     pub consecutive_failed: u64,
     /// Microseconds the last probe took.
     pub last_us: u64,
@@ -127,12 +134,18 @@ pub struct ProbeCounters {
 }
 
 impl ProbeCounters {
-    fn record(&mut self, verdict: &Verdict, took: Duration) {
+    pub(super) fn record(&mut self, verdict: &Verdict, took: Duration) {
         self.last_us = took.as_micros() as u64;
         match verdict {
             Verdict::Ok => {
                 self.ok += 1;
                 self.consecutive_failed = 0;
+            }
+            Verdict::Guarded(why) => {
+                self.ok += 1;
+                self.guarded += 1;
+                self.consecutive_failed = 0;
+                self.last_failure = Some(why.clone());
             }
             Verdict::Failed(why) => {
                 self.failed += 1;
@@ -154,19 +167,40 @@ pub struct FastProbe {
     pub server: IpAddr,
 }
 
+/// Resolver mode's probes: the answering path, and the upstream check's thread.
+pub struct ResolverProbe {
+    pub upstreams: Arc<Upstreams>,
+    /// When the probe last asked with RD set to get `. NS` cached.
+    warmed: Option<Instant>,
+}
+
+impl ResolverProbe {
+    pub fn new(upstreams: Arc<Upstreams>) -> ResolverProbe {
+        ResolverProbe {
+            upstreams,
+            warmed: None,
+        }
+    }
+}
+
 pub struct Probes {
     question: ProbeQuestion,
     catalog: SharedCatalog,
     slow_target: SocketAddr,
     fast: Option<FastProbe>,
+    resolver: Option<ResolverProbe>,
     timeout: Duration,
     next_id: u16,
-    pub counters: [ProbeCounters; 3],
+    pub counters: Vec<ProbeCounters>,
 }
 
 const SLOW: usize = 0;
 const FAST: usize = 1;
 const STATE: usize = 2;
+const RESOLVER: usize = 3;
+const UPSTREAMS: usize = 4;
+/// The resolver probe's question when `. NS` isn't cached: warmed at most this often.
+const WARM_EVERY: Duration = Duration::from_secs(1);
 
 impl Probes {
     pub fn new(
@@ -174,20 +208,26 @@ impl Probes {
         catalog: SharedCatalog,
         slow_target: SocketAddr,
         fast: Option<FastProbe>,
+        resolver: Option<ResolverProbe>,
         timeout: Duration,
     ) -> Probes {
         let name = |name| ProbeCounters {
             name,
             ..ProbeCounters::default()
         };
+        let mut counters = vec![name("slow-path"), name("fast-path"), name("zones")];
+        if resolver.is_some() {
+            counters.extend([name("resolver"), name("upstreams")]);
+        }
         Probes {
             question,
             catalog,
             slow_target,
             fast,
+            resolver,
             timeout,
             next_id: std::process::id() as u16,
-            counters: [name("slow-path"), name("fast-path"), name("zones")],
+            counters,
         }
     }
 
@@ -196,20 +236,30 @@ impl Probes {
         let mut failures = Vec::new();
         let mut skipped = Vec::new();
         type Check = fn(&mut Probes) -> Verdict;
-        let checks: [(usize, Check); 3] = [
+        let checks: [(usize, Check); 5] = [
             (STATE, Probes::state),
             (SLOW, Probes::slow),
             (FAST, Probes::fast),
+            (RESOLVER, Probes::resolver_path),
+            (UPSTREAMS, Probes::upstreams),
         ];
+        let resolver = self.resolver.is_some();
         for (i, check) in checks {
-            if i == FAST && self.fast.is_none() {
+            // A resolver's probe question outside the zones is the resolver probe's to ask.
+            let slow_is_resolvers = i == SLOW && resolver && !self.question_in_zones();
+            if (i == FAST && self.fast.is_none())
+                || (i >= RESOLVER && !resolver)
+                || slow_is_resolvers
+            {
                 continue;
             }
             let started = Instant::now();
             let verdict = check(self);
-            self.counters[i].record(&verdict, started.elapsed());
+            if i != UPSTREAMS {
+                self.counters[i].record(&verdict, started.elapsed());
+            }
             match verdict {
-                Verdict::Ok => {}
+                Verdict::Ok | Verdict::Guarded(_) => {}
                 Verdict::Failed(why) => failures.push(format!("{}: {why}", self.counters[i].name)),
                 Verdict::Skipped(why) => skipped.push(why),
             }
@@ -234,8 +284,70 @@ impl Probes {
             || respond(&self.catalog.get(), query, Transport::Udp).as_deref() == Some(got)
     }
 
+    fn question_in_zones(&self) -> bool {
+        let q = crate::answer::Question {
+            qname: &self.question.qname,
+            qtype: self.question.qtype,
+            dnssec_ok: false,
+        };
+        crate::answer::select_zone(&self.catalog.get(), &q).is_some()
+    }
+
+    /// The resolver's answering path: `. NS` with RD clear to the slow path's socket, answered
+    /// from the cache (NOERROR with RA) or refused while not cached (then asked once with RD set,
+    /// not waited for, so the next probes hit). Upstream trouble can't fail it: it never waits
+    /// for an upstream.
+    fn resolver_path(&mut self) -> Verdict {
+        let id = self.id();
+        let question = ProbeQuestion {
+            qname: NameKey::from_name(&Name::root()),
+            qtype: RecordType::NS,
+        };
+        let query = question.packet(id);
+        let answer = match udp_exchange(self.slow_target, &query, self.timeout) {
+            Ok(a) => a,
+            Err(e) => return Verdict::Failed(format!("{}: {e}", self.slow_target)),
+        };
+        let (flags, rcode) = match answer.get(2..4) {
+            Some(&[hi, lo]) => (u16::from_be_bytes([hi, lo]), lo & 0x0f),
+            _ => return Verdict::Failed("short answer".into()),
+        };
+        const QR: u16 = 0x8000;
+        const RA: u16 = 0x0080;
+        const REFUSED: u8 = 5;
+        match rcode {
+            0 | 3 if flags & QR != 0 && flags & RA != 0 => Verdict::Ok,
+            REFUSED if flags & QR != 0 => {
+                let probe = self.resolver.as_mut().expect("resolver mode");
+                if probe.warmed.is_none_or(|t| t.elapsed() >= WARM_EVERY) {
+                    probe.warmed = Some(Instant::now());
+                    let mut warm = query;
+                    warm[2] |= 0x01;
+                    let _ = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
+                        .or_else(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))
+                        .and_then(|s| s.send_to(&warm, self.slow_target));
+                }
+                Verdict::Ok
+            }
+            _ => Verdict::Failed(format!(
+                "`. NS` from {}: rcode {rcode}, flags {flags:#06x}",
+                self.slow_target
+            )),
+        }
+    }
+
+    /// The upstream check thread's last verdict (its counters are its own).
+    fn upstreams(&mut self) -> Verdict {
+        let Some(probe) = &self.resolver else {
+            return Verdict::Ok;
+        };
+        let (verdict, counters) = probe.upstreams.latest();
+        self.counters[UPSTREAMS] = counters;
+        verdict
+    }
+
     fn state(&mut self) -> Verdict {
-        if self.catalog.get().zone_count() == 0 {
+        if self.catalog.get().zone_count() == 0 && self.resolver.is_none() {
             return Verdict::Failed("no zone loaded".into());
         }
         Verdict::Ok
@@ -386,6 +498,77 @@ mod tests {
         assert!(ok.success(), "ip {args}");
     }
 
+    /// Resolver mode on loopback: the resolver probe's `. NS` is refused while not cached (the
+    /// probe warms it, and passes); a forwarder that never answers fails the upstream check,
+    /// which without peers the fleet guard holds (good, counted as guarded); a stopped slow path
+    /// fails the resolver probe.
+    #[test]
+    fn resolver_probes_guard_upstream_loss_but_not_a_dead_path() {
+        use crate::resolver::{Resolver, ResolverConfig};
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rc = ResolverConfig {
+            enabled: true,
+            forwarders: vec![silent.local_addr().unwrap()],
+            dnssec: false,
+            timeout_ms: 300,
+            ..ResolverConfig::default()
+        };
+        let health = crate::config::HealthConfig {
+            upstream_interval_ms: 100,
+            upstream_timeout_ms: 100,
+            ..Default::default()
+        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+        let catalog = Arc::new(Catalog::load(&[], Some(&dir)).unwrap());
+        let server = Server::start_with(
+            &["127.0.0.1:0".parse().unwrap()],
+            catalog,
+            ServerConfig::default().with_resolver(Resolver::from_config(&rc).unwrap()),
+        )
+        .unwrap();
+        let shared = server.shared_catalog();
+        let question = ProbeQuestion::from_config(&Config::default(), &shared).unwrap();
+        let upstreams = Arc::new(Upstreams::start(&rc, &health).unwrap());
+        let mut probes = Probes::new(
+            question,
+            shared,
+            server.udp_addrs()[0],
+            None,
+            Some(ResolverProbe::new(upstreams)),
+            Duration::from_millis(200),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(probes.run(), Round::Healthy);
+        assert_eq!(probes.counters[RESOLVER].ok, 1);
+        assert!(
+            probes.resolver.as_ref().unwrap().warmed.is_some(),
+            "not cached: warmed"
+        );
+        let up = &probes.counters[UPSTREAMS];
+        assert!(up.guarded >= 1 && up.failed == 0, "{up:?}");
+        let why = up.last_failure.as_deref().unwrap_or("");
+        assert!(
+            why.contains("none of 1 forwarders") && why.contains("no health.peers"),
+            "{why}"
+        );
+
+        server.stop();
+        match probes.run() {
+            Round::Failed(why) => {
+                assert!(
+                    why.iter().any(|w| w.starts_with("slow-path: 127.0.0.1:")),
+                    "{why:?}"
+                );
+                assert!(
+                    why.iter().any(|w| w.starts_with("resolver: 127.0.0.1:")),
+                    "{why:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(silent);
+    }
+
     /// The real machinery in a fresh namespace: healthy, then the program detached (as
     /// `rampart detach` does it), then the slow path stopped; a zone edit that removes the probe
     /// name fails nothing.
@@ -431,6 +614,7 @@ mod tests {
                     client,
                     server: service,
                 }),
+                None,
                 Duration::from_millis(200),
             );
             assert_eq!(probes.run(), Round::Healthy);

@@ -6,8 +6,10 @@
 //! `rampart anycast status|drain|undrain` ([`AnycastControl`]). Every transition is logged with
 //! its reason.
 pub mod announce;
+pub mod fleet;
 pub mod health;
 pub mod state;
+pub mod upstreams;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -167,6 +169,19 @@ impl Anycast {
             requests: req_tx,
             stop: Some(stop_tx),
             thread: Some(thread),
+        })
+    }
+
+    /// What peers asking `upstreams.rampart.` get (resolver mode): the upstream check's state
+    /// and the announcement's.
+    pub fn health_report(
+        &self,
+        upstreams: Arc<upstreams::Upstreams>,
+    ) -> crate::resolver::HealthReport {
+        let status = self.status.clone();
+        Arc::new(move || {
+            let state = status.lock().unwrap_or_else(|e| e.into_inner()).state;
+            upstreams.report(&state.to_string()).to_txt()
         })
     }
 

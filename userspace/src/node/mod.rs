@@ -207,6 +207,7 @@ impl Node {
                     fast: fast.as_ref(),
                     holds_probe: &holds_probe,
                     table: &table,
+                    resolver: server_config.resolver.as_ref(),
                 };
                 let (anycast, question) = startup::anycast(parts, announcer)?;
                 (Some(anycast), Some(question))

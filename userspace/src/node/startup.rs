@@ -4,7 +4,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use tracing::info;
 
 use super::log_installed;
@@ -12,13 +12,15 @@ use crate::{
     anycast::{
         Anycast,
         announce::Announcer,
-        health::{self, FastProbe, ProbeQuestion, Probes},
+        health::{self, FastProbe, ProbeQuestion, Probes, ResolverProbe},
+        upstreams::Upstreams,
     },
     compile::CompiledAnswer,
     config::Config,
     cookie::Cookies,
     fastpath::{self, Capacity, FastPath},
     limits,
+    resolver::Resolver,
     server::SharedCatalog,
 };
 
@@ -65,6 +67,8 @@ pub struct Parts<'a> {
     /// Whether the XDP maps hold the probe's answer (kept by reloads).
     pub holds_probe: &'a Arc<AtomicBool>,
     pub table: &'a [CompiledAnswer],
+    /// Resolver mode: its answering path and upstreams are probed too.
+    pub resolver: Option<&'a Arc<Resolver>>,
 }
 
 /// Health checking and announcing: the probes over both paths, the state machine's thread.
@@ -79,12 +83,32 @@ pub fn anycast(p: Parts, announcer: Announcer) -> Result<(Anycast, ProbeQuestion
         client,
         server: service,
     });
+    let slow_target = health::slow_target(p.config);
+    let upstreams = match p.resolver {
+        Some(r) => {
+            // The probe is sent to a local address, so it comes from that address.
+            if !r.allows(slow_target.ip()) {
+                bail!(
+                    "health: the probe's source {} is not in resolver.allow (allow it, or set \
+                     health.probe_address to an allowed local address)",
+                    slow_target.ip()
+                );
+            }
+            Some(Arc::new(Upstreams::start(r.config(), &p.config.health)?))
+        }
+        None => None,
+    };
     let probes = Probes::new(
         question.clone(),
         p.shared.clone(),
-        health::slow_target(p.config),
+        slow_target,
         fast_probe,
+        upstreams.clone().map(ResolverProbe::new),
         p.config.health.timeout(),
     );
-    Ok((Anycast::start(p.config, announcer, probes)?, question))
+    let anycast = Anycast::start(p.config, announcer, probes)?;
+    if let (Some(r), Some(u)) = (p.resolver, upstreams) {
+        r.report_health(anycast.health_report(u));
+    }
+    Ok((anycast, question))
 }

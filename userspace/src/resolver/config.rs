@@ -1,4 +1,5 @@
-//! `[resolver]`: recursion or forwarding, who may use it, DNSSEC and the cache's bounds.
+//! `[resolver]`: recursion or forwarding, who may use it, DNSSEC, the cache's bounds and the
+//! per-zone outbound limit.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub struct ResolverConfig {
     pub miss_workers: usize,
     /// Misses waiting for a thread at most; more are dropped (the client retries).
     pub miss_queue: usize,
+    /// Resolutions sent towards one zone per second at most (the zone a name falls in as the
+    /// node has learned it); more get SERVFAIL (Unbound's `ratelimit`). 0: no limit.
+    pub zone_rate: u32,
 }
 
 impl Default for ResolverConfig {
@@ -83,6 +87,7 @@ impl Default for ResolverConfig {
             timeout_ms: 3_000,
             miss_workers: 64,
             miss_queue: 4096,
+            zone_rate: 1000,
         }
     }
 }
@@ -145,6 +150,10 @@ pub struct ResolverFlags {
     /// Serve expired answers when upstreams fail, RFC 8767 (resolver.serve_stale).
     #[arg(long)]
     serve_stale: bool,
+    /// Resolutions sent towards one zone per second at most, 0: no limit (resolver.zone_rate)
+    /// [default: 1000].
+    #[arg(long)]
+    zone_rate: Option<u32>,
 }
 
 impl ResolverFlags {
@@ -168,5 +177,8 @@ impl ResolverFlags {
             c.cache_size = n;
         }
         c.serve_stale |= self.serve_stale;
+        if let Some(n) = self.zone_rate {
+            c.zone_rate = n;
+        }
     }
 }

@@ -5,6 +5,7 @@ mod acl;
 mod cache;
 mod config;
 mod inflight;
+mod outbound;
 mod pool;
 mod stats;
 #[cfg(test)]
@@ -14,11 +15,13 @@ mod upstream;
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{RData, Record, RecordType};
 use rampart_common::dns::{FLAG_CD, FLAG_RD};
 
 pub use acl::Acl;
@@ -32,6 +35,7 @@ use crate::answer::{self, Answer, Outcome, Rr};
 use crate::wire::{self, CLASS_IN, Query};
 use crate::zone::Catalog;
 use inflight::Inflight;
+use outbound::Outbound;
 use pool::MissPool;
 use stats::Found;
 
@@ -59,7 +63,17 @@ pub struct Resolver {
     acl: Acl,
     config: ResolverConfig,
     stats: ResolverStats,
+    /// The per-zone outbound limit.
+    outbound: Outbound,
+    /// What peers asking `upstreams.rampart.` (CHAOS TXT) get: set by the anycast health checker.
+    health_report: OnceLock<HealthReport>,
 }
+
+/// The health checker's view of the upstreams, as TXT strings for the peers' fleet guard.
+pub type HealthReport = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// The CHAOS TXT name peers ask for the node's upstream health (`anycast::fleet`).
+pub const HEALTH_REPORT_NAME: &str = "upstreams.rampart.";
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +126,8 @@ impl Resolver {
             acl: Acl::new(&config.allow),
             config: config.clone(),
             stats: ResolverStats::default(),
+            outbound: Outbound::new(config.zone_rate),
+            health_report: OnceLock::new(),
         }))
     }
 
@@ -137,6 +153,43 @@ impl Resolver {
             self.stats.dropped();
         }
         queued
+    }
+
+    /// Whether `peer` may use the resolver.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        self.acl.allows(peer)
+    }
+
+    /// The section it runs with (the health checker probes its upstreams).
+    pub fn config(&self) -> &ResolverConfig {
+        &self.config
+    }
+
+    /// Answer peers' `upstreams.rampart.` questions with `report` (once; later calls ignored).
+    pub fn report_health(&self, report: HealthReport) {
+        let _ = self.health_report.set(report);
+    }
+
+    /// The CHAOS TXT answer for `upstreams.rampart.` to an allowed client, if the health checker
+    /// reports; `None` leaves CHAOS questions to the identity.
+    pub fn chaos_answer(&self, query: &Query, peer: IpAddr) -> Option<Answer<'static>> {
+        let report = self.health_report.get()?;
+        let name = query.qname_key.to_name();
+        if query.qtype != RecordType::TXT
+            || !name.to_ascii().eq_ignore_ascii_case(HEALTH_REPORT_NAME)
+            || !self.acl.allows(peer)
+        {
+            return None;
+        }
+        Some(Answer {
+            class: crate::identity::CLASS_CH,
+            answer: vec![Rr {
+                owner: Cow::Owned(name),
+                ttl: 0,
+                rdata: Cow::Owned(RData::TXT(TXT::new(report()))),
+            }],
+            ..Answer::hit()
+        })
     }
 
     /// The counters, for the metrics endpoint.
@@ -188,12 +241,20 @@ impl Resolver {
     }
 
     /// Resolves a miss, bounded by the configured timeout.
+    /// Over the zone's outbound limit: SERVFAIL without asking (not cached).
     fn fetch(&self, query: &Query, dnssec_ok: bool) -> Resolved {
+        if !self.outbound.admit(&query.qname_key) {
+            self.stats.zone_limited();
+            return Resolved::failure();
+        }
         let name = query.qname_key.to_name();
         let resolving = self.upstream.resolve(name, query.qtype, dnssec_ok);
-        self.runtime
+        let resolved = self
+            .runtime
             .block_on(async { tokio::time::timeout(self.config.timeout(), resolving).await })
-            .unwrap_or_else(|_| Resolved::failure())
+            .unwrap_or_else(|_| Resolved::failure());
+        self.outbound.learn(&resolved);
+        resolved
     }
 }
 

@@ -1,5 +1,5 @@
 //! The resolver's counters for the metrics endpoint: answers by how they were found, misses
-//! dropped for want of a thread, entries in the cache.
+//! dropped for want of a thread or over the per-zone outbound limit, entries in the cache.
 
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -39,6 +39,7 @@ impl Found {
 pub struct ResolverStats {
     answers: Family<Label, Counter>,
     dropped: Counter,
+    zone_limited: Counter,
     entries: Gauge,
 }
 
@@ -49,6 +50,10 @@ impl ResolverStats {
 
     pub fn dropped(&self) {
         self.dropped.inc();
+    }
+
+    pub fn zone_limited(&self) {
+        self.zone_limited.inc();
     }
 
     pub fn entries(&self, held: usize) {
@@ -66,6 +71,12 @@ impl ResolverStats {
             "rampart_resolver_dropped",
             "Misses dropped because resolver.miss_queue was full",
             self.dropped.clone(),
+        );
+        registry.register(
+            "rampart_resolver_zone_limited",
+            "Misses answered SERVFAIL without asking because their zone was over \
+             resolver.zone_rate (the per-zone outbound limit)",
+            self.zone_limited.clone(),
         );
         registry.register(
             "rampart_resolver_cache_entries",
