@@ -113,8 +113,13 @@ impl SharedCatalog {
         // is still one of them.
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
-    pub fn replace(&self, catalog: Arc<Catalog>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = catalog;
+    /// Swaps in `catalog`; the previous one is returned, so a large one is freed after the
+    /// lock is released rather than while every query waits on it.
+    pub fn replace(&self, catalog: Arc<Catalog>) -> Arc<Catalog> {
+        std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(|e| e.into_inner()),
+            catalog,
+        )
     }
 }
 

@@ -288,9 +288,21 @@ impl FastPath {
     /// loaded at start, the fast path is switched off (every query goes to the slow path, which
     /// already serves the new zones) rather than serving stale answers.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
+        self.install_then(table, || {})
+    }
+
+    /// [`install`](Self::install), calling `at_flip` right after the one write that makes the
+    /// program answer from `table` (or stop answering, when it doesn't fit): a reload swaps the
+    /// slow path's zones there, so both paths change in the same instant. Not called when the
+    /// install fails before that write.
+    pub fn install_then(
+        &mut self,
+        table: &[CompiledAnswer],
+        at_flip: impl FnOnce(),
+    ) -> Result<Installed> {
         let next = self.generation ^ 1;
         let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
-        self.write_layout(next, layout)
+        self.write_layout(next, layout, at_flip)
     }
 
     /// The first install, of the table [`prepare`] laid out (the capacity was sized from it):
@@ -300,13 +312,19 @@ impl FastPath {
         if self.capacity.bases(next) != Bases::default() {
             bail!("a prepared table is for the first install only");
         }
-        self.write_layout(next, prepared.0)
+        self.write_layout(next, prepared.0, || {})
     }
 
-    fn write_layout(&mut self, next: u32, layout: Layout) -> Result<Installed> {
+    fn write_layout(
+        &mut self,
+        next: u32,
+        layout: Layout,
+        at_flip: impl FnOnce(),
+    ) -> Result<Installed> {
         if !self.capacity.fits(&layout) {
             self.config.ready = 0;
             self.write_config()?;
+            at_flip();
             bail!(
                 "{} answers in {} records exceed the maps sized at start ({} records per generation): fast path off until restart",
                 layout.answers,
@@ -350,6 +368,7 @@ impl FastPath {
         self.config.generation = next;
         self.config.ready = 1;
         self.write_config()?;
+        at_flip();
         self.generation = next;
         self.flipped = Some(std::time::Instant::now());
         Ok(Installed {

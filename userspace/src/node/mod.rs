@@ -459,12 +459,25 @@ impl Node {
             errors = errors.len(),
             "reloaded"
         );
-        // The fast path is held while both paths switch, so the health probe sees them switch
-        // together (it skips a round rather than compare the new zones with the old maps).
+        // Both paths switch in one step: the slow path's zones are swapped right at the write
+        // that flips the program's generation (the maps are filled before it), so neither
+        // answers an older version than the other. The fast path is held meanwhile, so the
+        // health probe sees them switch together (it skips a round rather than compare the new
+        // zones with the old maps).
         let mut fp = self.fast.as_deref().map(lock);
-        self.shared.replace(catalog.clone());
-        let installed = fp.as_deref_mut().map(|fp| fp.install(&table));
+        let mut swap = Some(catalog.clone());
+        let mut previous = None;
+        let installed = fp.as_deref_mut().map(|fp| {
+            fp.install_then(&table, || {
+                previous = swap.take().map(|c| self.shared.replace(c));
+            })
+        });
         drop(fp);
+        // No fast path, or its install failed before the flip: the slow path serves it alone.
+        if let Some(c) = swap.take() {
+            previous = Some(self.shared.replace(c));
+        }
+        drop(previous);
         let installed = match installed {
             Some(Ok(i)) => {
                 log_installed(&i);
