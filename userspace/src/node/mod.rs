@@ -80,6 +80,8 @@ impl Node {
     /// privileges, starts anycast, the control socket, metrics and the watchdog.
     pub fn start(config: Config) -> Result<Node> {
         let started = Instant::now();
+        // While the notify socket is reachable: it may be the supervisor's own (0600).
+        systemd::connect();
         // Before anything is touched: a second instance on the same addresses stops here.
         let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
         let user = privileges::resolve_user(config.server.user.as_deref())?;
