@@ -22,6 +22,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -56,6 +57,10 @@ FLIP_GAP = 0.003
 # A file zone served beside the secondaries, large enough that filling the maps takes a while
 # (every install writes the whole table): the time a path could run ahead of the other.
 BULK = 50000
+NSD_PORT, REFUSER_PORT = 5300, 5301  # the other primaries, on the primary's address
+# Their zones are small: the maps' room for secondary zones (xdp.secondary_records) is sized at
+# start, and xfr.test and timer.test take most of it.
+FALLBACK_HOSTS = 20
 
 
 def sh(*cmd, ns=None, check=True, timeout=30):
@@ -63,11 +68,11 @@ def sh(*cmd, ns=None, check=True, timeout=30):
     return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=check)
 
 
-def zone(origin, serial, www, host_net):
+def zone(origin, serial, www, host_net, hosts=HOSTS):
     lines = [f"$ORIGIN {origin}.", "$TTL 300",
              f"@ SOA ns.{origin}. hostmaster.{origin}. {serial} {REFRESH} {RETRY} {EXPIRE} 60",
              "@ NS ns", "ns A 192.0.2.53", f"www A {www}"]
-    lines += [f"h{i} A {host_net}.{i % 250 + 1}" for i in range(HOSTS)]
+    lines += [f"h{i} A {host_net}.{i % 250 + 1}" for i in range(hosts)]
     return "\n".join(lines) + "\n"
 
 
@@ -119,6 +124,27 @@ zone:
 """
 
 
+def nsd_conf(d):
+    return f"""server:
+    ip-address: {PRIMARY}@{NSD_PORT}
+    username: ""
+    zonesdir: "{d}"
+    database: ""
+    pidfile: "{d}/nsd.pid"
+    xfrdfile: "{d}/xfrd.state"
+    xfrdir: "{d}"
+    zonelistfile: "{d}/zone.list"
+    logfile: "{d}/nsd.log"
+    server-count: 1
+remote-control:
+    control-enable: no
+zone:
+    name: nsd.test
+    zonefile: nsd.test.zone
+    provide-xfr: {NODE_P} NOKEY
+"""
+
+
 def rampart_conf(tmp, pins):
     sec = os.path.join(tmp, "secondary")
     return f"""[server]
@@ -161,6 +187,17 @@ origin = "timer.test"
 primaries = ["{PRIMARY}"]
 key = "xfr-key"
 file = "{sec}/timer.test.zone"
+
+# IXFR falls back to AXFR: NSD 4.6 answers IXFR with the whole zone, the refuser with an error.
+[[zones.secondary]]
+origin = "nsd.test"
+primaries = ["{PRIMARY}:{NSD_PORT}"]
+file = "{sec}/nsd.test.zone"
+
+[[zones.secondary]]
+origin = "refuse.test"
+primaries = ["{PRIMARY}:{REFUSER_PORT}"]
+file = "{sec}/refuse.test.zone"
 
 [[zones.secondary]]
 origin = "badkey.test"
@@ -477,7 +514,7 @@ def run():
         return c
     tmp = tempfile.mkdtemp(prefix="rp-xfr-")
     pins = os.path.join(os.path.dirname(lab.pin_dir), f"rampart-xfr-{PID}")
-    knot = proc = None
+    knot = proc = nsd = refuser = None
     try:
         with Net(tmp):
             rplab.setns(NS_C)
@@ -497,6 +534,7 @@ def run():
             with open(os.path.join(tmp, "bulk.test.zone"), "w") as f:
                 f.write("$ORIGIN bulk.test.\n$TTL 300\n@ SOA ns hm 1 3600 600 86400 60\n@ NS ns\n"
                         "ns A 192.0.2.53\n" + "".join(f"b{i} A 198.51.100.{i % 250 + 1}\n" for i in range(BULK)))
+            nsd, refuser = fallback_primaries(tmp)
             rconf = os.path.join(tmp, "rampart.toml")
             with open(rconf, "w") as f:
                 f.write(rampart_conf(tmp, pins))
@@ -546,6 +584,8 @@ def run():
             c.check("no journal on the primary: the IXFR answered with the whole zone is taken (kind axfr)",
                     len(lines) == 1 and 'kind="axfr"' in lines[0], "".join(lines))
             c.run("rampart ctl on secondary zones", ctl_checks, c, lab, tmp, kconf, zdir)
+            c.run("IXFR answered with the whole zone (NSD)", nsd_fallback, c, lab, tmp, nsd)
+            c.run("IXFR answered with an error (the refuser)", refused_fallback, c, lab, tmp)
             # A wrong key: the primary refuses, nothing is served.
             rc, data = ask("www.badkey.test.")
             bad = [line for line in log_lines(log, "refresh failed") if "badkey.test" in line]
@@ -557,7 +597,7 @@ def run():
             c.run("restart and expire", restart_expire, c, lab, pins, tmp, log, knot, kconf, start, proc)
     finally:
         rplab.setns(lab.ns_client)
-        for p in (proc, knot):
+        for p in (proc, knot, nsd, refuser):
             if p is not None:
                 stop(p)
         if os.environ.get("RP_KEEP_TMP") != "1":
@@ -566,6 +606,90 @@ def run():
             print(f"kept {tmp}")
         shutil.rmtree(pins, ignore_errors=True)
     return c
+
+
+def fallback_primaries(tmp):
+    """NSD (no IXFR history: it answers IXFR with the whole zone) and the refuser (IXFR answered
+    with an error, AXFR with the zone) in the primary's namespace, each with its zone's serial 1."""
+    d = os.path.join(tmp, "nsd")
+    os.makedirs(d)
+    with open(os.path.join(d, "nsd.test.zone"), "w") as f:
+        f.write(zone("nsd.test", 1, "203.0.113.60", "192.0.2", FALLBACK_HOSTS))
+    with open(os.path.join(d, "nsd.conf"), "w") as f:
+        f.write(nsd_conf(d))
+    nsd = subprocess.Popen(["ip", "netns", "exec", NS_P, "nsd", "-d", "-c", os.path.join(d, "nsd.conf")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d = os.path.join(tmp, "refuser")
+    os.makedirs(d)
+    with open(os.path.join(d, "refuse.test.zone"), "w") as f:
+        f.write(zone("refuse.test", 1, "203.0.113.70", "192.0.2", FALLBACK_HOSTS))
+    here = os.path.dirname(os.path.abspath(__file__))
+    refuser = subprocess.Popen(["ip", "netns", "exec", NS_P, "/usr/bin/python3", os.path.join(here, "ixfr_refuser.py"),
+                                PRIMARY, str(REFUSER_PORT), os.path.join(d, "refuse.test.zone"),
+                                os.path.join(d, "rcode"), os.path.join(d, "queries.log")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return nsd, refuser
+
+
+def last_transfer(lab, tmp, origin):
+    """zone-status's serial served and last transfer (kind, serial) of `origin`."""
+    rc, got = ctl(lab, tmp, "zone-status", origin)
+    z = got["zones"][0] if rc == 0 else {}
+    t = (z.get("transfer") or {}).get("last_transfer") or {}
+    return z.get("serial"), t.get("kind"), t.get("serial")
+
+
+def fallback_refresh(c, lab, tmp, what, origin, serial, www):
+    """`ctl refresh` after the primary's change to `serial`: served, and zone-status records an
+    AXFR of it."""
+    rc, got = ctl(lab, tmp, "refresh", origin)
+    answer = ask(f"www.{origin}.")
+    c.check(f"{what}: ctl refresh brings serial {serial}, its data served",
+            rc == 0 and got.get("served_serial") == serial and answer == (0, [www]), f"{rc} {got} {answer}")
+    status = last_transfer(lab, tmp, origin)
+    c.check(f"{what}: zone-status records the transfer as axfr of serial {serial}", status == (serial, "axfr", serial),
+            str(status))
+
+
+def nsd_fallback(c, lab, tmp, nsd):
+    ok, got = wait_answer("www.nsd.test.", (0, ["203.0.113.60"]), 10)
+    c.check("NSD primary: the first transfer is served", ok, str(got))
+    with open(os.path.join(tmp, "nsd", "nsd.test.zone"), "w") as f:
+        f.write(zone("nsd.test", 2, "203.0.113.61", "192.0.2", FALLBACK_HOSTS))
+    nsd.send_signal(signal.SIGHUP)  # NSD reads its changed zone files again
+    deadline, serial = time.monotonic() + 10, None
+    while time.monotonic() < deadline and serial != "2":
+        out = sh("kdig", f"@{PRIMARY}", "-p", str(NSD_PORT), "+short", "SOA", "nsd.test.", ns=NS_P, check=False)
+        serial = (out.stdout.split() + [None] * 3)[2]
+        time.sleep(0.1)
+    log = os.path.join(tmp, "rampart.log")
+    fallback_refresh(c, lab, tmp, "NSD answers IXFR with the whole zone", "nsd.test", 2, "203.0.113.61")
+    c.check("NSD: the IXFR's whole-zone answer is taken as is (no retry by AXFR)",
+            not [line for line in log_lines(log, "IXFR failed") if "nsd.test" in line])
+
+
+def refused_fallback(c, lab, tmp):
+    d = os.path.join(tmp, "refuser")
+    log = os.path.join(tmp, "rampart.log")
+    ok, got = wait_answer("www.refuse.test.", (0, ["203.0.113.70"]), 10)
+    c.check("refuser primary: the first transfer (AXFR) is served", ok, str(got))
+    for serial, rcode in ((2, "NOTIMP"), (3, "REFUSED"), (4, "FORMERR")):
+        with open(os.path.join(d, "rcode"), "w") as f:
+            f.write(rcode)
+        with open(os.path.join(d, "queries.log"), "w"):
+            pass
+        www = f"203.0.113.{70 + serial}"
+        with open(os.path.join(d, "refuse.test.zone"), "w") as f:
+            f.write(zone("refuse.test", serial, www, "192.0.2", FALLBACK_HOSTS))
+        what = f"IXFR answered {rcode}"
+        fallback_refresh(c, lab, tmp, what, "refuse.test", serial, www)
+        with open(os.path.join(d, "queries.log")) as f:
+            queries = [line.split()[:3] for line in f if "SOA" not in line]
+        c.check(f"{what}: the primary saw the IXFR refused, then one AXFR",
+                queries == [["tcp", "IXFR", rcode], ["tcp", "AXFR", "NOERROR"]], str(queries))
+        c.check(f"{what}: logged as an IXFR failure retried by AXFR",
+                any("refuse.test" in line and f"the primary answered {rcode}" in line and "trying AXFR" in line
+                    for line in log_lines(log, "IXFR failed")), "".join(log_lines(log, "IXFR failed")[-3:]))
 
 
 NOTIFY_PY = """
@@ -622,8 +746,10 @@ def ctl_checks(c, lab, tmp, kconf, zdir):
             f"{rc} {got} {answer} in {took:.2f} s")
     rc, got = ctl(lab, tmp, "zone-status", "timer.test")
     z = got["zones"][0] if rc == 0 else {}
-    c.check("ctl zone-status shows the refreshed serial (3) served and transferred",
-            z.get("serial") == 3 and (z.get("transfer") or {}).get("serial") == 3, str(z))
+    c.check("ctl zone-status shows the refreshed serial (3) served and transferred, by axfr (Knot's IXFR answer "
+            "without a journal is the whole zone)",
+            z.get("serial") == 3 and (z.get("transfer") or {}).get("serial") == 3
+            and ((z.get("transfer") or {}).get("last_transfer") or {}).get("kind") == "axfr", str(z))
     rc, got = ctl(lab, tmp, "status")
     last = got.get("last_reload") or {} if rc == 0 else {}
     c.check("ctl status: the transfer's reload is the last one (cause transfer, ok)",
