@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod identity;
 pub mod instance;
 pub mod limits;
+pub mod live_catalog;
 pub mod manual;
 pub mod metrics;
 pub mod netlink;

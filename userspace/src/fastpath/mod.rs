@@ -287,22 +287,17 @@ impl FastPath {
     /// either the old zones or the new ones, never a mix. When the table doesn't fit the maps
     /// loaded at start, the fast path is switched off (every query goes to the slow path, which
     /// already serves the new zones) rather than serving stale answers.
+    /// The slow path follows the same flip: it reads the live generation from the map itself
+    /// ([`GenerationWord`]). Ok means the flip was made; on an error it was not.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
-        self.install_then(table, || {})
-    }
-
-    /// [`install`](Self::install), calling `at_flip` right after the one write that makes the
-    /// program answer from `table` (or stop answering, when it doesn't fit): a reload swaps the
-    /// slow path's zones there, so both paths change in the same instant. Not called when the
-    /// install fails before that write.
-    pub fn install_then(
-        &mut self,
-        table: &[CompiledAnswer],
-        at_flip: impl FnOnce(),
-    ) -> Result<Installed> {
         let next = self.generation ^ 1;
         let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
-        self.write_layout(next, layout, at_flip)
+        self.write_layout(next, layout)
+    }
+
+    /// The program's live generation word, mapped into this process for the slow path.
+    pub fn generation_word(&self) -> Result<GenerationWord> {
+        Ok(GenerationWord(Mapped::new(&self.ebpf, MAP_CONFIG, 1)?))
     }
 
     /// The first install, of the table [`prepare`] laid out (the capacity was sized from it):
@@ -312,19 +307,13 @@ impl FastPath {
         if self.capacity.bases(next) != Bases::default() {
             bail!("a prepared table is for the first install only");
         }
-        self.write_layout(next, prepared.0, || {})
+        self.write_layout(next, prepared.0)
     }
 
-    fn write_layout(
-        &mut self,
-        next: u32,
-        layout: Layout,
-        at_flip: impl FnOnce(),
-    ) -> Result<Installed> {
+    fn write_layout(&mut self, next: u32, layout: Layout) -> Result<Installed> {
         if !self.capacity.fits(&layout) {
             self.config.ready = 0;
             self.write_config()?;
-            at_flip();
             bail!(
                 "{} answers in {} records exceed the maps sized at start ({} records per generation): fast path off until restart",
                 layout.answers,
@@ -368,7 +357,6 @@ impl FastPath {
         self.config.generation = next;
         self.config.ready = 1;
         self.write_config()?;
-        at_flip();
         self.generation = next;
         self.flipped = Some(std::time::Instant::now());
         Ok(Installed {
@@ -683,6 +671,23 @@ impl AnswerArrays {
             tails_small: Mapped::new(ebpf, MAP_TAILS_SMALL, c.tails_small * 2)?,
             tails_large: Mapped::new(ebpf, MAP_TAILS_LARGE, c.tails_large * 2)?,
         })
+    }
+}
+
+/// `CONFIG`'s live generation as the program reads it, from a mapping of the map: the slow path
+/// picks its zones by the very word whose write flips the program's (`live_catalog`).
+pub struct GenerationWord(Mapped<Config>);
+
+// SAFETY: a mapping of kernel memory that lives as long as this value, only read (volatile
+// loads of one aligned word) through it.
+unsafe impl Send for GenerationWord {}
+unsafe impl Sync for GenerationWord {}
+
+impl GenerationWord {
+    pub fn live(&self) -> u32 {
+        // SAFETY: the mapping holds one `Config` (checked at map time); `generation` is an
+        // aligned u32 the kernel's map update writes whole.
+        unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*self.0.ptr).generation)) & 1 }
     }
 }
 

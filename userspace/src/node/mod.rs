@@ -153,6 +153,9 @@ impl Node {
                 // Secondary zones without a copy yet arrive after the maps are sized.
                 let room = with_secondaries.then_some(config.xdp.secondary_records);
                 let (fp, generation) = startup::fast_path(&config, &table, &cookies, room)?;
+                // Both slots hold the first install's zones: the slow path follows the
+                // program's generation from now on.
+                shared.follow(fp.generation_word()?);
                 (Some(Arc::new(Mutex::new(fp))), generation)
             }
             false => (None, 0),
@@ -461,25 +464,21 @@ impl Node {
             errors = errors.len(),
             "reloaded"
         );
-        // Both paths switch in one step: the slow path's zones are swapped right at the write
-        // that flips the program's generation (the maps are filled before it), so neither
-        // answers an older version than the other. The fast path is held meanwhile, so the
-        // health probe sees them switch together (it skips a round rather than compare the new
-        // zones with the old maps).
+        // Both paths switch in one step: the slow path's new zones wait in the idle
+        // generation's slot, and the one write that flips the program's generation serves them
+        // (the slow path reads that word), so neither answers an older version than the other.
+        // The fast path is held meanwhile, so the health probe sees them switch together (it
+        // skips a round rather than compare the new zones with the old maps).
         let mut fp = self.fast.as_deref().map(lock);
-        let mut swap = Some(catalog.clone());
-        let mut previous = None;
-        let installed = fp.as_deref_mut().map(|fp| {
-            fp.install_then(&table, || {
-                previous = swap.take().map(|c| self.shared.replace(c));
-            })
-        });
+        let staged = fp.is_some().then(|| self.shared.stage(catalog.clone()));
+        let installed = fp.as_deref_mut().map(|fp| fp.install(&table));
         drop(fp);
-        // No fast path, or its install failed before the flip: the slow path serves it alone.
-        if let Some(c) = swap.take() {
-            previous = Some(self.shared.replace(c));
-        }
-        drop(previous);
+        // No fast path, or no flip (its install failed): the slow path serves them alone.
+        let previous = match installed {
+            Some(Ok(_)) => None,
+            _ => Some(self.shared.replace(catalog.clone())),
+        };
+        drop((staged, previous));
         let installed = match installed {
             Some(Ok(i)) => {
                 log_installed(&i);
