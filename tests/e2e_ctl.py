@@ -333,6 +333,48 @@ def pid_alive(pid):
         return False
 
 
+def unreachable(c, lab, tmp):
+    """`rampart ctl` where no daemon answers: no socket, a stale one, one whose daemon accepts
+    nothing (its queue full): exit 1 within the timeout, saying which."""
+    def ctl_at(path, timeout="1"):
+        t0 = time.monotonic()
+        out = subprocess.run([lab.bin, "ctl", "status", "--timeout", timeout, "--control-socket", path],
+                             capture_output=True, text=True, timeout=20)
+        return out.returncode, out.stderr.strip(), time.monotonic() - t0
+    rc, err, took = ctl_at(os.path.join(tmp, "absent.sock"))
+    c.check("ctl, no socket: exit 1 at once, saying rampart is not running there",
+            rc == 1 and "no control socket at" in err and took < 0.5, f"{rc} {took:.2f} s: {err}")
+    stale = os.path.join(tmp, "stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(stale)
+    s.close()
+    rc, err, took = ctl_at(stale)
+    c.check("ctl, a stale socket: exit 1 at once, saying nothing listens",
+            rc == 1 and "stale socket" in err and took < 0.5, f"{rc} {took:.2f} s: {err}")
+    full = os.path.join(tmp, "full.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(full)
+    listener.listen(0)
+    queued = []
+    try:
+        while len(queued) < 64:
+            q = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            q.setblocking(False)
+            try:
+                q.connect(full)
+            except BlockingIOError:
+                q.close()
+                break
+            queued.append(q)
+        rc, err, took = ctl_at(full)
+    finally:
+        for q in queued:
+            q.close()
+        listener.close()
+    c.check("ctl, a daemon that accepts nothing (queue full): exit 1 within its --timeout 1, saying so",
+            rc == 1 and "queue is full" in err and 0.9 < took < 1.5, f"{rc} {took:.2f} s: {err}")
+
+
 STRANGER_PY = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -532,6 +574,7 @@ def run():
             return c
         c.run("commands", commands, c, inst)
         c.run("supervised", supervised, c, lab, tmp)
+        c.run("unreachable", unreachable, c, lab, tmp)
         c.run("stopped daemon", stopped_daemon, c, inst)
         figures = {}
         c.run("reload under load", reload_under_load, c, lab, inst, figures)
