@@ -175,6 +175,44 @@ pub fn with_ttls_in_seconds(entry: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// `$INCLUDE "file name" [origin]` with the file name unquoted (blanks and specials escaped
+/// instead); `None` for any other entry. The `domain` scanner (0.12) keeps a quoted file name's
+/// closing quote in it (`file name"`: no such file, where BIND, NSD and Knot read the file) and
+/// panics when the origin follows the closing quote without a blank.
+pub fn unquoted_include(entry: &[u8]) -> Option<Vec<u8>> {
+    if entry.first() != Some(&b'$') {
+        return None;
+    }
+    let toks = tokens(entry);
+    let [directive, file, ..] = toks.as_slice() else {
+        return None;
+    };
+    if !entry[directive.start..directive.end].eq_ignore_ascii_case(b"$INCLUDE") || !file.quoted {
+        return None;
+    }
+    let closed = file.end > file.start + 1 && entry[file.end - 1] == b'"';
+    let inner = &entry[file.start + 1..if closed { file.end - 1 } else { file.end }];
+    let mut out = entry[..file.start].to_vec();
+    let mut i = 0;
+    while i < inner.len() {
+        match inner[i] {
+            // An escape stays as written.
+            b'\\' if i + 1 < inner.len() => {
+                out.extend_from_slice(&inner[i..i + 2]);
+                i += 2;
+                continue;
+            }
+            c if b" \t\r\n();\"".contains(&c) => out.extend_from_slice(&[b'\\', c]),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    // The origin, if any, is a token of its own.
+    out.push(b' ');
+    out.extend_from_slice(&entry[file.end..]);
+    Some(out)
+}
+
 /// `$ORIGIN` must name an absolute domain (NSD and Knot reject a relative one; BIND would
 /// append the current origin, a reading RFC 1035 §5.1 doesn't give).
 pub fn relative_origin(entry: &[u8]) -> bool {
@@ -259,5 +297,26 @@ mod tests {
         assert_eq!(dollar_ttl(b"$ttl 3600 ; comment\n"), Some(3600));
         assert_eq!(dollar_ttl(b"www 60 A 192.0.2.1\n"), None);
         assert_eq!(dollar_ttl(b"$TTL\n"), None);
+    }
+
+    #[test]
+    fn quoted_include_file_names_are_unquoted() {
+        let un = |e: &[u8]| unquoted_include(e).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            un(b"$INCLUDE \"a b\" x.\n").as_deref(),
+            Some("$INCLUDE a\\ b  x.\n")
+        );
+        // The origin right after the closing quote: a token of its own.
+        assert_eq!(
+            un(b"$INCLUDE \"x\"y.\n").as_deref(),
+            Some("$INCLUDE x y.\n")
+        );
+        assert_eq!(
+            un(b"$include \"a\\\"b;\"\n").as_deref(),
+            Some("$include a\\\"b\\; \n")
+        );
+        assert_eq!(un(b"$INCLUDE plain x.\n"), None);
+        assert_eq!(un(b"$ORIGIN \"x\".\n"), None);
+        assert_eq!(un(b"www TXT \"x\"\n"), None);
     }
 }
