@@ -192,7 +192,9 @@ pub fn unquoted_include(entry: &[u8]) -> Option<Vec<u8>> {
     }
     let closed = file.end > file.start + 1 && entry[file.end - 1] == b'"';
     let inner = &entry[file.start + 1..if closed { file.end - 1 } else { file.end }];
+    // The file name, a token of its own (`$INCLUDE"file"` is read as two tokens too).
     let mut out = entry[..file.start].to_vec();
+    out.push(b' ');
     let mut i = 0;
     while i < inner.len() {
         match inner[i] {
@@ -304,16 +306,18 @@ mod tests {
         let un = |e: &[u8]| unquoted_include(e).map(|v| String::from_utf8(v).unwrap());
         assert_eq!(
             un(b"$INCLUDE \"a b\" x.\n").as_deref(),
-            Some("$INCLUDE a\\ b  x.\n")
+            Some("$INCLUDE  a\\ b  x.\n")
         );
-        // The origin right after the closing quote: a token of its own.
+        // The origin right after the closing quote, the name right after the directive: tokens
+        // of their own (the fuzzer's finds).
         assert_eq!(
             un(b"$INCLUDE \"x\"y.\n").as_deref(),
-            Some("$INCLUDE x y.\n")
+            Some("$INCLUDE  x y.\n")
         );
+        assert_eq!(un(b"$INCLUDE\"x\"y.\n").as_deref(), Some("$INCLUDE x y.\n"));
         assert_eq!(
             un(b"$include \"a\\\"b;\"\n").as_deref(),
-            Some("$include a\\\"b\\; \n")
+            Some("$include  a\\\"b\\; \n")
         );
         assert_eq!(un(b"$INCLUDE plain x.\n"), None);
         assert_eq!(un(b"$ORIGIN \"x\".\n"), None);
