@@ -51,7 +51,7 @@ PERF_QPS = 3000    # dnsperf's
 SLOW_PORT = 5353   # the XDP program answers UDP port 53 only: this port is the slow path's
 FLIP_INTERVAL = 0.0004  # both_paths: a query every 0.4 ms, alternating the paths
 # Both paths switch in one step: the first new answer of each within this of the other's
-# (measured: 120 ms apart while the slow path swapped before the maps were filled; 0.1-0.4 ms,
+# (measured: 120 ms apart while the slow path swapped before the maps were filled; 0.1-0.5 ms,
 # the querier's resolution, once it reads the program's generation word).
 FLIP_GAP = 0.003
 # A file zone served beside the secondaries, large enough that filling the maps takes a while
