@@ -333,6 +333,83 @@ def pid_alive(pid):
         return False
 
 
+def unreachable(c, lab, tmp):
+    """`rampart ctl` where no daemon answers: no socket, a stale one, one whose daemon accepts
+    nothing (its queue full): exit 1 within the timeout, saying which."""
+    def ctl_at(path, timeout="1"):
+        t0 = time.monotonic()
+        out = subprocess.run([lab.bin, "ctl", "status", "--timeout", timeout, "--control-socket", path],
+                             capture_output=True, text=True, timeout=20)
+        return out.returncode, out.stderr.strip(), time.monotonic() - t0
+    rc, err, took = ctl_at(os.path.join(tmp, "absent.sock"))
+    c.check("ctl, no socket: exit 1 at once, saying rampart is not running there",
+            rc == 1 and "no control socket at" in err and took < 0.5, f"{rc} {took:.2f} s: {err}")
+    stale = os.path.join(tmp, "stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(stale)
+    s.close()
+    rc, err, took = ctl_at(stale)
+    c.check("ctl, a stale socket: exit 1 at once, saying nothing listens",
+            rc == 1 and "stale socket" in err and took < 0.5, f"{rc} {took:.2f} s: {err}")
+    full = os.path.join(tmp, "full.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(full)
+    listener.listen(0)
+    queued = []
+    try:
+        while len(queued) < 64:
+            q = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            q.setblocking(False)
+            try:
+                q.connect(full)
+            except BlockingIOError:
+                q.close()
+                break
+            queued.append(q)
+        rc, err, took = ctl_at(full)
+    finally:
+        for q in queued:
+            q.close()
+        listener.close()
+    c.check("ctl, a daemon that accepts nothing (queue full): exit 1 within its --timeout 1, saying so",
+            rc == 1 and "queue is full" in err and 0.9 < took < 1.5, f"{rc} {took:.2f} s: {err}")
+
+
+STRANGER_PY = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+try:
+    s.sendto(b"WATCHDOG=1\\n", sys.argv[1])
+    print("sent")
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+def notify_path(pid):
+    """NOTIFY_SOCKET as process `pid` was given it."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    return env.get(b"NOTIFY_SOCKET", b"").decode()
+
+
+def notify_socket(c, child):
+    """The supervisor's notify socket: the supervisor's user's alone, refused to another uid."""
+    path = notify_path(child)
+    modes = {}
+    for p in (os.path.dirname(path), path):
+        try:
+            modes[p] = oct(os.stat(p).st_mode & 0o777)
+        except OSError as e:
+            modes[p] = repr(e)
+    c.check("supervise: the notify socket is 0600 in a 0700 dir",
+            list(modes.values()) == ["0o700", "0o600"], str(modes))
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                          STRANGER_PY, path], capture_output=True, text=True, timeout=10)
+    c.check("supervise: a ping from another uid (nobody) is refused (permission denied)",
+            out.stdout.strip() == "PermissionError", out.stdout + out.stderr)
+
+
 def supervised(c, lab, tmp):
     """`rampart supervise --watchdog-ms 500` (sockets only, loopback): a SIGSTOPped child is
     killed within a second and a new one serves; SIGTERM ends both."""
@@ -362,14 +439,28 @@ def supervised(c, lab, tmp):
             out = ns_run(lab, lab.bin, "ctl", "status", "--json", "--timeout", "1", "--control-socket", ctl)
             return json.loads(out.stdout)["pid"] if out.returncode == 0 else None
         first = child_pid()
+        notify_socket(c, first)
+        path = notify_path(first)
+        # This process (root, not the node) pings for it all along: it must not count.
+        stranger = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         os.kill(first, signal.SIGSTOP)
         t0 = time.monotonic()
+        sent = 0
         while pid_alive(first) and time.monotonic() - t0 < 3:
+            try:
+                stranger.sendto(b"WATCHDOG=1\n", path)
+                sent += 1
+            except OSError:
+                pass
             time.sleep(0.01)
         gone_ms = (time.monotonic() - t0) * 1000
-        print(f"  supervise: the stopped child was killed {gone_ms:.0f} ms after SIGSTOP", flush=True)
-        c.check("supervise: a SIGSTOPped node is killed within 1 s (watchdog 500 ms)", gone_ms < 1000,
-                f"{gone_ms:.0f} ms, log: {open(log).read()[-1000:]}")
+        stranger.close()
+        print(f"  supervise: the stopped child was killed {gone_ms:.0f} ms after SIGSTOP "
+              f"(another root process sent {sent} WATCHDOG=1 meanwhile)", flush=True)
+        c.check("supervise: a SIGSTOPped node is killed within 1 s (watchdog 500 ms), whoever else pings",
+                gone_ms < 1000 and sent > 10, f"{gone_ms:.0f} ms, {sent} sent, log: {open(log).read()[-1000:]}")
+        c.check("supervise: the stranger's pings are logged as ignored (once)",
+                open(log).read().count("a notify message not from the node: ignored") == 1, open(log).read()[-1500:])
         second, deadline = None, time.monotonic() + 10
         while time.monotonic() < deadline and second in (None, first):
             second = child_pid()
@@ -483,6 +574,7 @@ def run():
             return c
         c.run("commands", commands, c, inst)
         c.run("supervised", supervised, c, lab, tmp)
+        c.run("unreachable", unreachable, c, lab, tmp)
         c.run("stopped daemon", stopped_daemon, c, inst)
         figures = {}
         c.run("reload under load", reload_under_load, c, lab, inst, figures)

@@ -13,6 +13,7 @@ pub mod gcra;
 pub mod identity;
 pub mod instance;
 pub mod limits;
+pub mod live_catalog;
 pub mod manual;
 pub mod metrics;
 pub mod netlink;

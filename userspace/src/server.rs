@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use crate::resolver::Resolver;
 use crate::respond::{Node, respond_noted};
 use crate::slow_limits::SlowLimits;
 use crate::wire::Transport;
+#[cfg(test)]
 use crate::zone::Catalog;
 
 /// How often blocked threads look at the shutdown channel.
@@ -99,24 +100,7 @@ impl ServerConfig {
     }
 }
 
-/// The live catalog: readers clone the inner `Arc` per query; a reload swaps it whole, so a query
-/// sees either the old zones or the new ones, never a mix.
-#[derive(Clone, Debug)]
-pub struct SharedCatalog(Arc<RwLock<Arc<Catalog>>>);
-
-impl SharedCatalog {
-    pub fn new(catalog: Arc<Catalog>) -> SharedCatalog {
-        SharedCatalog(Arc::new(RwLock::new(catalog)))
-    }
-    pub fn get(&self) -> Arc<Catalog> {
-        // A poisoned lock only means a writer panicked between two whole values; the Arc inside
-        // is still one of them.
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-    pub fn replace(&self, catalog: Arc<Catalog>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = catalog;
-    }
-}
+pub use crate::live_catalog::SharedCatalog;
 
 pub struct Server;
 

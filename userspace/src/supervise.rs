@@ -6,8 +6,12 @@
 //! SIGKILL, so its TUN device and with it the anycast announcement go at once, and started
 //! again; one that exits on its own is started again too, but three starts in a row that end
 //! before ready (a config error) end supervision with the last status. SIGTERM/SIGINT are passed
-//! on and end supervision; SIGHUP is passed on (a reload).
-use std::os::unix::fs::PermissionsExt;
+//! on and end supervision; SIGHUP is passed on (a reload). Only the child's own messages count
+//! (see [`NotifySocket`]).
+use std::collections::BTreeSet;
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
@@ -17,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
+};
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
@@ -35,23 +42,36 @@ pub struct SuperviseArgs {
     run_args: Vec<String>,
 }
 
-/// The socket the child's sd_notify messages arrive on; removed when dropped.
+/// The socket the child's sd_notify messages arrive on; removed when dropped. Only the
+/// supervisor's user can reach it (a 0700 dir, the socket 0600): the node connects to it before
+/// it drops privileges (`systemd::connect`). Every message carries its sender's credentials
+/// (SO_PASSCRED), and only the child's own count: no other process, root's neither, can keep a
+/// hung node alive by pinging for it (systemd's `NotifyAccess=main`).
 struct NotifySocket {
     dir: PathBuf,
     socket: UnixDatagram,
+}
+
+/// One datagram: its sender as the kernel reports it, and its `KEY=VALUE` lines.
+struct Notice {
+    pid: Option<i32>,
+    uid: Option<u32>,
+    fields: Vec<String>,
 }
 
 impl NotifySocket {
     fn bind() -> Result<NotifySocket> {
         let dir = std::env::temp_dir().join(format!("rampart-supervise-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("notify.sock");
         let socket =
             UnixDatagram::bind(&path).with_context(|| format!("binding {}", path.display()))?;
-        // The node drops to its user before it pings (as systemd's own socket, writable by all).
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        setsockopt(&socket, sockopt::PassCred, &true).context("SO_PASSCRED")?;
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         Ok(NotifySocket { dir, socket })
     }
@@ -60,17 +80,41 @@ impl NotifySocket {
         self.dir.join("notify.sock")
     }
 
-    /// The fields of the messages that arrived within 50 ms.
-    fn read(&self) -> Vec<String> {
-        let mut buf = [0u8; 4096];
-        let mut fields = Vec::new();
-        while let Ok(n) = self.socket.recv(&mut buf) {
+    /// The messages that arrived within 50 ms.
+    fn read(&self) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        // The first wait is the socket's read timeout; then whatever else is queued.
+        let mut flags = MsgFlags::empty();
+        loop {
+            let mut buf = [0u8; 4096];
+            let mut space = nix::cmsg_space!(UnixCredentials);
+            let (n, creds) = {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let Ok(msg) =
+                    recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut space), flags)
+                else {
+                    break;
+                };
+                let creds = msg
+                    .cmsgs()
+                    .ok()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|c| match c {
+                        ControlMessageOwned::ScmCredentials(c) => Some(c),
+                        _ => None,
+                    });
+                (msg.bytes, creds)
+            };
             let text = String::from_utf8_lossy(&buf[..n]);
-            fields.extend(text.lines().map(str::to_owned));
-            let _ = self.socket.set_nonblocking(true);
+            notices.push(Notice {
+                pid: creds.map(|c| c.pid()),
+                uid: creds.map(|c| c.uid()),
+                fields: text.lines().map(str::to_owned).collect(),
+            });
+            flags = MsgFlags::MSG_DONTWAIT;
         }
-        let _ = self.socket.set_nonblocking(false);
-        fields
+        notices
     }
 }
 
@@ -151,12 +195,25 @@ fn watch(
     let pid = Pid::from_raw(child.id() as i32);
     let mut last_ping: Option<Instant> = None;
     let mut stopping = false;
+    let mut strangers = BTreeSet::new();
     loop {
-        for field in notify.read() {
-            match field.as_str() {
-                "READY=1" | "WATCHDOG=1" => last_ping = Some(Instant::now()),
-                "STOPPING=1" => stopping = true,
-                _ => {}
+        for notice in notify.read() {
+            if notice.pid != Some(pid.as_raw()) {
+                if strangers.insert(notice.pid) {
+                    warn!(
+                        sender_pid = ?notice.pid,
+                        sender_uid = ?notice.uid,
+                        "supervise: a notify message not from the node: ignored"
+                    );
+                }
+                continue;
+            }
+            for field in &notice.fields {
+                match field.as_str() {
+                    "READY=1" | "WATCHDOG=1" => last_ping = Some(Instant::now()),
+                    "STOPPING=1" => stopping = true,
+                    _ => {}
+                }
             }
         }
         if let Some(status) = child.try_wait()? {

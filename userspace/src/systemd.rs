@@ -2,6 +2,10 @@
 //! fed only while the node still works. Without NOTIFY_SOCKET every call does nothing.
 use std::{
     net::SocketAddr,
+    os::linux::net::SocketAddrExt,
+    os::unix::ffi::OsStrExt,
+    os::unix::net::{SocketAddr as UnixAddr, UnixDatagram},
+    sync::OnceLock,
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -13,10 +17,47 @@ use tracing::{info, warn};
 
 use crate::anycast::health::{self, ProbeQuestion};
 
+/// NOTIFY_SOCKET, connected once (none without it).
+static NOTIFY: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+
+/// Connects to NOTIFY_SOCKET now, while the process may still reach it: `rampart supervise`'s
+/// socket is its user's alone (0600 in a 0700 dir) and the node drops to its own user before
+/// it says it is ready. Called at start; later calls do nothing.
+pub fn connect() {
+    NOTIFY.get_or_init(|| match open() {
+        Ok(socket) => socket,
+        Err(e) => {
+            warn!("sd_notify: connecting to NOTIFY_SOCKET: {e}");
+            None
+        }
+    });
+}
+
+fn open() -> std::io::Result<Option<UnixDatagram>> {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(None);
+    };
+    let socket = UnixDatagram::unbound()?;
+    match path.as_bytes().strip_prefix(b"@") {
+        // systemd's abstract-namespace form.
+        Some(name) => socket.connect_addr(&UnixAddr::from_abstract_name(name)?)?,
+        None => socket.connect(&path)?,
+    }
+    Ok(Some(socket))
+}
+
 fn send(states: &[NotifyState]) {
-    // `false`: keep NOTIFY_SOCKET; unsetting the environment with threads running is unsound.
-    if let Err(e) = sd_notify::notify(false, states) {
-        warn!("sd_notify: {e}");
+    connect();
+    let Some(Some(socket)) = NOTIFY.get() else {
+        return;
+    };
+    let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+    if let Err(e) = socket.send(msg.as_bytes()) {
+        // The listener re-made its socket: the path again, reachable or not now.
+        // `false`: keep NOTIFY_SOCKET; unsetting the environment with threads running is unsound.
+        if let Err(again) = sd_notify::notify(false, states) {
+            warn!("sd_notify: {e}; by path: {again}");
+        }
     }
 }
 

@@ -33,8 +33,9 @@ static NAMES: Array<NameSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 static TAILS_SMALL: Array<TailSmall> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "TAILS_LARGE")]
 static TAILS_LARGE: Array<TailLarge> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// Mappable: the daemon's slow path reads the live generation from it (`GenerationWord`).
 #[map(name = "CONFIG")]
-static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+static CONFIG: Array<Config> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 /// Bytes of a frame the program may copy aside: the headers and the longest question (18 + 40 +

@@ -287,10 +287,17 @@ impl FastPath {
     /// either the old zones or the new ones, never a mix. When the table doesn't fit the maps
     /// loaded at start, the fast path is switched off (every query goes to the slow path, which
     /// already serves the new zones) rather than serving stale answers.
+    /// The slow path follows the same flip: it reads the live generation from the map itself
+    /// ([`GenerationWord`]). Ok means the flip was made; on an error it was not.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
         let next = self.generation ^ 1;
         let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
         self.write_layout(next, layout)
+    }
+
+    /// The program's live generation word, mapped into this process for the slow path.
+    pub fn generation_word(&self) -> Result<GenerationWord> {
+        Ok(GenerationWord(Mapped::new(&self.ebpf, MAP_CONFIG, 1)?))
     }
 
     /// The first install, of the table [`prepare`] laid out (the capacity was sized from it):
@@ -664,6 +671,23 @@ impl AnswerArrays {
             tails_small: Mapped::new(ebpf, MAP_TAILS_SMALL, c.tails_small * 2)?,
             tails_large: Mapped::new(ebpf, MAP_TAILS_LARGE, c.tails_large * 2)?,
         })
+    }
+}
+
+/// `CONFIG`'s live generation as the program reads it, from a mapping of the map: the slow path
+/// picks its zones by the very word whose write flips the program's (`live_catalog`).
+pub struct GenerationWord(Mapped<Config>);
+
+// SAFETY: a mapping of kernel memory that lives as long as this value, only read (volatile
+// loads of one aligned word) through it.
+unsafe impl Send for GenerationWord {}
+unsafe impl Sync for GenerationWord {}
+
+impl GenerationWord {
+    pub fn live(&self) -> u32 {
+        // SAFETY: the mapping holds one `Config` (checked at map time); `generation` is an
+        // aligned u32 the kernel's map update writes whole.
+        unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*self.0.ptr).generation)) & 1 }
     }
 }
 

@@ -741,3 +741,32 @@ fn verifier_headroom() {
         assert!(n < 900_000, "{name}: {n} of the verifier's 1M");
     }
 }
+
+/// The slow path's catalog follows the program's generation word: one staged is served from the
+/// install's flip on and not before, in either slot; one swapped in with `replace` at once, and
+/// a flip without staging keeps it.
+#[test]
+fn slow_path_catalog_flips_with_the_generation_word() {
+    use crate::{live_catalog::SharedCatalog, zone::Catalog, zone::Zone};
+    let catalog = |serial: u32| {
+        let text = format!("@ 300 SOA ns hm {serial} 1 1 1 1\n@ 300 NS ns\nns 300 A 192.0.2.1\n");
+        let zone = Zone::from_bytes_in("t.test.", text.as_bytes(), std::path::Path::new("/none"));
+        Arc::new(Catalog::from_zones([zone.unwrap()]))
+    };
+    let (a, b, c) = (catalog(1), catalog(2), catalog(3));
+    let served = |shared: &SharedCatalog, want: &Arc<Catalog>| Arc::ptr_eq(&shared.get(), want);
+    let mut fp = loaded();
+    let shared = SharedCatalog::new(a.clone());
+    shared.follow(fp.generation_word().unwrap());
+    assert!(served(&shared, &a));
+    for (old, new) in [(&a, &b), (&b, &c)] {
+        shared.stage(new.clone());
+        assert!(served(&shared, old), "staged: not served before the flip");
+        fp.install(&sample_table()).unwrap();
+        assert!(served(&shared, new), "served from the flip on");
+    }
+    shared.replace(a.clone());
+    assert!(served(&shared, &a), "replace: at once");
+    fp.install(&sample_table()).unwrap();
+    assert!(served(&shared, &a), "a flip without staging keeps it");
+}

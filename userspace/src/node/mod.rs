@@ -80,6 +80,8 @@ impl Node {
     /// privileges, starts anycast, the control socket, metrics and the watchdog.
     pub fn start(config: Config) -> Result<Node> {
         let started = Instant::now();
+        // While the notify socket is reachable: it may be the supervisor's own (0600).
+        systemd::connect();
         // Before anything is touched: a second instance on the same addresses stops here.
         let listen_locks = instance::lock_listen(&config.server.run_dir, &config.server.listen)?;
         let user = privileges::resolve_user(config.server.user.as_deref())?;
@@ -151,6 +153,9 @@ impl Node {
                 // Secondary zones without a copy yet arrive after the maps are sized.
                 let room = with_secondaries.then_some(config.xdp.secondary_records);
                 let (fp, generation) = startup::fast_path(&config, &table, &cookies, room)?;
+                // Both slots hold the first install's zones: the slow path follows the
+                // program's generation from now on.
+                shared.follow(fp.generation_word()?);
                 (Some(Arc::new(Mutex::new(fp))), generation)
             }
             false => (None, 0),
@@ -460,12 +465,21 @@ impl Node {
             errors = errors.len(),
             "reloaded"
         );
-        // The fast path is held while both paths switch, so the health probe sees them switch
-        // together (it skips a round rather than compare the new zones with the old maps).
+        // Both paths switch in one step: the slow path's new zones wait in the idle
+        // generation's slot, and the one write that flips the program's generation serves them
+        // (the slow path reads that word), so neither answers an older version than the other.
+        // The fast path is held meanwhile, so the health probe sees them switch together (it
+        // skips a round rather than compare the new zones with the old maps).
         let mut fp = self.fast.as_deref().map(lock);
-        self.shared.replace(catalog.clone());
+        let staged = fp.is_some().then(|| self.shared.stage(catalog.clone()));
         let installed = fp.as_deref_mut().map(|fp| fp.install(&table));
         drop(fp);
+        // No fast path, or no flip (its install failed): the slow path serves them alone.
+        let previous = match installed {
+            Some(Ok(_)) => None,
+            _ => Some(self.shared.replace(catalog.clone())),
+        };
+        drop((staged, previous));
         let installed = match installed {
             Some(Ok(i)) => {
                 log_installed(&i);

@@ -278,8 +278,9 @@ impl Zone {
                 }
                 builder
             });
-            // The builder stops when the sink closes, so it must close even if the scanner
-            // panics (domain 0.12 does on some malformed files): then the panic goes on.
+            // The builder stops when the sink closes, so it must close even if parsing panics
+            // (the scanner's panics are errors of their line already, parse.rs): then the panic
+            // goes on.
             let parsing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 parse_file(&spec.path, initial, 0, &mut state, &mut parsed, None)
             }));

@@ -781,3 +781,30 @@ fn reload_keeps_the_old_version_of_a_zone_whose_file_now_fails() {
     let (fresh, _) = Catalog::load_partial(&[], Some(dir.path()));
     assert_eq!(fresh.zone_count(), 1);
 }
+
+/// `$INCLUDE` with a quoted file name: read (the `domain` scanner alone keeps the closing quote
+/// in the name); with the origin right after the closing quote (the scanner panicked there,
+/// domain 0.12, inplace.rs:779, found by the zone-file fuzzer): an error of that line, no panic.
+#[test]
+fn quoted_include_file_names_load_and_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("inc")).unwrap();
+    write(
+        dir.path(),
+        "inc/two hosts",
+        "h1 A 192.0.2.1\nh2 A 192.0.2.2\n",
+    );
+    let load = |text: &str| {
+        let path = write(dir.path(), "q.test.zone", &format!("{MINI}{text}"));
+        let spec = ZoneSpec { origin: None, path };
+        std::panic::catch_unwind(|| Zone::load(&spec)).expect("no panic")
+    };
+    let (zone, _) = load("$INCLUDE \"inc/two hosts\"\n").unwrap();
+    assert_eq!(zone.nodes_sorted().len(), 4, "apex, ns, h1, h2");
+    let errs = load("$INCLUDE \"x\"y.\n").unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("q.test.zone:5: $INCLUDE") && errs[0].contains("no such file"),
+        "{errs:?}"
+    );
+}
