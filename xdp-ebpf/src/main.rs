@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod cache;
 mod cookie;
 mod csum;
 mod dns;
@@ -135,7 +136,15 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
             limits::Verdict::Slip(c) => (a.slip(), c),
         },
         Err(reason @ (Counter::PassMiss | Counter::PassTooBig)) => match limits::budget(src)? {
-            limits::Verdict::Pass => return pass(reason),
+            limits::Verdict::Pass => {
+                // Not in the zones: the resolver's cache may have it (returns when no
+                // resolver runs). Admitted by the budget first: one verifier path, and the
+                // authoritative hit never comes near it.
+                if reason == Counter::PassMiss {
+                    cache::jump(ctx);
+                }
+                return pass(reason);
+            }
             limits::Verdict::Slip(c) => (Answer::budget_slip(), c),
         },
         Err(reason) => return Err(reason),
@@ -228,7 +237,7 @@ fn respond(ctx: &XdpContext, r: &Reply, outcome: Counter) -> Verdict {
 /// in place. The tail is tried first; where the driver leaves little tailroom (veth leaves only
 /// the cache-line slack), grow at the head instead and copy the kept bytes to the new start.
 #[inline(always)]
-fn resize(ctx: &XdpContext, new_len: usize, keep: usize) -> Result<(), Counter> {
+pub(crate) fn resize(ctx: &XdpContext, new_len: usize, keep: usize) -> Result<(), Counter> {
     let delta = new_len as i32 - (ctx.data_end() - ctx.data()) as i32;
     // SAFETY: helper calls on our own context; every packet pointer is re-derived afterwards.
     unsafe {

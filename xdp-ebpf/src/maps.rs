@@ -52,10 +52,10 @@ pub fn frame_buf() -> Result<*mut u8, Counter> {
     }
 }
 
-/// Tail-call targets (slots `JUMP_*`), filled by userspace: the cookie stage, and the main
-/// program for a shared-NIC entry program that carries this map.
+/// Tail-call targets (slots `JUMP_*`), filled by userspace: the cookie stage, the main program
+/// for a shared-NIC entry program that carries this map, and the resolver cache's program.
 #[map(name = "JUMPS")]
-pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(rampart_common::JUMP_SLOTS, 0);
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 
@@ -498,6 +498,41 @@ fn scan_bucket(b: u32, fp: u32) -> u32 {
 }
 
 impl KeyBuf {
+    /// The hash of the `len`-byte name in the buffer (as [`rampart_common::name_hash`]) under
+    /// `seed`: the resolver cache's key, whose seed is not the zones'.
+    #[inline(always)]
+    pub fn hash_with(&mut self, seed: u64, len: usize) -> u64 {
+        let words = self.name.as_ptr() as *const u64;
+        let mut h = seed;
+        let mut i = 0;
+        while i < KEY_NAME_LEN / 8 {
+            if i * 8 >= len {
+                break;
+            }
+            // SAFETY: i < 32 words of the 8-aligned, zero-padded 256-byte name.
+            h = name_hash_step(h, unsafe { words.add(i).read() });
+            i += 1;
+        }
+        self.launder(h)
+    }
+
+    /// Whether the buffer's `len`-byte name is `theirs` (lowercased, zero-padded, 8-aligned).
+    #[inline(always)]
+    pub fn same_name(&mut self, theirs: &[u8; KEY_NAME_LEN], len: usize) -> bool {
+        let mine = self.name.as_ptr() as *const u64;
+        let theirs = theirs.as_ptr() as *const u64;
+        let mut diff = 0u64;
+        let mut i = 0;
+        while i < KEY_NAME_LEN / 8 {
+            if i * 8 < len {
+                // SAFETY: i < 32 words of both 256-byte, zero-padded, 8-aligned names.
+                diff |= unsafe { mine.add(i).read() ^ theirs.add(i).read() };
+            }
+            i += 1;
+        }
+        self.launder(diff) == 0
+    }
+
     /// Whether `rec` is the record of (this name, `qtype`).
     #[inline(always)]
     fn matches(&mut self, rec: *const Record, qtype: u16, name_len: usize) -> bool {
@@ -521,17 +556,8 @@ impl KeyBuf {
         let Some(long) = NAMES.get_ptr(r.long_name) else {
             return false;
         };
-        let theirs = long as *const u64;
-        let mut diff = 0u64;
-        let mut i = 0;
-        while i < KEY_NAME_LEN / 8 {
-            if i * 8 < name_len {
-                // SAFETY: i < 32 words of both 256-byte, zero-padded, 8-aligned names.
-                diff |= unsafe { mine.add(i).read() ^ theirs.add(i).read() };
-            }
-            i += 1;
-        }
-        self.launder(diff) == 0
+        // SAFETY: a NAMES slot from a successful lookup.
+        self.same_name(unsafe { &(*long).bytes }, name_len)
     }
 }
 

@@ -150,7 +150,13 @@ impl Node {
             true => {
                 // Secondary zones without a copy yet arrive after the maps are sized.
                 let room = with_secondaries.then_some(config.xdp.secondary_records);
-                let (fp, generation) = startup::fast_path(&config, &table, &cookies, room)?;
+                let (fp, generation) = startup::fast_path(
+                    &config,
+                    &table,
+                    &cookies,
+                    room,
+                    server_config.resolver.as_deref(),
+                )?;
                 (Some(Arc::new(Mutex::new(fp))), generation)
             }
             false => (None, 0),

@@ -61,6 +61,10 @@ pub struct ResolverConfig {
     pub miss_workers: usize,
     /// Misses waiting for a thread at most; more are dropped (the client retries).
     pub miss_queue: usize,
+    /// Cache entries the XDP program may answer from (with `--iface`; 0: none): an entry goes
+    /// there on its `xdp_promote_hits`-th answer from the cache.
+    pub xdp_cache_entries: u32,
+    pub xdp_promote_hits: u32,
 }
 
 impl Default for ResolverConfig {
@@ -83,6 +87,8 @@ impl Default for ResolverConfig {
             timeout_ms: 3_000,
             miss_workers: 64,
             miss_queue: 4096,
+            xdp_cache_entries: 4096,
+            xdp_promote_hits: 2,
         }
     }
 }

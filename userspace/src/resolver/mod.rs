@@ -10,10 +10,12 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod upstream;
+mod xdp;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -22,11 +24,12 @@ use hickory_proto::rr::{Record, RecordType};
 use rampart_common::dns::{FLAG_CD, FLAG_RD};
 
 pub use acl::Acl;
-pub use cache::{Bounds, Cache, Key, Lookup, Resolved, STALE_TTL, Security};
+pub use cache::{Bounds, Cache, Hot, Key, Lookup, Resolved, STALE_TTL, Security};
 pub use config::{ResolverConfig, ResolverFlags};
 pub use pool::Job;
 pub use stats::ResolverStats;
 pub use upstream::Upstream;
+pub use xdp::XdpCache;
 
 use crate::answer::{self, Answer, Outcome, Rr};
 use crate::wire::{self, CLASS_IN, Query};
@@ -59,6 +62,9 @@ pub struct Resolver {
     acl: Acl,
     config: ResolverConfig,
     stats: ResolverStats,
+    /// The XDP program's share of the cache, once the fast path is loaded (resolver mode with
+    /// `--iface`).
+    xdp: OnceLock<XdpCache>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -112,7 +118,22 @@ impl Resolver {
             acl: Acl::new(&config.allow),
             config: config.clone(),
             stats: ResolverStats::default(),
+            xdp: OnceLock::new(),
         }))
+    }
+
+    /// Let the XDP program answer hot entries from `map` (once; later calls are ignored).
+    pub fn attach_xdp(&self, map: crate::fastpath::CacheMap) {
+        let _ = (self.xdp).set(XdpCache::new(map, self.config.xdp_promote_hits));
+    }
+
+    /// Entries promoted to the XDP program count their hits there from now on.
+    fn promote(&self, key: &Key, now: Instant) {
+        if let Some(xdp) = self.xdp.get()
+            && let Some(hot) = self.cache.promote(key, xdp.hits, now)
+        {
+            xdp.promote(key, &hot);
+        }
     }
 
     /// Whether answering `packet` may wait for the upstream: a recursive query from an allowed
@@ -139,6 +160,12 @@ impl Resolver {
         queued
     }
 
+    /// The cache (tests fill it without an upstream).
+    #[cfg(test)]
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
     /// The counters, for the metrics endpoint.
     pub fn stats(&self) -> ResolverStats {
         self.stats.clone()
@@ -157,7 +184,10 @@ impl Resolver {
         let key = key(query);
         let now = Instant::now();
         let (resolved, found) = match self.cache.get(&key, now) {
-            Lookup::Fresh(r) => (r, Found::Hit),
+            Lookup::Fresh(r) => {
+                self.promote(&key, now);
+                (r, Found::Hit)
+            }
             // RD clear: what the cache has, nothing fetched for it (RFC 1034 §4.3.1).
             _ if query.flags & FLAG_RD == 0 => {
                 self.stats.answered(Found::Refused);
@@ -170,8 +200,12 @@ impl Resolver {
                 let wait = self.config.timeout() + std::time::Duration::from_secs(1);
                 let fresh = self.inflight.share(&key, wait, || {
                     let fresh = self.fetch(query, dnssec_ok);
-                    self.cache
+                    let evicted = self
+                        .cache
                         .insert(key.clone(), fresh.clone(), Instant::now());
+                    if let (Some(old), Some(xdp)) = (evicted, self.xdp.get()) {
+                        xdp.remove(&old);
+                    }
                     self.stats.entries(self.cache.held());
                     fresh
                 });
