@@ -1,7 +1,8 @@
 //! The resolver cache answered in XDP, under BPF_PROG_TEST_RUN (needs root): for cached
 //! entries (positive, CNAME chain, NODATA, NXDOMAIN, validated) in every variant the program's
 //! bytes are the slow path's at the same instant, TTLs included; TTLs count down; expired
-//! entries, clients outside the ACL and entries not promoted go up.
+//! entries, clients outside the ACL, entries not promoted and entries forgotten at a reload go
+//! up.
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -310,6 +311,12 @@ fn other_clients_and_unpromoted_entries_go_up() {
     // The zones' own answers are untouched.
     let zone = query(7, "www.example.com", 1, None);
     assert_eq!(run(&lab.fp, &frame(false, 3000, &zone)).0, XDP_TX);
+    // A reload empties the map (its zones may hold cached names now); the next answer from the
+    // cache promotes the entry again.
+    lab.resolver.forget_xdp();
+    assert_eq!(run(&lab.fp, &frame_from(inside, 3000, &q)).0, XDP_PASS);
+    lab.slow(&q, inside);
+    assert!(lab.fast(&q, inside).is_some(), "promoted again");
     let c = lab.fp.counters().unwrap();
-    assert_eq!(c.get("tx_cache"), 1, "{c:?}");
+    assert_eq!(c.get("tx_cache"), 2, "{c:?}");
 }

@@ -175,4 +175,3 @@ fn cache_hit_cost_against_the_authoritative_hit() {
 
 /// The cache hit's ceiling, as a ratio to the authoritative hit (the target is 1.5x; not met yet).
 const CACHE_CEILING: f64 = 3.0;
-

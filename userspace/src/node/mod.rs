@@ -468,6 +468,9 @@ impl Node {
         // The fast path is held while both paths switch, so the health probe sees them switch
         // together (it skips a round rather than compare the new zones with the old maps).
         let mut fp = self.fast.as_deref().map(lock);
+        if let Some(resolver) = &self.server_config.resolver {
+            resolver.forget_xdp();
+        }
         self.shared.replace(catalog.clone());
         let installed = fp.as_deref_mut().map(|fp| fp.install(&table));
         drop(fp);

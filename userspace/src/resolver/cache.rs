@@ -231,6 +231,13 @@ impl Cache {
         })
     }
 
+    /// Every entry may be promoted again (the XDP program's map was emptied).
+    pub fn unpromote_all(&self) {
+        for (_, e) in self.entries().iter_mut() {
+            e.promoted = false;
+        }
+    }
+
     /// Whether `key` has an entry that hasn't expired at `now` (without copying it).
     pub fn is_fresh(&self, key: &Key, now: Instant) -> bool {
         self.entries().peek(key).is_some_and(|e| {

@@ -127,6 +127,15 @@ impl Resolver {
         let _ = (self.xdp).set(XdpCache::new(map, self.config.xdp_promote_hits));
     }
 
+    /// The XDP program answers no cache entry until each is promoted again: after a reload,
+    /// whose new zones may hold names the cache has (those are the zones' now).
+    pub fn forget_xdp(&self) {
+        if let Some(xdp) = self.xdp.get() {
+            xdp.clear();
+            self.cache.unpromote_all();
+        }
+    }
+
     /// Entries promoted to the XDP program count their hits there from now on.
     fn promote(&self, key: &Key, now: Instant) {
         if let Some(xdp) = self.xdp.get()

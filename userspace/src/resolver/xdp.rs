@@ -82,9 +82,11 @@ impl XdpCache {
         }
     }
 
-    #[cfg(test)]
-    pub fn map(&self) -> &CacheMap {
-        &self.map
+    /// The program stops answering every entry.
+    pub fn clear(&self) {
+        for (k, _) in self.promoted().drain() {
+            self.map.remove(&k);
+        }
     }
 }
 
