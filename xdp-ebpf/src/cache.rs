@@ -31,14 +31,38 @@ static CACHE_ACL: LpmTrie<WhitelistAddr, u8> = LpmTrie::with_max_entries(1, 0);
 #[map(name = "CACHE_SEED")]
 static CACHE_SEED: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Hand a query the zones miss to the cache program; returns only when its slot is empty (no
-/// resolver), and the query goes up as before.
+/// Hand a query to the cache program: one the zones miss, admitted by the miss budget
+/// (`early` false), or one the encloser walk found in the cache (`Err(TxCache)` from the
+/// lookup), before the budget (the cache program charges it if it passes the query up).
+/// Returns only when the slot is empty (no resolver), and the query goes up as before.
 #[inline(always)]
-pub fn jump(ctx: &XdpContext) {
+pub fn jump(ctx: &XdpContext, early: bool) {
+    if let Ok(key) = maps::key_buf() {
+        key.early = early as u32;
+    }
     // SAFETY: a tail call with our own context; JUMPS holds programs of this object only.
     unsafe {
         let _ = maps::JUMPS.tail_call(ctx, JUMP_CACHE);
     }
+}
+
+/// Whether the `name_len`-byte name in the key buffer has a promoted DO-clear entry of `qtype`
+/// (false when no resolver runs: `CACHE_SEED` 0). Cached names are outside every zone: the
+/// resolver only caches those, and a reload empties the map.
+#[inline(always)]
+pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
+    let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
+    if seed == 0 {
+        return false;
+    }
+    let k = CacheKey {
+        name_hash: key.hash_with(seed, name_len),
+        qtype,
+        dnssec_ok: 0,
+        _pad: 0,
+    };
+    // SAFETY: only whether there is a value; nothing read.
+    unsafe { CACHE.get(&k) }.is_some()
 }
 
 #[xdp]
@@ -47,13 +71,6 @@ pub fn rampart_cache(ctx: XdpContext) -> u32 {
         Ok(action) => action,
         Err(Counter::DropRewriteFailed) => xdp_action::XDP_DROP,
         Err(reason) => {
-            // The main program parsed this frame and the budget admitted it as a miss: anything
-            // but a drop goes up counted as one.
-            let reason = if reason.is_drop() || reason == Counter::PassTooBig {
-                reason
-            } else {
-                Counter::PassMiss
-            };
             maps::count(reason);
             if reason.is_drop() {
                 xdp_action::XDP_DROP
@@ -91,6 +108,52 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
         return Err(Counter::PassMiss);
     }
     let src = limits::Source::new(addr, probe);
+    let early = maps::key_buf()?.early != 0;
+    match serve(ctx, &l3, &udp, &src) {
+        // Reached before the budget (`probe`): what goes up pays for it there, as in the main
+        // program; junk is dropped. Over the budget: dropped (no slip from here).
+        Err(reason) if early && !reason.is_drop() => {
+            let reason = maps::key_buf()?.launder(reason as u64) as u32;
+            if reason == Counter::PassMalformed as u32 {
+                return Err(Counter::DropMalformed);
+            }
+            let reason = counter_of(reason);
+            if !limits::budgeted(reason) {
+                return Err(reason);
+            }
+            match limits::budget(&src)? {
+                limits::Verdict::Pass => Err(reason),
+                limits::Verdict::Slip(_) => Err(Counter::DropBudget),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The pass reasons the cache program meets, from their index.
+#[inline(always)]
+fn counter_of(reason: u32) -> Counter {
+    match reason {
+        r if r == Counter::PassTooBig as u32 => Counter::PassTooBig,
+        r if r == Counter::PassEdns as u32 => Counter::PassEdns,
+        r if r == Counter::PassNsid as u32 => Counter::PassNsid,
+        r if r == Counter::PassClass as u32 => Counter::PassClass,
+        r if r == Counter::PassNotQuery as u32 => Counter::PassNotQuery,
+        r if r == Counter::PassLargeQuery as u32 => Counter::PassLargeQuery,
+        r if r == Counter::PassBadChecksum as u32 => Counter::PassBadChecksum,
+        r if r == Counter::PassRewriteFailed as u32 => Counter::PassRewriteFailed,
+        _ => Counter::PassMiss,
+    }
+}
+
+/// The answer from the cache, or why not.
+#[inline(always)]
+fn serve(
+    ctx: &XdpContext,
+    l3: &ip::L3,
+    udp: &udp::Udp,
+    src: &limits::Source,
+) -> Result<u32, Counter> {
     let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len)?;
     let question = dns::read_question(ctx, udp.payload_off, udp.payload_len)?;
     let dns_end = udp.payload_off + udp.payload_len;
@@ -109,7 +172,7 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     }
     // SAFETY: a CACHE value from a successful lookup (RCU keeps it while we run).
     let rrl_class = unsafe { (*found.entry).rrl_class };
-    let outcome = match limits::answer(&src, rrl_class)? {
+    let outcome = match limits::answer(src, rrl_class)? {
         limits::Verdict::Pass => Counter::TxCache,
         limits::Verdict::Slip(c) => {
             // Header and question, TC=1, as the main program slips.
@@ -126,8 +189,8 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     let payload_sum = edns
         .csum
         .map(|opt| dns::query_header_sum(&header) + question.csum + opt);
-    let address_sum = ip::address_sum(ctx, &l3)?;
-    udp::verify_checksum(ctx, &l3, &udp, address_sum, payload_sum)?;
+    let address_sum = ip::address_sum(ctx, l3)?;
+    udp::verify_checksum(ctx, l3, udp, address_sum, payload_sum)?;
 
     let wash = maps::key_buf()?;
     let dns_off = udp.payload_off;
@@ -155,11 +218,11 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
         i += 1;
     }
     eth::swap_macs(ctx).map_err(|_| drop_rewrite())?;
-    ip::reply(ctx, &l3, 8 + dns_len).map_err(|_| drop_rewrite())?;
+    ip::reply(ctx, l3, 8 + dns_len).map_err(|_| drop_rewrite())?;
     let pseudo = ip::pseudo_sum(address_sum, 8 + dns_len);
     let payload =
         head_sum + question.csum + csum::at_offset(found.tail_csum, tail_off - dns_off) + ttl_sum;
-    udp::reply(ctx, &l3, 8 + dns_len, pseudo + payload).map_err(|_| drop_rewrite())?;
+    udp::reply(ctx, l3, 8 + dns_len, pseudo + payload).map_err(|_| drop_rewrite())?;
     maps::count(outcome);
     Ok(xdp_action::XDP_TX)
 }

@@ -57,7 +57,16 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     let udp = udp::parse(ctx, &l3)?;
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
     let src = limits::Source::new(ip::source(ctx, &l3)?, probe);
-    match try_dns(ctx, &l3, &udp, &src) {
+    let verdict = match try_dns(ctx, &l3, &udp, &src) {
+        // The resolver's cache has the name (the walk's first hop): the cache program answers
+        // it; if it can't run, the query is a miss.
+        Err(Counter::TxCache) => {
+            cache::jump(ctx, true);
+            Err(Counter::PassMiss)
+        }
+        other => other,
+    };
+    match verdict {
         // What goes up costs the slow path work: budgeted (no question to slip with here).
         Err(reason) if limits::budgeted(reason) => {
             // Laundered: the budget is verified once for every pass reason, not once each.
@@ -141,7 +150,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
                 // resolver runs). Admitted by the budget first: one verifier path, and the
                 // authoritative hit never comes near it.
                 if reason == Counter::PassMiss {
-                    cache::jump(ctx);
+                    cache::jump(ctx, false);
                 }
                 return pass(reason);
             }

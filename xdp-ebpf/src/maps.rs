@@ -108,6 +108,9 @@ pub struct KeyBuf {
     /// The generation read once per frame, so every lookup of the frame uses the same one.
     gen_: GenParams,
     ready: u32,
+    /// Set by the main program before it tail-calls the cache program: nonzero when the query
+    /// has not been through the miss budget yet (the early probe, `cache::probe`).
+    pub early: u32,
 }
 
 impl KeyBuf {
@@ -562,7 +565,8 @@ impl KeyBuf {
 }
 
 /// Walk a missing name's suffixes, its parent first, to the first with a closest-encloser entry
-/// (docs/ARCHITECTURE.md §4.1). Short names only (<= 64 bytes, so <= 32 hops): each step
+/// (docs/ARCHITECTURE.md §4.1), unless the resolver's cache has the name (`Err(TxCache)`:
+/// the cache program's, §2.4). Short names only (<= 64 bytes, so <= 32 hops): each step
 /// copies the suffix from the packet into the key, lowercased and hashed. [`RECORD_NONE`] past
 /// the last label (not one of our zones), or where the index is unsure.
 #[inline(always)]
@@ -583,6 +587,8 @@ fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
         k: first + 1,
         found: RECORD_NONE,
         malformed: 0,
+        qtype: q.qtype as u32,
+        cached: 0,
     };
     let mut xdp = ctx.ctx;
     // SAFETY: the callback is a static function of this program; its context is our stack.
@@ -597,6 +603,9 @@ fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
     let key = key_buf()?;
     if key.walk.malformed != 0 {
         return Err(Counter::PassMalformed);
+    }
+    if key.walk.cached != 0 {
+        return Err(Counter::TxCache);
     }
     let (idx, k) = (key.walk.found, key.walk.k as usize);
     if idx == RECORD_NONE {
@@ -626,13 +635,16 @@ struct WalkState {
     /// The first record whose fingerprint matched a suffix's (checked after the walk).
     found: u32,
     malformed: u32,
+    /// The query type, and whether the first hop found the name in the resolver's cache.
+    qtype: u32,
+    cached: u32,
 }
 
 /// One hop of the walk, under `bpf_loop` (the verifier checks one hop, not 32 unrolled): hash
 /// the suffix at `k` and scan its buckets; 1 ends the walk (a candidate, past the root, or a
 /// name that can't be read), 0 goes on to the next label.
 #[inline(never)]
-extern "C" fn walk_hop(_hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
+extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     // SAFETY: bpf_loop hands back the pointer lookup_encloser gave it: the frame's context.
     let ctx = XdpContext::new(unsafe { *(xdp as *mut *mut aya_ebpf::bindings::xdp_md) });
     let Ok(key) = key_buf() else {
@@ -640,6 +652,12 @@ extern "C" fn walk_hop(_hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     };
     let (k, name_len) = (key.walk.k as usize, key.walk.name_len as usize);
     if k >= name_len || name_len > SHORT_NAME_LEN {
+        return 1;
+    }
+    // Before the first suffix replaces the name: a name the resolver's cache promoted is in
+    // no zone (docs/ARCHITECTURE.md §2.4), so no walk: the cache program answers it.
+    if hop == 0 && crate::cache::promoted(key, name_len, key.walk.qtype as u16) {
+        key.walk.cached = 1;
         return 1;
     }
     let start = key.walk.start as usize;

@@ -126,9 +126,12 @@ fn hit_cost_against_the_reference() {
 }
 
 /// A resolver cache hit against an authoritative one, both through the main program with every
-/// limit on, in one run: the cache hit parses the frame again in the cache program after the
-/// main program's miss (the encloser walk included). Measured on the 2-CPU VM (2026-12-07):
-/// 2.34x (398 ns against 169 ns; a resolver miss 1.71x): over the 1.5x target, the ceiling is the measured figure plus a quarter. A resolver miss (the name in no cache) is printed, not bounded.
+/// limit on, in one run: the main program finds the name in neither the zones' index nor (first
+/// hop of the encloser walk) outside the cache, tail-calls the cache program, which parses the
+/// frame again and answers. Measured on the 2-CPU VM (2026-12-07): 1.82-1.88x (318-323 ns
+/// against 170-174 ns), over the 1.5x; the ceiling is that plus about a quarter. A
+/// resolver miss (a name in no cache: the walk, the budget, then the cache program's miss) is
+/// printed, not bounded (1.6-1.9x).
 #[test]
 fn cache_hit_cost_against_the_authoritative_hit() {
     let (catalog, _) = super::cache_tests::demo_zones();
@@ -174,4 +177,4 @@ fn cache_hit_cost_against_the_authoritative_hit() {
 }
 
 /// The cache hit's ceiling, as a ratio to the authoritative hit (the target is 1.5x; not met yet).
-const CACHE_CEILING: f64 = 3.0;
+const CACHE_CEILING: f64 = 2.4;
