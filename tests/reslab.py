@@ -269,7 +269,7 @@ class ResolverLab:
             f.write(f"server:\n  interface: {UNBOUND}\n  port: 53\n  do-daemonize: no\n  username: \"\"\n"
                     f"  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n"
                     f"  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  num-threads: 1\n"
-                    f"  access-control: 198.51.100.0/24 allow\n  root-hints: \"{hints}\"\n"
+                    f"  access-control: 198.51.100.0/24 allow\n  access-control: {XDP_CLIENT}/32 allow\n  root-hints: \"{hints}\"\n"
                     f"  trust-anchor-file: \"{self.anchor}\"\n  do-not-query-localhost: no\n"
                     f"  msg-cache-size: 64m\n  rrset-cache-size: 128m\n  qname-minimisation: no\n"
                     f"  aggressive-nsec: no\n  harden-referral-path: no\n"
