@@ -13,7 +13,7 @@ RP_BENCH_XDP=1: every resolver is queried from a client namespace over a veth (r
 xdp_client), rampart with its XDP program attached there (cache hits answered in the driver):
 also the share answered in XDP (tx_cache over replies), and the CPU per reply counts the
 softirq time of the whole machine (where XDP runs, and both ends' veth work) besides the
-process's."""
+process's. RP_BENCH_XDP_ENTRIES: rampart's --xdp-cache-entries (65536)."""
 
 import json
 import os
@@ -33,6 +33,8 @@ DNSPERF = os.environ.get("RP_BENCH_DNSPERF", "-c 8 -q 200").split()
 ONLY = os.environ.get("RP_BENCH_ONLY", "rampart unbound").split()
 HOT_SECS = int(os.environ.get("RP_BENCH_SECS", "10"))
 XDP = os.environ.get("RP_BENCH_XDP", "0") == "1"
+# Entries rampart's XDP program may answer from (RP_BENCH_XDP=1): room for every distinct name.
+XDP_ENTRIES = os.environ.get("RP_BENCH_XDP_ENTRIES", "65536")
 BIN = os.environ.get("RP_BIN", os.path.join(REPO, "target/release/rampart"))
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -126,7 +128,7 @@ def main():
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {}
     with reslab.ResolverLab(f"bench{os.getpid()}", names=NAMES) as lab:
-        xdp_args = lab.xdp_client() if XDP else []
+        xdp_args = lab.xdp_client() + ["--xdp-cache-entries", XDP_ENTRIES] if XDP else []
         path = os.path.join(lab.tmp, "queries.txt")
         distinct = query_file(path)
         print(f"{QUERIES} queries over {NAMES} names (Zipf s=1): {distinct} distinct, best possible hit ratio "

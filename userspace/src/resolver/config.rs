@@ -151,6 +151,10 @@ pub struct ResolverFlags {
     /// Serve expired answers when upstreams fail, RFC 8767 (resolver.serve_stale).
     #[arg(long)]
     serve_stale: bool,
+    /// Cache entries the XDP program answers itself, with --iface (resolver.xdp_cache_entries)
+    /// [default: 4096].
+    #[arg(long)]
+    xdp_cache_entries: Option<u32>,
 }
 
 impl ResolverFlags {
@@ -174,5 +178,8 @@ impl ResolverFlags {
             c.cache_size = n;
         }
         c.serve_stale |= self.serve_stale;
+        if let Some(n) = self.xdp_cache_entries {
+            c.xdp_cache_entries = n;
+        }
     }
 }
