@@ -320,3 +320,19 @@ fn other_clients_and_unpromoted_entries_go_up() {
     let c = lab.fp.counters().unwrap();
     assert_eq!(c.get("tx_cache"), 2, "{c:?}");
 }
+
+#[test]
+fn a_resolver_alone_answers_from_xdp() {
+    // No zones: an empty table installed, every name missing from it.
+    let catalog = Catalog::load(&[], None).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity {
+        cache_entries: 8,
+        ..Capacity::for_table(&[]).unwrap()
+    })
+    .unwrap();
+    fp.install(&[]).unwrap();
+    let lab = lab_on(catalog, fp);
+    lab.promoted_query();
+    let c = lab.fp.counters().unwrap();
+    assert_eq!(c.get("tx_cache"), 1, "{c:?}");
+}
