@@ -102,16 +102,12 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     let udp = udp::parse(ctx, &l3)?;
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
     let addr = ip::source(ctx, &l3)?;
-    // SAFETY: [u32; 4] and [u8; 16] have the same size and any bit pattern is valid.
-    let data: WhitelistAddr = unsafe { core::mem::transmute(addr) };
-    if CACHE_ACL.get(Key::new(128, data)).is_none() {
-        return Err(Counter::PassMiss);
-    }
     let src = limits::Source::new(addr, probe);
     let early = maps::key_buf()?.early != 0;
     match serve(ctx, &l3, &udp, &src) {
-        // Reached before the budget (`probe`): what goes up pays for it there, as in the main
-        // program; junk is dropped. Over the budget: dropped (no slip from here).
+        // Reached before the budget (the walk's first hop found the name): what goes up pays
+        // for it here, as in the main program (a client outside the ACL too); junk is dropped.
+        // Over the budget: dropped (no slip from here).
         Err(reason) if early && !reason.is_drop() => {
             let reason = maps::key_buf()?.launder(reason as u64) as u32;
             if reason == Counter::PassMalformed as u32 {
@@ -154,6 +150,11 @@ fn serve(
     udp: &udp::Udp,
     src: &limits::Source,
 ) -> Result<u32, Counter> {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size and any bit pattern is valid.
+    let data: WhitelistAddr = unsafe { core::mem::transmute(*src.addr()) };
+    if CACHE_ACL.get(Key::new(128, data)).is_none() {
+        return Err(Counter::PassMiss);
+    }
     let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len)?;
     let question = dns::read_question(ctx, udp.payload_off, udp.payload_len)?;
     let dns_end = udp.payload_off + udp.payload_len;

@@ -336,3 +336,31 @@ fn a_resolver_alone_answers_from_xdp() {
     let c = lab.fp.counters().unwrap();
     assert_eq!(c.get("tx_cache"), 1, "{c:?}");
 }
+
+/// A promoted name skips the zones' walk and the miss budget in the main program: what the
+/// cache program passes up (here a client outside the ACL) is charged to the budget there.
+#[test]
+fn what_the_cache_passes_up_early_pays_the_miss_budget() {
+    let (catalog, table) = demo_zones();
+    let capacity = Capacity {
+        cache_entries: 8,
+        ..Capacity::for_table(&table).unwrap()
+    };
+    let mut fp = FastPath::load_unpinned(capacity).unwrap();
+    fp.install(&table).unwrap();
+    let budget = crate::limits::BudgetConfig {
+        rate: 1,
+        total_rate: 0,
+    };
+    let l = crate::limits::to_limits(&crate::limits::RrlConfig::default(), &budget, 1).unwrap();
+    fp.set_limits(l, &[]).unwrap();
+    let lab = lab_on(catalog, fp);
+    let q = lab.promoted_query();
+    let outside: IpAddr = "203.0.113.9".parse().unwrap();
+    let passed = (0..6)
+        .filter(|_| run(&lab.fp, &frame_from(outside, 3000, &q)).0 == XDP_PASS)
+        .count();
+    let c = lab.fp.counters().unwrap();
+    // Burst 1 (the rate): one goes up, the rest are dropped (no slip from the cache program).
+    assert_eq!((passed, c.get("drop_budget")), (1, 5), "{c:?}");
+}
