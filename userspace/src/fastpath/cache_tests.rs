@@ -32,14 +32,20 @@ pub(super) struct Lab {
 
 /// The demo zones and a resolver whose cache the program answers from.
 fn lab() -> Lab {
+    let (catalog, fp) = demo_loaded(64);
+    lab_on(catalog, fp)
+}
+
+/// The demo zones installed in a program with room for `cache_entries` promoted entries.
+pub(super) fn demo_loaded(cache_entries: u32) -> (Catalog, FastPath) {
     let (catalog, table) = demo_zones();
     let capacity = Capacity {
-        cache_entries: 64,
+        cache_entries,
         ..Capacity::for_table(&table).unwrap()
     };
     let mut fp = FastPath::load_unpinned(capacity).expect("load (run tests as root)");
     fp.install(&table).unwrap();
-    lab_on(catalog, fp)
+    (catalog, fp)
 }
 
 pub(super) fn demo_zones() -> (Catalog, Vec<crate::compile::CompiledAnswer>) {
@@ -341,13 +347,7 @@ fn a_resolver_alone_answers_from_xdp() {
 /// cache program passes up (here a client outside the ACL) is charged to the budget there.
 #[test]
 fn what_the_cache_passes_up_early_pays_the_miss_budget() {
-    let (catalog, table) = demo_zones();
-    let capacity = Capacity {
-        cache_entries: 8,
-        ..Capacity::for_table(&table).unwrap()
-    };
-    let mut fp = FastPath::load_unpinned(capacity).unwrap();
-    fp.install(&table).unwrap();
+    let (catalog, mut fp) = demo_loaded(8);
     let budget = crate::limits::BudgetConfig {
         rate: 1,
         total_rate: 0,

@@ -4,7 +4,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use rampart_common::PROGRAM_REFERENCE;
 
 use super::{
-    Capacity, FastPath,
+    FastPath,
     tests::{frame, query},
 };
 
@@ -34,13 +34,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The demo zones with every limit and cookies on, at rates the test never reaches: the cost
 /// of the accounting, not of limiting.
 fn loaded_with_limits() -> FastPath {
-    let (_, table) = super::cache_tests::demo_zones();
-    let capacity = Capacity {
-        cache_entries: 16,
-        ..Capacity::for_table(&table).unwrap()
-    };
-    let mut fp = FastPath::load_unpinned(capacity).unwrap();
-    fp.install(&table).unwrap();
+    let (_, mut fp) = super::cache_tests::demo_loaded(16);
     let rrl = crate::limits::RrlConfig {
         rate: 1_000_000_000,
         class_rate: 1_000_000_000,
