@@ -36,6 +36,10 @@ NEG_TTL = 30
 SHORT_TTL = 20
 # The local zone rampart serves itself in the combined mode.
 LOCAL_ZONE = "local.example."
+# A record for the XDP cache checks, short-lived so its expiry comes within the run.
+BRIEF_TTL = 12
+# The XDP client namespace (`xdp_client`): its veth end, the lab's, and a source outside the ACL.
+XDP_CLIENT, XDP_NODE, XDP_OUTSIDER = "203.0.113.2", "203.0.113.1", "203.0.113.3"
 
 
 def run(cmd, **kw):
@@ -71,6 +75,7 @@ def zone_texts(names):
              # an AAAA too, as the authoritative lab's www.example.com has: `getent hosts` asks
              # AAAA first and A only when there is none (two lookups, each paying a dead server)
              f"www.{o} 300 IN AAAA 2001:db8::81",
+             f"brief.{o} {BRIEF_TTL} IN A 192.0.2.21",
              f"alias.{o} 300 IN CNAME www.{o}"]
     plain += [f"n{i}.{o} 3600 IN A 203.0.113.{i % 250 + 1}" for i in range(names)]
     zones[o] = plain
@@ -148,6 +153,8 @@ class ResolverLab:
         self.tmp = tempfile.mkdtemp(prefix=f"rrlab-{lab_id}-")
         self.procs = {}
         self.nsd_conf = {}
+        self.client_ns = None
+        self.bpffs = None
         try:
             self._network()
             self._zones(names)
@@ -279,7 +286,7 @@ class ResolverLab:
             f.write(f"server:\n  interface: {UNBOUND}\n  port: 53\n  do-daemonize: no\n  username: \"\"\n"
                     f"  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n"
                     f"  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  num-threads: 1\n"
-                    f"  access-control: 198.51.100.0/24 allow\n  root-hints: \"{hints}\"\n"
+                    f"  access-control: 198.51.100.0/24 allow\n  access-control: {XDP_CLIENT}/32 allow\n  root-hints: \"{hints}\"\n"
                     f"  trust-anchor-file: \"{self.anchor}\"\n  do-not-query-localhost: no\n"
                     f"  msg-cache-size: 64m\n  rrset-cache-size: 128m\n  qname-minimisation: no\n"
                     f"  aggressive-nsec: no\n  harden-referral-path: no\n"
@@ -288,9 +295,42 @@ class ResolverLab:
                     f"remote-control:\n  control-enable: no\n")
         return self.start("unbound", ["unbound", "-d", "-c", conf], UNBOUND, "www.good.test.")
 
+    def xdp_client(self):
+        """A client namespace behind a veth (XDP_CLIENT and XDP_OUTSIDER; the lab's end n0 is
+        XDP_NODE) and a bpffs of the lab's own: the `rampart run` arguments that attach rampart's
+        XDP program to n0, answering XDP_CLIENT from the cache."""
+        self.client_ns = f"{self.ns}-c"
+        run(["ip", "netns", "add", self.client_ns])
+        cns = ["ip", "-n", self.client_ns]
+        run(cns + ["link", "set", "lo", "up"])
+        run(["ip", "link", "add", "c0", "netns", self.client_ns, "type", "veth", "peer", "name", "n0",
+             "netns", self.ns])
+        for addr in (XDP_CLIENT, XDP_OUTSIDER):
+            run(cns + ["addr", "add", f"{addr}/24", "dev", "c0"])
+        run(["ip", "-n", self.ns, "addr", "add", f"{XDP_NODE}/24", "dev", "n0"])
+        # As scripts/lib/lab.sh: full checksums from the client, and XDP on its end so that
+        # veth delivers the node's XDP_TX frames.
+        ns_exec(self.client_ns, ["ethtool", "-K", "c0", "tx", "off"])
+        obj = os.path.join(self.tmp, "xdp_pass.o")
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "xdp_pass.c")
+        run(["clang-14", "-O2", "-target", "bpf", "-c", src, "-o", obj])
+        run(cns + ["link", "set", "dev", "c0", "xdpdrv", "obj", obj, "sec", "xdp"])
+        run(cns + ["link", "set", "c0", "up"])
+        run(["ip", "-n", self.ns, "link", "set", "n0", "up"])
+        run(cns + ["route", "add", "198.51.100.0/24", "via", XDP_NODE])
+        self.bpffs = os.path.join(self.tmp, "bpffs")
+        os.makedirs(self.bpffs)
+        run(["mount", "-t", "bpf", "bpf", self.bpffs])
+        self.pin_dir = os.path.join(self.bpffs, "rampart")
+        return ["--iface", "n0", "--pin-dir", self.pin_dir, "--resolver-allow", f"{XDP_CLIENT}/32"]
+
     def close(self):
         for name in list(self.procs):
             self.stop(name)
         if self.own_ns:
             subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        if self.client_ns:
+            subprocess.run(["ip", "netns", "del", self.client_ns], capture_output=True)
+        if self.bpffs:
+            subprocess.run(["umount", self.bpffs], capture_output=True)
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -8,8 +8,14 @@ file: RP_BENCH_QUERIES queries drawn from a Zipf distribution (s = 1) over the n
             process's utime + stime from /proc, every thread, over the replies)
 Results: bench-results/resolver-<date>.md (a table) and a line per figure on stdout. Run as root
 with /usr/bin/python3. Knobs: RP_BENCH_NAMES (100000), RP_BENCH_QUERIES (200000),
-RP_BENCH_DNSPERF ("-c 8 -q 200"), RP_BENCH_SECS, RP_BENCH_ONLY ("rampart unbound"), RP_BIN."""
+RP_BENCH_DNSPERF ("-c 8 -q 200"), RP_BENCH_SECS, RP_BENCH_ONLY ("rampart unbound"), RP_BIN.
+RP_BENCH_XDP=1: every resolver is queried from a client namespace over a veth (reslab's
+xdp_client), rampart with its XDP program attached there (cache hits answered in the driver):
+also the share answered in XDP (tx_cache over replies), and the CPU per reply counts the
+softirq time of the whole machine (where XDP runs, and both ends' veth work) besides the
+process's. RP_BENCH_XDP_ENTRIES: rampart's --xdp-cache-entries (65536)."""
 
+import json
 import os
 import random
 import re
@@ -26,6 +32,9 @@ QUERIES = int(os.environ.get("RP_BENCH_QUERIES", "200000"))
 DNSPERF = os.environ.get("RP_BENCH_DNSPERF", "-c 8 -q 200").split()
 ONLY = os.environ.get("RP_BENCH_ONLY", "rampart unbound").split()
 HOT_SECS = int(os.environ.get("RP_BENCH_SECS", "10"))
+XDP = os.environ.get("RP_BENCH_XDP", "0") == "1"
+# Entries rampart's XDP program may answer from (RP_BENCH_XDP=1): room for every distinct name.
+XDP_ENTRIES = os.environ.get("RP_BENCH_XDP_ENTRIES", "65536")
 BIN = os.environ.get("RP_BIN", os.path.join(REPO, "target/release/rampart"))
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -51,6 +60,18 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def softirq_ticks():
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[7])
+
+
+def tx_cache(lab):
+    if not XDP:
+        return 0
+    r = subprocess.run([BIN, "stats", "--json", "--pin-dir", lab.pin_dir], capture_output=True, text=True)
+    return json.loads(r.stdout)["tx_cache"] if r.returncode == 0 else 0
+
+
 def leaf_queries(lab):
     """Queries the leaf zones' NSD has answered so far (nsd-control over its unix socket)."""
     out = subprocess.run(["nsd-control", "-c", lab.nsd_conf["leaf"], "stats_noreset"], capture_output=True,
@@ -62,7 +83,8 @@ def dnsperf(lab, server, path, hot):
     # Cold: the file once; hot: the file over and over for HOT_SECS (long enough for the CPU
     # clock's 10 ms ticks).
     span = ["-l", str(HOT_SECS)] if hot else ["-n", "1", "-l", "300"]
-    r = subprocess.run(["ip", "netns", "exec", lab.ns, "dnsperf", "-s", server, "-d", path] + span
+    ns = lab.client_ns if XDP else lab.ns
+    r = subprocess.run(["ip", "netns", "exec", ns, "dnsperf", "-s", server, "-d", path] + span
                        + DNSPERF, capture_output=True, text=True, timeout=400)
     out = r.stdout
     def num(label):
@@ -80,17 +102,22 @@ def measure(lab, name, server, proc, path):
     rows = {}
     for run in ("cold", "hot"):
         before_leaf, before_cpu = leaf_queries(lab), cpu_ticks(proc.pid)
+        before_irq, before_xdp = softirq_ticks(), tx_cache(lab)
         t0 = time.monotonic()
         d = dnsperf(lab, server, path, run == "hot")
         elapsed = time.monotonic() - t0
         leaf = leaf_queries(lab) - before_leaf
         cpu = (cpu_ticks(proc.pid) - before_cpu) / TICK
+        if XDP:
+            cpu += (softirq_ticks() - before_irq) / TICK
         done = d["completed"] or float("nan")
         rows[run] = {**d, "hit_ratio": 1 - leaf / d["sent"], "leaf": leaf, "cpu_s": cpu,
-                     "cpu_us_per_reply": cpu / done * 1e6, "elapsed": elapsed}
+                     "cpu_us_per_reply": cpu / done * 1e6, "elapsed": elapsed,
+                     "xdp_share": (tx_cache(lab) - before_xdp) / done}
         print(f"{name} {run}: {d['completed']:.0f}/{d['sent']:.0f} answered ({d['noerror']} NOERROR, "
               f"{d['lost']} lost), {d['qps']:.0f} replies/s, {d['latency_ms']:.3f} ms mean, hit ratio "
-              f"{rows[run]['hit_ratio']:.4f} ({leaf} leaf queries), {rows[run]['cpu_us_per_reply']:.1f} us CPU/reply",
+              f"{rows[run]['hit_ratio']:.4f} ({leaf} leaf queries), {rows[run]['cpu_us_per_reply']:.1f} us CPU/reply, "
+              f"{rows[run]['xdp_share']:.3f} answered in XDP",
               flush=True)
         if d["completed"] != d["sent"]:
             print(d["raw"][-1500:], flush=True)
@@ -101,6 +128,7 @@ def main():
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {}
     with reslab.ResolverLab(f"bench{os.getpid()}", names=NAMES) as lab:
+        xdp_args = lab.xdp_client() + ["--xdp-cache-entries", XDP_ENTRIES] if XDP else []
         path = os.path.join(lab.tmp, "queries.txt")
         distinct = query_file(path)
         print(f"{QUERIES} queries over {NAMES} names (Zipf s=1): {distinct} distinct, best possible hit ratio "
@@ -109,7 +137,7 @@ def main():
             if name == "rampart":
                 # Rate limits off, as Unbound's (ratelimit 0): the bench measures resolving.
                 proc = lab.rampart(BIN, ["--rrl-rate", "0", "--class-rate", "0", "--miss-rate", "0",
-                                         "--miss-total-rate", "0"])
+                                         "--miss-total-rate", "0"] + xdp_args)
                 server = reslab.RAMPART
             else:
                 proc = lab.unbound()
@@ -121,15 +149,20 @@ def main():
         f.write(f"# Resolver benchmark {stamp}\n\n")
         f.write(f"scripts/bench-resolver: {QUERIES} queries (A) drawn Zipf s=1 over {NAMES} names of an unsigned\n"
                 f"leaf zone ({distinct} distinct: best hit ratio {1 - distinct / QUERIES:.4f}); dnsperf {' '.join(DNSPERF)};\n"
-                f"a private signed root and TLD (NSD), DNSSEC validation on in both; 2 shared cores, no XDP\n"
-                f"(resolver answers come from the slow path). Hit ratio = 1 - leaf NSD queries / client queries.\n"
-                f"CPU = the resolver process's utime+stime over the run.\n\n")
-        f.write("| resolver | run | answered/sent | replies/s | mean latency ms | hit ratio | CPU us/reply |\n")
-        f.write("|---|---|---|---|---|---|---|\n")
+                f"a private signed root and TLD (NSD), DNSSEC validation on in both; 2 shared cores. "
+                + ("Queries from a client namespace over a veth, rampart's XDP program on it (cache hits answered\n"
+                   "in the driver); CPU = the resolver process's utime+stime plus the machine's softirq time.\n"
+                   if XDP else "No XDP\n(resolver answers come from the slow path); CPU = the resolver process's "
+                   "utime+stime over the run.\n")
+                + "Hit ratio = 1 - leaf NSD queries / client queries.\n\n")
+        f.write("| resolver | run | answered/sent | replies/s | mean latency ms | hit ratio | CPU us/reply "
+                "| answered in XDP |\n")
+        f.write("|---|---|---|---|---|---|---|---|\n")
         for name, rows in results.items():
             for run, r in rows.items():
                 f.write(f"| {name} | {run} | {r['completed']:.0f}/{r['sent']:.0f} | {r['qps']:.0f} | "
-                        f"{r['latency_ms']:.3f} | {r['hit_ratio']:.4f} | {r['cpu_us_per_reply']:.1f} |\n")
+                        f"{r['latency_ms']:.3f} | {r['hit_ratio']:.4f} | {r['cpu_us_per_reply']:.1f} | "
+                        f"{r['xdp_share']:.3f} |\n")
     print(f"results: {out}")
 
 

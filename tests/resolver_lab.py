@@ -17,12 +17,18 @@ test. and leaf zones), rampart iterating from the lab's root with its DNSKEY as 
     --zone-rate ZONE_RATE reaches the leaf server at most at that rate (NSD's own query count),
     the flood's excess is answered SERVFAIL at once and counted, and good.test. (same server,
     other zone) keeps resolving meanwhile;
-  - the metrics endpoint's resolver counters (answers by result, cache entries).
+  - the metrics endpoint's resolver counters (answers by result, cache entries);
+  - the cache answered in XDP (rampart's program on a veth, queries from a client namespace):
+    hot entries answered by the program (tx_cache) as the slow path answers them over TCP, in
+    every variant; TTLs never above what remains; an expired entry and a client outside the ACL
+    never answered there.
 Run as root: /usr/bin/python3 tests/resolver_lab.py RAMPART_BIN (prints "N passed, M failed")."""
 
+import json
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 
@@ -40,9 +46,10 @@ import dns.rdatatype  # noqa: E402
 SERVER = reslab.RAMPART
 
 
-def ask(name, rtype="A", do=False, cd=False, ad=False, source=None, tcp=False, timeout=5, server=SERVER):
+def ask(name, rtype="A", do=False, cd=False, ad=False, source=None, tcp=False, timeout=5, server=SERVER,
+        edns=True):
     """(response, sent, received) from rampart (`server`)."""
-    q = dns.message.make_query(name, rtype, want_dnssec=do, use_edns=0)
+    q = dns.message.make_query(name, rtype, want_dnssec=do, use_edns=0 if edns else False)
     q.flags &= ~dns.flags.AD
     if cd:
         q.flags |= dns.flags.CD
@@ -268,25 +275,104 @@ def counters(c):
     for line in text.splitlines():
         if line.startswith("rampart_resolver_answers_total{"):
             got[line.split('"')[1]] = float(line.split()[-1])
-    # refused: 2 outsiders (UDP, TCP); stale: 1 (serve-stale check); hits and misses: many.
-    c.check("metrics: resolver answers by result (hit, miss, refused 2, stale 1)",
-            got.get("hit", 0) >= 10 and got.get("miss", 0) >= 10 and got.get("refused") == 2
+    # refused: 3 outsiders (UDP, TCP, and through XDP); stale: 1 (serve-stale check); hits and
+    # misses: many.
+    c.check("metrics: resolver answers by result (hit, miss, refused 3, stale 1)",
+            got.get("hit", 0) >= 10 and got.get("miss", 0) >= 10 and got.get("refused") == 3
             and got.get("stale") == 1, got)
     entries = [ln for ln in text.splitlines() if ln.startswith("rampart_resolver_cache_entries ")]
     c.check("metrics: cache entries counted", entries and float(entries[0].split()[-1]) >= 10, entries)
+
+
+def tx_cache(binary, lab):
+    out = subprocess.run([binary, "stats", "--json", "--pin-dir", lab.pin_dir], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out)["tx_cache"]
+
+
+def same_but_ttls(a, b):
+    """Whether two responses are the same but for TTLs at most 1 s apart (the same cache entry
+    answered a moment apart)."""
+    if a.flags != b.flags or a.rcode() != b.rcode() or a.question != b.question:
+        return False
+    for sa, sb in ((a.answer, b.answer), (a.authority, b.authority)):
+        if [(rs.name, rs.rdtype, sorted(map(str, rs))) for rs in sa] != \
+                [(rs.name, rs.rdtype, sorted(map(str, rs))) for rs in sb]:
+            return False
+        if any(abs(x.ttl - y.ttl) > 1 for x, y in zip(sa, sb)):
+            return False
+    return True
+
+
+def xdp_cache(c, lab, binary):
+    """Through the XDP program on the veth (from the client namespace): hot entries answered by
+    the program (tx_cache), as the slow path answers them over TCP, TTLs never above what
+    remains, an expired entry never answered there, clients outside the ACL never."""
+    rplab.setns(lab.client_ns)
+    try:
+        def via(name, rtype="A", **kw):
+            before = tx_cache(binary, lab)
+            r = ask(name, rtype, **kw)
+            return r, tx_cache(binary, lab) - before
+
+        # Each variant: a miss, a hit, a hit that promotes, then answers from XDP.
+        variants = (("WwW.pLaIn.TeSt.", "A", {}), ("www.plain.test.", "A", {"edns": False}),
+                    ("www.plain.test.", "A", {"cd": True}), ("nx.plain.test.", "A", {}),
+                    ("www.plain.test.", "TXT", {}), ("alias.plain.test.", "A", {}),
+                    ("www.good.test.", "A", {"do": True}), ("www.good.test.", "A", {"ad": True}))
+        bad, served = [], 0
+        for name, rtype, kw in variants:
+            for _ in range(3):
+                ask(name, rtype, **kw)
+            (r, _, _), n = via(name, rtype, **kw)
+            slow, _, _ = ask(name, rtype, tcp=True, **kw)
+            served += n
+            if n != 1 or not same_but_ttls(r, slow) or (r.edns >= 0) != kw.get("edns", True):
+                bad.append((name, rtype, kw, n, r.to_text(), slow.to_text()))
+        c.check(f"XDP: {served} of {len(variants)} variants answered by the program, as the slow path "
+                "over TCP (case echoed; TTLs within 1 s)", not bad and served == len(variants), bad)
+
+        r0, sent0, recv0 = ask("brief.plain.test.")
+        ask("brief.plain.test.")
+        ask("brief.plain.test.")
+        bad, from_xdp = [], 0
+        for wait in (1, 4, 7, 10, 11.5):
+            time.sleep(max(0.0, sent0 + wait - time.monotonic()))
+            before = tx_cache(binary, lab)
+            r, sent, recv = ask("brief.plain.test.")
+            from_xdp += tx_cache(binary, lab) - before
+            (ttl,) = ttls(r)
+            most = reslab.BRIEF_TTL - (sent - recv0)
+            least = reslab.BRIEF_TTL - (recv - sent0) - 1
+            if not least <= ttl <= most:
+                bad.append((wait, ttl, round(least, 2), round(most, 2)))
+        c.check("XDP: 5 answers of a 12 s record from the program, TTLs within [remaining - 1 s, remaining]",
+                not bad and from_xdp == 5, (bad, from_xdp))
+        time.sleep(max(0.0, recv0 + reslab.BRIEF_TTL + 0.5 - time.monotonic()))
+        (r, _, _), n = via("brief.plain.test.")
+        c.check("XDP: expired entry not answered by the program (fetched again, TTL near the record's)",
+                n == 0 and ttls(r) and min(ttls(r)) >= reslab.BRIEF_TTL - 2, (n, r.to_text()))
+
+        (r, _, _), n = via("www.plain.test.", source=reslab.XDP_OUTSIDER)
+        c.check("XDP: a client outside the ACL goes up (REFUSED there)",
+                n == 0 and r.rcode() == dns.rcode.REFUSED, (n, r.to_text()))
+    finally:
+        rplab.setns(lab.ns)
 
 
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(rplab_repo(), "target/release/rampart")
     c = rplab.Checks("resolver_lab")
     with reslab.ResolverLab(f"ci{os.getpid()}", names=100) as lab:
-        lab.rampart(binary, ["--serve-stale"])
+        lab.rampart(binary, ["--serve-stale"] + lab.xdp_client())
         rplab.setns(lab.ns)
         first = ask("short.plain.test.")
         for name, fn, args in (("answers", answers, ()), ("negative", negative, ()), ("dnssec", dnssec, ()),
                                ("acl", acl, ()), ("countdown", countdown, (first,))):
             c.run(name, fn, c, *args)
         refreshed = time.monotonic()
+        # While the leaf server answers (the cache check stops it).
+        c.run("xdp", xdp_cache, c, lab, binary)
         c.run("forwarding", forwarding, c, lab, binary)
         c.run("zone_rate", zone_rate, c, lab, binary)
         c.run("cache", cache_and_stale, c, lab, refreshed)

@@ -13,6 +13,8 @@ pub const FLAG_TC: u16 = 0x0200;
 pub const FLAG_RD: u16 = 0x0100;
 /// Checking Disabled: answers clear it (RFC 4035 §3.1.6; NSD and Knot do).
 pub const FLAG_CD: u16 = 0x0010;
+/// AD: authentic data (RFC 4035 §3.2.3).
+pub const FLAG_AD: u16 = 0x0020;
 /// The header's 4-bit RCODE field.
 pub const FLAG_RCODE: u16 = 0x000f;
 

@@ -381,6 +381,8 @@ pub enum Counter {
     CookieClientOnly,
     /// An answer went out with a fresh server cookie in its OPT (the client sent a cookie).
     CookieSent,
+    /// Answered from the resolver's cache entries promoted into `CACHE` (resolver mode).
+    TxCache,
     /// Number of counters; keep last.
     Count,
 }
@@ -424,6 +426,7 @@ impl Counter {
         (Counter::CookieBad, "cookie_bad"),
         (Counter::CookieClientOnly, "cookie_client_only"),
         (Counter::CookieSent, "cookie_sent"),
+        (Counter::TxCache, "tx_cache"),
     ];
 
     /// Whether every frame that bumps this counter ends there (the outcomes `packets` sums);
@@ -618,9 +621,80 @@ pub const PROGRAM_REFERENCE: &str = "rampart_reference";
 /// entry program tail-calls).
 pub const JUMP_COOKIE: u32 = 0;
 pub const JUMP_MAIN: u32 = 1;
+/// The resolver cache's program, tail-called where a query would go up as a miss; empty unless
+/// resolver mode runs (the tail call then falls through and the query goes up as before).
+pub const JUMP_CACHE: u32 = 2;
+/// Slots of `JUMPS`.
+pub const JUMP_SLOTS: u32 = 3;
+pub const PROGRAM_CACHE: &str = "rampart_cache";
+pub const MAP_CACHE: &str = "CACHE";
+pub const MAP_CACHE_ACL: &str = "CACHE_ACL";
+pub const MAP_CACHE_SEED: &str = "CACHE_SEED";
 /// Bytes of the COOKIE option the fast path appends: code, length, client cookie (8), RFC 9018
 /// server cookie (16).
 pub const COOKIE_OPTION_LEN: usize = 28;
+
+/// Bytes of a cached answer's tail (after the question) the program can send.
+pub const CACHE_TAIL: usize = 1024;
+/// Most TTL fields (records) in a cached answer the program rewrites.
+pub const CACHE_TTLS: usize = 16;
+
+/// Key of a promoted resolver cache entry (`CACHE` hash map): the lowercased wire name's hash
+/// under `CACHE_SEED` ([`name_hash`]), the type, and whether the query had DO (the cache keeps
+/// DNSSEC and plain answers apart).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub name_hash: u64,
+    pub qtype: u16,
+    pub dnssec_ok: u16,
+    pub _pad: u32,
+}
+
+/// A resolver cache entry the program answers from (docs/ARCHITECTURE.md §2.4): the EDNS
+/// answer's tail rendered by the slow path with every TTL field zeroed, and what the program
+/// writes there: the stored TTL less the entry's age in whole seconds, rounded up, as the slow
+/// path ages it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CacheEntry {
+    /// CLOCK_MONOTONIC ns when the TTLs were `ttl` (at or before the slow path's instant), and
+    /// when the entry expires: from then on the query goes up.
+    pub stored_ns: u64,
+    pub expires_ns: u64,
+    /// Header flags as sent (QR, RA, RCODE, and AD for a DO answer of validated data); the
+    /// program ORs in the query's RD and CD, and AD where `secure` and the query set AD.
+    pub flags: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
+    pub tail_len: u16,
+    /// Checksum of the tail with its TTL fields zero (as `AnswerHead::tail_csum`), and of the
+    /// tail less its final OPT record (the no-EDNS answer; `noedns` says whether there is one).
+    pub tail_csum: u16,
+    pub noedns_csum: u16,
+    pub name_len: u8,
+    pub ttl_count: u8,
+    pub secure: u8,
+    pub noedns: u8,
+    pub _pad: u16,
+    pub rrl_class: u32,
+    /// Offsets of the TTL fields in the tail, and the TTLs at `stored_ns`.
+    pub ttl_off: [u16; CACHE_TTLS],
+    pub ttl: [u32; CACHE_TTLS],
+    /// The query name, lowercased, zero-padded.
+    pub name: [u8; KEY_NAME_LEN],
+    pub tail: [u8; CACHE_TAIL],
+}
+
+impl CacheEntry {
+    pub const fn zeroed() -> CacheEntry {
+        // SAFETY: plain integers and arrays of them: all zeroes is a valid value.
+        unsafe { core::mem::zeroed() }
+    }
+}
+
+const _: () = assert!(core::mem::offset_of!(CacheEntry, name) % 8 == 0);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -635,4 +709,6 @@ mod pod {
     unsafe impl aya::Pod for super::Limits {}
     unsafe impl aya::Pod for super::Bucket {}
     unsafe impl aya::Pod for super::RateSet {}
+    unsafe impl aya::Pod for super::CacheKey {}
+    unsafe impl aya::Pod for super::CacheEntry {}
 }

@@ -13,7 +13,7 @@
 // Replaced by the daemon's own JUMPS (bpf_map__reuse_fd) before loading.
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3); // rampart_common::JUMP_SLOTS
 	__type(key, __u32);
 	__type(value, __u32);
 } JUMPS SEC(".maps");

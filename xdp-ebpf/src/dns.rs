@@ -85,10 +85,22 @@ fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<usize, 
     Err(Counter::PassMalformed)
 }
 
-/// Parse the question: measure the name label by label, then copy it lowercased into the
-/// per-CPU key buffer, summing it for the UDP checksum on the way.
+/// Parse the question and [`maps::locate`] its answer.
 #[inline(always)]
 pub fn parse_question(
+    ctx: &XdpContext,
+    dns_off: usize,
+    dns_len: usize,
+) -> Result<Question, Counter> {
+    let q = read_question(ctx, dns_off, dns_len)?;
+    maps::locate(ctx, &q)?;
+    Ok(q)
+}
+
+/// Read the question: measure the name label by label, then copy it lowercased into the
+/// per-CPU key buffer, summing it for the UDP checksum on the way.
+#[inline(always)]
+pub fn read_question(
     ctx: &XdpContext,
     dns_off: usize,
     dns_len: usize,
@@ -119,7 +131,6 @@ pub fn parse_question(
         csum: sum,
         end: tail + 4,
     };
-    maps::locate(ctx, &q)?;
     Ok(q)
 }
 

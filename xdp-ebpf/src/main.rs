@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod cache;
 mod cookie;
 mod csum;
 mod dns;
@@ -56,7 +57,16 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     let udp = udp::parse(ctx, &l3)?;
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
     let src = limits::Source::new(ip::source(ctx, &l3)?, probe);
-    match try_dns(ctx, &l3, &udp, &src) {
+    let verdict = match try_dns(ctx, &l3, &udp, &src) {
+        // The resolver's cache has the name (the walk's first hop): the cache program answers
+        // it; if it can't run, the query is a miss.
+        Err(Counter::TxCache) => {
+            cache::jump(ctx, true);
+            Err(Counter::PassMiss)
+        }
+        other => other,
+    };
+    match verdict {
         // What goes up costs the slow path work: budgeted (no question to slip with here).
         Err(reason) if limits::budgeted(reason) => {
             // Laundered: the budget is verified once for every pass reason, not once each.
@@ -135,7 +145,15 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
             limits::Verdict::Slip(c) => (a.slip(), c),
         },
         Err(reason @ (Counter::PassMiss | Counter::PassTooBig)) => match limits::budget(src)? {
-            limits::Verdict::Pass => return pass(reason),
+            limits::Verdict::Pass => {
+                // Not in the zones: the resolver's cache may have it (returns when no
+                // resolver runs). Admitted by the budget first: one verifier path, and the
+                // authoritative hit never comes near it.
+                if reason == Counter::PassMiss {
+                    cache::jump(ctx, false);
+                }
+                return pass(reason);
+            }
             limits::Verdict::Slip(c) => (Answer::budget_slip(), c),
         },
         Err(reason) => return Err(reason),
@@ -228,7 +246,7 @@ fn respond(ctx: &XdpContext, r: &Reply, outcome: Counter) -> Verdict {
 /// in place. The tail is tried first; where the driver leaves little tailroom (veth leaves only
 /// the cache-line slack), grow at the head instead and copy the kept bytes to the new start.
 #[inline(always)]
-fn resize(ctx: &XdpContext, new_len: usize, keep: usize) -> Result<(), Counter> {
+pub(crate) fn resize(ctx: &XdpContext, new_len: usize, keep: usize) -> Result<(), Counter> {
     let delta = new_len as i32 - (ctx.data_end() - ctx.data()) as i32;
     // SAFETY: helper calls on our own context; every packet pointer is re-derived afterwards.
     unsafe {

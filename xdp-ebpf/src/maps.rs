@@ -53,10 +53,10 @@ pub fn frame_buf() -> Result<*mut u8, Counter> {
     }
 }
 
-/// Tail-call targets (slots `JUMP_*`), filled by userspace: the cookie stage, and the main
-/// program for a shared-NIC entry program that carries this map.
+/// Tail-call targets (slots `JUMP_*`), filled by userspace: the cookie stage, the main program
+/// for a shared-NIC entry program that carries this map, and the resolver cache's program.
 #[map(name = "JUMPS")]
-pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static JUMPS: ProgramArray = ProgramArray::with_max_entries(rampart_common::JUMP_SLOTS, 0);
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<KeyBuf> = PerCpuArray::with_max_entries(1, 0);
 
@@ -109,6 +109,9 @@ pub struct KeyBuf {
     /// The generation read once per frame, so every lookup of the frame uses the same one.
     gen_: GenParams,
     ready: u32,
+    /// Set by the main program before it tail-calls the cache program: nonzero when the query
+    /// has not been through the miss budget yet (the early probe, `cache::probe`).
+    pub early: u32,
 }
 
 impl KeyBuf {
@@ -499,6 +502,41 @@ fn scan_bucket(b: u32, fp: u32) -> u32 {
 }
 
 impl KeyBuf {
+    /// The hash of the `len`-byte name in the buffer (as [`rampart_common::name_hash`]) under
+    /// `seed`: the resolver cache's key, whose seed is not the zones'.
+    #[inline(always)]
+    pub fn hash_with(&mut self, seed: u64, len: usize) -> u64 {
+        let words = self.name.as_ptr() as *const u64;
+        let mut h = seed;
+        let mut i = 0;
+        while i < KEY_NAME_LEN / 8 {
+            if i * 8 >= len {
+                break;
+            }
+            // SAFETY: i < 32 words of the 8-aligned, zero-padded 256-byte name.
+            h = name_hash_step(h, unsafe { words.add(i).read() });
+            i += 1;
+        }
+        self.launder(h)
+    }
+
+    /// Whether the buffer's `len`-byte name is `theirs` (lowercased, zero-padded, 8-aligned).
+    #[inline(always)]
+    pub fn same_name(&mut self, theirs: &[u8; KEY_NAME_LEN], len: usize) -> bool {
+        let mine = self.name.as_ptr() as *const u64;
+        let theirs = theirs.as_ptr() as *const u64;
+        let mut diff = 0u64;
+        let mut i = 0;
+        while i < KEY_NAME_LEN / 8 {
+            if i * 8 < len {
+                // SAFETY: i < 32 words of both 256-byte, zero-padded, 8-aligned names.
+                diff |= unsafe { mine.add(i).read() ^ theirs.add(i).read() };
+            }
+            i += 1;
+        }
+        self.launder(diff) == 0
+    }
+
     /// Whether `rec` is the record of (this name, `qtype`).
     #[inline(always)]
     fn matches(&mut self, rec: *const Record, qtype: u16, name_len: usize) -> bool {
@@ -522,22 +560,14 @@ impl KeyBuf {
         let Some(long) = NAMES.get_ptr(r.long_name) else {
             return false;
         };
-        let theirs = long as *const u64;
-        let mut diff = 0u64;
-        let mut i = 0;
-        while i < KEY_NAME_LEN / 8 {
-            if i * 8 < name_len {
-                // SAFETY: i < 32 words of both 256-byte, zero-padded, 8-aligned names.
-                diff |= unsafe { mine.add(i).read() ^ theirs.add(i).read() };
-            }
-            i += 1;
-        }
-        self.launder(diff) == 0
+        // SAFETY: a NAMES slot from a successful lookup.
+        self.same_name(unsafe { &(*long).bytes }, name_len)
     }
 }
 
 /// Walk a missing name's suffixes, its parent first, to the first with a closest-encloser entry
-/// (docs/ARCHITECTURE.md §4.1). Short names only (<= 64 bytes, so <= 32 hops): each step
+/// (docs/ARCHITECTURE.md §4.1), unless the resolver's cache has the name (`Err(TxCache)`:
+/// the cache program's, §2.4). Short names only (<= 64 bytes, so <= 32 hops): each step
 /// copies the suffix from the packet into the key, lowercased and hashed. [`RECORD_NONE`] past
 /// the last label (not one of our zones), or where the index is unsure.
 #[inline(always)]
@@ -558,6 +588,8 @@ fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
         k: first + 1,
         found: RECORD_NONE,
         malformed: 0,
+        qtype: q.qtype as u32,
+        cached: 0,
     };
     let mut xdp = ctx.ctx;
     // SAFETY: the callback is a static function of this program; its context is our stack.
@@ -572,6 +604,9 @@ fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
     let key = key_buf()?;
     if key.walk.malformed != 0 {
         return Err(Counter::PassMalformed);
+    }
+    if key.walk.cached != 0 {
+        return Err(Counter::TxCache);
     }
     let (idx, k) = (key.walk.found, key.walk.k as usize);
     if idx == RECORD_NONE {
@@ -601,13 +636,16 @@ struct WalkState {
     /// The first record whose fingerprint matched a suffix's (checked after the walk).
     found: u32,
     malformed: u32,
+    /// The query type, and whether the first hop found the name in the resolver's cache.
+    qtype: u32,
+    cached: u32,
 }
 
 /// One hop of the walk, under `bpf_loop` (the verifier checks one hop, not 32 unrolled): hash
 /// the suffix at `k` and scan its buckets; 1 ends the walk (a candidate, past the root, or a
 /// name that can't be read), 0 goes on to the next label.
 #[inline(never)]
-extern "C" fn walk_hop(_hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
+extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     // SAFETY: bpf_loop hands back the pointer lookup_encloser gave it: the frame's context.
     let ctx = XdpContext::new(unsafe { *(xdp as *mut *mut aya_ebpf::bindings::xdp_md) });
     let Ok(key) = key_buf() else {
@@ -615,6 +653,12 @@ extern "C" fn walk_hop(_hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     };
     let (k, name_len) = (key.walk.k as usize, key.walk.name_len as usize);
     if k >= name_len || name_len > SHORT_NAME_LEN {
+        return 1;
+    }
+    // Before the first suffix replaces the name: a name the resolver's cache promoted is in
+    // no zone (docs/ARCHITECTURE.md §2.4), so no walk: the cache program answers it.
+    if hop == 0 && crate::cache::promoted(key, name_len, key.walk.qtype as u16) {
+        key.walk.cached = 1;
         return 1;
     }
     let start = key.walk.start as usize;

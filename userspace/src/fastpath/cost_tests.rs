@@ -4,7 +4,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use rampart_common::PROGRAM_REFERENCE;
 
 use super::{
-    Capacity, FastPath,
+    FastPath,
     tests::{frame, query},
 };
 
@@ -34,12 +34,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The demo zones with every limit and cookies on, at rates the test never reaches: the cost
 /// of the accounting, not of limiting.
 fn loaded_with_limits() -> FastPath {
-    use crate::zone::Catalog;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
-    let catalog = Catalog::load(&[], Some(&dir)).unwrap();
-    let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
-    fp.install(&table).unwrap();
+    let (_, mut fp) = super::cache_tests::demo_loaded(16);
     let rrl = crate::limits::RrlConfig {
         rate: 1_000_000_000,
         class_rate: 1_000_000_000,
@@ -123,3 +118,57 @@ fn hit_cost_against_the_reference() {
     }
     assert!(over.is_empty(), "a hit costs more than it did: {over:?}");
 }
+
+/// A resolver cache hit against an authoritative one, both through the main program with every
+/// limit on, in one run: the main program finds the name in neither the zones' index nor (first
+/// hop of the encloser walk) outside the cache, tail-calls the cache program, which parses the
+/// frame again and answers. Measured on the 2-CPU VM (2026-12-07): 1.82-1.88x (318-323 ns
+/// against 170-174 ns), over the issue's 1.5x; the ceiling is that plus about a quarter. A
+/// resolver miss (a name in no cache: the walk, the budget, then the cache program's miss) is
+/// printed, not bounded (1.6-1.9x).
+#[test]
+fn cache_hit_cost_against_the_authoritative_hit() {
+    let (catalog, _) = super::cache_tests::demo_zones();
+    let lab = super::cache_tests::lab_on(catalog, loaded_with_limits());
+    let cached = lab.promoted_query();
+    let program = lab.fp.program();
+    let auth = frame(
+        false,
+        40000,
+        &query(1, "www.example.com", 1, Some((1232, false))),
+    );
+    let hit = frame(false, 40000, &cached);
+    let miss = frame(
+        false,
+        40000,
+        &query(1, "cold.resolved.test", 1, Some((1232, false))),
+    );
+    let (mut ratios, mut miss_ratios, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let a = mean_ns(program, &auth);
+        let c = mean_ns(program, &hit);
+        let m = mean_ns(program, &miss);
+        ratios.push(c / a);
+        miss_ratios.push(m / a);
+        times.push((a, c));
+    }
+    let c = lab.fp.counters().unwrap();
+    assert!(
+        c.get("tx_cache") >= u64::from(RUNS) * ROUNDS as u64,
+        "{c:?}"
+    );
+    let ratio = median(ratios);
+    let (a, h) = times[times.len() / 2];
+    eprintln!(
+        "cache hit: {h:.0} ns, authoritative hit {a:.0} ns: {ratio:.2}x (ceiling {CACHE_CEILING}x); \
+         resolver miss: {:.2}x",
+        median(miss_ratios)
+    );
+    assert!(
+        ratio <= CACHE_CEILING,
+        "a cache hit costs {ratio:.2}x an authoritative hit"
+    );
+}
+
+/// The cache hit's ceiling, as a ratio to the authoritative hit (the target is 1.5x; not met yet).
+const CACHE_CEILING: f64 = 2.4;

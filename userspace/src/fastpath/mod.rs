@@ -21,14 +21,16 @@ use aya::{
 };
 use rampart_common::{
     Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits,
-    MAP_BUCKETS, MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS, MAP_LIMITS, MAP_NAMES,
-    MAP_RECORDS, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST, NameSlot,
-    PROGRAM_COOKIE, PROGRAM_NAME, Record, TailLarge, TailSmall, WhitelistAddr,
+    MAP_BUCKETS, MAP_CACHE, MAP_CACHE_ACL, MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS,
+    MAP_LIMITS, MAP_NAMES, MAP_RECORDS, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST,
+    NameSlot, PROGRAM_CACHE, PROGRAM_COOKIE, PROGRAM_NAME, Record, TailLarge, TailSmall,
+    WhitelistAddr,
 };
 use tracing::{info, warn};
 
 use crate::compile::CompiledAnswer;
 use crate::netlink;
+pub use cache::{CacheMap, InsertError};
 use layout::{Bases, Layout};
 pub use shared::Sharing;
 
@@ -72,6 +74,8 @@ pub struct Capacity {
     pub buckets: u32,
     pub classes: u32,
     pub whitelist: u32,
+    /// Resolver cache entries the program may answer from (`resolver.xdp_cache_entries`).
+    pub cache_entries: u32,
 }
 
 impl Capacity {
@@ -95,6 +99,7 @@ impl Capacity {
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
+            cache_entries: 1,
         }
     }
 
@@ -219,25 +224,16 @@ impl FastPath {
             .map_max_entries(MAP_BUCKETS, rate_sets(capacity.buckets))
             .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
+            .map_max_entries(MAP_CACHE, capacity.cache_entries.max(1))
+            .map_max_entries(MAP_CACHE_ACL, 1024)
             .load(PROGRAM)
             .context("loading the XDP object")?;
         let log_stop = Arc::new(AtomicBool::new(false));
         spawn_ebpf_logger(&mut ebpf, log_stop.clone());
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("program {PROGRAM_NAME} missing from object"))?
-            .try_into()?;
-        prog.load()
-            .context("the kernel verifier rejected the XDP program")?;
-        let main = prog.fd()?.try_clone()?;
-        let stage: &mut Xdp = ebpf
-            .program_mut(PROGRAM_COOKIE)
-            .ok_or_else(|| anyhow!("program {PROGRAM_COOKIE} missing from object"))?
-            .try_into()?;
-        stage
-            .load()
-            .context("the kernel verifier rejected the XDP cookie stage")?;
-        let stage = stage.fd()?.try_clone()?;
+        let main = load_program(&mut ebpf, PROGRAM_NAME, "XDP program")?;
+        let stage = load_program(&mut ebpf, PROGRAM_COOKIE, "XDP cookie stage")?;
+        // Loaded always (the slot is filled only in resolver mode: `enable_cache`).
+        load_program(&mut ebpf, PROGRAM_CACHE, "XDP cache program")?;
         let mut jumps = ProgramArray::try_from(ebpf.map_mut(MAP_JUMPS).expect("map"))?;
         jumps.set(JUMP_COOKIE, &stage, 0)?;
         jumps.set(JUMP_MAIN, &main, 0)?;
@@ -526,6 +522,17 @@ impl Counters {
     }
 }
 
+/// Load (verify) the object's program `name`; its fd.
+fn load_program(ebpf: &mut Ebpf, name: &str, what: &str) -> Result<aya::programs::ProgramFd> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from object"))?
+        .try_into()?;
+    prog.load()
+        .with_context(|| format!("the kernel verifier rejected the {what}"))?;
+    Ok(prog.fd()?.try_clone()?)
+}
+
 /// Locked memory limits only matter on kernels before 5.11 (memcg accounting since); harmless
 /// elsewhere.
 fn bump_memlock_rlimit() {
@@ -765,6 +772,9 @@ fn attach_hints_fit_the_failure() {
     assert_eq!(attach_hint(&other, "eth1", AttachMode::Auto), "");
 }
 
+mod cache;
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod cookie_tests;
 #[cfg(test)]

@@ -732,7 +732,11 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
 #[test]
 fn verifier_headroom() {
     let fp = loaded();
-    for name in [PROGRAM_NAME, rampart_common::PROGRAM_COOKIE] {
+    for name in [
+        PROGRAM_NAME,
+        rampart_common::PROGRAM_COOKIE,
+        rampart_common::PROGRAM_CACHE,
+    ] {
         let prog: &Xdp = fp.ebpf.program(name).unwrap().try_into().unwrap();
         let info = prog.info().unwrap();
         let n = (info.verified_instruction_count())

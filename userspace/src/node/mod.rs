@@ -152,7 +152,13 @@ impl Node {
             true => {
                 // Secondary zones without a copy yet arrive after the maps are sized.
                 let room = with_secondaries.then_some(config.xdp.secondary_records);
-                let (fp, generation) = startup::fast_path(&config, &table, &cookies, room)?;
+                let (fp, generation) = startup::fast_path(
+                    &config,
+                    &table,
+                    &cookies,
+                    room,
+                    server_config.resolver.as_deref(),
+                )?;
                 // Both slots hold the first install's zones: the slow path follows the
                 // program's generation from now on.
                 shared.follow(fp.generation_word()?);
@@ -471,6 +477,11 @@ impl Node {
         // The fast path is held meanwhile, so the health probe sees them switch together (it
         // skips a round rather than compare the new zones with the old maps).
         let mut fp = self.fast.as_deref().map(lock);
+        // Cached names are in no zone; a new zone may hold some: the XDP cache is emptied
+        // before the flip (its entries come back on their next hits).
+        if let Some(resolver) = &self.server_config.resolver {
+            resolver.forget_xdp();
+        }
         let staged = fp.is_some().then(|| self.shared.stage(catalog.clone()));
         let installed = fp.as_deref_mut().map(|fp| fp.install(&table));
         drop(fp);

@@ -25,19 +25,23 @@ use crate::{
 };
 
 /// Loads the XDP program sized for `table`, writes the limits and cookie secrets, installs the
-/// first generation and attaches to every interface. Returns it and the generation installed.
+/// first generation, lets the program answer from the resolver's cache (resolver mode) and
+/// attaches to every interface. Returns it and the generation installed.
 /// `room_for`: records to keep free for zones that arrive later (secondary zones).
 pub fn fast_path(
     config: &Config,
     table: &[CompiledAnswer],
     cookies: &Cookies,
     room_for: Option<u32>,
+    resolver: Option<&Resolver>,
 ) -> Result<(FastPath, u32)> {
     let (rrl, budget) = (&config.rrl, &config.miss_budget);
     let prepared = fastpath::prepare(table)?;
+    let cache = config.resolver.enabled && config.resolver.xdp_cache_entries > 0;
     let mut capacity = Capacity {
         buckets: rrl.table_size.max(1),
         whitelist: (rrl.whitelist.len() as u32).max(1024),
+        cache_entries: config.resolver.xdp_cache_entries,
         ..Capacity::for_prepared(&prepared)
     };
     if let Some(records) = room_for {
@@ -53,6 +57,13 @@ pub fn fast_path(
     info!(?rrl, ?budget, "rate limits set");
     let installed = fp.install_prepared(prepared)?;
     log_installed(&installed);
+    if cache && let Some(resolver) = resolver {
+        resolver.attach_xdp(fp.enable_cache(&config.resolver.allow)?);
+        info!(
+            entries = config.resolver.xdp_cache_entries,
+            "resolver cache answered in XDP"
+        );
+    }
     for iface in &config.xdp.interfaces {
         fp.attach(iface, config.xdp.mode, config.xdp.attach)?;
     }

@@ -129,6 +129,18 @@ struct Entry {
     resolved: Resolved,
     stored: Instant,
     ttl: u32,
+    /// Answers given from it while fresh, and whether it went to the XDP program.
+    hits: u32,
+    promoted: bool,
+}
+
+/// An entry hot enough for the XDP program: its result with the TTLs as stored, when, and its
+/// lifetime (seconds).
+#[derive(Clone, Debug)]
+pub struct Hot {
+    pub resolved: Resolved,
+    pub stored: Instant,
+    pub ttl: u32,
 }
 
 /// Every hit hashes its key twice (the miss check, then the answer): foldhash, seeded per
@@ -156,33 +168,39 @@ impl Cache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps a result received at `now`, if it may be cached.
-    pub fn insert(&self, key: Key, mut resolved: Resolved, now: Instant) {
-        let Some(ttl) = resolved.bound_ttls(&self.bounds) else {
-            return;
-        };
+    /// Keeps a result received at `now`, if it may be cached. Returns the key of a promoted
+    /// entry it evicted, if any (the XDP program must stop answering it).
+    pub fn insert(&self, key: Key, mut resolved: Resolved, now: Instant) -> Option<Key> {
+        let ttl = resolved.bound_ttls(&self.bounds)?;
         if ttl == 0 {
-            return;
+            return None;
         }
         let entry = Entry {
             resolved,
             stored: now,
             ttl,
+            hits: 0,
+            promoted: false,
         };
-        self.entries().put(key, entry);
+        self.entries()
+            .push(key, entry)
+            .and_then(|(k, e)| e.promoted.then_some(k))
     }
 
     /// The entry for `key` at `now`. The age is rounded up to whole seconds, so a TTL given out
     /// is never above what remains.
     pub fn get(&self, key: &Key, now: Instant) -> Lookup {
         let mut entries = self.entries();
-        let Some(entry) = entries.get(key) else {
+        let Some(entry) = entries.get_mut(key) else {
             return Lookup::Miss;
         };
         let elapsed = now.saturating_duration_since(entry.stored);
         let lifetime = Duration::from_secs(entry.ttl.into());
         if elapsed < lifetime {
-            let age = u32::try_from(elapsed.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
+            entry.hits = entry.hits.saturating_add(1);
+            // In nanoseconds, as the XDP program counts (a millisecond rounded down would give
+            // out a TTL a fraction of a second above what remains).
+            let age = u32::try_from(elapsed.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u32::MAX);
             return Lookup::Fresh(entry.resolved.aged(age));
         }
         match self.bounds.max_stale {
@@ -193,6 +211,30 @@ impl Cache {
                 entries.pop(key);
                 Lookup::Miss
             }
+        }
+    }
+
+    /// The entry for `key` if it is fresh at `now`, was answered from `hits` times or more and
+    /// was not promoted before (it is marked promoted).
+    pub fn promote(&self, key: &Key, hits: u32, now: Instant) -> Option<Hot> {
+        let mut entries = self.entries();
+        let e = entries.peek_mut(key)?;
+        let fresh = now.saturating_duration_since(e.stored) < Duration::from_secs(e.ttl.into());
+        if e.promoted || e.hits < hits || !fresh {
+            return None;
+        }
+        e.promoted = true;
+        Some(Hot {
+            resolved: e.resolved.clone(),
+            stored: e.stored,
+            ttl: e.ttl,
+        })
+    }
+
+    /// Every entry may be promoted again (the XDP program's map was emptied).
+    pub fn unpromote_all(&self) {
+        for (_, e) in self.entries().iter_mut() {
+            e.promoted = false;
         }
     }
 

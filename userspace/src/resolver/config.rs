@@ -65,6 +65,10 @@ pub struct ResolverConfig {
     /// Resolutions sent towards one zone per second at most (the zone a name falls in as the
     /// node has learned it); more get SERVFAIL (Unbound's `ratelimit`). 0: no limit.
     pub zone_rate: u32,
+    /// Cache entries the XDP program may answer from (with `--iface`; 0: none): an entry goes
+    /// there on its `xdp_promote_hits`-th answer from the cache.
+    pub xdp_cache_entries: u32,
+    pub xdp_promote_hits: u32,
 }
 
 impl Default for ResolverConfig {
@@ -88,6 +92,8 @@ impl Default for ResolverConfig {
             miss_workers: 64,
             miss_queue: 4096,
             zone_rate: 1000,
+            xdp_cache_entries: 4096,
+            xdp_promote_hits: 2,
         }
     }
 }
@@ -154,6 +160,10 @@ pub struct ResolverFlags {
     /// [default: 1000].
     #[arg(long)]
     zone_rate: Option<u32>,
+    /// Cache entries the XDP program answers itself, with --iface (resolver.xdp_cache_entries)
+    /// [default: 4096].
+    #[arg(long)]
+    xdp_cache_entries: Option<u32>,
 }
 
 impl ResolverFlags {
@@ -179,6 +189,8 @@ impl ResolverFlags {
         c.serve_stale |= self.serve_stale;
         if let Some(n) = self.zone_rate {
             c.zone_rate = n;
+        if let Some(n) = self.xdp_cache_entries {
+            c.xdp_cache_entries = n;
         }
     }
 }

@@ -11,6 +11,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod upstream;
+mod xdp;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -25,11 +26,12 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use rampart_common::dns::{FLAG_CD, FLAG_RD};
 
 pub use acl::Acl;
-pub use cache::{Bounds, Cache, Key, Lookup, Resolved, STALE_TTL, Security};
+pub use cache::{Bounds, Cache, Hot, Key, Lookup, Resolved, STALE_TTL, Security};
 pub use config::{ResolverConfig, ResolverFlags};
 pub use pool::Job;
 pub use stats::ResolverStats;
 pub use upstream::Upstream;
+pub use xdp::XdpCache;
 
 use crate::answer::{self, Answer, Outcome, Rr};
 use crate::wire::{self, CLASS_IN, Query};
@@ -67,6 +69,9 @@ pub struct Resolver {
     outbound: Outbound,
     /// What peers asking `upstreams.rampart.` (CHAOS TXT) get: set by the anycast health checker.
     health_report: OnceLock<HealthReport>,
+    /// The XDP program's share of the cache, once the fast path is loaded (resolver mode with
+    /// `--iface`).
+    xdp: OnceLock<XdpCache>,
 }
 
 /// The health checker's view of the upstreams, as TXT strings for the peers' fleet guard.
@@ -128,7 +133,31 @@ impl Resolver {
             stats: ResolverStats::default(),
             outbound: Outbound::new(config.zone_rate),
             health_report: OnceLock::new(),
+            xdp: OnceLock::new(),
         }))
+    }
+
+    /// Let the XDP program answer hot entries from `map` (once; later calls are ignored).
+    pub fn attach_xdp(&self, map: crate::fastpath::CacheMap) {
+        let _ = (self.xdp).set(XdpCache::new(map, self.config.xdp_promote_hits));
+    }
+
+    /// The XDP program answers no cache entry until each is promoted again: after a reload,
+    /// whose new zones may hold names the cache has (those are the zones' now).
+    pub fn forget_xdp(&self) {
+        if let Some(xdp) = self.xdp.get() {
+            xdp.clear();
+            self.cache.unpromote_all();
+        }
+    }
+
+    /// Entries promoted to the XDP program count their hits there from now on.
+    fn promote(&self, key: &Key, now: Instant) {
+        if let Some(xdp) = self.xdp.get()
+            && let Some(hot) = self.cache.promote(key, xdp.hits, now)
+        {
+            xdp.promote(key, &hot);
+        }
     }
 
     /// Whether answering `packet` may wait for the upstream: a recursive query from an allowed
@@ -192,6 +221,12 @@ impl Resolver {
         })
     }
 
+    /// The cache (tests fill it without an upstream).
+    #[cfg(test)]
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
     /// The counters, for the metrics endpoint.
     pub fn stats(&self) -> ResolverStats {
         self.stats.clone()
@@ -210,7 +245,10 @@ impl Resolver {
         let key = key(query);
         let now = Instant::now();
         let (resolved, found) = match self.cache.get(&key, now) {
-            Lookup::Fresh(r) => (r, Found::Hit),
+            Lookup::Fresh(r) => {
+                self.promote(&key, now);
+                (r, Found::Hit)
+            }
             // RD clear: what the cache has, nothing fetched for it (RFC 1034 §4.3.1).
             _ if query.flags & FLAG_RD == 0 => {
                 self.stats.answered(Found::Refused);
@@ -223,8 +261,12 @@ impl Resolver {
                 let wait = self.config.timeout() + std::time::Duration::from_secs(1);
                 let fresh = self.inflight.share(&key, wait, || {
                     let fresh = self.fetch(query, dnssec_ok);
-                    self.cache
+                    let evicted = self
+                        .cache
                         .insert(key.clone(), fresh.clone(), Instant::now());
+                    if let (Some(old), Some(xdp)) = (evicted, self.xdp.get()) {
+                        xdp.remove(&old);
+                    }
                     self.stats.entries(self.cache.held());
                     fresh
                 });

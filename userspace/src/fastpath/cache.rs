@@ -1,0 +1,107 @@
+//! The resolver cache's share of the fast path: the `CACHE` map entries are promoted into, its
+//! client ACL and hash seed, and the cache program in its `JUMPS` slot.
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, anyhow};
+use aya::maps::{
+    Array, HashMap, MapData, ProgramArray,
+    lpm_trie::{Key as LpmKey, LpmTrie},
+};
+use ipnet::IpNet;
+use rampart_common::{
+    CacheEntry, CacheKey, JUMP_CACHE, MAP_CACHE, MAP_CACHE_ACL, MAP_CACHE_SEED, MAP_JUMPS,
+    PROGRAM_CACHE, WhitelistAddr, name_hash,
+};
+
+use super::{FastPath, random_seed};
+
+/// The promoted entries' map, shared by the resolver's threads.
+pub struct CacheMap {
+    map: Mutex<HashMap<MapData, CacheKey, CacheEntry>>,
+    seed: u64,
+}
+
+impl std::fmt::Debug for CacheMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheMap").finish_non_exhaustive()
+    }
+}
+
+/// Why an entry could not go in.
+#[derive(Debug)]
+pub enum InsertError {
+    /// The map holds `xdp_cache_entries` already.
+    Full,
+    Other(anyhow::Error),
+}
+
+impl CacheMap {
+    /// The key of (lowercased wire name, type, DO).
+    pub fn key(&self, qname: &[u8], qtype: u16, dnssec_ok: bool) -> CacheKey {
+        CacheKey {
+            name_hash: name_hash(self.seed, qname),
+            qtype,
+            dnssec_ok: dnssec_ok.into(),
+            _pad: 0,
+        }
+    }
+
+    pub fn insert(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), InsertError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, entry, 0).map_err(|e| match &e {
+            aya::maps::MapError::SyscallError(s)
+                if s.io_error.raw_os_error() == Some(libc::E2BIG) =>
+            {
+                InsertError::Full
+            }
+            _ => InsertError::Other(anyhow!(e)),
+        })
+    }
+
+    /// Stop answering `key` from XDP (absent already: nothing to do).
+    pub fn remove(&self, key: &CacheKey) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = map.remove(key);
+    }
+
+    /// The entry held for `key` (tests).
+    #[cfg(test)]
+    pub fn get(&self, key: &CacheKey) -> Option<CacheEntry> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key, 0).ok()
+    }
+}
+
+impl FastPath {
+    /// Resolver mode: let the program answer from promoted cache entries for clients in
+    /// `allow` (the cache program goes into its `JUMPS` slot). Returns the map to promote into.
+    pub fn enable_cache(&mut self, allow: &[IpNet]) -> Result<CacheMap> {
+        let seed = random_seed()?;
+        let mut seeds: Array<_, u64> =
+            Array::try_from(self.ebpf.map_mut(MAP_CACHE_SEED).expect("map"))?;
+        seeds.set(0, seed, 0)?;
+        let mut acl: LpmTrie<_, WhitelistAddr, u8> =
+            LpmTrie::try_from(self.ebpf.map_mut(MAP_CACHE_ACL).expect("map"))?;
+        for net in allow {
+            let (len, addr) = crate::limits::whitelist_key(net);
+            acl.insert(&LpmKey::new(len, addr), 1, 0)
+                .context("resolver.allow: too many prefixes for the XDP program (at most 1024)")?;
+        }
+        let prog: &aya::programs::Xdp = self
+            .ebpf
+            .program(PROGRAM_CACHE)
+            .ok_or_else(|| anyhow!("program {PROGRAM_CACHE} missing from object"))?
+            .try_into()?;
+        let fd = prog.fd()?.try_clone()?;
+        let mut jumps = ProgramArray::try_from(self.ebpf.map_mut(MAP_JUMPS).expect("map"))?;
+        jumps.set(JUMP_CACHE, &fd, 0)?;
+        let map = self
+            .ebpf
+            .take_map(MAP_CACHE)
+            .ok_or_else(|| anyhow!("map {MAP_CACHE} missing"))?;
+        Ok(CacheMap {
+            map: Mutex::new(HashMap::try_from(map)?),
+            seed,
+        })
+    }
+}

@@ -1,0 +1,366 @@
+//! The resolver cache answered in XDP, under BPF_PROG_TEST_RUN (needs root): for cached
+//! entries (positive, CNAME chain, NODATA, NXDOMAIN, validated) in every variant the program's
+//! bytes are the slow path's at the same instant, TTLs included; TTLs count down; expired
+//! entries, clients outside the ACL, entries not promoted and entries forgotten at a reload go
+//! up.
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, CNAME, SOA};
+use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::BinEncodable;
+
+use super::probe::{XDP_PASS, XDP_TX};
+use super::tests::{frame, frame_from, query, run, verify_reply};
+use super::{Capacity, FastPath};
+use crate::resolver::{Key, Resolved, Resolver, ResolverConfig, Security};
+use crate::respond::{Node, respond_to};
+use crate::wire::Transport;
+use crate::zone::Catalog;
+
+const RD: u16 = 0x0100;
+const AD: u16 = 0x0020;
+const CD: u16 = 0x0010;
+
+pub(super) struct Lab {
+    catalog: Catalog,
+    pub fp: FastPath,
+    resolver: Resolver,
+}
+
+/// The demo zones and a resolver whose cache the program answers from.
+fn lab() -> Lab {
+    let (catalog, fp) = demo_loaded(64);
+    lab_on(catalog, fp)
+}
+
+/// The demo zones installed in a program with room for `cache_entries` promoted entries.
+pub(super) fn demo_loaded(cache_entries: u32) -> (Catalog, FastPath) {
+    let (catalog, table) = demo_zones();
+    let capacity = Capacity {
+        cache_entries,
+        ..Capacity::for_table(&table).unwrap()
+    };
+    let mut fp = FastPath::load_unpinned(capacity).expect("load (run tests as root)");
+    fp.install(&table).unwrap();
+    (catalog, fp)
+}
+
+pub(super) fn demo_zones() -> (Catalog, Vec<crate::compile::CompiledAnswer>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+    let catalog = Catalog::load(&[], Some(&dir)).unwrap();
+    let table = crate::compile::compile(&catalog);
+    (catalog, table)
+}
+
+/// `fp` (loaded with `catalog`'s zones) answering from a resolver's cache for 198.51.100.0/24
+/// and 2001:db8::/32.
+pub(super) fn lab_on(catalog: Catalog, mut fp: FastPath) -> Lab {
+    let allow = vec![
+        "198.51.100.0/24".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    let config = ResolverConfig {
+        enabled: true,
+        // Never asked: every answer here comes from the cache.
+        forwarders: vec!["127.0.0.1:9".parse().unwrap()],
+        allow: allow.clone(),
+        dnssec: false,
+        ..ResolverConfig::default()
+    };
+    let resolver = Resolver::from_config(&config).unwrap().unwrap();
+    resolver.attach_xdp(fp.enable_cache(&allow).unwrap());
+    Lab {
+        catalog,
+        fp,
+        resolver,
+    }
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+fn key(qname: &str, qtype: u16, dnssec_ok: bool) -> Key {
+    Key {
+        qname: name(qname).to_lowercase().to_bytes().unwrap(),
+        qtype,
+        dnssec_ok,
+    }
+}
+
+fn a(owner: &str, ttl: u32, last: u8) -> Record {
+    Record::from_rdata(name(owner), ttl, RData::A(A::new(192, 0, 2, last)))
+}
+
+fn soa(ttl: u32, minimum: u32) -> Record {
+    let soa = SOA::new(
+        name("ns.resolved.test."),
+        name("hostmaster.resolved.test."),
+        7,
+        3600,
+        600,
+        86400,
+        minimum,
+    );
+    Record::from_rdata(name("resolved.test."), ttl, RData::SOA(soa))
+}
+
+fn resolved(rcode: ResponseCode, answer: Vec<Record>, authority: Vec<Record>) -> Resolved {
+    Resolved {
+        rcode,
+        answer,
+        authority,
+        security: Security::Insecure,
+    }
+}
+
+impl Lab {
+    /// www.resolved.test A cached and promoted: the query the program answers from the cache.
+    pub(super) fn promoted_query(&self) -> Vec<u8> {
+        let r = resolved(
+            ResponseCode::NoError,
+            vec![a("www.resolved.test.", 300, 7)],
+            vec![],
+        );
+        self.cache("www.resolved.test.", 1, r, Duration::ZERO);
+        let q = query(1, "www.resolved.test", 1, Some((1232, false)));
+        let peer = "198.51.100.2".parse().unwrap();
+        self.slow(&q, peer);
+        self.slow(&q, peer);
+        assert!(self.fast(&q, peer).is_some(), "promoted");
+        q
+    }
+
+    /// Cache `r` for (name, type) with and without DO, as received `ago` before now.
+    fn cache(&self, qname: &str, qtype: u16, r: Resolved, ago: Duration) {
+        let at = Instant::now() - ago;
+        for dnssec_ok in [false, true] {
+            let _ = (self.resolver.cache()).insert(key(qname, qtype, dnssec_ok), r.clone(), at);
+        }
+    }
+
+    fn slow(&self, q: &[u8], peer: IpAddr) -> Vec<u8> {
+        let node = Node {
+            identity: &crate::identity::Identity::default(),
+            cookies: &crate::cookie::Cookies::disabled(),
+            limits: None,
+            resolver: Some(&self.resolver),
+        };
+        respond_to(&self.catalog, node, peer, 0, q, Transport::Udp).expect("an answer")
+    }
+
+    /// The program's answer to `q` from `peer`: `None` when it passes the query up; checked
+    /// against the slow path's just before and just after (a second may turn in between).
+    fn fast(&self, q: &[u8], peer: IpAddr) -> Option<Vec<u8>> {
+        let f = frame_from(peer, 3000, q);
+        let before = self.slow(q, peer);
+        let (action, out) = run(&self.fp, &f);
+        let after = self.slow(q, peer);
+        if action == XDP_PASS {
+            return None;
+        }
+        assert_eq!(action, XDP_TX);
+        let dns = verify_reply(&f, &out);
+        assert!(
+            dns == before || dns == after,
+            "fast and slow bytes differ:\n fast {dns:02x?}\n slow {before:02x?}"
+        );
+        Some(dns)
+    }
+}
+
+fn with_flags(mut q: Vec<u8>, flags: u16) -> Vec<u8> {
+    q[2..4].copy_from_slice(&flags.to_be_bytes());
+    q
+}
+
+/// The TTLs of the answer and authority records of `dns` (one question, names compressed or
+/// not), in order.
+fn ttls(dns: &[u8]) -> Vec<u32> {
+    let msg = hickory_proto::op::Message::from_vec(dns).unwrap();
+    (msg.answers().iter())
+        .chain(msg.name_servers())
+        .map(Record::ttl)
+        .collect()
+}
+
+#[test]
+fn cached_answers_are_the_slow_paths_bytes_in_every_variant() {
+    let lab = lab();
+    let ago = Duration::from_millis(2500);
+    let www = || vec![a("www.resolved.test.", 300, 7)];
+    lab.cache(
+        "www.resolved.test.",
+        1,
+        resolved(ResponseCode::NoError, www(), vec![]),
+        ago,
+    );
+    let cname = Record::from_rdata(
+        name("alias.resolved.test."),
+        600,
+        RData::CNAME(CNAME(name("www.resolved.test."))),
+    );
+    let chain = [vec![cname], www()].concat();
+    lab.cache(
+        "alias.resolved.test.",
+        1,
+        resolved(ResponseCode::NoError, chain, vec![]),
+        ago,
+    );
+    let nodata = resolved(ResponseCode::NoError, vec![], vec![soa(900, 120)]);
+    lab.cache("www.resolved.test.", 28, nodata, ago);
+    let nx = resolved(ResponseCode::NXDomain, vec![], vec![soa(900, 90)]);
+    lab.cache("nope.resolved.test.", 1, nx, ago);
+    let secure = Resolved {
+        security: Security::Secure,
+        ..resolved(
+            ResponseCode::NoError,
+            vec![a("signed.resolved.test.", 300, 9)],
+            vec![],
+        )
+    };
+    lab.cache("signed.resolved.test.", 1, secure, ago);
+
+    let peers: [IpAddr; 2] = [
+        "198.51.100.2".parse().unwrap(),
+        "2001:db8::2".parse().unwrap(),
+    ];
+    let cases = [
+        ("www.resolved.test", 1),
+        ("WWW.Resolved.TEST", 1),
+        ("alias.resolved.test", 1),
+        ("www.resolved.test", 28),
+        ("Nope.resolved.test", 1),
+        ("signed.resolved.test", 1),
+    ];
+    let mut tx = 0;
+    for (i, (qname, qtype)) in cases.into_iter().enumerate() {
+        for edns in [None, Some((1232, false)), Some((1232, true))] {
+            for flags in [RD, RD | AD, RD | CD, 0] {
+                let peer = peers[i % 2];
+                let q = with_flags(query(0x4000 + i as u16, qname, qtype, edns), flags);
+                // Two answers from the cache promote the entry.
+                lab.slow(&q, peer);
+                lab.slow(&q, peer);
+                let dns = lab.fast(&q, peer);
+                let dns = dns.unwrap_or_else(|| {
+                    panic!("{qname} {qtype} {edns:?} {flags:#x}: not answered from XDP")
+                });
+                // The case the client sent, the TTLs aged.
+                assert_eq!(&dns[12..12 + qname.len() + 2], &q[12..12 + qname.len() + 2]);
+                assert!(ttls(&dns).iter().all(|&t| t <= 900 - 2), "{:?}", ttls(&dns));
+                tx += 1;
+            }
+        }
+    }
+    let c = lab.fp.counters().unwrap();
+    assert_eq!(c.get("tx_cache"), tx, "{c:?}");
+    assert_eq!(c.get("drop_rewrite_failed"), 0, "{c:?}");
+}
+
+#[test]
+fn ttls_count_down_and_expired_entries_go_up() {
+    let lab = lab();
+    let peer: IpAddr = "198.51.100.2".parse().unwrap();
+    let r = resolved(
+        ResponseCode::NoError,
+        vec![a("short.resolved.test.", 3, 7)],
+        vec![],
+    );
+    lab.cache("short.resolved.test.", 1, r, Duration::from_millis(200));
+    let q = query(9, "short.resolved.test", 1, Some((1232, false)));
+    lab.slow(&q, peer);
+    lab.slow(&q, peer);
+    let first = lab.fast(&q, peer).expect("answered from XDP");
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = lab.fast(&q, peer).expect("answered from XDP");
+    let (t1, t2) = (ttls(&first)[0], ttls(&second)[0]);
+    assert!(t1 <= 2 && t2 < t1, "TTLs {t1} then {t2}");
+    // Past its 3 seconds the program refuses it (the slow path refreshes it; here the
+    // upstream is unreachable, so no answer is compared).
+    std::thread::sleep(Duration::from_millis(1800));
+    let f = frame_from(peer, 3000, &q);
+    assert_eq!(run(&lab.fp, &f).0, XDP_PASS, "expired entry answered");
+}
+
+#[test]
+fn other_clients_and_unpromoted_entries_go_up() {
+    let lab = lab();
+    let r = resolved(
+        ResponseCode::NoError,
+        vec![a("www.resolved.test.", 300, 7)],
+        vec![],
+    );
+    lab.cache("www.resolved.test.", 1, r.clone(), Duration::ZERO);
+    lab.cache("cold.resolved.test.", 1, r, Duration::ZERO);
+    let inside: IpAddr = "198.51.100.2".parse().unwrap();
+    let q = query(3, "www.resolved.test", 1, Some((1232, false)));
+    lab.slow(&q, inside);
+    lab.slow(&q, inside);
+    assert!(lab.fast(&q, inside).is_some(), "promoted entry answered");
+    let outside: IpAddr = "203.0.113.9".parse().unwrap();
+    assert_eq!(run(&lab.fp, &frame_from(outside, 3000, &q)).0, XDP_PASS);
+    // Answered once from the cache only: not promoted.
+    let cold = query(4, "cold.resolved.test", 1, Some((1232, false)));
+    lab.slow(&cold, inside);
+    assert_eq!(run(&lab.fp, &frame(false, 3000, &cold)).0, XDP_PASS);
+    // Another type of a promoted name, and a name nobody cached.
+    for q in [
+        query(5, "www.resolved.test", 16, Some((1232, false))),
+        query(6, "other.resolved.test", 1, None),
+    ] {
+        assert_eq!(run(&lab.fp, &frame(false, 3000, &q)).0, XDP_PASS);
+    }
+    // The zones' own answers are untouched.
+    let zone = query(7, "www.example.com", 1, None);
+    assert_eq!(run(&lab.fp, &frame(false, 3000, &zone)).0, XDP_TX);
+    // A reload empties the map (its zones may hold cached names now); the next answer from the
+    // cache promotes the entry again.
+    lab.resolver.forget_xdp();
+    assert_eq!(run(&lab.fp, &frame_from(inside, 3000, &q)).0, XDP_PASS);
+    lab.slow(&q, inside);
+    assert!(lab.fast(&q, inside).is_some(), "promoted again");
+    let c = lab.fp.counters().unwrap();
+    assert_eq!(c.get("tx_cache"), 2, "{c:?}");
+}
+
+#[test]
+fn a_resolver_alone_answers_from_xdp() {
+    // No zones: an empty table installed, every name missing from it.
+    let catalog = Catalog::load(&[], None).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity {
+        cache_entries: 8,
+        ..Capacity::for_table(&[]).unwrap()
+    })
+    .unwrap();
+    fp.install(&[]).unwrap();
+    let lab = lab_on(catalog, fp);
+    lab.promoted_query();
+    let c = lab.fp.counters().unwrap();
+    assert_eq!(c.get("tx_cache"), 1, "{c:?}");
+}
+
+/// A promoted name skips the zones' walk and the miss budget in the main program: what the
+/// cache program passes up (here a client outside the ACL) is charged to the budget there.
+#[test]
+fn what_the_cache_passes_up_early_pays_the_miss_budget() {
+    let (catalog, mut fp) = demo_loaded(8);
+    let budget = crate::limits::BudgetConfig {
+        rate: 1,
+        total_rate: 0,
+    };
+    let l = crate::limits::to_limits(&crate::limits::RrlConfig::default(), &budget, 1).unwrap();
+    fp.set_limits(l, &[]).unwrap();
+    let lab = lab_on(catalog, fp);
+    let q = lab.promoted_query();
+    let outside: IpAddr = "203.0.113.9".parse().unwrap();
+    let passed = (0..6)
+        .filter(|_| run(&lab.fp, &frame_from(outside, 3000, &q)).0 == XDP_PASS)
+        .count();
+    let c = lab.fp.counters().unwrap();
+    // Burst 1 (the rate): one goes up, the rest are dropped (no slip from the cache program).
+    assert_eq!((passed, c.get("drop_budget")), (1, 5), "{c:?}");
+}

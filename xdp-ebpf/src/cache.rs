@@ -1,0 +1,347 @@
+//! The resolver cache's program: answers queries the zones miss from the resolver's hot entries
+//! (`CACHE`), each TTL the stored one less the entry's age; everything else goes up.
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, xdp},
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    programs::XdpContext,
+};
+use rampart_common::{
+    CACHE_TAIL, CACHE_TTLS, CLASSIC_UDP_LIMIT, CacheEntry, CacheKey, Counter, EDNS_PAYLOAD,
+    JUMP_CACHE, OPT_LEN, Variant, WhitelistAddr,
+    dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
+};
+
+use crate::{csum, dns, eth, ip, limits, maps, packet, udp};
+
+/// Elements freed after an RCU grace period (a preallocated hash map reuses a replaced element
+/// at once, under a reader still copying it).
+const BPF_F_NO_PREALLOC: u32 = 1;
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// The promoted entries, written one by one by the daemon as its cache changes.
+#[map(name = "CACHE")]
+static CACHE: HashMap<CacheKey, CacheEntry> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+/// Clients allowed recursion (`resolver.allow`, IPv6, IPv4 mapped); anyone else goes up (and
+/// gets REFUSED there).
+#[map(name = "CACHE_ACL")]
+static CACHE_ACL: LpmTrie<WhitelistAddr, u8> = LpmTrie::with_max_entries(1, 0);
+/// The seed of the names' hash in `CacheKey`.
+#[map(name = "CACHE_SEED")]
+static CACHE_SEED: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Hand a query to the cache program: one the zones miss, admitted by the miss budget
+/// (`early` false), or one the encloser walk found in the cache (`Err(TxCache)` from the
+/// lookup), before the budget (the cache program charges it if it passes the query up).
+/// Returns only when the slot is empty (no resolver), and the query goes up as before.
+#[inline(always)]
+pub fn jump(ctx: &XdpContext, early: bool) {
+    if let Ok(key) = maps::key_buf() {
+        key.early = early as u32;
+    }
+    // SAFETY: a tail call with our own context; JUMPS holds programs of this object only.
+    unsafe {
+        let _ = maps::JUMPS.tail_call(ctx, JUMP_CACHE);
+    }
+}
+
+/// Whether the `name_len`-byte name in the key buffer has a promoted DO-clear entry of `qtype`
+/// (false when no resolver runs: `CACHE_SEED` 0). Cached names are outside every zone: the
+/// resolver only caches those, and a reload empties the map.
+#[inline(always)]
+pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
+    let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
+    if seed == 0 {
+        return false;
+    }
+    let k = CacheKey {
+        name_hash: key.hash_with(seed, name_len),
+        qtype,
+        dnssec_ok: 0,
+        _pad: 0,
+    };
+    // SAFETY: only whether there is a value; nothing read.
+    unsafe { CACHE.get(&k) }.is_some()
+}
+
+#[xdp]
+pub fn rampart_cache(ctx: XdpContext) -> u32 {
+    match try_cache(&ctx) {
+        Ok(action) => action,
+        Err(Counter::DropRewriteFailed) => xdp_action::XDP_DROP,
+        Err(reason) => {
+            maps::count(reason);
+            if reason.is_drop() {
+                xdp_action::XDP_DROP
+            } else {
+                xdp_action::XDP_PASS
+            }
+        }
+    }
+}
+
+/// What a found entry gives this query's variant.
+struct Found {
+    entry: *const CacheEntry,
+    flags: u16,
+    ancount: u16,
+    nscount: u16,
+    arcount: u16,
+    tail_len: usize,
+    tail_csum: u16,
+    ttl_count: usize,
+    /// Whole seconds the TTLs have aged (rounded up, as the slow path rounds).
+    age: u32,
+}
+
+#[inline(always)]
+fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
+    let l2 = eth::parse(ctx)?;
+    let l3 = ip::parse(ctx, &l2)?;
+    let udp = udp::parse(ctx, &l3)?;
+    let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
+    let addr = ip::source(ctx, &l3)?;
+    let src = limits::Source::new(addr, probe);
+    let early = maps::key_buf()?.early != 0;
+    match serve(ctx, &l3, &udp, &src) {
+        // Reached before the budget (the walk's first hop found the name): what goes up pays
+        // for it here, as in the main program (a client outside the ACL too); junk is dropped.
+        // Over the budget: dropped (no slip from here).
+        Err(reason) if early && !reason.is_drop() => {
+            let reason = maps::key_buf()?.launder(reason as u64) as u32;
+            if reason == Counter::PassMalformed as u32 {
+                return Err(Counter::DropMalformed);
+            }
+            let reason = counter_of(reason);
+            if !limits::budgeted(reason) {
+                return Err(reason);
+            }
+            match limits::budget(&src)? {
+                limits::Verdict::Pass => Err(reason),
+                limits::Verdict::Slip(_) => Err(Counter::DropBudget),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The pass reasons the cache program meets, from their index.
+#[inline(always)]
+fn counter_of(reason: u32) -> Counter {
+    match reason {
+        r if r == Counter::PassTooBig as u32 => Counter::PassTooBig,
+        r if r == Counter::PassEdns as u32 => Counter::PassEdns,
+        r if r == Counter::PassNsid as u32 => Counter::PassNsid,
+        r if r == Counter::PassClass as u32 => Counter::PassClass,
+        r if r == Counter::PassNotQuery as u32 => Counter::PassNotQuery,
+        r if r == Counter::PassLargeQuery as u32 => Counter::PassLargeQuery,
+        r if r == Counter::PassBadChecksum as u32 => Counter::PassBadChecksum,
+        r if r == Counter::PassRewriteFailed as u32 => Counter::PassRewriteFailed,
+        _ => Counter::PassMiss,
+    }
+}
+
+/// The answer from the cache, or why not.
+#[inline(always)]
+fn serve(
+    ctx: &XdpContext,
+    l3: &ip::L3,
+    udp: &udp::Udp,
+    src: &limits::Source,
+) -> Result<u32, Counter> {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size and any bit pattern is valid.
+    let data: WhitelistAddr = unsafe { core::mem::transmute(*src.addr()) };
+    if CACHE_ACL.get(Key::new(128, data)).is_none() {
+        return Err(Counter::PassMiss);
+    }
+    let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len)?;
+    let question = dns::read_question(ctx, udp.payload_off, udp.payload_len)?;
+    let dns_end = udp.payload_off + udp.payload_len;
+    let edns = dns::parse_edns(ctx, &question, header.arcount, dns_end)?;
+    // The answer would carry the client's cookie and a fresh one: the slow path's to add.
+    if edns.cookie.is_some() {
+        return Err(Counter::PassMiss);
+    }
+    let limit = match edns.variant {
+        Variant::NoEdns => CLASSIC_UDP_LIMIT,
+        _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
+    } as usize;
+    let mut found = find(&question, edns.variant)?;
+    if dns::HEADER_LEN + question.len + found.tail_len > limit {
+        return Err(Counter::PassTooBig);
+    }
+    // SAFETY: a CACHE value from a successful lookup (RCU keeps it while we run).
+    let rrl_class = unsafe { (*found.entry).rrl_class };
+    let outcome = match limits::answer(src, rrl_class)? {
+        limits::Verdict::Pass => Counter::TxCache,
+        limits::Verdict::Slip(c) => {
+            // Header and question, TC=1, as the main program slips.
+            found.flags = (found.flags & (FLAG_AA | FLAG_RCODE)) | FLAG_QR | FLAG_TC;
+            found.ancount = 0;
+            found.nscount = 0;
+            found.arcount = 0;
+            found.tail_len = 0;
+            found.tail_csum = 0;
+            found.ttl_count = 0;
+            c
+        }
+    };
+    let payload_sum = edns
+        .csum
+        .map(|opt| dns::query_header_sum(&header) + question.csum + opt);
+    let address_sum = ip::address_sum(ctx, l3)?;
+    udp::verify_checksum(ctx, l3, udp, address_sum, payload_sum)?;
+
+    let wash = maps::key_buf()?;
+    let dns_off = udp.payload_off;
+    let tail_off =
+        (wash.launder((dns_off + dns::HEADER_LEN + question.len) as u64) & 0x7ff) as usize;
+    let tail_len = (wash.launder(found.tail_len as u64) & 0x7ff) as usize;
+    let dns_len = tail_off - dns_off + tail_len;
+    crate::resize(ctx, dns_off + dns_len, tail_off)?;
+    // From here the frame is no longer the query: a failure drops it.
+    let ttl_sum =
+        write_tail(ctx, &found, dns_off, tail_off, tail_len).map_err(|_| drop_rewrite())?;
+    let flags = found.flags | (header.flags & (FLAG_RD | FLAG_CD));
+    // SAFETY: as above.
+    let flags = if unsafe { (*found.entry).secure } != 0 && header.flags & FLAG_AD != 0 {
+        flags | FLAG_AD
+    } else {
+        flags
+    };
+    let head = [flags, 1, found.ancount, found.nscount, found.arcount];
+    let mut head_sum = header.id as u64;
+    let mut i = 0;
+    while i < head.len() {
+        packet::put_be16(ctx, dns_off + 2 + 2 * i, head[i]).map_err(|_| drop_rewrite())?;
+        head_sum += head[i] as u64;
+        i += 1;
+    }
+    eth::swap_macs(ctx).map_err(|_| drop_rewrite())?;
+    ip::reply(ctx, l3, 8 + dns_len).map_err(|_| drop_rewrite())?;
+    let pseudo = ip::pseudo_sum(address_sum, 8 + dns_len);
+    let payload =
+        head_sum + question.csum + csum::at_offset(found.tail_csum, tail_off - dns_off) + ttl_sum;
+    udp::reply(ctx, l3, 8 + dns_len, pseudo + payload).map_err(|_| drop_rewrite())?;
+    maps::count(outcome);
+    Ok(xdp_action::XDP_TX)
+}
+
+#[inline(always)]
+fn drop_rewrite() -> Counter {
+    maps::count(Counter::DropRewriteFailed);
+    Counter::DropRewriteFailed
+}
+
+/// The fresh entry for the question in the key buffer, in `variant`.
+#[inline(always)]
+fn find(q: &crate::query::Question, variant: Variant) -> Result<Found, Counter> {
+    let key = maps::key_buf()?;
+    let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
+    let name_len = key.len();
+    let k = CacheKey {
+        name_hash: key.hash_with(seed, name_len),
+        qtype: q.qtype,
+        dnssec_ok: (variant == Variant::EdnsDo) as u16,
+        _pad: 0,
+    };
+    // SAFETY: the value is read in place while the program runs (RCU: never freed under us).
+    let Some(e) = (unsafe { CACHE.get(&k) }) else {
+        return Err(Counter::PassMiss);
+    };
+    if e.name_len as usize != name_len || !key.same_name(&e.name, name_len) {
+        return Err(Counter::PassMiss);
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Expired (or not yet stored, which can't be): the slow path refreshes it, or serves it
+    // stale once the refresh fails; the program never knows which, so it never answers.
+    if now >= e.expires_ns || now < e.stored_ns {
+        return Err(Counter::PassMiss);
+    }
+    let age = (now - e.stored_ns).div_ceil(NS_PER_SEC) as u32;
+    let (tail_len, arcount, tail_csum) = match variant {
+        Variant::NoEdns => {
+            if e.noedns == 0 || (e.tail_len as usize) < OPT_LEN || e.arcount == 0 {
+                return Err(Counter::PassMiss);
+            }
+            (e.tail_len as usize - OPT_LEN, e.arcount - 1, e.noedns_csum)
+        }
+        _ => (e.tail_len as usize, e.arcount, e.tail_csum),
+    };
+    if tail_len == 0 || tail_len > CACHE_TAIL || e.ttl_count as usize > CACHE_TTLS {
+        return Err(Counter::PassMiss);
+    }
+    Ok(Found {
+        entry: e as *const CacheEntry,
+        flags: e.flags,
+        ancount: e.ancount,
+        nscount: e.nscount,
+        arcount,
+        tail_len,
+        tail_csum,
+        ttl_count: e.ttl_count as usize,
+        age,
+    })
+}
+
+/// Copy the entry's tail to `tail_off` and write each TTL field (stored TTL less the age);
+/// returns the TTLs' checksum share (the stored tail sums them as zero).
+#[inline(always)]
+fn write_tail(
+    ctx: &XdpContext,
+    f: &Found,
+    dns_off: usize,
+    tail_off: usize,
+    tail_len: usize,
+) -> Result<u64, Counter> {
+    if tail_len == 0 {
+        return Ok(0);
+    }
+    let len = tail_len as u32;
+    if len == 0 || len > CACHE_TAIL as u32 {
+        return Err(Counter::DropRewriteFailed);
+    }
+    // SAFETY: the entry's tail (CACHE_TAIL bytes) into the frame at tail_off, len bytes, both
+    // checked (the helper checks the frame's).
+    let rc = unsafe {
+        aya_ebpf::helpers::bpf_xdp_store_bytes(
+            ctx.ctx,
+            tail_off as u32,
+            (*f.entry).tail.as_ptr() as *mut _,
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(Counter::DropRewriteFailed);
+    }
+    let wash = maps::key_buf()?;
+    let count = (wash.launder(f.ttl_count as u64) & 0x1f) as usize;
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < CACHE_TTLS {
+        if i >= count {
+            break;
+        }
+        // SAFETY: i < CACHE_TTLS, inside the entry's arrays (raw reads: LLVM keeps a bounds
+        // check on indexing here, and a panic path the verifier refuses).
+        let (off, stored) = unsafe {
+            (
+                (*f.entry).ttl_off.as_ptr().add(i).read(),
+                (*f.entry).ttl.as_ptr().add(i).read(),
+            )
+        };
+        let pos = (wash.launder((tail_off + off as usize) as u64) & 0x7ff) as usize;
+        if pos < dns_off || off as usize + 4 > tail_len {
+            return Err(Counter::DropRewriteFailed);
+        }
+        let ttl = stored.saturating_sub(f.age);
+        let (hi, lo) = ((ttl >> 16) as u16, ttl as u16);
+        packet::put_be16(ctx, pos, hi)?;
+        packet::put_be16(ctx, pos + 2, lo)?;
+        sum += csum::at_offset(hi, pos - dns_off) + csum::at_offset(lo, pos + 2 - dns_off);
+        i += 1;
+    }
+    Ok(sum)
+}
