@@ -314,7 +314,8 @@ class ResolverLab:
         obj = os.path.join(self.tmp, "xdp_pass.o")
         src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "xdp_pass.c")
         run(["clang-14", "-O2", "-target", "bpf", "-c", src, "-o", obj])
-        run(cns + ["link", "set", "dev", "c0", "xdpdrv", "obj", obj, "sec", "xdp"])
+        self.pass_obj = obj
+        self.reattach_client_pass()
         run(cns + ["link", "set", "c0", "up"])
         run(["ip", "-n", self.ns, "link", "set", "n0", "up"])
         run(cns + ["route", "add", "198.51.100.0/24", "via", XDP_NODE])
@@ -323,6 +324,13 @@ class ResolverLab:
         run(["mount", "-t", "bpf", "bpf", self.bpffs])
         self.pin_dir = os.path.join(self.bpffs, "rampart")
         return ["--iface", "n0", "--pin-dir", self.pin_dir, "--resolver-allow", f"{XDP_CLIENT}/32"]
+
+    def reattach_client_pass(self):
+        """The client end's own XDP program (a pass), which veth needs to deliver the node's
+        XDP_TX frames; kxdpgun replaces it with its own and leaves that behind."""
+        run(["ip", "-n", self.client_ns, "link", "set", "dev", "c0", "xdp", "off"])
+        run(["ip", "-n", self.client_ns, "link", "set", "dev", "c0", "xdpdrv", "obj", self.pass_obj,
+             "sec", "xdp"])
 
     def close(self):
         for name in list(self.procs):

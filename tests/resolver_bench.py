@@ -13,7 +13,11 @@ RP_BENCH_XDP=1: every resolver is queried from a client namespace over a veth (r
 xdp_client), rampart with its XDP program attached there (cache hits answered in the driver):
 also the share answered in XDP (tx_cache over replies), and the CPU per reply counts the
 softirq time of the whole machine (where XDP runs, and both ends' veth work) besides the
-process's. RP_BENCH_XDP_ENTRIES: rampart's --xdp-cache-entries (65536)."""
+process's. RP_BENCH_XDP_ENTRIES: rampart's --xdp-cache-entries (65536).
+With RP_BENCH_XDP=1 a third run, "hot-kxdpgun", sends the same file with kxdpgun (AF_XDP on the
+client's veth, offered RP_BENCH_KXDPGUN_QPS, 3,000,000: more than it can send here) for
+RP_BENCH_SECS: dnsperf on these two cores tops out near what either resolver answers, so its
+replies/s measure the client; kxdpgun's measure the servers (RP_BENCH_KXDPGUN=0: skip it)."""
 
 import json
 import os
@@ -35,6 +39,8 @@ HOT_SECS = int(os.environ.get("RP_BENCH_SECS", "10"))
 XDP = os.environ.get("RP_BENCH_XDP", "0") == "1"
 # Entries rampart's XDP program may answer from (RP_BENCH_XDP=1): room for every distinct name.
 XDP_ENTRIES = os.environ.get("RP_BENCH_XDP_ENTRIES", "65536")
+KXDPGUN = XDP and os.environ.get("RP_BENCH_KXDPGUN", "1") == "1"
+KXDPGUN_QPS = os.environ.get("RP_BENCH_KXDPGUN_QPS", "3000000")
 BIN = os.environ.get("RP_BIN", os.path.join(REPO, "target/release/rampart"))
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -98,13 +104,40 @@ def dnsperf(lab, server, path, hot):
             "raw": out}
 
 
+def mac(ns, dev):
+    out = subprocess.run(["ip", "-n", ns, "-j", "link", "show", dev], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)[0]["address"]
+
+
+def kxdpgun(lab, server, path):
+    """The file for HOT_SECS from the client's veth by AF_XDP, from the allowed client's address;
+    kxdpgun leaves its own XDP program on c0, so the lab's pass program goes back after it."""
+    cmd = ["ip", "netns", "exec", lab.client_ns, "kxdpgun", "-t", str(HOT_SECS), "-Q", KXDPGUN_QPS,
+           "-i", path, "-I", "c0", "-l", reslab.XDP_CLIENT, "-L", mac(lab.client_ns, "c0"),
+           "-R", mac(lab.ns, "n0"), server]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=HOT_SECS + 60)
+        out = r.stdout + r.stderr
+    finally:
+        lab.reattach_client_pass()
+    def total(label):
+        m = re.search(rf"total {label}:\s+(\d+) \((\d+) pps\)", out)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    (sent, _), (replies, rps) = total("queries"), total("replies")
+    noerror = re.search(r"responded NOERROR:\s+(\d+)", out)
+    return {"sent": float(sent), "completed": float(replies), "lost": sent - replies,
+            "noerror": int(noerror.group(1)) if noerror else 0, "qps": float(rps),
+            "latency_ms": float("nan"), "raw": out}
+
+
 def measure(lab, name, server, proc, path):
     rows = {}
-    for run in ("cold", "hot"):
+    for run in ("cold", "hot") + (("hot-kxdpgun",) if KXDPGUN else ()):
         before_leaf, before_cpu = leaf_queries(lab), cpu_ticks(proc.pid)
         before_irq, before_xdp = softirq_ticks(), tx_cache(lab)
         t0 = time.monotonic()
-        d = dnsperf(lab, server, path, run == "hot")
+        d = kxdpgun(lab, server, path) if run == "hot-kxdpgun" else dnsperf(lab, server, path, run == "hot")
         elapsed = time.monotonic() - t0
         leaf = leaf_queries(lab) - before_leaf
         cpu = (cpu_ticks(proc.pid) - before_cpu) / TICK
@@ -119,7 +152,7 @@ def measure(lab, name, server, proc, path):
               f"{rows[run]['hit_ratio']:.4f} ({leaf} leaf queries), {rows[run]['cpu_us_per_reply']:.1f} us CPU/reply, "
               f"{rows[run]['xdp_share']:.3f} answered in XDP",
               flush=True)
-        if d["completed"] != d["sent"]:
+        if d["completed"] != d["sent"] and run != "hot-kxdpgun":
             print(d["raw"][-1500:], flush=True)
     return rows
 
@@ -135,9 +168,10 @@ def main():
               f"{1 - distinct / QUERIES:.4f}", flush=True)
         for name in ONLY:
             if name == "rampart":
-                # Rate limits off, as Unbound's (ratelimit 0): the bench measures resolving.
+                # Rate limits off, the per-zone outbound limit too, as Unbound's (ratelimit 0): the bench
+                # measures resolving.
                 proc = lab.rampart(BIN, ["--rrl-rate", "0", "--class-rate", "0", "--miss-rate", "0",
-                                         "--miss-total-rate", "0"] + xdp_args)
+                                         "--miss-total-rate", "0", "--zone-rate", "0"] + xdp_args)
                 server = reslab.RAMPART
             else:
                 proc = lab.unbound()
@@ -154,6 +188,8 @@ def main():
                    "in the driver); CPU = the resolver process's utime+stime plus the machine's softirq time.\n"
                    if XDP else "No XDP\n(resolver answers come from the slow path); CPU = the resolver process's "
                    "utime+stime over the run.\n")
+                + ("hot-kxdpgun: the same file by kxdpgun (AF_XDP on the client's veth, offered "
+                   f"{int(KXDPGUN_QPS):,} qps, {HOT_SECS} s): replies/s the server keeps up with.\n" if KXDPGUN else "")
                 + "Hit ratio = 1 - leaf NSD queries / client queries.\n\n")
         f.write("| resolver | run | answered/sent | replies/s | mean latency ms | hit ratio | CPU us/reply "
                 "| answered in XDP |\n")
