@@ -382,7 +382,9 @@ mod tests {
         );
         assert_eq!(
             inc(b"$INCLUDE \"\"\"\"x\n"),
-            Some(Err("$INCLUDE takes a file name and an origin, nothing more"))
+            Some(Err(
+                "$INCLUDE takes a file name and an origin, nothing more"
+            ))
         );
         assert_eq!(
             inc(b"$INCLUDE a b c\n"),

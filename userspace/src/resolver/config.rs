@@ -189,6 +189,7 @@ impl ResolverFlags {
         c.serve_stale |= self.serve_stale;
         if let Some(n) = self.zone_rate {
             c.zone_rate = n;
+        }
         if let Some(n) = self.xdp_cache_entries {
             c.xdp_cache_entries = n;
         }
