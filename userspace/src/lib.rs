@@ -2,6 +2,7 @@
 pub mod answer;
 pub mod anycast;
 pub mod cli;
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod control;

@@ -237,18 +237,7 @@ pub fn set_cookies(l: &mut Limits, secret: Option<Secret>, staging: Option<Secre
 
 /// CLOCK_REALTIME minus CLOCK_MONOTONIC (what bpf_ktime_get_ns reads), in ns, wrapping.
 pub fn clock_offset() -> u64 {
-    let read = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid timespec for the kernel to fill.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        (ts.tv_sec as u64)
-            .wrapping_mul(NS_PER_SEC)
-            .wrapping_add(ts.tv_nsec as u64)
-    };
-    read(libc::CLOCK_REALTIME).wrapping_sub(read(libc::CLOCK_MONOTONIC))
+    crate::clock::read_ns(libc::CLOCK_REALTIME).wrapping_sub(crate::clock::monotonic_ns())
 }
 
 /// A whitelist prefix as the program's LPM key: (prefix length, address as IPv6, IPv4 mapped).

@@ -69,7 +69,5 @@ impl Responder {
 /// Milliseconds of CLOCK_MONOTONIC: comparable between the client and the daemon, unmoved by
 /// changes to the wall clock.
 pub fn monotonic_ms() -> u64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .expect("CLOCK_MONOTONIC is always there on Linux");
-    now.tv_sec() as u64 * 1000 + now.tv_nsec() as u64 / 1_000_000
+    crate::clock::monotonic_ns() / 1_000_000
 }

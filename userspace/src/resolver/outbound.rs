@@ -16,7 +16,7 @@ use lru::LruCache;
 
 use super::cache::Resolved;
 use crate::gcra::{Rate, Table};
-use crate::zone::NameKey;
+use crate::zone::{NameKey, parent_wire, suffixes};
 
 /// Apexes remembered, and buckets kept (least recently seen apex forgotten first).
 const APEXES: usize = 16_384;
@@ -85,23 +85,9 @@ impl Outbound {
 impl State {
     /// The closest known apex at or above `wire`, else its parent (the root for a TLD).
     fn cut_of(&mut self, wire: &[u8]) -> ZoneCut {
-        let mut at = 0;
-        while at < wire.len() {
-            let suffix = ZoneCut(wire[at..].into());
-            if self.apexes.get(&suffix).is_some() {
-                return suffix;
-            }
-            if wire[at] == 0 {
-                break;
-            }
-            at += 1 + usize::from(wire[at]);
-        }
-        let parent = if wire.first().is_some_and(|&l| l != 0) {
-            &wire[1 + usize::from(wire[0])..]
-        } else {
-            wire
-        };
-        ZoneCut(parent.into())
+        let apexes = &mut self.apexes;
+        let known = suffixes(wire).find(|s| apexes.get(&ZoneCut((*s).into())).is_some());
+        ZoneCut(known.or_else(|| parent_wire(wire)).unwrap_or(wire).into())
     }
 }
 

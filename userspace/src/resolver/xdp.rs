@@ -14,6 +14,7 @@ use rampart_common::{
 };
 
 use super::cache::{Hot, Key, Security};
+use crate::clock::monotonic_ns;
 use crate::fastpath::{CacheMap, InsertError, tail_checksum};
 use crate::wire::{self, Transport};
 
@@ -88,17 +89,6 @@ impl XdpCache {
             self.map.remove(&k);
         }
     }
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of `Instant` and of the program's `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `instant` on CLOCK_MONOTONIC in ns, never later than it (the clock is read before `now`,
