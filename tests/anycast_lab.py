@@ -747,14 +747,19 @@ TESTS = ["distribution", "nearest", "failover_kill", "failover_detach", "failove
          "flapping", "drain", "failover_hung", "conventional"]
 
 
+def run_named(suite, names, label):
+    """Each named test of `suite` in turn, announced and timed as scripts/test greps them."""
+    for name in names:
+        t = time.monotonic()
+        print(f"== {label} {name}", flush=True)
+        suite.c.run(name, getattr(suite, name))
+        print(f"== {label} {name}: {time.monotonic() - t:.1f} s", flush=True)
+
+
 def run(names=None):
     s = Suite()
     try:
-        for name in names or TESTS:
-            t = time.monotonic()
-            print(f"== anycast {name}", flush=True)
-            s.c.run(name, getattr(s, name))
-            print(f"== anycast {name}: {time.monotonic() - t:.1f} s", flush=True)
+        run_named(s, names or TESTS, "anycast")
     finally:
         s.watch.stop()
         out = E.get("RP_ANYCAST_RESULTS")

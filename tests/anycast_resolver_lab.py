@@ -157,11 +157,7 @@ def run(names=None):
             al.lab("alab_node_start", n)
         s = ResolverSuite()
         try:
-            for name in names or TESTS:
-                t = time.monotonic()
-                print(f"== anycast-resolver {name}", flush=True)
-                s.c.run(name, getattr(s, name))
-                print(f"== anycast-resolver {name}: {time.monotonic() - t:.1f} s", flush=True)
+            al.run_named(s, names or TESTS, "anycast-resolver")
         finally:
             s.watch.stop()
             RESULTS.update({k: v for k, v in al.RESULTS.items() if k not in RESULTS})
