@@ -184,7 +184,7 @@ impl<'h> TreeBuilder<'h> {
                 errors.push((loc, format!("more than one DNAME record at {key}")));
                 continue;
             }
-            match node.add(&owner, rtype, record.ttl(), record.data(scratch)) {
+            match node.add(&owner, rtype, record.ttl(), record.rdata_wire(), scratch) {
                 AddOutcome::Added => tree.record_count += 1,
                 AddOutcome::Duplicate => {}
                 // RRSIGs at a name cover RRsets of different TTLs (RFC 4034 §3): answers take
@@ -274,7 +274,7 @@ pub(super) fn finish_zone(
     for node in nodes.values_mut() {
         node.rrsets.shrink_to_fit();
         for set in &mut node.rrsets {
-            set.rdata.shrink_to_fit();
+            set.shrink_to_fit();
         }
     }
     mark_cuts(&mut nodes, &origin_key);
@@ -328,7 +328,7 @@ pub(super) fn check_glue(nodes: &Nodes, path: &str) -> Vec<String> {
     for (cut, node) in cuts {
         for rd in node
             .rrset(RecordType::NS)
-            .map(Rrset::rdata)
+            .map(Rrset::typed)
             .unwrap_or_default()
         {
             let RData::NS(ns) = rd else { continue };
