@@ -67,6 +67,7 @@ impl Rrset {
             RdataSet::Addrs(_) => &[],
         }
     }
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         match &self.rdata {
             RdataSet::Typed(records) => records.len(),
@@ -347,16 +348,28 @@ impl Zone {
             })?)),
             None => origin_from_file_name(&spec.path).map(OriginHint::FileName),
         };
+        // Records are let go as they are built, unless a check that needs them all (the DNAME
+        // one) finds something: then the files are read again, keeping them, for its messages.
+        Zone::load_pass(spec, origin_hint.as_ref(), false)
+            .or_else(|| Zone::load_pass(spec, origin_hint.as_ref(), true))
+            .expect("a pass that keeps its records finishes")
+    }
+
+    /// One parse and build; `None` if the records were let go and are needed after all.
+    fn load_pass(
+        spec: &ZoneSpec,
+        hint: Option<&OriginHint>,
+        keep_records: bool,
+    ) -> Option<LoadResult> {
         let mut parsed = Parsed::default();
-        let initial = origin_hint.as_ref().map(|h| h.name().clone());
+        let initial = hint.map(|h| h.name().clone());
         let mut state = IncludeState::new(&spec.path);
         // Parse here while another core builds the tree from the records parsed so far.
         let (sink, chunks) = crossbeam_channel::bounded(4);
         parsed.records.sink = Some(sink);
-        let hint = origin_hint.as_ref();
         let builder = std::thread::scope(|s| {
             let building = s.spawn(move || {
-                let mut builder = TreeBuilder::new(hint);
+                let mut builder = TreeBuilder::new(hint, keep_records);
                 for chunk in chunks {
                     builder.add_chunk(chunk);
                 }
@@ -376,7 +389,7 @@ impl Zone {
             builder
         });
         if !parsed.errors.is_empty() {
-            return Err(parsed.errors);
+            return Some(Err(parsed.errors));
         }
         finish_zone(spec, builder, &parsed)
     }
