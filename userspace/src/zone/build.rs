@@ -292,9 +292,8 @@ pub(super) fn finish_zone(
 
     drop(chunks);
     nodes.shrink_to_fit();
-    // A Vec grows to 4 on its second element: most names have 2 or 3 RRsets, of 1 or 2 records.
+    // A node's RRsets grow exactly (Node::add); a set of several records may have room left.
     for node in nodes.values_mut() {
-        node.rrsets.shrink_to_fit();
         for set in &mut node.rrsets {
             set.shrink_to_fit();
         }

@@ -195,6 +195,9 @@ impl Node {
             Err(i) => {
                 let mut set = Rrset::new(owner.clone(), rtype, ttl);
                 set.push(rdata, scratch);
+                // Exactly: a Vec grows to 4 at once, and shrinking a million names' RRsets
+                // once the zone is built took the loading thread's time after the parse.
+                self.rrsets.reserve_exact(1);
                 self.rrsets.insert(i, set);
                 AddOutcome::Added
             }
