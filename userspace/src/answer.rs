@@ -82,10 +82,10 @@ fn rrs(set: &Rrset) -> impl Iterator<Item = Rr<'_>> {
 
 /// The records of an RRset with another owner (wildcards) or TTL (negative SOA).
 fn rrs_as<'z>(set: &'z Rrset, owner: Cow<'z, Name>, ttl: u32) -> impl Iterator<Item = Rr<'z>> {
-    set.rdata().iter().map(move |rd| Rr {
+    set.rdata().map(move |rdata| Rr {
         owner: owner.clone(),
         ttl,
-        rdata: Cow::Borrowed(rd),
+        rdata,
     })
 }
 
@@ -348,7 +348,7 @@ pub fn solve_answer<'z>(
             if set.rtype() == RRSIG {
                 // Each signature with the TTL of the RRset it covers (RFC 4034 §3), as the
                 // zone file has them; NSD sends them so.
-                ans.answer.extend(set.rdata().iter().map(|rd| Rr {
+                ans.answer.extend(set.typed().iter().map(|rd| Rr {
                     owner: owner.clone(),
                     ttl: covered_ttl(node, rd).unwrap_or(set.ttl()),
                     rdata: Cow::Borrowed(rd),
@@ -373,7 +373,7 @@ pub fn solve_answer<'z>(
             && node.rrset(q.qtype).is_none()
         {
             push(ans, cname);
-            let Some(RData::CNAME(target)) = cname.rdata().first() else {
+            let Some(RData::CNAME(target)) = cname.typed().first() else {
                 return (zone, State::Hit);
             };
             let target_key = NameKey::from_name(&target.0);
@@ -448,7 +448,7 @@ fn follow_dname<'z>(
             ans.answer.extend(rrsigs(dnode, DNAME, owner, dname.ttl()));
         }
     };
-    let target_wire = dname.rdata().first().and_then(crate::zone::opaque_bytes)?;
+    let target_wire = dname.typed().first().and_then(crate::zone::opaque_bytes)?;
     let owner_key = NameKey::from_name(dnode.name());
     let prefix_len = qname.as_wire().len() - owner_key.as_wire().len();
     debug_assert!(wire_is_subdomain(qname.as_wire(), owner_key.as_wire()));
@@ -493,7 +493,7 @@ fn rrsigs<'z>(
     let code = u16::from(covered).to_be_bytes();
     node.rrset(RRSIG)
         .into_iter()
-        .flat_map(|set| set.rdata().iter())
+        .flat_map(|set| set.typed())
         .filter(move |rd| crate::zone::opaque_bytes(rd).is_some_and(|b| b.starts_with(&code)))
         .map(move |rd| Rr {
             owner: owner.clone(),
@@ -682,7 +682,7 @@ pub fn solve_authority<'z>(
     match state {
         State::NoData(..) | State::Miss(_) => {
             let soa = zone.soa();
-            let minimum = match soa.rdata().first() {
+            let minimum = match soa.typed().first() {
                 Some(RData::SOA(s)) => s.minimum(),
                 _ => soa.ttl(),
             };
@@ -739,7 +739,7 @@ pub fn solve_additional<'z>(
 /// A then AAAA of each in-zone NS target, in NS order; with their RRSIGs if `sign` (glue has
 /// none: it isn't authoritative data, RFC 4035 §2.2).
 fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, sign: bool, ans: &mut Answer<'z>) {
-    for rd in ns.rdata() {
+    for rd in ns.typed() {
         let RData::NS(target) = rd else { continue };
         let key = NameKey::from_name(&target.0);
         if !zone.contains(key.as_wire()) {

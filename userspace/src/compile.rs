@@ -489,7 +489,7 @@ fn compact_templates(parent: &NameKey, templates: Vec<Template>) -> Vec<Compiled
 
 /// The names strictly between the apex and the SOA's MNAME and RNAME, both included.
 fn soa_name_chain(zone: &Zone) -> BTreeSet<NameKey> {
-    let Some(hickory_proto::rr::RData::SOA(soa)) = zone.soa().rdata().first() else {
+    let Some(hickory_proto::rr::RData::SOA(soa)) = zone.soa().typed().first() else {
         return BTreeSet::new();
     };
     [soa.mname(), soa.rname()]
@@ -509,7 +509,7 @@ fn glue_name_chain(zone: &Zone, cut: &NameKey) -> BTreeSet<NameKey> {
     else {
         return BTreeSet::new();
     };
-    (ns.rdata().iter())
+    (ns.typed().iter())
         .filter_map(|rd| match rd {
             hickory_proto::rr::RData::NS(target) => Some(NameKey::from_name(&target.0)),
             _ => None,

@@ -75,6 +75,17 @@ impl SharedCatalog {
         std::mem::replace(&mut self.write()[idle], catalog)
     }
 
+    /// After a flip to the staged zones: the idle slot (the zones served before) gets the live
+    /// ones too, so the old zones are freed once their last query is answered instead of
+    /// staying until the next reload (a million names' model held twice). Returns what the
+    /// idle slot held, to be freed after the lock is released.
+    pub fn settle(&self) -> Arc<Catalog> {
+        let live = self.live();
+        let mut slots = self.write();
+        let current = slots[live].clone();
+        std::mem::replace(&mut slots[live ^ 1], current)
+    }
+
     /// From now on the live slot is the program's generation. Both slots must hold what it
     /// answers from: the catalog of its first install, as [`new`](Self::new) or
     /// [`replace`](Self::replace) left them.

@@ -747,8 +747,8 @@ fn verifier_headroom() {
 }
 
 /// The slow path's catalog follows the program's generation word: one staged is served from the
-/// install's flip on and not before, in either slot; one swapped in with `replace` at once, and
-/// a flip without staging keeps it.
+/// install's flip on and not before, in either slot, and settling after the flip lets the old
+/// one go; one swapped in with `replace` at once, and a flip without staging keeps it.
 #[test]
 fn slow_path_catalog_flips_with_the_generation_word() {
     use crate::{live_catalog::SharedCatalog, zone::Catalog, zone::Zone};
@@ -768,6 +768,9 @@ fn slow_path_catalog_flips_with_the_generation_word() {
         assert!(served(&shared, old), "staged: not served before the flip");
         fp.install(&sample_table()).unwrap();
         assert!(served(&shared, new), "served from the flip on");
+        drop(shared.settle());
+        assert!(served(&shared, new), "settled: still the new zones");
+        assert_eq!(Arc::strong_count(old), 1, "settled: the old zones let go");
     }
     shared.replace(a.clone());
     assert!(served(&shared, &a), "replace: at once");

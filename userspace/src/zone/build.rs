@@ -16,9 +16,9 @@ pub(super) const DNAME: RecordType = RecordType::Unknown(39);
 /// the fuzz targets).
 pub(super) fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Parsed) -> LoadResult {
     let mut parsed = parsed;
-    let mut builder = TreeBuilder::new(hint.as_ref());
+    let mut builder = TreeBuilder::new(hint.as_ref(), true);
     builder.add_chunk(std::mem::take(&mut parsed.records));
-    finish_zone(spec, builder, &parsed)
+    finish_zone(spec, builder, &parsed).expect("the records were kept")
 }
 
 /// The zone's names as its records make them, built chunk by chunk while the parser reads on
@@ -26,9 +26,12 @@ pub(super) fn build_zone(spec: &ZoneSpec, hint: Option<OriginHint>, parsed: Pars
 /// once the parse is over and every `$INCLUDE`d file is known.
 pub(super) struct TreeBuilder<'h> {
     pub(super) hint: Option<&'h OriginHint>,
-    /// Every chunk so far: held back until the apex is known (the first SOA, unless given),
-    /// and kept for the checks that need the whole zone.
+    /// Chunks held back until the apex is known (the first SOA, unless given), and every
+    /// chunk if `keep_records`.
     pub(super) chunks: Vec<RawRecords>,
+    /// Keep the records for the checks that need them all (a million names' records are
+    /// ~130 MB, let go once built otherwise).
+    pub(super) keep_records: bool,
     pub(super) tree: Option<Tree>,
     pub(super) errors: Vec<(Loc, String)>,
     pub(super) warnings: Vec<(Loc, String)>,
@@ -46,10 +49,11 @@ pub(super) struct Tree {
 }
 
 impl<'h> TreeBuilder<'h> {
-    pub(super) fn new(hint: Option<&'h OriginHint>) -> TreeBuilder<'h> {
+    pub(super) fn new(hint: Option<&'h OriginHint>, keep_records: bool) -> TreeBuilder<'h> {
         TreeBuilder {
             hint,
             chunks: Vec::new(),
+            keep_records,
             tree: None,
             errors: Vec::new(),
             warnings: Vec::new(),
@@ -62,6 +66,7 @@ impl<'h> TreeBuilder<'h> {
         if self.tree.is_some() {
             let last = self.chunks.len() - 1;
             self.add_records(last);
+            self.let_go();
             return;
         }
         // The apex: given, or the first SOA's owner.
@@ -94,6 +99,14 @@ impl<'h> TreeBuilder<'h> {
         });
         for i in 0..self.chunks.len() {
             self.add_records(i);
+        }
+        self.let_go();
+    }
+
+    /// Frees the records built into the tree unless they are kept.
+    fn let_go(&mut self) {
+        if !self.keep_records {
+            self.chunks.clear();
         }
     }
 
@@ -184,7 +197,7 @@ impl<'h> TreeBuilder<'h> {
                 errors.push((loc, format!("more than one DNAME record at {key}")));
                 continue;
             }
-            match node.add(&owner, rtype, record.ttl(), record.data(scratch)) {
+            match node.add(&owner, rtype, record.ttl(), record.rdata_wire(), scratch) {
                 AddOutcome::Added => tree.record_count += 1,
                 AddOutcome::Duplicate => {}
                 // RRSIGs at a name cover RRsets of different TTLs (RFC 4034 §3): answers take
@@ -205,15 +218,17 @@ impl<'h> TreeBuilder<'h> {
     }
 }
 
-/// The checks that need the whole zone, then the zone. `parsed` has the file names.
+/// The checks that need the whole zone, then the zone. `parsed` has the file names. `None`: the
+/// DNAME check needs the records, which the builder let go.
 pub(super) fn finish_zone(
     spec: &ZoneSpec,
     builder: TreeBuilder<'_>,
     parsed: &Parsed,
-) -> LoadResult {
+) -> Option<LoadResult> {
     let path_text = spec.path.display().to_string();
     let TreeBuilder {
         chunks,
+        keep_records,
         tree,
         errors: located_errors,
         warnings: located_warnings,
@@ -228,8 +243,15 @@ pub(super) fn finish_zone(
         record_count,
     }) = tree
     else {
-        return Err(vec![format!("{path_text}:1: zone has no SOA record")]);
+        return Some(Err(vec![format!("{path_text}:1: zone has no SOA record")]));
     };
+    // Each record below a DNAME gets its message, and a zone with errors all of its messages.
+    if has_dname
+        && !keep_records
+        && (!located_errors.is_empty() || data_below_dname(&nodes, &origin_key))
+    {
+        return None;
+    }
     let located = |(loc, msg): (Loc, String)| format!("{}: {msg}", Located(parsed, loc));
     let mut errors: Vec<String> = located_errors.into_iter().map(located).collect();
     let mut warnings: Vec<String> = located_warnings.into_iter().map(located).collect();
@@ -265,16 +287,15 @@ pub(super) fn finish_zone(
         ));
     }
     if !errors.is_empty() {
-        return Err(errors);
+        return Some(Err(errors));
     }
 
     drop(chunks);
     nodes.shrink_to_fit();
-    // A Vec grows to 4 on its second element: most names have 2 or 3 RRsets, of 1 or 2 records.
+    // A node's RRsets grow exactly (Node::add); a set of several records may have room left.
     for node in nodes.values_mut() {
-        node.rrsets.shrink_to_fit();
         for set in &mut node.rrsets {
-            set.rdata.shrink_to_fit();
+            set.shrink_to_fit();
         }
     }
     mark_cuts(&mut nodes, &origin_key);
@@ -288,7 +309,21 @@ pub(super) fn finish_zone(
         has_wildcards,
         record_count,
     };
-    Ok((zone, warnings))
+    Some(Ok((zone, warnings)))
+}
+
+/// Whether a name below a DNAME holds records the DNAME check refuses (all but NSEC3 and
+/// RRSIG, as it skips them).
+fn data_below_dname(nodes: &Nodes, origin: &NameKey) -> bool {
+    nodes.iter().any(|(key, node)| {
+        node.rrsets
+            .iter()
+            .any(|r| !matches!(r.rtype, RecordType::NSEC3 | RRSIG))
+            && suffixes(key.as_wire())
+                .skip(1)
+                .take_while(|s| s.len() >= origin.as_wire().len())
+                .any(|s| nodes.get(s).is_some_and(|n| n.rrset(DNAME).is_some()))
+    })
 }
 
 /// Marks delegation points and everything they (or a DNAME) occlude.
@@ -328,7 +363,7 @@ pub(super) fn check_glue(nodes: &Nodes, path: &str) -> Vec<String> {
     for (cut, node) in cuts {
         for rd in node
             .rrset(RecordType::NS)
-            .map(Rrset::rdata)
+            .map(Rrset::typed)
             .unwrap_or_default()
         {
             let RData::NS(ns) = rd else { continue };

@@ -5,7 +5,7 @@
 //! daemon works with. Names keep the zone's letter case in the data; every comparison and lookup
 //! goes through [`NameKey`], the lowercased wire form.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +19,7 @@ use domain::zonefile::inplace::{Entry, ScannedRecord, Zonefile};
 use hickory_proto::rr::rdata::NULL;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use smallvec::SmallVec;
 
 /// Deepest `$INCLUDE` nesting we follow; deeper is almost certainly a mistake.
 pub const MAX_INCLUDE_DEPTH: usize = 8;

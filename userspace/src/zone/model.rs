@@ -9,7 +9,34 @@ pub struct Rrset {
     pub(super) owner: Arc<Name>,
     pub(super) rtype: RecordType,
     pub(super) ttl: u32,
-    pub(super) rdata: Vec<RData>,
+    pub(super) rdata: RdataSet,
+}
+
+/// The records of an RRset. Addresses, most of a large zone, are kept as their bytes: a
+/// decoded hickory `RData` takes ~190 bytes and a heap block of its own, an address 4 or 16.
+#[derive(Clone, Debug)]
+pub(super) enum RdataSet {
+    /// A or AAAA records of exactly 4 or 16 bytes each, back to back (one or a few inline).
+    Addrs(SmallVec<[u8; 16]>),
+    /// Every other set, decoded.
+    Typed(Vec<RData>),
+}
+
+/// The size of an address of `rtype` if its sets are kept as bytes.
+fn addr_len(rtype: RecordType) -> Option<usize> {
+    match rtype {
+        RecordType::A => Some(4),
+        RecordType::AAAA => Some(16),
+        _ => None,
+    }
+}
+
+/// An address's RDATA, as [`decode_typed`] makes it.
+fn addr_rdata(bytes: &[u8]) -> RData {
+    match bytes.len() {
+        4 => RData::A(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).expect("4")).into()),
+        _ => RData::AAAA(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).expect("16")).into()),
+    }
 }
 
 impl Rrset {
@@ -22,16 +49,79 @@ impl Rrset {
     pub fn ttl(&self) -> u32 {
         self.ttl
     }
-    pub fn rdata(&self) -> &[RData] {
-        &self.rdata
+    /// Every record's RDATA in zone order: borrowed, or made from an address set's bytes.
+    pub fn rdata(&self) -> impl Iterator<Item = Cow<'_, RData>> + Clone {
+        let (addrs, typed): (&[u8], &[RData]) = match &self.rdata {
+            RdataSet::Addrs(bytes) => (bytes, &[]),
+            RdataSet::Typed(records) => (&[], records),
+        };
+        let size = addr_len(self.rtype).unwrap_or(1);
+        (addrs.chunks_exact(size).map(|a| Cow::Owned(addr_rdata(a))))
+            .chain(typed.iter().map(Cow::Borrowed))
+    }
+    /// The decoded RDATA of a set of any type but A and AAAA (address sets keep their bytes
+    /// and are empty here: read them with [`Rrset::rdata`]).
+    pub fn typed(&self) -> &[RData] {
+        match &self.rdata {
+            RdataSet::Typed(records) => records,
+            RdataSet::Addrs(_) => &[],
+        }
     }
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.rdata.len()
+        match &self.rdata {
+            RdataSet::Typed(records) => records.len(),
+            RdataSet::Addrs(bytes) => bytes.len() / addr_len(self.rtype).unwrap_or(1),
+        }
     }
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.rdata.is_empty()
+        self.len() == 0
+    }
+    pub(super) fn shrink_to_fit(&mut self) {
+        match &mut self.rdata {
+            RdataSet::Typed(records) => records.shrink_to_fit(),
+            RdataSet::Addrs(bytes) => bytes.shrink_to_fit(),
+        }
+    }
+    /// Adds one record's RDATA (wire form, as the zone file's scanner composed it); false if
+    /// the set has it already (RFC 2181 §5: an RRset has no duplicates).
+    fn push(&mut self, wire: &[u8], scratch: &mut Vec<u8>) -> bool {
+        let fits = addr_len(self.rtype) == Some(wire.len());
+        match &mut self.rdata {
+            RdataSet::Addrs(bytes) if fits => {
+                if bytes.chunks_exact(wire.len()).any(|a| a == wire) {
+                    return false;
+                }
+                bytes.extend_from_slice(wire);
+                true
+            }
+            RdataSet::Addrs(_) => {
+                // An address of another length (generic `\#` syntax): the set is kept decoded.
+                self.rdata = RdataSet::Typed(self.rdata().map(Cow::into_owned).collect());
+                self.push(wire, scratch)
+            }
+            RdataSet::Typed(records) => {
+                let rdata = decode(self.rtype, wire, scratch);
+                if records.contains(&rdata) {
+                    return false;
+                }
+                records.push(rdata);
+                true
+            }
+        }
+    }
+    fn new(owner: Arc<Name>, rtype: RecordType, ttl: u32) -> Rrset {
+        let rdata = match addr_len(rtype) {
+            Some(_) => RdataSet::Addrs(SmallVec::new()),
+            None => RdataSet::Typed(Vec::with_capacity(1)),
+        };
+        Rrset {
+            owner,
+            rtype,
+            ttl,
+            rdata,
+        }
     }
 }
 
@@ -84,7 +174,8 @@ impl Node {
         owner: &Arc<Name>,
         rtype: RecordType,
         ttl: u32,
-        rdata: RData,
+        rdata: &[u8],
+        scratch: &mut Vec<u8>,
     ) -> AddOutcome {
         match self
             .rrsets
@@ -92,11 +183,9 @@ impl Node {
         {
             Ok(i) => {
                 let set = &mut self.rrsets[i];
-                // RFC 2181 §5: an RRset has no duplicates.
-                if set.rdata.contains(&rdata) {
+                if !set.push(rdata, scratch) {
                     return AddOutcome::Duplicate;
                 }
-                set.rdata.push(rdata);
                 if set.ttl != ttl {
                     AddOutcome::TtlMismatch(set.ttl)
                 } else {
@@ -104,12 +193,11 @@ impl Node {
                 }
             }
             Err(i) => {
-                let set = Rrset {
-                    owner: owner.clone(),
-                    rtype,
-                    ttl,
-                    rdata: vec![rdata],
-                };
+                let mut set = Rrset::new(owner.clone(), rtype, ttl);
+                set.push(rdata, scratch);
+                // Exactly: a Vec grows to 4 at once, and shrinking a million names' RRsets
+                // once the zone is built took the loading thread's time after the parse.
+                self.rrsets.reserve_exact(1);
                 self.rrsets.insert(i, set);
                 AddOutcome::Added
             }
@@ -226,7 +314,7 @@ impl Dnssec {
         // NSEC3PARAM: algorithm, flags, iterations (2), salt length, salt.
         let nsec3 = apex
             .rrset(NSEC3PARAM)
-            .and_then(|s| s.rdata().first())
+            .and_then(|s| s.typed().first())
             .and_then(opaque_bytes)
             .filter(|p| p.len() >= 5 && p[0] == 1 && p.len() >= 5 + p[4] as usize)
             .map(|p| {
@@ -263,16 +351,28 @@ impl Zone {
             })?)),
             None => origin_from_file_name(&spec.path).map(OriginHint::FileName),
         };
+        // Records are let go as they are built, unless a check that needs them all (the DNAME
+        // one) finds something: then the files are read again, keeping them, for its messages.
+        Zone::load_pass(spec, origin_hint.as_ref(), false)
+            .or_else(|| Zone::load_pass(spec, origin_hint.as_ref(), true))
+            .expect("a pass that keeps its records finishes")
+    }
+
+    /// One parse and build; `None` if the records were let go and are needed after all.
+    fn load_pass(
+        spec: &ZoneSpec,
+        hint: Option<&OriginHint>,
+        keep_records: bool,
+    ) -> Option<LoadResult> {
         let mut parsed = Parsed::default();
-        let initial = origin_hint.as_ref().map(|h| h.name().clone());
+        let initial = hint.map(|h| h.name().clone());
         let mut state = IncludeState::new(&spec.path);
         // Parse here while another core builds the tree from the records parsed so far.
         let (sink, chunks) = crossbeam_channel::bounded(4);
         parsed.records.sink = Some(sink);
-        let hint = origin_hint.as_ref();
         let builder = std::thread::scope(|s| {
             let building = s.spawn(move || {
-                let mut builder = TreeBuilder::new(hint);
+                let mut builder = TreeBuilder::new(hint, keep_records);
                 for chunk in chunks {
                     builder.add_chunk(chunk);
                 }
@@ -292,7 +392,7 @@ impl Zone {
             builder
         });
         if !parsed.errors.is_empty() {
-            return Err(parsed.errors);
+            return Some(Err(parsed.errors));
         }
         finish_zone(spec, builder, &parsed)
     }
@@ -356,7 +456,7 @@ impl Zone {
             .expect("validated zone has an SOA")
     }
     pub fn serial(&self) -> u32 {
-        match self.soa().rdata().first() {
+        match self.soa().typed().first() {
             Some(RData::SOA(soa)) => soa.serial(),
             _ => 0,
         }

@@ -129,18 +129,21 @@ impl<'a> RawRecord<'a> {
     pub(super) fn ttl(&self) -> u32 {
         (u32::from(self.field(4)) << 16) | u32::from(self.field(6))
     }
-    /// Typed hickory RDATA for the types we keep typed, opaque bytes for the rest (see
-    /// [`TYPED`]).
-    /// `scratch` is reused across records for the check that the bytes round-trip.
-    pub(super) fn data(&self, scratch: &mut Vec<u8>) -> RData {
-        let (rtype, rdata) = (self.rtype(), &self.wire[self.owner_len + 10..]);
-        let typed = if TYPED.contains(&rtype) {
-            decode_typed(rtype, rdata, scratch)
-        } else {
-            None
-        };
-        typed.unwrap_or_else(|| opaque(rtype, rdata))
+    /// The RDATA in wire form.
+    pub(super) fn rdata_wire(&self) -> &'a [u8] {
+        &self.wire[self.owner_len + 10..]
     }
+}
+
+/// Typed hickory RDATA for the types we keep typed, opaque bytes for the rest (see [`TYPED`]).
+/// `scratch` is reused across records for the check that the bytes round-trip.
+pub(super) fn decode(rtype: RecordType, rdata: &[u8], scratch: &mut Vec<u8>) -> RData {
+    let typed = if TYPED.contains(&rtype) {
+        decode_typed(rtype, rdata, scratch)
+    } else {
+        None
+    };
+    typed.unwrap_or_else(|| opaque(rtype, rdata))
 }
 
 impl Parsed {
