@@ -177,6 +177,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         ctx,
         &Reply {
             l3,
+            udp,
             dns_off: udp.payload_off,
             header: &header,
             question: &question,
@@ -192,6 +193,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
 /// Everything the rewrite needs to know about the query and its answer.
 struct Reply<'a> {
     l3: &'a L3,
+    udp: &'a udp::Udp,
     dns_off: usize,
     header: &'a dns::Header,
     question: &'a Question,
@@ -289,7 +291,7 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
         + csum::at_offset(v.tail_csum, tail_off - r.dns_off)
         + relocated
         + do_sum;
-    udp::reply(ctx, r.l3, 8 + r.dns_len, pseudo + payload_sum)
+    udp::reply(ctx, r.l3, r.udp, 8 + r.dns_len, pseudo + payload_sum)
 }
 
 /// The DO variant derived from the EDNS answer: set DO in the copied OPT record's flags (the
