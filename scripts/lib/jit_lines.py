@@ -11,8 +11,9 @@ the bpf(2) syscall (root).
     jit_lines.py PROG_ID [PROG_ID...] < perf-script-output    (perf script -F ip,sym, with
                                                                the call chains of record -g)
 
-Prints, per program, the lines holding the most samples of those whose call chain runs through
-it (a helper's samples go to the line that called it), and the same folded by function.
+Prints, per program, the samples whose call chain runs through it by stage of the query path
+(STAGES below), by function, and the lines holding the most (a helper's samples go to the line
+that called it).
 """
 import collections
 import ctypes
