@@ -324,6 +324,10 @@ fn set_do(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> 
 #[inline(always)]
 fn relocate(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> {
     let v = &r.answer.value;
+    // Most answers (every positive one) have nothing to relocate: spare them the laundering.
+    if v.reloc_count == 0 {
+        return Ok(0);
+    }
     // Every path to here (tail class, resize at tail or head, walked or not) arrives with its
     // own ranges for these; laundered, the loop below is verified once, not once per path.
     // The masks give the verifier bounds: offsets in a frame we answer stay under 2 KiB.
