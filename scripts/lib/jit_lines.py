@@ -11,8 +11,9 @@ the bpf(2) syscall (root).
     jit_lines.py PROG_ID [PROG_ID...] < perf-script-output    (perf script -F ip,sym, with
                                                                the call chains of record -g)
 
-Prints, per program, the lines holding the most samples of those whose call chain runs through
-it (a helper's samples go to the line that called it), and the same folded by function.
+Prints, per program, the samples whose call chain runs through it by stage of the query path
+(STAGES below), by function, and the lines holding the most (a helper's samples go to the line
+that called it).
 """
 import collections
 import ctypes
@@ -91,12 +92,67 @@ def program(prog_id):
     for i in range(min(n_li, n_jli)):
         insn_off, file_off, line_off, line_col = struct.unpack_from("=IIII", li.raw, i * li_size)
         addr = u64(jli.raw, i * jli_size)
-        fname = os.path.basename(cstr(strings, file_off))
+        path = cstr(strings, file_off)
+        fname = os.path.basename(path)
         text = cstr(strings, line_off).strip()
         func = next((n for o, n in reversed(funcs) if o <= insn_off), "?")
-        rows.append((addr, f"{fname}:{line_col >> 10}  {text[:70]}", func))
+        stage = stage_of(path, line_col >> 10)
+        rows.append((addr, f"{fname}:{line_col >> 10}  {text[:70]}", func, stage))
     rows.sort()
     return name, rows
+
+
+# The query path's stages, by the program's own function a line is in (docs/ARCHITECTURE.md
+# §2.1). Lines in shared helpers (packet access, laundering, core, aya) are not a stage of
+# their own: they go to the stage of the nearest own line before them in the JIT image.
+STAGES = {
+    "parse": "eth::parse ip::parse ip::source udp::parse parse_header name_length parse_edns "
+    "scan_options is_health_probe",
+    "name: measure, lowercase, hash": "read_question clear fill_name take_generation "
+    "ascii_lowercase8 set_len",
+    "lookup": "locate lookup find scan matches variant_of lookup_encloser walk_hop "
+    "fill_short_suffix promoted jump",
+    "limits": "limits.rs",
+    "cookie": "cookie.rs siphash.rs",
+    "checksums": "verify_checksum address_sum pseudo_sum csum.rs query_header_sum header_sum "
+    "sum_words",
+    "rewrite": "resize rewrite set_do relocate write_header reply_flags swap_macs reply "
+    "store_tail store_inline respond",
+    "counters": "count count_index",
+}
+_STAGE_OF = {w: stage for stage, words in STAGES.items() for w in words.split()}
+_FN_CACHE = {}
+
+
+def enclosing_fn(path, line):
+    """The name of the `fn` a line of an xdp-ebpf source file is in (the last one above it)."""
+    if path not in _FN_CACHE:
+        try:
+            src = open(path).read().split("\n")
+        except OSError:
+            src = []
+        names, last = [], None
+        for text in src:
+            t = text.strip()
+            for prefix in ("pub fn ", "pub(crate) fn ", "fn ", "unsafe fn ", 'extern "C" fn '):
+                if t.startswith(prefix):
+                    last = t[len(prefix):].split("(")[0].split("<")[0]
+            names.append(last)
+        _FN_CACHE[path] = names
+    names = _FN_CACHE[path]
+    return names[line - 1] if 0 < line <= len(names) else None
+
+
+def stage_of(path, line):
+    """The stage of a line of the program's own source, or None (shared code: inherited)."""
+    if "xdp-ebpf/src/" not in path:
+        return None
+    base = os.path.basename(path)
+    if base in _STAGE_OF:
+        return _STAGE_OF[base]
+    fn = enclosing_fn(path, line)
+    mod = base.removesuffix(".rs")
+    return _STAGE_OF.get(f"{mod}::{fn}") or _STAGE_OF.get(fn)
 
 
 def cstr(b, off):
@@ -184,7 +240,12 @@ def main():
     samples = samples_by_program(sys.stdin, list(progs))
     for name, rows in progs.items():
         addrs = [r[0] for r in rows]
+        stages, current = [], "entry"
+        for r in rows:
+            current = r[3] or current
+            stages.append(current)
         by_line, by_func = collections.Counter(), collections.Counter()
+        by_stage = collections.Counter()
         total = sum(samples[name].values())
         for (ip, leaf), n in samples[name].items():
             i = bisect.bisect_right(addrs, ip) - 1
@@ -192,9 +253,13 @@ def main():
             where = row[1] if not leaf else f"{row[1]}  -> in {leaf}"
             by_line[where] += n
             by_func[row[2]] += n
+            by_stage[stages[i] if i >= 0 else "?"] += n
         print(f"## {name}: {total} samples whose call chain runs through it")
         if not total:
             continue
+        print("\n| share | stage (helpers' samples at the line that called them) |\n|---:|---|")
+        for f, n in by_stage.most_common():
+            print(f"| {100 * n / total:.1f}% | {f} |")
         print("\n| share | function |\n|---:|---|")
         for f, n in by_func.most_common():
             print(f"| {100 * n / total:.1f}% | {f} |")

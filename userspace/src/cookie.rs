@@ -98,6 +98,9 @@ impl Secret {
 /// minutes before it (clock skew between the nodes sharing the secret), as NSD and BIND do.
 pub const MAX_AGE: u32 = 3600;
 pub const MAX_FUTURE: u32 = 300;
+/// RFC 9018 §4.3: a valid server cookie younger than half an hour is answered with itself (as
+/// NSD's COOKIE_VALID_REUSE); an older one, or one under the staging secret, is renewed.
+pub const REUSE_AGE: u32 = 1800;
 
 /// The node's cookie handling, built once at start ([`Cookies::from_config`]) and shared by the
 /// slow path's workers and (through [`Cookies::xdp_secrets`]) the XDP program's limits.
@@ -159,20 +162,23 @@ impl Cookies {
     /// [`MAX_FUTURE`] after `now` (serial number arithmetic), and the hash under the secret or
     /// the staging secret, the reserved bytes as sent included.
     pub fn verify(&self, client: &[u8; 8], server: &[u8], ip: IpAddr, now: u32) -> bool {
+        self.check(client, server, ip, now) != Valid::No
+    }
+
+    fn check(&self, client: &[u8; 8], server: &[u8], ip: IpAddr, now: u32) -> Valid {
         let Ok(server) = <&[u8; 16]>::try_from(server) else {
-            return false;
+            return Valid::No;
         };
         if server[0] != 1 {
-            return false;
+            return Valid::No;
         }
         let ts = u32::from_be_bytes([server[4], server[5], server[6], server[7]]);
         let age = now.wrapping_sub(ts) as i32;
         if age > MAX_AGE as i32 || age < -(MAX_FUTURE as i32) {
-            return false;
+            return Valid::No;
         }
-        let reserved = [server[1], server[2], server[3]];
         let matches = |s: &Secret| {
-            let good = s.server_cookie(client, reserved, ts, ip);
+            let good = s.server_cookie(client, [server[1], server[2], server[3]], ts, ip);
             // Not secret-dependent timing worth guarding: the hash is public once sent, but
             // compare in constant time anyway, as NSD, BIND and Knot do.
             good[8..]
@@ -181,17 +187,52 @@ impl Cookies {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
         };
-        matches(&self.secret) || self.staging.as_ref().is_some_and(matches)
+        if matches(&self.secret) {
+            if age < REUSE_AGE as i32 {
+                Valid::Reuse
+            } else {
+                Valid::Renew
+            }
+        } else if self.staging.as_ref().is_some_and(matches) {
+            Valid::Renew
+        } else {
+            Valid::No
+        }
     }
 
-    /// The COOKIE option's data for an answer: the client cookie and a fresh server cookie
-    /// (version 1, reserved 0, timestamp `now`, hash under the main secret).
-    pub fn answer(&self, client: &[u8; 8], ip: IpAddr, now: u32) -> [u8; 24] {
+    /// The COOKIE option's data for an answer to `client` with `server` (what followed the
+    /// client cookie, maybe nothing): the client cookie and `server` itself when it is valid
+    /// under the main secret and younger than [`REUSE_AGE`], else a fresh server cookie.
+    pub fn answer(&self, client: &[u8; 8], server: &[u8], ip: IpAddr, now: u32) -> [u8; 24] {
+        match <&[u8; 16]>::try_from(server) {
+            Ok(s) if self.check(client, server, ip, now) == Valid::Reuse => {
+                let mut out = [0u8; 24];
+                out[..8].copy_from_slice(client);
+                out[8..].copy_from_slice(s);
+                out
+            }
+            _ => self.fresh(client, ip, now),
+        }
+    }
+
+    /// The client cookie and a fresh server cookie (version 1, reserved 0, timestamp `now`,
+    /// hash under the main secret).
+    pub fn fresh(&self, client: &[u8; 8], ip: IpAddr, now: u32) -> [u8; 24] {
         let mut out = [0u8; 24];
         out[..8].copy_from_slice(client);
         out[8..].copy_from_slice(&self.secret.server_cookie(client, [0; 3], now, ip));
         out
     }
+}
+
+/// A server cookie's verdict ([`Cookies::verify`], [`Cookies::answer`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Valid {
+    No,
+    /// Valid under the staging secret, or older than [`REUSE_AGE`]: answered with a fresh one.
+    Renew,
+    /// Valid under the main secret and young: answered with itself.
+    Reuse,
 }
 
 /// Wall-clock seconds as a cookie timestamp (RFC 9018 §4.2: serial number arithmetic, so the
@@ -345,9 +386,47 @@ mod tests {
             0x5cf78f71
         ));
         // Timestamps across the 32-bit wrap (serial number arithmetic).
-        let wrap = c.answer(&cc, ip, u32::MAX - 10);
+        let wrap = c.fresh(&cc, ip, u32::MAX - 10);
         assert!(c.verify(&cc, &wrap[8..], ip, 20));
         assert!(!c.verify(&cc, &wrap[8..], ip, MAX_AGE));
+    }
+
+    /// RFC 9018 §4.3 as NSD does it: a valid cookie younger than half an hour is answered with
+    /// itself, an older one (or one under the staging secret) with a fresh one, an invalid one
+    /// with a fresh one.
+    #[test]
+    fn young_valid_cookies_are_reused() {
+        let c = Cookies::from_config(&CookieConfig {
+            secret: Some("e5e973e5a6b2a43f48e7dc849e37bfcf".into()),
+            staging: Some("dd3bdf9344b678b185a6f5cb60fca715".into()),
+            ..CookieConfig::default()
+        })
+        .unwrap();
+        let staging = Cookies {
+            secret: c.staging.unwrap(),
+            ..c.clone()
+        };
+        let ip: IpAddr = "198.51.100.100".parse().unwrap();
+        let cc = client("2464c4abcf10c957");
+        let now = 1_700_000_000;
+        let fresh = c.fresh(&cc, ip, now);
+        for (age, reused) in [
+            (0, true),
+            (1799, true),
+            (-300, true),
+            (1800, false),
+            (3600, false),
+        ] {
+            let made = c.fresh(&cc, ip, now.wrapping_sub(age as u32));
+            let want = if reused { made } else { fresh };
+            assert_eq!(c.answer(&cc, &made[8..], ip, now), want, "age {age}");
+        }
+        let by_staging = staging.fresh(&cc, ip, now);
+        assert_eq!(c.answer(&cc, &by_staging[8..], ip, now), fresh, "staging");
+        let mut bad = c.fresh(&cc, ip, now - 5);
+        bad[23] ^= 1;
+        assert_eq!(c.answer(&cc, &bad[8..], ip, now), fresh, "invalid");
+        assert_eq!(c.answer(&cc, &[], ip, now), fresh, "client cookie only");
     }
 
     /// A.4: a cookie made under the old secret verifies while the old secret is staging; fresh
@@ -373,7 +452,7 @@ mod tests {
             !no_staging.verify(&client, &made_old, ip, 0x5cf7c579),
             "other secret"
         );
-        let fresh = new.answer(&client, ip, 1559741961);
+        let fresh = new.fresh(&client, ip, 1559741961);
         assert_eq!(fresh[..8], client);
         assert_eq!(fresh[8..].to_vec(), hex("010000005cf7c609a6bb79d16625507a"));
     }

@@ -143,7 +143,7 @@ pub(crate) fn respond_noted(
             valid_cookie = cookies.verify(&c.client, c.server(), peer, now);
             tracing::debug!(target: LOG_TARGET, %peer, valid = valid_cookie, "server cookie");
         }
-        ans.cookie = Some(cookies.answer(&c.client, peer, now));
+        ans.cookie = Some(cookies.answer(&c.client, c.server(), peer, now));
     }
     note.rcode = Some(u16::from(ans.rcode));
     if let Some(limits) = limits.filter(|_| transport == Transport::Udp) {

@@ -883,30 +883,34 @@ mod tests {
             ..c.clone()
         };
         let other = Cookies::from_config(&Default::default()).unwrap();
-        let valid = c.answer(&client, peer, now - 100);
+        let valid = c.fresh(&client, peer, now - 100);
         let server_cookies: Vec<(&str, Vec<u8>)> = vec![
             ("none", vec![]),
             ("valid", valid[8..].to_vec()),
-            ("expired", c.answer(&client, peer, now - 3601)[8..].to_vec()),
-            ("future", c.answer(&client, peer, now + 301)[8..].to_vec()),
-            ("staging", staging.answer(&client, peer, now)[8..].to_vec()),
+            (
+                "valid, over half an hour old",
+                c.fresh(&client, peer, now - 1900)[8..].to_vec(),
+            ),
+            ("expired", c.fresh(&client, peer, now - 3601)[8..].to_vec()),
+            ("future", c.fresh(&client, peer, now + 301)[8..].to_vec()),
+            ("staging", staging.fresh(&client, peer, now)[8..].to_vec()),
             (
                 "other secret",
-                other.answer(&client, peer, now)[8..].to_vec(),
+                other.fresh(&client, peer, now)[8..].to_vec(),
             ),
             (
                 "other address",
-                c.answer(&client, "198.51.100.8".parse().unwrap(), now)[8..].to_vec(),
+                c.fresh(&client, "198.51.100.8".parse().unwrap(), now)[8..].to_vec(),
             ),
             ("8 bytes", valid[8..16].to_vec()),
             ("32 bytes", [&valid[8..], &[0; 16][..]].concat()),
         ];
         assert!(c.verify(&client, &valid[8..], peer, now));
         assert!(
-            c.verify(&client, &server_cookies[4].1, peer, now),
+            c.verify(&client, &server_cookies[5].1, peer, now),
             "staging"
         );
-        let fresh = c.answer(&client, peer, now);
+        let fresh = c.fresh(&client, peer, now);
         let mut first = None;
         for (what, sc) in &server_cookies {
             let data = [&client[..], sc].concat();
@@ -922,11 +926,14 @@ mod tests {
                 assert_eq!(r[3] & 0xf, 0, "{what}: NOERROR");
                 let opts = opt_options(&r).unwrap();
                 assert_eq!(opts[0], (3, b"node1".to_vec()), "{what}: NSID first");
-                assert_eq!(opts[1], (10, fresh.to_vec()), "{what}: a fresh cookie last");
+                // RFC 9018 §4.3: a valid young cookie comes back as it was, as NSD sends it.
+                let want = if *what == "valid" { valid } else { fresh };
+                assert_eq!(opts[1], (10, want.to_vec()), "{what}: the cookie last");
+                let n = r.len() - 16;
                 assert_eq!(
-                    *first.get_or_insert_with(|| r.clone()),
-                    r,
-                    "{what}: same bytes"
+                    first.get_or_insert_with(|| r.clone())[..n],
+                    r[..n],
+                    "{what}: same bytes but the server cookie"
                 );
             }
         }
@@ -989,7 +996,7 @@ mod tests {
         let r = respond_to(&cat, node, peer, 5, &q, Transport::Udp).unwrap();
         assert_eq!(r[2] & 0x02, 0x02, "TC");
         assert_eq!(&r[6..10], [0, 0, 0, 0]);
-        assert_eq!(cookie_of(&r).unwrap().1, c.answer(&[4; 8], peer, 5)[8..]);
+        assert_eq!(cookie_of(&r).unwrap().1, c.fresh(&[4; 8], peer, 5)[8..]);
         let r = respond_to(&cat, node, peer, 5, &q, Transport::Tcp).unwrap();
         assert_eq!(r[2] & 0x02, 0, "TCP: whole");
         assert!(cookie_of(&r).is_some());

@@ -223,7 +223,7 @@ fn serve(
     let pseudo = ip::pseudo_sum(address_sum, 8 + dns_len);
     let payload =
         head_sum + question.csum + csum::at_offset(found.tail_csum, tail_off - dns_off) + ttl_sum;
-    udp::reply(ctx, l3, 8 + dns_len, pseudo + payload).map_err(|_| drop_rewrite())?;
+    udp::reply(ctx, l3, udp, 8 + dns_len, pseudo + payload).map_err(|_| drop_rewrite())?;
     maps::count(outcome);
     Ok(xdp_action::XDP_TX)
 }

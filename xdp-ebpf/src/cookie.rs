@@ -23,7 +23,7 @@ use crate::{
     ip::L3,
     limits,
     maps::{self, count},
-    packet::{be16_at, put_be16, u8_at},
+    packet::{be16_at, ptr_at, put_be16, u8_at},
     siphash::siphash24,
 };
 
@@ -36,6 +36,11 @@ const MAX_LEN: usize = 40;
 /// RFC 9018 §4.3: a cookie is good for an hour, and may come from up to 5 minutes ahead.
 const MAX_AGE: i32 = 3600;
 const MAX_AHEAD: i32 = 300;
+/// RFC 9018 §4.3: a valid server cookie younger than half an hour is sent back as it came (as
+/// NSD's COOKIE_VALID_REUSE), which spares the answer a second SipHash; older ones are renewed.
+const REUSE_AGE: i32 = 1800;
+/// The option's code and length (0, 10, 0, 24) as the upper half of a little-endian word.
+const OPTION_HEAD: u64 = ((OPTION_COOKIE as u64) << 8 | (RFC9018_LEN as u64) << 24) << 32;
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// BADCOOKIE's low four bits, in the header.
 const BADCOOKIE_LOW: u16 = RCODE_BADCOOKIE & FLAG_RCODE;
@@ -49,9 +54,12 @@ pub struct Stage {
     len: u64,
     /// The client address as IPv6 words, network order, IPv4 mapped (main → stage).
     addr: [u32; 4],
-    /// The COOKIE option as the answer carries it: code, length, client cookie, fresh server
-    /// cookie (stage → main), and its one's-complement sum from an even offset.
-    option: [u8; COOKIE_OPTION_LEN],
+    /// The COOKIE option as the answer carries it (stage → main), from byte 4 of these words:
+    /// code and length in the first word's upper half, then the client cookie, the server
+    /// cookie's version/reserved/timestamp, and its hash, each a whole aligned word (byte
+    /// stores at odd places cost a store and a shift per byte); and its one's-complement sum
+    /// from an even offset.
+    option: [u64; 4],
     option_sum: u64,
     /// For the append (main → stage): where the option goes (the tail's end), the OPT's
     /// RDLENGTH (that many bytes before it), the UDP header and the DNS message.
@@ -158,24 +166,24 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
     let len = stage.len as usize;
     // Client cookie, then (version, reserved, timestamp) and hash of an RFC 9018 server cookie,
     // as little-endian words, the way SipHash reads its message.
-    stage.words = [0; 3];
-    let want = if len == RFC9018_LEN {
-        RFC9018_LEN
+    // Read in place, three loads, not copied by a helper. Laundered and masked (a no-op: the
+    // option lies in a query under 2 KiB) so the verifier sees the offset's bound.
+    let off = (maps::key_buf()?.launder(stage.off) & 0x7ff) as usize;
+    let p = ptr_at(ctx, off, CLIENT_LEN, Counter::PassMalformed)?;
+    // SAFETY: eight packet bytes checked by ptr_at; an unaligned little-endian load.
+    stage.words[0] = unsafe { (p as *const u64).read_unaligned() };
+    (stage.words[1], stage.words[2]) = if len == RFC9018_LEN {
+        let p = ptr_at(ctx, off, RFC9018_LEN, Counter::PassMalformed)?;
+        // SAFETY: 24 packet bytes checked by ptr_at; unaligned loads.
+        unsafe {
+            (
+                (p.add(8) as *const u64).read_unaligned(),
+                (p.add(16) as *const u64).read_unaligned(),
+            )
+        }
     } else {
-        CLIENT_LEN
+        (0, 0)
     };
-    // SAFETY: the helper copies 8 or 24 packet bytes into the 24-byte words.
-    if unsafe {
-        aya_ebpf::helpers::bpf_xdp_load_bytes(
-            ctx.ctx,
-            stage.off as u32,
-            stage.words.as_mut_ptr().cast(),
-            want as u32,
-        )
-    } != 0
-    {
-        return Err(Counter::PassMalformed);
-    }
     // OPT: owner (1), type (2), payload size (2), extended RCODE (1), version (1), flags.
     stage.do_bit = (u8_at(
         ctx,
@@ -190,23 +198,32 @@ fn check(ctx: &XdpContext, stage: &mut Stage, l: &Limits) -> Result<u64, Counter
     let now =
         (unsafe { bpf_ktime_get_coarse_ns() }.wrapping_add(l.clock_offset) / NS_PER_SEC) as u32;
     let mut verdict = ANSWER;
+    let valid = if len == RFC9018_LEN {
+        verify(l, &stage.addr, v4, w, now)
+    } else {
+        Valid::No
+    };
     if len == CLIENT_LEN {
         count(Counter::CookieClientOnly);
-    } else if len == RFC9018_LEN && verify(l, &stage.addr, v4, w, now) {
+    } else if valid != Valid::No {
         count(Counter::CookieValid);
         verdict |= VALID;
     } else {
         count(Counter::CookieBad);
     }
-    // A fresh server cookie: version 1, reserved 0, now (RFC 9018 §4.2, always fresh like NSD).
-    let stamp = 1 | (now.swap_bytes() as u64) << 32;
-    let hash = hash(l.cookie_secret, &stage.addr, v4, w[0], stamp);
-    let option = &mut stage.option;
-    option[..4].copy_from_slice(&[0, OPTION_COOKIE as u8, 0, RFC9018_LEN as u8]);
-    option[4..12].copy_from_slice(&w[0].to_le_bytes());
-    option[12..20].copy_from_slice(&stamp.to_le_bytes());
-    option[20..28].copy_from_slice(&hash.to_le_bytes());
-    stage.option_sum = csum::fold(sum_be16(option)) as u64;
+    // The server cookie the answer carries: the client's own when it may be reused, else a
+    // fresh one (version 1, reserved 0, now: RFC 9018 §4.2).
+    let (stamp, hash) = if valid == Valid::Reuse {
+        (w[1], w[2])
+    } else {
+        let stamp = 1 | (now.swap_bytes() as u64) << 32;
+        (stamp, hash(l.cookie_secret, &stage.addr, v4, w[0], stamp))
+    };
+    stage.option = [OPTION_HEAD, w[0], stamp, hash];
+    // The option's words summed from an even offset: the head's, then the three words' as
+    // read on this little-endian CPU, byte-swapped into network order once folded.
+    let words = csum::fold(sum_le32(w[0]) + sum_le32(stamp) + sum_le32(hash)).swap_bytes();
+    stage.option_sum = csum::fold(OPTION_COOKIE as u64 + RFC9018_LEN as u64 + words as u64) as u64;
     Ok(verdict)
 }
 
@@ -265,18 +282,15 @@ fn write_option(ctx: &XdpContext, stage: &Stage) -> Result<(), Counter> {
         // RDLENGTH only grows (no carry), so its sum grows by exactly as much.
         sum += csum::at_offset(COOKIE_OPTION_LEN as u16, rdlen.wrapping_sub(dns_off));
     }
-    // SAFETY: the helper copies the option's bytes from the map value into the packet, and
-    // fails rather than write past its end.
-    if unsafe {
-        aya_ebpf::helpers::bpf_xdp_store_bytes(
-            ctx.ctx,
-            end as u32,
-            stage.option.as_ptr() as *mut _,
-            COOKIE_OPTION_LEN as u32,
-        )
-    } != 0
-    {
-        return Err(Counter::DropRewriteFailed);
+    // Four stores in place (the option from byte 4 of its words), not a helper's copy.
+    let p = ptr_at(ctx, end, COOKIE_OPTION_LEN, Counter::DropRewriteFailed)?;
+    let o = &stage.option;
+    // SAFETY: 28 packet bytes checked by ptr_at; unaligned stores.
+    unsafe {
+        (p as *mut u32).write_unaligned((o[0] >> 32) as u32);
+        (p.add(4) as *mut u64).write_unaligned(o[1]);
+        (p.add(12) as *mut u64).write_unaligned(o[2]);
+        (p.add(20) as *mut u64).write_unaligned(o[3]);
     }
     let udp = be16_at(ctx, csum_at, Counter::DropRewriteFailed)?;
     sum += (!udp) as u64 + csum::at_offset(stage.option_sum as u16, end.wrapping_sub(dns_off));
@@ -339,18 +353,38 @@ fn grow_lengths(ctx: &XdpContext, stage: &Stage, by: u16) -> Result<u64, Counter
     Ok(2 * by as u64)
 }
 
+/// A server cookie's verdict.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Valid {
+    No,
+    /// Valid: under the staging secret, or older than [`REUSE_AGE`]; the answer gets a fresh one.
+    Renew,
+    /// Valid under the secret and young: the answer carries it back unchanged.
+    Reuse,
+}
+
 /// Version 1, age within RFC 9018's window, and the hash under the secret or the staging one.
 #[inline(always)]
-fn verify(l: &Limits, addr: &[u32; 4], v4: bool, w: [u64; 3], now: u32) -> bool {
+fn verify(l: &Limits, addr: &[u32; 4], v4: bool, w: [u64; 3], now: u32) -> Valid {
     let (client, stamp, mac) = (w[0], w[1], w[2]);
     let ts = ((stamp >> 32) as u32).swap_bytes();
     let age = now.wrapping_sub(ts) as i32;
     if stamp & 0xff != 1 || !(-MAX_AHEAD..=MAX_AGE).contains(&age) {
-        return false;
+        return Valid::No;
     }
-    hash(l.cookie_secret, addr, v4, client, stamp) == mac
-        || (l.flags & LIMIT_COOKIE_STAGING != 0
-            && hash(l.cookie_staging, addr, v4, client, stamp) == mac)
+    if hash(l.cookie_secret, addr, v4, client, stamp) == mac {
+        if age < REUSE_AGE {
+            Valid::Reuse
+        } else {
+            Valid::Renew
+        }
+    } else if l.flags & LIMIT_COOKIE_STAGING != 0
+        && hash(l.cookie_staging, addr, v4, client, stamp) == mac
+    {
+        Valid::Renew
+    } else {
+        Valid::No
+    }
 }
 
 /// SipHash-2-4 of client cookie | version, reserved, timestamp | client address.
@@ -364,6 +398,13 @@ fn hash(key: [u64; 2], a: &[u32; 4], v4: bool, client: u64, stamp: u64) -> u64 {
         let hi = a[2] as u64 | (a[3] as u64) << 32;
         siphash24(key, &[client, stamp, lo, hi], 4, 32 << 56)
     }
+}
+
+/// A word's two 32-bit halves added: folded, the one's-complement sum of its four 16-bit words
+/// as loaded (little-endian).
+#[inline(always)]
+fn sum_le32(w: u64) -> u64 {
+    (w & 0xffff_ffff) + (w >> 32)
 }
 
 /// One's-complement sum of big-endian 16-bit words (unfolded) of an even number of bytes.

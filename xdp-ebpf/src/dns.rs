@@ -10,7 +10,7 @@ use rampart_common::{
 
 use crate::{
     maps::{self, KeyBuf},
-    packet::{be16_at, name_byte_at, ptr_at, put_be16},
+    packet::{be16_at, name_byte_at, ptr_at},
     query::Question,
 };
 
@@ -289,11 +289,16 @@ pub fn write_header(
     q: &Header,
     v: &AnswerHead,
 ) -> Result<(), Counter> {
-    put_be16(ctx, off + 2, reply_flags(q, v))?;
-    put_be16(ctx, off + 4, 1)?;
-    put_be16(ctx, off + 6, v.ancount)?;
-    put_be16(ctx, off + 8, v.nscount)?;
-    put_be16(ctx, off + 10, v.arcount)
+    let p = ptr_at(ctx, off, HEADER_LEN, Counter::PassRewriteFailed)?;
+    // The four counts as one big-endian word: QDCOUNT 1, then ours.
+    let counts =
+        1u64 << 48 | (v.ancount as u64) << 32 | (v.nscount as u64) << 16 | v.arcount as u64;
+    // SAFETY: the 12-byte header was bound-checked above; unaligned stores.
+    unsafe {
+        (p.add(2) as *mut u16).write_unaligned(reply_flags(q, v).to_be());
+        (p.add(4) as *mut u64).write_unaligned(counts.to_be());
+    }
+    Ok(())
 }
 
 #[inline(always)]

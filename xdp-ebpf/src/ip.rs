@@ -143,25 +143,34 @@ pub fn reply(ctx: &XdpContext, l3: &L3, l4_len: usize) -> Result<(), Counter> {
         put_be16(ctx, off + 4, l4_len as u16)?;
     } else {
         let p = ptr_at(ctx, off, IPV4_HLEN, err)?;
-        // SAFETY: the 20-byte header was bound-checked above.
+        // SAFETY: the 20-byte header was bound-checked above; big-endian fields, unaligned.
         unsafe {
+            let be16 = |o: usize| u16::from_be((p.add(o) as *const u16).read_unaligned());
+            let put16 = |o: usize, v: u16| (p.add(o) as *mut u16).write_unaligned(v.to_be());
+            let (length, ttl_proto, check) = (be16(2), be16(8), be16(10));
             let src = (p.add(12) as *const u32).read_unaligned();
             let dst = (p.add(16) as *const u32).read_unaligned();
             (p.add(12) as *mut u32).write_unaligned(dst);
             (p.add(16) as *mut u32).write_unaligned(src);
-            *p.add(8) = REPLY_TTL;
+            let new_length = (IPV4_HLEN + l4_len) as u16;
+            let new_ttl_proto = (REPLY_TTL as u16) << 8 | (ttl_proto & 0xff);
+            put16(2, new_length);
+            put16(8, new_ttl_proto);
+            // Only the length and TTL change (swapped addresses sum the same): RFC 1624's
+            // incremental update of the checksum parse verified, not a sum of the header.
+            let sum = (!check) as u64
+                + (!length) as u64
+                + new_length as u64
+                + (!ttl_proto) as u64
+                + new_ttl_proto as u64;
+            put16(10, csum::finish(sum));
         }
-        put_be16(ctx, off + 2, (IPV4_HLEN + l4_len) as u16)?;
-        put_be16(ctx, off + 10, 0)?;
-        // SAFETY: same 20 bytes; re-derived after the writes above.
-        let p = ptr_at(ctx, off, IPV4_HLEN, err)?;
-        let hsum = unsafe { sum_words(p, IPV4_HLEN) };
-        put_be16(ctx, off + 10, csum::finish(hsum))?;
     }
     Ok(())
 }
 
-/// Sum of `len` bytes (even) as big-endian 16-bit words.
+/// Sum of `len` bytes (a multiple of 4) as big-endian 16-bit words, folded: summed as 32-bit
+/// words as loaded (half the loads), then byte-swapped into network order (RFC 1071 §2B).
 ///
 /// # Safety
 /// `p..p+len` must be inside the packet.
@@ -171,10 +180,10 @@ unsafe fn sum_words(p: *const u8, len: usize) -> u64 {
     let mut i = 0;
     while i < len {
         // SAFETY: caller guarantees the range.
-        s += u16::from_be(unsafe { (p.add(i) as *const u16).read_unaligned() }) as u64;
-        i += 2;
+        s += unsafe { (p.add(i) as *const u32).read_unaligned() } as u64;
+        i += 4;
     }
-    s
+    csum::fold(s).swap_bytes() as u64
 }
 
 /// Swap two 16-byte IPv6 addresses in place.

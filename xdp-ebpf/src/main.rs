@@ -177,6 +177,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         ctx,
         &Reply {
             l3,
+            udp,
             dns_off: udp.payload_off,
             header: &header,
             question: &question,
@@ -192,6 +193,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
 /// Everything the rewrite needs to know about the query and its answer.
 struct Reply<'a> {
     l3: &'a L3,
+    udp: &'a udp::Udp,
     dns_off: usize,
     header: &'a dns::Header,
     question: &'a Question,
@@ -289,7 +291,7 @@ fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
         + csum::at_offset(v.tail_csum, tail_off - r.dns_off)
         + relocated
         + do_sum;
-    udp::reply(ctx, r.l3, 8 + r.dns_len, pseudo + payload_sum)
+    udp::reply(ctx, r.l3, r.udp, 8 + r.dns_len, pseudo + payload_sum)
 }
 
 /// The DO variant derived from the EDNS answer: set DO in the copied OPT record's flags (the
@@ -322,6 +324,10 @@ fn set_do(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> 
 #[inline(always)]
 fn relocate(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> {
     let v = &r.answer.value;
+    // Most answers (every positive one) have nothing to relocate: spare them the laundering.
+    if v.reloc_count == 0 {
+        return Ok(0);
+    }
     // Every path to here (tail class, resize at tail or head, walked or not) arrives with its
     // own ranges for these; laundered, the loop below is verified once, not once per path.
     // The masks give the verifier bounds: offsets in a frame we answer stay under 2 KiB.

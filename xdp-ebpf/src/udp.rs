@@ -6,7 +6,7 @@ use crate::{
     csum,
     ip::{self, L3},
     maps,
-    packet::{be16_at, ptr_at, put_be16},
+    packet::{be16_at, ptr_at},
 };
 
 const DNS_PORT: u16 = 53;
@@ -17,6 +17,8 @@ const MIN_DNS: usize = rampart_common::dns::HEADER_LEN;
 pub struct Udp {
     pub payload_off: usize,
     pub payload_len: usize,
+    /// The client's port (the destination is 53).
+    pub sport: u16,
     /// The checksum field as received (0: none, allowed on IPv4 only).
     pub csum: u16,
 }
@@ -48,11 +50,7 @@ pub fn verify_checksum(
     }
     let len = udp.payload_len + UDP_HLEN;
     if let Some(payload) = payload_sum {
-        let off = l3.l4_off;
-        let header = be16_at(ctx, off, Counter::PassMalformed)? as u64
-            + be16_at(ctx, off + 2, Counter::PassMalformed)? as u64
-            + len as u64
-            + udp.csum as u64;
+        let header = udp.sport as u64 + DNS_PORT as u64 + len as u64 + udp.csum as u64;
         let sum = payload + header + ip::pseudo_sum(address_sum, len);
         return if csum::fold(sum) == 0xffff {
             Ok(())
@@ -106,7 +104,8 @@ pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
     if be16_at(ctx, off + 2, Counter::PassNotDns)? != DNS_PORT {
         return Err(Counter::PassNotDns);
     }
-    if is_impossible_source_port(be16_at(ctx, off, Counter::PassNotDns)?) {
+    let sport = be16_at(ctx, off, Counter::PassNotDns)?;
+    if is_impossible_source_port(sport) {
         return Err(Counter::DropBadSourcePort);
     }
     let len = be16_at(ctx, off + 4, Counter::PassMalformed)? as usize;
@@ -122,6 +121,7 @@ pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
     Ok(Udp {
         payload_off: off + UDP_HLEN,
         payload_len: len - UDP_HLEN,
+        sport,
         csum,
     })
 }
@@ -129,17 +129,16 @@ pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
 /// Swap ports, set the length and the checksum (RFC 768; mandatory on IPv6, RFC 8200 §8.1).
 /// `sum` is the pseudo-header plus payload sum; the UDP header's own words are added here.
 #[inline(always)]
-pub fn reply(ctx: &XdpContext, l3: &L3, len: usize, sum: u64) -> Result<(), Counter> {
-    let off = l3.l4_off;
-    let sport = be16_at(ctx, off, Counter::PassRewriteFailed)?;
-    let dport = be16_at(ctx, off + 2, Counter::PassRewriteFailed)?;
-    put_be16(ctx, off, dport)?;
-    put_be16(ctx, off + 2, sport)?;
-    put_be16(ctx, off + 4, len as u16)?;
-    let mut c = csum::finish(sum + sport as u64 + dport as u64 + len as u64);
+pub fn reply(ctx: &XdpContext, l3: &L3, udp: &Udp, len: usize, sum: u64) -> Result<(), Counter> {
+    let p = ptr_at(ctx, l3.l4_off, UDP_HLEN, Counter::PassRewriteFailed)?;
+    let mut c = csum::finish(sum + udp.sport as u64 + DNS_PORT as u64 + len as u64);
     // A computed zero is sent as all ones; zero means "no checksum" (RFC 768).
     if c == 0 {
         c = 0xffff;
     }
-    put_be16(ctx, off + 6, c)
+    // The whole header in one store: ports swapped, length, checksum (big-endian fields).
+    let header = (DNS_PORT as u64) << 48 | (udp.sport as u64) << 32 | (len as u64) << 16 | c as u64;
+    // SAFETY: eight bytes checked by ptr_at; an unaligned store.
+    unsafe { (p as *mut u64).write_unaligned(header.to_be()) };
+    Ok(())
 }
