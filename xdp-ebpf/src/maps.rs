@@ -9,7 +9,7 @@ use rampart_common::{
     IndexBucket, KEY_NAME_LEN, MAX_NAME, MAX_RELOCS, NameSlot, OPT_LEN, QTYPE_ENCLOSER,
     QTYPE_OTHER, RECORD_NAME_LEN, RECORD_NONE, Record, SHORT_NAME_LEN, TAIL_CLASS_INLINE,
     TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant,
-    index_buckets, is_data_type, key_hash, name_hash_step,
+    home_slot, index_buckets, is_data_type, is_homed, key_hash, name_hash_step,
 };
 
 use crate::query::{Answer, Question};
@@ -194,6 +194,8 @@ impl KeyBuf {
                 self.gen_.seed = g.seed;
                 self.gen_.index_base = g.index_base;
                 self.gen_.index_mask = g.index_mask;
+                self.gen_.records_base = g.records_base;
+                self.gen_.records_count = g.records_count;
                 self.ready = 1;
             }
             _ => self.ready = 0,
@@ -445,20 +447,31 @@ fn variant_of(rec: *const Record, variant: Variant) -> Result<Answer, Counter> {
     ))
 }
 
-/// Look (name, `qtype`) up in the live generation's index, for the name in the key buffer
-/// (`name_len` bytes, hashed to `name_hash`), and check the record found against it.
+/// Look (name, `qtype`) up in the live generation, for the name in the key buffer
+/// (`name_len` bytes, hashed to `name_hash`): at the key's home slot first, whose record
+/// answers if it is this key's (one memory access from the hash, no index line before it),
+/// else in the index, checking the record found against the name.
 #[inline(always)]
 fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found {
-    let idx = scan(key, key_hash(name_hash, qtype));
+    let hash = key_hash(name_hash, qtype);
+    // A copy through memory: the checks on it must not narrow the caller's name length (every
+    // narrowing would have the rest of the program verified once more).
+    let name_len = key.launder(name_len as u64) as usize;
+    if is_homed(qtype) {
+        let home = key.gen_.records_base + home_slot(hash, key.gen_.records_count);
+        if let Some(rec) = RECORDS.get_ptr(home)
+            && key.matches(rec, qtype, name_len)
+        {
+            return Found::Record(home);
+        }
+    }
+    let idx = scan(key, hash);
     if idx == RECORD_NONE {
         return Found::Absent;
     }
     let Some(rec) = RECORDS.get_ptr(idx) else {
         return Found::Unsure;
     };
-    // A copy through memory: the checks on it must not narrow the caller's name length (every
-    // narrowing would have the rest of the program verified once more).
-    let name_len = key.launder(name_len as u64) as usize;
     if key.matches(rec, qtype, name_len) {
         Found::Record(idx)
     } else {

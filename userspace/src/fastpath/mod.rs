@@ -348,6 +348,8 @@ impl FastPath {
             seed: layout.seed,
             index_base,
             index_mask: layout.index.len() as u32 - 1,
+            records_base: bases.records,
+            records_count: layout.records.len() as u32,
         };
         self.write_config()?;
         self.config.generation = next;
