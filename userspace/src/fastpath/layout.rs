@@ -34,8 +34,9 @@ pub struct Layout {
     pub answers: usize,
     /// Variants made from another's record rather than stored.
     pub derived: usize,
-    /// Keys at their home slot (found without the index).
+    /// Keys at their home slot (found without the index), and keys in the index.
     pub homed: usize,
+    pub indexed: usize,
 }
 
 /// Index load: buckets are sized for at most this many entries of their 8 (75%), where
@@ -87,6 +88,7 @@ impl Layout {
                 answers: crate::compile::answer_count(table),
                 derived: 0,
                 homed: 0,
+                indexed: 0,
             },
             tails: HashMap::new(),
             names: HashMap::new(),
@@ -135,6 +137,7 @@ impl Layout {
         }
         b.out.seed = seed;
         b.out.homed = placement.homed;
+        b.out.indexed = keys.len() - placement.homed;
         b.out.records = placement.apply(std::mem::take(&mut b.out.records), bases.records);
         b.out.index = placement.index;
         Ok(b.out)
