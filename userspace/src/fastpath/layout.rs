@@ -438,9 +438,19 @@ impl<'a> Builder<'a> {
 /// wrong). About one key in 10^8 per seed.
 fn build_index(keys: &[(u64, u32)]) -> Result<(Vec<IndexBucket>, usize)> {
     let mut n = index_buckets_for(keys.len());
-    let item_of: HashMap<u32, usize> = (keys.iter().enumerate())
-        .map(|(i, &(_, r))| (r, i))
-        .collect();
+    // The key of each record an entry names (records are numbered from the lowest), to move an
+    // evicted entry on.
+    let first = keys.iter().map(|&(_, r)| r).min().unwrap_or(0);
+    let mut item_of = vec![
+        0u32;
+        keys.iter()
+            .map(|&(_, r)| (r - first) as usize + 1)
+            .max()
+            .unwrap_or(0)
+    ];
+    for (i, &(_, r)) in keys.iter().enumerate() {
+        item_of[(r - first) as usize] = i as u32;
+    }
     'size: loop {
         if n > 1 << 28 {
             bail!("{} answers can't be indexed", keys.len());
@@ -475,7 +485,7 @@ fn build_index(keys: &[(u64, u32)]) -> Result<(Vec<IndexBucket>, usize)> {
                 let b = if rng & 1 == 0 { b1 } else { b2 };
                 let way = (rng >> 1) as usize % INDEX_WAYS;
                 let evicted = std::mem::replace(&mut index[b as usize].entries[way], entry);
-                item = item_of[&(evicted as u32)];
+                item = item_of[(evicted as u32 - first) as usize] as usize;
             }
         }
         let shadowed = (keys.iter())
