@@ -76,7 +76,7 @@ pub const TAIL_CLASS_LARGE: u8 = 1;
 pub const TAIL_CLASS_INLINE: u8 = 2;
 /// Tails up to this size (A and AAAA answers with their OPT: 27 and 39 bytes) live inside the
 /// answer's record: one memory access per packet instead of two.
-pub const TAIL_INLINE: usize = 44;
+pub const TAIL_INLINE: usize = 40;
 /// Bytes of a name kept in its record; longer names are kept in `NAMES` (`Record::long_name`).
 pub const RECORD_NAME_LEN: usize = 32;
 /// A record's other variants (`Record::alt`) or a long name: none.
@@ -116,11 +116,17 @@ pub struct Record {
     /// `DERIVE_*` bits.
     pub derive: u8,
     pub _pad: u16,
+    /// The name's shared entry ([`QTYPE_OTHER`]) when this record stands for it: the index's
+    /// entry for (name, 0) names this record, which proves the name, and the answer is record
+    /// `other`, one record for every name whose shared answer has the same bytes (a zone's
+    /// NODATA for names of one length). [`RECORD_NONE`] otherwise.
+    pub other: u32,
     pub inline: [u8; TAIL_INLINE],
 }
 
 const _: () = assert!(core::mem::size_of::<Record>() == 128);
 const _: () = assert!(core::mem::offset_of!(Record, name) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(Record, inline) % 4 == 0);
 
 impl Record {
     pub const fn zeroed() -> Record {
@@ -134,6 +140,7 @@ impl Record {
             name_len: 0,
             derive: 0,
             _pad: 0,
+            other: RECORD_NONE,
             inline: [0; TAIL_INLINE],
         }
     }

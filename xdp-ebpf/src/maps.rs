@@ -473,10 +473,18 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
         return Found::Unsure;
     };
     if key.matches(rec, qtype, name_len) {
-        Found::Record(idx)
-    } else {
-        Found::Unsure
+        return Found::Record(idx);
     }
+    if qtype == QTYPE_OTHER {
+        // The shared entry of a name with other keys stands in one of its records, which
+        // proves the name and says where the (shared) answer is.
+        // SAFETY: a pointer into RECORDS from a successful lookup.
+        let (other, own) = unsafe { ((*rec).other, (*rec).qtype) };
+        if other != RECORD_NONE && key.matches(rec, own, name_len) {
+            return Found::Record(other);
+        }
+    }
+    Found::Unsure
 }
 
 /// The first index entry with the key's fingerprint, in its first bucket then its second
@@ -714,7 +722,7 @@ fn store_inline(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Res
             break;
         }
         let p = crate::packet::ptr_at(ctx, off + i * 4, 4, Counter::DropRewriteFailed)?;
-        // SAFETY: word i of the inline tail (i * 4 + 4 <= len <= 44), 4-aligned in the record;
+        // SAFETY: word i of the inline tail (i * 4 + 4 <= len <= 40), 4-aligned in the record;
         // four packet bytes checked by ptr_at.
         unsafe { (p as *mut u32).write_unaligned(words.add(i).read()) };
         i += 1;

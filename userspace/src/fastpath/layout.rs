@@ -94,13 +94,61 @@ impl Layout {
             names: HashMap::new(),
             marker: None,
         };
-        // Base records first, so that record i is keys[i] until they are placed.
-        for &k in &keys {
+        // A name's shared entry stands in another of its records when it has one (the anchor,
+        // which the index entry names: it proves the name), its answer in a record shared by
+        // every name whose shared answer has the same bytes.
+        let mut first_of_name: HashMap<&[u8], usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        for (pos, &k) in keys.iter().enumerate() {
+            let (name, qtype) = groups.list[k].0;
+            if qtype != QTYPE_OTHER {
+                first_of_name.entry(name).or_insert(pos);
+            }
+        }
+        let anchor: Vec<Option<usize>> = (keys.iter())
+            .map(|&k| {
+                let (name, qtype) = groups.list[k].0;
+                (qtype == QTYPE_OTHER)
+                    .then(|| first_of_name.get(name).copied())
+                    .flatten()
+            })
+            .collect();
+        drop(first_of_name);
+        // Base records of the keys that have their own, then the shared answers, then (in
+        // `alternates`) the variants' records.
+        let mut record_of = vec![usize::MAX; keys.len()];
+        for (pos, &k) in keys.iter().enumerate() {
+            if anchor[pos].is_some() {
+                continue;
+            }
             let ((name, qtype), group) = &groups.list[k];
             let record = b.base_record(name, *qtype, group)?;
+            record_of[pos] = b.out.records.len();
             b.out.records.push(record);
         }
-        for (i, &k) in keys.iter().enumerate() {
+        let mut shared: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut group_of: Vec<usize> = (keys.iter().enumerate())
+            .filter(|&(pos, _)| anchor[pos].is_none())
+            .map(|(_, &k)| k)
+            .collect();
+        for (pos, &k) in keys.iter().enumerate() {
+            let Some(a) = anchor[pos] else {
+                continue;
+            };
+            let group = &groups.list[k].1;
+            let answer = *shared.entry(signature(group)).or_insert_with(|| {
+                group_of.push(k);
+                b.out.records.len()
+            });
+            if answer == b.out.records.len() {
+                let record = b.base_record(b"", QTYPE_OTHER, group)?;
+                b.out.records.push(record);
+            }
+            record_of[pos] = record_of[a];
+            b.out.records[record_of[a]].other = bases.records + answer as u32;
+        }
+        drop(shared);
+        for (i, &k) in group_of.iter().enumerate() {
             b.alternates(i, &groups.list[k].1)?;
         }
         if b.out.records.is_empty() {
@@ -118,7 +166,13 @@ impl Layout {
                     key_hash(name_hash(seed, name), qtype)
                 })
                 .collect();
-            let placement = Placement::new(&hashes, &qtypes, b.out.records.len(), bases.records)?;
+            let placement = Placement::new(
+                &hashes,
+                &qtypes,
+                &record_of,
+                b.out.records.len(),
+                bases.records,
+            )?;
             let shadowed = placement.shadowed;
             if best.as_ref().is_none_or(|b| shadowed < b.0) {
                 best = Some((shadowed, seed, placement));
@@ -161,7 +215,15 @@ impl Placement {
     /// encloser entries, variants' own records) fills the slots no key claimed, in order, and
     /// the index finds the keys among them. A slot no key claimed is no key's home, so no
     /// variant's record can stand where the program looks for its key's.
-    fn new(hashes: &[u64], qtypes: &[u16], records: usize, base: u32) -> Result<Placement> {
+    /// Key i (hash, type) is record `record_of[i]` (a shared entry standing in another key's
+    /// record has that record); a homed key always has a record of its own.
+    fn new(
+        hashes: &[u64],
+        qtypes: &[u16],
+        record_of: &[usize],
+        records: usize,
+        base: u32,
+    ) -> Result<Placement> {
         let count = u32::try_from(records).context("records")?;
         let mut slot_of = vec![u32::MAX; records];
         let mut taken = vec![false; records];
@@ -170,7 +232,7 @@ impl Placement {
             let home = home_slot(hash, count) as usize;
             if is_homed(qtype) && !taken[home] {
                 taken[home] = true;
-                slot_of[i] = home as u32;
+                slot_of[record_of[i]] = home as u32;
                 homed += 1;
             }
         }
@@ -178,9 +240,11 @@ impl Placement {
         for slot in slot_of.iter_mut().filter(|s| **s == u32::MAX) {
             *slot = free.next().expect("as many free slots as records left") as u32;
         }
+        let at_home =
+            |i: usize| is_homed(qtypes[i]) && slot_of[record_of[i]] == home_slot(hashes[i], count);
         let indexed: Vec<(u64, u32)> = (hashes.iter().enumerate())
-            .filter(|&(i, _)| !is_homed(qtypes[i]) || slot_of[i] != home_slot(hashes[i], count))
-            .map(|(i, &h)| (h, base + slot_of[i]))
+            .filter(|&(i, _)| !at_home(i))
+            .map(|(i, &h)| (h, base + slot_of[record_of[i]]))
             .collect();
         let (index, shadowed) = build_index(&indexed)?;
         Ok(Placement {
@@ -203,6 +267,7 @@ impl Placement {
         let mut out = vec![Record::zeroed(); records.len()];
         for (i, mut r) in records.into_iter().enumerate() {
             r.alt = r.alt.map(moved);
+            r.other = moved(r.other);
             out[self.slot_of[i] as usize] = r;
         }
         out
@@ -266,6 +331,36 @@ fn same_as_shared(groups: &Groups, name: &[u8], qtype: u16) -> bool {
         return false;
     };
     same_group(groups.get(name, qtype).expect("a key of the table"), shared)
+}
+
+/// The bytes and treatment of a group's answers, whatever the name (as
+/// [`CompiledAnswer::same_answer`] compares them): names whose shared answers have the same
+/// signature share one record for them.
+fn signature(g: &Group) -> Vec<u8> {
+    let mut s = Vec::new();
+    for a in g {
+        let Some(a) = a else {
+            s.push(0);
+            continue;
+        };
+        s.push(1 + a.variant as u8);
+        for v in [a.flags, a.ancount, a.nscount, a.arcount] {
+            s.extend_from_slice(&v.to_le_bytes());
+        }
+        s.extend_from_slice(&a.rrl_class.to_le_bytes());
+        s.push(a.derived);
+        match &a.relocation {
+            Some(r) => {
+                s.push(1 + r.pointers.len() as u8);
+                s.push(r.ref_qname_len);
+                s.extend_from_slice(&r.pointers);
+            }
+            None => s.push(0),
+        }
+        s.extend_from_slice(&(a.tail.len() as u16).to_le_bytes());
+        s.extend_from_slice(&a.tail);
+    }
+    s
 }
 
 fn same_group(a: &Group, b: &Group) -> bool {
@@ -438,25 +533,14 @@ impl<'a> Builder<'a> {
 /// wrong). About one key in 10^8 per seed.
 fn build_index(keys: &[(u64, u32)]) -> Result<(Vec<IndexBucket>, usize)> {
     let mut n = index_buckets_for(keys.len());
-    // The key of each record an entry names (records are numbered from the lowest), to move an
-    // evicted entry on.
-    let first = keys.iter().map(|&(_, r)| r).min().unwrap_or(0);
-    let mut item_of = vec![
-        0u32;
-        keys.iter()
-            .map(|&(_, r)| (r - first) as usize + 1)
-            .max()
-            .unwrap_or(0)
-    ];
-    for (i, &(_, r)) in keys.iter().enumerate() {
-        item_of[(r - first) as usize] = i as u32;
-    }
     'size: loop {
         if n > 1 << 28 {
             bail!("{} answers can't be indexed", keys.len());
         }
         let mask = (n - 1) as u32;
         let mut index = vec![IndexBucket::default(); n];
+        // The key of each entry (two keys may name one record), to move an evicted one on.
+        let mut items = vec![[0u32; INDEX_WAYS]; n];
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         for i in 0..keys.len() {
             let mut item = i;
@@ -471,6 +555,7 @@ fn build_index(keys: &[(u64, u32)]) -> Result<(Vec<IndexBucket>, usize)> {
                 });
                 if let Some((b, p)) = free {
                     index[b as usize].entries[p] = entry;
+                    items[b as usize][p] = item as u32;
                     break;
                 }
                 kicks += 1;
@@ -484,8 +569,8 @@ fn build_index(keys: &[(u64, u32)]) -> Result<(Vec<IndexBucket>, usize)> {
                 rng ^= rng << 17;
                 let b = if rng & 1 == 0 { b1 } else { b2 };
                 let way = (rng >> 1) as usize % INDEX_WAYS;
-                let evicted = std::mem::replace(&mut index[b as usize].entries[way], entry);
-                item = item_of[(evicted as u32 - first) as usize] as usize;
+                index[b as usize].entries[way] = entry;
+                item = std::mem::replace(&mut items[b as usize][way], item as u32) as usize;
             }
         }
         let shadowed = (keys.iter())
@@ -510,17 +595,18 @@ pub fn first_match(index: &[IndexBucket], key_hash: u64, mask: u32) -> Option<u3
 mod tests {
     use super::*;
 
-    /// A name with A and AAAA in an unsigned zone costs three records (A, AAAA, and its shared
-    /// NODATA entry): its no-EDNS and DO variants are derived, its DS answer is the NODATA, its
-    /// closest-encloser entry is the apex's.
+    /// A name with A and AAAA in an unsigned zone costs two records (A, AAAA): its no-EDNS and
+    /// DO variants are derived, its DS answer is the NODATA, its shared NODATA entry stands in
+    /// its A record with the answer every name of its length shares, its closest-encloser entry
+    /// is the apex's.
     #[test]
-    fn a_name_costs_three_records() {
+    fn a_name_costs_two_records() {
         let records = |n: usize| {
             let mut text = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n");
             text.push_str(" NS ns1\nns1 A 192.0.2.1\n");
             for i in 0..n {
                 text.push_str(&format!(
-                    "h{i} A 192.0.2.{}\nh{i} AAAA 2001:db8::{i:x}\n",
+                    "h{i:05} A 192.0.2.{}\nh{i:05} AAAA 2001:db8::{i:x}\n",
                     i % 250
                 ));
             }
@@ -530,7 +616,7 @@ mod tests {
             assert_eq!(layout.answers, crate::compile::expand(&table).len());
             layout.records.len()
         };
-        assert_eq!(records(2000) - records(1000), 3 * 1000);
+        assert_eq!(records(2000) - records(1000), 2 * 1000);
     }
 
     /// Where the program finds (name, qtype) in `layout` (placed at `base`): the record at
@@ -547,7 +633,15 @@ mod tests {
         if is_homed(qtype) && at_home {
             return Some(base + home);
         }
-        first_match(&layout.index, hash, (layout.index.len() - 1) as u32)
+        let found = first_match(&layout.index, hash, (layout.index.len() - 1) as u32)?;
+        let r = &layout.records[(found - base) as usize];
+        // The shared entry stands in another record of the name.
+        Some(if qtype == QTYPE_OTHER && r.qtype != QTYPE_OTHER {
+            assert_eq!(&r.name[..r.name_len as usize], name);
+            r.other
+        } else {
+            found
+        })
     }
 
     /// Every key of a zone is found at its own record (home slot or index), and most keys of
@@ -572,8 +666,8 @@ mod tests {
         };
         let layout = Layout::build(&table, bases, || Ok(42)).unwrap();
         let groups = Groups::new(&table);
-        let (mut keys, mut typed, mut homed) = (0, 0, 0);
-        for ((name, qtype), _) in &groups.list {
+        let (mut keys, mut typed, mut homed, mut shared) = (0, 0, 0, 0);
+        for ((name, qtype), group) in &groups.list {
             let pruned = if *qtype == QTYPE_ENCLOSER {
                 same_as_ancestor(&groups, name)
             } else {
@@ -585,6 +679,13 @@ mod tests {
             let found = program_finds(&layout, base, name, *qtype).expect("a key is found");
             keys += 1;
             let r = &layout.records[(found - base) as usize];
+            if let Some(a) = group[Variant::Edns as usize] {
+                assert_eq!(r.head.tail_len as usize, a.tail.len());
+            }
+            if *qtype == QTYPE_OTHER && r.name_len == 0 {
+                shared += 1; // a shared answer: the name was checked at its anchor
+                continue;
+            }
             assert_eq!((r.qtype, r.name_len as usize), (*qtype, name.len()));
             if name.len() <= RECORD_NAME_LEN {
                 assert_eq!(&r.name[..name.len()], *name);
@@ -598,10 +699,14 @@ mod tests {
             }
         }
         assert_eq!(homed, layout.homed);
+        assert!(
+            shared >= 3000,
+            "{shared} names' shared entries in shared records"
+        );
         assert!(keys >= 3 * 3000, "{keys} keys found");
-        // 3 keys of homed types (A, AAAA, TXT) in 4 records a name (and the shared entry):
-        // about (1 - e^-0.75) / 0.75 = 70% at home.
-        assert!(homed * 100 >= typed * 66, "{homed} of {typed} keys at home");
+        // 3 keys of homed types (A, AAAA, TXT) in 3 records a name (the shared entries stand
+        // in them): about 1 - 1/e = 63% at home.
+        assert!(homed * 100 >= typed * 60, "{homed} of {typed} keys at home");
         // A name that isn't there is found nowhere.
         assert_eq!(
             program_finds(&layout, base, b"\x04nope\x04home\x07example\0", 1),
