@@ -126,7 +126,7 @@ impl Layout {
             record_of[pos] = b.out.records.len();
             b.out.records.push(record);
         }
-        let mut shared: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut group_of: Vec<usize> = (keys.iter().enumerate())
             .filter(|&(pos, _)| anchor[pos].is_none())
             .map(|(_, &k)| k)
@@ -333,34 +333,34 @@ fn same_as_shared(groups: &Groups, name: &[u8], qtype: u16) -> bool {
     same_group(groups.get(name, qtype).expect("a key of the table"), shared)
 }
 
-/// The bytes and treatment of a group's answers, whatever the name (as
-/// [`CompiledAnswer::same_answer`] compares them): names whose shared answers have the same
-/// signature share one record for them.
-fn signature(g: &Group) -> Vec<u8> {
-    let mut s = Vec::new();
-    for a in g {
-        let Some(a) = a else {
-            s.push(0);
-            continue;
-        };
-        s.push(1 + a.variant as u8);
-        for v in [a.flags, a.ancount, a.nscount, a.arcount] {
-            s.extend_from_slice(&v.to_le_bytes());
-        }
-        s.extend_from_slice(&a.rrl_class.to_le_bytes());
-        s.push(a.derived);
-        match &a.relocation {
-            Some(r) => {
-                s.push(1 + r.pointers.len() as u8);
-                s.push(r.ref_qname_len);
-                s.extend_from_slice(&r.pointers);
-            }
-            None => s.push(0),
-        }
-        s.extend_from_slice(&(a.tail.len() as u16).to_le_bytes());
-        s.extend_from_slice(&a.tail);
-    }
-    s
+/// The bytes and treatment of one answer, whatever the name (what
+/// [`CompiledAnswer::same_answer`] compares), borrowed from it.
+type AnswerSig<'a> = (
+    (u8, u16, u16, u16, u16, u32, u8),
+    Option<(u8, &'a [u8])>,
+    &'a [u8],
+);
+
+/// A group's answers' signatures: names whose shared answers have the same one share one
+/// record for them.
+fn signature<'a>(g: &Group<'a>) -> [Option<AnswerSig<'a>>; 3] {
+    g.map(|a| {
+        a.map(|a| {
+            (
+                (
+                    a.variant as u8,
+                    a.flags,
+                    a.ancount,
+                    a.nscount,
+                    a.arcount,
+                    a.rrl_class,
+                    a.derived,
+                ),
+                (a.relocation.as_ref()).map(|r| (r.ref_qname_len, r.pointers.as_slice())),
+                a.tail.as_slice(),
+            )
+        })
+    })
 }
 
 fn same_group(a: &Group, b: &Group) -> bool {
