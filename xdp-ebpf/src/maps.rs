@@ -472,19 +472,20 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
     let Some(rec) = RECORDS.get_ptr(idx) else {
         return Found::Unsure;
     };
-    if key.matches(rec, qtype, name_len) {
-        return Found::Record(idx);
+    if !key.owns(rec, name_len) {
+        return Found::Unsure;
     }
-    if qtype == QTYPE_OTHER {
+    // SAFETY: a pointer into RECORDS from a successful lookup.
+    let (own, other) = unsafe { ((*rec).qtype, (*rec).other) };
+    if own == qtype {
+        Found::Record(idx)
+    } else if qtype == QTYPE_OTHER && other != RECORD_NONE {
         // The shared entry of a name with other keys stands in one of its records, which
         // proves the name and says where the (shared) answer is.
-        // SAFETY: a pointer into RECORDS from a successful lookup.
-        let (other, own) = unsafe { ((*rec).other, (*rec).qtype) };
-        if other != RECORD_NONE && key.matches(rec, own, name_len) {
-            return Found::Record(other);
-        }
+        Found::Record(other)
+    } else {
+        Found::Unsure
     }
-    Found::Unsure
 }
 
 /// The first index entry with the key's fingerprint, in its first bucket then its second
@@ -562,8 +563,15 @@ impl KeyBuf {
     #[inline(always)]
     fn matches(&mut self, rec: *const Record, qtype: u16, name_len: usize) -> bool {
         // SAFETY: a pointer into RECORDS from a successful lookup.
+        (unsafe { (*rec).qtype }) == qtype && self.owns(rec, name_len)
+    }
+
+    /// Whether `rec` is a record of this name (whatever its type).
+    #[inline(always)]
+    fn owns(&mut self, rec: *const Record, name_len: usize) -> bool {
+        // SAFETY: a pointer into RECORDS from a successful lookup.
         let r = unsafe { &*rec };
-        if r.qtype != qtype || r.name_len as usize != name_len {
+        if r.name_len as usize != name_len {
             return false;
         }
         let mine = self.name.as_ptr() as *const u64;
