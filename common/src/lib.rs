@@ -76,7 +76,7 @@ pub const TAIL_CLASS_LARGE: u8 = 1;
 pub const TAIL_CLASS_INLINE: u8 = 2;
 /// Tails up to this size (A and AAAA answers with their OPT: 27 and 39 bytes) live inside the
 /// answer's record: one memory access per packet instead of two.
-pub const TAIL_INLINE: usize = 44;
+pub const TAIL_INLINE: usize = 40;
 /// Bytes of a name kept in its record; longer names are kept in `NAMES` (`Record::long_name`).
 pub const RECORD_NAME_LEN: usize = 32;
 /// A record's other variants (`Record::alt`) or a long name: none.
@@ -92,8 +92,9 @@ pub const DERIVE_DO: u8 = 2;
 pub const OPT_LEN: usize = 11;
 
 /// One precompiled answer for a (name, type), the EDNS (DO clear) variant, with what the other
-/// two variants take from it. The program finds it through [`IndexBucket`]s and checks its
-/// name and type against the query before it answers. 128 bytes: two cache lines.
+/// two variants take from it. The program finds it at its home slot ([`home_slot`]) or through
+/// [`IndexBucket`]s and checks its name and type against the query before it answers. 128
+/// bytes: two adjacent cache lines.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -115,11 +116,17 @@ pub struct Record {
     /// `DERIVE_*` bits.
     pub derive: u8,
     pub _pad: u16,
+    /// The name's shared entry ([`QTYPE_OTHER`]) when this record stands for it: the index's
+    /// entry for (name, 0) names this record, which proves the name, and the answer is record
+    /// `other`, one record for every name whose shared answer has the same bytes (a zone's
+    /// NODATA for names of one length). [`RECORD_NONE`] otherwise.
+    pub other: u32,
     pub inline: [u8; TAIL_INLINE],
 }
 
 const _: () = assert!(core::mem::size_of::<Record>() == 128);
 const _: () = assert!(core::mem::offset_of!(Record, name) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(Record, inline) % 4 == 0);
 
 impl Record {
     pub const fn zeroed() -> Record {
@@ -133,6 +140,7 @@ impl Record {
             name_len: 0,
             derive: 0,
             _pad: 0,
+            other: RECORD_NONE,
             inline: [0; TAIL_INLINE],
         }
     }
@@ -148,7 +156,8 @@ pub struct NameSlot {
 /// Entries per index bucket: one cache line.
 pub const INDEX_WAYS: usize = 8;
 
-/// A bucket of the answer index (bucketized cuckoo hashing): each entry is a record's
+/// A bucket of the answer index (bucketized cuckoo hashing) over the records not at their home
+/// slot ([`home_slot`]): each entry is a record's
 /// fingerprint (high 32 bits, never 0) and its index in `RECORDS` (low 32 bits); 0 is empty. A
 /// (name, type) is in one of its two buckets ([`index_buckets`]), so a lookup reads at most two
 /// cache lines of index, whatever the query: a flood of made-up names can't make it slower.
@@ -211,6 +220,23 @@ pub const fn index_buckets(key_hash: u64, mask: u32) -> (u32, u32, u32) {
     let b2 = (key_hash >> 32) as u32 & mask;
     let fp = ((key_hash.wrapping_mul(HASH_MUL) >> 32) as u32) | 1;
     (b1, b2, fp)
+}
+
+/// A key's home slot among a generation's `count` records (Lemire's multiply-shift: no
+/// division, any count). Most keys of a data type sit at their home, so a hit reads the record
+/// straight from the hash, with no index line before it (docs/ARCHITECTURE.md §3.1); the index
+/// holds the others. Bits 16..48 of the key hash: not the index's bucket bits.
+#[inline(always)]
+pub const fn home_slot(key_hash: u64, count: u32) -> u32 {
+    (((key_hash >> 16) as u32 as u64 * count as u64) >> 32) as u32
+}
+
+/// Whether a key may sit at its home slot: every key the program looks up first by a query's
+/// own type. The shared ([`QTYPE_OTHER`]) and closest-encloser ([`QTYPE_ENCLOSER`]) entries are
+/// found through the index only (their lookups follow a miss, which already read it).
+#[inline(always)]
+pub const fn is_homed(qtype: u16) -> bool {
+    qtype != QTYPE_OTHER && qtype != QTYPE_ENCLOSER
 }
 
 /// The answer's header fields and where its tail lives.
@@ -295,7 +321,7 @@ pub struct Config {
     pub gens: [GenParams; 2],
 }
 
-/// Where one generation's answer index is, and its hash seed.
+/// Where one generation's records and answer index are, and its hash seed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GenParams {
@@ -304,6 +330,10 @@ pub struct GenParams {
     /// First `INDEX` bucket of the generation and its bucket count less one (a power of two).
     pub index_base: u32,
     pub index_mask: u32,
+    /// First `RECORDS` slot of the generation and its record count: a key's home slot is
+    /// `records_base + home_slot(key_hash, records_count)`.
+    pub records_base: u32,
+    pub records_count: u32,
 }
 
 /// Per-CPU counters (`STATS` array index). Names are what `rampart stats` prints.

@@ -9,7 +9,7 @@ use rampart_common::{
     IndexBucket, KEY_NAME_LEN, MAX_NAME, MAX_RELOCS, NameSlot, OPT_LEN, QTYPE_ENCLOSER,
     QTYPE_OTHER, RECORD_NAME_LEN, RECORD_NONE, Record, SHORT_NAME_LEN, TAIL_CLASS_INLINE,
     TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_LARGE, TAIL_SMALL, TailLarge, TailSmall, Variant,
-    index_buckets, is_data_type, key_hash, name_hash_step,
+    home_slot, index_buckets, is_data_type, is_homed, key_hash, name_hash_step,
 };
 
 use crate::query::{Answer, Question};
@@ -194,6 +194,8 @@ impl KeyBuf {
                 self.gen_.seed = g.seed;
                 self.gen_.index_base = g.index_base;
                 self.gen_.index_mask = g.index_mask;
+                self.gen_.records_base = g.records_base;
+                self.gen_.records_count = g.records_count;
                 self.ready = 1;
             }
             _ => self.ready = 0,
@@ -445,22 +447,42 @@ fn variant_of(rec: *const Record, variant: Variant) -> Result<Answer, Counter> {
     ))
 }
 
-/// Look (name, `qtype`) up in the live generation's index, for the name in the key buffer
-/// (`name_len` bytes, hashed to `name_hash`), and check the record found against it.
+/// Look (name, `qtype`) up in the live generation, for the name in the key buffer
+/// (`name_len` bytes, hashed to `name_hash`): at the key's home slot first, whose record
+/// answers if it is this key's (one memory access from the hash, no index line before it),
+/// else in the index, checking the record found against the name.
 #[inline(always)]
 fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found {
-    let idx = scan(key, key_hash(name_hash, qtype));
+    let hash = key_hash(name_hash, qtype);
+    // A copy through memory: the checks on it must not narrow the caller's name length (every
+    // narrowing would have the rest of the program verified once more).
+    let name_len = key.launder(name_len as u64) as usize;
+    if is_homed(qtype) {
+        let home = key.gen_.records_base + home_slot(hash, key.gen_.records_count);
+        if let Some(rec) = RECORDS.get_ptr(home)
+            && key.matches(rec, qtype, name_len)
+        {
+            return Found::Record(home);
+        }
+    }
+    let idx = scan(key, hash);
     if idx == RECORD_NONE {
         return Found::Absent;
     }
     let Some(rec) = RECORDS.get_ptr(idx) else {
         return Found::Unsure;
     };
-    // A copy through memory: the checks on it must not narrow the caller's name length (every
-    // narrowing would have the rest of the program verified once more).
-    let name_len = key.launder(name_len as u64) as usize;
-    if key.matches(rec, qtype, name_len) {
+    if !key.owns(rec, name_len) {
+        return Found::Unsure;
+    }
+    // SAFETY: a pointer into RECORDS from a successful lookup.
+    let (own, other) = unsafe { ((*rec).qtype, (*rec).other) };
+    if own == qtype {
         Found::Record(idx)
+    } else if qtype == QTYPE_OTHER && other != RECORD_NONE {
+        // The shared entry of a name with other keys stands in one of its records, which
+        // proves the name and says where the (shared) answer is.
+        Found::Record(other)
     } else {
         Found::Unsure
     }
@@ -541,8 +563,15 @@ impl KeyBuf {
     #[inline(always)]
     fn matches(&mut self, rec: *const Record, qtype: u16, name_len: usize) -> bool {
         // SAFETY: a pointer into RECORDS from a successful lookup.
+        (unsafe { (*rec).qtype }) == qtype && self.owns(rec, name_len)
+    }
+
+    /// Whether `rec` is a record of this name (whatever its type).
+    #[inline(always)]
+    fn owns(&mut self, rec: *const Record, name_len: usize) -> bool {
+        // SAFETY: a pointer into RECORDS from a successful lookup.
         let r = unsafe { &*rec };
-        if r.qtype != qtype || r.name_len as usize != name_len {
+        if r.name_len as usize != name_len {
             return false;
         }
         let mine = self.name.as_ptr() as *const u64;
@@ -701,7 +730,7 @@ fn store_inline(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Res
             break;
         }
         let p = crate::packet::ptr_at(ctx, off + i * 4, 4, Counter::DropRewriteFailed)?;
-        // SAFETY: word i of the inline tail (i * 4 + 4 <= len <= 44), 4-aligned in the record;
+        // SAFETY: word i of the inline tail (i * 4 + 4 <= len <= 40), 4-aligned in the record;
         // four packet bytes checked by ptr_at.
         unsafe { (p as *mut u32).write_unaligned(words.add(i).read()) };
         i += 1;

@@ -3,12 +3,12 @@
 //! names and tails in arrays of their own.
 use std::collections::HashMap;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use rampart_common::{
     AnswerHead, DERIVE_DO, DERIVE_NOEDNS, INDEX_WAYS, IndexBucket, KEY_NAME_LEN, MAX_RELOCS,
     NameSlot, OPT_LEN, QTYPE_ENCLOSER, QTYPE_OTHER, RECORD_NAME_LEN, RECORD_NONE, Record,
     TAIL_CLASS_INLINE, TAIL_CLASS_LARGE, TAIL_CLASS_SMALL, TAIL_INLINE, TAIL_SMALL, Variant,
-    index_buckets, is_data_type, key_hash, name_hash,
+    home_slot, index_buckets, is_data_type, is_homed, key_hash, name_hash,
 };
 
 use crate::compile::CompiledAnswer;
@@ -34,6 +34,9 @@ pub struct Layout {
     pub answers: usize,
     /// Variants made from another's record rather than stored.
     pub derived: usize,
+    /// Keys at their home slot (found without the index), and keys in the index.
+    pub homed: usize,
+    pub indexed: usize,
 }
 
 /// Index load: buckets are sized for at most this many entries of their 8 (75%), where
@@ -84,22 +87,77 @@ impl Layout {
                 seed: 0,
                 answers: crate::compile::answer_count(table),
                 derived: 0,
+                homed: 0,
+                indexed: 0,
             },
             tails: HashMap::new(),
             names: HashMap::new(),
             marker: None,
         };
-        // Base records first, so that record i of the index is keys[i].
-        for &k in &keys {
+        // A name's shared entry stands in another of its records when it has one (the anchor,
+        // which the index entry names: it proves the name), its answer in a record shared by
+        // every name whose shared answer has the same bytes.
+        let mut first_of_name: HashMap<&[u8], usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        for (pos, &k) in keys.iter().enumerate() {
+            let (name, qtype) = groups.list[k].0;
+            if qtype != QTYPE_OTHER {
+                first_of_name.entry(name).or_insert(pos);
+            }
+        }
+        let anchor: Vec<Option<usize>> = (keys.iter())
+            .map(|&k| {
+                let (name, qtype) = groups.list[k].0;
+                (qtype == QTYPE_OTHER)
+                    .then(|| first_of_name.get(name).copied())
+                    .flatten()
+            })
+            .collect();
+        drop(first_of_name);
+        // Base records of the keys that have their own, then the shared answers, then (in
+        // `alternates`) the variants' records.
+        let mut record_of = vec![usize::MAX; keys.len()];
+        for (pos, &k) in keys.iter().enumerate() {
+            if anchor[pos].is_some() {
+                continue;
+            }
             let ((name, qtype), group) = &groups.list[k];
             let record = b.base_record(name, *qtype, group)?;
+            record_of[pos] = b.out.records.len();
             b.out.records.push(record);
         }
-        for (i, &k) in keys.iter().enumerate() {
+        let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut group_of: Vec<usize> = (keys.iter().enumerate())
+            .filter(|&(pos, _)| anchor[pos].is_none())
+            .map(|(_, &k)| k)
+            .collect();
+        for (pos, &k) in keys.iter().enumerate() {
+            let Some(a) = anchor[pos] else {
+                continue;
+            };
+            let group = &groups.list[k].1;
+            let answer = *shared.entry(signature(group)).or_insert_with(|| {
+                group_of.push(k);
+                b.out.records.len()
+            });
+            if answer == b.out.records.len() {
+                let record = b.base_record(b"", QTYPE_OTHER, group)?;
+                b.out.records.push(record);
+            }
+            record_of[pos] = record_of[a];
+            b.out.records[record_of[a]].other = bases.records + answer as u32;
+        }
+        drop(shared);
+        for (i, &k) in group_of.iter().enumerate() {
             b.alternates(i, &groups.list[k].1)?;
         }
+        if b.out.records.is_empty() {
+            // A home slot to probe (home_slot of 0 records is slot 0): a record no name matches.
+            b.out.records.push(Record::zeroed());
+        }
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: records");
-        let mut best: Option<(usize, u64, Vec<IndexBucket>)> = None;
+        let qtypes: Vec<u16> = keys.iter().map(|&k| groups.list[k].0.1).collect();
+        let mut best: Option<(usize, u64, Placement)> = None;
         for _ in 0..SEED_TRIES {
             let seed = seeds()?;
             let hashes: Vec<u64> = (keys.iter())
@@ -108,16 +166,23 @@ impl Layout {
                     key_hash(name_hash(seed, name), qtype)
                 })
                 .collect();
-            let (index, shadowed) = build_index(&hashes, bases.records)?;
+            let placement = Placement::new(
+                &hashes,
+                &qtypes,
+                &record_of,
+                b.out.records.len(),
+                bases.records,
+            )?;
+            let shadowed = placement.shadowed;
             if best.as_ref().is_none_or(|b| shadowed < b.0) {
-                best = Some((shadowed, seed, index));
+                best = Some((shadowed, seed, placement));
             }
             if shadowed == 0 {
                 break;
             }
         }
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: indexed");
-        let (shadowed, seed, index) = best.expect("at least one try");
+        let (shadowed, seed, placement) = best.expect("at least one try");
         if shadowed > 0 {
             tracing::warn!(
                 shadowed,
@@ -125,8 +190,87 @@ impl Layout {
             );
         }
         b.out.seed = seed;
-        b.out.index = index;
+        b.out.homed = placement.homed;
+        b.out.indexed = keys.len() - placement.homed;
+        b.out.records = placement.apply(std::mem::take(&mut b.out.records), bases.records);
+        b.out.index = placement.index;
         Ok(b.out)
+    }
+}
+
+/// Where each record goes in its generation's share of `RECORDS`, and the index over those not
+/// at their home slot.
+struct Placement {
+    /// Record i (in build order) goes to slot `slot_of[i]` of the generation's share.
+    slot_of: Vec<u32>,
+    index: Vec<IndexBucket>,
+    /// Keys at their home slot; keys the index shadows.
+    homed: usize,
+    shadowed: usize,
+}
+
+impl Placement {
+    /// Keys of homed types claim their home slots in the table's order (the first of two keys
+    /// with the same home keeps it); every other record (keys whose home was taken, shared and
+    /// encloser entries, variants' own records) fills the slots no key claimed, in order, and
+    /// the index finds the keys among them. A slot no key claimed is no key's home, so no
+    /// variant's record can stand where the program looks for its key's.
+    /// Key i (hash, type) is record `record_of[i]` (a shared entry standing in another key's
+    /// record has that record); a homed key always has a record of its own.
+    fn new(
+        hashes: &[u64],
+        qtypes: &[u16],
+        record_of: &[usize],
+        records: usize,
+        base: u32,
+    ) -> Result<Placement> {
+        let count = u32::try_from(records).context("records")?;
+        let mut slot_of = vec![u32::MAX; records];
+        let mut taken = vec![false; records];
+        let mut homed = 0;
+        for (i, (&hash, &qtype)) in hashes.iter().zip(qtypes).enumerate() {
+            let home = home_slot(hash, count) as usize;
+            if is_homed(qtype) && !taken[home] {
+                taken[home] = true;
+                slot_of[record_of[i]] = home as u32;
+                homed += 1;
+            }
+        }
+        let mut free = (0..records).filter(|&s| !taken[s]);
+        for slot in slot_of.iter_mut().filter(|s| **s == u32::MAX) {
+            *slot = free.next().expect("as many free slots as records left") as u32;
+        }
+        let at_home =
+            |i: usize| is_homed(qtypes[i]) && slot_of[record_of[i]] == home_slot(hashes[i], count);
+        let indexed: Vec<(u64, u32)> = (hashes.iter().enumerate())
+            .filter(|&(i, _)| !at_home(i))
+            .map(|(i, &h)| (h, base + slot_of[record_of[i]]))
+            .collect();
+        let (index, shadowed) = build_index(&indexed)?;
+        Ok(Placement {
+            slot_of,
+            index,
+            homed,
+            shadowed,
+        })
+    }
+
+    /// The records in their slots, their variants' record numbers moved with them.
+    fn apply(&self, records: Vec<Record>, base: u32) -> Vec<Record> {
+        let moved = |r: u32| {
+            if r == RECORD_NONE {
+                r
+            } else {
+                base + self.slot_of[(r - base) as usize]
+            }
+        };
+        let mut out = vec![Record::zeroed(); records.len()];
+        for (i, mut r) in records.into_iter().enumerate() {
+            r.alt = r.alt.map(moved);
+            r.other = moved(r.other);
+            out[self.slot_of[i] as usize] = r;
+        }
+        out
     }
 }
 
@@ -187,6 +331,36 @@ fn same_as_shared(groups: &Groups, name: &[u8], qtype: u16) -> bool {
         return false;
     };
     same_group(groups.get(name, qtype).expect("a key of the table"), shared)
+}
+
+/// The bytes and treatment of one answer, whatever the name (what
+/// [`CompiledAnswer::same_answer`] compares), borrowed from it.
+type AnswerSig<'a> = (
+    (u8, u16, u16, u16, u16, u32, u8),
+    Option<(u8, &'a [u8])>,
+    &'a [u8],
+);
+
+/// A group's answers' signatures: names whose shared answers have the same one share one
+/// record for them.
+fn signature<'a>(g: &Group<'a>) -> [Option<AnswerSig<'a>>; 3] {
+    g.map(|a| {
+        a.map(|a| {
+            (
+                (
+                    a.variant as u8,
+                    a.flags,
+                    a.ancount,
+                    a.nscount,
+                    a.arcount,
+                    a.rrl_class,
+                    a.derived,
+                ),
+                (a.relocation.as_ref()).map(|r| (r.ref_qname_len, r.pointers.as_slice())),
+                a.tail.as_slice(),
+            )
+        })
+    })
 }
 
 fn same_group(a: &Group, b: &Group) -> bool {
@@ -352,32 +526,36 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Place record `base + i` under `hashes[i]` in two-choice, 8-way buckets (cuckoo hashing with
+/// Place each (key hash, record) of `keys` in two-choice, 8-way buckets (cuckoo hashing with
 /// a bounded random walk; a larger index when the walk doesn't end). Returns the index and how
 /// many keys are shadowed: another key's fingerprint stands first in one of their buckets (the
 /// program would stop at it, find the name differs and pass the query up: slower, never
 /// wrong). About one key in 10^8 per seed.
-fn build_index(hashes: &[u64], base: u32) -> Result<(Vec<IndexBucket>, usize)> {
-    let mut n = index_buckets_for(hashes.len());
+fn build_index(keys: &[(u64, u32)]) -> Result<(Vec<IndexBucket>, usize)> {
+    let mut n = index_buckets_for(keys.len());
     'size: loop {
         if n > 1 << 28 {
-            bail!("{} answers can't be indexed", hashes.len());
+            bail!("{} answers can't be indexed", keys.len());
         }
         let mask = (n - 1) as u32;
         let mut index = vec![IndexBucket::default(); n];
+        // The key of each entry (two keys may name one record), to move an evicted one on.
+        let mut items = vec![[0u32; INDEX_WAYS]; n];
         let mut rng = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..hashes.len() {
+        for i in 0..keys.len() {
             let mut item = i;
             let mut kicks = 0;
             loop {
-                let (b1, b2, fp) = index_buckets(hashes[item], mask);
-                let entry = (u64::from(fp) << 32) | u64::from(base + item as u32);
+                let (hash, record) = keys[item];
+                let (b1, b2, fp) = index_buckets(hash, mask);
+                let entry = (u64::from(fp) << 32) | u64::from(record);
                 let free = [b1, b2].into_iter().find_map(|b| {
                     let e = &index[b as usize].entries;
                     e.iter().position(|&x| x == 0).map(|p| (b, p))
                 });
                 if let Some((b, p)) = free {
                     index[b as usize].entries[p] = entry;
+                    items[b as usize][p] = item as u32;
                     break;
                 }
                 kicks += 1;
@@ -391,12 +569,12 @@ fn build_index(hashes: &[u64], base: u32) -> Result<(Vec<IndexBucket>, usize)> {
                 rng ^= rng << 17;
                 let b = if rng & 1 == 0 { b1 } else { b2 };
                 let way = (rng >> 1) as usize % INDEX_WAYS;
-                let evicted = std::mem::replace(&mut index[b as usize].entries[way], entry);
-                item = (evicted as u32 - base) as usize;
+                index[b as usize].entries[way] = entry;
+                item = std::mem::replace(&mut items[b as usize][way], item as u32) as usize;
             }
         }
-        let shadowed = (0..hashes.len())
-            .filter(|&i| first_match(&index, hashes[i], mask) != Some(base + i as u32))
+        let shadowed = (keys.iter())
+            .filter(|&&(h, r)| first_match(&index, h, mask) != Some(r))
             .count();
         return Ok((index, shadowed));
     }
@@ -417,17 +595,18 @@ pub fn first_match(index: &[IndexBucket], key_hash: u64, mask: u32) -> Option<u3
 mod tests {
     use super::*;
 
-    /// A name with A and AAAA in an unsigned zone costs three records (A, AAAA, and its shared
-    /// NODATA entry): its no-EDNS and DO variants are derived, its DS answer is the NODATA, its
-    /// closest-encloser entry is the apex's.
+    /// A name with A and AAAA in an unsigned zone costs two records (A, AAAA): its no-EDNS and
+    /// DO variants are derived, its DS answer is the NODATA, its shared NODATA entry stands in
+    /// its A record with the answer every name of its length shares, its closest-encloser entry
+    /// is the apex's.
     #[test]
-    fn a_name_costs_three_records() {
+    fn a_name_costs_two_records() {
         let records = |n: usize| {
             let mut text = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n");
             text.push_str(" NS ns1\nns1 A 192.0.2.1\n");
             for i in 0..n {
                 text.push_str(&format!(
-                    "h{i} A 192.0.2.{}\nh{i} AAAA 2001:db8::{i:x}\n",
+                    "h{i:05} A 192.0.2.{}\nh{i:05} AAAA 2001:db8::{i:x}\n",
                     i % 250
                 ));
             }
@@ -437,7 +616,102 @@ mod tests {
             assert_eq!(layout.answers, crate::compile::expand(&table).len());
             layout.records.len()
         };
-        assert_eq!(records(2000) - records(1000), 3 * 1000);
+        assert_eq!(records(2000) - records(1000), 2 * 1000);
+    }
+
+    /// Where the program finds (name, qtype) in `layout` (placed at `base`): the record at
+    /// the key's home slot if it is that key's, else the index's first candidate.
+    fn program_finds(layout: &Layout, base: u32, name: &[u8], qtype: u16) -> Option<u32> {
+        let hash = key_hash(name_hash(layout.seed, name), qtype);
+        let count = layout.records.len() as u32;
+        let home = home_slot(hash, count);
+        let r = &layout.records[home as usize];
+        let at_home = r.qtype == qtype
+            && r.name_len as usize == name.len()
+            && name.len() <= RECORD_NAME_LEN
+            && r.name[..name.len()] == *name;
+        if is_homed(qtype) && at_home {
+            return Some(base + home);
+        }
+        let found = first_match(&layout.index, hash, (layout.index.len() - 1) as u32)?;
+        let r = &layout.records[(found - base) as usize];
+        // The shared entry stands in another record of the name.
+        Some(if qtype == QTYPE_OTHER && r.qtype != QTYPE_OTHER {
+            assert_eq!(&r.name[..r.name_len as usize], name);
+            r.other
+        } else {
+            found
+        })
+    }
+
+    /// Every key of a zone is found at its own record (home slot or index), and most keys of
+    /// data types need no index line.
+    #[test]
+    fn keys_are_found_at_home_or_through_the_index() {
+        let mut text = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n");
+        text.push_str(" NS ns1\nns1 A 192.0.2.1\n");
+        for i in 0..3000 {
+            text.push_str(&format!(
+                "h{i} A 192.0.2.{}\nh{i} AAAA 2001:db8::{i:x}\n",
+                i % 250
+            ));
+            text.push_str(&format!("h{i} TXT \"{}\"\n", "x".repeat(200 + i % 50)));
+        }
+        let zone = crate::zone::Zone::from_text("home.example.", &text).unwrap();
+        let table = crate::compile::compile(&crate::zone::Catalog::from_zones([zone]));
+        let base = 1000;
+        let bases = Bases {
+            records: base,
+            ..Bases::default()
+        };
+        let layout = Layout::build(&table, bases, || Ok(42)).unwrap();
+        let groups = Groups::new(&table);
+        let (mut keys, mut typed, mut homed, mut shared) = (0, 0, 0, 0);
+        for ((name, qtype), group) in &groups.list {
+            let pruned = if *qtype == QTYPE_ENCLOSER {
+                same_as_ancestor(&groups, name)
+            } else {
+                same_as_shared(&groups, name, *qtype)
+            };
+            if pruned {
+                continue; // the shared entry or an ancestor's answers
+            }
+            let found = program_finds(&layout, base, name, *qtype).expect("a key is found");
+            keys += 1;
+            let r = &layout.records[(found - base) as usize];
+            if let Some(a) = group[Variant::Edns as usize] {
+                assert_eq!(r.head.tail_len as usize, a.tail.len());
+            }
+            if *qtype == QTYPE_OTHER && r.name_len == 0 {
+                shared += 1; // a shared answer: the name was checked at its anchor
+                continue;
+            }
+            assert_eq!((r.qtype, r.name_len as usize), (*qtype, name.len()));
+            if name.len() <= RECORD_NAME_LEN {
+                assert_eq!(&r.name[..name.len()], *name);
+            }
+            let hash = key_hash(name_hash(layout.seed, name), *qtype);
+            if is_homed(*qtype) && found == base + home_slot(hash, layout.records.len() as u32) {
+                homed += 1;
+            }
+            if is_homed(*qtype) {
+                typed += 1;
+            }
+        }
+        assert_eq!(homed, layout.homed);
+        assert!(
+            shared >= 3000,
+            "{shared} names' shared entries in shared records"
+        );
+        assert!(keys >= 3 * 3000, "{keys} keys found");
+        // 3 keys of homed types (A, AAAA, TXT) in 3 records a name (the shared entries stand
+        // in them): about 1 - 1/e = 63% at home.
+        assert!(homed * 100 >= typed * 60, "{homed} of {typed} keys at home");
+        // A name that isn't there is found nowhere.
+        assert_eq!(
+            program_finds(&layout, base, b"\x04nope\x04home\x07example\0", 1),
+            None
+        );
     }
 
     #[test]
@@ -450,7 +724,10 @@ mod tests {
                 )
             })
             .collect();
-        let (index, shadowed) = build_index(&hashes, 100).unwrap();
+        let keys: Vec<(u64, u32)> = (hashes.iter().enumerate())
+            .map(|(i, &h)| (h, 100 + i as u32))
+            .collect();
+        let (index, shadowed) = build_index(&keys).unwrap();
         assert_eq!(shadowed, 0);
         let mask = (index.len() - 1) as u32;
         assert!(index.len() <= index_buckets_for(hashes.len()) * 2);

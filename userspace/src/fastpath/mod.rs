@@ -93,9 +93,13 @@ impl Capacity {
             names: grow(layout.names.len()),
             tails_small: grow(layout.tails_small.len()),
             tails_large: grow(layout.tails_large.len()),
-            // Enough for the grown record count at the index's load (a power of two).
-            index_buckets: layout::index_buckets_for(grow(layout.records.len()) as usize)
-                .max(layout.index.len()) as u32,
+            // The index holds the keys not at their home slot: room for their growth, and for
+            // an eighth of the records more (a reload whose keys land at home less often), at
+            // the index's load (a power of two).
+            index_buckets: layout::index_buckets_for(
+                grow(layout.indexed) as usize + layout.records.len() / 8,
+            )
+            .max(layout.index.len()) as u32,
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
@@ -162,6 +166,8 @@ pub struct Installed {
     pub records: usize,
     /// Variants derived from another's record instead of stored.
     pub derived: usize,
+    /// Keys at their home slot: a hit on them reads no index line.
+    pub homed: usize,
     pub tails_small: usize,
     pub tails_large: usize,
 }
@@ -348,6 +354,8 @@ impl FastPath {
             seed: layout.seed,
             index_base,
             index_mask: layout.index.len() as u32 - 1,
+            records_base: bases.records,
+            records_count: layout.records.len() as u32,
         };
         self.write_config()?;
         self.config.generation = next;
@@ -360,6 +368,7 @@ impl FastPath {
             answers: layout.answers,
             records: layout.records.len(),
             derived: layout.derived,
+            homed: layout.homed,
             tails_small: layout.tails_small.len(),
             tails_large: layout.tails_large.len(),
         })

@@ -616,6 +616,7 @@ fn log_installed(i: &fastpath::Installed) {
         answers = i.answers,
         records = i.records,
         derived = i.derived,
+        homed = i.homed,
         tails_small = i.tails_small,
         tails_large = i.tails_large,
         "fast path filled"
