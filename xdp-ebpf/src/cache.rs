@@ -4,32 +4,34 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::XdpContext,
 };
 use rampart_common::{
-    CACHE_TAIL, CACHE_TTLS, CLASSIC_UDP_LIMIT, CacheEntry, CacheKey, Counter, EDNS_PAYLOAD,
+    CACHE_TAIL, CACHE_TTLS, CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD,
     JUMP_CACHE, OPT_LEN, Variant, WhitelistAddr,
     dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
 };
 
+use core::sync::atomic::{Ordering, compiler_fence};
+
 use crate::{csum, dns, eth, ip, limits, maps, packet, udp};
 
-/// Elements freed after an RCU grace period (a preallocated hash map reuses a replaced element
-/// at once, under a reader still copying it).
-const BPF_F_NO_PREALLOC: u32 = 1;
+/// The array's slots are mapped into the daemon, which writes them in place.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 const NS_PER_SEC: u64 = 1_000_000_000;
 
-/// The promoted entries, written one by one by the daemon as its cache changes.
+/// The promoted entries, `CACHE_WAYS` slots a set, written one by one by the daemon as its
+/// cache changes (an array: the verifier inlines its lookups, where a hash map's cost ~70 ns).
 #[map(name = "CACHE")]
-static CACHE: HashMap<CacheKey, CacheEntry> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+static CACHE: Array<CacheEntry> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// Clients allowed recursion (`resolver.allow`, IPv6, IPv4 mapped); anyone else goes up (and
 /// gets REFUSED there).
 #[map(name = "CACHE_ACL")]
 static CACHE_ACL: LpmTrie<WhitelistAddr, u8> = LpmTrie::with_max_entries(1, 0);
-/// The seed of the names' hash in `CacheKey`.
+/// The seed of the names' hash in `CacheKey` (0: no resolver), and the mask of `CACHE`'s sets.
 #[map(name = "CACHE_SEED")]
-static CACHE_SEED: Array<u64> = Array::with_max_entries(1, 0);
+static CACHE_SEED: Array<u64> = Array::with_max_entries(2, 0);
 
 /// Hand a query to the cache program: one the zones miss, admitted by the miss budget
 /// (`early` false), or one the encloser walk found in the cache (`Err(TxCache)` from the
@@ -55,14 +57,43 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
     if seed == 0 {
         return false;
     }
-    let k = CacheKey {
-        name_hash: key.hash_with(seed, name_len),
-        qtype,
-        dnssec_ok: 0,
-        _pad: 0,
-    };
-    // SAFETY: only whether there is a value; nothing read.
-    unsafe { CACHE.get(&k) }.is_some()
+    slot(key.hash_with(seed, name_len), qtype, 0).is_some()
+}
+
+/// The slot holding (name hash, type, DO) and the even sequence number read from it, before
+/// anything else of it.
+#[inline(always)]
+fn slot(hash: u64, qtype: u16, dnssec_ok: u8) -> Option<(*const CacheEntry, u32)> {
+    let mask = CACHE_SEED.get(1).copied().unwrap_or(0);
+    let first = ((hash & mask) as u32).wrapping_mul(CACHE_WAYS);
+    let mut way = 0;
+    while way < CACHE_WAYS {
+        if let Some(e) = CACHE.get(first + way) {
+            // SAFETY: a slot of the array (never freed); the daemon may be writing it, which
+            // the sequence word tells.
+            let seq = unsafe { core::ptr::read_volatile(&e.seq) };
+            compiler_fence(Ordering::Acquire);
+            if seq & 1 == 0
+                && e.live != 0
+                && e.name_hash == hash
+                && e.qtype == qtype
+                && e.dnssec_ok == dnssec_ok
+            {
+                return Some((e as *const CacheEntry, seq));
+            }
+        }
+        way += 1;
+    }
+    None
+}
+
+/// Whether the slot still holds what was read from it under `seq` (x86 keeps loads in order;
+/// the fence keeps the compiler from moving the slot's reads past this one).
+#[inline(always)]
+fn unchanged(e: *const CacheEntry, seq: u32) -> bool {
+    compiler_fence(Ordering::Release);
+    // SAFETY: a slot of the array, as in `slot`.
+    unsafe { core::ptr::read_volatile(&(*e).seq) == seq }
 }
 
 #[xdp]
@@ -84,6 +115,8 @@ pub fn rampart_cache(ctx: XdpContext) -> u32 {
 /// What a found entry gives this query's variant.
 struct Found {
     entry: *const CacheEntry,
+    /// The slot's sequence number when it was found.
+    seq: u32,
     flags: u16,
     ancount: u16,
     nscount: u16,
@@ -171,7 +204,7 @@ fn serve(
     if dns::HEADER_LEN + question.len + found.tail_len > limit {
         return Err(Counter::PassTooBig);
     }
-    // SAFETY: a CACHE value from a successful lookup (RCU keeps it while we run).
+    // SAFETY: a CACHE slot from a successful lookup (an array's: never freed).
     let rrl_class = unsafe { (*found.entry).rrl_class };
     let outcome = match limits::answer(src, rrl_class)? {
         limits::Verdict::Pass => Counter::TxCache,
@@ -210,6 +243,11 @@ fn serve(
     } else {
         flags
     };
+    // The daemon rewrote the slot while we copied it: what we wrote may be torn. Rare (the
+    // entry answered at the very instant it is replaced); the client asks again.
+    if !unchanged(found.entry, found.seq) {
+        return Err(drop_rewrite());
+    }
     let head = [flags, 1, found.ancount, found.nscount, found.arcount];
     let mut head_sum = header.id as u64;
     let mut i = 0;
@@ -240,16 +278,12 @@ fn find(q: &crate::query::Question, variant: Variant) -> Result<Found, Counter> 
     let key = maps::key_buf()?;
     let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
     let name_len = key.len();
-    let k = CacheKey {
-        name_hash: key.hash_with(seed, name_len),
-        qtype: q.qtype,
-        dnssec_ok: (variant == Variant::EdnsDo) as u16,
-        _pad: 0,
-    };
-    // SAFETY: the value is read in place while the program runs (RCU: never freed under us).
-    let Some(e) = (unsafe { CACHE.get(&k) }) else {
+    let hash = key.hash_with(seed, name_len);
+    let Some((e, seq)) = slot(hash, q.qtype, (variant == Variant::EdnsDo) as u8) else {
         return Err(Counter::PassMiss);
     };
+    // SAFETY: a slot of the array; torn reads are caught by the sequence word before sending.
+    let e = unsafe { &*e };
     if e.name_len as usize != name_len || !key.same_name(&e.name, name_len) {
         return Err(Counter::PassMiss);
     }
@@ -275,6 +309,7 @@ fn find(q: &crate::query::Question, variant: Variant) -> Result<Found, Counter> 
     }
     Ok(Found {
         entry: e as *const CacheEntry,
+        seq,
         flags: e.flags,
         ancount: e.ancount,
         nscount: e.nscount,
