@@ -639,9 +639,19 @@ pub const CACHE_TAIL: usize = 1024;
 /// Most TTL fields (records) in a cached answer the program rewrites.
 pub const CACHE_TTLS: usize = 16;
 
-/// Ways of a `CACHE` set: an entry of name hash `h` lives in one of the `CACHE_WAYS` slots from
-/// `(h & mask) * CACHE_WAYS` (the mask is `CACHE_SEED[1]`, the sets a power of two).
+/// Ways of a `CACHE` set: an entry of name hash `h` lives in one of the ways of its two sets
+/// ([`cache_sets`]; the mask is `CACHE_SEED[1]`, the sets a power of two).
 pub const CACHE_WAYS: u32 = 4;
+
+/// The first slots of the two sets a name of hash `hash` may live in (two choices: a set
+/// overflows far more rarely than with one).
+#[inline(always)]
+pub fn cache_sets(hash: u64, mask: u64) -> (u32, u32) {
+    (
+        (hash & mask) as u32 * CACHE_WAYS,
+        ((hash >> 32) & mask) as u32 * CACHE_WAYS,
+    )
+}
 
 /// Key of a promoted resolver cache entry: the lowercased wire name's hash under `CACHE_SEED`
 /// ([`name_hash`]), the type, and whether the query had DO (the cache keeps DNSSEC and plain

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use rampart_common::{
     CACHE_TAIL, CACHE_TTLS, CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD,
-    JUMP_CACHE, OPT_LEN, SHORT_NAME_LEN, Variant,
+    JUMP_CACHE, OPT_LEN, SHORT_NAME_LEN, Variant, cache_sets,
     dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
 };
 
@@ -63,14 +63,19 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
 }
 
 /// The index of the slot holding (name hash, type, DO), and the even sequence number read from
-/// it before anything else of it.
+/// it before anything else of it: one of the ways of the name's two sets.
 #[inline(always)]
 fn slot(hash: u64, qtype: u16, dnssec_ok: u8) -> Option<(u32, u32)> {
     let mask = CACHE_SEED.get(1).copied().unwrap_or(0);
-    let first = ((hash & mask) as u32).wrapping_mul(CACHE_WAYS);
-    let mut way = 0;
-    while way < CACHE_WAYS {
-        if let Some(e) = CACHE.get(first + way) {
+    let (first, second) = cache_sets(hash, mask);
+    let mut i = 0;
+    while i < 2 * CACHE_WAYS {
+        let index = if i < CACHE_WAYS {
+            first + i
+        } else {
+            second + i - CACHE_WAYS
+        };
+        if let Some(e) = CACHE.get(index) {
             // SAFETY: a slot of the array (never freed); the daemon may be writing it, which
             // the sequence word tells.
             let seq = unsafe { core::ptr::read_volatile(&e.seq) };
@@ -81,10 +86,10 @@ fn slot(hash: u64, qtype: u16, dnssec_ok: u8) -> Option<(u32, u32)> {
                 && e.qtype == qtype
                 && e.dnssec_ok == dnssec_ok
             {
-                return Some((first + way, seq));
+                return Some((index, seq));
             }
         }
-        way += 1;
+        i += 1;
     }
     None
 }

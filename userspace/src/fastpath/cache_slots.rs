@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering, fence};
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
-use rampart_common::{CACHE_WAYS, CacheEntry, CacheKey};
+use rampart_common::{CACHE_WAYS, CacheEntry, CacheKey, cache_sets};
 
 /// Slots of a `CACHE` array for `entries` promoted entries: whole sets, a power of two of them.
 pub fn slot_count(entries: u32) -> u32 {
@@ -74,14 +74,15 @@ impl CacheSlots {
         self.slots
     }
 
-    /// Put `entry` in for `key`: its own slot if it has one, else an empty way of its set, else
-    /// the way expiring first (an expired one, or the live one with the least time left).
+    /// Put `entry` in for `key`: its own slot if it has one, else an empty way of its two sets,
+    /// else the way expiring first (an expired one, or the live one with the least time left).
     pub fn insert(&mut self, key: &CacheKey, entry: &CacheEntry) {
         let slot = match self.index.get(key) {
             Some(&s) => s,
             None => {
-                let first = (key.name_hash & set_mask(self.slots)) as u32 * CACHE_WAYS;
+                let (first, second) = cache_sets(key.name_hash, set_mask(self.slots));
                 let slot = (first..first + CACHE_WAYS)
+                    .chain(second..second + CACHE_WAYS)
                     .min_by_key(|&s| self.held[s as usize].map_or(0, |(_, expires)| expires))
                     .expect("CACHE_WAYS > 0");
                 if let Some((old, _)) = self.held[slot as usize] {
