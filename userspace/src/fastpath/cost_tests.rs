@@ -123,8 +123,9 @@ fn hit_cost_against_the_reference() {
 /// limit on, in one run: the main program finds the name in neither the zones' index nor (first
 /// hop of the encloser walk) outside the cache, leaves the question and the cache slot it read
 /// for the cache program (`cache_handoff`), which answers without reading the question again.
-/// Measured on the 2-CPU VM (2026-12-07): 1.43-1.45x (245-248 ns against 170-172 ns; 1.82-1.88x
-/// before the array cache and the hand-off); the ceiling is that plus about a quarter. A
+/// Measured on the 2-CPU VM (2026-12-07), quiet: 1.43-1.52x (245-265 ns against 168-172 ns;
+/// 1.82-1.88x before the array cache and the hand-off); loaded 1.38-1.41x. The ceiling is the
+/// quiet figure plus about a fifth. A
 /// resolver miss (a name in no cache: the walk, the budget, then the cache program's miss) is
 /// printed, not bounded (1.7-1.8x).
 #[test]
