@@ -17,7 +17,10 @@ process's. RP_BENCH_XDP_ENTRIES: rampart's --xdp-cache-entries (65536).
 With RP_BENCH_XDP=1 a third run, "hot-kxdpgun", sends the same file with kxdpgun (AF_XDP on the
 client's veth, offered RP_BENCH_KXDPGUN_QPS, 3,000,000: more than it can send here) for
 RP_BENCH_SECS: dnsperf on these two cores tops out near what either resolver answers, so its
-replies/s measure the client; kxdpgun's measure the servers (RP_BENCH_KXDPGUN=0: skip it)."""
+replies/s measure the client; kxdpgun's measure the servers (RP_BENCH_KXDPGUN=0: skip it).
+"reflector" in RP_BENCH_ONLY (with RP_BENCH_XDP=1): scripts/bench-reflector.c on n0, which
+answers every query by swapping addresses; its hot-kxdpgun run is the ceiling of kxdpgun and
+the veth on this lab, what no resolver answering in XDP can pass."""
 
 import json
 import os
@@ -131,16 +134,28 @@ def kxdpgun(lab, server, path):
             "latency_ms": float("nan"), "raw": out}
 
 
+def reflector(lab):
+    """The reflector on n0 (the node's end of the client's veth), built here with clang."""
+    obj = os.path.join(lab.tmp, "reflector.o")
+    subprocess.run(["clang-14", "-O2", "-g", "-target", "bpf", "-c",
+                    os.path.join(REPO, "scripts/bench-reflector.c"), "-o", obj], check=True)
+    subprocess.run(["ip", "-n", lab.ns, "link", "set", "dev", "n0", "xdpdrv", "obj", obj, "sec", "xdp"],
+                   check=True)
+
+
 def measure(lab, name, server, proc, path):
     rows = {}
-    for run in ("cold", "hot") + (("hot-kxdpgun",) if KXDPGUN else ()):
-        before_leaf, before_cpu = leaf_queries(lab), cpu_ticks(proc.pid)
+    runs = ("cold", "hot") + (("hot-kxdpgun",) if KXDPGUN else ())
+    if proc is None:
+        runs = ("hot-kxdpgun",)
+    for run in runs:
+        before_leaf, before_cpu = leaf_queries(lab), cpu_ticks(proc.pid) if proc else 0
         before_irq, before_xdp = softirq_ticks(), tx_cache(lab)
         t0 = time.monotonic()
         d = kxdpgun(lab, server, path) if run == "hot-kxdpgun" else dnsperf(lab, server, path, run == "hot")
         elapsed = time.monotonic() - t0
         leaf = leaf_queries(lab) - before_leaf
-        cpu = (cpu_ticks(proc.pid) - before_cpu) / TICK
+        cpu = ((cpu_ticks(proc.pid) if proc else 0) - before_cpu) / TICK
         if XDP:
             cpu += (softirq_ticks() - before_irq) / TICK
         done = d["completed"] or float("nan")
@@ -173,10 +188,19 @@ def main():
                 proc = lab.rampart(BIN, ["--rrl-rate", "0", "--class-rate", "0", "--miss-rate", "0",
                                          "--miss-total-rate", "0", "--zone-rate", "0"] + xdp_args)
                 server = reslab.RAMPART
+            elif name == "reflector":
+                if not KXDPGUN:
+                    sys.exit("the reflector is measured by kxdpgun: RP_BENCH_XDP=1")
+                reflector(lab)
+                proc, server = None, reslab.RAMPART
             else:
                 proc = lab.unbound()
                 server = reslab.UNBOUND
-            results[name] = measure(lab, name, server, proc, path)
+            try:
+                results[name] = measure(lab, name, server, proc, path)
+            finally:
+                if name == "reflector":
+                    subprocess.run(["ip", "-n", lab.ns, "link", "set", "dev", "n0", "xdp", "off"])
             lab.stop(name)
     out = os.path.join(REPO, "bench-results", f"resolver-{stamp}.md")
     with open(out, "w") as f:

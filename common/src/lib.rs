@@ -669,9 +669,23 @@ pub const CACHE_TAIL: usize = 1024;
 /// Most TTL fields (records) in a cached answer the program rewrites.
 pub const CACHE_TTLS: usize = 16;
 
-/// Key of a promoted resolver cache entry (`CACHE` hash map): the lowercased wire name's hash
-/// under `CACHE_SEED` ([`name_hash`]), the type, and whether the query had DO (the cache keeps
-/// DNSSEC and plain answers apart).
+/// Ways of a `CACHE` set: an entry of name hash `h` lives in one of the ways of its two sets
+/// ([`cache_sets`]; the mask is `CACHE_SEED[1]`, the sets a power of two).
+pub const CACHE_WAYS: u32 = 4;
+
+/// The first slots of the two sets a name of hash `hash` may live in (two choices: a set
+/// overflows far more rarely than with one).
+#[inline(always)]
+pub fn cache_sets(hash: u64, mask: u64) -> (u32, u32) {
+    (
+        (hash & mask) as u32 * CACHE_WAYS,
+        ((hash >> 32) & mask) as u32 * CACHE_WAYS,
+    )
+}
+
+/// Key of a promoted resolver cache entry: the lowercased wire name's hash under `CACHE_SEED`
+/// ([`name_hash`]), the type, and whether the query had DO (the cache keeps DNSSEC and plain
+/// answers apart).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -684,10 +698,18 @@ pub struct CacheKey {
 /// A resolver cache entry the program answers from (docs/ARCHITECTURE.md §2.4): the EDNS
 /// answer's tail rendered by the slow path with every TTL field zeroed, and what the program
 /// writes there: the stored TTL less the entry's age in whole seconds, rounded up, as the slow
-/// path ages it.
+/// path ages it. A slot of the `CACHE` array, which the daemon writes through a shared mapping
+/// while the program reads it: `seq` is a sequence lock (odd while the daemon writes; the
+/// program answers only if it reads the same even value before and after).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CacheEntry {
+    pub seq: u32,
+    pub qtype: u16,
+    pub dnssec_ok: u8,
+    /// Nonzero when the slot holds an entry.
+    pub live: u8,
+    pub name_hash: u64,
     /// CLOCK_MONOTONIC ns when the TTLs were `ttl` (at or before the slow path's instant), and
     /// when the entry expires: from then on the query goes up.
     pub stored_ns: u64,
@@ -725,6 +747,7 @@ impl CacheEntry {
 }
 
 const _: () = assert!(core::mem::offset_of!(CacheEntry, name) % 8 == 0);
+const _: () = assert!(core::mem::size_of::<CacheEntry>().is_multiple_of(8));
 
 #[cfg(feature = "user")]
 mod pod {

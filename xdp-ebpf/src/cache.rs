@@ -4,32 +4,30 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    maps::Array,
     programs::XdpContext,
 };
 use rampart_common::{
-    CACHE_TAIL, CACHE_TTLS, CLASSIC_UDP_LIMIT, CacheEntry, CacheKey, Counter, EDNS_PAYLOAD,
-    JUMP_CACHE, OPT_LEN, Variant, WhitelistAddr,
+    CACHE_TAIL, CACHE_TTLS, CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD,
+    JUMP_CACHE, OPT_LEN, SHORT_NAME_LEN, Variant, cache_sets,
     dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
 };
 
-use crate::{csum, dns, eth, ip, limits, maps, packet, udp};
+use core::sync::atomic::{Ordering, compiler_fence};
 
-/// Elements freed after an RCU grace period (a preallocated hash map reuses a replaced element
-/// at once, under a reader still copying it).
-const BPF_F_NO_PREALLOC: u32 = 1;
+use crate::{cache_acl, cache_handoff, csum, dns, eth, ip, limits, maps, packet, udp};
+
+/// The array's slots are mapped into the daemon, which writes them in place.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 const NS_PER_SEC: u64 = 1_000_000_000;
 
-/// The promoted entries, written one by one by the daemon as its cache changes.
+/// The promoted entries, `CACHE_WAYS` slots a set, written one by one by the daemon as its
+/// cache changes (an array: the verifier inlines its lookups, where a hash map's cost ~70 ns).
 #[map(name = "CACHE")]
-static CACHE: HashMap<CacheKey, CacheEntry> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
-/// Clients allowed recursion (`resolver.allow`, IPv6, IPv4 mapped); anyone else goes up (and
-/// gets REFUSED there).
-#[map(name = "CACHE_ACL")]
-static CACHE_ACL: LpmTrie<WhitelistAddr, u8> = LpmTrie::with_max_entries(1, 0);
-/// The seed of the names' hash in `CacheKey`.
+static CACHE: Array<CacheEntry> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// The seed of the names' hash in `CacheKey` (0: no resolver), and the mask of `CACHE`'s sets.
 #[map(name = "CACHE_SEED")]
-static CACHE_SEED: Array<u64> = Array::with_max_entries(1, 0);
+static CACHE_SEED: Array<u64> = Array::with_max_entries(2, 0);
 
 /// Hand a query to the cache program: one the zones miss, admitted by the miss budget
 /// (`early` false), or one the encloser walk found in the cache (`Err(TxCache)` from the
@@ -55,14 +53,67 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
     if seed == 0 {
         return false;
     }
-    let k = CacheKey {
-        name_hash: key.hash_with(seed, name_len),
-        qtype,
-        dnssec_ok: 0,
-        _pad: 0,
+    match slot(key.hash_with(seed, name_len), qtype, 0) {
+        Some((index, seq)) => {
+            cache_handoff::found(index, seq);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The index of the slot holding (name hash, type, DO), and the even sequence number read from
+/// it before anything else of it: one of the ways of the name's two sets.
+#[inline(always)]
+fn slot(hash: u64, qtype: u16, dnssec_ok: u8) -> Option<(u32, u32)> {
+    let mask = CACHE_SEED.get(1).copied().unwrap_or(0);
+    let (first, second) = cache_sets(hash, mask);
+    let mut i = 0;
+    while i < 2 * CACHE_WAYS {
+        let index = if i < CACHE_WAYS {
+            first + i
+        } else {
+            second + i - CACHE_WAYS
+        };
+        if let Some(e) = CACHE.get(index) {
+            // SAFETY: a slot of the array (never freed); the daemon may be writing it, which
+            // the sequence word tells.
+            let seq = unsafe { core::ptr::read_volatile(&e.seq) };
+            compiler_fence(Ordering::Acquire);
+            if seq & 1 == 0
+                && e.live != 0
+                && e.name_hash == hash
+                && e.qtype == qtype
+                && e.dnssec_ok == dnssec_ok
+            {
+                return Some((index, seq));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether slot `index` still holds what it held under `seq` (the walk's first hop found it),
+/// and that is the entry of `qtype` and `dnssec_ok`.
+#[inline(always)]
+fn slot_at(index: u32, seq: u32, qtype: u16, dnssec_ok: u8) -> bool {
+    let Some(e) = CACHE.get(index) else {
+        return false;
     };
-    // SAFETY: only whether there is a value; nothing read.
-    unsafe { CACHE.get(&k) }.is_some()
+    // SAFETY: as in `slot`.
+    let now = unsafe { core::ptr::read_volatile(&e.seq) };
+    compiler_fence(Ordering::Acquire);
+    now == seq && seq & 1 == 0 && e.qtype == qtype && e.dnssec_ok == dnssec_ok
+}
+
+/// Whether the slot still holds what was read from it under `seq` (x86 keeps loads in order;
+/// the fence keeps the compiler from moving the slot's reads past this one).
+#[inline(always)]
+fn unchanged(e: *const CacheEntry, seq: u32) -> bool {
+    compiler_fence(Ordering::Release);
+    // SAFETY: a slot of the array, as in `slot`.
+    unsafe { core::ptr::read_volatile(&(*e).seq) == seq }
 }
 
 #[xdp]
@@ -84,6 +135,8 @@ pub fn rampart_cache(ctx: XdpContext) -> u32 {
 /// What a found entry gives this query's variant.
 struct Found {
     entry: *const CacheEntry,
+    /// The slot's sequence number when it was found.
+    seq: u32,
     flags: u16,
     ancount: u16,
     nscount: u16,
@@ -104,6 +157,10 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     let addr = ip::source(ctx, &l3)?;
     let src = limits::Source::new(addr, probe);
     let early = maps::key_buf()?.early != 0;
+    // What the main program leaves is for the early path only.
+    if !early {
+        cache_handoff::discard();
+    }
     match serve(ctx, &l3, &udp, &src) {
         // Reached before the budget (the walk's first hop found the name): what goes up pays
         // for it here, as in the main program (a client outside the ACL too); junk is dropped.
@@ -150,13 +207,31 @@ fn serve(
     udp: &udp::Udp,
     src: &limits::Source,
 ) -> Result<u32, Counter> {
-    // SAFETY: [u32; 4] and [u8; 16] have the same size and any bit pattern is valid.
-    let data: WhitelistAddr = unsafe { core::mem::transmute(*src.addr()) };
-    if CACHE_ACL.get(Key::new(128, data)).is_none() {
+    if !cache_acl::allowed(src.addr()) {
         return Err(Counter::PassMiss);
     }
+    // Bounded as the main program's parse bounds it: the checksum's copy needs the bound, and
+    // on the path where the question is not read again nothing else gives it to the verifier
+    // (laundered, so no copy from before the check is used after it).
+    let payload_len = maps::key_buf()?.launder(udp.payload_len as u64) as usize;
+    if payload_len > udp::MAX_VERIFIED - 8 {
+        return Err(Counter::PassLargeQuery);
+    }
+    let udp = &udp::Udp {
+        payload_off: udp.payload_off,
+        payload_len,
+        csum: udp.csum,
+    };
     let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len)?;
-    let question = dns::read_question(ctx, udp.payload_off, udp.payload_len)?;
+    // On the early path the main program read the question and found the slot (its key
+    // buffer still holds the lowercased name): not read again. Otherwise read here, and taken
+    // the same way: one verifier state on from here.
+    if !cache_handoff::ready() {
+        let question = dns::read_question(ctx, udp.payload_off, udp.payload_len)?;
+        cache_handoff::leave(&question);
+        cache_handoff::found(0, cache_handoff::NO_SEQ);
+    }
+    let (question, slot_index, seq) = cache_handoff::take().ok_or(Counter::PassMiss)?;
     let dns_end = udp.payload_off + udp.payload_len;
     let edns = dns::parse_edns(ctx, &question, header.arcount, dns_end)?;
     // The answer would carry the client's cookie and a fresh one: the slow path's to add.
@@ -167,11 +242,11 @@ fn serve(
         Variant::NoEdns => CLASSIC_UDP_LIMIT,
         _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
     } as usize;
-    let mut found = find(&question, edns.variant)?;
+    let mut found = find(&question, edns.variant, slot_index, seq)?;
     if dns::HEADER_LEN + question.len + found.tail_len > limit {
         return Err(Counter::PassTooBig);
     }
-    // SAFETY: a CACHE value from a successful lookup (RCU keeps it while we run).
+    // SAFETY: a CACHE slot from a successful lookup (an array's: never freed).
     let rrl_class = unsafe { (*found.entry).rrl_class };
     let outcome = match limits::answer(src, rrl_class)? {
         limits::Verdict::Pass => Counter::TxCache,
@@ -210,6 +285,11 @@ fn serve(
     } else {
         flags
     };
+    // The daemon rewrote the slot while we copied it: what we wrote may be torn. Rare (the
+    // entry answered at the very instant it is replaced); the client asks again.
+    if !unchanged(found.entry, found.seq) {
+        return Err(drop_rewrite());
+    }
     let head = [flags, 1, found.ancount, found.nscount, found.arcount];
     let mut head_sum = header.id as u64;
     let mut i = 0;
@@ -236,21 +316,34 @@ fn drop_rewrite() -> Counter {
 
 /// The fresh entry for the question in the key buffer, in `variant`.
 #[inline(always)]
-fn find(q: &crate::query::Question, variant: Variant) -> Result<Found, Counter> {
+fn find(
+    q: &crate::query::Question,
+    variant: Variant,
+    slot_index: u32,
+    seq: u32,
+) -> Result<Found, Counter> {
     let key = maps::key_buf()?;
-    let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
+    let dnssec_ok = (variant == Variant::EdnsDo) as u8;
+    // The walk's slot (the DO-clear entry's), else the set's ways.
+    let (index, seq) = if slot_at(slot_index, seq, q.qtype, dnssec_ok) {
+        (slot_index, seq)
+    } else {
+        let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
+        slot(key.hash_with(seed, key.len()), q.qtype, dnssec_ok).ok_or(Counter::PassMiss)?
+    };
+    // Laundered: every way out of the lookups above goes on as one verifier state.
+    let w = key.launder(((index as u64) << 32) | seq as u64);
+    let (index, seq) = ((w >> 32) as u32, w as u32);
+    let e = CACHE.get(index).ok_or(Counter::PassMiss)?;
     let name_len = key.len();
-    let k = CacheKey {
-        name_hash: key.hash_with(seed, name_len),
-        qtype: q.qtype,
-        dnssec_ok: (variant == Variant::EdnsDo) as u16,
-        _pad: 0,
+    // SAFETY: a slot of the array; torn reads are caught by the sequence word before sending.
+    let e = unsafe { &*e };
+    let same = if name_len <= SHORT_NAME_LEN {
+        key.same_short_name(&e.name)
+    } else {
+        key.same_name(&e.name, name_len)
     };
-    // SAFETY: the value is read in place while the program runs (RCU: never freed under us).
-    let Some(e) = (unsafe { CACHE.get(&k) }) else {
-        return Err(Counter::PassMiss);
-    };
-    if e.name_len as usize != name_len || !key.same_name(&e.name, name_len) {
+    if e.name_len as usize != name_len || !same {
         return Err(Counter::PassMiss);
     }
     // SAFETY: helper without arguments.
@@ -275,6 +368,7 @@ fn find(q: &crate::query::Question, variant: Variant) -> Result<Found, Counter> 
     }
     Ok(Found {
         entry: e as *const CacheEntry,
+        seq,
         flags: e.flags,
         ancount: e.ancount,
         nscount: e.nscount,

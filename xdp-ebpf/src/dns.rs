@@ -93,7 +93,13 @@ pub fn parse_question(
     dns_len: usize,
 ) -> Result<Question, Counter> {
     let q = read_question(ctx, dns_off, dns_len)?;
-    maps::locate(ctx, &q)?;
+    if let Err(reason) = maps::locate(ctx, &q) {
+        // The resolver's cache has the name: the cache program takes the question as read.
+        if reason == Counter::TxCache {
+            crate::cache_handoff::leave(&q);
+        }
+        return Err(reason);
+    }
     Ok(q)
 }
 

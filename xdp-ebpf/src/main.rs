@@ -4,6 +4,8 @@
 #![no_main]
 
 mod cache;
+mod cache_acl;
+mod cache_handoff;
 mod cookie;
 mod csum;
 mod dns;

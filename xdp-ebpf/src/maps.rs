@@ -559,6 +559,22 @@ impl KeyBuf {
         self.launder(diff) == 0
     }
 
+    /// [`KeyBuf::same_name`] for a name of at most `SHORT_NAME_LEN` bytes, whose key is
+    /// zero-padded to that length: eight words, no bound to check (the resolver cache's).
+    #[inline(always)]
+    pub fn same_short_name(&mut self, theirs: &[u8; KEY_NAME_LEN]) -> bool {
+        let mine = self.name.as_ptr() as *const u64;
+        let theirs = theirs.as_ptr() as *const u64;
+        let mut diff = 0u64;
+        let mut i = 0;
+        while i < SHORT_NAME_LEN / 8 {
+            // SAFETY: i < 8 words of both 256-byte, zero-padded, 8-aligned names.
+            diff |= unsafe { mine.add(i).read() ^ theirs.add(i).read() };
+            i += 1;
+        }
+        self.launder(diff) == 0
+    }
+
     /// Whether `rec` is the record of (this name, `qtype`).
     #[inline(always)]
     fn matches(&mut self, rec: *const Record, qtype: u16, name_len: usize) -> bool {

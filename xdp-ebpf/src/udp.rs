@@ -25,7 +25,7 @@ pub struct Udp {
 
 /// Largest query whose checksum the program verifies (bpf_csum_diff sums at most 512 bytes);
 /// bigger ones go up.
-const MAX_VERIFIED: usize = 512;
+pub const MAX_VERIFIED: usize = 512;
 
 /// Verify the query's UDP checksum, as the kernel would before delivering it: a corrupted
 /// datagram is the kernel's to drop, never ours to answer.

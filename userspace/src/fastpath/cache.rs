@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{
-    Array, HashMap, MapData, ProgramArray,
+    Array, Map, ProgramArray,
     lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use ipnet::IpNet;
@@ -13,11 +13,15 @@ use rampart_common::{
     PROGRAM_CACHE, WhitelistAddr, name_hash,
 };
 
-use super::{FastPath, random_seed};
+use super::{
+    FastPath,
+    cache_slots::{CacheSlots, set_mask},
+    random_seed,
+};
 
 /// The promoted entries' map, shared by the resolver's threads.
 pub struct CacheMap {
-    map: Mutex<HashMap<MapData, CacheKey, CacheEntry>>,
+    map: Mutex<CacheSlots>,
     seed: u64,
 }
 
@@ -25,14 +29,6 @@ impl std::fmt::Debug for CacheMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheMap").finish_non_exhaustive()
     }
-}
-
-/// Why an entry could not go in.
-#[derive(Debug)]
-pub enum InsertError {
-    /// The map holds `xdp_cache_entries` already.
-    Full,
-    Other(anyhow::Error),
 }
 
 impl CacheMap {
@@ -46,29 +42,30 @@ impl CacheMap {
         }
     }
 
-    pub fn insert(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), InsertError> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(key, entry, 0).map_err(|e| match &e {
-            aya::maps::MapError::SyscallError(s)
-                if s.io_error.raw_os_error() == Some(libc::E2BIG) =>
-            {
-                InsertError::Full
-            }
-            _ => InsertError::Other(anyhow!(e)),
-        })
+    fn slots(&self) -> std::sync::MutexGuard<'_, CacheSlots> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answer `key` from `entry` in XDP, in place of the entry in its set that expires first
+    /// when the set is full.
+    pub fn insert(&self, key: &CacheKey, entry: &CacheEntry) {
+        self.slots().insert(key, entry);
     }
 
     /// Stop answering `key` from XDP (absent already: nothing to do).
     pub fn remove(&self, key: &CacheKey) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = map.remove(key);
+        self.slots().remove(key);
+    }
+
+    /// Stop answering every entry.
+    pub fn clear(&self) {
+        self.slots().clear();
     }
 
     /// The entry held for `key` (tests).
     #[cfg(test)]
     pub fn get(&self, key: &CacheKey) -> Option<CacheEntry> {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key, 0).ok()
+        self.slots().get(key)
     }
 }
 
@@ -77,8 +74,17 @@ impl FastPath {
     /// `allow` (the cache program goes into its `JUMPS` slot). Returns the map to promote into.
     pub fn enable_cache(&mut self, allow: &[IpNet]) -> Result<CacheMap> {
         let seed = random_seed()?;
+        let map = self
+            .ebpf
+            .take_map(MAP_CACHE)
+            .ok_or_else(|| anyhow!("map {MAP_CACHE} missing"))?;
+        let Map::Array(data) = map else {
+            return Err(anyhow!("map {MAP_CACHE} is no array"));
+        };
+        let slots = CacheSlots::new(data)?;
         let mut seeds: Array<_, u64> =
             Array::try_from(self.ebpf.map_mut(MAP_CACHE_SEED).expect("map"))?;
+        seeds.set(1, set_mask(slots.slots()), 0)?;
         seeds.set(0, seed, 0)?;
         let mut acl: LpmTrie<_, WhitelistAddr, u8> =
             LpmTrie::try_from(self.ebpf.map_mut(MAP_CACHE_ACL).expect("map"))?;
@@ -95,12 +101,8 @@ impl FastPath {
         let fd = prog.fd()?.try_clone()?;
         let mut jumps = ProgramArray::try_from(self.ebpf.map_mut(MAP_JUMPS).expect("map"))?;
         jumps.set(JUMP_CACHE, &fd, 0)?;
-        let map = self
-            .ebpf
-            .take_map(MAP_CACHE)
-            .ok_or_else(|| anyhow!("map {MAP_CACHE} missing"))?;
         Ok(CacheMap {
-            map: Mutex::new(HashMap::try_from(map)?),
+            map: Mutex::new(slots),
             seed,
         })
     }

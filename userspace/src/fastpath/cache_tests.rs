@@ -364,3 +364,42 @@ fn what_the_cache_passes_up_early_pays_the_miss_budget() {
     // Burst 1 (the rate): one goes up, the rest are dropped (no slip from the cache program).
     assert_eq!((passed, c.get("drop_budget")), (1, 5), "{c:?}");
 }
+
+/// The array's slots as the daemon keeps them: with 4 slots (one set, so both of every name's
+/// sets are it) a fifth entry replaces the one expiring first; removing and clearing empty
+/// slots; a rewritten slot holds the new entry with its sequence number moved on by two.
+#[test]
+fn a_full_array_gives_up_the_entry_expiring_first() {
+    let (_, mut fp) = demo_loaded(4);
+    let map = fp.enable_cache(&[]).unwrap();
+    let entry = |expires_ns: u64| {
+        let mut e = rampart_common::CacheEntry::zeroed();
+        e.expires_ns = expires_ns;
+        e
+    };
+    let keys: Vec<_> = (0..5u8)
+        .map(|i| map.key(&[1, b'a' + i, 0], 1, false))
+        .collect();
+    // Expiring last to first, but the second (index 1) earliest of all.
+    for (i, k) in keys[..4].iter().enumerate() {
+        let expires = if i == 1 { 1 } else { 1000 - i as u64 };
+        map.insert(k, &entry(expires));
+    }
+    assert!(keys[..4].iter().all(|k| map.get(k).is_some()));
+    map.insert(&keys[4], &entry(2000));
+    assert!(
+        map.get(&keys[1]).is_none(),
+        "the entry expiring first gave way"
+    );
+    assert!([0, 2, 3].iter().all(|&i| map.get(&keys[i]).is_some()));
+    let held = map.get(&keys[4]).expect("the fifth is in");
+    assert_eq!((held.live, held.seq % 2, held.expires_ns), (1, 0, 2000));
+    assert_eq!(held.name_hash, keys[4].name_hash);
+    map.insert(&keys[4], &entry(3000));
+    let again = map.get(&keys[4]).unwrap();
+    assert_eq!((again.expires_ns, again.seq), (3000, held.seq + 2));
+    map.remove(&keys[0]);
+    assert!(map.get(&keys[0]).is_none());
+    map.clear();
+    assert!(keys.iter().all(|k| map.get(k).is_none()));
+}

@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use crate::compile::CompiledAnswer;
 use crate::netlink;
-pub use cache::{CacheMap, InsertError};
+pub use cache::CacheMap;
 use layout::{Bases, Layout};
 pub use shared::Sharing;
 
@@ -230,7 +230,7 @@ impl FastPath {
             .map_max_entries(MAP_BUCKETS, rate_sets(capacity.buckets))
             .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
-            .map_max_entries(MAP_CACHE, capacity.cache_entries.max(1))
+            .map_max_entries(MAP_CACHE, cache_slots::slot_count(capacity.cache_entries))
             .map_max_entries(MAP_CACHE_ACL, 1024)
             .load(PROGRAM)
             .context("loading the XDP object")?;
@@ -782,6 +782,7 @@ fn attach_hints_fit_the_failure() {
 }
 
 mod cache;
+mod cache_slots;
 #[cfg(test)]
 mod cache_tests;
 #[cfg(test)]

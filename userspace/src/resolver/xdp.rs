@@ -2,27 +2,23 @@
 //! renders it (docs/ARCHITECTURE.md §2.4), its TTL fields located, with its expiry on the
 //! program's clock.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use rampart_common::{
-    CACHE_TAIL, CACHE_TTLS, CacheEntry, CacheKey, KEY_NAME_LEN, OPT_LEN, RrlKind,
+    CACHE_TAIL, CACHE_TTLS, CacheEntry, KEY_NAME_LEN, OPT_LEN, RrlKind,
     dns::{HEADER_LEN, TYPE_OPT},
     rrl_class,
 };
 
 use super::cache::{Hot, Key, Security};
 use crate::clock::monotonic_ns;
-use crate::fastpath::{CacheMap, InsertError, tail_checksum};
+use crate::fastpath::{CacheMap, tail_checksum};
 use crate::wire::{self, Transport};
 
-/// The map and what this process put there.
+/// The map, and how many answers from the cache promote an entry.
 pub struct XdpCache {
     map: CacheMap,
-    /// Promoted keys and their expiry (CLOCK_MONOTONIC ns), to make room when the map is full.
-    promoted: Mutex<HashMap<CacheKey, u64>>,
     /// Answers from the cache before an entry is promoted.
     pub hits: u32,
 }
@@ -31,63 +27,31 @@ impl XdpCache {
     pub fn new(map: CacheMap, hits: u32) -> XdpCache {
         XdpCache {
             map,
-            promoted: Mutex::new(HashMap::new()),
             hits: hits.max(1),
         }
     }
 
-    fn promoted(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, u64>> {
-        self.promoted.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Put `hot` (the entry of `key`) into the map; `false` when it can't be answered there
-    /// (too big, too many records, bogus, or the map full of live entries).
+    /// Put `hot` (the entry of `key`) into the map, in place of the entry of its set that
+    /// expires first when the set is full; `false` when it can't be answered there (too big,
+    /// too many records, bogus).
     pub fn promote(&self, key: &Key, hot: &Hot) -> bool {
         let Some(entry) = render(key, hot) else {
             return false;
         };
         let k = self.map.key(&key.qname, key.qtype, key.dnssec_ok);
-        let mut result = self.map.insert(&k, &entry);
-        if matches!(result, Err(InsertError::Full)) {
-            // Entries past their expiry are refused by the program already: make room of them.
-            let now = monotonic_ns();
-            let mut promoted = self.promoted();
-            promoted.retain(|k, expires| {
-                let live = *expires > now;
-                if !live {
-                    self.map.remove(k);
-                }
-                live
-            });
-            drop(promoted);
-            result = self.map.insert(&k, &entry);
-        }
-        match result {
-            Ok(()) => {
-                self.promoted().insert(k, entry.expires_ns);
-                true
-            }
-            Err(InsertError::Full) => false,
-            Err(InsertError::Other(e)) => {
-                tracing::warn!("promoting a cache entry to XDP: {e:#}");
-                false
-            }
-        }
+        self.map.insert(&k, &entry);
+        true
     }
 
     /// The program stops answering `key` (evicted from the cache).
     pub fn remove(&self, key: &Key) {
-        let k = self.map.key(&key.qname, key.qtype, key.dnssec_ok);
-        if self.promoted().remove(&k).is_some() {
-            self.map.remove(&k);
-        }
+        self.map
+            .remove(&self.map.key(&key.qname, key.qtype, key.dnssec_ok));
     }
 
     /// The program stops answering every entry.
     pub fn clear(&self) {
-        for (k, _) in self.promoted().drain() {
-            self.map.remove(&k);
-        }
+        self.map.clear();
     }
 }
 
