@@ -220,6 +220,7 @@ fn serve(
     let udp = &udp::Udp {
         payload_off: udp.payload_off,
         payload_len,
+        sport: udp.sport,
         csum: udp.csum,
     };
     let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len)?;
