@@ -335,10 +335,9 @@ fn find(
     // Laundered: every way out of the lookups above goes on as one verifier state.
     let w = key.launder(((index as u64) << 32) | seq as u64);
     let (index, seq) = ((w >> 32) as u32, w as u32);
+    // A slot of the array; torn reads are caught by the sequence word before sending.
     let e = CACHE.get(index).ok_or(Counter::PassMiss)?;
     let name_len = key.len();
-    // SAFETY: a slot of the array; torn reads are caught by the sequence word before sending.
-    let e = unsafe { &*e };
     let same = if name_len <= SHORT_NAME_LEN {
         key.same_short_name(&e.name)
     } else {
