@@ -88,7 +88,7 @@ impl<'h> TreeBuilder<'h> {
             ));
         }
         let mut nodes = Nodes::default();
-        nodes.insert(origin_key.clone(), Node::new(Arc::new(origin)));
+        nodes.insert(origin_key.clone(), Node::new(OwnerName::from_name(&origin)));
         self.tree = Some(Tree {
             origin_key,
             nodes,
@@ -123,11 +123,11 @@ impl<'h> TreeBuilder<'h> {
         let Some(tree) = tree else { return };
         let origin_key = &tree.origin_key;
         // The owner of the previous record, decoded once for the run of records that share it.
-        let mut last_owner: Option<(&[u8], Arc<Name>)> = None;
+        let mut last_owner: Option<(&[u8], OwnerName)> = None;
         for (record, loc) in chunks[i].iter() {
             let owner = match last_owner {
                 Some((wire, ref name)) if wire == record.owner_wire() => name.clone(),
-                _ => Arc::new(record.owner()),
+                _ => OwnerName::from_wire(record.owner_wire()),
             };
             last_owner = Some((record.owner_wire(), owner.clone()));
             // Lowercased on the stack: a name already in the map costs no allocation.
@@ -164,9 +164,8 @@ impl<'h> TreeBuilder<'h> {
                 if !wire_is_subdomain(p, origin_key.as_wire()) || tree.nodes.contains_key(p) {
                     break;
                 }
-                let p = NameKey(p.into());
-                let name = p.to_name();
-                tree.nodes.insert(p, Node::new(Arc::new(name)));
+                tree.nodes
+                    .insert(NameKey(p.into()), Node::new(OwnerName::from_wire(p)));
             }
             // RFC 4592: the first label is `*`.
             tree.has_wildcards |= key.0.starts_with(&[1, b'*']);
@@ -294,7 +293,7 @@ pub(super) fn finish_zone(
     nodes.shrink_to_fit();
     // A node's RRsets grow exactly (Node::add); a set of several records may have room left.
     for node in nodes.values_mut() {
-        for set in &mut node.rrsets {
+        for set in node.rrsets.iter_mut() {
             set.shrink_to_fit();
         }
     }

@@ -6,7 +6,7 @@ use super::*;
 #[derive(Clone, Debug)]
 pub struct Rrset {
     /// Shared with the node and its other RRsets when written in the same case.
-    pub(super) owner: Arc<Name>,
+    pub(super) owner: OwnerName,
     pub(super) rtype: RecordType,
     pub(super) ttl: u32,
     pub(super) rdata: RdataSet,
@@ -40,8 +40,13 @@ fn addr_rdata(bytes: &[u8]) -> RData {
 }
 
 impl Rrset {
-    pub fn owner(&self) -> &Name {
-        &self.owner
+    /// The owner as the zone file spells it.
+    pub fn owner(&self) -> Name {
+        self.owner.to_name()
+    }
+    /// The owner's key (lowercased).
+    pub fn owner_key(&self) -> NameKey {
+        self.owner.key()
     }
     pub fn rtype(&self) -> RecordType {
         self.rtype
@@ -111,7 +116,7 @@ impl Rrset {
             }
         }
     }
-    fn new(owner: Arc<Name>, rtype: RecordType, ttl: u32) -> Rrset {
+    fn new(owner: OwnerName, rtype: RecordType, ttl: u32) -> Rrset {
         let rdata = match addr_len(rtype) {
             Some(_) => RdataSet::Addrs(SmallVec::new()),
             None => RdataSet::Typed(Vec::with_capacity(1)),
@@ -129,8 +134,9 @@ impl Rrset {
 /// §2: it exists, so it answers NODATA, never NXDOMAIN).
 #[derive(Clone, Debug)]
 pub struct Node {
-    pub(super) name: Arc<Name>,
-    pub(super) rrsets: Vec<Rrset>,
+    pub(super) name: OwnerName,
+    /// Boxed: 8 bytes less than a Vec in each of a million map slots.
+    pub(super) rrsets: Box<[Rrset]>,
     /// Non-apex NS: a zone cut (RFC 1034 §4.2.1); data here and below is not ours except DS.
     pub(super) cut: bool,
     /// Below a zone cut or a DNAME: glue or occluded data, never answered authoritatively.
@@ -138,17 +144,21 @@ pub struct Node {
 }
 
 impl Node {
-    pub(super) fn new(name: Arc<Name>) -> Node {
+    pub(super) fn new(name: OwnerName) -> Node {
         Node {
             name,
-            rrsets: Vec::new(),
+            rrsets: Box::default(),
             cut: false,
             occluded: false,
         }
     }
     /// The name in the case of its first appearance in the zone file.
-    pub fn name(&self) -> &Name {
-        &self.name
+    pub fn name(&self) -> Name {
+        self.name.to_name()
+    }
+    /// The name's key (lowercased).
+    pub fn key(&self) -> NameKey {
+        self.name.key()
     }
     /// RRsets ordered by type code.
     pub fn rrsets(&self) -> &[Rrset] {
@@ -171,7 +181,7 @@ impl Node {
     }
     pub(super) fn add(
         &mut self,
-        owner: &Arc<Name>,
+        owner: &OwnerName,
         rtype: RecordType,
         ttl: u32,
         rdata: &[u8],
@@ -197,8 +207,10 @@ impl Node {
                 set.push(rdata, scratch);
                 // Exactly: a Vec grows to 4 at once, and shrinking a million names' RRsets
                 // once the zone is built took the loading thread's time after the parse.
-                self.rrsets.reserve_exact(1);
-                self.rrsets.insert(i, set);
+                let mut rrsets = std::mem::take(&mut self.rrsets).into_vec();
+                rrsets.reserve_exact(1);
+                rrsets.insert(i, set);
+                self.rrsets = rrsets.into_boxed_slice();
                 AddOutcome::Added
             }
         }
