@@ -224,10 +224,6 @@ pub(super) enum AddOutcome {
     TtlMismatch(u32),
 }
 
-/// A zone's names. Keys are the zone's own names (no one can choose them to collide), and
-/// every query looks several up: foldhash, several times faster than std's SipHash here.
-pub(super) type Nodes = HashMap<NameKey, Node, foldhash::fast::RandomState>;
-
 /// One authoritative zone: its apex and every name in it (including glue below cuts and empty
 /// non-terminals).
 #[derive(Debug)]
@@ -302,19 +298,13 @@ pub(super) const NSEC3PARAM: RecordType = RecordType::NSEC3PARAM;
 
 impl Dnssec {
     pub(super) fn index(nodes: &mut Nodes, origin: &NameKey) -> Dnssec {
-        let only_nsec3: Vec<NameKey> = (nodes.iter())
-            .filter(|(k, n)| {
-                *k != origin
-                    && n.rrset(NSEC3).is_some()
-                    && n.rrsets
-                        .iter()
-                        .all(|r| r.rtype == NSEC3 || r.rtype == RRSIG)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let nsec3_nodes: Nodes = (only_nsec3.into_iter())
-            .filter_map(|k| nodes.remove_entry(&k))
-            .collect();
+        let nsec3_nodes = nodes.take_where(|k, n| {
+            k != origin
+                && n.rrset(NSEC3).is_some()
+                && n.rrsets
+                    .iter()
+                    .all(|r| r.rtype == NSEC3 || r.rtype == RRSIG)
+        });
         let apex = &nodes[origin];
         let signed = apex.rrset(RRSIG).is_some();
         let mut nsec: Vec<NameKey> = nodes
