@@ -171,6 +171,10 @@ impl Node {
     pub fn is_empty_non_terminal(&self) -> bool {
         self.rrsets.is_empty()
     }
+    /// True if this is the node of `key` (a lowercased wire name).
+    pub(super) fn is_named(&self, key: &[u8]) -> bool {
+        self.name.as_wire().eq_ignore_ascii_case(key)
+    }
     /// A delegation point: NS here, and this is not the apex.
     pub fn is_cut(&self) -> bool {
         self.cut
@@ -298,8 +302,8 @@ pub(super) const NSEC3PARAM: RecordType = RecordType::NSEC3PARAM;
 
 impl Dnssec {
     pub(super) fn index(nodes: &mut Nodes, origin: &NameKey) -> Dnssec {
-        let nsec3_nodes = nodes.take_where(|k, n| {
-            k != origin
+        let nsec3_nodes = nodes.take_where(|n| {
+            !n.is_named(origin.as_wire())
                 && n.rrset(NSEC3).is_some()
                 && n.rrsets
                     .iter()
@@ -310,7 +314,7 @@ impl Dnssec {
         let mut nsec: Vec<NameKey> = nodes
             .iter()
             .filter(|(_, n)| n.rrset(NSEC).is_some())
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k)
             .collect();
         nsec.sort_unstable();
         // NSEC3PARAM: algorithm, flags, iterations (2), salt length, salt.
@@ -325,7 +329,7 @@ impl Dnssec {
                     .filter(|(_, n)| n.rrset(NSEC3).is_some())
                     .filter_map(|(k, _)| {
                         let label = k.as_wire().get(1..1 + *k.as_wire().first()? as usize)?;
-                        Some((label.to_vec(), k.clone()))
+                        Some((label.to_vec(), k))
                     })
                     .collect();
                 owners.sort_unstable();
@@ -468,14 +472,14 @@ impl Zone {
         wire_is_subdomain(key, self.origin_key.as_wire())
     }
     /// Every node in canonical order (deterministic output for the compiler).
-    pub fn nodes_sorted(&self) -> Vec<(&NameKey, &Node)> {
+    pub fn nodes_sorted(&self) -> Vec<(NameKey, &Node)> {
         let mut nodes: Vec<_> = self.nodes.iter().collect();
-        nodes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         nodes
     }
     /// The nodes in the byte order of their wire names: a deterministic order several times
     /// cheaper to sort into than the canonical one (a million names' compile uses it).
-    pub fn nodes_in_wire_order(&self) -> Vec<(&NameKey, &Node)> {
+    pub fn nodes_in_wire_order(&self) -> Vec<(NameKey, &Node)> {
         let mut nodes: Vec<_> = self.nodes.iter().collect();
         nodes.sort_unstable_by(|a, b| a.0.as_wire().cmp(b.0.as_wire()));
         nodes
