@@ -77,7 +77,7 @@ impl Rr<'_> {
 
 /// The records of an RRset, as the zone has them.
 fn rrs(set: &Rrset) -> impl Iterator<Item = Rr<'_>> {
-    rrs_as(set, Cow::Borrowed(set.owner()), set.ttl())
+    rrs_as(set, Cow::<Name>::Owned(set.owner()), set.ttl())
 }
 
 /// The records of an RRset with another owner (wildcards) or TTL (negative SOA).
@@ -310,7 +310,7 @@ pub fn solve_answer<'z>(
                     return (zone, State::DnameOverflow);
                 };
                 ans.synthesized = true;
-                if wire_is_subdomain(target.as_wire(), NameKey::from_name(dnode.name()).as_wire()) {
+                if wire_is_subdomain(target.as_wire(), dnode.key().as_wire()) {
                     // The target is below this DNAME again (`d DNAME x.d`): follow it, bounded.
                     let cnames = (ans.answer.iter())
                         .filter(|rr| rr.rtype() == RecordType::CNAME)
@@ -343,7 +343,7 @@ pub fn solve_answer<'z>(
             let owner = if synthesized {
                 Cow::Owned(owner.clone())
             } else {
-                Cow::Borrowed(set.owner())
+                Cow::<Name>::Owned(set.owner())
             };
             if set.rtype() == RRSIG {
                 // Each signature with the TTL of the RRset it covers (RFC 4034 §3), as the
@@ -437,19 +437,19 @@ fn follow_dname<'z>(
         if ans
             .answer
             .iter()
-            .any(|rr| rr.rtype() == DNAME && rr.owner.as_ref() == dname.owner())
+            .any(|rr| rr.rtype() == DNAME && *rr.owner == dname.owner())
         {
             return;
         }
         ans.answer.extend(rrs(dname));
         if sign {
             // The synthesized CNAME has no signature (RFC 6672 §5.3.1).
-            let owner = Cow::Borrowed(dname.owner());
+            let owner = Cow::<Name>::Owned(dname.owner());
             ans.answer.extend(rrsigs(dnode, DNAME, owner, dname.ttl()));
         }
     };
     let target_wire = dname.typed().first().and_then(crate::zone::opaque_bytes)?;
-    let owner_key = NameKey::from_name(dnode.name());
+    let owner_key = dnode.key();
     let prefix_len = qname.as_wire().len() - owner_key.as_wire().len();
     debug_assert!(wire_is_subdomain(qname.as_wire(), owner_key.as_wire()));
     // Keep the query's own prefix labels (its case), swap the suffix.
@@ -513,7 +513,7 @@ fn covered_ttl(node: &Node, rrsig: &RData) -> Option<u32> {
 /// proofs may need the same record (RFC 4035 §3.1.3.2).
 fn add_denial<'z>(node: &'z Node, rtype: RecordType, ans: &mut Answer<'z>) {
     let Some(set) = node.rrset(rtype) else { return };
-    let key = NameKey::from_name(set.owner());
+    let key = set.owner_key();
     if ans
         .authority
         .iter()
@@ -522,8 +522,12 @@ fn add_denial<'z>(node: &'z Node, rtype: RecordType, ans: &mut Answer<'z>) {
         return;
     }
     ans.authority.extend(rrs(set));
-    ans.authority
-        .extend(rrsigs(node, rtype, Cow::Borrowed(set.owner()), set.ttl()));
+    ans.authority.extend(rrsigs(
+        node,
+        rtype,
+        Cow::<Name>::Owned(set.owner()),
+        set.ttl(),
+    ));
 }
 
 /// The closest encloser of a missing `qname` (RFC 5155 §1.3, RFC 4592 §3.3.1): its longest
@@ -610,7 +614,7 @@ fn closest_provable_encloser<'z>(zone: &'z Zone, name: &NameKey, ans: &mut Answe
 /// NSEC3 matching it. From a wildcard (RFC 4035 §3.1.3.4, RFC 5155 §7.2.5) also the proof that
 /// the name itself doesn't exist, and the wildcard's own NSEC(3) showing the type missing.
 fn deny_type<'z>(zone: &'z Zone, node: &'z Node, qname: &NameKey, ans: &mut Answer<'z>) {
-    let own = NameKey::from_name(node.name());
+    let own = node.key();
     let wildcard = own != *qname;
     if zone.uses_nsec3() {
         if wildcard && let Some((ce, next_closer)) = closest_encloser(zone, qname) {
@@ -660,11 +664,11 @@ pub fn solve_dnssec<'z>(zone: &'z Zone, q: &Question<'_>, state: &State<'z>, ans
                 ans.authority.extend(rrsigs(
                     cut,
                     RecordType::DS,
-                    Cow::Borrowed(ds.owner()),
+                    Cow::<Name>::Owned(ds.owner()),
                     ds.ttl(),
                 ));
             }
-            None => deny_type(zone, cut, &NameKey::from_name(cut.name()), ans),
+            None => deny_type(zone, cut, &cut.key(), ans),
         },
         State::Hit | State::DnameOverflow => {}
     }
@@ -687,7 +691,7 @@ pub fn solve_authority<'z>(
                 _ => soa.ttl(),
             };
             let ttl = soa.ttl().min(minimum);
-            let owner = Cow::Borrowed(soa.owner());
+            let owner = Cow::<Name>::Owned(soa.owner());
             ans.authority.extend(rrs_as(soa, owner.clone(), ttl));
             if q.dnssec_ok && zone.is_signed() {
                 // The SOA's signature, with the SOA's negative TTL, as NSD sends it.
@@ -752,7 +756,7 @@ fn ns_addresses<'z>(zone: &'z Zone, ns: &'z Rrset, sign: bool, ans: &mut Answer<
             if let Some(set) = node.rrset(rtype) {
                 ans.additional.extend(rrs(set));
                 if sign && !node.is_occluded() {
-                    let owner = Cow::Borrowed(set.owner());
+                    let owner = Cow::<Name>::Owned(set.owner());
                     ans.additional.extend(rrsigs(node, rtype, owner, set.ttl()));
                 }
             }

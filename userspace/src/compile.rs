@@ -318,10 +318,10 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
     // twice its size.
     let room = (nodes.iter())
         .filter(|(_, node)| !node.is_occluded())
-        .map(|(key, node)| explicit_qtypes(node, *key == zone.origin_key()).len() + 2)
+        .map(|(key, node)| explicit_qtypes(node, key == zone.origin_key()).len() + 2)
         .sum();
     // Names are independent: a million of them render on every core.
-    let mut out = crate::parallel::flat_map(&nodes, room, |&(key, node), out| {
+    let mut out = crate::parallel::flat_map(&nodes, room, |(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
@@ -394,7 +394,7 @@ fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswe
 fn compile_enclosers(
     catalog: &Catalog,
     zone: &Zone,
-    nodes: &[(&NameKey, &Node)],
+    nodes: &[(NameKey, &Node)],
 ) -> Vec<CompiledAnswer> {
     let apex = zone.origin_key();
     let hazards = soa_name_chain(zone);
@@ -408,7 +408,7 @@ fn compile_enclosers(
         .filter(|k| zone.node(k.as_wire()).is_none())
         .cloned()
         .collect();
-    for &(key, node) in nodes {
+    for (key, node) in nodes {
         if node.is_cut() && key != apex && emitted(key) {
             let glue = glue_name_chain(zone, key);
             markers.extend(glue.into_iter().filter(|k| in_this_zone(catalog, zone, k)));
@@ -432,7 +432,7 @@ fn compile_enclosers(
             })
         })
     };
-    let mut out = crate::parallel::flat_map(nodes, nodes.len(), |&(key, node), out| {
+    let mut out = crate::parallel::flat_map(nodes, nodes.len(), |(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }

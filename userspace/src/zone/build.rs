@@ -88,7 +88,7 @@ impl<'h> TreeBuilder<'h> {
             ));
         }
         let mut nodes = Nodes::default();
-        nodes.insert(origin_key.clone(), Node::new(Arc::new(origin)));
+        nodes.insert(Node::new(OwnerName::from_name(&origin)));
         self.tree = Some(Tree {
             origin_key,
             nodes,
@@ -123,11 +123,11 @@ impl<'h> TreeBuilder<'h> {
         let Some(tree) = tree else { return };
         let origin_key = &tree.origin_key;
         // The owner of the previous record, decoded once for the run of records that share it.
-        let mut last_owner: Option<(&[u8], Arc<Name>)> = None;
+        let mut last_owner: Option<(&[u8], OwnerName)> = None;
         for (record, loc) in chunks[i].iter() {
             let owner = match last_owner {
                 Some((wire, ref name)) if wire == record.owner_wire() => name.clone(),
-                _ => Arc::new(record.owner()),
+                _ => OwnerName::from_wire(record.owner_wire()),
             };
             last_owner = Some((record.owner_wire(), owner.clone()));
             // Lowercased on the stack: a name already in the map costs no allocation.
@@ -164,16 +164,13 @@ impl<'h> TreeBuilder<'h> {
                 if !wire_is_subdomain(p, origin_key.as_wire()) || tree.nodes.contains_key(p) {
                     break;
                 }
-                let p = NameKey(p.into());
-                let name = p.to_name();
-                tree.nodes.insert(p, Node::new(Arc::new(name)));
+                tree.nodes.insert(Node::new(OwnerName::from_wire(p)));
             }
             // RFC 4592: the first label is `*`.
             tree.has_wildcards |= key.0.starts_with(&[1, b'*']);
             tree.has_dname |= rtype == DNAME;
             if !tree.nodes.contains_key(key.0) {
-                tree.nodes
-                    .insert(NameKey(key.0.into()), Node::new(owner.clone()));
+                tree.nodes.insert(Node::new(owner.clone()));
             }
             let node = tree.nodes.get_mut(key.0).expect("inserted above");
             let has_cname = node.rrset(RecordType::CNAME).is_some();
@@ -294,7 +291,7 @@ pub(super) fn finish_zone(
     nodes.shrink_to_fit();
     // A node's RRsets grow exactly (Node::add); a set of several records may have room left.
     for node in nodes.values_mut() {
-        for set in &mut node.rrsets {
+        for set in node.rrsets.iter_mut() {
             set.shrink_to_fit();
         }
     }
@@ -328,14 +325,13 @@ fn data_below_dname(nodes: &Nodes, origin: &NameKey) -> bool {
 
 /// Marks delegation points and everything they (or a DNAME) occlude.
 pub(super) fn mark_cuts(nodes: &mut Nodes, origin: &NameKey) {
-    for (key, node) in nodes.iter_mut() {
-        node.cut = key != origin && node.rrset(RecordType::NS).is_some();
+    for node in nodes.values_mut() {
+        node.cut = !node.is_named(origin.as_wire()) && node.rrset(RecordType::NS).is_some();
     }
     if !nodes.values().any(|n| n.cut || n.rrset(DNAME).is_some()) {
         return;
     }
-    let occluded: Vec<NameKey> = nodes
-        .keys()
+    let occluded: Vec<NameKey> = (nodes.iter().map(|(key, _)| key))
         .filter(|key| {
             suffixes(key.as_wire())
                 .skip(1)
@@ -346,7 +342,6 @@ pub(super) fn mark_cuts(nodes: &mut Nodes, origin: &NameKey) {
                         .is_some_and(|n| n.cut || n.rrset(DNAME).is_some())
                 })
         })
-        .cloned()
         .collect();
     for key in occluded {
         if let Some(node) = nodes.get_mut(&key) {
@@ -358,8 +353,8 @@ pub(super) fn mark_cuts(nodes: &mut Nodes, origin: &NameKey) {
 /// Warns about in-bailiwick NS targets without addresses (RFC 9471 calls such glue required).
 pub(super) fn check_glue(nodes: &Nodes, path: &str) -> Vec<String> {
     let mut warnings = Vec::new();
-    let mut cuts: Vec<(&NameKey, &Node)> = nodes.iter().filter(|(_, n)| n.cut).collect();
-    cuts.sort_by(|a, b| a.0.cmp(b.0));
+    let mut cuts: Vec<(NameKey, &Node)> = nodes.iter().filter(|(_, n)| n.cut).collect();
+    cuts.sort_by(|a, b| a.0.cmp(&b.0));
     for (cut, node) in cuts {
         for rd in node
             .rrset(RecordType::NS)
@@ -368,7 +363,7 @@ pub(super) fn check_glue(nodes: &Nodes, path: &str) -> Vec<String> {
         {
             let RData::NS(ns) = rd else { continue };
             let target = NameKey::from_name(&ns.0);
-            if !target.is_subdomain_of(cut) {
+            if !target.is_subdomain_of(&cut) {
                 continue;
             }
             let has_addr = nodes.get(&target).is_some_and(|n| {

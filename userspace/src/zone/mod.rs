@@ -33,6 +33,7 @@ mod build;
 mod catalog;
 mod model;
 mod names;
+mod nodes;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -41,4 +42,5 @@ use build::*;
 pub use catalog::*;
 pub use model::*;
 pub use names::*;
+use nodes::Nodes;
 pub use parse::*;

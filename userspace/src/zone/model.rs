@@ -6,7 +6,7 @@ use super::*;
 #[derive(Clone, Debug)]
 pub struct Rrset {
     /// Shared with the node and its other RRsets when written in the same case.
-    pub(super) owner: Arc<Name>,
+    pub(super) owner: OwnerName,
     pub(super) rtype: RecordType,
     pub(super) ttl: u32,
     pub(super) rdata: RdataSet,
@@ -40,8 +40,13 @@ fn addr_rdata(bytes: &[u8]) -> RData {
 }
 
 impl Rrset {
-    pub fn owner(&self) -> &Name {
-        &self.owner
+    /// The owner as the zone file spells it.
+    pub fn owner(&self) -> Name {
+        self.owner.to_name()
+    }
+    /// The owner's key (lowercased).
+    pub fn owner_key(&self) -> NameKey {
+        self.owner.key()
     }
     pub fn rtype(&self) -> RecordType {
         self.rtype
@@ -111,7 +116,7 @@ impl Rrset {
             }
         }
     }
-    fn new(owner: Arc<Name>, rtype: RecordType, ttl: u32) -> Rrset {
+    fn new(owner: OwnerName, rtype: RecordType, ttl: u32) -> Rrset {
         let rdata = match addr_len(rtype) {
             Some(_) => RdataSet::Addrs(SmallVec::new()),
             None => RdataSet::Typed(Vec::with_capacity(1)),
@@ -129,8 +134,9 @@ impl Rrset {
 /// §2: it exists, so it answers NODATA, never NXDOMAIN).
 #[derive(Clone, Debug)]
 pub struct Node {
-    pub(super) name: Arc<Name>,
-    pub(super) rrsets: Vec<Rrset>,
+    pub(super) name: OwnerName,
+    /// Boxed: 8 bytes less than a Vec in each of a million map slots.
+    pub(super) rrsets: Box<[Rrset]>,
     /// Non-apex NS: a zone cut (RFC 1034 §4.2.1); data here and below is not ours except DS.
     pub(super) cut: bool,
     /// Below a zone cut or a DNAME: glue or occluded data, never answered authoritatively.
@@ -138,17 +144,21 @@ pub struct Node {
 }
 
 impl Node {
-    pub(super) fn new(name: Arc<Name>) -> Node {
+    pub(super) fn new(name: OwnerName) -> Node {
         Node {
             name,
-            rrsets: Vec::new(),
+            rrsets: Box::default(),
             cut: false,
             occluded: false,
         }
     }
     /// The name in the case of its first appearance in the zone file.
-    pub fn name(&self) -> &Name {
-        &self.name
+    pub fn name(&self) -> Name {
+        self.name.to_name()
+    }
+    /// The name's key (lowercased).
+    pub fn key(&self) -> NameKey {
+        self.name.key()
     }
     /// RRsets ordered by type code.
     pub fn rrsets(&self) -> &[Rrset] {
@@ -161,6 +171,10 @@ impl Node {
     pub fn is_empty_non_terminal(&self) -> bool {
         self.rrsets.is_empty()
     }
+    /// True if this is the node of `key` (a lowercased wire name).
+    pub(super) fn is_named(&self, key: &[u8]) -> bool {
+        self.name.as_wire().eq_ignore_ascii_case(key)
+    }
     /// A delegation point: NS here, and this is not the apex.
     pub fn is_cut(&self) -> bool {
         self.cut
@@ -171,7 +185,7 @@ impl Node {
     }
     pub(super) fn add(
         &mut self,
-        owner: &Arc<Name>,
+        owner: &OwnerName,
         rtype: RecordType,
         ttl: u32,
         rdata: &[u8],
@@ -197,8 +211,10 @@ impl Node {
                 set.push(rdata, scratch);
                 // Exactly: a Vec grows to 4 at once, and shrinking a million names' RRsets
                 // once the zone is built took the loading thread's time after the parse.
-                self.rrsets.reserve_exact(1);
-                self.rrsets.insert(i, set);
+                let mut rrsets = std::mem::take(&mut self.rrsets).into_vec();
+                rrsets.reserve_exact(1);
+                rrsets.insert(i, set);
+                self.rrsets = rrsets.into_boxed_slice();
                 AddOutcome::Added
             }
         }
@@ -211,10 +227,6 @@ pub(super) enum AddOutcome {
     /// Added, with the RRset's TTL (the first record's) kept.
     TtlMismatch(u32),
 }
-
-/// A zone's names. Keys are the zone's own names (no one can choose them to collide), and
-/// every query looks several up: foldhash, several times faster than std's SipHash here.
-pub(super) type Nodes = HashMap<NameKey, Node, foldhash::fast::RandomState>;
 
 /// One authoritative zone: its apex and every name in it (including glue below cuts and empty
 /// non-terminals).
@@ -290,25 +302,19 @@ pub(super) const NSEC3PARAM: RecordType = RecordType::NSEC3PARAM;
 
 impl Dnssec {
     pub(super) fn index(nodes: &mut Nodes, origin: &NameKey) -> Dnssec {
-        let only_nsec3: Vec<NameKey> = (nodes.iter())
-            .filter(|(k, n)| {
-                *k != origin
-                    && n.rrset(NSEC3).is_some()
-                    && n.rrsets
-                        .iter()
-                        .all(|r| r.rtype == NSEC3 || r.rtype == RRSIG)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let nsec3_nodes: Nodes = (only_nsec3.into_iter())
-            .filter_map(|k| nodes.remove_entry(&k))
-            .collect();
+        let nsec3_nodes = nodes.take_where(|n| {
+            !n.is_named(origin.as_wire())
+                && n.rrset(NSEC3).is_some()
+                && n.rrsets
+                    .iter()
+                    .all(|r| r.rtype == NSEC3 || r.rtype == RRSIG)
+        });
         let apex = &nodes[origin];
         let signed = apex.rrset(RRSIG).is_some();
         let mut nsec: Vec<NameKey> = nodes
             .iter()
             .filter(|(_, n)| n.rrset(NSEC).is_some())
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k)
             .collect();
         nsec.sort_unstable();
         // NSEC3PARAM: algorithm, flags, iterations (2), salt length, salt.
@@ -323,7 +329,7 @@ impl Dnssec {
                     .filter(|(_, n)| n.rrset(NSEC3).is_some())
                     .filter_map(|(k, _)| {
                         let label = k.as_wire().get(1..1 + *k.as_wire().first()? as usize)?;
-                        Some((label.to_vec(), k.clone()))
+                        Some((label.to_vec(), k))
                     })
                     .collect();
                 owners.sort_unstable();
@@ -466,14 +472,14 @@ impl Zone {
         wire_is_subdomain(key, self.origin_key.as_wire())
     }
     /// Every node in canonical order (deterministic output for the compiler).
-    pub fn nodes_sorted(&self) -> Vec<(&NameKey, &Node)> {
+    pub fn nodes_sorted(&self) -> Vec<(NameKey, &Node)> {
         let mut nodes: Vec<_> = self.nodes.iter().collect();
-        nodes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         nodes
     }
     /// The nodes in the byte order of their wire names: a deterministic order several times
     /// cheaper to sort into than the canonical one (a million names' compile uses it).
-    pub fn nodes_in_wire_order(&self) -> Vec<(&NameKey, &Node)> {
+    pub fn nodes_in_wire_order(&self) -> Vec<(NameKey, &Node)> {
         let mut nodes: Vec<_> = self.nodes.iter().collect();
         nodes.sort_unstable_by(|a, b| a.0.as_wire().cmp(b.0.as_wire()));
         nodes
