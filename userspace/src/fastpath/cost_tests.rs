@@ -26,6 +26,43 @@ fn mean_ns(prog: &Xdp, frame: &[u8]) -> f64 {
     total.as_nanos() as f64 / f64::from(RUNS)
 }
 
+/// One cost test at a time, with the kernel's run-time statistics (`kernel.bpf_stats_enabled`,
+/// which the benches turn on while they measure) off: they time every run, BPF_PROG_TEST_RUN's
+/// included, adding ~40 ns to the reference and the hit alike, so every ratio reads low (a 33 ns
+/// reference read 76 ns); and two cost tests side by side on two cores time each other. The
+/// guard puts back what it found.
+struct Measuring {
+    was: Option<String>,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl Measuring {
+    fn start() -> Measuring {
+        let lock = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+        let was = std::fs::read_to_string(BPF_STATS)
+            .ok()
+            .filter(|v| v.trim() != "0");
+        if was.is_some() {
+            std::fs::write(BPF_STATS, "0").expect("turn kernel.bpf_stats_enabled off");
+        }
+        Measuring {
+            was,
+            _one_at_a_time: lock,
+        }
+    }
+}
+
+impl Drop for Measuring {
+    fn drop(&mut self) {
+        if let Some(was) = &self.was {
+            let _ = std::fs::write(BPF_STATS, was.trim());
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -62,11 +99,12 @@ fn secret() -> crate::cookie::Secret {
 /// ceiling it must stay under. Measured on the 2-CPU VM (2026-12-07, misaligned packet access,
 /// a young valid cookie sent back without a second SipHash), others building: 4.4-4.5,
 /// 4.3, 5.9-6.1, 6.0, 6.2-6.3, 6.6 (was 4.8-5.0, 4.7-4.8, 6.4-6.6, 7.9-8.3, 6.6-6.8 and no
-/// renew case); under heavier load the reference's own time grows most (76 ns against 33)
-/// and every ratio falls. Ceilings: the figure plus about a third, so a hit a third costlier
+/// renew case; `Measuring`: with the kernel's run-time statistics on, the reference read 76 ns
+/// against 33 and every ratio fell). Ceilings: the figure plus about a third, so a hit a third costlier
 /// fails; and a valid cookie at most 1.5x a plain hit (measured 1.34-1.35x). `cargo test --release hit_cost -- --nocapture` prints the figures.
 #[test]
 fn hit_cost_against_the_reference() {
+    let _measuring = Measuring::start();
     let fp = loaded_with_limits();
     let program = fp.program();
     let reference: &Xdp = (fp.ebpf.program(PROGRAM_REFERENCE).unwrap())
@@ -148,14 +186,16 @@ const COOKIE_CEILING: f64 = 1.5;
 /// limit on, in one run: the main program finds the name in neither the zones' index nor (first
 /// hop of the encloser walk) outside the cache, leaves the question and the cache slot it read
 /// for the cache program (`cache_handoff`), which answers without reading the question again.
-/// Measured on the 2-CPU VM (2026-12-07), quiet: 1.43-1.52x (245-265 ns against 168-172 ns;
-/// 1.82-1.88x before the array cache and the hand-off); loaded 1.38-1.41x. The ceiling is the
-/// quiet figure plus about a fifth. A
-/// resolver miss (a name in no cache: the walk, the budget, then the cache program's miss) is
-/// printed, not bounded (1.7-1.8x).
+/// Measured on the 2-CPU VM (2026-12-07, evening), quiet, the kernel's run-time statistics off:
+/// 1.68-1.69x (234-236 ns against 139; the 1.43-1.52x first read for this code had the
+/// statistics on, which add the same ~40 ns to both; the morning's code, e292773, before the
+/// array cache and the hand-off, measured the same way: 1.84x, 318 ns against 172). The ceiling is the figure plus about a fifth. A resolver miss
+/// (a name in no cache: the walk, the budget, then the cache program's miss) is printed, not
+/// bounded (2.2x).
 #[test]
 fn cache_hit_cost_against_the_authoritative_hit() {
     let (catalog, _) = super::cache_tests::demo_zones();
+    let _measuring = Measuring::start();
     let lab = super::cache_tests::lab_on(catalog, loaded_with_limits());
     let cached = lab.promoted_query();
     let program = lab.fp.program();
@@ -198,4 +238,4 @@ fn cache_hit_cost_against_the_authoritative_hit() {
 }
 
 /// The cache hit's ceiling, as a ratio to the authoritative hit (the target is 1.5x).
-const CACHE_CEILING: f64 = 1.8;
+const CACHE_CEILING: f64 = 2.0;
