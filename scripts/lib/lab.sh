@@ -396,3 +396,27 @@ print(" ".join(str(tot[c]) for c in sorted(tot)))' "$RP_REPO/common/src/lib.rs"
 lab_delta() { # lab_delta "A1 A2 ..." "B1 B2 ...": "B1-A1,B2-A2,..."
   $PY -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(",".join(str(int(y) - int(x)) for x, y in zip(a, b)))' "$1" "$2"
 }
+
+lab_bpf_stats_on() { # lab_bpf_stats_on: BPF run-time statistics on until lab_bpf_stats_off
+  lab_bpf_stats_off
+  local out i
+  out=$(mktemp /tmp/rp-bpf-stats.XXXXXX)
+  "$PY" "$RP_REPO/scripts/lib/bpf_stats_hold.py" 3600 >"$out" 2>&1 &
+  RP_BPF_STATS_PID=$!
+  for i in $(seq 1 50); do
+    if grep -qx on "$out"; then rm -f "$out"; return 0; fi
+    kill -0 "$RP_BPF_STATS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "lab: could not turn the BPF run-time statistics on: $(cat "$out")" >&2
+  rm -f "$out"
+  return 1
+}
+
+lab_bpf_stats_off() { # lab_bpf_stats_off: let go of this script's hold (the kernel counts holders)
+  if [ -n "${RP_BPF_STATS_PID:-}" ]; then
+    kill "$RP_BPF_STATS_PID" 2>/dev/null || true
+    wait "$RP_BPF_STATS_PID" 2>/dev/null || true
+    RP_BPF_STATS_PID=""
+  fi
+}
