@@ -1,14 +1,13 @@
 //! The `CACHE` array as the daemon writes it: its slots mapped into the process, sets of
 //! `CACHE_WAYS`, each slot written under its sequence word while the program may read it.
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
-use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use rampart_common::{CACHE_WAYS, CacheEntry, CacheKey, cache_sets};
+
+use super::Mapped;
 
 /// Slots of a `CACHE` array for `entries` promoted entries: whole sets, a power of two of them.
 pub fn slot_count(entries: u32) -> u32 {
@@ -22,12 +21,12 @@ pub fn set_mask(slots: u32) -> u64 {
 
 /// The mapped slots and what each holds (the program reads the slots; only this writes them).
 pub struct CacheSlots {
-    base: NonNull<CacheEntry>,
+    base: Mapped<CacheEntry>,
     slots: u32,
     /// Each slot's key and expiry (CLOCK_MONOTONIC ns), `None` when empty.
     held: Vec<Option<(CacheKey, u64)>>,
     index: HashMap<CacheKey, u32>,
-    /// Keeps the map alive as long as the mapping.
+    /// Keeps the map alive as long as the mapping (dropped after it: fields drop in order).
     _map: MapData,
 }
 
@@ -47,22 +46,9 @@ impl CacheSlots {
                 info.value_size()
             );
         }
-        let len = NonZeroUsize::new(size * slots as usize).expect("slots > 0");
-        // SAFETY: a fresh shared mapping of the map's own fd; nothing else in this process
-        // aliases it.
-        let base = unsafe {
-            mmap(
-                None,
-                len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                map.fd(),
-                0,
-            )
-        }
-        .context("mapping the CACHE map (BPF_F_MMAPABLE)")?;
+        let base = Mapped::of(&map, "CACHE", slots)?;
         Ok(CacheSlots {
-            base: base.cast(),
+            base,
             slots,
             held: vec![None; slots as usize],
             index: HashMap::new(),
@@ -130,7 +116,7 @@ impl CacheSlots {
     pub fn get(&self, key: &CacheKey) -> Option<CacheEntry> {
         let slot = *self.index.get(key)?;
         // SAFETY: slot < slots, inside the mapping; only this value writes it.
-        Some(unsafe { self.base.as_ptr().add(slot as usize).read() })
+        Some(unsafe { self.base.ptr.add(slot as usize).read() })
     }
 
     /// Write slot `slot` under its sequence word: odd while the bytes change, then the next
@@ -141,7 +127,7 @@ impl CacheSlots {
         // (the mapping is page-aligned and entries are 8-byte multiples); the program only
         // reads the slot.
         unsafe {
-            let p = self.base.as_ptr().add(slot as usize);
+            let p = self.base.ptr.add(slot as usize);
             let seq = &*(p as *const AtomicU32);
             let odd = seq.load(Ordering::Relaxed) | 1;
             seq.store(odd, Ordering::Relaxed);
@@ -154,13 +140,5 @@ impl CacheSlots {
             );
             seq.store(odd.wrapping_add(1), Ordering::Release);
         }
-    }
-}
-
-impl Drop for CacheSlots {
-    fn drop(&mut self) {
-        let len = std::mem::size_of::<CacheEntry>() * self.slots as usize;
-        // SAFETY: the mapping made in `new`, of that length, no longer used.
-        let _ = unsafe { munmap(self.base.cast(), len) };
     }
 }

@@ -717,11 +717,16 @@ struct Mapped<T> {
 
 impl<T: Copy> Mapped<T> {
     fn new(ebpf: &Ebpf, name: &str, len: u32) -> Result<Mapped<T>> {
-        const { assert!(std::mem::size_of::<T>().is_multiple_of(8)) };
-        let fd = match ebpf.map(name) {
-            Some(Map::Array(data)) => data.fd().as_fd().as_raw_fd(),
+        match ebpf.map(name) {
+            Some(Map::Array(data)) => Mapped::of(data, name, len),
             _ => bail!("map {name} missing or not an array"),
-        };
+        }
+    }
+
+    /// Map `len` elements of `data` (the map `name`), which must outlive the mapping.
+    fn of(data: &aya::maps::MapData, name: &str, len: u32) -> Result<Mapped<T>> {
+        const { assert!(std::mem::size_of::<T>().is_multiple_of(8)) };
+        let fd = data.fd().as_fd().as_raw_fd();
         let len = len as usize;
         let bytes = (len * std::mem::size_of::<T>()).next_multiple_of(4096);
         // SAFETY: a shared mapping of the map's fd, as long as the map's data; the kernel
