@@ -63,19 +63,10 @@ impl Layout {
         mut seeds: impl FnMut() -> Result<u64>,
     ) -> Result<Layout> {
         let t0 = std::time::Instant::now();
-        let groups = Groups::new(table);
+        let groups = Groups::new(table)?;
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
         // Records in the table's order (the compiler's is deterministic, and so is the index).
-        let keys: Vec<usize> = (0..groups.list.len())
-            .filter(|&i| {
-                let ((name, qtype), _) = groups.list[i];
-                if qtype == QTYPE_ENCLOSER {
-                    !same_as_ancestor(&groups, name)
-                } else {
-                    !same_as_shared(&groups, name, qtype)
-                }
-            })
-            .collect();
+        let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
         let mut b = Builder {
             bases,
             out: Layout {
@@ -97,21 +88,19 @@ impl Layout {
         // A name's shared entry stands in another of its records when it has one (the anchor,
         // which the index entry names: it proves the name), its answer in a record shared by
         // every name whose shared answer has the same bytes.
-        let mut first_of_name: HashMap<&[u8], usize, foldhash::fast::RandomState> =
-            HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        // The first key of each name with a shared entry, by the shared entry's key.
+        let mut first_of_name = vec![usize::MAX; groups.starts.len()];
         for (pos, &k) in keys.iter().enumerate() {
-            let (name, qtype) = groups.list[k].0;
-            if qtype != QTYPE_OTHER {
-                first_of_name.entry(name).or_insert(pos);
+            let (name, qtype) = groups.key(k);
+            if qtype != QTYPE_OTHER
+                && let Some(shared) = groups.id(name, QTYPE_OTHER)
+                && first_of_name[shared] == usize::MAX
+            {
+                first_of_name[shared] = pos;
             }
         }
         let anchor: Vec<Option<usize>> = (keys.iter())
-            .map(|&k| {
-                let (name, qtype) = groups.list[k].0;
-                (qtype == QTYPE_OTHER)
-                    .then(|| first_of_name.get(name).copied())
-                    .flatten()
-            })
+            .map(|&k| (first_of_name[k] != usize::MAX).then_some(first_of_name[k]))
             .collect();
         drop(first_of_name);
         // Base records of the keys that have their own, then the shared answers, then (in
@@ -121,8 +110,8 @@ impl Layout {
             if anchor[pos].is_some() {
                 continue;
             }
-            let ((name, qtype), group) = &groups.list[k];
-            let record = b.base_record(name, *qtype, group)?;
+            let (name, qtype) = groups.key(k);
+            let record = b.base_record(name, qtype, &groups.group(k))?;
             record_of[pos] = b.out.records.len();
             b.out.records.push(record);
         }
@@ -135,13 +124,13 @@ impl Layout {
             let Some(a) = anchor[pos] else {
                 continue;
             };
-            let group = &groups.list[k].1;
-            let answer = *shared.entry(signature(group)).or_insert_with(|| {
+            let group = groups.group(k);
+            let answer = *shared.entry(signature(&group)).or_insert_with(|| {
                 group_of.push(k);
                 b.out.records.len()
             });
             if answer == b.out.records.len() {
-                let record = b.base_record(b"", QTYPE_OTHER, group)?;
+                let record = b.base_record(b"", QTYPE_OTHER, &group)?;
                 b.out.records.push(record);
             }
             record_of[pos] = record_of[a];
@@ -149,20 +138,20 @@ impl Layout {
         }
         drop(shared);
         for (i, &k) in group_of.iter().enumerate() {
-            b.alternates(i, &groups.list[k].1)?;
+            b.alternates(i, &groups.group(k))?;
         }
         if b.out.records.is_empty() {
             // A home slot to probe (home_slot of 0 records is slot 0): a record no name matches.
             b.out.records.push(Record::zeroed());
         }
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: records");
-        let qtypes: Vec<u16> = keys.iter().map(|&k| groups.list[k].0.1).collect();
+        let qtypes: Vec<u16> = keys.iter().map(|&k| groups.key(k).1).collect();
         let mut best: Option<(usize, u64, Placement)> = None;
         for _ in 0..SEED_TRIES {
             let seed = seeds()?;
             let hashes: Vec<u64> = (keys.iter())
                 .map(|&k| {
-                    let (name, qtype) = groups.list[k].0;
+                    let (name, qtype) = groups.key(k);
                     key_hash(name_hash(seed, name), qtype)
                 })
                 .collect();
@@ -194,6 +183,7 @@ impl Layout {
         b.out.indexed = keys.len() - placement.homed;
         b.out.records = placement.apply(std::mem::take(&mut b.out.records), bases.records);
         b.out.index = placement.index;
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: applied");
         Ok(b.out)
     }
 }
@@ -255,8 +245,9 @@ impl Placement {
         })
     }
 
-    /// The records in their slots, their variants' record numbers moved with them.
-    fn apply(&self, records: Vec<Record>, base: u32) -> Vec<Record> {
+    /// The records in their slots, their variants' record numbers moved with them: moved in
+    /// place, cycle by cycle (a million-name table's records are a quarter of a gigabyte).
+    fn apply(&self, mut records: Vec<Record>, base: u32) -> Vec<Record> {
         let moved = |r: u32| {
             if r == RECORD_NONE {
                 r
@@ -264,73 +255,154 @@ impl Placement {
                 base + self.slot_of[(r - base) as usize]
             }
         };
-        let mut out = vec![Record::zeroed(); records.len()];
-        for (i, mut r) in records.into_iter().enumerate() {
+        for r in &mut records {
             r.alt = r.alt.map(moved);
             r.other = moved(r.other);
-            out[self.slot_of[i] as usize] = r;
         }
-        out
+        let mut placed = vec![false; records.len()];
+        for start in 0..records.len() {
+            // Record `start` goes to its slot, the one there to its own, until a record's slot
+            // is `start`.
+            let mut at = start;
+            while !placed[at] {
+                placed[at] = true;
+                let to = self.slot_of[at] as usize;
+                records.swap(start, to);
+                at = to;
+            }
+        }
+        records
     }
 }
 
-/// The table's (name, type) keys in the order they first appear, each with its variants.
+/// The table's (name, type) keys in order, each with its variants: a run of the table (the
+/// compiler writes a key's variants together). Only the keys looked up by name are hashed (a
+/// million-name table has three million keys); they are also the only ones two zones' tables
+/// may both hold (a name off one zone's tree, in its SOA, gets markers there): such a key is
+/// one, where it first appears, its variants the later run's where both have them.
 struct Groups<'a> {
-    ids: HashMap<(&'a [u8], u16), usize, foldhash::fast::RandomState>,
-    list: Vec<((&'a [u8], u16), Group<'a>)>,
+    table: &'a [CompiledAnswer],
+    /// Where each run starts, and the table's end.
+    starts: Vec<u32>,
+    /// The shared (`QTYPE_OTHER`) and closest-encloser keys, by name: what [`Groups::get`] finds.
+    ids: HashMap<(&'a [u8], u16), u32, foldhash::fast::RandomState>,
+    /// Runs of a key seen before, by the key's first run.
+    again: HashMap<u32, Vec<u32>>,
+}
+
+/// Whether [`Groups::get`] looks up keys of this type.
+fn looked_up(qtype: u16) -> bool {
+    qtype == QTYPE_OTHER || qtype == QTYPE_ENCLOSER
 }
 
 impl<'a> Groups<'a> {
-    fn new(table: &'a [CompiledAnswer]) -> Groups<'a> {
-        let mut g = Groups {
-            ids: HashMap::with_capacity_and_hasher(table.len(), Default::default()),
-            list: Vec::with_capacity(table.len()),
-        };
-        for a in table {
-            let key = (a.qname.as_slice(), a.qtype);
-            let list = &mut g.list;
-            let id = *g.ids.entry(key).or_insert_with(|| {
-                list.push((key, [None; 3]));
-                list.len() - 1
-            });
-            g.list[id].1[a.variant as usize] = Some(a);
+    fn new(table: &'a [CompiledAnswer]) -> Result<Groups<'a>> {
+        if u32::try_from(table.len()).is_err() {
+            bail!("{} compiled answers", table.len());
+        }
+        let key = |a: &'a CompiledAnswer| (a.qname.as_slice(), a.qtype);
+        let mut starts: Vec<u32> = (0..table.len())
+            .filter(|&i| i == 0 || key(&table[i - 1]) != key(&table[i]))
+            .map(|i| i as u32)
+            .collect();
+        let mut ids = HashMap::default();
+        let mut again: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (id, &start) in starts.iter().enumerate() {
+            let a = &table[start as usize];
+            if looked_up(a.qtype) {
+                let first = *ids.entry(key(a)).or_insert(id as u32);
+                if first != id as u32 {
+                    again.entry(first).or_default().push(id as u32);
+                }
+            }
+        }
+        starts.push(table.len() as u32);
+        Ok(Groups {
+            table,
+            starts,
+            ids,
+            again,
+        })
+    }
+
+    /// Every key, in the order it first appears.
+    fn keys(&self) -> impl Iterator<Item = usize> + '_ {
+        let later: std::collections::HashSet<u32> =
+            self.again.values().flatten().copied().collect();
+        (0..self.starts.len() - 1)
+            .filter(move |&i| later.is_empty() || !later.contains(&(i as u32)))
+    }
+
+    fn run(&self, id: usize) -> &'a [CompiledAnswer] {
+        &self.table[self.starts[id] as usize..self.starts[id + 1] as usize]
+    }
+
+    /// Key `id`'s (name, type).
+    fn key(&self, id: usize) -> (&'a [u8], u16) {
+        let a = &self.table[self.starts[id] as usize];
+        (a.qname.as_slice(), a.qtype)
+    }
+
+    /// Key `id`'s variants.
+    fn group(&self, id: usize) -> Group<'a> {
+        let mut g = [None; 3];
+        let later = self.again.get(&(id as u32)).into_iter().flatten();
+        for run in std::iter::once(id).chain(later.map(|&r| r as usize)) {
+            for a in self.run(run) {
+                g[a.variant as usize] = Some(a);
+            }
         }
         g
     }
 
-    fn get(&self, name: &[u8], qtype: u16) -> Option<&Group<'a>> {
-        self.ids.get(&(name, qtype)).map(|&i| &self.list[i].1)
+    /// The key of a shared or closest-encloser entry.
+    fn id(&self, name: &[u8], qtype: u16) -> Option<usize> {
+        debug_assert!(looked_up(qtype));
+        self.ids.get(&(name, qtype)).map(|&i| i as usize)
+    }
+
+    fn get(&self, name: &[u8], qtype: u16) -> Option<Group<'a>> {
+        self.id(name, qtype).map(|i| self.group(i))
     }
 }
 
-/// Whether a closest-encloser entry says exactly what its nearest ancestor's does: a walk that
-/// doesn't find it goes on up and gets the same answer, so it needn't be stored. In an unsigned
-/// zone that is every name's but the apex's (the NXDOMAIN template fits any name below it).
-fn same_as_ancestor(groups: &Groups, name: &[u8]) -> bool {
-    let own = groups
-        .get(name, QTYPE_ENCLOSER)
-        .expect("a key of the table");
+/// Whether a closest-encloser entry (`own`, at `name`) says exactly what its nearest
+/// ancestor's does: a walk that doesn't find it goes on up and gets the same answer, so it
+/// needn't be stored. In an unsigned zone that is every name's but the apex's (the NXDOMAIN
+/// template fits any name below it).
+fn same_as_ancestor(groups: &Groups, name: &[u8], own: &Group) -> bool {
     let mut rest = name;
     while let Some(&len) = rest.first().filter(|&&l| l != 0) {
         rest = &rest[len as usize + 1..];
         if let Some(up) = groups.get(rest, QTYPE_ENCLOSER) {
-            return same_group(own, up);
+            return same_group(own, &up);
         }
     }
     false
 }
 
-/// Whether a data type's answer at a name is the one the name's shared entry gives every data
-/// type it doesn't list (e.g. DS at a name that is no cut: NODATA either way): the program
-/// falls back to the shared entry when the type has no record, so it needn't be stored.
-fn same_as_shared(groups: &Groups, name: &[u8], qtype: u16) -> bool {
+/// Whether a data type's answer at a name (`own`) is the one the name's shared entry gives
+/// every data type it doesn't list (e.g. DS at a name that is no cut: NODATA either way): the
+/// program falls back to the shared entry when the type has no record, so it needn't be stored.
+fn same_as_shared(groups: &Groups, name: &[u8], qtype: u16, own: &Group) -> bool {
     if qtype == QTYPE_OTHER || !is_data_type(qtype) {
         return false;
     }
     let Some(shared) = groups.get(name, QTYPE_OTHER) else {
         return false;
     };
-    same_group(groups.get(name, qtype).expect("a key of the table"), shared)
+    same_group(own, &shared)
+}
+
+/// Whether key `id` is stored: not a pruned closest-encloser or data type entry.
+fn stored(groups: &Groups, id: usize) -> bool {
+    let (name, qtype) = groups.key(id);
+    let own = groups.group(id);
+    if qtype == QTYPE_ENCLOSER {
+        !same_as_ancestor(groups, name, &own)
+    } else {
+        !same_as_shared(groups, name, qtype, &own)
+    }
 }
 
 /// The bytes and treatment of one answer, whatever the name (what
@@ -665,36 +737,34 @@ mod tests {
             ..Bases::default()
         };
         let layout = Layout::build(&table, bases, || Ok(42)).unwrap();
-        let groups = Groups::new(&table);
+        let groups = Groups::new(&table).unwrap();
         let (mut keys, mut typed, mut homed, mut shared) = (0, 0, 0, 0);
-        for ((name, qtype), group) in &groups.list {
-            let pruned = if *qtype == QTYPE_ENCLOSER {
-                same_as_ancestor(&groups, name)
-            } else {
-                same_as_shared(&groups, name, *qtype)
-            };
+        for id in groups.keys() {
+            let (name, qtype) = groups.key(id);
+            let group = groups.group(id);
+            let pruned = !stored(&groups, id);
             if pruned {
                 continue; // the shared entry or an ancestor's answers
             }
-            let found = program_finds(&layout, base, name, *qtype).expect("a key is found");
+            let found = program_finds(&layout, base, name, qtype).expect("a key is found");
             keys += 1;
             let r = &layout.records[(found - base) as usize];
             if let Some(a) = group[Variant::Edns as usize] {
                 assert_eq!(r.head.tail_len as usize, a.tail.len());
             }
-            if *qtype == QTYPE_OTHER && r.name_len == 0 {
+            if qtype == QTYPE_OTHER && r.name_len == 0 {
                 shared += 1; // a shared answer: the name was checked at its anchor
                 continue;
             }
-            assert_eq!((r.qtype, r.name_len as usize), (*qtype, name.len()));
+            assert_eq!((r.qtype, r.name_len as usize), (qtype, name.len()));
             if name.len() <= RECORD_NAME_LEN {
-                assert_eq!(&r.name[..name.len()], *name);
+                assert_eq!(&r.name[..name.len()], name);
             }
-            let hash = key_hash(name_hash(layout.seed, name), *qtype);
-            if is_homed(*qtype) && found == base + home_slot(hash, layout.records.len() as u32) {
+            let hash = key_hash(name_hash(layout.seed, name), qtype);
+            if is_homed(qtype) && found == base + home_slot(hash, layout.records.len() as u32) {
                 homed += 1;
             }
-            if is_homed(*qtype) {
+            if is_homed(qtype) {
                 typed += 1;
             }
         }

@@ -153,6 +153,7 @@ impl Node {
                 // Secondary zones without a copy yet arrive after the maps are sized.
                 let room = with_secondaries.then_some(config.xdp.secondary_records);
                 let (fp, generation) = startup::fast_path(
+                    started,
                     &config,
                     &table,
                     &cookies,
@@ -495,7 +496,7 @@ impl Node {
         drop((staged, previous));
         let installed = match installed {
             Some(Ok(i)) => {
-                log_installed(&i);
+                log_installed(&i, began);
                 Some(i)
             }
             Some(Err(e)) => {
@@ -610,8 +611,10 @@ fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {
     fp.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn log_installed(i: &fastpath::Installed) {
+/// `since`: when the start or reload began.
+fn log_installed(i: &fastpath::Installed, since: Instant) {
     info!(
+        elapsed = ?since.elapsed(),
         generation = i.generation,
         answers = i.answers,
         records = i.records,

@@ -3,6 +3,7 @@ use std::sync::{
     Arc, Mutex,
     atomic::{AtomicBool, Ordering},
 };
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 use tracing::info;
@@ -27,8 +28,10 @@ use crate::{
 /// Loads the XDP program sized for `table`, writes the limits and cookie secrets, installs the
 /// first generation, lets the program answer from the resolver's cache (resolver mode) and
 /// attaches to every interface. Returns it and the generation installed.
-/// `room_for`: records to keep free for zones that arrive later (secondary zones).
+/// `room_for`: records to keep free for zones that arrive later (secondary zones). Each step
+/// is logged with the time since `started` (the node's start).
 pub fn fast_path(
+    started: Instant,
     config: &Config,
     table: &[CompiledAnswer],
     cookies: &Cookies,
@@ -37,6 +40,7 @@ pub fn fast_path(
 ) -> Result<(FastPath, u32)> {
     let (rrl, budget) = (&config.rrl, &config.miss_budget);
     let prepared = fastpath::prepare(table)?;
+    info!(elapsed = ?started.elapsed(), "fast path laid out");
     let cache = config.resolver.enabled && config.resolver.xdp_cache_entries > 0;
     let mut capacity = Capacity {
         buckets: rrl.table_size.max(1),
@@ -48,6 +52,7 @@ pub fn fast_path(
         capacity = capacity.with_room_for(records);
     }
     let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
+    info!(elapsed = ?started.elapsed(), "XDP program loaded, its maps made");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
     let mut l = limits::to_limits(rrl, budget, cpus)?;
@@ -56,7 +61,7 @@ pub fn fast_path(
     fp.set_limits(l, &whitelist)?;
     info!(?rrl, ?budget, "rate limits set");
     let installed = fp.install_prepared(prepared)?;
-    log_installed(&installed);
+    log_installed(&installed, started);
     if cache && let Some(resolver) = resolver {
         resolver.attach_xdp(fp.enable_cache(&config.resolver.allow)?);
         info!(
