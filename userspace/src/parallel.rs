@@ -35,29 +35,63 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 }
 
 /// `items.iter().flat_map(f).collect()` on every core, in the items' order: `f` pushes an
-/// item's results. Pieces of `PIECE` items go to the workers a window at a time, so what
-/// waits to be joined stays small next to the result, which starts with room for `capacity`.
+/// item's results. Workers, started once, take pieces of `PIECE` items as they finish and hand
+/// each piece's results to this thread, which appends them in order to the result (room for
+/// `capacity` from the start). Long-lived workers reuse the memory of the pieces they made
+/// before: a thread started per batch would take fresh pages for each, and a fresh page costs
+/// the kernel a zeroing (most of a million-name compile's time went there).
 pub fn flat_map<T: Sync, R: Send>(
     items: &[T],
     capacity: usize,
     f: impl Fn(&T, &mut Vec<R>) + Sync,
 ) -> Vec<R> {
     const PIECE: usize = 512;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pieces: Vec<&[T]> = items.chunks(PIECE).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(pieces.len());
+    // Results per item, rounded up: a piece's vector seldom grows.
+    let per_item = capacity.div_ceil(items.len().max(1));
     let mut out = Vec::with_capacity(capacity);
-    for window in items.chunks(PIECE * threads * 8) {
-        let pieces: Vec<&[T]> = window.chunks(PIECE).collect();
-        let done = map(&pieces, |piece| {
-            let mut v = Vec::new();
-            for item in *piece {
-                f(item, &mut v);
-            }
-            v
-        });
-        for v in done {
-            out.extend(v);
+    if threads <= 1 {
+        for item in items {
+            f(item, &mut out);
         }
+        return out;
     }
+    let next = AtomicUsize::new(0);
+    // Bounded: workers wait while this thread appends (its appending is the slow part only
+    // when the results are large, and then they'd pile up).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<R>)>(threads * 4);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (tx, next, pieces, f) = (tx.clone(), &next, &pieces, &f);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(piece) = pieces.get(i) else { break };
+                    let mut v = Vec::with_capacity(per_item * piece.len());
+                    for item in *piece {
+                        f(item, &mut v);
+                    }
+                    if tx.send((i, v)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Pieces finish out of order: each waits here until those before it are appended.
+        let mut early = std::collections::BTreeMap::new();
+        let mut want = 0;
+        for (i, v) in rx {
+            early.insert(i, v);
+            while let Some(v) = early.remove(&want) {
+                out.extend(v);
+                want += 1;
+            }
+        }
+    });
     out
 }
 
