@@ -49,8 +49,9 @@ pub struct CompiledAnswer {
     pub arcount: u16,
     /// Bytes after the question.
     pub tail: Vec<u8>,
-    /// NXDOMAIN templates only: how to fit the tail to another query name.
-    pub relocation: Option<Relocation>,
+    /// NXDOMAIN templates only: how to fit the tail to another query name (boxed: a few
+    /// entries per zone have one, and millions of entries would each carry its room).
+    pub relocation: Option<Box<Relocation>>,
     /// Response class the XDP program rate-limits this answer under (see [`response_class`]).
     pub rrl_class: u32,
     /// `DERIVE_*` bits: the variants this EDNS entry stands for too, the program making their
@@ -609,10 +610,10 @@ fn relocatable_templates(
         }
         let pointers = moved_pointers((&a, qa), (&b, qb), (qb - qa) as u16)?;
         Some(CompiledAnswer {
-            relocation: Some(Relocation {
+            relocation: Some(Box::new(Relocation {
                 ref_qname_len: short.as_wire().len() as u8,
                 pointers,
-            }),
+            })),
             // Keyed by `parent` (the entry's own name): a referral's response class is its cut.
             ..CompiledAnswer::from_rendered(
                 parent.as_wire(),

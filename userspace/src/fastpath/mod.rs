@@ -297,6 +297,15 @@ impl FastPath {
         self.write_layout(next, layout)
     }
 
+    /// [`FastPath::install`] of a table it takes, dropped once laid out (before the copy into
+    /// the maps): a reload's peak holds the layout, not the table beside it.
+    pub fn install_owned(&mut self, table: Vec<CompiledAnswer>) -> Result<Installed> {
+        let next = self.generation ^ 1;
+        let layout = Layout::build(&table, self.capacity.bases(next), random_seed)?;
+        drop(table);
+        self.write_layout(next, layout)
+    }
+
     /// The program's live generation word, mapped into this process for the slow path.
     pub fn generation_word(&self) -> Result<GenerationWord> {
         Ok(GenerationWord(Mapped::new(&self.ebpf, MAP_CONFIG, 1)?))

@@ -137,6 +137,13 @@ impl Node {
         } else {
             (Vec::new(), None)
         };
+        // The table goes once laid out (half a gigabyte at a million names, before the maps
+        // are made and filled): what is asked of it later is read now. Whether the maps hold
+        // the health probe's answer (its fast probe expects XDP to answer it):
+        let holds_probe = Arc::new(AtomicBool::new(
+            anycast_on && with_xdp && ProbeQuestion::from_config(&config, &shared)?.held_by(&table),
+        ));
+        let answers = table.len();
         let mut table_view = ZoneTable::default();
         let mut tried = zones::all_specs(&config.zones);
         tried.extend(secondaries.specs());
@@ -155,7 +162,7 @@ impl Node {
                 let (fp, generation) = startup::fast_path(
                     started,
                     &config,
-                    &table,
+                    table,
                     &cookies,
                     room,
                     server_config.resolver.as_deref(),
@@ -210,7 +217,6 @@ impl Node {
         secondaries.start(installs_tx.clone())?;
 
         // Health checking and announcing, when there is something to announce.
-        let holds_probe = Arc::new(AtomicBool::new(false));
         let (anycast, probe_question) = match announcer {
             Some(announcer) => {
                 let parts = startup::Parts {
@@ -218,7 +224,6 @@ impl Node {
                     shared: &shared,
                     fast: fast.as_ref(),
                     holds_probe: &holds_probe,
-                    table: &table,
                     resolver: server_config.resolver.as_ref(),
                 };
                 let (anycast, question) = startup::anycast(parts, announcer)?;
@@ -226,8 +231,7 @@ impl Node {
             }
             None => (None, None),
         };
-        let answers = table.len();
-        drop(table);
+        // The layout the install copied, and what the anycast start made.
         release_freed_memory();
 
         let view = Arc::new(Mutex::new(View {
@@ -472,6 +476,9 @@ impl Node {
             errors = errors.len(),
             "reloaded"
         );
+        // Read now: the install drops the table once laid out.
+        let entries = table.len();
+        let held = (self.probe_question.as_ref()).is_some_and(|q| q.held_by(&table));
         // Both paths switch in one step: the slow path's new zones wait in the idle
         // generation's slot, and the one write that flips the program's generation serves them
         // (the slow path reads that word), so neither answers an older version than the other.
@@ -484,7 +491,7 @@ impl Node {
             resolver.forget_xdp();
         }
         let staged = fp.is_some().then(|| self.shared.stage(catalog.clone()));
-        let installed = fp.as_deref_mut().map(|fp| fp.install(&table));
+        let installed = fp.as_deref_mut().map(|fp| fp.install_owned(table));
         drop(fp);
         // After the flip the old zones' slot takes the new ones: the old are freed now, not
         // held to the next reload. No fast path, or no flip (its install failed): the slow
@@ -521,7 +528,7 @@ impl Node {
             unix_ms: unix_ms(at),
             duration_ms: took.as_millis() as u64,
             zones: catalog.zone_count(),
-            answers: with_xdp.then_some(table.len()),
+            answers: with_xdp.then_some(entries),
             installed: with_xdp.then_some(installed.is_some()),
             errors,
         };
@@ -546,14 +553,13 @@ impl Node {
         }
         systemd::ready(&systemd::serving(
             catalog.zone_count(),
-            with_xdp.then_some(table.len()),
+            with_xdp.then_some(entries),
             outcome.errors.len(),
         ));
-        if let Some(q) = &self.probe_question {
-            let holds = installed.is_some() && q.held_by(&table);
+        if self.probe_question.is_some() {
+            let holds = installed.is_some() && held;
             self.holds_probe.store(holds, Ordering::Relaxed);
         }
-        drop(table);
         release_freed_memory();
         // The scale bench reads the memory a reload leaves from here.
         info!(ms = began.elapsed().as_millis() as u64, "reload finished");

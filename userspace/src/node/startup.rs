@@ -1,8 +1,5 @@
 //! The parts of `Node::start` that take more than a few lines: the fast path, anycast.
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::{Arc, Mutex, atomic::AtomicBool};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -33,13 +30,17 @@ use crate::{
 pub fn fast_path(
     started: Instant,
     config: &Config,
-    table: &[CompiledAnswer],
+    table: Vec<CompiledAnswer>,
     cookies: &Cookies,
     room_for: Option<u32>,
     resolver: Option<&Resolver>,
 ) -> Result<(FastPath, u32)> {
     let (rrl, budget) = (&config.rrl, &config.miss_budget);
-    let prepared = fastpath::prepare(table)?;
+    let prepared = fastpath::prepare(&table)?;
+    // Gone before the maps are made and filled: the start's peak is the layout's, not the
+    // table's beside it.
+    drop(table);
+    super::release_freed_memory();
     info!(elapsed = ?started.elapsed(), "fast path laid out");
     let cache = config.resolver.enabled && config.resolver.xdp_cache_entries > 0;
     let mut capacity = Capacity {
@@ -80,9 +81,9 @@ pub struct Parts<'a> {
     pub config: &'a Config,
     pub shared: &'a SharedCatalog,
     pub fast: Option<&'a Arc<Mutex<FastPath>>>,
-    /// Whether the XDP maps hold the probe's answer (kept by reloads).
+    /// Whether the XDP maps hold the probe's answer (set from the table at start, kept by
+    /// reloads).
     pub holds_probe: &'a Arc<AtomicBool>,
-    pub table: &'a [CompiledAnswer],
     /// Resolver mode: its answering path and upstreams are probed too.
     pub resolver: Option<&'a Arc<Resolver>>,
 }
@@ -90,8 +91,6 @@ pub struct Parts<'a> {
 /// Health checking and announcing: the probes over both paths, the state machine's thread.
 pub fn anycast(p: Parts, announcer: Announcer) -> Result<(Anycast, ProbeQuestion)> {
     let question = ProbeQuestion::from_config(p.config, p.shared)?;
-    p.holds_probe
-        .store(question.held_by(p.table), Ordering::Relaxed);
     let (client, service) = health::frame_addresses(p.config);
     let fast_probe = p.fast.map(|fp| FastProbe {
         fast: fp.clone(),
