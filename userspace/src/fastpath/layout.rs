@@ -716,6 +716,53 @@ mod tests {
         })
     }
 
+    /// A name below a zone's cut named in its SOA gets markers there while the child zone
+    /// serves it too: the key is in the table twice, not side by side, and is laid out once, as
+    /// the later run says where both have a variant (what the program found before the
+    /// groups were runs).
+    #[test]
+    fn a_key_in_two_zones_is_one_key() {
+        let a = crate::zone::Zone::from_text(
+            "a.example.",
+            "$TTL 300\n@ SOA ns.b.a.example. host.a.example. 1 7200 3600 1209600 300\n NS ns1\nns1 A 192.0.2.1\nb NS ns.b.a.example.\n",
+        )
+        .unwrap();
+        let b = crate::zone::Zone::from_text(
+            "b.a.example.",
+            "$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 300\n NS ns\nns A 192.0.2.2\n",
+        )
+        .unwrap();
+        let table = crate::compile::compile(&crate::zone::Catalog::from_zones([a, b]));
+        let ns = b"\x02ns\x01b\x01a\x07example\0".as_slice();
+        let runs = |qtype: u16| {
+            (0..table.len())
+                .filter(|&i| {
+                    (table[i].qname.as_slice(), table[i].qtype) == (ns, qtype)
+                        && (i == 0
+                            || (table[i - 1].qname.as_slice(), table[i - 1].qtype) != (ns, qtype))
+                })
+                .count()
+        };
+        assert_eq!(runs(QTYPE_OTHER), 2, "the case this test is about");
+        let groups = Groups::new(&table).unwrap();
+        let ids: Vec<usize> = (groups.keys())
+            .filter(|&i| groups.key(i) == (ns, QTYPE_OTHER))
+            .collect();
+        assert_eq!(ids.len(), 1);
+        // Each variant as the table's last entry for it.
+        let last = |v: Variant| {
+            (table.iter())
+                .rfind(|a| (a.qname.as_slice(), a.qtype, a.variant) == (ns, QTYPE_OTHER, v))
+        };
+        let group = groups.group(ids[0]);
+        for v in Variant::ALL {
+            assert!(std::ptr::eq(group[v as usize].unwrap(), last(v).unwrap()));
+        }
+        let layout = Layout::build(&table, Bases::default(), || Ok(7)).unwrap();
+        assert!(program_finds(&layout, 0, ns, QTYPE_OTHER).is_some());
+        assert!(program_finds(&layout, 0, ns, 1).is_some());
+    }
+
     /// Every key of a zone is found at its own record (home slot or index), and most keys of
     /// data types need no index line.
     #[test]
