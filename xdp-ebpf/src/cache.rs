@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use rampart_common::{
     CACHE_TAIL, CACHE_TTLS, CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD,
-    JUMP_CACHE, OPT_LEN, SHORT_NAME_LEN, Variant, cache_sets,
+    JUMP_CACHE, JUMP_MAIN, OPT_LEN, SHORT_NAME_LEN, Variant, cache_sets,
     dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
 };
 
@@ -25,9 +25,10 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// cache changes (an array: the verifier inlines its lookups, where a hash map's cost ~70 ns).
 #[map(name = "CACHE")]
 static CACHE: Array<CacheEntry> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-/// The seed of the names' hash in `CacheKey` (0: no resolver), and the mask of `CACHE`'s sets.
+/// The seed of the names' hash in `CacheKey` (0: no resolver), the mask of `CACHE`'s sets, and
+/// whether the cache is probed before the zones (`CACHE_FIRST`: a node with no zones).
 #[map(name = "CACHE_SEED")]
-static CACHE_SEED: Array<u64> = Array::with_max_entries(2, 0);
+static CACHE_SEED: Array<u64> = Array::with_max_entries(3, 0);
 
 /// Hand a query to the cache program: one the zones miss, admitted by the miss budget
 /// (`early` false), or one the encloser walk found in the cache (`Err(TxCache)` from the
@@ -35,6 +36,10 @@ static CACHE_SEED: Array<u64> = Array::with_max_entries(2, 0);
 /// Returns only when the slot is empty (no resolver), and the query goes up as before.
 #[inline(always)]
 pub fn jump(ctx: &XdpContext, early: bool) {
+    // Cache first: the cache program has had the query already (and sent it back).
+    if cache_first() {
+        return;
+    }
     if let Ok(key) = maps::key_buf() {
         key.early = early as u32;
     }
@@ -60,6 +65,45 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
         }
         None => false,
     }
+}
+
+/// A resolver-only node (`CACHE_SEED[2]` set: its zones give the program no answer) hands
+/// every query to the cache program first, before the main program reads the question (a hit
+/// then costs no zone lookup); the cache program sends what it can't answer back here
+/// (`JUMP_MAIN`), which goes on as on any node. Returns on the way back, where the cache is off
+/// or cache-first, or when the tail call fails.
+#[inline(always)]
+pub fn first(ctx: &XdpContext) {
+    if !cache_first() || cache_handoff::back() {
+        return;
+    }
+    if let Ok(key) = maps::key_buf() {
+        key.early = FIRST;
+    }
+    // SAFETY: a tail call with our own context; JUMPS holds programs of this object only.
+    unsafe {
+        let _ = maps::JUMPS.tail_call(ctx, JUMP_CACHE);
+    }
+}
+
+/// `KeyBuf::early` for a query handed over by `first`.
+const FIRST: u32 = 2;
+
+#[inline(always)]
+fn cache_first() -> bool {
+    CACHE_SEED.get(2).copied().unwrap_or(0) != 0
+}
+
+/// Send the query back to the main program (the cache-first order's miss); returns if the
+/// tail call fails.
+#[inline(always)]
+fn back_to_main(ctx: &XdpContext) {
+    cache_handoff::send_back(true);
+    // SAFETY: as in `first`.
+    unsafe {
+        let _ = maps::JUMPS.tail_call(ctx, JUMP_MAIN);
+    }
+    cache_handoff::send_back(false);
 }
 
 /// The index of the slot holding (name hash, type, DO), and the even sequence number read from
@@ -156,12 +200,22 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
     let addr = ip::source(ctx, &l3)?;
     let src = limits::Source::new(addr, probe);
-    let early = maps::key_buf()?.early != 0;
+    let mode = maps::key_buf()?.early;
+    let early = mode != 0;
     // What the main program leaves is for the early path only.
-    if !early {
+    if mode != 1 {
         cache_handoff::discard();
     }
-    match serve(ctx, &l3, &udp, &src) {
+    let served = serve(ctx, &l3, &udp, &src);
+    // Cache first: what the cache can't answer (the frame untouched) goes back to the main
+    // program, which answers it from the zones or passes it up as on any node.
+    if mode == FIRST
+        && let Err(reason) = served
+        && reason != Counter::DropRewriteFailed
+    {
+        back_to_main(ctx);
+    }
+    match served {
         // Reached before the budget (the walk's first hop found the name): what goes up pays
         // for it here, as in the main program (a client outside the ACL too); junk is dropped.
         // Over the budget: dropped (no slip from here).

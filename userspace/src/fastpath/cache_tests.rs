@@ -134,6 +134,11 @@ impl Lab {
         q
     }
 
+    /// Look in the cache before the zones (a resolver-only node's order) or after them.
+    pub(super) fn cache_first(&self, first: bool) {
+        self.resolver.xdp_cache_first(first);
+    }
+
     /// Cache `r` for (name, type) with and without DO, as received `ago` before now.
     fn cache(&self, qname: &str, qtype: u16, r: Resolved, ago: Duration) {
         let at = Instant::now() - ago;
@@ -189,7 +194,18 @@ fn ttls(dns: &[u8]) -> Vec<u32> {
 
 #[test]
 fn cached_answers_are_the_slow_paths_bytes_in_every_variant() {
+    every_variant(false);
+}
+
+/// As above in the resolver-only order: the cache program first, before the zones.
+#[test]
+fn cached_answers_first_are_the_slow_paths_bytes_in_every_variant() {
+    every_variant(true);
+}
+
+fn every_variant(first: bool) {
     let lab = lab();
+    lab.cache_first(first);
     let ago = Duration::from_millis(2500);
     let www = || vec![a("www.resolved.test.", 300, 7)];
     lab.cache(
@@ -339,8 +355,54 @@ fn a_resolver_alone_answers_from_xdp() {
     fp.install(&[]).unwrap();
     let lab = lab_on(catalog, fp);
     lab.promoted_query();
+    // As the daemon runs it (its zones give the program no answer): the cache first.
+    lab.cache_first(true);
+    let q = query(2, "www.resolved.test", 1, Some((1232, false)));
+    let peer = "198.51.100.2".parse().unwrap();
+    assert!(lab.fast(&q, peer).is_some(), "answered, cache first");
+    let cold = query(3, "cold.resolved.test", 1, None);
+    assert_eq!(run(&lab.fp, &frame(false, 3000, &cold)).0, XDP_PASS);
     let c = lab.fp.counters().unwrap();
-    assert_eq!(c.get("tx_cache"), 1, "{c:?}");
+    assert_eq!((c.get("tx_cache"), c.get("pass_miss")), (2, 1), "{c:?}");
+}
+
+/// The cache-first order on a node with zones (as right after a reload adds zones to a
+/// resolver-only node): what the cache can't answer comes back to the main program, which
+/// answers the zones' names from them as before and passes the rest up, paying the budget once.
+#[test]
+fn cache_first_sends_the_rest_back_to_the_zones() {
+    let lab = lab();
+    let q = lab.promoted_query();
+    let inside: IpAddr = "198.51.100.2".parse().unwrap();
+    let zone = [
+        query(7, "www.example.com", 1, None),
+        query(8, "nope.example.com", 1, Some((1232, false))),
+        query(9, "x.sub.example.com", 1, Some((1232, false))),
+    ];
+    let before: Vec<_> = zone
+        .iter()
+        .map(|z| run(&lab.fp, &frame(false, 3000, z)))
+        .collect();
+    lab.cache_first(true);
+    for (z, was) in zone.iter().zip(&before) {
+        assert_eq!(
+            &run(&lab.fp, &frame(false, 3000, z)),
+            was,
+            "zone answer changed"
+        );
+    }
+    assert!(
+        lab.fast(&q, inside).is_some(),
+        "promoted entry answered first"
+    );
+    let outside: IpAddr = "203.0.113.9".parse().unwrap();
+    assert_eq!(run(&lab.fp, &frame_from(outside, 3000, &q)).0, XDP_PASS);
+    let cold = query(4, "cold.resolved.test", 1, None);
+    assert_eq!(run(&lab.fp, &frame(false, 3000, &cold)).0, XDP_PASS);
+    let c = lab.fp.counters().unwrap();
+    assert_eq!(c.get("tx_cache"), 2, "{c:?}");
+    assert_eq!(c.get("tx_answer"), 2, "{c:?}");
+    assert_eq!(c.get("pass_miss"), 2, "{c:?}");
 }
 
 /// A promoted name skips the zones' walk and the miss budget in the main program: what the

@@ -58,7 +58,10 @@ pub fn fast_path(
     let installed = fp.install_prepared(prepared)?;
     log_installed(&installed);
     if cache && let Some(resolver) = resolver {
-        resolver.attach_xdp(fp.enable_cache(&config.resolver.allow)?);
+        let map = fp.enable_cache(&config.resolver.allow)?;
+        // A resolver-only node: every query misses the zones, the cache is looked in first.
+        map.cache_first(installed.answers == 0)?;
+        resolver.attach_xdp(map);
         info!(
             entries = config.resolver.xdp_cache_entries,
             "resolver cache answered in XDP"
