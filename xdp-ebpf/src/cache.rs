@@ -451,18 +451,19 @@ fn write_tail(
     if len == 0 || len > CACHE_TAIL as u32 {
         return Err(Counter::DropRewriteFailed);
     }
-    // SAFETY: the entry's tail (CACHE_TAIL bytes) into the frame at tail_off, len bytes, both
-    // checked (the helper checks the frame's).
-    let rc = unsafe {
-        aya_ebpf::helpers::bpf_xdp_store_bytes(
-            ctx.ctx,
-            tail_off as u32,
-            (*f.entry).tail.as_ptr() as *mut _,
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(Counter::DropRewriteFailed);
+    // SAFETY: a slot of the array, as in `slot`; its tail is 8-aligned (after the name).
+    let tail = unsafe { (*f.entry).tail.as_ptr() };
+    if tail_len >= 8 && tail_len <= WORD_TAIL {
+        store_words(ctx, tail_off, tail, tail_len)?;
+    } else {
+        // SAFETY: the entry's tail (CACHE_TAIL bytes) into the frame at tail_off, len bytes,
+        // both checked (the helper checks the frame's).
+        let rc = unsafe {
+            aya_ebpf::helpers::bpf_xdp_store_bytes(ctx.ctx, tail_off as u32, tail as *mut _, len)
+        };
+        if rc != 0 {
+            return Err(Counter::DropRewriteFailed);
+        }
     }
     let wash = maps::key_buf()?;
     let count = (wash.launder(f.ttl_count as u64) & 0x1f) as usize;
@@ -486,10 +487,49 @@ fn write_tail(
         }
         let ttl = stored.saturating_sub(f.age);
         let (hi, lo) = ((ttl >> 16) as u16, ttl as u16);
-        packet::put_be16(ctx, pos, hi)?;
-        packet::put_be16(ctx, pos + 2, lo)?;
+        let p = packet::ptr_at(ctx, pos, 4, Counter::DropRewriteFailed)?;
+        // SAFETY: four packet bytes checked by ptr_at.
+        unsafe { (p as *mut u32).write_unaligned(ttl.to_be()) };
         sum += csum::at_offset(hi, pos - dns_off) + csum::at_offset(lo, pos + 2 - dns_off);
         i += 1;
     }
     Ok(sum)
+}
+
+/// Tails up to this long are copied a word at a time (a positive answer or two, a short
+/// chain); longer ones by the helper.
+const WORD_TAIL: usize = 128;
+
+/// Copy a `len`-byte tail (8 <= `len` <= `WORD_TAIL`, from the entry's 8-aligned tail) into the
+/// packet at `off`, eight bytes at a time, without the helper (its call and `memcpy`, the main
+/// program's inline tails found, cost more than the copy). The frame ends where the tail does,
+/// so the last word is the one ending there (overlapping the one before).
+#[inline(always)]
+fn store_words(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(), Counter> {
+    let wash = maps::key_buf()?;
+    let off = (wash.launder(off as u64) & 0x7ff) as usize;
+    let len = (wash.launder(len as u64) & 0xff) as usize;
+    if len < 8 || len > WORD_TAIL {
+        return Err(Counter::DropRewriteFailed);
+    }
+    let words = src as *const u64;
+    let mut i = 0;
+    while i < WORD_TAIL / 8 {
+        if i * 8 + 8 > len {
+            break;
+        }
+        let p = packet::ptr_at(ctx, off + i * 8, 8, Counter::DropRewriteFailed)?;
+        // SAFETY: word i of the tail (i * 8 + 8 <= len <= 128 < CACHE_TAIL), 8-aligned in the
+        // slot; eight packet bytes checked by ptr_at.
+        unsafe { (p as *mut u64).write_unaligned(words.add(i).read()) };
+        i += 1;
+    }
+    if len % 8 != 0 {
+        let last = len - 8;
+        let p = packet::ptr_at(ctx, off + last, 8, Counter::DropRewriteFailed)?;
+        // SAFETY: the tail's last eight bytes (len >= 8), unaligned in the slot; eight packet
+        // bytes checked by ptr_at.
+        unsafe { (p as *mut u64).write_unaligned((src.add(last) as *const u64).read_unaligned()) };
+    }
+    Ok(())
 }
