@@ -302,6 +302,37 @@ fn ttls_count_down_and_expired_entries_go_up() {
     assert_eq!(run(&lab.fp, &f).0, XDP_PASS, "expired entry answered");
 }
 
+/// The program's age of an entry is the precise clock's at every instant, across the turns of
+/// the second where the coarse clock can't tell (it reads the precise one there): queried every
+/// few ms for 1.3 s, each answer is the slow path's just before or just after, and the TTL is
+/// seen to fall by one at least once.
+#[test]
+fn ages_are_exact_across_the_turn_of_a_second() {
+    let lab = lab();
+    let peer: IpAddr = "198.51.100.2".parse().unwrap();
+    let r = resolved(
+        ResponseCode::NoError,
+        vec![a("tick.resolved.test.", 300, 7)],
+        vec![],
+    );
+    lab.cache("tick.resolved.test.", 1, r, Duration::ZERO);
+    let q = query(9, "tick.resolved.test", 1, Some((1232, false)));
+    lab.slow(&q, peer);
+    lab.slow(&q, peer);
+    let start = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        if start.elapsed() > Duration::from_millis(1300) {
+            break;
+        }
+        // `fast` compares each answer with the slow path's at the same instant.
+        let dns = lab.fast(&q, peer).expect("answered from XDP");
+        seen.insert(ttls(&dns)[0]);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    assert!(seen.len() >= 2, "the TTL never fell: {seen:?}");
+}
+
 #[test]
 fn other_clients_and_unpromoted_entries_go_up() {
     let lab = lab();
