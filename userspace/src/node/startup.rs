@@ -60,11 +60,12 @@ pub fn fast_path(
     if cache && let Some(resolver) = resolver {
         let map = fp.enable_cache(&config.resolver.allow)?;
         // A resolver-only node: every query misses the zones, the cache is looked in first.
-        map.cache_first(installed.answers == 0)?;
+        let cache_first = installed.answers == 0;
+        map.cache_first(cache_first)?;
         resolver.attach_xdp(map);
         info!(
             entries = config.resolver.xdp_cache_entries,
-            "resolver cache answered in XDP"
+            cache_first, "resolver cache answered in XDP"
         );
     }
     for iface in &config.xdp.interfaces {
