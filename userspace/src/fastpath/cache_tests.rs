@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::probe::{XDP_PASS, XDP_TX};
-use super::tests::{frame, frame_from, query, run, verify_reply};
+use super::tests::{frame, frame_from, mutate_frame, query, run, verify_reply, xorshift};
 use super::{Capacity, FastPath};
 use crate::resolver::{Key, Resolved, Resolver, ResolverConfig, Security};
 use crate::respond::{Node, respond_to};
@@ -495,4 +495,42 @@ fn a_full_array_gives_up_the_entry_expiring_first() {
     assert!(map.get(&keys[0]).is_none());
     map.clear();
     assert!(keys.iter().all(|k| map.get(k).is_none()));
+}
+
+/// Mutated frames of cached queries (and of a zone's), in both orders: every frame the program
+/// sends is a well-formed answer to it (checksums, lengths, addresses: `verify_reply`), with
+/// the query's ID; nothing else but a pass or a drop comes out, and the cache answers some.
+#[test]
+fn mutated_frames_get_well_formed_answers_in_both_orders() {
+    let lab = lab();
+    let peer: IpAddr = "198.51.100.2".parse().unwrap();
+    let seeds = [
+        lab.promoted_query(),
+        with_flags(query(2, "WWW.resolved.test", 1, None), RD),
+        query(3, "www.example.com", 1, Some((1232, false))),
+    ];
+    let mut next = xorshift(0x9e3779b97f4a7c15);
+    for first in [false, true] {
+        lab.cache_first(first);
+        let before = lab.fp.counters().unwrap().get("tx_cache");
+        let mut tx = 0;
+        for i in 0..6000 {
+            let mut f = frame_from(peer, 1000 + i as u16, &seeds[i % seeds.len()]);
+            mutate_frame(&mut f, &mut next, 3);
+            let (action, out) = run(&lab.fp, &f);
+            if action != XDP_TX {
+                assert!(action == XDP_PASS || action == 1, "action {action}");
+                continue;
+            }
+            tx += 1;
+            let dns = verify_reply(&f, &out);
+            let l4 = if f[12] == 0x86 { 54 } else { 34 };
+            assert_eq!(dns[..2], f[l4 + 8..l4 + 10], "the query's ID");
+        }
+        let cached = lab.fp.counters().unwrap().get("tx_cache") - before;
+        assert!(
+            cached > 0 && tx > cached,
+            "first {first}: {tx} sent, {cached} from the cache"
+        );
+    }
 }
