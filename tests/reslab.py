@@ -153,6 +153,7 @@ class ResolverLab:
         self.tmp = tempfile.mkdtemp(prefix=f"rrlab-{lab_id}-")
         self.procs = {}
         self.nsd_conf = {}
+        self.nsd_served = {}
         self.client_ns = None
         self.bpffs = None
         try:
@@ -219,9 +220,14 @@ class ResolverLab:
                     f"  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n"
                     f"remote-control:\n  control-enable: yes\n  control-interface: {d}/nsd.ctl\n{zones}")
         self.nsd_conf[name] = conf
-        self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns, "nsd", "-d", "-c", conf],
+        self.nsd_served[name] = (addr, origins[0])
+        self.start_nsd(name)
+
+    def start_nsd(self, name):
+        """Start NSD instance `name` as configured (again, after `stop`)."""
+        self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.ns, "nsd", "-d", "-c", self.nsd_conf[name]],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_answering(addr, origins[0])
+        self.wait_answering(*self.nsd_served[name])
 
     def wait_answering(self, addr, name, port=53, secs=20):
         deadline = time.time() + secs

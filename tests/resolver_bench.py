@@ -8,7 +8,9 @@ file: RP_BENCH_QUERIES queries drawn from a Zipf distribution (s = 1) over the n
             process's utime + stime from /proc, every thread, over the replies)
 Results: bench-results/resolver-<date>.md (a table) and a line per figure on stdout. Run as root
 with /usr/bin/python3. Knobs: RP_BENCH_NAMES (100000), RP_BENCH_QUERIES (200000),
-RP_BENCH_DNSPERF ("-c 8 -q 200"), RP_BENCH_SECS, RP_BENCH_ONLY ("rampart unbound"), RP_BIN.
+RP_BENCH_DNSPERF ("-c 8 -q 200"), RP_BENCH_SECS, RP_BENCH_ONLY ("rampart unbound"), RP_BIN,
+RP_BENCH_ALONE=1 (rampart a resolver alone, no zones: the cache looked in first; else it also
+serves a local zone).
 RP_BENCH_XDP=1: every resolver is queried from a client namespace over a veth (reslab's
 xdp_client), rampart with its XDP program attached there (cache hits answered in the driver):
 also the share answered in XDP (tx_cache over replies), and the CPU per reply counts the
@@ -17,7 +19,9 @@ process's. RP_BENCH_XDP_ENTRIES: rampart's --xdp-cache-entries (65536).
 With RP_BENCH_XDP=1 a third run, "hot-kxdpgun", sends the same file with kxdpgun (AF_XDP on the
 client's veth, offered RP_BENCH_KXDPGUN_QPS, 3,000,000: more than it can send here) for
 RP_BENCH_SECS: dnsperf on these two cores tops out near what either resolver answers, so its
-replies/s measure the client; kxdpgun's measure the servers (RP_BENCH_KXDPGUN=0: skip it).
+replies/s measure the client; kxdpgun's measure the servers (RP_BENCH_KXDPGUN=0: skip it), and
+the run time per packet of n0's XDP program (BPF run-time statistics held on meanwhile): rampart's
+and the reflector's, a figure the load of the machine's other work moves less than replies/s.
 "reflector" in RP_BENCH_ONLY (with RP_BENCH_XDP=1): scripts/bench-reflector.c on n0, which
 answers every query by swapping addresses; its hot-kxdpgun run is the ceiling of kxdpgun and
 the veth on this lab, what no resolver answering in XDP can pass."""
@@ -44,6 +48,8 @@ XDP = os.environ.get("RP_BENCH_XDP", "0") == "1"
 XDP_ENTRIES = os.environ.get("RP_BENCH_XDP_ENTRIES", "65536")
 KXDPGUN = XDP and os.environ.get("RP_BENCH_KXDPGUN", "1") == "1"
 KXDPGUN_QPS = os.environ.get("RP_BENCH_KXDPGUN_QPS", "3000000")
+# rampart as a resolver alone (no zones of its own: the XDP program looks in the cache first).
+ALONE = os.environ.get("RP_BENCH_ALONE", "0") == "1"
 BIN = os.environ.get("RP_BIN", os.path.join(REPO, "target/release/rampart"))
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -134,6 +140,37 @@ def kxdpgun(lab, server, path):
             "latency_ms": float("nan"), "raw": out}
 
 
+def xdp_stats(lab):
+    """(run_time_ns, run_cnt) of the XDP program on n0, the cache program's time included (a tail
+    call runs within its caller's run); zeros where there is none."""
+    out = subprocess.run(["ip", "-n", lab.ns, "-j", "link", "show", "n0"], capture_output=True, text=True,
+                         check=True).stdout
+    link = json.loads(out)[0]
+    prog = (link.get("xdp") or {}).get("prog") or {}
+    if "id" not in prog:
+        return 0, 0
+    p = json.loads(subprocess.run(["bpftool", "prog", "show", "id", str(prog["id"]), "-j"],
+                                  capture_output=True, text=True, check=True).stdout)
+    return p.get("run_time_ns", 0), p.get("run_cnt", 0)
+
+
+class BpfStats:
+    """The kernel's BPF run-time statistics on while held (scripts/lib/bpf_stats_hold.py: the
+    kernel counts holders, so other benches' are left alone)."""
+
+    def __enter__(self):
+        self.p = subprocess.Popen([sys.executable, os.path.join(REPO, "scripts/lib/bpf_stats_hold.py"),
+                                   str(HOT_SECS + 120)], stdout=subprocess.PIPE, text=True)
+        if self.p.stdout.readline().strip() != "on":
+            self.p.kill()
+            raise RuntimeError("BPF run-time statistics could not be turned on")
+        return self
+
+    def __exit__(self, *exc):
+        self.p.kill()
+        self.p.wait()
+
+
 def reflector(lab):
     """The reflector on n0 (the node's end of the client's veth), built here with clang."""
     obj = os.path.join(lab.tmp, "reflector.o")
@@ -152,7 +189,15 @@ def measure(lab, name, server, proc, path):
         before_leaf, before_cpu = leaf_queries(lab), cpu_ticks(proc.pid) if proc else 0
         before_irq, before_xdp = softirq_ticks(), tx_cache(lab)
         t0 = time.monotonic()
-        d = kxdpgun(lab, server, path) if run == "hot-kxdpgun" else dnsperf(lab, server, path, run == "hot")
+        if run == "hot-kxdpgun":
+            with BpfStats():
+                (t_before, n_before) = xdp_stats(lab)
+                d = kxdpgun(lab, server, path)
+                (t_after, n_after) = xdp_stats(lab)
+            ns_per_pkt = (t_after - t_before) / (n_after - n_before) if n_after > n_before else float("nan")
+        else:
+            d = dnsperf(lab, server, path, run == "hot")
+            ns_per_pkt = float("nan")
         elapsed = time.monotonic() - t0
         leaf = leaf_queries(lab) - before_leaf
         cpu = ((cpu_ticks(proc.pid) if proc else 0) - before_cpu) / TICK
@@ -161,11 +206,11 @@ def measure(lab, name, server, proc, path):
         done = d["completed"] or float("nan")
         rows[run] = {**d, "hit_ratio": 1 - leaf / d["sent"], "leaf": leaf, "cpu_s": cpu,
                      "cpu_us_per_reply": cpu / done * 1e6, "elapsed": elapsed,
-                     "xdp_share": (tx_cache(lab) - before_xdp) / done}
+                     "xdp_share": (tx_cache(lab) - before_xdp) / done, "xdp_ns": ns_per_pkt}
         print(f"{name} {run}: {d['completed']:.0f}/{d['sent']:.0f} answered ({d['noerror']} NOERROR, "
               f"{d['lost']} lost), {d['qps']:.0f} replies/s, {d['latency_ms']:.3f} ms mean, hit ratio "
               f"{rows[run]['hit_ratio']:.4f} ({leaf} leaf queries), {rows[run]['cpu_us_per_reply']:.1f} us CPU/reply, "
-              f"{rows[run]['xdp_share']:.3f} answered in XDP",
+              f"{rows[run]['xdp_share']:.3f} answered in XDP, {ns_per_pkt:.1f} XDP ns/packet",
               flush=True)
         if d["completed"] != d["sent"] and run != "hot-kxdpgun":
             print(d["raw"][-1500:], flush=True)
@@ -186,8 +231,9 @@ def main():
                 # Rate limits off, the per-zone outbound limit too, as Unbound's (ratelimit 0): the bench
                 # measures resolving.
                 proc = lab.rampart(BIN, ["--rrl-rate", "0", "--class-rate", "0", "--miss-rate", "0",
-                                         "--miss-total-rate", "0", "--zone-rate", "0"] + xdp_args)
-                server = reslab.RAMPART
+                                         "--miss-total-rate", "0", "--zone-rate", "0"] + xdp_args,
+                                   alone=ALONE)
+                server = reslab.FORWARDER if ALONE else reslab.RAMPART
             elif name == "reflector":
                 if not KXDPGUN:
                     sys.exit("the reflector is measured by kxdpgun: RP_BENCH_XDP=1")
@@ -205,24 +251,30 @@ def main():
     out = os.path.join(REPO, "bench-results", f"resolver-{stamp}.md")
     with open(out, "w") as f:
         f.write(f"# Resolver benchmark {stamp}\n\n")
+        if "RP_BIN" in os.environ:
+            f.write(f"RP_BIN={BIN}\n\n")
         f.write(f"scripts/bench-resolver: {QUERIES} queries (A) drawn Zipf s=1 over {NAMES} names of an unsigned\n"
                 f"leaf zone ({distinct} distinct: best hit ratio {1 - distinct / QUERIES:.4f}); dnsperf {' '.join(DNSPERF)};\n"
-                f"a private signed root and TLD (NSD), DNSSEC validation on in both; 2 shared cores. "
+                f"a private signed root and TLD (NSD), DNSSEC validation on in both; 2 shared cores; rampart "
+                + ("a resolver alone (no zones). " if ALONE else "serving a local zone too. ")
+                + ""
                 + ("Queries from a client namespace over a veth, rampart's XDP program on it (cache hits answered\n"
                    "in the driver); CPU = the resolver process's utime+stime plus the machine's softirq time.\n"
                    if XDP else "No XDP\n(resolver answers come from the slow path); CPU = the resolver process's "
                    "utime+stime over the run.\n")
                 + ("hot-kxdpgun: the same file by kxdpgun (AF_XDP on the client's veth, offered "
-                   f"{int(KXDPGUN_QPS):,} qps, {HOT_SECS} s): replies/s the server keeps up with.\n" if KXDPGUN else "")
+                   f"{int(KXDPGUN_QPS):,} qps, {HOT_SECS} s): replies/s the server keeps up with; XDP ns/packet: run_time_ns /\n"
+                   "run_cnt of n0's XDP program (BPF run-time statistics on; rampart's includes the cache program it\n"
+                   "tail-calls), over that run.\n" if KXDPGUN else "")
                 + "Hit ratio = 1 - leaf NSD queries / client queries.\n\n")
         f.write("| resolver | run | answered/sent | replies/s | mean latency ms | hit ratio | CPU us/reply "
-                "| answered in XDP |\n")
-        f.write("|---|---|---|---|---|---|---|---|\n")
+                "| answered in XDP | XDP ns/packet |\n")
+        f.write("|---|---|---|---|---|---|---|---|---|\n")
         for name, rows in results.items():
             for run, r in rows.items():
                 f.write(f"| {name} | {run} | {r['completed']:.0f}/{r['sent']:.0f} | {r['qps']:.0f} | "
                         f"{r['latency_ms']:.3f} | {r['hit_ratio']:.4f} | {r['cpu_us_per_reply']:.1f} | "
-                        f"{r['xdp_share']:.3f} |\n")
+                        f"{r['xdp_share']:.3f} | {r['xdp_ns']:.1f} |\n")
     print(f"results: {out}")
 
 

@@ -360,11 +360,57 @@ def xdp_cache(c, lab, binary):
         rplab.setns(lab.ns)
 
 
+def xdp_alone(c, lab, binary, xdp_args):
+    """A resolver alone (no zones) with the XDP program, which then looks in the cache before the
+    zones: hot entries answered by the program as the slow path answers them over TCP; a client
+    outside the ACL, and a name nobody asked, go up."""
+    lab.stop("rampart")
+    lab.start_nsd("leaf")  # stopped by the cache check
+    lab.rampart(binary, xdp_args, alone=True)
+    server = reslab.FORWARDER
+    # The slow path answers first; the program is attached once loaded and verified.
+    deadline = time.monotonic() + 30
+    while subprocess.run([binary, "stats", "--pin-dir", lab.pin_dir], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the XDP program never attached")
+        time.sleep(0.2)
+    rplab.setns(lab.client_ns)
+    try:
+        bad, served = [], 0
+        variants = (("www.plain.test.", "A", {}), ("alias.plain.test.", "A", {"edns": False}),
+                    ("www.good.test.", "A", {"do": True}))
+        for name, rtype, kw in variants:
+            for _ in range(3):
+                ask(name, rtype, server=server, **kw)
+            before = tx_cache(binary, lab)
+            r, _, _ = ask(name, rtype, server=server, **kw)
+            n = tx_cache(binary, lab) - before
+            slow, _, _ = ask(name, rtype, tcp=True, server=server, **kw)
+            served += n
+            if n != 1 or not same_but_ttls(r, slow):
+                bad.append((name, rtype, kw, n, r.to_text(), slow.to_text()))
+        with open(os.path.join(lab.tmp, "rampart-fwd.log")) as f:
+            first = "cache_first=true" in f.read()
+        c.check(f"XDP alone (cache first: {first}): {served} of {len(variants)} variants answered by the "
+                "program, as the slow path over TCP", first and not bad and served == len(variants), bad)
+        before = tx_cache(binary, lab)
+        r, _, _ = ask("www.plain.test.", server=server, source=reslab.XDP_OUTSIDER)
+        cold, _, _ = ask("cold.plain.test.", server=server)
+        n = tx_cache(binary, lab) - before
+        c.check("XDP alone: a client outside the ACL (REFUSED) and a cold name (NXDOMAIN) go up",
+                n == 0 and r.rcode() == dns.rcode.REFUSED and cold.rcode() == dns.rcode.NXDOMAIN,
+                (n, r.to_text(), cold.to_text()))
+    finally:
+        rplab.setns(lab.ns)
+        lab.stop("rampart-fwd")
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(rplab_repo(), "target/release/rampart")
     c = rplab.Checks("resolver_lab")
     with reslab.ResolverLab(f"ci{os.getpid()}", names=100) as lab:
-        lab.rampart(binary, ["--serve-stale"] + lab.xdp_client())
+        xdp_args = lab.xdp_client()
+        lab.rampart(binary, ["--serve-stale"] + xdp_args)
         rplab.setns(lab.ns)
         first = ask("short.plain.test.")
         for name, fn, args in (("answers", answers, ()), ("negative", negative, ()), ("dnssec", dnssec, ()),
@@ -378,6 +424,7 @@ def main():
         c.run("cache", cache_and_stale, c, lab, refreshed)
         c.run("counters", counters, c)
         c.check("rampart still running", lab.procs["rampart"].poll() is None)
+        c.run("xdp_alone", xdp_alone, c, lab, binary, xdp_args)
     return c
 
 

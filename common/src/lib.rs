@@ -747,6 +747,7 @@ impl CacheEntry {
 }
 
 const _: () = assert!(core::mem::offset_of!(CacheEntry, name) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(CacheEntry, tail) % 8 == 0);
 const _: () = assert!(core::mem::size_of::<CacheEntry>().is_multiple_of(8));
 
 #[cfg(feature = "user")]

@@ -2,14 +2,14 @@
 //! (`CACHE`), each TTL the stored one less the entry's age; everything else goes up.
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{map, xdp},
     maps::Array,
     programs::XdpContext,
 };
 use rampart_common::{
     CACHE_TAIL, CACHE_TTLS, CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD,
-    JUMP_CACHE, OPT_LEN, SHORT_NAME_LEN, Variant, cache_sets,
+    JUMP_CACHE, JUMP_MAIN, OPT_LEN, SHORT_NAME_LEN, Variant, cache_sets,
     dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
 };
 
@@ -25,9 +25,10 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// cache changes (an array: the verifier inlines its lookups, where a hash map's cost ~70 ns).
 #[map(name = "CACHE")]
 static CACHE: Array<CacheEntry> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-/// The seed of the names' hash in `CacheKey` (0: no resolver), and the mask of `CACHE`'s sets.
+/// The seed of the names' hash in `CacheKey` (0: no resolver), the mask of `CACHE`'s sets, and
+/// whether the cache is probed before the zones (`CACHE_FIRST`: a node with no zones).
 #[map(name = "CACHE_SEED")]
-static CACHE_SEED: Array<u64> = Array::with_max_entries(2, 0);
+static CACHE_SEED: Array<u64> = Array::with_max_entries(3, 0);
 
 /// Hand a query to the cache program: one the zones miss, admitted by the miss budget
 /// (`early` false), or one the encloser walk found in the cache (`Err(TxCache)` from the
@@ -35,6 +36,10 @@ static CACHE_SEED: Array<u64> = Array::with_max_entries(2, 0);
 /// Returns only when the slot is empty (no resolver), and the query goes up as before.
 #[inline(always)]
 pub fn jump(ctx: &XdpContext, early: bool) {
+    // Cache first: the cache program has had the query already (and sent it back).
+    if cache_first() {
+        return;
+    }
     if let Ok(key) = maps::key_buf() {
         key.early = early as u32;
     }
@@ -60,6 +65,45 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
         }
         None => false,
     }
+}
+
+/// A resolver-only node (`CACHE_SEED[2]` set: its zones give the program no answer) hands
+/// every query to the cache program first, before the main program reads the question (a hit
+/// then costs no zone lookup); the cache program sends what it can't answer back here
+/// (`JUMP_MAIN`), which goes on as on any node. Returns on the way back, where the cache is off
+/// or cache-first, or when the tail call fails.
+#[inline(always)]
+pub fn first(ctx: &XdpContext) {
+    if !cache_first() || cache_handoff::back() {
+        return;
+    }
+    if let Ok(key) = maps::key_buf() {
+        key.early = FIRST;
+    }
+    // SAFETY: a tail call with our own context; JUMPS holds programs of this object only.
+    unsafe {
+        let _ = maps::JUMPS.tail_call(ctx, JUMP_CACHE);
+    }
+}
+
+/// `KeyBuf::early` for a query handed over by `first`.
+const FIRST: u32 = 2;
+
+#[inline(always)]
+fn cache_first() -> bool {
+    CACHE_SEED.get(2).copied().unwrap_or(0) != 0
+}
+
+/// Send the query back to the main program (the cache-first order's miss); returns if the
+/// tail call fails.
+#[inline(always)]
+fn back_to_main(ctx: &XdpContext) {
+    cache_handoff::send_back(true);
+    // SAFETY: as in `first`.
+    unsafe {
+        let _ = maps::JUMPS.tail_call(ctx, JUMP_MAIN);
+    }
+    cache_handoff::send_back(false);
 }
 
 /// The index of the slot holding (name hash, type, DO), and the even sequence number read from
@@ -156,12 +200,22 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
     let addr = ip::source(ctx, &l3)?;
     let src = limits::Source::new(addr, probe);
-    let early = maps::key_buf()?.early != 0;
+    let mode = maps::key_buf()?.early;
+    let early = mode != 0;
     // What the main program leaves is for the early path only.
-    if !early {
+    if mode != 1 {
         cache_handoff::discard();
     }
-    match serve(ctx, &l3, &udp, &src) {
+    let served = serve(ctx, &l3, &udp, &src);
+    // Cache first: what the cache can't answer (the frame untouched) goes back to the main
+    // program, which answers it from the zones or passes it up as on any node.
+    if mode == FIRST
+        && let Err(reason) = served
+        && reason != Counter::DropRewriteFailed
+    {
+        back_to_main(ctx);
+    }
+    match served {
         // Reached before the budget (the walk's first hop found the name): what goes up pays
         // for it here, as in the main program (a client outside the ACL too); junk is dropped.
         // Over the budget: dropped (no slip from here).
@@ -346,14 +400,7 @@ fn find(
     if e.name_len as usize != name_len || !same {
         return Err(Counter::PassMiss);
     }
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    // Expired (or not yet stored, which can't be): the slow path refreshes it, or serves it
-    // stale once the refresh fails; the program never knows which, so it never answers.
-    if now >= e.expires_ns || now < e.stored_ns {
-        return Err(Counter::PassMiss);
-    }
-    let age = (now - e.stored_ns).div_ceil(NS_PER_SEC) as u32;
+    let age = age(e.stored_ns, e.expires_ns).ok_or(Counter::PassMiss)?;
     let (tail_len, arcount, tail_csum) = match variant {
         Variant::NoEdns => {
             if e.noedns == 0 || (e.tail_len as usize) < OPT_LEN || e.arcount == 0 {
@@ -380,6 +427,38 @@ fn find(
     })
 }
 
+/// How far behind the precise clock the coarse one (the time at the last tick) may be, at most:
+/// a few ticks at any HZ (a busy CPU's tick runs; an idle one's stopped tick is caught up
+/// before its interrupts' softirqs run).
+const COARSE_LAG_NS: u64 = 50_000_000;
+
+/// Whole seconds (rounded up, as the slow path rounds) since `stored_ns`, or `None` when the
+/// entry has expired (or was not yet stored, which can't be): the slow path refreshes it, or
+/// serves it stale once the refresh fails; the program never knows which, so never answers.
+/// The precise clock costs a hit ~20 ns (`read_tsc` in a VM); the coarse one is read from
+/// memory. The precise time lies in [coarse, coarse + `COARSE_LAG_NS`]: where the whole range
+/// gives one age and is before the expiry, that age is the precise clock's; only near a second's
+/// turn (one query in twenty) or the expiry is the precise clock read.
+#[inline(always)]
+fn age(stored_ns: u64, expires_ns: u64) -> Option<u32> {
+    // SAFETY: helper without arguments.
+    let coarse = unsafe { bpf_ktime_get_coarse_ns() };
+    if coarse >= stored_ns && coarse + COARSE_LAG_NS < expires_ns {
+        let since = coarse - stored_ns;
+        let age = since.div_ceil(NS_PER_SEC);
+        // The range's top still rounds up to the same second.
+        if since + COARSE_LAG_NS <= age * NS_PER_SEC && since != 0 {
+            return Some(age as u32);
+        }
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now >= expires_ns || now < stored_ns {
+        return None;
+    }
+    Some((now - stored_ns).div_ceil(NS_PER_SEC) as u32)
+}
+
 /// Copy the entry's tail to `tail_off` and write each TTL field (stored TTL less the age);
 /// returns the TTLs' checksum share (the stored tail sums them as zero).
 #[inline(always)]
@@ -397,18 +476,19 @@ fn write_tail(
     if len == 0 || len > CACHE_TAIL as u32 {
         return Err(Counter::DropRewriteFailed);
     }
-    // SAFETY: the entry's tail (CACHE_TAIL bytes) into the frame at tail_off, len bytes, both
-    // checked (the helper checks the frame's).
-    let rc = unsafe {
-        aya_ebpf::helpers::bpf_xdp_store_bytes(
-            ctx.ctx,
-            tail_off as u32,
-            (*f.entry).tail.as_ptr() as *mut _,
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(Counter::DropRewriteFailed);
+    // SAFETY: a slot of the array, as in `slot`; its tail is 8-aligned (after the name).
+    let tail = unsafe { (*f.entry).tail.as_ptr() };
+    if tail_len >= 8 && tail_len <= WORD_TAIL {
+        store_words(ctx, tail_off, tail, tail_len)?;
+    } else {
+        // SAFETY: the entry's tail (CACHE_TAIL bytes) into the frame at tail_off, len bytes,
+        // both checked (the helper checks the frame's).
+        let rc = unsafe {
+            aya_ebpf::helpers::bpf_xdp_store_bytes(ctx.ctx, tail_off as u32, tail as *mut _, len)
+        };
+        if rc != 0 {
+            return Err(Counter::DropRewriteFailed);
+        }
     }
     let wash = maps::key_buf()?;
     let count = (wash.launder(f.ttl_count as u64) & 0x1f) as usize;
@@ -432,10 +512,49 @@ fn write_tail(
         }
         let ttl = stored.saturating_sub(f.age);
         let (hi, lo) = ((ttl >> 16) as u16, ttl as u16);
-        packet::put_be16(ctx, pos, hi)?;
-        packet::put_be16(ctx, pos + 2, lo)?;
+        let p = packet::ptr_at(ctx, pos, 4, Counter::DropRewriteFailed)?;
+        // SAFETY: four packet bytes checked by ptr_at.
+        unsafe { (p as *mut u32).write_unaligned(ttl.to_be()) };
         sum += csum::at_offset(hi, pos - dns_off) + csum::at_offset(lo, pos + 2 - dns_off);
         i += 1;
     }
     Ok(sum)
+}
+
+/// Tails up to this long are copied a word at a time (a positive answer or two, a short
+/// chain); longer ones by the helper.
+const WORD_TAIL: usize = 128;
+
+/// Copy a `len`-byte tail (8 <= `len` <= `WORD_TAIL`, from the entry's 8-aligned tail) into the
+/// packet at `off`, eight bytes at a time, without the helper (its call and `memcpy`, the main
+/// program's inline tails found, cost more than the copy). The frame ends where the tail does,
+/// so the last word is the one ending there (overlapping the one before).
+#[inline(always)]
+fn store_words(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(), Counter> {
+    let wash = maps::key_buf()?;
+    let off = (wash.launder(off as u64) & 0x7ff) as usize;
+    let len = (wash.launder(len as u64) & 0xff) as usize;
+    if len < 8 || len > WORD_TAIL {
+        return Err(Counter::DropRewriteFailed);
+    }
+    let words = src as *const u64;
+    let mut i = 0;
+    while i < WORD_TAIL / 8 {
+        if i * 8 + 8 > len {
+            break;
+        }
+        let p = packet::ptr_at(ctx, off + i * 8, 8, Counter::DropRewriteFailed)?;
+        // SAFETY: word i of the tail (i * 8 + 8 <= len <= 128 < CACHE_TAIL), 8-aligned in the
+        // slot; eight packet bytes checked by ptr_at.
+        unsafe { (p as *mut u64).write_unaligned(words.add(i).read()) };
+        i += 1;
+    }
+    if len % 8 != 0 {
+        let last = len - 8;
+        let p = packet::ptr_at(ctx, off + last, 8, Counter::DropRewriteFailed)?;
+        // SAFETY: the tail's last eight bytes (len >= 8), unaligned in the slot; eight packet
+        // bytes checked by ptr_at.
+        unsafe { (p as *mut u64).write_unaligned((src.add(last) as *const u64).read_unaligned()) };
+    }
+    Ok(())
 }

@@ -18,6 +18,9 @@ pub struct Handoff {
     qtype: u16,
     _pad: u16,
     q_end: u32,
+    /// Nonzero from the cache program's `send_back` to the main program's `back`: the frame
+    /// comes back from the cache (cache first) and goes on in the main program.
+    back: u32,
     q_csum: u64,
 }
 
@@ -88,4 +91,24 @@ pub fn take() -> Option<(Question, u32, u32)> {
         end: (h.q_end & 0x7ff) as usize,
     };
     Some((q, h.slot, h.seq))
+}
+
+/// Mark the frame at hand as sent back to the main program (or, `false`, not after all).
+#[inline(always)]
+pub fn send_back(yes: bool) {
+    if let Some(h) = scratch() {
+        h.back = yes as u32;
+    }
+}
+
+/// Whether the frame at hand comes back from the cache program (once).
+#[inline(always)]
+pub fn back() -> bool {
+    match scratch() {
+        Some(h) if h.back != 0 => {
+            h.back = 0;
+            true
+        }
+        _ => false,
+    }
 }

@@ -57,6 +57,8 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
+    // A resolver-only node: the cache program first (back here on a miss).
+    cache::first(ctx);
     let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
     let src = limits::Source::new(ip::source(ctx, &l3)?, probe);
     let verdict = match try_dns(ctx, &l3, &udp, &src) {

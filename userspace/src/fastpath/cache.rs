@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{
-    Array, Map, ProgramArray,
+    Array, Map, MapData, ProgramArray,
     lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use ipnet::IpNet;
@@ -23,7 +23,12 @@ use super::{
 pub struct CacheMap {
     map: Mutex<CacheSlots>,
     seed: u64,
+    /// `CACHE_SEED`, whose third word is `CACHE_FIRST`.
+    seeds: Mutex<Array<MapData, u64>>,
 }
+
+/// `CACHE_SEED`'s word saying whether the program looks in the cache before the zones.
+const CACHE_FIRST: u32 = 2;
 
 impl std::fmt::Debug for CacheMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +67,16 @@ impl CacheMap {
         self.slots().clear();
     }
 
+    /// Look in the cache before the zones (`true`: a node whose zones give the program no
+    /// answer, where every query misses them) or after them. Either order answers the same; the
+    /// first saves a resolver-only node's cache hits the zones' lookup.
+    pub fn cache_first(&self, first: bool) -> Result<()> {
+        let mut seeds = self.seeds.lock().unwrap_or_else(|e| e.into_inner());
+        seeds
+            .set(CACHE_FIRST, u64::from(first), 0)
+            .context("setting CACHE_SEED")
+    }
+
     /// The entry held for `key` (tests).
     #[cfg(test)]
     pub fn get(&self, key: &CacheKey) -> Option<CacheEntry> {
@@ -82,8 +97,11 @@ impl FastPath {
             return Err(anyhow!("map {MAP_CACHE} is no array"));
         };
         let slots = CacheSlots::new(data)?;
-        let mut seeds: Array<_, u64> =
-            Array::try_from(self.ebpf.map_mut(MAP_CACHE_SEED).expect("map"))?;
+        let seeds = self
+            .ebpf
+            .take_map(MAP_CACHE_SEED)
+            .ok_or_else(|| anyhow!("map {MAP_CACHE_SEED} missing"))?;
+        let mut seeds: Array<MapData, u64> = Array::try_from(seeds)?;
         seeds.set(1, set_mask(slots.slots()), 0)?;
         seeds.set(0, seed, 0)?;
         let mut acl: LpmTrie<_, WhitelistAddr, u8> =
@@ -104,6 +122,7 @@ impl FastPath {
         Ok(CacheMap {
             map: Mutex::new(slots),
             seed,
+            seeds: Mutex::new(seeds),
         })
     }
 }

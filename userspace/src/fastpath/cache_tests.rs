@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::probe::{XDP_PASS, XDP_TX};
-use super::tests::{frame, frame_from, query, run, verify_reply};
+use super::tests::{frame, frame_from, mutate_frame, query, run, verify_reply, xorshift};
 use super::{Capacity, FastPath};
 use crate::resolver::{Key, Resolved, Resolver, ResolverConfig, Security};
 use crate::respond::{Node, respond_to};
@@ -134,6 +134,11 @@ impl Lab {
         q
     }
 
+    /// Look in the cache before the zones (a resolver-only node's order) or after them.
+    pub(super) fn cache_first(&self, first: bool) {
+        self.resolver.xdp_cache_first(first);
+    }
+
     /// Cache `r` for (name, type) with and without DO, as received `ago` before now.
     fn cache(&self, qname: &str, qtype: u16, r: Resolved, ago: Duration) {
         let at = Instant::now() - ago;
@@ -189,7 +194,18 @@ fn ttls(dns: &[u8]) -> Vec<u32> {
 
 #[test]
 fn cached_answers_are_the_slow_paths_bytes_in_every_variant() {
+    every_variant(false);
+}
+
+/// As above in the resolver-only order: the cache program first, before the zones.
+#[test]
+fn cached_answers_first_are_the_slow_paths_bytes_in_every_variant() {
+    every_variant(true);
+}
+
+fn every_variant(first: bool) {
     let lab = lab();
+    lab.cache_first(first);
     let ago = Duration::from_millis(2500);
     let www = || vec![a("www.resolved.test.", 300, 7)];
     lab.cache(
@@ -286,6 +302,37 @@ fn ttls_count_down_and_expired_entries_go_up() {
     assert_eq!(run(&lab.fp, &f).0, XDP_PASS, "expired entry answered");
 }
 
+/// The program's age of an entry is the precise clock's at every instant, across the turns of
+/// the second where the coarse clock can't tell (it reads the precise one there): queried every
+/// few ms for 1.3 s, each answer is the slow path's just before or just after, and the TTL is
+/// seen to fall by one at least once.
+#[test]
+fn ages_are_exact_across_the_turn_of_a_second() {
+    let lab = lab();
+    let peer: IpAddr = "198.51.100.2".parse().unwrap();
+    let r = resolved(
+        ResponseCode::NoError,
+        vec![a("tick.resolved.test.", 300, 7)],
+        vec![],
+    );
+    lab.cache("tick.resolved.test.", 1, r, Duration::ZERO);
+    let q = query(9, "tick.resolved.test", 1, Some((1232, false)));
+    lab.slow(&q, peer);
+    lab.slow(&q, peer);
+    let start = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        if start.elapsed() > Duration::from_millis(1300) {
+            break;
+        }
+        // `fast` compares each answer with the slow path's at the same instant.
+        let dns = lab.fast(&q, peer).expect("answered from XDP");
+        seen.insert(ttls(&dns)[0]);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    assert!(seen.len() >= 2, "the TTL never fell: {seen:?}");
+}
+
 #[test]
 fn other_clients_and_unpromoted_entries_go_up() {
     let lab = lab();
@@ -339,8 +386,54 @@ fn a_resolver_alone_answers_from_xdp() {
     fp.install(&[]).unwrap();
     let lab = lab_on(catalog, fp);
     lab.promoted_query();
+    // As the daemon runs it (its zones give the program no answer): the cache first.
+    lab.cache_first(true);
+    let q = query(2, "www.resolved.test", 1, Some((1232, false)));
+    let peer = "198.51.100.2".parse().unwrap();
+    assert!(lab.fast(&q, peer).is_some(), "answered, cache first");
+    let cold = query(3, "cold.resolved.test", 1, None);
+    assert_eq!(run(&lab.fp, &frame(false, 3000, &cold)).0, XDP_PASS);
     let c = lab.fp.counters().unwrap();
-    assert_eq!(c.get("tx_cache"), 1, "{c:?}");
+    assert_eq!((c.get("tx_cache"), c.get("pass_miss")), (2, 1), "{c:?}");
+}
+
+/// The cache-first order on a node with zones (as right after a reload adds zones to a
+/// resolver-only node): what the cache can't answer comes back to the main program, which
+/// answers the zones' names from them as before and passes the rest up, paying the budget once.
+#[test]
+fn cache_first_sends_the_rest_back_to_the_zones() {
+    let lab = lab();
+    let q = lab.promoted_query();
+    let inside: IpAddr = "198.51.100.2".parse().unwrap();
+    let zone = [
+        query(7, "www.example.com", 1, None),
+        query(8, "nope.example.com", 1, Some((1232, false))),
+        query(9, "x.sub.example.com", 1, Some((1232, false))),
+    ];
+    let before: Vec<_> = zone
+        .iter()
+        .map(|z| run(&lab.fp, &frame(false, 3000, z)))
+        .collect();
+    lab.cache_first(true);
+    for (z, was) in zone.iter().zip(&before) {
+        assert_eq!(
+            &run(&lab.fp, &frame(false, 3000, z)),
+            was,
+            "zone answer changed"
+        );
+    }
+    assert!(
+        lab.fast(&q, inside).is_some(),
+        "promoted entry answered first"
+    );
+    let outside: IpAddr = "203.0.113.9".parse().unwrap();
+    assert_eq!(run(&lab.fp, &frame_from(outside, 3000, &q)).0, XDP_PASS);
+    let cold = query(4, "cold.resolved.test", 1, None);
+    assert_eq!(run(&lab.fp, &frame(false, 3000, &cold)).0, XDP_PASS);
+    let c = lab.fp.counters().unwrap();
+    assert_eq!(c.get("tx_cache"), 2, "{c:?}");
+    assert_eq!(c.get("tx_answer"), 2, "{c:?}");
+    assert_eq!(c.get("pass_miss"), 2, "{c:?}");
 }
 
 /// A promoted name skips the zones' walk and the miss budget in the main program: what the
@@ -402,4 +495,42 @@ fn a_full_array_gives_up_the_entry_expiring_first() {
     assert!(map.get(&keys[0]).is_none());
     map.clear();
     assert!(keys.iter().all(|k| map.get(k).is_none()));
+}
+
+/// Mutated frames of cached queries (and of a zone's), in both orders: every frame the program
+/// sends is a well-formed answer to it (checksums, lengths, addresses: `verify_reply`), with
+/// the query's ID; nothing else but a pass or a drop comes out, and the cache answers some.
+#[test]
+fn mutated_frames_get_well_formed_answers_in_both_orders() {
+    let lab = lab();
+    let peer: IpAddr = "198.51.100.2".parse().unwrap();
+    let seeds = [
+        lab.promoted_query(),
+        with_flags(query(2, "WWW.resolved.test", 1, None), RD),
+        query(3, "www.example.com", 1, Some((1232, false))),
+    ];
+    let mut next = xorshift(0x9e3779b97f4a7c15);
+    for first in [false, true] {
+        lab.cache_first(first);
+        let before = lab.fp.counters().unwrap().get("tx_cache");
+        let mut tx = 0;
+        for i in 0..6000 {
+            let mut f = frame_from(peer, 1000 + i as u16, &seeds[i % seeds.len()]);
+            mutate_frame(&mut f, &mut next, 3);
+            let (action, out) = run(&lab.fp, &f);
+            if action != XDP_TX {
+                assert!(action == XDP_PASS || action == 1, "action {action}");
+                continue;
+            }
+            tx += 1;
+            let dns = verify_reply(&f, &out);
+            let l4 = if f[12] == 0x86 { 54 } else { 34 };
+            assert_eq!(dns[..2], f[l4 + 8..l4 + 10], "the query's ID");
+        }
+        let cached = lab.fp.counters().unwrap().get("tx_cache") - before;
+        assert!(
+            cached > 0 && tx > cached,
+            "first {first}: {tx} sent, {cached} from the cache"
+        );
+    }
 }

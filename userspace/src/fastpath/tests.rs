@@ -371,16 +371,34 @@ fn passes_or_drops_what_it_must_not_answer() {
 
 /// Mutate valid queries at random (bytes, lengths, truncation) and require that every frame the
 /// program sends is a well-formed answer to the query it came from.
+/// A xorshift generator: the same numbers from the same seed, every run.
+pub(super) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// Change `f` 1 to `most` times: a byte replaced, a bit flipped, cut short or lengthened.
+pub(super) fn mutate_frame(f: &mut Vec<u8>, next: &mut impl FnMut() -> u64, most: u64) {
+    for _ in 0..1 + next() % most {
+        let pos = (next() as usize) % f.len();
+        match next() % 4 {
+            0 => f[pos] = next() as u8,
+            1 => f[pos] ^= 1 << (next() % 8),
+            // PROG_TEST_RUN needs at least an Ethernet header.
+            2 => f.truncate(pos.max(14)),
+            _ => f.extend_from_slice(&[next() as u8; 3]),
+        }
+    }
+}
+
 #[test]
 fn fuzz_every_tx_is_a_well_formed_answer() {
     let fp = loaded();
-    let mut rng = 0x9e3779b97f4a7c15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e3779b97f4a7c15);
     let seeds = [
         query(1, "www.example.com", 1, None),
         query(2, "WWW.example.com", 1, Some((1232, true))),
@@ -390,16 +408,7 @@ fn fuzz_every_tx_is_a_well_formed_answer() {
     for i in 0..20_000 {
         let v6 = i % 2 == 0;
         let mut f = frame(v6, 1000 + i as u16, &seeds[i % seeds.len()]);
-        for _ in 0..1 + next() % 4 {
-            let pos = (next() as usize) % f.len();
-            match next() % 4 {
-                0 => f[pos] = next() as u8,
-                1 => f[pos] ^= 1 << (next() % 8),
-                // PROG_TEST_RUN needs at least an Ethernet header.
-                2 => f.truncate(pos.max(14)),
-                _ => f.extend_from_slice(&[next() as u8; 3]),
-            }
-        }
+        mutate_frame(&mut f, &mut next, 4);
         total += 1;
         let (action, out) = run(&fp, &f);
         if action != XDP_TX {

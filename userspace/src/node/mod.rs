@@ -489,6 +489,7 @@ impl Node {
         // before the flip (its entries come back on their next hits).
         if let Some(resolver) = &self.server_config.resolver {
             resolver.forget_xdp();
+            resolver.xdp_cache_first(table.is_empty());
         }
         let staged = fp.is_some().then(|| self.shared.stage(catalog.clone()));
         let installed = fp.as_deref_mut().map(|fp| fp.install_owned(table));

@@ -64,10 +64,14 @@ pub fn fast_path(
     let installed = fp.install_prepared(prepared)?;
     log_installed(&installed, started);
     if cache && let Some(resolver) = resolver {
-        resolver.attach_xdp(fp.enable_cache(&config.resolver.allow)?);
+        let map = fp.enable_cache(&config.resolver.allow)?;
+        // A resolver-only node: every query misses the zones, the cache is looked in first.
+        let cache_first = installed.answers == 0;
+        map.cache_first(cache_first)?;
+        resolver.attach_xdp(map);
         info!(
             entries = config.resolver.xdp_cache_entries,
-            "resolver cache answered in XDP"
+            cache_first, "resolver cache answered in XDP"
         );
     }
     for iface in &config.xdp.interfaces {

@@ -151,6 +151,14 @@ impl Resolver {
         }
     }
 
+    /// Whether the XDP program looks in the cache before the zones: `true` where the zones
+    /// give it no answer (a resolver-only node), whose queries all miss them.
+    pub fn xdp_cache_first(&self, first: bool) {
+        if let Some(xdp) = self.xdp.get() {
+            xdp.cache_first(first);
+        }
+    }
+
     /// Entries promoted to the XDP program count their hits there from now on.
     fn promote(&self, key: &Key, now: Instant) {
         if let Some(xdp) = self.xdp.get()

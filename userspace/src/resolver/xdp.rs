@@ -53,6 +53,14 @@ impl XdpCache {
     pub fn clear(&self) {
         self.map.clear();
     }
+
+    /// Whether the program looks in the cache before the zones (a node whose zones give it no
+    /// answer).
+    pub fn cache_first(&self, first: bool) {
+        if let Err(e) = self.map.cache_first(first) {
+            tracing::warn!("resolver cache: {e:#}");
+        }
+    }
 }
 
 /// `instant` on CLOCK_MONOTONIC in ns, never later than it (the clock is read before `now`,
