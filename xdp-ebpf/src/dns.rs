@@ -9,7 +9,7 @@ use rampart_common::{
 };
 
 use crate::{
-    maps::{self, KeyBuf},
+    maps::{self, KeyBuf, Scratch},
     packet::{be16_at, name_byte_at, ptr_at},
     query::Question,
 };
@@ -89,11 +89,12 @@ fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<usize, 
 #[inline(always)]
 pub fn parse_question(
     ctx: &XdpContext,
+    s: Scratch,
     dns_off: usize,
     dns_len: usize,
 ) -> Result<Question, Counter> {
-    let q = read_question(ctx, dns_off, dns_len)?;
-    if let Err(reason) = maps::locate(ctx, &q) {
+    let q = read_question_in(ctx, s, dns_off, dns_len)?;
+    if let Err(reason) = maps::locate(ctx, s, &q) {
         // The resolver's cache has the name: the cache program takes the question as read.
         if reason == Counter::TxCache {
             crate::cache_handoff::leave(&q);
@@ -111,9 +112,20 @@ pub fn read_question(
     dns_off: usize,
     dns_len: usize,
 ) -> Result<Question, Counter> {
+    read_question_in(ctx, Scratch::get()?, dns_off, dns_len)
+}
+
+/// [`read_question`] with the frame's scratch slot.
+#[inline(always)]
+fn read_question_in(
+    ctx: &XdpContext,
+    s: Scratch,
+    dns_off: usize,
+    dns_len: usize,
+) -> Result<Question, Counter> {
     let start = dns_off + HEADER_LEN;
     let dns_end = dns_off + dns_len;
-    let key: &mut KeyBuf = maps::key_buf()?;
+    let key: &mut KeyBuf = s.key();
     key.set_len(name_length(ctx, start, dns_end)?);
     key.clear(key.len());
     let name_sum = key.fill_name(ctx, start, key.len())?;
@@ -166,6 +178,18 @@ pub fn parse_edns(
     arcount: u16,
     dns_end: usize,
 ) -> Result<Edns, Counter> {
+    parse_edns_in(ctx, Scratch::get()?, q, arcount, dns_end)
+}
+
+/// [`parse_edns`] with the frame's scratch slot.
+#[inline(always)]
+pub fn parse_edns_in(
+    ctx: &XdpContext,
+    s: Scratch,
+    q: &Question,
+    arcount: u16,
+    dns_end: usize,
+) -> Result<Edns, Counter> {
     let opt = q.end;
     if arcount == 0 {
         if opt != dns_end {
@@ -210,7 +234,7 @@ pub fn parse_edns(
     if opt + OPT_FIXED_LEN + rdlen != dns_end {
         return Err(Counter::PassMalformed);
     }
-    let cookie = scan_options(ctx, opt + OPT_FIXED_LEN, dns_end)?;
+    let cookie = scan_options(ctx, s, opt + OPT_FIXED_LEN, dns_end)?;
     let variant = if flags & EDNS_DO != 0 {
         Variant::EdnsDo
     } else {
@@ -242,6 +266,7 @@ pub fn parse_edns(
 #[inline(always)]
 fn scan_options(
     ctx: &XdpContext,
+    s: Scratch,
     start: usize,
     dns_end: usize,
 ) -> Result<Option<OptionAt>, Counter> {
@@ -261,7 +286,7 @@ fn scan_options(
         // Laundered and masked (a no-op: pos < MAX_DNS_END here) so the verifier sees the bound
         // on the register it adds to the packet pointer: LLVM folds every plain check of it
         // into the one above, which the verifier doesn't carry over.
-        pos = (crate::maps::key_buf()?.launder(pos as u64) & (2 * MAX_DNS_END as u64 - 1)) as usize;
+        pos = (s.launder(pos as u64) & (2 * MAX_DNS_END as u64 - 1)) as usize;
         let p = ptr_at(ctx, pos, 4, Counter::PassMalformed)?;
         // SAFETY: 4 bytes checked by ptr_at; big-endian, unaligned.
         let (code, len) = unsafe {
