@@ -10,7 +10,7 @@ use rampart_common::{
 
 use crate::{
     maps::{self, KeyBuf, Scratch},
-    packet::{be16_at, name_byte_at, ptr_at},
+    packet::{name_byte_at, ptr_at},
     query::Question,
 };
 
@@ -34,8 +34,11 @@ pub struct Header {
 /// in the answer or authority sections. Everything else is the slow path's to judge.
 #[inline(always)]
 pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header, Counter> {
-    let id = be16_at(ctx, off, Counter::PassMalformed)?;
-    let flags = be16_at(ctx, off + 2, Counter::PassMalformed)?;
+    // One bound for the whole header, then plain loads.
+    let p = ptr_at(ctx, off, HEADER_LEN, Counter::PassMalformed)?;
+    // SAFETY: 12 bytes checked above; big-endian fields, unaligned.
+    let be16 = |o: usize| u16::from_be(unsafe { (p.add(o) as *const u16).read_unaligned() });
+    let (id, flags) = (be16(0), be16(2));
     if flags & FLAG_QR != 0 {
         // A response sent to a server port: reflected at us, or a loop. Never answered.
         return Err(Counter::DropResponse);
@@ -43,10 +46,7 @@ pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header,
     if flags & (FLAG_OPCODE | FLAG_TC | FLAG_RCODE) != 0 {
         return Err(Counter::PassNotQuery);
     }
-    let qd = be16_at(ctx, off + 4, Counter::PassMalformed)?;
-    let an = be16_at(ctx, off + 6, Counter::PassMalformed)?;
-    let ns = be16_at(ctx, off + 8, Counter::PassMalformed)?;
-    let arcount = be16_at(ctx, off + 10, Counter::PassMalformed)?;
+    let (qd, an, ns, arcount) = (be16(4), be16(6), be16(8), be16(10));
     if qd != 1 || an != 0 || ns != 0 {
         return Err(Counter::PassNotQuery);
     }
@@ -136,8 +136,14 @@ fn read_question_in(
     if tail + 4 > dns_end {
         return Err(Counter::PassMalformed);
     }
-    let qtype = be16_at(ctx, tail, Counter::PassMalformed)?;
-    let qclass = be16_at(ctx, tail + 2, Counter::PassMalformed)?;
+    let p = ptr_at(ctx, tail, 4, Counter::PassMalformed)?;
+    // SAFETY: four bytes checked above; big-endian, unaligned.
+    let (qtype, qclass) = unsafe {
+        (
+            u16::from_be((p as *const u16).read_unaligned()),
+            u16::from_be((p.add(2) as *const u16).read_unaligned()),
+        )
+    };
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }
