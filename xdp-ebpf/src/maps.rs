@@ -99,6 +99,8 @@ pub struct KeyBuf {
     wash: u64,
     /// Hash of the name (or of the suffix a walk put in `name`), from the generation's seed.
     hash: u64,
+    /// An answer's header laundered like `wash`: see [`KeyBuf::launder_head`].
+    head: AnswerHead,
     /// What [`locate`] found: a record's index ([`RECORD_NONE`]: none), and the pass reason
     /// for none or for a marker.
     found: u32,
@@ -256,8 +258,33 @@ impl KeyBuf {
         unsafe { core::ptr::read_volatile(&self.len) as u8 as usize }
     }
 
-    /// Pass `v` through memory so that every path arriving here carries the same unknown value
-    /// (for code holding the key buffer, not a [`Scratch`]).
+    /// Pass `v` through memory so that every path arriving here carries the same unknown value:
+    /// a loop with early exits (the relocation loop) otherwise leaves one range per exit, and
+    /// everything after it is verified once per exit.
+    #[inline(always)]
+    pub fn launder_head(&mut self, v: AnswerHead) -> AnswerHead {
+        // As four words: a volatile struct access becomes a call to a byte-at-a-time memmove.
+        const WORDS: usize = core::mem::size_of::<AnswerHead>() / 8;
+        // SAFETY: AnswerHead is 32 bytes of plain data, 8-aligned; the scratch field is ours.
+        unsafe {
+            let src = &v as *const AnswerHead as *const u64;
+            let dst = &mut self.head as *mut AnswerHead as *mut u64;
+            let mut i = 0;
+            while i < WORDS {
+                core::ptr::write_volatile(dst.add(i), *src.add(i));
+                i += 1;
+            }
+            let mut out = AnswerHead::zeroed();
+            let o = &mut out as *mut AnswerHead as *mut u64;
+            i = 0;
+            while i < WORDS {
+                *o.add(i) = core::ptr::read_volatile(dst.add(i));
+                i += 1;
+            }
+            out
+        }
+    }
+
     #[inline(always)]
     pub fn launder(&mut self, v: u64) -> u64 {
         // SAFETY: plain field of this CPU's scratch slot; volatile so neither access is elided.
@@ -268,28 +295,16 @@ impl KeyBuf {
     }
 }
 
-/// This CPU's scratch slot, looked up once per frame and handed down the hit's path (each
-/// lookup is a dozen instructions once the verifier inlines it, and a hit used to make ten),
-/// with a zero read back from it that the verifier cannot know is zero.
+/// This CPU's scratch slot, looked up once per frame and handed down the hit's path: each
+/// lookup is a dozen instructions once the verifier inlines it, and a hit used to make ten.
 #[derive(Clone, Copy)]
-pub struct Scratch {
-    key: *mut KeyBuf,
-    zero: u64,
-}
+pub struct Scratch(*mut KeyBuf);
 
 impl Scratch {
     #[inline(always)]
     pub fn get() -> Result<Scratch, Counter> {
         match SCRATCH.get_ptr_mut(0) {
-            // SAFETY: this CPU's slot from a successful lookup; volatile, so the zero comes
-            // back from memory, where the verifier tracks no values.
-            Some(key) => Ok(Scratch {
-                key,
-                zero: unsafe {
-                    core::ptr::write_volatile(&mut (*key).wash, 0);
-                    core::ptr::read_volatile(&(*key).wash)
-                },
-            }),
+            Some(p) => Ok(Scratch(p)),
             None => Err(Counter::PassNotReady),
         }
     }
@@ -298,32 +313,13 @@ impl Scratch {
     pub fn key(self) -> &'static mut KeyBuf {
         // SAFETY: per-CPU scratch slot from a successful lookup, used by one packet at a time
         // on this CPU.
-        unsafe { &mut *self.key }
+        unsafe { &mut *self.0 }
     }
 
-    /// [`KeyBuf::launder`] in one instruction: `v` XOR the unknown zero is, to the verifier, a
-    /// scalar of which it knows nothing, whatever range `v` arrived with; no store and load.
+    /// [`KeyBuf::launder`].
     #[inline(always)]
     pub fn launder(self, v: u64) -> u64 {
-        v ^ self.zero
-    }
-
-    /// An answer's header laundered a word at a time like [`Scratch::launder`], so that every
-    /// path arriving here carries the same unknown values: a loop with early exits (the
-    /// relocation loop) otherwise leaves one range per exit, and everything after it is
-    /// verified once per exit.
-    #[inline(always)]
-    pub fn launder_head(self, v: AnswerHead) -> AnswerHead {
-        const WORDS: usize = core::mem::size_of::<AnswerHead>() / 8;
-        // SAFETY: AnswerHead is 32 bytes of plain data (any bits are a value), 8-aligned.
-        let mut w: [u64; WORDS] = unsafe { core::mem::transmute(v) };
-        let mut i = 0;
-        while i < WORDS {
-            w[i] ^= self.zero;
-            i += 1;
-        }
-        // SAFETY: as above.
-        unsafe { core::mem::transmute(w) }
+        self.key().launder(v)
     }
 }
 
@@ -359,9 +355,9 @@ pub fn locate(ctx: &XdpContext, s: Scratch, q: &Question) -> Result<(), Counter>
         (RECORD_NONE, Counter::PassMiss)
     } else {
         let name_hash = key.hash;
-        let mut found = find(s, name_hash, q.qtype, q.name_len);
+        let mut found = find(key, name_hash, q.qtype, q.name_len);
         if matches!(found, Found::Absent) && is_data_type(q.qtype) {
-            found = find(s, name_hash, QTYPE_OTHER, q.name_len);
+            found = find(key, name_hash, QTYPE_OTHER, q.name_len);
         }
         match found {
             Found::Record(r) => (r, Counter::PassTooBig),
@@ -467,10 +463,11 @@ fn variant_of(s: Scratch, rec: *const Record, variant: Variant) -> Result<Answer
     }
     // Through memory: every way here leaves the verifier its own ranges for these fields, and
     // everything after this would be verified once per way.
+    let key = s.key();
     Ok(Answer::new(
-        s.launder_head(value),
+        key.launder_head(value),
         inline,
-        s.launder(set_do as u64) != 0,
+        key.launder(set_do as u64) != 0,
     ))
 }
 
@@ -479,12 +476,11 @@ fn variant_of(s: Scratch, rec: *const Record, variant: Variant) -> Result<Answer
 /// answers if it is this key's (one memory access from the hash, no index line before it),
 /// else in the index, checking the record found against the name.
 #[inline(always)]
-fn find(s: Scratch, name_hash: u64, qtype: u16, name_len: usize) -> Found {
-    let key = s.key();
+fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found {
     let hash = key_hash(name_hash, qtype);
-    // Laundered: the checks on it must not narrow the caller's name length (every narrowing
-    // would have the rest of the program verified once more).
-    let name_len = s.launder(name_len as u64) as usize;
+    // A copy through memory: the checks on it must not narrow the caller's name length (every
+    // narrowing would have the rest of the program verified once more).
+    let name_len = key.launder(name_len as u64) as usize;
     if is_homed(qtype) {
         let home = key.gen_.records_base + home_slot(hash, key.gen_.records_count);
         if let Some(rec) = RECORDS.get_ptr(home)
@@ -493,7 +489,7 @@ fn find(s: Scratch, name_hash: u64, qtype: u16, name_len: usize) -> Found {
             return Found::Record(home);
         }
     }
-    let idx = scan(s, hash);
+    let idx = scan(key, hash);
     if idx == RECORD_NONE {
         return Found::Absent;
     }
@@ -521,15 +517,14 @@ fn find(s: Scratch, name_hash: u64, qtype: u16, name_len: usize) -> Found {
 /// has no candidate: the installer fills first buckets first, so most keys that exist cost one
 /// index line (a miss to memory, live), and only absent keys and the displaced few cost two.
 #[inline(always)]
-fn scan(s: Scratch, key_hash: u64) -> u32 {
-    let key = s.key();
+fn scan(key: &mut KeyBuf, key_hash: u64) -> u32 {
     let (b1, b2, fp) = index_buckets(key_hash, key.gen_.index_mask);
     let base = key.gen_.index_base;
     let mut idx = scan_bucket(base + b1, fp);
     if idx == RECORD_NONE {
         idx = scan_bucket(base + b2, fp);
     }
-    s.launder(idx as u64) as u32
+    key.launder(idx as u64) as u32
 }
 
 /// The first entry of bucket `b` with fingerprint `fp`: the bucket scanned whole, backwards,
@@ -722,10 +717,9 @@ struct WalkState {
 extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     // SAFETY: bpf_loop hands back the pointer lookup_encloser gave it: the frame's context.
     let ctx = XdpContext::new(unsafe { *(xdp as *mut *mut aya_ebpf::bindings::xdp_md) });
-    let Ok(s) = Scratch::get() else {
+    let Ok(key) = key_buf() else {
         return 1;
     };
-    let key = s.key();
     let (k, name_len) = (key.walk.k as usize, key.walk.name_len as usize);
     if k >= name_len || name_len > SHORT_NAME_LEN {
         return 1;
@@ -744,7 +738,7 @@ extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
         key.walk.malformed = 1;
         return 1;
     }
-    let idx = scan(s, key_hash(key.hash, QTYPE_ENCLOSER));
+    let idx = scan(key, key_hash(key.hash, QTYPE_ENCLOSER));
     if idx != RECORD_NONE {
         key.walk.found = idx;
         return 1;
