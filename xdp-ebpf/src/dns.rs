@@ -9,8 +9,8 @@ use rampart_common::{
 };
 
 use crate::{
-    maps::{self, KeyBuf},
-    packet::{be16_at, name_byte_at, ptr_at},
+    maps::{self, KeyBuf, Scratch},
+    packet::{name_byte_at, ptr_at},
     query::Question,
 };
 
@@ -34,8 +34,11 @@ pub struct Header {
 /// in the answer or authority sections. Everything else is the slow path's to judge.
 #[inline(always)]
 pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header, Counter> {
-    let id = be16_at(ctx, off, Counter::PassMalformed)?;
-    let flags = be16_at(ctx, off + 2, Counter::PassMalformed)?;
+    // One bound for the whole header, then plain loads.
+    let p = ptr_at(ctx, off, HEADER_LEN, Counter::PassMalformed)?;
+    // SAFETY: 12 bytes checked above; big-endian fields, unaligned.
+    let be16 = |o: usize| u16::from_be(unsafe { (p.add(o) as *const u16).read_unaligned() });
+    let (id, flags) = (be16(0), be16(2));
     if flags & FLAG_QR != 0 {
         // A response sent to a server port: reflected at us, or a loop. Never answered.
         return Err(Counter::DropResponse);
@@ -43,10 +46,7 @@ pub fn parse_header(ctx: &XdpContext, off: usize, _len: usize) -> Result<Header,
     if flags & (FLAG_OPCODE | FLAG_TC | FLAG_RCODE) != 0 {
         return Err(Counter::PassNotQuery);
     }
-    let qd = be16_at(ctx, off + 4, Counter::PassMalformed)?;
-    let an = be16_at(ctx, off + 6, Counter::PassMalformed)?;
-    let ns = be16_at(ctx, off + 8, Counter::PassMalformed)?;
-    let arcount = be16_at(ctx, off + 10, Counter::PassMalformed)?;
+    let (qd, an, ns, arcount) = (be16(4), be16(6), be16(8), be16(10));
     if qd != 1 || an != 0 || ns != 0 {
         return Err(Counter::PassNotQuery);
     }
@@ -89,11 +89,12 @@ fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<usize, 
 #[inline(always)]
 pub fn parse_question(
     ctx: &XdpContext,
+    s: Scratch,
     dns_off: usize,
     dns_len: usize,
 ) -> Result<Question, Counter> {
-    let q = read_question(ctx, dns_off, dns_len)?;
-    if let Err(reason) = maps::locate(ctx, &q) {
+    let q = read_question_in(ctx, s, dns_off, dns_len)?;
+    if let Err(reason) = maps::locate(ctx, s, &q) {
         // The resolver's cache has the name: the cache program takes the question as read.
         if reason == Counter::TxCache {
             crate::cache_handoff::leave(&q);
@@ -111,9 +112,20 @@ pub fn read_question(
     dns_off: usize,
     dns_len: usize,
 ) -> Result<Question, Counter> {
+    read_question_in(ctx, Scratch::get()?, dns_off, dns_len)
+}
+
+/// [`read_question`] with the frame's scratch slot.
+#[inline(always)]
+fn read_question_in(
+    ctx: &XdpContext,
+    s: Scratch,
+    dns_off: usize,
+    dns_len: usize,
+) -> Result<Question, Counter> {
     let start = dns_off + HEADER_LEN;
     let dns_end = dns_off + dns_len;
-    let key: &mut KeyBuf = maps::key_buf()?;
+    let key: &mut KeyBuf = s.key();
     key.set_len(name_length(ctx, start, dns_end)?);
     key.clear(key.len());
     let name_sum = key.fill_name(ctx, start, key.len())?;
@@ -124,8 +136,14 @@ pub fn read_question(
     if tail + 4 > dns_end {
         return Err(Counter::PassMalformed);
     }
-    let qtype = be16_at(ctx, tail, Counter::PassMalformed)?;
-    let qclass = be16_at(ctx, tail + 2, Counter::PassMalformed)?;
+    let p = ptr_at(ctx, tail, 4, Counter::PassMalformed)?;
+    // SAFETY: four bytes checked above; big-endian, unaligned.
+    let (qtype, qclass) = unsafe {
+        (
+            u16::from_be((p as *const u16).read_unaligned()),
+            u16::from_be((p.add(2) as *const u16).read_unaligned()),
+        )
+    };
     if qclass != CLASS_IN {
         return Err(Counter::PassClass);
     }
@@ -162,6 +180,18 @@ pub struct OptionAt {
 #[inline(always)]
 pub fn parse_edns(
     ctx: &XdpContext,
+    q: &Question,
+    arcount: u16,
+    dns_end: usize,
+) -> Result<Edns, Counter> {
+    parse_edns_in(ctx, Scratch::get()?, q, arcount, dns_end)
+}
+
+/// [`parse_edns`] with the frame's scratch slot.
+#[inline(always)]
+pub fn parse_edns_in(
+    ctx: &XdpContext,
+    s: Scratch,
     q: &Question,
     arcount: u16,
     dns_end: usize,
@@ -210,7 +240,7 @@ pub fn parse_edns(
     if opt + OPT_FIXED_LEN + rdlen != dns_end {
         return Err(Counter::PassMalformed);
     }
-    let cookie = scan_options(ctx, opt + OPT_FIXED_LEN, dns_end)?;
+    let cookie = scan_options(ctx, s, opt + OPT_FIXED_LEN, dns_end)?;
     let variant = if flags & EDNS_DO != 0 {
         Variant::EdnsDo
     } else {
@@ -242,6 +272,7 @@ pub fn parse_edns(
 #[inline(always)]
 fn scan_options(
     ctx: &XdpContext,
+    s: Scratch,
     start: usize,
     dns_end: usize,
 ) -> Result<Option<OptionAt>, Counter> {
@@ -261,7 +292,7 @@ fn scan_options(
         // Laundered and masked (a no-op: pos < MAX_DNS_END here) so the verifier sees the bound
         // on the register it adds to the packet pointer: LLVM folds every plain check of it
         // into the one above, which the verifier doesn't carry over.
-        pos = (crate::maps::key_buf()?.launder(pos as u64) & (2 * MAX_DNS_END as u64 - 1)) as usize;
+        pos = (s.launder(pos as u64) & (2 * MAX_DNS_END as u64 - 1)) as usize;
         let p = ptr_at(ctx, pos, 4, Counter::PassMalformed)?;
         // SAFETY: 4 bytes checked by ptr_at; big-endian, unaligned.
         let (code, len) = unsafe {

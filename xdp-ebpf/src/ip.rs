@@ -5,7 +5,7 @@ use rampart_common::Counter;
 use crate::{
     csum,
     eth::{ETH_P_IP, ETH_P_IPV6, L2},
-    packet::{be16_at, ptr_at, put_be16, u8_at},
+    packet::{ptr_at, put_be16, u8_at},
 };
 
 const IPPROTO_UDP: u8 = 17;
@@ -33,20 +33,25 @@ pub fn parse(ctx: &XdpContext, l2: &L2) -> Result<L3, Counter> {
             if vihl != 0x45 {
                 return Err(Counter::PassIpUnusual);
             }
+            // One bound for the whole header, then plain loads.
             let h = ptr_at(ctx, off, IPV4_HLEN, Counter::PassMalformed)?;
+            // SAFETY: 20 bytes checked above; big-endian fields, unaligned.
+            let be16 =
+                |o: usize| u16::from_be(unsafe { (h.add(o) as *const u16).read_unaligned() });
             // A corrupted header is the kernel's to drop, never ours to answer.
             // SAFETY: 20 bytes checked above.
             if csum::fold(unsafe { sum_words(h, IPV4_HLEN) }) != 0xffff {
                 return Err(Counter::PassMalformed);
             }
-            if u8_at(ctx, off + 9, Counter::PassNotDns)? != IPPROTO_UDP {
+            // SAFETY: as above.
+            if unsafe { *h.add(9) } != IPPROTO_UDP {
                 return Err(Counter::PassNotDns);
             }
             // Fragments (MF set or nonzero offset): let the kernel reassemble.
-            if be16_at(ctx, off + 6, Counter::PassNotDns)? & 0x3fff != 0 {
+            if be16(6) & 0x3fff != 0 {
                 return Err(Counter::PassIpUnusual);
             }
-            let total = be16_at(ctx, off + 2, Counter::PassNotDns)? as usize;
+            let total = be16(2) as usize;
             if total < IPV4_HLEN || off + total > ctx.data_end() - ctx.data() {
                 return Err(Counter::PassMalformed);
             }
@@ -58,18 +63,25 @@ pub fn parse(ctx: &XdpContext, l2: &L2) -> Result<L3, Counter> {
             })
         }
         ETH_P_IPV6 => {
-            ptr_at(ctx, off, IPV6_HLEN, Counter::PassNotDns)?;
-            if u8_at(ctx, off, Counter::PassNotDns)? >> 4 != 6 {
+            let h = ptr_at(ctx, off, IPV6_HLEN, Counter::PassNotDns)?;
+            // SAFETY: the 40-byte header checked above.
+            let (version, next, plen) = unsafe {
+                (
+                    *h >> 4,
+                    *h.add(6),
+                    u16::from_be((h.add(4) as *const u16).read_unaligned()) as usize,
+                )
+            };
+            if version != 6 {
                 return Err(Counter::PassMalformed);
             }
-            match u8_at(ctx, off + 6, Counter::PassNotDns)? {
+            match next {
                 IPPROTO_UDP => {}
                 // Extension headers (hop-by-hop, routing, fragment, ESP, AH, destination
                 // options, mobility, HIP, shim6) go to the kernel.
                 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Counter::PassIpUnusual),
                 _ => return Err(Counter::PassNotDns),
             }
-            let plen = be16_at(ctx, off + 4, Counter::PassNotDns)? as usize;
             if off + IPV6_HLEN + plen > ctx.data_end() - ctx.data() {
                 return Err(Counter::PassMalformed);
             }

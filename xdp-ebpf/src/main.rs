@@ -28,7 +28,7 @@ use rampart_common::{
 
 use crate::{
     ip::L3,
-    maps::count,
+    maps::{Scratch, count},
     query::{Answer, Question},
 };
 
@@ -59,9 +59,10 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
     let udp = udp::parse(ctx, &l3)?;
     // A resolver-only node: the cache program first (back here on a miss).
     cache::first(ctx);
-    let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
+    let s = Scratch::get()?;
+    let probe = s.launder(packet::is_health_probe(ctx) as u64);
     let src = limits::Source::new(ip::source(ctx, &l3)?, probe);
-    let verdict = match try_dns(ctx, &l3, &udp, &src) {
+    let verdict = match try_dns(ctx, s, &l3, &udp, &src) {
         // The resolver's cache has the name (the walk's first hop): the cache program answers
         // it; if it can't run, the query is a miss.
         Err(Counter::TxCache) => {
@@ -74,7 +75,7 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
         // What goes up costs the slow path work: budgeted (no question to slip with here).
         Err(reason) if limits::budgeted(reason) => {
             // Laundered: the budget is verified once for every pass reason, not once each.
-            let reason = maps::key_buf()?.launder(reason as u64) as u32;
+            let reason = s.launder(reason as u64) as u32;
             match limits::budget(&src)? {
                 limits::Verdict::Pass => {
                     maps::count_index(reason);
@@ -105,11 +106,12 @@ fn pass(reason: Counter) -> Verdict {
 }
 
 #[inline(always)]
-fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> Verdict {
+fn try_dns(ctx: &XdpContext, s: Scratch, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> Verdict {
     let header = dns::parse_header(ctx, udp.payload_off, udp.payload_len).map_err(junk)?;
-    let question = dns::parse_question(ctx, udp.payload_off, udp.payload_len).map_err(junk)?;
-    let edns = dns::parse_edns(
+    let question = dns::parse_question(ctx, s, udp.payload_off, udp.payload_len).map_err(junk)?;
+    let edns = dns::parse_edns_in(
         ctx,
+        s,
         &question,
         header.arcount,
         udp.payload_off + udp.payload_len,
@@ -120,7 +122,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         _ => src.cookie,
     };
     // Laundered, and taken the same way with a cookie or without: one verifier state goes on.
-    let src = &src.with_cookie(maps::key_buf()?.launder(verdict));
+    let src = &src.with_cookie(s.launder(verdict));
     // The answer carries the client's cookie and a fresh server cookie: room for it counts
     // against the client's UDP limit like the rest.
     let cookie_len = if src.cookie & handoff::ANSWER != 0 {
@@ -133,7 +135,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
         Variant::NoEdns => CLASSIC_UDP_LIMIT,
         _ => edns.udp_size.clamp(CLASSIC_UDP_LIMIT, EDNS_PAYLOAD),
     } as usize;
-    let found = maps::lookup(&question, edns.variant).and_then(|a| {
+    let found = maps::lookup(s, &question, edns.variant).and_then(|a| {
         if dns::HEADER_LEN + question.len + a.value.tail_len as usize + cookie_len > limit {
             Err(Counter::PassTooBig)
         } else {
@@ -170,7 +172,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
     } else {
         0
     };
-    let cookie_len = (maps::key_buf()?.launder(cookie_len as u64) & 0x1c) as usize;
+    let cookie_len = (s.launder(cookie_len as u64) & 0x1c) as usize;
     let dns_len = dns::HEADER_LEN + question.len + answer.value.tail_len as usize + cookie_len;
     let payload_sum = edns
         .csum
@@ -180,6 +182,7 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
     respond(
         ctx,
         &Reply {
+            s,
             l3,
             udp,
             dns_off: udp.payload_off,
@@ -196,6 +199,8 @@ fn try_dns(ctx: &XdpContext, l3: &L3, udp: &udp::Udp, src: &limits::Source) -> V
 
 /// Everything the rewrite needs to know about the query and its answer.
 struct Reply<'a> {
+    /// This CPU's scratch slot, found once for the frame.
+    s: Scratch,
     l3: &'a L3,
     udp: &'a udp::Udp,
     dns_off: usize,
@@ -216,7 +221,7 @@ struct Reply<'a> {
 fn respond(ctx: &XdpContext, r: &Reply, outcome: Counter) -> Verdict {
     // Each outcome reaches here as its own constant; laundered, the rewrite is verified once
     // for all of them instead of once per outcome.
-    let outcome = maps::key_buf()?.launder(outcome as u64) as u32;
+    let outcome = r.s.launder(outcome as u64) as u32;
     resize(
         ctx,
         r.dns_off + r.dns_len,
@@ -283,7 +288,7 @@ pub(crate) fn resize(ctx: &XdpContext, new_len: usize, keep: usize) -> Result<()
 fn rewrite(ctx: &XdpContext, r: &Reply) -> Result<(), Counter> {
     let tail_off = r.dns_off + dns::HEADER_LEN + r.question.len;
     let v = &r.answer.value;
-    maps::store_tail(ctx, tail_off, r.answer)?;
+    maps::store_tail(ctx, r.s, tail_off, r.answer)?;
     let do_sum = set_do(ctx, r, tail_off)?;
     let relocated = relocate(ctx, r, tail_off)?;
     dns::write_header(ctx, r.dns_off, r.header, v)?;
@@ -311,8 +316,7 @@ fn set_do(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter> 
         return Err(Counter::DropRewriteFailed);
     }
     // Masked (a no-op for a frame we answer) so the verifier sees a positive offset.
-    let pos =
-        (maps::key_buf()?.launder((tail_off + v.tail_len as usize - back) as u64) & 0x7ff) as usize;
+    let pos = (r.s.launder((tail_off + v.tail_len as usize - back) as u64) & 0x7ff) as usize;
     if pos < r.dns_off {
         return Err(Counter::DropRewriteFailed);
     }
@@ -335,7 +339,7 @@ fn relocate(ctx: &XdpContext, r: &Reply, tail_off: usize) -> Result<u64, Counter
     // Every path to here (tail class, resize at tail or head, walked or not) arrives with its
     // own ranges for these; laundered, the loop below is verified once, not once per path.
     // The masks give the verifier bounds: offsets in a frame we answer stay under 2 KiB.
-    let wash = maps::key_buf()?;
+    let wash = r.s;
     let tail_off = (wash.launder(tail_off as u64) & 0x7ff) as usize;
     let dns_off = (wash.launder(r.dns_off as u64) & 0x7ff) as usize;
     let delta = wash.launder((r.question.name_len - v.ref_qname_len as usize) as u64) as u16;

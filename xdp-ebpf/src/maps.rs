@@ -295,13 +295,37 @@ impl KeyBuf {
     }
 }
 
+/// This CPU's scratch slot, looked up once per frame and handed down the hit's path: each
+/// lookup is a dozen instructions once the verifier inlines it, and a hit used to make ten.
+#[derive(Clone, Copy)]
+pub struct Scratch(*mut KeyBuf);
+
+impl Scratch {
+    #[inline(always)]
+    pub fn get() -> Result<Scratch, Counter> {
+        match SCRATCH.get_ptr_mut(0) {
+            Some(p) => Ok(Scratch(p)),
+            None => Err(Counter::PassNotReady),
+        }
+    }
+
+    #[inline(always)]
+    pub fn key(self) -> &'static mut KeyBuf {
+        // SAFETY: per-CPU scratch slot from a successful lookup, used by one packet at a time
+        // on this CPU.
+        unsafe { &mut *self.0 }
+    }
+
+    /// [`KeyBuf::launder`].
+    #[inline(always)]
+    pub fn launder(self, v: u64) -> u64 {
+        self.key().launder(v)
+    }
+}
+
 #[inline(always)]
 pub fn key_buf() -> Result<&'static mut KeyBuf, Counter> {
-    match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: per-CPU scratch slot, used by one packet at a time on this CPU.
-        Some(p) => Ok(unsafe { &mut *p }),
-        None => Err(Counter::PassNotReady),
-    }
+    Scratch::get().map(Scratch::key)
 }
 
 /// What the index says of a (name, type).
@@ -321,8 +345,8 @@ enum Found {
 /// parsed, and the outcome left in the key buffer for [`lookup`]: few values are live this
 /// early, so the verifier walks the index (and the encloser walk's 32 hops) for few states.
 #[inline(always)]
-pub fn locate(ctx: &XdpContext, q: &Question) -> Result<(), Counter> {
-    let key = key_buf()?;
+pub fn locate(ctx: &XdpContext, s: Scratch, q: &Question) -> Result<(), Counter> {
+    let key = s.key();
     let (found, why) = if key.ready == 0 {
         (RECORD_NONE, Counter::PassNotReady)
     } else if q.qtype == QTYPE_OTHER || q.qtype == QTYPE_ENCLOSER {
@@ -354,8 +378,8 @@ pub fn locate(ctx: &XdpContext, q: &Question) -> Result<(), Counter> {
 /// The answer [`locate`] found, in the query's variant: the record's own (EDNS), or derived
 /// from it, or its variant's record.
 #[inline(always)]
-pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
-    let key = key_buf()?;
+pub fn lookup(s: Scratch, q: &Question, variant: Variant) -> Result<Answer, Counter> {
+    let key = s.key();
     // SAFETY: plain fields of this CPU's scratch slot; volatile, as they were written by
     // locate on another path of the verifier's walk.
     let (found, why) = unsafe {
@@ -374,7 +398,7 @@ pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
     let Some(rec) = RECORDS.get_ptr(found) else {
         return Err(why);
     };
-    let answer = variant_of(rec, variant)?;
+    let answer = variant_of(s, rec, variant)?;
     let value = &answer.value;
     if value.tail_len == 0 {
         return Err(why);
@@ -398,7 +422,7 @@ pub fn lookup(q: &Question, variant: Variant) -> Result<Answer, Counter> {
 /// derived from it where the compiler found the bytes would be the same, else the variant's
 /// own record.
 #[inline(always)]
-fn variant_of(rec: *const Record, variant: Variant) -> Result<Answer, Counter> {
+fn variant_of(s: Scratch, rec: *const Record, variant: Variant) -> Result<Answer, Counter> {
     // SAFETY: a pointer into RECORDS from a successful lookup (RCU keeps it valid); the header
     // is copied out, the inline tail is read in place by store_tail.
     let (mut value, mut inline, derive, alt) = unsafe {
@@ -439,7 +463,7 @@ fn variant_of(rec: *const Record, variant: Variant) -> Result<Answer, Counter> {
     }
     // Through memory: every way here leaves the verifier its own ranges for these fields, and
     // everything after this would be verified once per way.
-    let key = key_buf()?;
+    let key = s.key();
     Ok(Answer::new(
         key.launder_head(value),
         inline,
@@ -732,8 +756,13 @@ extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
 /// `memcpy` were a quarter of a hit's live samples. The frame ends where the tail does, so
 /// the last word is the one ending there (overlapping the one before).
 #[inline(always)]
-fn store_inline(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(), Counter> {
-    let wash = key_buf()?;
+fn store_inline(
+    ctx: &XdpContext,
+    wash: Scratch,
+    off: usize,
+    src: *const u8,
+    len: usize,
+) -> Result<(), Counter> {
     let off = (wash.launder(off as u64) & 0x7ff) as usize;
     let len = (wash.launder(len as u64) & 0x3f) as usize;
     if len < 4 || len > TAIL_INLINE {
@@ -763,10 +792,10 @@ fn store_inline(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Res
 
 /// Copy the answer's tail from its slot into the packet at `off`.
 #[inline(always)]
-pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counter> {
+pub fn store_tail(ctx: &XdpContext, s: Scratch, off: usize, a: &Answer) -> Result<(), Counter> {
     // Laundered: one value, checked and passed to the helper from the same register (LLVM
     // otherwise reloads the field for the call, a copy the check never bounded).
-    let len = key_buf()?.launder(a.value.tail_len as u64) as u32 & 0x7ff;
+    let len = s.launder(a.value.tail_len as u64) as u32 & 0x7ff;
     let idx = a.value.tail_index;
     if len == 0 {
         // A slip: header and question only.
@@ -776,7 +805,7 @@ pub fn store_tail(ctx: &XdpContext, off: usize, a: &Answer) -> Result<(), Counte
         if len == 0 || len > TAIL_INLINE as u32 {
             return Err(Counter::PassMiss);
         }
-        return store_inline(ctx, off, a.inline, len as usize);
+        return store_inline(ctx, s, off, a.inline, len as usize);
     } else if a.value.tail_class == TAIL_CLASS_SMALL {
         let Some(t) = TAILS_SMALL.get_ptr(idx) else {
             return Err(Counter::PassMiss);

@@ -6,7 +6,7 @@ use crate::{
     csum,
     ip::{self, L3},
     maps,
-    packet::{be16_at, ptr_at},
+    packet::ptr_at,
 };
 
 const DNS_PORT: u16 = 53;
@@ -100,15 +100,17 @@ pub fn verify_checksum(
 #[inline(always)]
 pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
     let off = l3.l4_off;
-    ptr_at(ctx, off, UDP_HLEN, Counter::PassMalformed)?;
-    if be16_at(ctx, off + 2, Counter::PassNotDns)? != DNS_PORT {
+    let p = ptr_at(ctx, off, UDP_HLEN, Counter::PassMalformed)?;
+    // SAFETY: the 8-byte header checked above; big-endian fields, unaligned.
+    let be16 = |o: usize| u16::from_be(unsafe { (p.add(o) as *const u16).read_unaligned() });
+    if be16(2) != DNS_PORT {
         return Err(Counter::PassNotDns);
     }
-    let sport = be16_at(ctx, off, Counter::PassNotDns)?;
+    let sport = be16(0);
     if is_impossible_source_port(sport) {
         return Err(Counter::DropBadSourcePort);
     }
-    let len = be16_at(ctx, off + 4, Counter::PassMalformed)? as usize;
+    let len = be16(4) as usize;
     // The UDP length must agree with the IP header (else the kernel drops it); a payload shorter
     // than a DNS header is junk.
     if len != l3.l4_len || len < UDP_HLEN {
@@ -117,7 +119,7 @@ pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
     if len < UDP_HLEN + MIN_DNS {
         return Err(Counter::DropMalformed);
     }
-    let csum = be16_at(ctx, off + 6, Counter::PassMalformed)?;
+    let csum = be16(6);
     Ok(Udp {
         payload_off: off + UDP_HLEN,
         payload_len: len - UDP_HLEN,
