@@ -1,7 +1,8 @@
 //! Detaching the bpf_link that holds a NIC's XDP program, as `bpftool link detach` does, but
 //! safely across network namespaces: link listings are global and carry only an ifindex, so the
 //! link is matched by the program id the NIC (in this namespace) reports and by its ifindex. Also
-//! whether a program array slot is filled (shared mode tells a dead entry by it).
+//! whether a program array slot is filled (shared mode tells a dead entry by it), and emptying a
+//! slot of an array of maps (aya has no delete for one).
 
 use std::io;
 
@@ -11,6 +12,7 @@ use aya::programs::links::LinkType;
 use crate::netlink;
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_LINK_DETACH: libc::c_long = 34;
@@ -35,6 +37,19 @@ pub fn prog_array_has(map: i32, key: u32) -> io::Result<bool> {
     match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Empty slot `key` of the array of maps `map` (already empty: fine).
+pub fn map_delete(map: &aya::maps::MapData, key: u32) -> io::Result<()> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut attr = [0u64; 16];
+    attr[0] = map.fd().as_fd().as_raw_fd() as u32 as u64;
+    attr[1] = &key as *const u32 as u64;
+    match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Err(e) => Err(e),
     }
 }

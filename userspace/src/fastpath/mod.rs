@@ -20,17 +20,16 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits,
-    MAP_BUCKETS, MAP_CACHE, MAP_CACHE_ACL, MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS,
-    MAP_LIMITS, MAP_NAMES, MAP_RECORDS, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST,
-    NameSlot, PROGRAM_CACHE, PROGRAM_COOKIE, PROGRAM_NAME, Record, TailLarge, TailSmall,
-    WhitelistAddr,
+    Config, Counter, GenParams, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits, MAP_BUCKETS,
+    MAP_CACHE, MAP_CACHE_ACL, MAP_CLASS_RATES, MAP_CONFIG, MAP_JUMPS, MAP_LIMITS, MAP_RECORDS,
+    MAP_STATS, MAP_WHITELIST, PROGRAM_CACHE, PROGRAM_COOKIE, PROGRAM_NAME, WhitelistAddr,
 };
 use tracing::{info, warn};
 
 use crate::compile::CompiledAnswer;
 use crate::netlink;
 pub use cache::CacheMap;
+use generation::GenerationMaps;
 use layout::{Bases, Layout};
 pub use shared::Sharing;
 
@@ -58,17 +57,11 @@ impl AttachMode {
     }
 }
 
-/// Map sizes for one instance: room for two generations of the laid-out table plus headroom,
-/// so reloads that grow the zones a little still fit without reloading the program. The answer
-/// arrays hold both generations, each in its own half.
+/// Map sizes for one instance fixed at load: the rate tables, the whitelist and the resolver's
+/// cache. The answer arrays are not among them: each install creates its generation's arrays
+/// to fit its zones (`generation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
-    /// Records, long names, tail slots and index buckets of one generation.
-    pub records: u32,
-    pub names: u32,
-    pub tails_small: u32,
-    pub tails_large: u32,
-    pub index_buckets: u32,
     /// Rate-limit buckets per CPU, per-class buckets (each rounded up to a power of two, in
     /// sets of two), whitelist prefixes.
     pub buckets: u32,
@@ -78,68 +71,14 @@ pub struct Capacity {
     pub cache_entries: u32,
 }
 
-impl Capacity {
-    #[cfg(test)]
-    pub fn for_table(table: &[CompiledAnswer]) -> Result<Capacity> {
-        Ok(Capacity::for_prepared(&prepare(table)?))
-    }
-
-    /// Room for a table laid out by [`prepare`] (and its growth on reloads).
-    pub fn for_prepared(prepared: &Prepared) -> Capacity {
-        let layout = &prepared.0;
-        let grow = |n: usize| (n + n / 8 + 64) as u32;
+impl Default for Capacity {
+    fn default() -> Capacity {
         Capacity {
-            records: grow(layout.records.len()),
-            names: grow(layout.names.len()),
-            tails_small: grow(layout.tails_small.len()),
-            tails_large: grow(layout.tails_large.len()),
-            // The index holds the keys not at their home slot: room for their growth, and for
-            // an eighth of the records more (a reload whose keys land at home less often), at
-            // the index's load (a power of two).
-            index_buckets: layout::index_buckets_for(
-                grow(layout.indexed) as usize + layout.records.len() / 8,
-            )
-            .max(layout.index.len()) as u32,
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
             cache_entries: 1,
         }
-    }
-
-    /// At least room for `records` records per generation (and names, tails and buckets in
-    /// the proportions of a typical zone): for zones that arrive after the maps are sized, as
-    /// secondary zones' first transfers do.
-    pub fn with_room_for(self, records: u32) -> Capacity {
-        Capacity {
-            records: self.records.max(records),
-            names: self.names.max(records / 4),
-            tails_small: self.tails_small.max(records / 64 + 64),
-            tails_large: self.tails_large.max(records / 256 + 64),
-            index_buckets: self
-                .index_buckets
-                .max(layout::index_buckets_for(records as usize) as u32),
-            ..self
-        }
-    }
-
-    /// Where generation `generation`'s share of each array starts.
-    fn bases(&self, generation: u32) -> Bases {
-        Bases {
-            records: generation * self.records,
-            names: generation * self.names,
-            tails_small: generation * self.tails_small,
-            tails_large: generation * self.tails_large,
-        }
-    }
-
-    /// Whether a layout fits one generation's share.
-    fn fits(&self, l: &Layout) -> bool {
-        l.records.len() <= self.records as usize
-            && l.names.len() <= self.names as usize
-            && l.tails_small.len() <= self.tails_small as usize
-            && l.tails_large.len() <= self.tails_large as usize
-            && l.index.len() <= self.index_buckets as usize
     }
 }
 
@@ -181,12 +120,10 @@ pub struct FastPath {
     /// Shared mode: rampart's entries in the NICs' libxdp dispatchers.
     entries: Vec<shared::Entry>,
     pin_dir: Option<PathBuf>,
-    /// Live generation (0 or 1), with its index's place and seed.
+    /// Live generation (0 or 1: the outer maps' slot holding its arrays), with its shape and
+    /// seed.
     generation: u32,
     config: Config,
-    /// When the live generation went live: the idle one (the generation before) is not written
-    /// again until every frame that may still read it has left the program.
-    flipped: Option<std::time::Instant>,
     log_stop: Arc<AtomicBool>,
     /// What `LIMITS` holds (kept to rewrite its clock offset).
     limits: Limits,
@@ -222,11 +159,6 @@ impl FastPath {
     pub fn load_unpinned(capacity: Capacity) -> Result<FastPath> {
         bump_memlock_rlimit();
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_RECORDS, capacity.records * 2)
-            .map_max_entries(MAP_NAMES, capacity.names * 2)
-            .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small * 2)
-            .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large * 2)
-            .map_max_entries(MAP_INDEX, capacity.index_buckets * 2)
             .map_max_entries(MAP_BUCKETS, rate_sets(capacity.buckets))
             .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
@@ -251,7 +183,6 @@ impl FastPath {
             pin_dir: None,
             generation: 1,
             config: Config::default(),
-            flipped: None,
             log_stop,
             limits: Limits::default(),
             pin_lock: None,
@@ -285,16 +216,16 @@ impl FastPath {
         Ok(())
     }
 
-    /// Fill the idle generation with `table`, flip the live generation to it. Queries see
-    /// either the old zones or the new ones, never a mix. When the table doesn't fit the maps
-    /// loaded at start, the fast path is switched off (every query goes to the slow path, which
-    /// already serves the new zones) rather than serving stale answers.
-    /// The slow path follows the same flip: it reads the live generation from the map itself
-    /// ([`GenerationWord`]). Ok means the flip was made; on an error it was not.
+    /// Lay `table` out as a new generation in arrays of its own, flip the live generation to
+    /// it and free the old one's. Queries see either the old zones or the new ones, never a mix.
+    /// When the new arrays can't be made (no memory), the fast path is switched off (every query
+    /// goes to the slow path, which already serves the new zones) rather than serving stale
+    /// answers, until an install succeeds. The slow path follows the same flip: it reads the
+    /// live generation from the map itself ([`GenerationWord`]). Ok means the flip was made; on
+    /// an error it was not.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
-        let next = self.generation ^ 1;
-        let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
-        self.write_layout(next, layout)
+        let layout = Layout::build(table, Bases::default(), random_seed)?;
+        self.write_layout(layout)
     }
 
     /// The program's live generation word, mapped into this process for the slow path.
@@ -302,59 +233,32 @@ impl FastPath {
         Ok(GenerationWord(Mapped::new(&self.ebpf, MAP_CONFIG, 1)?))
     }
 
-    /// The first install, of the table [`prepare`] laid out (the capacity was sized from it):
-    /// a million-name table is laid out once at start, not twice.
+    /// Install the table [`prepare`] laid out: a million-name table at start is laid out once,
+    /// not twice.
     pub fn install_prepared(&mut self, prepared: Prepared) -> Result<Installed> {
-        let next = self.generation ^ 1;
-        if self.capacity.bases(next) != Bases::default() {
-            bail!("a prepared table is for the first install only");
-        }
-        self.write_layout(next, prepared.0)
+        self.write_layout(prepared.0)
     }
 
-    fn write_layout(&mut self, next: u32, layout: Layout) -> Result<Installed> {
-        if !self.capacity.fits(&layout) {
+    fn write_layout(&mut self, layout: Layout) -> Result<Installed> {
+        let (live, next) = (self.generation, self.generation ^ 1);
+        // The idle slot is empty (the last install emptied it): the new arrays go there.
+        let made =
+            GenerationMaps::create(&layout, next).and_then(|maps| maps.put(&mut self.ebpf, next));
+        if let Err(e) = made {
+            let _ = generation::clear(&self.ebpf, next);
             self.config.ready = 0;
             self.write_config()?;
-            bail!(
-                "{} answers in {} records exceed the maps sized at start ({} records per generation): fast path off until restart",
+            return Err(e.context(format!(
+                "{} answers in {} records: fast path off until an install succeeds",
                 layout.answers,
-                layout.records.len(),
-                self.capacity.records
-            );
+                layout.records.len()
+            )));
         }
-        // A frame runs the program for microseconds; one that read the idle generation's
-        // place before the last flip has long left it after a few milliseconds.
-        if let Some(t) = self.flipped {
-            let quiet = std::time::Duration::from_millis(10);
-            if let Some(left) = quiet.checked_sub(t.elapsed()) {
-                thread::sleep(left);
-            }
-        }
-        let bases = self.capacity.bases(next);
-        let index_base = next * self.capacity.index_buckets;
-        // Mapped for the copy only: a mapping kept would count the maps in the daemon's
-        // memory too (its Pss), where they are the kernel's.
-        let mut arrays = AnswerArrays::map(&self.ebpf, &self.capacity)?;
-        arrays.records.write(bases.records, &layout.records);
-        arrays.names.write(bases.names, &layout.names);
-        arrays.index.write(index_base, &layout.index);
-        let small: Vec<TailSmall> = (layout.tails_small.iter())
-            .map(|t| TailSmall { bytes: padded(t) })
-            .collect();
-        let large: Vec<TailLarge> = (layout.tails_large.iter())
-            .map(|t| TailLarge { bytes: padded(t) })
-            .collect();
-        arrays.tails_small.write(bases.tails_small, &small);
-        arrays.tails_large.write(bases.tails_large, &large);
-        drop(arrays);
-        // Two writes: the idle generation's place first, then the one word that flips to it
+        // Two writes: the idle generation's shape first, then the one word that flips to it
         // (each write copies the whole slot, but only that word differs from what is there).
         self.config.gens[next as usize] = GenParams {
             seed: layout.seed,
-            index_base,
             index_mask: layout.index.len() as u32 - 1,
-            records_base: bases.records,
             records_count: layout.records.len() as u32,
         };
         self.write_config()?;
@@ -362,7 +266,11 @@ impl FastPath {
         self.config.ready = 1;
         self.write_config()?;
         self.generation = next;
-        self.flipped = Some(std::time::Instant::now());
+        // A frame runs the program for microseconds; one that read the old generation word
+        // before the flip has long left it after a few milliseconds. Then the old arrays go
+        // (a frame finding the slot empty would pass its query up, never answer wrong).
+        thread::sleep(std::time::Duration::from_millis(10));
+        generation::clear(&self.ebpf, live)?;
         Ok(Installed {
             generation: next,
             answers: layout.answers,
@@ -637,7 +545,7 @@ impl Prepared {
     }
 }
 
-/// Lay `table` out for the first install (generation 0, the arrays' first half).
+/// Lay `table` out for the first install.
 pub fn prepare(table: &[CompiledAnswer]) -> Result<Prepared> {
     Ok(Prepared(Layout::build(
         table,
@@ -666,28 +574,6 @@ fn random_seed() -> Result<u64> {
         .fill(&mut b)
         .map_err(|_| anyhow!("no randomness for the index seed"))?;
     Ok(u64::from_le_bytes(b))
-}
-
-/// The answer arrays, mapped into this process while an install copies a generation into its
-/// half: no system call per answer (a million-name zone is millions of them).
-struct AnswerArrays {
-    records: Mapped<Record>,
-    names: Mapped<NameSlot>,
-    index: Mapped<IndexBucket>,
-    tails_small: Mapped<TailSmall>,
-    tails_large: Mapped<TailLarge>,
-}
-
-impl AnswerArrays {
-    fn map(ebpf: &Ebpf, c: &Capacity) -> Result<AnswerArrays> {
-        Ok(AnswerArrays {
-            records: Mapped::new(ebpf, MAP_RECORDS, c.records * 2)?,
-            names: Mapped::new(ebpf, MAP_NAMES, c.names * 2)?,
-            index: Mapped::new(ebpf, MAP_INDEX, c.index_buckets * 2)?,
-            tails_small: Mapped::new(ebpf, MAP_TAILS_SMALL, c.tails_small * 2)?,
-            tails_large: Mapped::new(ebpf, MAP_TAILS_LARGE, c.tails_large * 2)?,
-        })
-    }
 }
 
 /// `CONFIG`'s live generation as the program reads it, from a mapping of the map: the slow path
@@ -751,12 +637,12 @@ impl<T: Copy> Mapped<T> {
         })
     }
 
-    /// Copy `items` to elements `at..`.
+    /// Copy `items` to elements `at..` (of an array the program doesn't read yet).
     fn write(&mut self, at: u32, items: &[T]) {
         let at = at as usize;
         assert!(at + items.len() <= self.len, "array write past the end");
-        // SAFETY: in bounds (checked), T is plain data, and the program reads only the other
-        // generation's elements meanwhile.
+        // SAFETY: in bounds (checked), T is plain data, and the program doesn't read the array
+        // before the copy is done.
         unsafe { std::ptr::copy_nonoverlapping(items.as_ptr(), self.ptr.add(at), items.len()) };
     }
 }
@@ -796,6 +682,7 @@ mod cookie_tests;
 mod cost_tests;
 #[cfg(test)]
 mod fuzz_tests;
+mod generation;
 mod layout;
 #[cfg(test)]
 mod limit_tests;

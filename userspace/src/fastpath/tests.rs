@@ -197,8 +197,7 @@ pub(super) fn loaded() -> FastPath {
     let table = sample_table();
     let dir = tempfile::tempdir().unwrap();
     // Pinning needs a bpffs; tests run the program without pins.
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap())
-        .expect("load (run tests as root)");
+    let mut fp = FastPath::load_unpinned(Capacity::default()).expect("load (run tests as root)");
     fp.install(&table).unwrap();
     drop(dir);
     fp
@@ -529,7 +528,7 @@ fn three_hundred_zones_answer_from_the_fast_path() {
     });
     let catalog = Catalog::from_zones(zones);
     let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::default()).unwrap();
     fp.install(&table).unwrap();
     for i in [0, 150, 299] {
         let f = frame(
@@ -654,7 +653,7 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
     let catalog = Catalog::load(&[], Some(&dir)).unwrap();
     let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::default()).unwrap();
     fp.install(&table).unwrap();
     let names = [
         "www.example.com",

@@ -150,13 +150,10 @@ impl Node {
         });
         let (fast, generation) = match with_xdp {
             true => {
-                // Secondary zones without a copy yet arrive after the maps are sized.
-                let room = with_secondaries.then_some(config.xdp.secondary_records);
                 let (fp, generation) = startup::fast_path(
                     &config,
                     &table,
                     &cookies,
-                    room,
                     server_config.resolver.as_deref(),
                 )?;
                 // Both slots hold the first install's zones: the slow path follows the
