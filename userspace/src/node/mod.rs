@@ -148,6 +148,9 @@ impl Node {
             answers: counts.as_deref(),
             now_unix_ms: unix_ms(SystemTime::now()),
         });
+        if config.xdp.secondary_records.is_some() {
+            warn!("xdp.secondary_records is obsolete (every install sizes its own maps): ignored");
+        }
         let (fast, generation) = match with_xdp {
             true => {
                 let (fp, generation) = startup::fast_path(
