@@ -89,6 +89,23 @@ pub fn clear(ebpf: &Ebpf, slot: u32) -> Result<()> {
     Ok(())
 }
 
+/// The size (`max_entries`) of the array in slot `slot` of each outer map, `None` where the slot
+/// is empty.
+#[cfg(test)]
+pub fn slot_sizes(ebpf: &Ebpf, slot: u32) -> Result<Vec<Option<u32>>> {
+    (OUTER.iter())
+        .map(|name| {
+            let outer: ArrayOfMaps<&MapData, MapData> =
+                ArrayOfMaps::try_from(ebpf.map(name).expect("map"))?;
+            match outer.get(&slot, 0) {
+                Ok(inner) => Ok(Some(inner.info()?.max_entries())),
+                Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .collect()
+}
+
 /// A new mappable array holding `items` (at least one element: the kernel refuses empty maps).
 fn filled<T: Copy>(name: &str, generation: u32, items: &[T]) -> Result<MapData> {
     let len = items.len().max(1) as u32;

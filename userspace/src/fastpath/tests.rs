@@ -447,6 +447,46 @@ fn vlan_tagged_query_is_answered_with_its_tag() {
     verify_reply(&plain, &untagged);
 }
 
+/// Each install makes arrays the size of its own layout (no room kept at start: a table many
+/// times the first answers from XDP whole), and once it has flipped, the old generation's
+/// arrays are gone from the program's maps: one generation is resident.
+#[test]
+fn installs_size_their_own_arrays_and_free_the_old_ones() {
+    let mut fp = loaded();
+    let small = generation::slot_sizes(&fp.ebpf, fp.generation).unwrap();
+    assert!(
+        small.iter().all(Option::is_some),
+        "live slot filled: {small:?}"
+    );
+    let resident = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap();
+    assert_eq!(resident(&fp), [None; 5], "the idle slot is empty");
+    let installed = fp.install(&many_zones(400)).unwrap();
+    let big = generation::slot_sizes(&fp.ebpf, fp.generation).unwrap();
+    assert_eq!(
+        big[0],
+        Some(installed.records as u32),
+        "records sized to the layout"
+    );
+    assert!(big[0] > small[0].map(|n| n * 10), "{small:?} -> {big:?}");
+    assert_eq!(resident(&fp), [None; 5], "the old generation freed");
+    for i in [0, 399] {
+        let f = frame(
+            false,
+            4242,
+            &query(i, &format!("www.zone{i}.example"), 1, None),
+        );
+        assert_eq!(run(&fp, &f).0, XDP_TX, "zone{i} from the grown generation");
+    }
+    fp.install(&sample_table()).unwrap();
+    assert_eq!(
+        generation::slot_sizes(&fp.ebpf, fp.generation).unwrap(),
+        small
+    );
+    assert_eq!(resident(&fp), [None; 5]);
+    let q = frame(false, 999, &query(9, "www.example.com", 1, None));
+    assert_eq!(run(&fp, &q).0, XDP_TX, "and back");
+}
+
 #[test]
 fn new_generation_replaces_the_old_one_whole() {
     let mut fp = loaded();
@@ -515,19 +555,23 @@ fn long_names_are_answered_from_the_long_map() {
     );
 }
 
-/// Hundreds of zones compile into one table and every one of them answers from the driver.
-#[test]
-fn three_hundred_zones_answer_from_the_fast_path() {
+/// The table of `n` small zones `zone{i}.example`, each with `www` A 203.0.113.(i % 250 + 1).
+fn many_zones(n: usize) -> Vec<CompiledAnswer> {
     use crate::zone::{Catalog, Zone};
-    let zones = (0..300).map(|i| {
+    let zones = (0..n).map(|i| {
         let text = format!(
             "$TTL 300\n@ SOA ns1 hostmaster {i} 7200 3600 1209600 300\n NS ns1\nns1 A 192.0.2.1\nwww A 203.0.113.{}\n",
             i % 250 + 1
         );
         Zone::from_text(&format!("zone{i}.example."), &text).unwrap()
     });
-    let catalog = Catalog::from_zones(zones);
-    let table = crate::compile::compile(&catalog);
+    crate::compile::compile(&Catalog::from_zones(zones))
+}
+
+/// Hundreds of zones compile into one table and every one of them answers from the driver.
+#[test]
+fn three_hundred_zones_answer_from_the_fast_path() {
+    let table = many_zones(300);
     let mut fp = FastPath::load_unpinned(Capacity::default()).unwrap();
     fp.install(&table).unwrap();
     for i in [0, 150, 299] {
