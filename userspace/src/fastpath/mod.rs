@@ -270,7 +270,10 @@ impl FastPath {
         // before the flip has long left it after a few milliseconds. Then the old arrays go
         // (a frame finding the slot empty would pass its query up, never answer wrong).
         thread::sleep(std::time::Duration::from_millis(10));
-        generation::clear(&self.ebpf, live)?;
+        // The flip is made: a failure here only keeps the old arrays until the next install.
+        if let Err(e) = generation::clear(&self.ebpf, live) {
+            warn!("freeing the old generation's arrays: {e:#}");
+        }
         Ok(Installed {
             generation: next,
             answers: layout.answers,
