@@ -106,9 +106,10 @@ pub struct XdpConfig {
     pub attach: Sharing,
     /// bpffs directory where maps are pinned for `rampart stats`.
     pub pin_dir: PathBuf,
-    /// Obsolete (every install sizes its own maps, so no room is kept for secondary zones):
-    /// still accepted so older files load, with a warning.
-    pub secondary_records: Option<u32>,
+    /// Records per map generation kept free for secondary zones, whose data arrives after the
+    /// maps are sized at start (a record is 128 bytes; one generation resident, two during a
+    /// reload).
+    pub secondary_records: u32,
 }
 
 impl Default for XdpConfig {
@@ -118,7 +119,7 @@ impl Default for XdpConfig {
             mode: AttachMode::Native,
             attach: Sharing::Exclusive,
             pin_dir: PathBuf::from("/sys/fs/bpf/rampart"),
-            secondary_records: None,
+            secondary_records: 65_536,
         }
     }
 }

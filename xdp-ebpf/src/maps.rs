@@ -18,17 +18,18 @@ use crate::query::{Answer, Question};
 /// Arrays userspace writes through mmap (a reload is a memcpy into a new generation, no
 /// syscall per answer); the program reads them like any array.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
-/// Inner arrays of one outer map may differ in size: each install sizes its own.
-const BPF_F_INNER_MAP: u32 = 1 << 12;
-const GENERATION_FLAGS: usize = (BPF_F_MMAPABLE | BPF_F_INNER_MAP) as usize;
+/// No BPF_F_INNER_MAP: every inner array has its template's size (userspace makes the
+/// templates at load, sized for the zones), so the verifier inlines their lookups (a bounds
+/// check and an add) where that flag would make each one a helper call.
+const GENERATION_FLAGS: usize = BPF_F_MMAPABLE as usize;
 
 /// One array per generation, in slot `generation & 1` of an outer array of maps: userspace
-/// creates a generation's arrays sized to its zones, fills them, puts them in the idle slot and
+/// creates a generation's arrays (the size fixed at load), fills them, puts them in the idle slot and
 /// flips `CONFIG.generation`; then it empties the old slot, and the kernel frees the old arrays
 /// once no program run holds them (RCU). Only one generation is resident between reloads.
 type Generations<T> = ArrayOfMaps<btf_maps::Array<T, 1, GENERATION_FLAGS>, 2>;
 
-/// Precompiled answers (userspace sizes every array to fit its generation's zones): records,
+/// Precompiled answers (sized at load for the zones and their growth): records,
 /// the cuckoo index that finds them, long names, and tails too big to be inline. Arrays, not
 /// hash maps: an array lookup is a bounds check and an add where a hash map's is a jhash of the
 /// key and a bucket chain walk (half of a hit's time, measured).

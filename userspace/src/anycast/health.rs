@@ -582,7 +582,7 @@ mod tests {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
             let catalog = Arc::new(Catalog::load(&[], Some(&dir)).unwrap());
             let table = crate::compile::compile(&catalog);
-            let mut fp = FastPath::load_unpinned(Capacity::default()).unwrap();
+            let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
             fp.install(&table).unwrap();
             fp.attach(
                 "v0",

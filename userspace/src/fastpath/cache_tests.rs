@@ -41,7 +41,7 @@ pub(super) fn demo_loaded(cache_entries: u32) -> (Catalog, FastPath) {
     let (catalog, table) = demo_zones();
     let capacity = Capacity {
         cache_entries,
-        ..Capacity::default()
+        ..Capacity::for_table(&table).unwrap()
     };
     let mut fp = FastPath::load_unpinned(capacity).expect("load (run tests as root)");
     fp.install(&table).unwrap();
@@ -333,7 +333,7 @@ fn a_resolver_alone_answers_from_xdp() {
     let catalog = Catalog::load(&[], None).unwrap();
     let mut fp = FastPath::load_unpinned(Capacity {
         cache_entries: 8,
-        ..Capacity::default()
+        ..Capacity::for_table(&[]).unwrap()
     })
     .unwrap();
     fp.install(&[]).unwrap();

@@ -280,7 +280,7 @@ fn fuzz_mutated_frames_every_tx_is_a_well_formed_answer() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/zones");
     let catalog = Catalog::load(&[], Some(&dir)).unwrap();
     let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::default()).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
     fp.install(&table).unwrap();
     // Every limit on: the busy sources are limited (slips, drops), the rest not, at the 10,000
     // frames/s of a debug build and the 200,000 of a release one.

@@ -1,4 +1,11 @@
-//! One generation's answer arrays: inner maps of the outer `RECORDS`, `INDEX`, ... sized to its layout, filled through mmap, swapped in by slot.
+//! One generation's answer arrays: inner maps of the outer `RECORDS`, `INDEX`, ... of the sizes fixed at load, filled through mmap, swapped in by slot.
+use std::{
+    fs,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
@@ -10,12 +17,12 @@ use rampart_common::{
     Record, TailLarge, TailSmall,
 };
 
-use super::{Mapped, layout::Layout, link, padded};
+use super::{Capacity, Mapped, layout::Layout, link, padded};
 
-/// Flags of every inner array, as the program's template has them (the kernel requires equal
-/// flags): mappable (filled by memcpy), and free to differ in size from the template.
+/// Flags of every inner array, as its template has them (the kernel requires equal flags):
+/// mappable (filled by memcpy). No BPF_F_INNER_MAP: with it arrays may differ in size, but the
+/// verifier no longer inlines their lookups (each becomes a helper call, measured costlier).
 const BPF_F_MMAPABLE: u32 = 1 << 10;
-const BPF_F_INNER_MAP: u32 = 1 << 12;
 
 /// The outer maps, in the order of [`GenerationMaps::arrays`].
 const OUTER: [&str; 5] = [
@@ -36,8 +43,10 @@ pub struct GenerationMaps {
 }
 
 impl GenerationMaps {
-    /// Create arrays exactly the size of `layout`'s and copy it in (`generation` names them).
-    pub fn create(layout: &Layout, generation: u32) -> Result<GenerationMaps> {
+    /// Create arrays of `capacity`'s sizes (the templates') and copy `layout` in, which must
+    /// fit them (`Capacity::fits`); `generation` names them.
+    pub fn create(layout: &Layout, capacity: &Capacity, generation: u32) -> Result<GenerationMaps> {
+        let c = capacity;
         let small: Vec<TailSmall> = (layout.tails_small.iter())
             .map(|t| TailSmall { bytes: padded(t) })
             .collect();
@@ -45,11 +54,11 @@ impl GenerationMaps {
             .map(|t| TailLarge { bytes: padded(t) })
             .collect();
         Ok(GenerationMaps {
-            records: filled::<Record>(MAP_RECORDS, generation, &layout.records)?,
-            index: filled::<IndexBucket>(MAP_INDEX, generation, &layout.index)?,
-            names: filled::<NameSlot>(MAP_NAMES, generation, &layout.names)?,
-            tails_small: filled(MAP_TAILS_SMALL, generation, &small)?,
-            tails_large: filled(MAP_TAILS_LARGE, generation, &large)?,
+            records: filled(MAP_RECORDS, generation, c.records, &layout.records)?,
+            index: filled(MAP_INDEX, generation, c.index_buckets, &layout.index)?,
+            names: filled(MAP_NAMES, generation, c.names, &layout.names)?,
+            tails_small: filled(MAP_TAILS_SMALL, generation, c.tails_small, &small)?,
+            tails_large: filled(MAP_TAILS_LARGE, generation, c.tails_large, &large)?,
         })
     }
 
@@ -106,20 +115,74 @@ pub fn slot_sizes(ebpf: &Ebpf, slot: u32) -> Result<Vec<Option<u32>>> {
         .collect()
 }
 
-/// A new mappable array holding `items` (at least one element: the kernel refuses empty maps).
-fn filled<T: Copy>(name: &str, generation: u32, items: &[T]) -> Result<MapData> {
-    let len = items.len().max(1) as u32;
+/// The outer maps, made with inner templates of `capacity`'s sizes and pinned under a bpffs
+/// directory for the loader to take instead of making its own (`EbpfLoader::map_pin_path`: aya
+/// sizes a template from the object, and can't be told another size). The pins go on drop.
+pub struct OuterPins(Vec<(&'static str, PathBuf)>);
+
+impl OuterPins {
+    pub fn create(capacity: &Capacity, dir: &Path) -> Result<OuterPins> {
+        static LOADS: AtomicU32 = AtomicU32::new(0);
+        let n = LOADS.fetch_add(1, Ordering::Relaxed);
+        let c = capacity;
+        let mut pins = OuterPins(Vec::new());
+        let sizes = [
+            (MAP_RECORDS, size_of::<Record>(), c.records),
+            (MAP_INDEX, size_of::<IndexBucket>(), c.index_buckets),
+            (MAP_NAMES, size_of::<NameSlot>(), c.names),
+            (MAP_TAILS_SMALL, size_of::<TailSmall>(), c.tails_small),
+            (MAP_TAILS_LARGE, size_of::<TailLarge>(), c.tails_large),
+        ];
+        for (name, value_size, len) in sizes {
+            // The template is only a shape: the outer map keeps a copy of it, and it goes here.
+            let template = array(name, "template", value_size, len)?;
+            let outer = link::create_array_of_maps(name, template.fd().as_fd(), 2)
+                .with_context(|| format!("creating the array of maps {name}"))?;
+            // bpffs refuses names with a dot; loads in one process (tests) run side by side.
+            let path = dir.join(format!("{name}_load_{}_{n}", std::process::id()));
+            let _ = fs::remove_file(&path);
+            MapData::from_fd(outer)?.pin(&path).with_context(|| {
+                format!("pinning {} (is a bpffs mounted there?)", path.display())
+            })?;
+            pins.0.push((name, path));
+        }
+        Ok(pins)
+    }
+
+    /// Each outer map's name and pin.
+    pub fn paths(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+        self.0.iter().map(|(name, path)| (*name, path.as_path()))
+    }
+}
+
+impl Drop for OuterPins {
+    fn drop(&mut self) {
+        for (_, path) in &self.0 {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// A new mappable array of `len` elements of `value_size` bytes (at least one: the kernel
+/// refuses empty maps).
+fn array(name: &str, what: &str, value_size: usize, len: u32) -> Result<MapData> {
+    let len = len.max(1);
     let def = aya_obj::Map::new_from_params(
         BPF_MAP_TYPE_ARRAY as u32,
         size_of::<u32>() as u32,
-        size_of::<T>() as u32,
+        value_size as u32,
         len,
-        BPF_F_MMAPABLE | BPF_F_INNER_MAP,
+        BPF_F_MMAPABLE,
     );
-    let data = MapData::create(def, &format!("{name}.{generation}"), None)
-        .with_context(|| format!("creating {name} for {len} entries (memory?)"))?;
+    MapData::create(def, &format!("{name}.{what}"), None)
+        .with_context(|| format!("creating {name} for {len} entries (memory?)"))
+}
+
+/// A new mappable array of `len` elements holding `items` first (`len` >= their count).
+fn filled<T: Copy>(name: &str, generation: u32, len: u32, items: &[T]) -> Result<MapData> {
+    let data = array(name, &generation.to_string(), size_of::<T>(), len)?;
     // Mapped for the copy only: a mapping kept would count the maps in the daemon's memory
     // too (its Pss), where they are the kernel's.
-    Mapped::of(&data, name, len)?.write(0, items);
+    Mapped::of(&data, name, len.max(1))?.write(0, items);
     Ok(data)
 }

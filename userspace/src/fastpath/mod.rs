@@ -57,28 +57,94 @@ impl AttachMode {
     }
 }
 
-/// Map sizes for one instance fixed at load: the rate tables, the whitelist and the resolver's
-/// cache. The answer arrays are not among them: each install creates its generation's arrays
-/// to fit its zones (`generation`).
+/// Map sizes for one instance, fixed at load. The answer arrays: room for one generation of the
+/// laid-out table plus headroom, so reloads that grow the zones a little still fit without
+/// reloading the program; each install makes its own arrays of these sizes (`generation`), and
+/// only one generation's are resident between installs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
+    /// Records, long names, tail slots and index buckets of one generation.
+    pub records: u32,
+    pub names: u32,
+    pub tails_small: u32,
+    pub tails_large: u32,
+    pub index_buckets: u32,
     /// Rate-limit buckets per CPU, per-class buckets (each rounded up to a power of two, in
     /// sets of two), whitelist prefixes.
     pub buckets: u32,
     pub classes: u32,
     pub whitelist: u32,
-    /// Resolver cache entries the program may answer from (`resolver.xdp_cache_entries`).
+    /// Resolver mode: entries of the XDP answer cache (1: the cache is off).
     pub cache_entries: u32,
 }
 
+/// Small answer arrays (room for 65,536 records: tests and small zones), default rate tables.
 impl Default for Capacity {
     fn default() -> Capacity {
         Capacity {
+            records: 0,
+            names: 0,
+            tails_small: 0,
+            tails_large: 0,
+            index_buckets: 0,
             buckets: 65_536,
             classes: 16_384,
             whitelist: 1024,
             cache_entries: 1,
         }
+        .with_room_for(65_536)
+    }
+}
+
+impl Capacity {
+    #[cfg(test)]
+    pub fn for_table(table: &[CompiledAnswer]) -> Result<Capacity> {
+        Ok(Capacity::for_prepared(&prepare(table)?))
+    }
+
+    /// Room for a table laid out by [`prepare`] (and its growth on reloads).
+    pub fn for_prepared(prepared: &Prepared) -> Capacity {
+        let layout = &prepared.0;
+        let grow = |n: usize| (n + n / 8 + 64) as u32;
+        Capacity {
+            records: grow(layout.records.len()),
+            names: grow(layout.names.len()),
+            tails_small: grow(layout.tails_small.len()),
+            tails_large: grow(layout.tails_large.len()),
+            // The index holds the keys not at their home slot: room for their growth, and for
+            // an eighth of the records more (a reload whose keys land at home less often), at
+            // the index's load (a power of two).
+            index_buckets: layout::index_buckets_for(
+                grow(layout.indexed) as usize + layout.records.len() / 8,
+            )
+            .max(layout.index.len()) as u32,
+            ..Capacity::default()
+        }
+    }
+
+    /// At least room for `records` records per generation (and names, tails and buckets in
+    /// the proportions of a typical zone): for zones that arrive after the maps are sized, as
+    /// secondary zones' first transfers do.
+    pub fn with_room_for(self, records: u32) -> Capacity {
+        Capacity {
+            records: self.records.max(records),
+            names: self.names.max(records / 4),
+            tails_small: self.tails_small.max(records / 64 + 64),
+            tails_large: self.tails_large.max(records / 256 + 64),
+            index_buckets: self
+                .index_buckets
+                .max(layout::index_buckets_for(records as usize) as u32),
+            ..self
+        }
+    }
+
+    /// Whether a layout fits one generation's arrays.
+    fn fits(&self, l: &Layout) -> bool {
+        l.records.len() <= self.records as usize
+            && l.names.len() <= self.names as usize
+            && l.tails_small.len() <= self.tails_small as usize
+            && l.tails_large.len() <= self.tails_large as usize
+            && l.index.len() <= self.index_buckets as usize
     }
 }
 
@@ -138,7 +204,7 @@ impl FastPath {
     pub fn load(capacity: Capacity, pin_dir: &Path) -> Result<FastPath> {
         fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
         let lock = crate::instance::take(pin_dir, &format!("pin dir {}", pin_dir.display()))?;
-        let mut fp = FastPath::load_unpinned(capacity)?;
+        let mut fp = FastPath::load_in(capacity, pin_dir)?;
         fp.pin_lock = Some(lock);
         for name in [MAP_STATS, MAP_CONFIG, MAP_RECORDS] {
             let path = pin_dir.join(name);
@@ -155,10 +221,22 @@ impl FastPath {
         Ok(fp)
     }
 
-    /// Load and verify without pinning anything (tests, and hosts without a bpffs).
+    /// Load and verify without leaving pins (tests): the outer answer maps pass through
+    /// /sys/fs/bpf on their way to the loader.
     pub fn load_unpinned(capacity: Capacity) -> Result<FastPath> {
+        FastPath::load_in(capacity, Path::new("/sys/fs/bpf"))
+    }
+
+    /// Load, with the outer answer maps made first and handed to the loader through pins in
+    /// the bpffs directory `bpffs` (removed once it took them).
+    fn load_in(capacity: Capacity, bpffs: &Path) -> Result<FastPath> {
         bump_memlock_rlimit();
-        let mut ebpf = EbpfLoader::new()
+        let outer = generation::OuterPins::create(&capacity, bpffs)?;
+        let mut loader = EbpfLoader::new();
+        for (name, path) in outer.paths() {
+            loader.map_pin_path(name, path);
+        }
+        let mut ebpf = loader
             .map_max_entries(MAP_BUCKETS, rate_sets(capacity.buckets))
             .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
@@ -166,6 +244,7 @@ impl FastPath {
             .map_max_entries(MAP_CACHE_ACL, 1024)
             .load(PROGRAM)
             .context("loading the XDP object")?;
+        drop(outer);
         let log_stop = Arc::new(AtomicBool::new(false));
         spawn_ebpf_logger(&mut ebpf, log_stop.clone());
         let main = load_program(&mut ebpf, PROGRAM_NAME, "XDP program")?;
@@ -218,9 +297,10 @@ impl FastPath {
 
     /// Lay `table` out as a new generation in arrays of its own, flip the live generation to
     /// it and free the old one's. Queries see either the old zones or the new ones, never a mix.
-    /// When the new arrays can't be made (no memory), the fast path is switched off (every query
-    /// goes to the slow path, which already serves the new zones) rather than serving stale
-    /// answers, until an install succeeds. The slow path follows the same flip: it reads the
+    /// When the table doesn't fit the sizes fixed at load, the fast path is switched off (every
+    /// query goes to the slow path, which already serves the new zones) rather than serving
+    /// stale answers, until restart; when the arrays can't be made (no memory), likewise until
+    /// an install succeeds. The slow path follows the same flip: it reads the
     /// live generation from the map itself ([`GenerationWord`]). Ok means the flip was made; on
     /// an error it was not.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
@@ -240,10 +320,20 @@ impl FastPath {
     }
 
     fn write_layout(&mut self, layout: Layout) -> Result<Installed> {
+        if !self.capacity.fits(&layout) {
+            self.config.ready = 0;
+            self.write_config()?;
+            bail!(
+                "{} answers in {} records exceed the maps sized at start ({} records per generation): fast path off until restart",
+                layout.answers,
+                layout.records.len(),
+                self.capacity.records
+            );
+        }
         let (live, next) = (self.generation, self.generation ^ 1);
         // The idle slot is empty (the last install emptied it): the new arrays go there.
-        let made =
-            GenerationMaps::create(&layout, next).and_then(|maps| maps.put(&mut self.ebpf, next));
+        let made = GenerationMaps::create(&layout, &self.capacity, next)
+            .and_then(|maps| maps.put(&mut self.ebpf, next));
         if let Err(e) = made {
             let _ = generation::clear(&self.ebpf, next);
             self.config.ready = 0;

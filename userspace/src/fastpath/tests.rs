@@ -197,7 +197,8 @@ pub(super) fn loaded() -> FastPath {
     let table = sample_table();
     let dir = tempfile::tempdir().unwrap();
     // Pinning needs a bpffs; tests run the program without pins.
-    let mut fp = FastPath::load_unpinned(Capacity::default()).expect("load (run tests as root)");
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap())
+        .expect("load (run tests as root)");
     fp.install(&table).unwrap();
     drop(dir);
     fp
@@ -447,44 +448,61 @@ fn vlan_tagged_query_is_answered_with_its_tag() {
     verify_reply(&plain, &untagged);
 }
 
-/// Each install makes arrays the size of its own layout (no room kept at start: a table many
-/// times the first answers from XDP whole), and once it has flipped, the old generation's
-/// arrays are gone from the program's maps: one generation is resident.
+/// Every install makes arrays of the sizes fixed at load (the inner templates': the verifier
+/// inlines lookups only then), and once it has flipped, the old generation's arrays are gone
+/// from the program's maps: one generation is resident. A table that outgrows the sizes turns
+/// the fast path off, with the reason.
 #[test]
-fn installs_size_their_own_arrays_and_free_the_old_ones() {
-    let mut fp = loaded();
-    let small = generation::slot_sizes(&fp.ebpf, fp.generation).unwrap();
-    assert!(
-        small.iter().all(Option::is_some),
-        "live slot filled: {small:?}"
-    );
-    let resident = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap();
-    assert_eq!(resident(&fp), [None; 5], "the idle slot is empty");
-    let installed = fp.install(&many_zones(400)).unwrap();
-    let big = generation::slot_sizes(&fp.ebpf, fp.generation).unwrap();
-    assert_eq!(
-        big[0],
-        Some(installed.records as u32),
-        "records sized to the layout"
-    );
-    assert!(big[0] > small[0].map(|n| n * 10), "{small:?} -> {big:?}");
-    assert_eq!(resident(&fp), [None; 5], "the old generation freed");
-    for i in [0, 399] {
-        let f = frame(
-            false,
-            4242,
-            &query(i, &format!("www.zone{i}.example"), 1, None),
+fn installs_use_the_load_sizes_and_free_the_old_ones() {
+    let big = many_zones(400);
+    let capacity = Capacity::for_table(&big).unwrap();
+    let sizes = Some(vec![
+        Some(capacity.records),
+        Some(capacity.index_buckets),
+        Some(capacity.names),
+        Some(capacity.tails_small),
+        Some(capacity.tails_large),
+    ]);
+    let mut fp = FastPath::load_unpinned(capacity).unwrap();
+    let live = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation).ok();
+    let idle = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap();
+    let www = frame(false, 999, &query(9, "www.example.com", 1, None));
+    for round in 0..2 {
+        fp.install(&sample_table()).unwrap();
+        assert_eq!(live(&fp), sizes, "round {round}: the small table's arrays");
+        assert_eq!(
+            idle(&fp),
+            [None; 5],
+            "round {round}: the old generation freed"
         );
-        assert_eq!(run(&fp, &f).0, XDP_TX, "zone{i} from the grown generation");
+        assert_eq!(run(&fp, &www).0, XDP_TX, "round {round}");
+        fp.install(&big).unwrap();
+        assert_eq!(live(&fp), sizes, "round {round}: the big table's arrays");
+        assert_eq!(
+            idle(&fp),
+            [None; 5],
+            "round {round}: the old generation freed"
+        );
+        for i in [0, 399] {
+            let f = frame(
+                false,
+                4242,
+                &query(i, &format!("www.zone{i}.example"), 1, None),
+            );
+            assert_eq!(run(&fp, &f).0, XDP_TX, "round {round}: zone{i}");
+        }
+        assert_eq!(run(&fp, &www).0, XDP_PASS, "round {round}: old zones gone");
     }
-    fp.install(&sample_table()).unwrap();
-    assert_eq!(
-        generation::slot_sizes(&fp.ebpf, fp.generation).unwrap(),
-        small
+    // Loaded for the sample only: the big table doesn't fit, and nothing is answered from XDP
+    // (the slow path serves the new zones) rather than the old zones.
+    let mut small = loaded();
+    let err = small.install(&big).unwrap_err().to_string();
+    assert!(
+        err.contains("exceed the maps sized at start")
+            && err.contains("fast path off until restart"),
+        "{err}"
     );
-    assert_eq!(resident(&fp), [None; 5]);
-    let q = frame(false, 999, &query(9, "www.example.com", 1, None));
-    assert_eq!(run(&fp, &q).0, XDP_TX, "and back");
+    assert_eq!(run(&small, &www).0, XDP_PASS, "fast path off");
 }
 
 #[test]
@@ -572,7 +590,7 @@ fn many_zones(n: usize) -> Vec<CompiledAnswer> {
 #[test]
 fn three_hundred_zones_answer_from_the_fast_path() {
     let table = many_zones(300);
-    let mut fp = FastPath::load_unpinned(Capacity::default()).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
     fp.install(&table).unwrap();
     for i in [0, 150, 299] {
         let f = frame(
@@ -697,7 +715,7 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
     let catalog = Catalog::load(&[], Some(&dir)).unwrap();
     let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::default()).unwrap();
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
     fp.install(&table).unwrap();
     let names = [
         "www.example.com",

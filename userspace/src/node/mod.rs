@@ -148,15 +148,15 @@ impl Node {
             answers: counts.as_deref(),
             now_unix_ms: unix_ms(SystemTime::now()),
         });
-        if config.xdp.secondary_records.is_some() {
-            warn!("xdp.secondary_records is obsolete (every install sizes its own maps): ignored");
-        }
         let (fast, generation) = match with_xdp {
             true => {
+                // Secondary zones without a copy yet arrive after the maps are sized.
+                let room = with_secondaries.then_some(config.xdp.secondary_records);
                 let (fp, generation) = startup::fast_path(
                     &config,
                     &table,
                     &cookies,
+                    room,
                     server_config.resolver.as_deref(),
                 )?;
                 // Both slots hold the first install's zones: the slow path follows the

@@ -27,21 +27,26 @@ use crate::{
 /// Loads the XDP program sized for `table`, writes the limits and cookie secrets, installs the
 /// first generation, lets the program answer from the resolver's cache (resolver mode) and
 /// attaches to every interface. Returns it and the generation installed.
+/// `room_for`: records to keep free for zones that arrive later (secondary zones).
 pub fn fast_path(
     config: &Config,
     table: &[CompiledAnswer],
     cookies: &Cookies,
+    room_for: Option<u32>,
     resolver: Option<&Resolver>,
 ) -> Result<(FastPath, u32)> {
     let (rrl, budget) = (&config.rrl, &config.miss_budget);
     let prepared = fastpath::prepare(table)?;
     let cache = config.resolver.enabled && config.resolver.xdp_cache_entries > 0;
-    let capacity = Capacity {
+    let mut capacity = Capacity {
         buckets: rrl.table_size.max(1),
         whitelist: (rrl.whitelist.len() as u32).max(1024),
         cache_entries: config.resolver.xdp_cache_entries,
-        ..Capacity::default()
+        ..Capacity::for_prepared(&prepared)
     };
+    if let Some(records) = room_for {
+        capacity = capacity.with_room_for(records);
+    }
     let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
