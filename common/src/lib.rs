@@ -321,18 +321,16 @@ pub struct Config {
     pub gens: [GenParams; 2],
 }
 
-/// Where one generation's records and answer index are, and its hash seed.
+/// The shape of one generation's arrays (its own inner maps of `RECORDS`, `INDEX`, ...), and
+/// its hash seed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GenParams {
     /// Seed of the name hash (random per install: nobody can aim names at one bucket).
     pub seed: u64,
-    /// First `INDEX` bucket of the generation and its bucket count less one (a power of two).
-    pub index_base: u32,
+    /// The generation's `INDEX` bucket count less one (a power of two).
     pub index_mask: u32,
-    /// First `RECORDS` slot of the generation and its record count: a key's home slot is
-    /// `records_base + home_slot(key_hash, records_count)`.
-    pub records_base: u32,
+    /// The generation's record count: a key's home slot is `home_slot(key_hash, records_count)`.
     pub records_count: u32,
 }
 

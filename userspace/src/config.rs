@@ -107,7 +107,8 @@ pub struct XdpConfig {
     /// bpffs directory where maps are pinned for `rampart stats`.
     pub pin_dir: PathBuf,
     /// Records per map generation kept free for secondary zones, whose data arrives after the
-    /// maps are sized at start (a record is 128 bytes, two generations).
+    /// maps are sized at start (a record is 128 bytes; one generation resident, two during a
+    /// reload).
     pub secondary_records: u32,
 }
 

@@ -1,6 +1,7 @@
 //! The maps the program reads (filled by userspace, layouts in rampart-common) and its counters.
 use aya_ebpf::{
-    macros::map,
+    btf_maps::{self, ArrayOfMaps},
+    macros::{btf_map, map},
     maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
@@ -14,25 +15,43 @@ use rampart_common::{
 
 use crate::query::{Answer, Question};
 
-/// Arrays userspace writes through mmap (a reload is a memcpy into the idle generation, no
+/// Arrays userspace writes through mmap (a reload is a memcpy into a new generation, no
 /// syscall per answer); the program reads them like any array.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// No BPF_F_INNER_MAP: every inner array has its template's size (userspace makes the
+/// templates at load, sized for the zones), so the verifier inlines their lookups (a bounds
+/// check and an add) where that flag would make each one a helper call.
+const GENERATION_FLAGS: usize = BPF_F_MMAPABLE as usize;
 
-/// Precompiled answers, both generations (userspace sizes every array at load time to fit its
-/// zones): records, the cuckoo index that finds them, long names, and tails too big to be
-/// inline. Arrays, not hash maps: an array lookup is a bounds check and an add, inlined by the
-/// verifier, where a hash map's is a helper call, a jhash of the key and a bucket chain walk
-/// (half of a hit's time, measured).
-#[map(name = "RECORDS")]
-static RECORDS: Array<Record> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-#[map(name = "INDEX")]
-static INDEX: Array<IndexBucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-#[map(name = "NAMES")]
-static NAMES: Array<NameSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-#[map(name = "TAILS_SMALL")]
-static TAILS_SMALL: Array<TailSmall> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-#[map(name = "TAILS_LARGE")]
-static TAILS_LARGE: Array<TailLarge> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+/// One array per generation, in slot `generation & 1` of an outer array of maps: userspace
+/// creates a generation's arrays (the size fixed at load), fills them, puts them in the idle slot and
+/// flips `CONFIG.generation`; then it empties the old slot, and the kernel frees the old arrays
+/// once no program run holds them (RCU). Only one generation is resident between reloads.
+type Generations<T> = ArrayOfMaps<btf_maps::Array<T, 1, GENERATION_FLAGS>, 2>;
+
+/// Precompiled answers (sized at load for the zones and their growth): records,
+/// the cuckoo index that finds them, long names, and tails too big to be inline. Arrays, not
+/// hash maps: an array lookup is a bounds check and an add where a hash map's is a jhash of the
+/// key and a bucket chain walk (half of a hit's time, measured).
+#[btf_map(name = "RECORDS")]
+static RECORDS: Generations<Record> = ArrayOfMaps::new();
+#[btf_map(name = "INDEX")]
+static INDEX: Generations<IndexBucket> = ArrayOfMaps::new();
+#[btf_map(name = "NAMES")]
+static NAMES: Generations<NameSlot> = ArrayOfMaps::new();
+#[btf_map(name = "TAILS_SMALL")]
+static TAILS_SMALL: Generations<TailSmall> = ArrayOfMaps::new();
+#[btf_map(name = "TAILS_LARGE")]
+static TAILS_LARGE: Generations<TailLarge> = ArrayOfMaps::new();
+
+/// Record `idx` of the generation in slot `slot`.
+#[inline(always)]
+fn record(slot: u32, idx: u32) -> Option<*const Record> {
+    RECORDS
+        .get_value_ptr_mut(slot, &idx)
+        .map(|p| p as *const Record)
+}
+
 /// Mappable: the daemon's slow path reads the live generation from it (`GenerationWord`).
 #[map(name = "CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, BPF_F_MMAPABLE);
@@ -106,8 +125,10 @@ pub struct KeyBuf {
     found: u32,
     why: u32,
     walk: WalkState,
-    /// The generation read once per frame, so every lookup of the frame uses the same one.
+    /// The generation read once per frame, so every lookup of the frame uses the same one:
+    /// its parameters, and the slot of the outer maps that holds its arrays.
     gen_: GenParams,
+    slot: u32,
     ready: u32,
     /// Set by the main program before it tail-calls the cache program: nonzero when the query
     /// has not been through the miss budget yet (the early probe, `cache::probe`).
@@ -185,17 +206,13 @@ impl KeyBuf {
     fn take_generation(&mut self) {
         match CONFIG.get(0) {
             Some(c) if c.ready != 0 => {
-                let g = if c.generation & 1 == 0 {
-                    &c.gens[0]
-                } else {
-                    &c.gens[1]
-                };
+                let slot = c.generation & 1;
+                let g = if slot == 0 { &c.gens[0] } else { &c.gens[1] };
                 // Field by field: a struct copy becomes a call to a byte-at-a-time memcpy.
                 self.gen_.seed = g.seed;
-                self.gen_.index_base = g.index_base;
                 self.gen_.index_mask = g.index_mask;
-                self.gen_.records_base = g.records_base;
                 self.gen_.records_count = g.records_count;
+                self.slot = slot;
                 self.ready = 1;
             }
             _ => self.ready = 0,
@@ -395,10 +412,11 @@ pub fn lookup(s: Scratch, q: &Question, variant: Variant) -> Result<Answer, Coun
     } else {
         Counter::PassMiss
     };
-    let Some(rec) = RECORDS.get_ptr(found) else {
+    let slot = key.slot;
+    let Some(rec) = record(slot, found) else {
         return Err(why);
     };
-    let answer = variant_of(s, rec, variant)?;
+    let answer = variant_of(s, rec, variant, slot)?;
     let value = &answer.value;
     if value.tail_len == 0 {
         return Err(why);
@@ -422,7 +440,12 @@ pub fn lookup(s: Scratch, q: &Question, variant: Variant) -> Result<Answer, Coun
 /// derived from it where the compiler found the bytes would be the same, else the variant's
 /// own record.
 #[inline(always)]
-fn variant_of(s: Scratch, rec: *const Record, variant: Variant) -> Result<Answer, Counter> {
+fn variant_of(
+    s: Scratch,
+    rec: *const Record,
+    variant: Variant,
+    slot: u32,
+) -> Result<Answer, Counter> {
     // SAFETY: a pointer into RECORDS from a successful lookup (RCU keeps it valid); the header
     // is copied out, the inline tail is read in place by store_tail.
     let (mut value, mut inline, derive, alt) = unsafe {
@@ -443,7 +466,7 @@ fn variant_of(s: Scratch, rec: *const Record, variant: Variant) -> Result<Answer
         if alt == RECORD_NONE {
             return Err(Counter::PassMiss);
         }
-        let Some(r) = RECORDS.get_ptr(alt) else {
+        let Some(r) = record(slot, alt) else {
             return Err(Counter::PassMiss);
         };
         // SAFETY: as above.
@@ -482,8 +505,8 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
     // narrowing would have the rest of the program verified once more).
     let name_len = key.launder(name_len as u64) as usize;
     if is_homed(qtype) {
-        let home = key.gen_.records_base + home_slot(hash, key.gen_.records_count);
-        if let Some(rec) = RECORDS.get_ptr(home)
+        let home = home_slot(hash, key.gen_.records_count);
+        if let Some(rec) = record(key.slot, home)
             && key.matches(rec, qtype, name_len)
         {
             return Found::Record(home);
@@ -493,7 +516,7 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
     if idx == RECORD_NONE {
         return Found::Absent;
     }
-    let Some(rec) = RECORDS.get_ptr(idx) else {
+    let Some(rec) = record(key.slot, idx) else {
         return Found::Unsure;
     };
     if !key.owns(rec, name_len) {
@@ -519,10 +542,10 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
 #[inline(always)]
 fn scan(key: &mut KeyBuf, key_hash: u64) -> u32 {
     let (b1, b2, fp) = index_buckets(key_hash, key.gen_.index_mask);
-    let base = key.gen_.index_base;
-    let mut idx = scan_bucket(base + b1, fp);
+    let slot = key.slot;
+    let mut idx = scan_bucket(slot, b1, fp);
     if idx == RECORD_NONE {
-        idx = scan_bucket(base + b2, fp);
+        idx = scan_bucket(slot, b2, fp);
     }
     key.launder(idx as u64) as u32
 }
@@ -530,9 +553,9 @@ fn scan(key: &mut KeyBuf, key_hash: u64) -> u32 {
 /// The first entry of bucket `b` with fingerprint `fp`: the bucket scanned whole, backwards,
 /// each match replacing the last (no early exits for the verifier to follow one by one).
 #[inline(always)]
-fn scan_bucket(b: u32, fp: u32) -> u32 {
+fn scan_bucket(slot: u32, b: u32, fp: u32) -> u32 {
     let mut idx = RECORD_NONE;
-    let Some(bucket) = INDEX.get_ptr(b) else {
+    let Some(bucket) = INDEX.get_value_ptr_mut(slot, &b) else {
         return idx;
     };
     let mut i = INDEX_WAYS;
@@ -626,7 +649,7 @@ impl KeyBuf {
             }
             return diff == 0;
         }
-        let Some(long) = NAMES.get_ptr(r.long_name) else {
+        let Some(long) = NAMES.get_value_ptr_mut(self.slot, &r.long_name) else {
             return false;
         };
         // SAFETY: a NAMES slot from a successful lookup.
@@ -682,15 +705,22 @@ fn lookup_encloser(ctx: &XdpContext, q: &Question) -> Result<u32, Counter> {
         return Ok(RECORD_NONE);
     }
     // The hop that stopped left its suffix in the key buffer: the candidate must be its record.
-    let len = key.launder((q.name_len - k) as u64) as usize;
-    let Some(rec) = RECORDS.get_ptr(idx) else {
-        return Ok(RECORD_NONE);
+    let len = key.launder((q.name_len - k) as u64);
+    Ok(encloser_record(idx, len))
+}
+
+/// `idx` if it is the closest-encloser record of the `len`-byte suffix in the key buffer, else
+/// [`RECORD_NONE`]. Not inlined: in a frame of its own, the record pointer can't share a stack
+/// slot with a scalar of the caller's, which LLVM did on a path the verifier rejects.
+#[inline(never)]
+fn encloser_record(idx: u32, len: u64) -> u32 {
+    let Ok(key) = key_buf() else {
+        return RECORD_NONE;
     };
-    Ok(if key.matches(rec, QTYPE_ENCLOSER, len) {
-        idx
-    } else {
-        RECORD_NONE
-    })
+    match record(key.slot, idx) {
+        Some(rec) if key.matches(rec, QTYPE_ENCLOSER, len as usize) => idx,
+        _ => RECORD_NONE,
+    }
 }
 
 /// The encloser walk's state, between hops.
@@ -796,6 +826,7 @@ pub fn store_tail(ctx: &XdpContext, s: Scratch, off: usize, a: &Answer) -> Resul
     // Laundered: one value, checked and passed to the helper from the same register (LLVM
     // otherwise reloads the field for the call, a copy the check never bounded).
     let len = s.launder(a.value.tail_len as u64) as u32 & 0x7ff;
+    let slot = s.key().slot;
     let idx = a.value.tail_index;
     if len == 0 {
         // A slip: header and question only.
@@ -807,7 +838,7 @@ pub fn store_tail(ctx: &XdpContext, s: Scratch, off: usize, a: &Answer) -> Resul
         }
         return store_inline(ctx, s, off, a.inline, len as usize);
     } else if a.value.tail_class == TAIL_CLASS_SMALL {
-        let Some(t) = TAILS_SMALL.get_ptr(idx) else {
+        let Some(t) = TAILS_SMALL.get_value_ptr_mut(slot, &idx) else {
             return Err(Counter::PassMiss);
         };
         // The verifier needs the length bounded by the slot size and nonzero.
@@ -817,7 +848,7 @@ pub fn store_tail(ctx: &XdpContext, s: Scratch, off: usize, a: &Answer) -> Resul
         // SAFETY: helper copies len bytes from the map value into the packet, both checked.
         unsafe { aya_ebpf::helpers::bpf_xdp_store_bytes(ctx.ctx, off as u32, t as *mut _, len) }
     } else {
-        let Some(t) = TAILS_LARGE.get_ptr(idx) else {
+        let Some(t) = TAILS_LARGE.get_value_ptr_mut(slot, &idx) else {
             return Err(Counter::PassMiss);
         };
         if len == 0 || len > TAIL_LARGE as u32 {

@@ -20,17 +20,16 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use rampart_common::{
-    Config, Counter, GenParams, IndexBucket, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits,
-    MAP_BUCKETS, MAP_CACHE, MAP_CACHE_ACL, MAP_CLASS_RATES, MAP_CONFIG, MAP_INDEX, MAP_JUMPS,
-    MAP_LIMITS, MAP_NAMES, MAP_RECORDS, MAP_STATS, MAP_TAILS_LARGE, MAP_TAILS_SMALL, MAP_WHITELIST,
-    NameSlot, PROGRAM_CACHE, PROGRAM_COOKIE, PROGRAM_NAME, Record, TailLarge, TailSmall,
-    WhitelistAddr,
+    Config, Counter, GenParams, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits, MAP_BUCKETS,
+    MAP_CACHE, MAP_CACHE_ACL, MAP_CLASS_RATES, MAP_CONFIG, MAP_JUMPS, MAP_LIMITS, MAP_RECORDS,
+    MAP_STATS, MAP_WHITELIST, PROGRAM_CACHE, PROGRAM_COOKIE, PROGRAM_NAME, WhitelistAddr,
 };
 use tracing::{info, warn};
 
 use crate::compile::CompiledAnswer;
 use crate::netlink;
 pub use cache::CacheMap;
+use generation::GenerationMaps;
 use layout::{Bases, Layout};
 pub use shared::Sharing;
 
@@ -58,9 +57,10 @@ impl AttachMode {
     }
 }
 
-/// Map sizes for one instance: room for two generations of the laid-out table plus headroom,
-/// so reloads that grow the zones a little still fit without reloading the program. The answer
-/// arrays hold both generations, each in its own half.
+/// Map sizes for one instance, fixed at load. The answer arrays: room for one generation of the
+/// laid-out table plus headroom, so reloads that grow the zones a little still fit without
+/// reloading the program; each install makes its own arrays of these sizes (`generation`), and
+/// only one generation's are resident between installs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
     /// Records, long names, tail slots and index buckets of one generation.
@@ -74,8 +74,26 @@ pub struct Capacity {
     pub buckets: u32,
     pub classes: u32,
     pub whitelist: u32,
-    /// Resolver cache entries the program may answer from (`resolver.xdp_cache_entries`).
+    /// Resolver mode: entries of the XDP answer cache (1: the cache is off).
     pub cache_entries: u32,
+}
+
+/// Small answer arrays (room for 65,536 records: tests and small zones), default rate tables.
+impl Default for Capacity {
+    fn default() -> Capacity {
+        Capacity {
+            records: 0,
+            names: 0,
+            tails_small: 0,
+            tails_large: 0,
+            index_buckets: 0,
+            buckets: 65_536,
+            classes: 16_384,
+            whitelist: 1024,
+            cache_entries: 1,
+        }
+        .with_room_for(65_536)
+    }
 }
 
 impl Capacity {
@@ -100,10 +118,7 @@ impl Capacity {
                 grow(layout.indexed) as usize + layout.records.len() / 8,
             )
             .max(layout.index.len()) as u32,
-            buckets: 65_536,
-            classes: 16_384,
-            whitelist: 1024,
-            cache_entries: 1,
+            ..Capacity::default()
         }
     }
 
@@ -123,17 +138,7 @@ impl Capacity {
         }
     }
 
-    /// Where generation `generation`'s share of each array starts.
-    fn bases(&self, generation: u32) -> Bases {
-        Bases {
-            records: generation * self.records,
-            names: generation * self.names,
-            tails_small: generation * self.tails_small,
-            tails_large: generation * self.tails_large,
-        }
-    }
-
-    /// Whether a layout fits one generation's share.
+    /// Whether a layout fits one generation's arrays.
     fn fits(&self, l: &Layout) -> bool {
         l.records.len() <= self.records as usize
             && l.names.len() <= self.names as usize
@@ -181,12 +186,10 @@ pub struct FastPath {
     /// Shared mode: rampart's entries in the NICs' libxdp dispatchers.
     entries: Vec<shared::Entry>,
     pin_dir: Option<PathBuf>,
-    /// Live generation (0 or 1), with its index's place and seed.
+    /// Live generation (0 or 1: the outer maps' slot holding its arrays), with its shape and
+    /// seed.
     generation: u32,
     config: Config,
-    /// When the live generation went live: the idle one (the generation before) is not written
-    /// again until every frame that may still read it has left the program.
-    flipped: Option<std::time::Instant>,
     log_stop: Arc<AtomicBool>,
     /// What `LIMITS` holds (kept to rewrite its clock offset).
     limits: Limits,
@@ -201,7 +204,7 @@ impl FastPath {
     pub fn load(capacity: Capacity, pin_dir: &Path) -> Result<FastPath> {
         fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
         let lock = crate::instance::take(pin_dir, &format!("pin dir {}", pin_dir.display()))?;
-        let mut fp = FastPath::load_unpinned(capacity)?;
+        let mut fp = FastPath::load_in(capacity, pin_dir)?;
         fp.pin_lock = Some(lock);
         for name in [MAP_STATS, MAP_CONFIG, MAP_RECORDS] {
             let path = pin_dir.join(name);
@@ -218,15 +221,22 @@ impl FastPath {
         Ok(fp)
     }
 
-    /// Load and verify without pinning anything (tests, and hosts without a bpffs).
+    /// Load and verify without leaving pins (tests): the outer answer maps pass through
+    /// /sys/fs/bpf on their way to the loader.
     pub fn load_unpinned(capacity: Capacity) -> Result<FastPath> {
+        FastPath::load_in(capacity, Path::new("/sys/fs/bpf"))
+    }
+
+    /// Load, with the outer answer maps made first and handed to the loader through pins in
+    /// the bpffs directory `bpffs` (removed once it took them).
+    fn load_in(capacity: Capacity, bpffs: &Path) -> Result<FastPath> {
         bump_memlock_rlimit();
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_RECORDS, capacity.records * 2)
-            .map_max_entries(MAP_NAMES, capacity.names * 2)
-            .map_max_entries(MAP_TAILS_SMALL, capacity.tails_small * 2)
-            .map_max_entries(MAP_TAILS_LARGE, capacity.tails_large * 2)
-            .map_max_entries(MAP_INDEX, capacity.index_buckets * 2)
+        let outer = generation::OuterPins::create(&capacity, bpffs)?;
+        let mut loader = EbpfLoader::new();
+        for (name, path) in outer.paths() {
+            loader.map_pin_path(name, path);
+        }
+        let mut ebpf = loader
             .map_max_entries(MAP_BUCKETS, rate_sets(capacity.buckets))
             .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
@@ -234,6 +244,7 @@ impl FastPath {
             .map_max_entries(MAP_CACHE_ACL, 1024)
             .load(PROGRAM)
             .context("loading the XDP object")?;
+        drop(outer);
         let log_stop = Arc::new(AtomicBool::new(false));
         spawn_ebpf_logger(&mut ebpf, log_stop.clone());
         let main = load_program(&mut ebpf, PROGRAM_NAME, "XDP program")?;
@@ -251,7 +262,6 @@ impl FastPath {
             pin_dir: None,
             generation: 1,
             config: Config::default(),
-            flipped: None,
             log_stop,
             limits: Limits::default(),
             pin_lock: None,
@@ -285,25 +295,25 @@ impl FastPath {
         Ok(())
     }
 
-    /// Fill the idle generation with `table`, flip the live generation to it. Queries see
-    /// either the old zones or the new ones, never a mix. When the table doesn't fit the maps
-    /// loaded at start, the fast path is switched off (every query goes to the slow path, which
-    /// already serves the new zones) rather than serving stale answers.
-    /// The slow path follows the same flip: it reads the live generation from the map itself
-    /// ([`GenerationWord`]). Ok means the flip was made; on an error it was not.
+    /// Lay `table` out as a new generation in arrays of its own, flip the live generation to
+    /// it and free the old one's. Queries see either the old zones or the new ones, never a mix.
+    /// When the table doesn't fit the sizes fixed at load, the fast path is switched off (every
+    /// query goes to the slow path, which already serves the new zones) rather than serving
+    /// stale answers, until restart; when the arrays can't be made (no memory), likewise until
+    /// an install succeeds. The slow path follows the same flip: it reads the
+    /// live generation from the map itself ([`GenerationWord`]). Ok means the flip was made; on
+    /// an error it was not.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
-        let next = self.generation ^ 1;
-        let layout = Layout::build(table, self.capacity.bases(next), random_seed)?;
-        self.write_layout(next, layout)
+        let layout = Layout::build(table, Bases::default(), random_seed)?;
+        self.write_layout(layout)
     }
 
     /// [`FastPath::install`] of a table it takes, dropped once laid out (before the copy into
     /// the maps): a reload's peak holds the layout, not the table beside it.
     pub fn install_owned(&mut self, table: Vec<CompiledAnswer>) -> Result<Installed> {
-        let next = self.generation ^ 1;
-        let layout = Layout::build(&table, self.capacity.bases(next), random_seed)?;
+        let layout = Layout::build(&table, Bases::default(), random_seed)?;
         drop(table);
-        self.write_layout(next, layout)
+        self.write_layout(layout)
     }
 
     /// The program's live generation word, mapped into this process for the slow path.
@@ -311,17 +321,13 @@ impl FastPath {
         Ok(GenerationWord(Mapped::new(&self.ebpf, MAP_CONFIG, 1)?))
     }
 
-    /// The first install, of the table [`prepare`] laid out (the capacity was sized from it):
-    /// a million-name table is laid out once at start, not twice.
+    /// Install the table [`prepare`] laid out: a million-name table at start is laid out once,
+    /// not twice.
     pub fn install_prepared(&mut self, prepared: Prepared) -> Result<Installed> {
-        let next = self.generation ^ 1;
-        if self.capacity.bases(next) != Bases::default() {
-            bail!("a prepared table is for the first install only");
-        }
-        self.write_layout(next, prepared.0)
+        self.write_layout(prepared.0)
     }
 
-    fn write_layout(&mut self, next: u32, layout: Layout) -> Result<Installed> {
+    fn write_layout(&mut self, layout: Layout) -> Result<Installed> {
         if !self.capacity.fits(&layout) {
             self.config.ready = 0;
             self.write_config()?;
@@ -332,38 +338,25 @@ impl FastPath {
                 self.capacity.records
             );
         }
-        // A frame runs the program for microseconds; one that read the idle generation's
-        // place before the last flip has long left it after a few milliseconds.
-        if let Some(t) = self.flipped {
-            let quiet = std::time::Duration::from_millis(10);
-            if let Some(left) = quiet.checked_sub(t.elapsed()) {
-                thread::sleep(left);
-            }
+        let (live, next) = (self.generation, self.generation ^ 1);
+        // The idle slot is empty (the last install emptied it): the new arrays go there.
+        let made = GenerationMaps::create(&layout, &self.capacity, next)
+            .and_then(|maps| maps.put(&mut self.ebpf, next));
+        if let Err(e) = made {
+            let _ = generation::clear(&self.ebpf, next);
+            self.config.ready = 0;
+            self.write_config()?;
+            return Err(e.context(format!(
+                "{} answers in {} records: fast path off until an install succeeds",
+                layout.answers,
+                layout.records.len()
+            )));
         }
-        let bases = self.capacity.bases(next);
-        let index_base = next * self.capacity.index_buckets;
-        // Mapped for the copy only: a mapping kept would count the maps in the daemon's
-        // memory too (its Pss), where they are the kernel's.
-        let mut arrays = AnswerArrays::map(&self.ebpf, &self.capacity)?;
-        arrays.records.write(bases.records, &layout.records);
-        arrays.names.write(bases.names, &layout.names);
-        arrays.index.write(index_base, &layout.index);
-        let small: Vec<TailSmall> = (layout.tails_small.iter())
-            .map(|t| TailSmall { bytes: padded(t) })
-            .collect();
-        let large: Vec<TailLarge> = (layout.tails_large.iter())
-            .map(|t| TailLarge { bytes: padded(t) })
-            .collect();
-        arrays.tails_small.write(bases.tails_small, &small);
-        arrays.tails_large.write(bases.tails_large, &large);
-        drop(arrays);
-        // Two writes: the idle generation's place first, then the one word that flips to it
+        // Two writes: the idle generation's shape first, then the one word that flips to it
         // (each write copies the whole slot, but only that word differs from what is there).
         self.config.gens[next as usize] = GenParams {
             seed: layout.seed,
-            index_base,
             index_mask: layout.index.len() as u32 - 1,
-            records_base: bases.records,
             records_count: layout.records.len() as u32,
         };
         self.write_config()?;
@@ -371,7 +364,14 @@ impl FastPath {
         self.config.ready = 1;
         self.write_config()?;
         self.generation = next;
-        self.flipped = Some(std::time::Instant::now());
+        // A frame runs the program for microseconds; one that read the old generation word
+        // before the flip has long left it after a few milliseconds. Then the old arrays go
+        // (a frame finding the slot empty would pass its query up, never answer wrong).
+        thread::sleep(std::time::Duration::from_millis(10));
+        // The flip is made: a failure here only keeps the old arrays until the next install.
+        if let Err(e) = generation::clear(&self.ebpf, live) {
+            warn!("freeing the old generation's arrays: {e:#}");
+        }
         Ok(Installed {
             generation: next,
             answers: layout.answers,
@@ -646,7 +646,7 @@ impl Prepared {
     }
 }
 
-/// Lay `table` out for the first install (generation 0, the arrays' first half).
+/// Lay `table` out for the first install.
 pub fn prepare(table: &[CompiledAnswer]) -> Result<Prepared> {
     Ok(Prepared(Layout::build(
         table,
@@ -675,28 +675,6 @@ fn random_seed() -> Result<u64> {
         .fill(&mut b)
         .map_err(|_| anyhow!("no randomness for the index seed"))?;
     Ok(u64::from_le_bytes(b))
-}
-
-/// The answer arrays, mapped into this process while an install copies a generation into its
-/// half: no system call per answer (a million-name zone is millions of them).
-struct AnswerArrays {
-    records: Mapped<Record>,
-    names: Mapped<NameSlot>,
-    index: Mapped<IndexBucket>,
-    tails_small: Mapped<TailSmall>,
-    tails_large: Mapped<TailLarge>,
-}
-
-impl AnswerArrays {
-    fn map(ebpf: &Ebpf, c: &Capacity) -> Result<AnswerArrays> {
-        Ok(AnswerArrays {
-            records: Mapped::new(ebpf, MAP_RECORDS, c.records * 2)?,
-            names: Mapped::new(ebpf, MAP_NAMES, c.names * 2)?,
-            index: Mapped::new(ebpf, MAP_INDEX, c.index_buckets * 2)?,
-            tails_small: Mapped::new(ebpf, MAP_TAILS_SMALL, c.tails_small * 2)?,
-            tails_large: Mapped::new(ebpf, MAP_TAILS_LARGE, c.tails_large * 2)?,
-        })
-    }
 }
 
 /// `CONFIG`'s live generation as the program reads it, from a mapping of the map: the slow path
@@ -760,12 +738,12 @@ impl<T: Copy> Mapped<T> {
         })
     }
 
-    /// Copy `items` to elements `at..`.
+    /// Copy `items` to elements `at..` (of an array the program doesn't read yet).
     fn write(&mut self, at: u32, items: &[T]) {
         let at = at as usize;
         assert!(at + items.len() <= self.len, "array write past the end");
-        // SAFETY: in bounds (checked), T is plain data, and the program reads only the other
-        // generation's elements meanwhile.
+        // SAFETY: in bounds (checked), T is plain data, and the program doesn't read the array
+        // before the copy is done.
         unsafe { std::ptr::copy_nonoverlapping(items.as_ptr(), self.ptr.add(at), items.len()) };
     }
 }
@@ -805,6 +783,7 @@ mod cookie_tests;
 mod cost_tests;
 #[cfg(test)]
 mod fuzz_tests;
+mod generation;
 mod layout;
 #[cfg(test)]
 mod limit_tests;

@@ -457,6 +457,63 @@ fn vlan_tagged_query_is_answered_with_its_tag() {
     verify_reply(&plain, &untagged);
 }
 
+/// Every install makes arrays of the sizes fixed at load (the inner templates': the verifier
+/// inlines lookups only then), and once it has flipped, the old generation's arrays are gone
+/// from the program's maps: one generation is resident. A table that outgrows the sizes turns
+/// the fast path off, with the reason.
+#[test]
+fn installs_use_the_load_sizes_and_free_the_old_ones() {
+    let big = many_zones(400);
+    let capacity = Capacity::for_table(&big).unwrap();
+    let sizes = Some(vec![
+        Some(capacity.records),
+        Some(capacity.index_buckets),
+        Some(capacity.names),
+        Some(capacity.tails_small),
+        Some(capacity.tails_large),
+    ]);
+    let mut fp = FastPath::load_unpinned(capacity).unwrap();
+    let live = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation).ok();
+    let idle = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap();
+    let www = frame(false, 999, &query(9, "www.example.com", 1, None));
+    for round in 0..2 {
+        fp.install(&sample_table()).unwrap();
+        assert_eq!(live(&fp), sizes, "round {round}: the small table's arrays");
+        assert_eq!(
+            idle(&fp),
+            [None; 5],
+            "round {round}: the old generation freed"
+        );
+        assert_eq!(run(&fp, &www).0, XDP_TX, "round {round}");
+        fp.install(&big).unwrap();
+        assert_eq!(live(&fp), sizes, "round {round}: the big table's arrays");
+        assert_eq!(
+            idle(&fp),
+            [None; 5],
+            "round {round}: the old generation freed"
+        );
+        for i in [0, 399] {
+            let f = frame(
+                false,
+                4242,
+                &query(i, &format!("www.zone{i}.example"), 1, None),
+            );
+            assert_eq!(run(&fp, &f).0, XDP_TX, "round {round}: zone{i}");
+        }
+        assert_eq!(run(&fp, &www).0, XDP_PASS, "round {round}: old zones gone");
+    }
+    // Loaded for the sample only: the big table doesn't fit, and nothing is answered from XDP
+    // (the slow path serves the new zones) rather than the old zones.
+    let mut small = loaded();
+    let err = small.install(&big).unwrap_err().to_string();
+    assert!(
+        err.contains("exceed the maps sized at start")
+            && err.contains("fast path off until restart"),
+        "{err}"
+    );
+    assert_eq!(run(&small, &www).0, XDP_PASS, "fast path off");
+}
+
 #[test]
 fn new_generation_replaces_the_old_one_whole() {
     let mut fp = loaded();
@@ -525,19 +582,23 @@ fn long_names_are_answered_from_the_long_map() {
     );
 }
 
-/// Hundreds of zones compile into one table and every one of them answers from the driver.
-#[test]
-fn three_hundred_zones_answer_from_the_fast_path() {
+/// The table of `n` small zones `zone{i}.example`, each with `www` A 203.0.113.(i % 250 + 1).
+fn many_zones(n: usize) -> Vec<CompiledAnswer> {
     use crate::zone::{Catalog, Zone};
-    let zones = (0..300).map(|i| {
+    let zones = (0..n).map(|i| {
         let text = format!(
             "$TTL 300\n@ SOA ns1 hostmaster {i} 7200 3600 1209600 300\n NS ns1\nns1 A 192.0.2.1\nwww A 203.0.113.{}\n",
             i % 250 + 1
         );
         Zone::from_text(&format!("zone{i}.example."), &text).unwrap()
     });
-    let catalog = Catalog::from_zones(zones);
-    let table = crate::compile::compile(&catalog);
+    crate::compile::compile(&Catalog::from_zones(zones))
+}
+
+/// Hundreds of zones compile into one table and every one of them answers from the driver.
+#[test]
+fn three_hundred_zones_answer_from_the_fast_path() {
+    let table = many_zones(300);
     let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
     fp.install(&table).unwrap();
     for i in [0, 150, 299] {
