@@ -368,9 +368,14 @@ def xdp_alone(c, lab, binary, xdp_args):
     lab.start_nsd("leaf")  # stopped by the cache check
     lab.rampart(binary, xdp_args, alone=True)
     server = reslab.FORWARDER
-    # The slow path answers first; the program is attached once loaded and verified.
+    # The slow path answers first; the program is attached once loaded, verified, filled and
+    # its cache enabled (the maps are pinned, and `rampart stats` works, from the load on).
+    log = os.path.join(lab.tmp, "rampart-fwd.log")
     deadline = time.monotonic() + 30
-    while subprocess.run([binary, "stats", "--pin-dir", lab.pin_dir], capture_output=True).returncode != 0:
+    while True:
+        with open(log) as f:
+            if "XDP program attached" in f.read():
+                break
         if time.monotonic() > deadline:
             raise RuntimeError("the XDP program never attached")
         time.sleep(0.2)
@@ -389,7 +394,7 @@ def xdp_alone(c, lab, binary, xdp_args):
             served += n
             if n != 1 or not same_but_ttls(r, slow):
                 bad.append((name, rtype, kw, n, r.to_text(), slow.to_text()))
-        with open(os.path.join(lab.tmp, "rampart-fwd.log")) as f:
+        with open(log) as f:
             first = "cache_first=true" in f.read()
         c.check(f"XDP alone (cache first: {first}): {served} of {len(variants)} variants answered by the "
                 "program, as the slow path over TCP", first and not bad and served == len(variants), bad)
