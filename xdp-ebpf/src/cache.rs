@@ -527,34 +527,11 @@ const WORD_TAIL: usize = 128;
 
 /// Copy a `len`-byte tail (8 <= `len` <= `WORD_TAIL`, from the entry's 8-aligned tail) into the
 /// packet at `off`, eight bytes at a time, without the helper (its call and `memcpy`, the main
-/// program's inline tails found, cost more than the copy). The frame ends where the tail does,
-/// so the last word is the one ending there (overlapping the one before).
+/// program's inline tails found, cost more than the copy).
 #[inline(always)]
 fn store_words(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(), Counter> {
     let wash = maps::key_buf()?;
     let off = (wash.launder(off as u64) & 0x7ff) as usize;
     let len = (wash.launder(len as u64) & 0xff) as usize;
-    if len < 8 || len > WORD_TAIL {
-        return Err(Counter::DropRewriteFailed);
-    }
-    let words = src as *const u64;
-    let mut i = 0;
-    while i < WORD_TAIL / 8 {
-        if i * 8 + 8 > len {
-            break;
-        }
-        let p = packet::ptr_at(ctx, off + i * 8, 8, Counter::DropRewriteFailed)?;
-        // SAFETY: word i of the tail (i * 8 + 8 <= len <= 128 < CACHE_TAIL), 8-aligned in the
-        // slot; eight packet bytes checked by ptr_at.
-        unsafe { (p as *mut u64).write_unaligned(words.add(i).read()) };
-        i += 1;
-    }
-    if len % 8 != 0 {
-        let last = len - 8;
-        let p = packet::ptr_at(ctx, off + last, 8, Counter::DropRewriteFailed)?;
-        // SAFETY: the tail's last eight bytes (len >= 8), unaligned in the slot; eight packet
-        // bytes checked by ptr_at.
-        unsafe { (p as *mut u64).write_unaligned((src.add(last) as *const u64).read_unaligned()) };
-    }
-    Ok(())
+    packet::store_words::<u64, WORD_TAIL>(ctx, off, src, len, Counter::DropRewriteFailed)
 }

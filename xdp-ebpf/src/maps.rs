@@ -783,8 +783,7 @@ extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
 
 /// Copy an inline tail (`len` <= [`TAIL_INLINE`] bytes, from its 4-aligned place in the
 /// record) into the packet at `off`, four bytes at a time, without the helper: its call and
-/// `memcpy` were a quarter of a hit's live samples. The frame ends where the tail does, so
-/// the last word is the one ending there (overlapping the one before).
+/// `memcpy` were a quarter of a hit's live samples.
 #[inline(always)]
 fn store_inline(
     ctx: &XdpContext,
@@ -795,29 +794,7 @@ fn store_inline(
 ) -> Result<(), Counter> {
     let off = (wash.launder(off as u64) & 0x7ff) as usize;
     let len = (wash.launder(len as u64) & 0x3f) as usize;
-    if len < 4 || len > TAIL_INLINE {
-        return Err(Counter::PassRewriteFailed);
-    }
-    let words = src as *const u32;
-    let mut i = 0;
-    while i < TAIL_INLINE / 4 {
-        if i * 4 + 4 > len {
-            break;
-        }
-        let p = crate::packet::ptr_at(ctx, off + i * 4, 4, Counter::DropRewriteFailed)?;
-        // SAFETY: word i of the inline tail (i * 4 + 4 <= len <= 40), 4-aligned in the record;
-        // four packet bytes checked by ptr_at.
-        unsafe { (p as *mut u32).write_unaligned(words.add(i).read()) };
-        i += 1;
-    }
-    if len % 4 != 0 {
-        let last = len - 4;
-        let p = crate::packet::ptr_at(ctx, off + last, 4, Counter::DropRewriteFailed)?;
-        // SAFETY: the tail's last four bytes (len >= 4), unaligned in the record; four packet
-        // bytes checked by ptr_at.
-        unsafe { (p as *mut u32).write_unaligned((src.add(last) as *const u32).read_unaligned()) };
-    }
-    Ok(())
+    crate::packet::store_words::<u32, TAIL_INLINE>(ctx, off, src, len, Counter::PassRewriteFailed)
 }
 
 /// Copy the answer's tail from its slot into the packet at `off`.

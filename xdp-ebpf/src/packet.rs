@@ -2,6 +2,45 @@
 use aya_ebpf::programs::XdpContext;
 use rampart_common::{Counter, PROBE_META};
 
+/// Copy `len` bytes (one word <= `len` <= `MAX`, from a `W`-aligned source) into the packet at
+/// `off`, a `W` word at a time, without `bpf_xdp_store_bytes` (its call and `memcpy` cost more
+/// than the copy for a short tail). The frame ends where the bytes do, so the last word is the
+/// one ending there (overlapping the one before). `off` and `len` come laundered and masked by
+/// the caller, so the verifier bounds them once; a `len` out of range is `bad_len`.
+#[inline(always)]
+pub fn store_words<W: Copy, const MAX: usize>(
+    ctx: &XdpContext,
+    off: usize,
+    src: *const u8,
+    len: usize,
+    bad_len: Counter,
+) -> Result<(), Counter> {
+    let w = core::mem::size_of::<W>();
+    if len < w || len > MAX {
+        return Err(bad_len);
+    }
+    let words = src as *const W;
+    let mut i = 0;
+    while i < MAX / w {
+        if i * w + w > len {
+            break;
+        }
+        let p = ptr_at(ctx, off + i * w, w, Counter::DropRewriteFailed)?;
+        // SAFETY: word i of the source (i * w + w <= len <= MAX, the source's size), W-aligned
+        // as the caller says; w packet bytes checked by ptr_at.
+        unsafe { (p as *mut W).write_unaligned(words.add(i).read()) };
+        i += 1;
+    }
+    if len % w != 0 {
+        let last = len - w;
+        let p = ptr_at(ctx, off + last, w, Counter::DropRewriteFailed)?;
+        // SAFETY: the source's last w bytes (len >= w), unaligned; w packet bytes checked by
+        // ptr_at.
+        unsafe { (p as *mut W).write_unaligned((src.add(last) as *const W).read_unaligned()) };
+    }
+    Ok(())
+}
+
 /// Pointer to `len` bytes at `off`, or `err` when they are not all inside the packet.
 #[inline(always)]
 pub fn ptr_at(ctx: &XdpContext, off: usize, len: usize, err: Counter) -> Result<*mut u8, Counter> {
