@@ -139,7 +139,11 @@ impl OuterPins {
             let outer = link::create_array_of_maps(name, template.fd().as_fd(), 2)
                 .with_context(|| format!("creating the array of maps {name}"))?;
             // bpffs refuses names with a dot; loads in one process (tests) run side by side.
-            let path = dir.join(format!("{name}_load_{}_{n}", std::process::id()));
+            let path = dir.join(format!(
+                "{}{}_{n}",
+                load_pin_prefix(name),
+                std::process::id()
+            ));
             let _ = fs::remove_file(&path);
             MapData::from_fd(outer)?.pin(&path).with_context(|| {
                 format!("pinning {} (is a bpffs mounted there?)", path.display())
@@ -152,6 +156,27 @@ impl OuterPins {
     /// Each outer map's name and pin.
     pub fn paths(&self) -> impl Iterator<Item = (&'static str, &Path)> {
         self.0.iter().map(|(name, path)| (*name, path.as_path()))
+    }
+}
+
+/// The start of an outer map's pin while a load takes it.
+fn load_pin_prefix(name: &str) -> String {
+    format!("{name}_load_")
+}
+
+/// Remove the outer maps' pins that a load killed between pinning and loading left in `dir`
+/// (each holds an outer map and its template's shape). The caller holds `dir`'s instance
+/// lock: no other load runs there.
+pub fn remove_stale_load_pins(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if OUTER.iter().any(|m| file.starts_with(&load_pin_prefix(m))) {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -185,4 +210,29 @@ fn filled<T: Copy>(name: &str, generation: u32, len: u32, items: &[T]) -> Result
     // too (its Pss), where they are the kernel's.
     Mapped::of(&data, name, len.max(1))?.write(0, items);
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins named as a load's (a load killed half-way) go; anything else in the directory stays.
+    #[test]
+    fn stale_load_pins_are_removed_and_nothing_else() {
+        let dir = Path::new("/sys/fs/bpf").join(format!("rp-stale-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let stale = dir.join(format!("{}4242_0", load_pin_prefix(MAP_RECORDS)));
+        let kept = dir.join(MAP_RECORDS);
+        for path in [&stale, &kept] {
+            let map = array("t", "t", 8, 1).unwrap();
+            map.pin(path).unwrap();
+        }
+        remove_stale_load_pins(&dir);
+        let (stale_left, kept_left) = (stale.exists(), kept.exists());
+        let _ = fs::remove_file(&kept);
+        let _ = fs::remove_file(&stale);
+        let _ = fs::remove_dir(&dir);
+        assert!(!stale_left, "the stale load pin is still there");
+        assert!(kept_left, "a pin that is not a load's was removed");
+    }
 }

@@ -204,6 +204,7 @@ impl FastPath {
     pub fn load(capacity: Capacity, pin_dir: &Path) -> Result<FastPath> {
         fs::create_dir_all(pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
         let lock = crate::instance::take(pin_dir, &format!("pin dir {}", pin_dir.display()))?;
+        generation::remove_stale_load_pins(pin_dir);
         let mut fp = FastPath::load_in(capacity, pin_dir)?;
         fp.pin_lock = Some(lock);
         for name in [MAP_STATS, MAP_CONFIG, MAP_RECORDS] {
