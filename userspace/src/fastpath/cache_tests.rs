@@ -120,17 +120,23 @@ fn resolved(rcode: ResponseCode, answer: Vec<Record>, authority: Vec<Record>) ->
 impl Lab {
     /// www.resolved.test A cached and promoted: the query the program answers from the cache.
     pub(super) fn promoted_query(&self) -> Vec<u8> {
-        let r = resolved(
-            ResponseCode::NoError,
-            vec![a("www.resolved.test.", 300, 7)],
-            vec![],
-        );
-        self.cache("www.resolved.test.", 1, r, Duration::ZERO);
-        let q = query(1, "www.resolved.test", 1, Some((1232, false)));
+        let q = self.promote_a("www.resolved.test", 300, Duration::ZERO);
+        let peer = "198.51.100.2".parse().unwrap();
+        assert!(self.fast(&q, peer).is_some(), "promoted");
+        q
+    }
+
+    /// Cache `name`'s A record (TTL `ttl`, received `ago` before now), ask the slow path for
+    /// it twice (the second hit promotes it into the program's cache) and return the query (an
+    /// EDNS A query from 198.51.100.2).
+    fn promote_a(&self, name: &str, ttl: u32, ago: Duration) -> Vec<u8> {
+        let fqdn = format!("{name}.");
+        let r = resolved(ResponseCode::NoError, vec![a(&fqdn, ttl, 7)], vec![]);
+        self.cache(&fqdn, 1, r, ago);
+        let q = query(1, name, 1, Some((1232, false)));
         let peer = "198.51.100.2".parse().unwrap();
         self.slow(&q, peer);
         self.slow(&q, peer);
-        assert!(self.fast(&q, peer).is_some(), "promoted");
         q
     }
 
@@ -281,15 +287,7 @@ fn every_variant(first: bool) {
 fn ttls_count_down_and_expired_entries_go_up() {
     let lab = lab();
     let peer: IpAddr = "198.51.100.2".parse().unwrap();
-    let r = resolved(
-        ResponseCode::NoError,
-        vec![a("short.resolved.test.", 3, 7)],
-        vec![],
-    );
-    lab.cache("short.resolved.test.", 1, r, Duration::from_millis(200));
-    let q = query(9, "short.resolved.test", 1, Some((1232, false)));
-    lab.slow(&q, peer);
-    lab.slow(&q, peer);
+    let q = lab.promote_a("short.resolved.test", 3, Duration::from_millis(200));
     let first = lab.fast(&q, peer).expect("answered from XDP");
     std::thread::sleep(Duration::from_millis(1100));
     let second = lab.fast(&q, peer).expect("answered from XDP");
@@ -310,15 +308,7 @@ fn ttls_count_down_and_expired_entries_go_up() {
 fn ages_are_exact_across_the_turn_of_a_second() {
     let lab = lab();
     let peer: IpAddr = "198.51.100.2".parse().unwrap();
-    let r = resolved(
-        ResponseCode::NoError,
-        vec![a("tick.resolved.test.", 300, 7)],
-        vec![],
-    );
-    lab.cache("tick.resolved.test.", 1, r, Duration::ZERO);
-    let q = query(9, "tick.resolved.test", 1, Some((1232, false)));
-    lab.slow(&q, peer);
-    lab.slow(&q, peer);
+    let q = lab.promote_a("tick.resolved.test", 300, Duration::ZERO);
     let start = Instant::now();
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..400 {
