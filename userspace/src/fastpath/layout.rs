@@ -13,16 +13,7 @@ use rampart_common::{
 
 use crate::compile::CompiledAnswer;
 
-/// Where a generation's share of each array starts: the layout's indexes are absolute.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Bases {
-    pub records: u32,
-    pub names: u32,
-    pub tails_small: u32,
-    pub tails_large: u32,
-}
-
-/// One generation's arrays, ready to be copied into the maps at `Bases`.
+/// One generation's arrays, ready to be copied into its own maps (indexes start at 0).
 pub struct Layout {
     pub records: Vec<Record>,
     pub index: Vec<IndexBucket>,
@@ -55,11 +46,10 @@ pub fn index_buckets_for(records: usize) -> usize {
 type Group<'a> = [Option<&'a CompiledAnswer>; 3];
 
 impl Layout {
-    /// Lay out `table` for the arrays at `bases`, hashing names under a seed from `seeds` (a
+    /// Lay out `table`, hashing names under a seed from `seeds` (a
     /// few are tried when one leaves a key shadowed, see [`build_index`]).
     pub fn build(
         table: &[CompiledAnswer],
-        bases: Bases,
         mut seeds: impl FnMut() -> Result<u64>,
     ) -> Result<Layout> {
         let t0 = std::time::Instant::now();
@@ -68,7 +58,6 @@ impl Layout {
         // Records in the table's order (the compiler's is deterministic, and so is the index).
         let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
         let mut b = Builder {
-            bases,
             out: Layout {
                 records: Vec::with_capacity(keys.len()),
                 index: Vec::new(),
@@ -134,7 +123,7 @@ impl Layout {
                 b.out.records.push(record);
             }
             record_of[pos] = record_of[a];
-            b.out.records[record_of[a]].other = bases.records + answer as u32;
+            b.out.records[record_of[a]].other = answer as u32;
         }
         drop(shared);
         for (i, &k) in group_of.iter().enumerate() {
@@ -155,13 +144,7 @@ impl Layout {
                     key_hash(name_hash(seed, name), qtype)
                 })
                 .collect();
-            let placement = Placement::new(
-                &hashes,
-                &qtypes,
-                &record_of,
-                b.out.records.len(),
-                bases.records,
-            )?;
+            let placement = Placement::new(&hashes, &qtypes, &record_of, b.out.records.len())?;
             let shadowed = placement.shadowed;
             if best.as_ref().is_none_or(|b| shadowed < b.0) {
                 best = Some((shadowed, seed, placement));
@@ -181,7 +164,7 @@ impl Layout {
         b.out.seed = seed;
         b.out.homed = placement.homed;
         b.out.indexed = keys.len() - placement.homed;
-        b.out.records = placement.apply(std::mem::take(&mut b.out.records), bases.records);
+        b.out.records = placement.apply(std::mem::take(&mut b.out.records));
         b.out.index = placement.index;
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: applied");
         Ok(b.out)
@@ -212,7 +195,6 @@ impl Placement {
         qtypes: &[u16],
         record_of: &[usize],
         records: usize,
-        base: u32,
     ) -> Result<Placement> {
         let count = u32::try_from(records).context("records")?;
         let mut slot_of = vec![u32::MAX; records];
@@ -234,7 +216,7 @@ impl Placement {
             |i: usize| is_homed(qtypes[i]) && slot_of[record_of[i]] == home_slot(hashes[i], count);
         let indexed: Vec<(u64, u32)> = (hashes.iter().enumerate())
             .filter(|&(i, _)| !at_home(i))
-            .map(|(i, &h)| (h, base + slot_of[record_of[i]]))
+            .map(|(i, &h)| (h, slot_of[record_of[i]]))
             .collect();
         let (index, shadowed) = build_index(&indexed)?;
         Ok(Placement {
@@ -247,12 +229,12 @@ impl Placement {
 
     /// The records in their slots, their variants' record numbers moved with them: moved in
     /// place, cycle by cycle (a million-name table's records are a quarter of a gigabyte).
-    fn apply(&self, mut records: Vec<Record>, base: u32) -> Vec<Record> {
+    fn apply(&self, mut records: Vec<Record>) -> Vec<Record> {
         let moved = |r: u32| {
             if r == RECORD_NONE {
                 r
             } else {
-                base + self.slot_of[(r - base) as usize]
+                self.slot_of[r as usize]
             }
         };
         for r in &mut records {
@@ -444,7 +426,6 @@ fn same_group(a: &Group, b: &Group) -> bool {
 }
 
 struct Builder<'a> {
-    bases: Bases,
     out: Layout,
     /// Tails already placed, by content: (class, absolute index).
     tails: HashMap<&'a [u8], (u8, u32)>,
@@ -520,7 +501,7 @@ impl<'a> Builder<'a> {
 
     fn push(&mut self, r: Record) -> u32 {
         self.out.records.push(r);
-        self.bases.records + self.out.records.len() as u32 - 1
+        self.out.records.len() as u32 - 1
     }
 
     /// A record holding `a`'s header fields and tail (inline, or a shared tail slot).
@@ -563,20 +544,13 @@ impl<'a> Builder<'a> {
             return (TAIL_CLASS_INLINE, 0);
         }
         let out = &mut self.out;
-        let bases = self.bases;
         *self.tails.entry(tail).or_insert_with(|| {
             if tail.len() <= TAIL_SMALL {
                 out.tails_small.push(tail.to_vec());
-                (
-                    TAIL_CLASS_SMALL,
-                    bases.tails_small + out.tails_small.len() as u32 - 1,
-                )
+                (TAIL_CLASS_SMALL, out.tails_small.len() as u32 - 1)
             } else {
                 out.tails_large.push(tail.to_vec());
-                (
-                    TAIL_CLASS_LARGE,
-                    bases.tails_large + out.tails_large.len() as u32 - 1,
-                )
+                (TAIL_CLASS_LARGE, out.tails_large.len() as u32 - 1)
             }
         })
     }
@@ -586,14 +560,13 @@ impl<'a> Builder<'a> {
             bail!("name of {} bytes", name.len());
         }
         let out = &mut self.out;
-        let base = self.bases.names;
         Ok(*self.names.entry(name).or_insert_with(|| {
             let mut slot = NameSlot {
                 bytes: [0; KEY_NAME_LEN],
             };
             slot.bytes[..name.len()].copy_from_slice(name);
             out.names.push(slot);
-            base + out.names.len() as u32 - 1
+            out.names.len() as u32 - 1
         }))
     }
 }
@@ -684,16 +657,16 @@ mod tests {
             }
             let zone = crate::zone::Zone::from_text("scale.example.", &text).unwrap();
             let table = crate::compile::compile(&crate::zone::Catalog::from_zones([zone]));
-            let layout = Layout::build(&table, Bases::default(), || Ok(1)).unwrap();
+            let layout = Layout::build(&table, || Ok(1)).unwrap();
             assert_eq!(layout.answers, crate::compile::expand(&table).len());
             layout.records.len()
         };
         assert_eq!(records(2000) - records(1000), 2 * 1000);
     }
 
-    /// Where the program finds (name, qtype) in `layout` (placed at `base`): the record at
+    /// Where the program finds (name, qtype) in `layout`: the record at
     /// the key's home slot if it is that key's, else the index's first candidate.
-    fn program_finds(layout: &Layout, base: u32, name: &[u8], qtype: u16) -> Option<u32> {
+    fn program_finds(layout: &Layout, name: &[u8], qtype: u16) -> Option<u32> {
         let hash = key_hash(name_hash(layout.seed, name), qtype);
         let count = layout.records.len() as u32;
         let home = home_slot(hash, count);
@@ -703,10 +676,10 @@ mod tests {
             && name.len() <= RECORD_NAME_LEN
             && r.name[..name.len()] == *name;
         if is_homed(qtype) && at_home {
-            return Some(base + home);
+            return Some(home);
         }
         let found = first_match(&layout.index, hash, (layout.index.len() - 1) as u32)?;
-        let r = &layout.records[(found - base) as usize];
+        let r = &layout.records[found as usize];
         // The shared entry stands in another record of the name.
         Some(if qtype == QTYPE_OTHER && r.qtype != QTYPE_OTHER {
             assert_eq!(&r.name[..r.name_len as usize], name);
@@ -758,9 +731,9 @@ mod tests {
         for v in Variant::ALL {
             assert!(std::ptr::eq(group[v as usize].unwrap(), last(v).unwrap()));
         }
-        let layout = Layout::build(&table, Bases::default(), || Ok(7)).unwrap();
-        assert!(program_finds(&layout, 0, ns, QTYPE_OTHER).is_some());
-        assert!(program_finds(&layout, 0, ns, 1).is_some());
+        let layout = Layout::build(&table, || Ok(7)).unwrap();
+        assert!(program_finds(&layout, ns, QTYPE_OTHER).is_some());
+        assert!(program_finds(&layout, ns, 1).is_some());
     }
 
     /// Every key of a zone is found at its own record (home slot or index), and most keys of
@@ -778,12 +751,7 @@ mod tests {
         }
         let zone = crate::zone::Zone::from_text("home.example.", &text).unwrap();
         let table = crate::compile::compile(&crate::zone::Catalog::from_zones([zone]));
-        let base = 1000;
-        let bases = Bases {
-            records: base,
-            ..Bases::default()
-        };
-        let layout = Layout::build(&table, bases, || Ok(42)).unwrap();
+        let layout = Layout::build(&table, || Ok(42)).unwrap();
         let groups = Groups::new(&table).unwrap();
         let (mut keys, mut typed, mut homed, mut shared) = (0, 0, 0, 0);
         for id in groups.keys() {
@@ -793,9 +761,9 @@ mod tests {
             if pruned {
                 continue; // the shared entry or an ancestor's answers
             }
-            let found = program_finds(&layout, base, name, qtype).expect("a key is found");
+            let found = program_finds(&layout, name, qtype).expect("a key is found");
             keys += 1;
-            let r = &layout.records[(found - base) as usize];
+            let r = &layout.records[found as usize];
             if let Some(a) = group[Variant::Edns as usize] {
                 assert_eq!(r.head.tail_len as usize, a.tail.len());
             }
@@ -808,7 +776,7 @@ mod tests {
                 assert_eq!(&r.name[..name.len()], name);
             }
             let hash = key_hash(name_hash(layout.seed, name), qtype);
-            if is_homed(qtype) && found == base + home_slot(hash, layout.records.len() as u32) {
+            if is_homed(qtype) && found == home_slot(hash, layout.records.len() as u32) {
                 homed += 1;
             }
             if is_homed(qtype) {
@@ -826,7 +794,7 @@ mod tests {
         assert!(homed * 100 >= typed * 60, "{homed} of {typed} keys at home");
         // A name that isn't there is found nowhere.
         assert_eq!(
-            program_finds(&layout, base, b"\x04nope\x04home\x07example\0", 1),
+            program_finds(&layout, b"\x04nope\x04home\x07example\0", 1),
             None
         );
     }

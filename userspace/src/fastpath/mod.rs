@@ -30,7 +30,7 @@ use crate::compile::CompiledAnswer;
 use crate::netlink;
 pub use cache::CacheMap;
 use generation::GenerationMaps;
-use layout::{Bases, Layout};
+use layout::Layout;
 pub use shared::Sharing;
 
 /// The program, built by build.rs from xdp-ebpf/.
@@ -305,14 +305,14 @@ impl FastPath {
     /// live generation from the map itself ([`GenerationWord`]). Ok means the flip was made; on
     /// an error it was not.
     pub fn install(&mut self, table: &[CompiledAnswer]) -> Result<Installed> {
-        let layout = Layout::build(table, Bases::default(), random_seed)?;
+        let layout = Layout::build(table, random_seed)?;
         self.write_layout(layout)
     }
 
     /// [`FastPath::install`] of a table it takes, dropped once laid out (before the copy into
     /// the maps): a reload's peak holds the layout, not the table beside it.
     pub fn install_owned(&mut self, table: Vec<CompiledAnswer>) -> Result<Installed> {
-        let layout = Layout::build(&table, Bases::default(), random_seed)?;
+        let layout = Layout::build(&table, random_seed)?;
         drop(table);
         self.write_layout(layout)
     }
@@ -649,11 +649,7 @@ impl Prepared {
 
 /// Lay `table` out for the first install.
 pub fn prepare(table: &[CompiledAnswer]) -> Result<Prepared> {
-    Ok(Prepared(Layout::build(
-        table,
-        Bases::default(),
-        random_seed,
-    )?))
+    Ok(Prepared(Layout::build(table, random_seed)?))
 }
 
 /// Sets of two buckets holding at least `buckets`: a power of two.
