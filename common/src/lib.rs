@@ -681,6 +681,45 @@ pub fn cache_sets(hash: u64, mask: u64) -> (u32, u32) {
     )
 }
 
+/// `CACHE_SEED` words: the cache's name-hash seed (0: no resolver), the mask of its sets,
+/// whether the cache comes before the zones (a resolver-only node), whether the apex filter
+/// (the words from `CACHE_APEX_BITS` on) holds the top label of every apex the node serves,
+/// and that filter's bits.
+pub const CACHE_SEED_FIRST: u32 = 2;
+pub const CACHE_APEX_ON: u32 = 3;
+pub const CACHE_APEX_BITS: u32 = 4;
+/// Words of the apex filter (4,096 bits: a node with a few hundred top labels still finds
+/// nearly every other name outside them).
+pub const CACHE_APEX_WORDS: u32 = 64;
+pub const CACHE_SEED_WORDS: u32 = CACHE_APEX_BITS + CACHE_APEX_WORDS;
+
+/// The top label of a lowercased wire name as the program reads it from its key buffer: the
+/// label's first 8 bytes (length byte, label, the root's 0), little-endian, zero past the
+/// name's end. `None` for the root, which has none (a root zone holds every name).
+pub fn top_label_word(name: &[u8]) -> Option<u64> {
+    let mut pos = 0usize;
+    let mut top = None;
+    while let Some(&len) = name.get(pos) {
+        if len == 0 {
+            break;
+        }
+        top = Some(pos);
+        pos += len as usize + 1;
+    }
+    let top = top?;
+    let end = name.len().min(pos + 1).min(top + 8);
+    let mut word = [0u8; 8];
+    word[..end - top].copy_from_slice(&name[top..end]);
+    Some(u64::from_le_bytes(word))
+}
+
+/// The apex filter's bit for a top label's word ([`top_label_word`]): a multiplicative hash's
+/// top 12 bits.
+#[inline(always)]
+pub fn apex_bit(word: u64) -> u32 {
+    (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as u32
+}
+
 /// Key of a promoted resolver cache entry: the lowercased wire name's hash under `CACHE_SEED`
 /// ([`name_hash`]), the type, and whether the query had DO (the cache keeps DNSSEC and plain
 /// answers apart).

@@ -8,8 +8,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rampart_common::{
-    CACHE_TAIL, CACHE_TTLS, CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD,
-    JUMP_CACHE, JUMP_MAIN, OPT_LEN, SHORT_NAME_LEN, Variant, cache_sets,
+    CACHE_APEX_BITS, CACHE_APEX_ON, CACHE_SEED_FIRST, CACHE_SEED_WORDS, CACHE_TAIL, CACHE_TTLS,
+    CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD, JUMP_CACHE, JUMP_MAIN,
+    OPT_LEN, SHORT_NAME_LEN, Variant, apex_bit, cache_sets,
     dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
 };
 
@@ -25,10 +26,11 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// cache changes (an array: the verifier inlines its lookups, where a hash map's cost ~70 ns).
 #[map(name = "CACHE")]
 static CACHE: Array<CacheEntry> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-/// The seed of the names' hash in `CacheKey` (0: no resolver), the mask of `CACHE`'s sets, and
-/// whether the cache is probed before the zones (`CACHE_FIRST`: a node with no zones).
+/// The seed of the names' hash in `CacheKey` (0: no resolver), the mask of `CACHE`'s sets,
+/// whether the cache is probed before the zones (`CACHE_FIRST`: a node with no zones), and the
+/// apex filter (`beyond_zones`).
 #[map(name = "CACHE_SEED")]
-static CACHE_SEED: Array<u64> = Array::with_max_entries(3, 0);
+static CACHE_SEED: Array<u64> = Array::with_max_entries(CACHE_SEED_WORDS, 0);
 
 /// Hand a query to the cache program: one the zones miss, admitted by the miss budget
 /// (`early` false), or one the encloser walk found in the cache (`Err(TxCache)` from the
@@ -67,6 +69,31 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
     }
 }
 
+/// Whether no zone of the node can hold the question's name (the key buffer's): its top label
+/// is none of the apexes' (`CACHE_SEED[CACHE_APEX_ON]` set: the daemon's filter holds every
+/// apex's; a bit of another label costs such a name the zones' lookups, never its answer).
+/// `Err(TxCache)` where the resolver's cache has it: the cache program answers it, without the
+/// zones' encloser walk. A stale filter costs, never changes an answer: cached names are in no
+/// zone, and a name it misses goes up to the slow path, which answers as the zones say.
+#[inline(always)]
+pub fn beyond_zones(key: &mut maps::KeyBuf, q: &crate::query::Question) -> Result<bool, Counter> {
+    if CACHE_SEED.get(CACHE_APEX_ON).copied().unwrap_or(0) == 0 {
+        return Ok(false);
+    }
+    let bit = apex_bit(key.top_label_word(q.name_len));
+    let word = CACHE_SEED
+        .get(CACHE_APEX_BITS + bit / 64)
+        .copied()
+        .unwrap_or(u64::MAX);
+    if word & (1u64 << (bit % 64)) != 0 {
+        return Ok(false);
+    }
+    if q.name_len <= SHORT_NAME_LEN && promoted(key, q.name_len, q.qtype) {
+        return Err(Counter::TxCache);
+    }
+    Ok(true)
+}
+
 /// A resolver-only node (`CACHE_SEED[2]` set: its zones give the program no answer) hands
 /// every query to the cache program first, before the main program reads the question (a hit
 /// then costs no zone lookup); the cache program sends what it can't answer back here
@@ -91,7 +118,7 @@ const FIRST: u32 = 2;
 
 #[inline(always)]
 fn cache_first() -> bool {
-    CACHE_SEED.get(2).copied().unwrap_or(0) != 0
+    CACHE_SEED.get(CACHE_SEED_FIRST).copied().unwrap_or(0) != 0
 }
 
 /// Send the query back to the main program (the cache-first order's miss); returns if the

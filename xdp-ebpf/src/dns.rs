@@ -62,8 +62,10 @@ const MAX_LABELS: usize = 128;
 /// Find the question name's length by hopping label to label (bounded: 128 labels, 255 bytes).
 /// Compression pointers and reserved label types have no place in a question.
 #[inline(always)]
-fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<usize, Counter> {
+/// Also returns where its top label starts (the resolver cache's apex filter reads it there).
+fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<(usize, usize), Counter> {
     let mut pos = 0usize;
+    let mut top = 0usize;
     let mut n = 0;
     while n < MAX_LABELS {
         if start + pos >= dns_end {
@@ -71,11 +73,12 @@ fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<usize, 
         }
         let len = name_byte_at(ctx, start + pos)? as usize;
         if len == 0 {
-            return Ok(pos + 1);
+            return Ok((pos + 1, top));
         }
         if len & 0xc0 != 0 {
             return Err(Counter::PassMalformed);
         }
+        top = pos;
         pos += len + 1;
         if pos >= MAX_NAME {
             return Err(Counter::PassMalformed);
@@ -126,7 +129,9 @@ fn read_question_in(
     let start = dns_off + HEADER_LEN;
     let dns_end = dns_off + dns_len;
     let key: &mut KeyBuf = s.key();
-    key.set_len(name_length(ctx, start, dns_end)?);
+    let (len, top) = name_length(ctx, start, dns_end)?;
+    key.set_len(len);
+    key.top = top as u32;
     key.clear(key.len());
     let name_sum = key.fill_name(ctx, start, key.len())?;
     // The name starts at payload offset 12 (even): its little-endian sum, swapped, is in order.

@@ -130,6 +130,8 @@ pub struct KeyBuf {
     gen_: GenParams,
     slot: u32,
     ready: u32,
+    /// Where the question name's top label starts (`dns::name_length`).
+    pub top: u32,
     /// Set by the main program before it tail-calls the cache program: nonzero when the query
     /// has not been through the miss budget yet (the early probe, `cache::probe`).
     pub early: u32,
@@ -373,7 +375,11 @@ pub fn locate(ctx: &XdpContext, s: Scratch, q: &Question) -> Result<(), Counter>
     } else {
         let name_hash = key.hash;
         let mut found = find(key, name_hash, q.qtype, q.name_len);
-        if matches!(found, Found::Absent) && is_data_type(q.qtype) {
+        // No zone of the node holds the name (its top label is no apex's): nothing more to
+        // look up here; the resolver's cache may have it (docs/ARCHITECTURE.md §2.4).
+        if matches!(found, Found::Absent) && crate::cache::beyond_zones(key, q)? {
+            found = Found::Unsure;
+        } else if matches!(found, Found::Absent) && is_data_type(q.qtype) {
             found = find(key, name_hash, QTYPE_OTHER, q.name_len);
         }
         match found {
@@ -587,6 +593,25 @@ impl KeyBuf {
             i += 1;
         }
         self.launder(h)
+    }
+
+    /// The `len`-byte name's top label as [`rampart_common::top_label_word`] reads it: the
+    /// 8 bytes from `top`, those past the name's end masked off (a short name's key is zero
+    /// only to its 64th byte).
+    #[inline(always)]
+    pub fn top_label_word(&self, len: usize) -> u64 {
+        let top = (self.top & 0xff) as usize;
+        let rest = len.saturating_sub(top);
+        // SAFETY: top <= 255: the 8 bytes from it end inside the buffer (the fields after the
+        // name), read through a pointer to the whole struct.
+        let word = unsafe {
+            ((self as *const KeyBuf as *const u8).add(top) as *const u64).read_unaligned()
+        };
+        if rest >= 8 {
+            word
+        } else {
+            word & ((1u64 << (8 * rest)) - 1)
+        }
     }
 
     /// Whether the buffer's `len`-byte name is `theirs` (lowercased, zero-padded, 8-aligned).

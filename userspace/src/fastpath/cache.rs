@@ -9,8 +9,9 @@ use aya::maps::{
 };
 use ipnet::IpNet;
 use rampart_common::{
-    CacheEntry, CacheKey, JUMP_CACHE, MAP_CACHE, MAP_CACHE_ACL, MAP_CACHE_SEED, MAP_JUMPS,
-    PROGRAM_CACHE, WhitelistAddr, name_hash,
+    CACHE_APEX_BITS, CACHE_APEX_ON, CACHE_APEX_WORDS, CACHE_SEED_FIRST, CacheEntry, CacheKey,
+    JUMP_CACHE, MAP_CACHE, MAP_CACHE_ACL, MAP_CACHE_SEED, MAP_JUMPS, PROGRAM_CACHE, WhitelistAddr,
+    apex_bit, name_hash,
 };
 
 use super::{
@@ -26,9 +27,6 @@ pub struct CacheMap {
     /// `CACHE_SEED`, whose third word is `CACHE_FIRST`.
     seeds: Mutex<Array<MapData, u64>>,
 }
-
-/// `CACHE_SEED`'s word saying whether the program looks in the cache before the zones.
-const CACHE_FIRST: u32 = 2;
 
 impl std::fmt::Debug for CacheMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,8 +71,39 @@ impl CacheMap {
     pub fn cache_first(&self, first: bool) -> Result<()> {
         let mut seeds = self.seeds.lock().unwrap_or_else(|e| e.into_inner());
         seeds
-            .set(CACHE_FIRST, u64::from(first), 0)
+            .set(CACHE_SEED_FIRST, u64::from(first), 0)
             .context("setting CACHE_SEED")
+    }
+
+    /// Let the program take a name whose top label is none of `tops` (the words of the node's
+    /// apexes' top labels, `rampart_common::top_label_word`) as beyond its zones: the cache is
+    /// looked in without the zones' walk. `None`: a root zone, which holds every name (the
+    /// filter off). `widen`: add them to the filter (before new zones go live, it must keep the
+    /// old ones' too), else write it exactly. Word by word, so every state between holds the
+    /// live zones' bits: a bit too many costs a name the zones' lookups, never its answer.
+    pub fn apex_filter(&self, tops: Option<&[u64]>, widen: bool) -> Result<()> {
+        let mut seeds = self.seeds.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tops) = tops else {
+            return seeds.set(CACHE_APEX_ON, 0, 0).context("setting CACHE_SEED");
+        };
+        let on = seeds.get(&CACHE_APEX_ON, 0).context("reading CACHE_SEED")? != 0;
+        if widen && !on {
+            // Off, it holds no zone's bits: on now, the live zones' names would skip them.
+            return Ok(());
+        }
+        let mut words = [0u64; CACHE_APEX_WORDS as usize];
+        for &top in tops {
+            let bit = apex_bit(top);
+            words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        for (i, word) in (CACHE_APEX_BITS..).zip(words) {
+            let word = match widen {
+                true => word | seeds.get(&i, 0).context("reading CACHE_SEED")?,
+                false => word,
+            };
+            seeds.set(i, word, 0).context("setting CACHE_SEED")?;
+        }
+        seeds.set(CACHE_APEX_ON, 1, 0).context("setting CACHE_SEED")
     }
 
     /// The entry held for `key` (tests).

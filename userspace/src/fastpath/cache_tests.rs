@@ -72,6 +72,8 @@ pub(super) fn lab_on(catalog: Catalog, mut fp: FastPath) -> Lab {
     };
     let resolver = Resolver::from_config(&config).unwrap().unwrap();
     resolver.attach_xdp(fp.enable_cache(&allow).unwrap());
+    // As a node does once its zones are installed.
+    resolver.xdp_zones(&catalog, false);
     Lab {
         catalog,
         fp,
@@ -143,6 +145,15 @@ impl Lab {
     /// Look in the cache before the zones (a resolver-only node's order) or after them.
     pub(super) fn cache_first(&self, first: bool) {
         self.resolver.xdp_cache_first(first);
+    }
+
+    /// Let the program take names under none of the zones' top labels as beyond them (as a
+    /// node does), or not (`false`: every name walks the zones first).
+    pub(super) fn apex_filter(&self, on: bool) {
+        match on {
+            true => self.resolver.xdp_zones(&self.catalog, false),
+            false => self.resolver.xdp_zones_off(),
+        }
     }
 
     /// Cache `r` for (name, type) with and without DO, as received `ago` before now.

@@ -170,6 +170,10 @@ impl Node {
                 // Both slots hold the first install's zones: the slow path follows the
                 // program's generation from now on.
                 shared.follow(fp.generation_word()?);
+                // Cache hits of names under no apex's top label skip the zones' lookups.
+                if let Some(resolver) = server_config.resolver.as_deref() {
+                    resolver.xdp_zones(&catalog, false);
+                }
                 (Some(Arc::new(Mutex::new(fp))), generation)
             }
             false => (None, 0),
@@ -490,6 +494,7 @@ impl Node {
         if let Some(resolver) = &self.server_config.resolver {
             resolver.forget_xdp();
             resolver.xdp_cache_first(table.is_empty());
+            resolver.xdp_zones(&catalog, true);
         }
         let staged = fp.is_some().then(|| self.shared.stage(catalog.clone()));
         let installed = fp.as_deref_mut().map(|fp| fp.install_owned(table));
@@ -505,6 +510,10 @@ impl Node {
         let installed = match installed {
             Some(Ok(i)) => {
                 log_installed(&i, began);
+                // The old zones are gone from the program: the filter holds the new ones'.
+                if let Some(resolver) = &self.server_config.resolver {
+                    resolver.xdp_zones(&catalog, false);
+                }
                 Some(i)
             }
             Some(Err(e)) => {

@@ -151,6 +151,24 @@ impl Resolver {
         }
     }
 
+    /// The XDP program takes names under none of `catalog`'s apexes' top labels as beyond its
+    /// zones: their cache hits skip the zones' lookups. `widen`: before `catalog` goes live
+    /// (the program still serves the old zones: their labels stay).
+    pub fn xdp_zones(&self, catalog: &Catalog, widen: bool) {
+        if let Some(xdp) = self.xdp.get() {
+            xdp.zones(catalog, widen);
+        }
+    }
+
+    /// Every name walks the XDP program's zones before its cache (tests: the order without the
+    /// apex filter).
+    #[cfg(test)]
+    pub fn xdp_zones_off(&self) {
+        if let Some(xdp) = self.xdp.get() {
+            xdp.zones_off();
+        }
+    }
+
     /// Whether the XDP program looks in the cache before the zones: `true` where the zones
     /// give it no answer (a resolver-only node), whose queries all miss them.
     pub fn xdp_cache_first(&self, first: bool) {

@@ -8,13 +8,14 @@ use hickory_proto::op::ResponseCode;
 use rampart_common::{
     CACHE_TAIL, CACHE_TTLS, CacheEntry, KEY_NAME_LEN, OPT_LEN, RrlKind,
     dns::{HEADER_LEN, TYPE_OPT},
-    rrl_class,
+    rrl_class, top_label_word,
 };
 
 use super::cache::{Hot, Key, Security};
 use crate::clock::monotonic_ns;
 use crate::fastpath::{CacheMap, tail_checksum};
 use crate::wire::{self, Transport};
+use crate::zone::Catalog;
 
 /// The map, and how many answers from the cache promote an entry.
 pub struct XdpCache {
@@ -52,6 +53,23 @@ impl XdpCache {
     /// The program stops answering every entry.
     pub fn clear(&self) {
         self.map.clear();
+    }
+
+    /// Let the program skip the zones' lookups for names under none of `catalog`'s apexes'
+    /// top labels (`widen`: before the catalog goes live, keeping the old one's labels).
+    pub fn zones(&self, catalog: &Catalog, widen: bool) {
+        let tops: Option<Vec<u64>> = (catalog.zones().iter())
+            .map(|z| top_label_word(z.origin_key().as_wire()))
+            .collect();
+        if let Err(e) = self.map.apex_filter(tops.as_deref(), widen) {
+            tracing::warn!("resolver cache: {e:#}");
+        }
+    }
+
+    /// The filter off: every name walks the zones first (tests).
+    #[cfg(test)]
+    pub fn zones_off(&self) {
+        self.map.apex_filter(None, false).expect("CACHE_SEED");
     }
 
     /// Whether the program looks in the cache before the zones (a node whose zones give it no
