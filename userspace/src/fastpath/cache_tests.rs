@@ -437,6 +437,68 @@ fn cache_first_sends_the_rest_back_to_the_zones() {
     assert_eq!(c.get("pass_miss"), 2, "{c:?}");
 }
 
+/// The apex filter (a node with zones; `cache::beyond_zones`): the zones' names get the same
+/// from the program with it on as off, whatever their length and whatever an earlier, longer
+/// name left in the key buffer past a short name's 64 bytes; cached names under other top
+/// labels, short or long ones (read to their 8th byte), are answered; a stale filter that lacks
+/// the zones' labels passes their missing names up (the slow path answers them), and their
+/// names that exist are answered as before.
+#[test]
+fn the_apex_filter_keeps_the_zones_names_and_answers_the_rest() {
+    let lab = lab();
+    let inside: IpAddr = "198.51.100.2".parse().unwrap();
+    let cached = [
+        lab.promoted_query(),
+        lab.promote_a("www.resolved.longtoplabel", 300, Duration::ZERO),
+        lab.promote_a("www.resolved.testing", 300, Duration::ZERO),
+    ];
+    let long = format!("{0}.{0}.{0}.example.com", "a".repeat(60));
+    let edge = format!("{}.example.com", "x".repeat(50));
+    let zone = [
+        query(7, "www.example.com", 1, None),
+        query(8, "nope.example.com", 1, Some((1232, false))),
+        query(9, "x.sub.example.com", 1, Some((1232, false))),
+        query(10, "nope.example.net", 28, Some((1232, false))),
+        // 64 bytes: the top label's 8 bytes end past the key's zeroed 64.
+        query(11, &edge, 1, Some((1232, false))),
+        query(12, &long, 1, Some((1232, false))),
+    ];
+    let dirty = query(13, &format!("{}.dirty.test", "z".repeat(60)), 1, None);
+    let answers = |lab: &Lab| -> Vec<_> {
+        (zone.iter())
+            .map(|z| {
+                run(&lab.fp, &frame(false, 3000, &dirty));
+                run(&lab.fp, &frame(false, 3000, z))
+            })
+            .collect()
+    };
+    let on = answers(&lab);
+    lab.apex_filter(false);
+    assert!(answers(&lab) == on, "the filter changed a zone's answer");
+    let actions: Vec<_> = on.iter().map(|(action, _)| *action).collect();
+    // The exact name, NXDOMAIN, a referral, NXDOMAIN in .net, the 64-byte name; the long one up.
+    assert_eq!(actions, [XDP_TX, XDP_TX, XDP_TX, XDP_TX, XDP_TX, XDP_PASS]);
+    lab.apex_filter(true);
+    for q in &cached {
+        assert!(lab.fast(q, inside).is_some(), "cached name answered");
+    }
+    // Stale: no zone's label (every name taken as beyond the zones).
+    lab.resolver.xdp_zones(&Catalog::default(), false);
+    let stale = answers(&lab);
+    assert!(stale[0] == on[0], "an existing name is answered as before");
+    for ((z, (action, _)), (was, fast)) in zone.iter().zip(&stale).zip(&on).skip(1) {
+        assert_eq!(*action, XDP_PASS, "a missing name goes up");
+        if *was == XDP_TX {
+            let fast = verify_reply(&frame(false, 3000, z), fast);
+            assert_eq!(
+                lab.slow(z, inside),
+                fast,
+                "the slow path answers as the program did"
+            );
+        }
+    }
+}
+
 /// A promoted name skips the zones' walk and the miss budget in the main program: what the
 /// cache program passes up (here a client outside the ACL) is charged to the budget there.
 #[test]
