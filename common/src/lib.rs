@@ -658,7 +658,6 @@ pub const PROGRAM_CACHE: &str = "rampart_cache";
 pub const MAP_CACHE: &str = "CACHE";
 pub const MAP_CACHE_ACL: &str = "CACHE_ACL";
 pub const MAP_CACHE_SEED: &str = "CACHE_SEED";
-pub const MAP_CACHE_TAGS: &str = "CACHE_TAGS";
 /// Bytes of the COOKIE option the fast path appends: code, length, client cookie (8), RFC 9018
 /// server cookie (16).
 pub const COOKIE_OPTION_LEN: usize = 28;
@@ -719,21 +718,6 @@ pub fn top_label_word(name: &[u8]) -> Option<u64> {
 #[inline(always)]
 pub fn apex_bit(word: u64) -> u32 {
     (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as u32
-}
-
-/// The tags of one `CACHE` set's ways (`CACHE_TAGS`, one a set, two to a cache line): a
-/// lookup reads its sets' tags, then only a way whose tag is the key's ([`cache_tag`]; 0: empty).
-/// A hint the daemon writes after the slot: the slot's own key, under its sequence word, decides.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CacheTags {
-    pub tag: [u64; CACHE_WAYS as usize],
-}
-
-/// The tag of (name hash, type, DO) in `CacheTags`: never 0.
-#[inline(always)]
-pub fn cache_tag(name_hash: u64, qtype: u16, dnssec_ok: u8) -> u64 {
-    (name_hash ^ ((qtype as u64) << 48) ^ ((dnssec_ok as u64) << 47)) | 1
 }
 
 /// Key of a promoted resolver cache entry: the lowercased wire name's hash under `CACHE_SEED`
@@ -818,5 +802,4 @@ mod pod {
     unsafe impl aya::Pod for super::RateSet {}
     unsafe impl aya::Pod for super::CacheKey {}
     unsafe impl aya::Pod for super::CacheEntry {}
-    unsafe impl aya::Pod for super::CacheTags {}
 }

@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use rampart_common::{
     CACHE_APEX_BITS, CACHE_APEX_ON, CACHE_SEED_FIRST, CACHE_SEED_WORDS, CACHE_TAIL, CACHE_TTLS,
-    CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, CacheTags, Counter, EDNS_PAYLOAD, JUMP_CACHE,
-    JUMP_MAIN, OPT_LEN, SHORT_NAME_LEN, Variant, apex_bit, cache_sets, cache_tag,
+    CACHE_WAYS, CLASSIC_UDP_LIMIT, CacheEntry, Counter, EDNS_PAYLOAD, JUMP_CACHE, JUMP_MAIN,
+    OPT_LEN, SHORT_NAME_LEN, Variant, apex_bit, cache_sets,
     dns::{FLAG_AA, FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RCODE, FLAG_RD, FLAG_TC},
 };
 
@@ -26,10 +26,6 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// cache changes (an array: the verifier inlines its lookups, where a hash map's cost ~70 ns).
 #[map(name = "CACHE")]
 static CACHE: Array<CacheEntry> = Array::with_max_entries(1, BPF_F_MMAPABLE);
-/// `CACHE`'s sets' tags, one `CacheTags` a set (sized with `CACHE` at load): what a lookup
-/// reads before a slot, written by the daemon after each slot.
-#[map(name = "CACHE_TAGS")]
-static CACHE_TAGS: Array<CacheTags> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 /// The seed of the names' hash in `CacheKey` (0: no resolver), the mask of `CACHE`'s sets,
 /// whether the cache is probed before the zones (`CACHE_FIRST`: a node with no zones), and the
 /// apex filter (`beyond_zones`).
@@ -138,28 +134,18 @@ fn back_to_main(ctx: &XdpContext) {
 }
 
 /// The index of the slot holding (name hash, type, DO), and the even sequence number read from
-/// it before anything else of it: one of the ways of the name's two sets. Each set's tags
-/// first (one line), so only a way tagged with the key is read (its slot's first line).
+/// it before anything else of it: one of the ways of the name's two sets.
 #[inline(always)]
 fn slot(hash: u64, qtype: u16, dnssec_ok: u8) -> Option<(u32, u32)> {
     let mask = CACHE_SEED.get(1).copied().unwrap_or(0);
     let (first, second) = cache_sets(hash, mask);
-    let want = cache_tag(hash, qtype, dnssec_ok);
     let mut i = 0;
     while i < 2 * CACHE_WAYS {
-        let set = if i < CACHE_WAYS { first } else { second };
-        let way = i % CACHE_WAYS;
-        i += 1;
-        let Some(tags) = CACHE_TAGS.get(set / CACHE_WAYS) else {
-            continue;
+        let index = if i < CACHE_WAYS {
+            first + i
+        } else {
+            second + i - CACHE_WAYS
         };
-        // SAFETY: way < CACHE_WAYS, inside the set's tags (a raw read: no bounds check for
-        // LLVM to keep); the daemon may be writing it, an aligned word it stores whole.
-        let tag = unsafe { core::ptr::read_volatile(tags.tag.as_ptr().add(way as usize)) };
-        if tag != want {
-            continue;
-        }
-        let index = set + way;
         if let Some(e) = CACHE.get(index) {
             // SAFETY: a slot of the array (never freed); the daemon may be writing it, which
             // the sequence word tells.
@@ -174,6 +160,7 @@ fn slot(hash: u64, qtype: u16, dnssec_ok: u8) -> Option<(u32, u32)> {
                 return Some((index, seq));
             }
         }
+        i += 1;
     }
     None
 }

@@ -10,8 +10,8 @@ use aya::maps::{
 use ipnet::IpNet;
 use rampart_common::{
     CACHE_APEX_BITS, CACHE_APEX_ON, CACHE_APEX_WORDS, CACHE_SEED_FIRST, CacheEntry, CacheKey,
-    JUMP_CACHE, MAP_CACHE, MAP_CACHE_ACL, MAP_CACHE_SEED, MAP_CACHE_TAGS, MAP_JUMPS, PROGRAM_CACHE,
-    WhitelistAddr, apex_bit, name_hash,
+    JUMP_CACHE, MAP_CACHE, MAP_CACHE_ACL, MAP_CACHE_SEED, MAP_JUMPS, PROGRAM_CACHE, WhitelistAddr,
+    apex_bit, name_hash,
 };
 
 use super::{
@@ -125,14 +125,7 @@ impl FastPath {
         let Map::Array(data) = map else {
             return Err(anyhow!("map {MAP_CACHE} is no array"));
         };
-        let tags = self
-            .ebpf
-            .take_map(MAP_CACHE_TAGS)
-            .ok_or_else(|| anyhow!("map {MAP_CACHE_TAGS} missing"))?;
-        let Map::Array(tags) = tags else {
-            return Err(anyhow!("map {MAP_CACHE_TAGS} is no array"));
-        };
-        let slots = CacheSlots::new(data, tags)?;
+        let slots = CacheSlots::new(data)?;
         let seeds = self
             .ebpf
             .take_map(MAP_CACHE_SEED)

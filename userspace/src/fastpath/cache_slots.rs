@@ -1,23 +1,17 @@
 //! The `CACHE` array as the daemon writes it: its slots mapped into the process, sets of
-//! `CACHE_WAYS`, each slot written under its sequence word while the program may read it, then
-//! its tag in the set's `CACHE_TAGS`.
+//! `CACHE_WAYS`, each slot written under its sequence word while the program may read it.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
-use rampart_common::{CACHE_WAYS, CacheEntry, CacheKey, CacheTags, cache_sets, cache_tag};
+use rampart_common::{CACHE_WAYS, CacheEntry, CacheKey, cache_sets};
 
 use super::Mapped;
 
 /// Slots of a `CACHE` array for `entries` promoted entries: whole sets, a power of two of them.
 pub fn slot_count(entries: u32) -> u32 {
     entries.max(CACHE_WAYS).next_power_of_two()
-}
-
-/// Sets of the `CACHE` array for `entries` (`CACHE_TAGS`' values).
-pub fn set_count(entries: u32) -> u32 {
-    slot_count(entries) / CACHE_WAYS
 }
 
 /// The program's mask of set numbers (`CACHE_SEED[1]`) for `slots` slots.
@@ -28,24 +22,20 @@ pub fn set_mask(slots: u32) -> u64 {
 /// The mapped slots and what each holds (the program reads the slots; only this writes them).
 pub struct CacheSlots {
     base: Mapped<CacheEntry>,
-    /// The sets' tags (`CACHE_TAGS`), one `CacheTags` a set.
-    tags: Mapped<CacheTags>,
     slots: u32,
     /// Each slot's key and expiry (CLOCK_MONOTONIC ns), `None` when empty.
     held: Vec<Option<(CacheKey, u64)>>,
     index: HashMap<CacheKey, u32>,
-    /// Keep the maps alive as long as the mappings (dropped after them: fields drop in order).
+    /// Keeps the map alive as long as the mapping (dropped after it: fields drop in order).
     _map: MapData,
-    _tags_map: MapData,
 }
 
 // SAFETY: the mapping is owned by this value alone (callers hold it behind a Mutex).
 unsafe impl Send for CacheSlots {}
 
 impl CacheSlots {
-    /// Map `map` (a `BPF_F_MMAPABLE` array of `CacheEntry`, a power of two of sets) and
-    /// `tags_map` (of `CacheTags`, one a set).
-    pub fn new(map: MapData, tags_map: MapData) -> Result<CacheSlots> {
+    /// Map `map` (a `BPF_F_MMAPABLE` array of `CacheEntry`, a power of two of sets).
+    pub fn new(map: MapData) -> Result<CacheSlots> {
         let info = map.info().context("CACHE map info")?;
         let slots = info.max_entries();
         let size = std::mem::size_of::<CacheEntry>();
@@ -57,25 +47,12 @@ impl CacheSlots {
             );
         }
         let base = Mapped::of(&map, "CACHE", slots)?;
-        let sets = slots / CACHE_WAYS;
-        let tags_info = tags_map.info().context("CACHE_TAGS map info")?;
-        if tags_info.max_entries() != sets
-            || tags_info.value_size() as usize != std::mem::size_of::<CacheTags>()
-        {
-            bail!(
-                "CACHE_TAGS map: {} values, expected {sets}",
-                tags_info.max_entries()
-            );
-        }
-        let tags = Mapped::of(&tags_map, "CACHE_TAGS", sets)?;
         Ok(CacheSlots {
             base,
-            tags,
             slots,
             held: vec![None; slots as usize],
             index: HashMap::new(),
             _map: map,
-            _tags_map: tags_map,
         })
     }
 
@@ -144,17 +121,8 @@ impl CacheSlots {
 
     /// Write slot `slot` under its sequence word: odd while the bytes change, then the next
     /// even value, so a reader that saw the same even value before and after read one entry.
-    /// Its tag is cleared before and written after (a hint: a reader that goes by an old tag
-    /// finds the slot's own key changed and looks no further there).
     fn write(&mut self, slot: u32, value: &CacheEntry) {
         assert!(slot < self.slots);
-        // SAFETY: slot / CACHE_WAYS < sets, inside the tags' mapping; an 8-aligned word of it
-        // (the mapping is page-aligned, CacheTags 32 bytes), which the program only reads.
-        let tag = unsafe {
-            let set = self.tags.ptr.add((slot / CACHE_WAYS) as usize);
-            &*((*set).tag.as_mut_ptr().add((slot % CACHE_WAYS) as usize) as *const AtomicU64)
-        };
-        tag.store(0, Ordering::Relaxed);
         // SAFETY: slot < slots, inside the mapping; `seq` is the entry's first field, 4-aligned
         // (the mapping is page-aligned and entries are 8-byte multiples); the program only
         // reads the slot.
@@ -171,10 +139,6 @@ impl CacheSlots {
                 std::mem::size_of::<CacheEntry>() - skip,
             );
             seq.store(odd.wrapping_add(1), Ordering::Release);
-        }
-        if value.live != 0 {
-            let t = cache_tag(value.name_hash, value.qtype, value.dnssec_ok);
-            tag.store(t, Ordering::Release);
         }
     }
 }

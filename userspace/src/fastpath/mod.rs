@@ -21,9 +21,8 @@ use aya::{
 };
 use rampart_common::{
     Config, Counter, GenParams, JUMP_COOKIE, JUMP_MAIN, LIMIT_WHITELIST, Limits, MAP_BUCKETS,
-    MAP_CACHE, MAP_CACHE_ACL, MAP_CACHE_TAGS, MAP_CLASS_RATES, MAP_CONFIG, MAP_JUMPS, MAP_LIMITS,
-    MAP_RECORDS, MAP_STATS, MAP_WHITELIST, PROGRAM_CACHE, PROGRAM_COOKIE, PROGRAM_NAME,
-    WhitelistAddr,
+    MAP_CACHE, MAP_CACHE_ACL, MAP_CLASS_RATES, MAP_CONFIG, MAP_JUMPS, MAP_LIMITS, MAP_RECORDS,
+    MAP_STATS, MAP_WHITELIST, PROGRAM_CACHE, PROGRAM_COOKIE, PROGRAM_NAME, WhitelistAddr,
 };
 use tracing::{info, warn};
 
@@ -243,10 +242,6 @@ impl FastPath {
             .map_max_entries(MAP_CLASS_RATES, rate_sets(capacity.classes))
             .map_max_entries(MAP_WHITELIST, capacity.whitelist)
             .map_max_entries(MAP_CACHE, cache_slots::slot_count(capacity.cache_entries))
-            .map_max_entries(
-                MAP_CACHE_TAGS,
-                cache_slots::set_count(capacity.cache_entries),
-            )
             .map_max_entries(MAP_CACHE_ACL, 1024)
             .load(PROGRAM)
             .context("loading the XDP object")?;
