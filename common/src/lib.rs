@@ -803,3 +803,34 @@ mod pod {
     unsafe impl aya::Pod for super::CacheKey {}
     unsafe impl aya::Pod for super::CacheEntry {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{apex_bit, top_label_word};
+
+    /// The top label as the program reads it: length byte, label, root, zero-padded to 8 bytes;
+    /// a label of 7 bytes or more gives its first 8; the root has none.
+    #[test]
+    fn top_label_words() {
+        let word = |b: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..b.len()].copy_from_slice(b);
+            Some(u64::from_le_bytes(w))
+        };
+        assert_eq!(
+            top_label_word(b"\x03www\x07example\x03com\x00"),
+            word(b"\x03com\x00")
+        );
+        assert_eq!(top_label_word(b"\x03com\x00"), word(b"\x03com\x00"));
+        assert_eq!(
+            top_label_word(b"\x01x\x07example\x00"),
+            word(b"\x07example")
+        );
+        assert_eq!(
+            top_label_word(b"\x02ab\x0alonglabels\x00"),
+            word(b"\x0alonglab")
+        );
+        assert_eq!(top_label_word(b"\x00"), None);
+        assert!(apex_bit(u64::MAX) < 4096 && apex_bit(0) < 4096);
+    }
+}
