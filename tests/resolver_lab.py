@@ -284,10 +284,10 @@ def counters(c):
     c.check("metrics: cache entries counted", entries and float(entries[0].split()[-1]) >= 10, entries)
 
 
-def tx_cache(binary, lab):
+def tx_cache(binary, lab, counter="tx_cache"):
     out = subprocess.run([binary, "stats", "--json", "--pin-dir", lab.pin_dir], capture_output=True,
                          text=True, check=True).stdout
-    return json.loads(out)["tx_cache"]
+    return json.loads(out)[counter]
 
 
 def same_but_ttls(a, b):
@@ -356,6 +356,20 @@ def xdp_cache(c, lab, binary):
         (r, _, _), n = via("www.plain.test.", source=reslab.XDP_OUTSIDER)
         c.check("XDP: a client outside the ACL goes up (REFUSED there)",
                 n == 0 and r.rcode() == dns.rcode.REFUSED, (n, r.to_text()))
+
+        # The apex filter (test. is no apex here, example. is): the local zone's names keep
+        # the zones' answers from the program, as the slow path gives them.
+        bad = []
+        for name, rcode, counter in (("www.local.example.", dns.rcode.NOERROR, "tx_answer"),
+                                     ("nope.local.example.", dns.rcode.NXDOMAIN, "tx_nxdomain")):
+            before = tx_cache(binary, lab, counter)
+            r, _, _ = ask(name)
+            n = tx_cache(binary, lab, counter) - before
+            slow, _, _ = ask(name, tcp=True)
+            if n != 1 or r.rcode() != rcode or not same_but_ttls(r, slow):
+                bad.append((name, counter, n, r.to_text(), slow.to_text()))
+        c.check("XDP: the local zone's name and missing name answered by the program from the zone "
+                "(the apex filter keeps them), as over TCP", not bad, bad)
     finally:
         rplab.setns(lab.ns)
 
