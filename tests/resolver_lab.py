@@ -21,7 +21,8 @@ test. and leaf zones), rampart iterating from the lab's root with its DNSKEY as 
   - the cache answered in XDP (rampart's program on a veth, queries from a client namespace):
     hot entries answered by the program (tx_cache) as the slow path answers them over TCP, in
     every variant; TTLs never above what remains; an expired entry and a client outside the ACL
-    never answered there.
+    never answered there; the local zone's names still answered by the program from the zone
+    (the apex filter keeps them).
 Run as root: /usr/bin/python3 tests/resolver_lab.py RAMPART_BIN (prints "N passed, M failed")."""
 
 import json
