@@ -48,15 +48,24 @@ type Group<'a> = [Option<&'a CompiledAnswer>; 3];
 impl Layout {
     /// Lay out `table`, hashing names under a seed from `seeds` (a
     /// few are tried when one leaves a key shadowed, see [`build_index`]).
-    pub fn build(
+    pub fn build(table: &[CompiledAnswer], seeds: impl FnMut() -> Result<u64>) -> Result<Layout> {
+        Layout::build_sized(table, seeds, |_| ())
+    }
+
+    /// [`Layout::build`], telling `sized` the layout's sizes as soon as they are known (its
+    /// records not yet in their slots: only their count is to be read), so the maps can be
+    /// made while the records are moved.
+    pub fn build_sized(
         table: &[CompiledAnswer],
         mut seeds: impl FnMut() -> Result<u64>,
+        sized: impl FnOnce(&Layout),
     ) -> Result<Layout> {
         let t0 = std::time::Instant::now();
         let groups = Groups::new(table)?;
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
         // Records in the table's order (the compiler's is deterministic, and so is the index).
         let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: keys");
         let mut b = Builder {
             out: Layout {
                 records: Vec::with_capacity(keys.len()),
@@ -92,6 +101,7 @@ impl Layout {
             .map(|&k| (first_of_name[k] != usize::MAX).then_some(first_of_name[k]))
             .collect();
         drop(first_of_name);
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: anchors");
         // Base records of the keys that have their own, then the shared answers, then (in
         // `alternates`) the variants' records.
         let mut record_of = vec![usize::MAX; keys.len()];
@@ -104,6 +114,7 @@ impl Layout {
             record_of[pos] = b.out.records.len();
             b.out.records.push(record);
         }
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
         let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut group_of: Vec<usize> = (keys.iter().enumerate())
             .filter(|&(pos, _)| anchor[pos].is_none())
@@ -126,6 +137,7 @@ impl Layout {
             b.out.records[record_of[a]].other = answer as u32;
         }
         drop(shared);
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: shared records");
         for (i, &k) in group_of.iter().enumerate() {
             b.alternates(i, &groups.group(k))?;
         }
@@ -164,8 +176,9 @@ impl Layout {
         b.out.seed = seed;
         b.out.homed = placement.homed;
         b.out.indexed = keys.len() - placement.homed;
-        b.out.records = placement.apply(std::mem::take(&mut b.out.records));
         b.out.index = placement.index;
+        sized(&b.out);
+        b.out.records = Placement::apply(&placement.slot_of, std::mem::take(&mut b.out.records));
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: applied");
         Ok(b.out)
     }
@@ -229,12 +242,12 @@ impl Placement {
 
     /// The records in their slots, their variants' record numbers moved with them: moved in
     /// place, cycle by cycle (a million-name table's records are a quarter of a gigabyte).
-    fn apply(&self, mut records: Vec<Record>) -> Vec<Record> {
+    fn apply(slot_of: &[u32], mut records: Vec<Record>) -> Vec<Record> {
         let moved = |r: u32| {
             if r == RECORD_NONE {
                 r
             } else {
-                self.slot_of[r as usize]
+                slot_of[r as usize]
             }
         };
         for r in &mut records {
@@ -248,7 +261,7 @@ impl Placement {
             let mut at = start;
             while !placed[at] {
                 placed[at] = true;
-                let to = self.slot_of[at] as usize;
+                let to = slot_of[at] as usize;
                 records.swap(start, to);
                 at = to;
             }

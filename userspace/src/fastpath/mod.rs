@@ -104,7 +104,11 @@ impl Capacity {
 
     /// Room for a table laid out by [`prepare`] (and its growth on reloads).
     pub fn for_prepared(prepared: &Prepared) -> Capacity {
-        let layout = &prepared.0;
+        Capacity::for_layout(&prepared.0)
+    }
+
+    /// Room for `layout` (its records' count read, not their order) and its growth.
+    fn for_layout(layout: &Layout) -> Capacity {
         let grow = |n: usize| (n + n / 8 + 64) as u32;
         Capacity {
             records: grow(layout.records.len()),
@@ -326,10 +330,19 @@ impl FastPath {
         Ok(GenerationWord(Mapped::new(&self.ebpf, MAP_CONFIG, 1)?))
     }
 
-    /// Install the table [`prepare`] laid out: a million-name table at start is laid out once,
-    /// not twice.
-    pub fn install_prepared(&mut self, prepared: Prepared) -> Result<Installed> {
-        self.write_layout(prepared.0)
+    /// Install the first generation from the arrays [`Prepared::stage`] made and filled while
+    /// the program loaded: into the idle slot, then the flip, as any install.
+    pub fn install_staged(&mut self, staged: Staged) -> Result<Installed> {
+        if staged.capacity != self.capacity || staged.slot != self.generation ^ 1 {
+            bail!("arrays staged for other sizes or another slot than this program's");
+        }
+        let next = staged.slot;
+        if let Err(e) = staged.maps.put(&mut self.ebpf, next) {
+            let _ = generation::clear(&self.ebpf, next);
+            return Err(e);
+        }
+        self.flip(next, staged.params)?;
+        Ok(staged.installed)
     }
 
     fn write_layout(&mut self, layout: Layout) -> Result<Installed> {
@@ -343,7 +356,7 @@ impl FastPath {
                 self.capacity.records
             );
         }
-        let (live, next) = (self.generation, self.generation ^ 1);
+        let next = self.generation ^ 1;
         let t0 = std::time::Instant::now();
         // The idle slot is empty (the last install emptied it): the new arrays go there.
         let made = GenerationMaps::create(&layout, &self.capacity, next)
@@ -359,13 +372,17 @@ impl FastPath {
             )));
         }
         tracing::debug!(elapsed = ?t0.elapsed(), "install: arrays made and filled");
+        self.flip(next, gen_params(&layout))?;
+        Ok(installed(&layout, next))
+    }
+
+    /// Flip the live generation to slot `next`, whose arrays are in place (shaped as
+    /// `params` says), and free the old one's.
+    fn flip(&mut self, next: u32, params: GenParams) -> Result<()> {
+        let live = self.generation;
         // Two writes: the idle generation's shape first, then the one word that flips to it
         // (each write copies the whole slot, but only that word differs from what is there).
-        self.config.gens[next as usize] = GenParams {
-            seed: layout.seed,
-            index_mask: layout.index.len() as u32 - 1,
-            records_count: layout.records.len() as u32,
-        };
+        self.config.gens[next as usize] = params;
         self.write_config()?;
         self.config.generation = next;
         self.config.ready = 1;
@@ -379,15 +396,7 @@ impl FastPath {
         if let Err(e) = generation::clear(&self.ebpf, live) {
             warn!("freeing the old generation's arrays: {e:#}");
         }
-        Ok(Installed {
-            generation: next,
-            answers: layout.answers,
-            records: layout.records.len(),
-            derived: layout.derived,
-            homed: layout.homed,
-            tails_small: layout.tails_small.len(),
-            tails_large: layout.tails_large.len(),
-        })
+        Ok(())
     }
 
     /// Write the rate limits and replace the whitelist (at start, before attaching). The clock
@@ -651,11 +660,70 @@ impl Prepared {
     pub fn records(&self) -> usize {
         self.0.records.len()
     }
+
+    /// Make the first generation's arrays of `capacity`'s sizes (the ones the program is
+    /// loaded with, which must hold the layout) and copy the layout in, before or while the
+    /// program loads; the layout goes once copied.
+    pub fn stage(self, capacity: &Capacity) -> Result<Staged> {
+        let layout = self.0;
+        if !capacity.fits(&layout) {
+            bail!("the first generation doesn't fit the maps sized for it");
+        }
+        // The program's first install goes to slot 0 (`FastPath::load_in` starts at 1).
+        let slot = 0;
+        let maps = GenerationMaps::create(&layout, capacity, slot)?;
+        Ok(Staged {
+            maps,
+            capacity: *capacity,
+            slot,
+            params: gen_params(&layout),
+            installed: installed(&layout, slot),
+        })
+    }
+}
+
+/// The first generation's arrays, made and filled, waiting for the program
+/// ([`FastPath::install_staged`]).
+pub struct Staged {
+    maps: GenerationMaps,
+    capacity: Capacity,
+    slot: u32,
+    params: GenParams,
+    installed: Installed,
 }
 
 /// Lay `table` out for the first install.
 pub fn prepare(table: &[CompiledAnswer]) -> Result<Prepared> {
-    Ok(Prepared(Layout::build(table, random_seed)?))
+    prepare_sized(table, |_| ())
+}
+
+/// [`prepare`], telling `sized` the capacity the layout needs as soon as it is known (before
+/// the layout's last step): the program can be loaded with it meanwhile.
+pub fn prepare_sized(table: &[CompiledAnswer], sized: impl FnOnce(Capacity)) -> Result<Prepared> {
+    let layout = Layout::build_sized(table, random_seed, |l| sized(Capacity::for_layout(l)))?;
+    Ok(Prepared(layout))
+}
+
+/// How the program finds its way in a generation laid out as `layout`.
+fn gen_params(layout: &Layout) -> GenParams {
+    GenParams {
+        seed: layout.seed,
+        index_mask: layout.index.len() as u32 - 1,
+        records_count: layout.records.len() as u32,
+    }
+}
+
+/// What installing `layout` as generation `generation` did.
+fn installed(layout: &Layout, generation: u32) -> Installed {
+    Installed {
+        generation,
+        answers: layout.answers,
+        records: layout.records.len(),
+        derived: layout.derived,
+        homed: layout.homed,
+        tails_small: layout.tails_small.len(),
+        tails_large: layout.tails_large.len(),
+    }
 }
 
 /// Sets of two buckets holding at least `buckets`: a power of two.

@@ -27,6 +27,10 @@ use crate::{
 /// attaches to every interface. Returns it and the generation installed.
 /// `room_for`: records to keep free for zones that arrive later (secondary zones). Each step
 /// is logged with the time since `started` (the node's start).
+///
+/// The program is loaded (verified, its maps made) on a thread of its own as soon as the layout
+/// knows its sizes, while this one finishes the layout, frees the table and fills the first
+/// generation's arrays: on two cores the load costs the start little.
 pub fn fast_path(
     started: Instant,
     config: &Config,
@@ -36,24 +40,49 @@ pub fn fast_path(
     resolver: Option<&Resolver>,
 ) -> Result<(FastPath, u32)> {
     let (rrl, budget) = (&config.rrl, &config.miss_budget);
-    let prepared = fastpath::prepare(&table)?;
-    // Gone before the maps are made and filled: the start's peak is the layout's, not the
-    // table's beside it.
-    drop(table);
-    super::release_freed_memory();
-    info!(elapsed = ?started.elapsed(), "fast path laid out");
     let cache = config.resolver.enabled && config.resolver.xdp_cache_entries > 0;
-    let mut capacity = Capacity {
-        buckets: rrl.table_size.max(1),
-        whitelist: (rrl.whitelist.len() as u32).max(1024),
-        cache_entries: config.resolver.xdp_cache_entries,
-        ..Capacity::for_prepared(&prepared)
+    let sized = |laid_out: Capacity| {
+        let capacity = Capacity {
+            buckets: rrl.table_size.max(1),
+            whitelist: (rrl.whitelist.len() as u32).max(1024),
+            cache_entries: config.resolver.xdp_cache_entries,
+            ..laid_out
+        };
+        match room_for {
+            Some(records) => capacity.with_room_for(records),
+            None => capacity,
+        }
     };
-    if let Some(records) = room_for {
-        capacity = capacity.with_room_for(records);
-    }
-    let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
-    info!(elapsed = ?started.elapsed(), "XDP program loaded, its maps made");
+    let (staged, fp) = std::thread::scope(|s| -> Result<_> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Capacity>(1);
+        let pin_dir = &config.xdp.pin_dir;
+        let loader = s.spawn(move || -> Result<FastPath> {
+            // No capacity: the layout failed (its error is the one reported).
+            let capacity = rx.recv().map_err(|_| anyhow::anyhow!("no layout to size the maps"))?;
+            let fp = FastPath::load(capacity, pin_dir)?;
+            info!(elapsed = ?started.elapsed(), "XDP program loaded, its maps made");
+            Ok(fp)
+        });
+        let mut capacity = None;
+        let prepared = fastpath::prepare_sized(&table, |laid_out| {
+            let c = sized(laid_out);
+            capacity = Some(c);
+            let _ = tx.send(c);
+        });
+        drop(tx);
+        let prepared = prepared?;
+        let capacity = capacity.expect("sized before laid out");
+        info!(elapsed = ?started.elapsed(), "fast path laid out");
+        // Gone before the arrays are filled: the start's peak is the layout's, not the
+        // table's beside it.
+        drop(table);
+        super::release_freed_memory();
+        let staged = prepared.stage(&capacity)?;
+        info!(elapsed = ?started.elapsed(), "first generation's arrays filled");
+        let fp = loader.join().expect("loader thread panicked")?;
+        Ok((staged, fp))
+    })?;
+    let mut fp = fp;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
     let mut l = limits::to_limits(rrl, budget, cpus)?;
@@ -61,7 +90,7 @@ pub fn fast_path(
     limits::set_cookies(&mut l, secret, staging);
     fp.set_limits(l, &whitelist)?;
     info!(?rrl, ?budget, "rate limits set");
-    let installed = fp.install_prepared(prepared)?;
+    let installed = fp.install_staged(staged)?;
     log_installed(&installed, started);
     if cache && let Some(resolver) = resolver {
         let map = fp.enable_cache(&config.resolver.allow)?;
