@@ -64,7 +64,15 @@ impl Layout {
         let groups = Groups::new(table)?;
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
         // Records in the table's order (the compiler's is deterministic, and so is the index).
-        let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
+        // Which keys are stored is each key's own question: asked on every core.
+        let candidates: Vec<usize> = groups.keys().collect();
+        let keys: Vec<usize> =
+            crate::parallel::flat_map(&candidates, candidates.len(), |&i, out| {
+                if stored(&groups, i) {
+                    out.push(i);
+                }
+            });
+        drop(candidates);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: keys");
         let mut b = Builder {
             out: Layout {
@@ -87,16 +95,22 @@ impl Layout {
         // which the index entry names: it proves the name), its answer in a record shared by
         // every name whose shared answer has the same bytes.
         // The first key of each name with a shared entry, by the shared entry's key.
-        let mut first_of_name = vec![usize::MAX; groups.starts.len()];
-        for (pos, &k) in keys.iter().enumerate() {
+        // Each key's name's shared entry, looked up on every core (u32::MAX: none, or the key
+        // is the shared one).
+        let shared_of: Vec<u32> = crate::parallel::flat_map(&keys, keys.len(), |&k, out| {
             let (name, qtype) = groups.key(k);
-            if qtype != QTYPE_OTHER
-                && let Some(shared) = groups.id(name, QTYPE_OTHER)
-                && first_of_name[shared] == usize::MAX
-            {
-                first_of_name[shared] = pos;
+            out.push(match qtype {
+                QTYPE_OTHER => u32::MAX,
+                _ => groups.id(name, QTYPE_OTHER).map_or(u32::MAX, |i| i as u32),
+            });
+        });
+        let mut first_of_name = vec![usize::MAX; groups.starts.len()];
+        for (pos, &shared) in shared_of.iter().enumerate() {
+            if shared != u32::MAX && first_of_name[shared as usize] == usize::MAX {
+                first_of_name[shared as usize] = pos;
             }
         }
+        drop(shared_of);
         let anchor: Vec<Option<usize>> = (keys.iter())
             .map(|&k| (first_of_name[k] != usize::MAX).then_some(first_of_name[k]))
             .collect();
@@ -104,16 +118,33 @@ impl Layout {
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: anchors");
         // Base records of the keys that have their own, then the shared answers, then (in
         // `alternates`) the variants' records.
-        let mut record_of = vec![usize::MAX; keys.len()];
-        for (pos, &k) in keys.iter().enumerate() {
-            if anchor[pos].is_some() {
-                continue;
-            }
-            let (name, qtype) = groups.key(k);
-            let record = b.base_record(name, qtype, &groups.group(k))?;
-            record_of[pos] = b.out.records.len();
-            b.out.records.push(record);
+        // Made on every core but for the tail slots and long names they share, which are
+        // given out here in the keys' order (as one thread would).
+        let own: Vec<usize> = (0..keys.len())
+            .filter(|&pos| anchor[pos].is_none())
+            .collect();
+        let failed = std::sync::Mutex::new(None);
+        b.out.records = crate::parallel::flat_map(&own, keys.len(), |&pos, out| {
+            let (name, qtype) = groups.key(keys[pos]);
+            out.push(
+                base_record(name, qtype, &groups.group(keys[pos])).unwrap_or_else(|e| {
+                    let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
+                    if failed.as_ref().is_none_or(|(at, _)| pos < *at) {
+                        *failed = Some((pos, e));
+                    }
+                    Record::zeroed()
+                }),
+            );
+        });
+        if let Some((_, e)) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
         }
+        let mut record_of = vec![usize::MAX; keys.len()];
+        for (i, &pos) in own.iter().enumerate() {
+            record_of[pos] = i;
+            b.share_parts(i, &groups, keys[pos])?;
+        }
+        drop(own);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
         let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut group_of: Vec<usize> = (keys.iter().enumerate())
@@ -130,8 +161,9 @@ impl Layout {
                 b.out.records.len()
             });
             if answer == b.out.records.len() {
-                let record = b.base_record(b"", QTYPE_OTHER, &group)?;
+                let record = base_record(b"", QTYPE_OTHER, &group)?;
                 b.out.records.push(record);
+                b.share_tail(answer, &group);
             }
             record_of[pos] = record_of[a];
             b.out.records[record_of[a]].other = answer as u32;
@@ -447,31 +479,89 @@ struct Builder<'a> {
     marker: Option<u32>,
 }
 
+/// The record of a (name, type): its EDNS variant, name and the derivable variants; a tail
+/// longer than fits inline and a long name are left for [`Builder::share_parts`] to place.
+fn base_record(name: &[u8], qtype: u16, g: &Group) -> Result<Record> {
+    let mut r = match g[Variant::Edns as usize] {
+        Some(a) => record(a)?,
+        None => Record::zeroed(),
+    };
+    r.qtype = qtype;
+    r.name_len = name.len() as u8;
+    if name.len() <= RECORD_NAME_LEN {
+        r.name[..name.len()].copy_from_slice(name);
+    }
+    if let Some(base) = g[Variant::Edns as usize] {
+        // Derived in the compiler (the variant has no entry), or found derivable here.
+        if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
+            r.derive |= DERIVE_NOEDNS;
+            r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
+        }
+        if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
+            r.derive |= DERIVE_DO;
+        }
+    }
+    Ok(r)
+}
+
+/// A record holding `a`'s header fields and tail when it fits inline (else its tail's slot is
+/// for [`Builder::tail`] to give).
+fn record(a: &CompiledAnswer) -> Result<Record> {
+    let mut r = Record::zeroed();
+    r.head = AnswerHead {
+        flags: a.flags,
+        ancount: a.ancount,
+        nscount: a.nscount,
+        arcount: a.arcount,
+        tail_len: a.tail.len() as u16,
+        tail_csum: super::tail_checksum(&a.tail),
+        tail_class: TAIL_CLASS_INLINE,
+        opt_back: a.opt_back(),
+        rrl_class: a.rrl_class,
+        ..AnswerHead::default()
+    };
+    if a.tail.len() <= TAIL_INLINE {
+        r.inline[..a.tail.len()].copy_from_slice(&a.tail);
+    }
+    if let Some(rel) = &a.relocation {
+        if rel.pointers.len() > MAX_RELOCS {
+            bail!("{} relocations (at most {MAX_RELOCS})", rel.pointers.len());
+        }
+        r.head.reloc_count = rel.pointers.len() as u8;
+        r.head.ref_qname_len = rel.ref_qname_len;
+        let mut packed = [0u8; MAX_RELOCS];
+        packed[..rel.pointers.len()].copy_from_slice(&rel.pointers);
+        r.head.reloc = u64::from_le_bytes(packed);
+    }
+    Ok(r)
+}
+
 impl<'a> Builder<'a> {
-    /// The record of a (name, type): its EDNS variant, name and the derivable variants.
-    fn base_record(&mut self, name: &'a [u8], qtype: u16, g: &Group<'a>) -> Result<Record> {
-        let mut r = match g[Variant::Edns as usize] {
-            Some(a) => self.record(a)?,
-            None => Record::zeroed(),
-        };
-        r.qtype = qtype;
-        r.name_len = name.len() as u8;
-        if name.len() <= RECORD_NAME_LEN {
-            r.name[..name.len()].copy_from_slice(name);
-        } else {
-            r.long_name = self.long_name(name)?;
+    /// Give base record `i` (of key `k`) its tail slot and long name slot where it needs them
+    /// (in the order [`base_record`] met them when one thread made the records).
+    fn share_parts(&mut self, i: usize, groups: &Groups<'a>, k: usize) -> Result<()> {
+        let r = &self.out.records[i];
+        let long = r.name_len as usize > RECORD_NAME_LEN;
+        if r.head.tail_len as usize <= TAIL_INLINE && !long {
+            return Ok(());
         }
-        if let Some(base) = g[Variant::Edns as usize] {
-            // Derived in the compiler (the variant has no entry), or found derivable here.
-            if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
-                r.derive |= DERIVE_NOEDNS;
-                r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
-            }
-            if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
-                r.derive |= DERIVE_DO;
-            }
+        let (name, _) = groups.key(k);
+        self.share_tail(i, &groups.group(k));
+        if long {
+            self.out.records[i].long_name = self.long_name(name)?;
         }
-        Ok(r)
+        Ok(())
+    }
+
+    /// Give base record `i` (of group `g`) its tail slot when its tail doesn't fit inline.
+    fn share_tail(&mut self, i: usize, g: &Group<'a>) {
+        if let Some(a) = g[Variant::Edns as usize]
+            && a.tail.len() > TAIL_INLINE
+        {
+            let (class, index) = self.tail(&a.tail);
+            let head = &mut self.out.records[i].head;
+            (head.tail_class, head.tail_index) = (class, index);
+        }
     }
 
     /// Records of the variants that can't be derived from record `i`.
@@ -491,8 +581,10 @@ impl<'a> Builder<'a> {
             }
             alt[slot] = match g[variant as usize] {
                 Some(a) if !a.is_pass_marker() => {
-                    let r = self.record(a)?;
-                    self.push(r)
+                    let r = record(a)?;
+                    let at = self.push(r);
+                    self.share_tail(at as usize, &[None, Some(a), None]);
+                    at
                 }
                 // A marker (too big for this variant): every one is the same record.
                 Some(_) => self.marker(),
@@ -515,39 +607,6 @@ impl<'a> Builder<'a> {
     fn push(&mut self, r: Record) -> u32 {
         self.out.records.push(r);
         self.out.records.len() as u32 - 1
-    }
-
-    /// A record holding `a`'s header fields and tail (inline, or a shared tail slot).
-    fn record(&mut self, a: &'a CompiledAnswer) -> Result<Record> {
-        let mut r = Record::zeroed();
-        let (class, index) = self.tail(&a.tail);
-        r.head = AnswerHead {
-            flags: a.flags,
-            ancount: a.ancount,
-            nscount: a.nscount,
-            arcount: a.arcount,
-            tail_len: a.tail.len() as u16,
-            tail_csum: super::tail_checksum(&a.tail),
-            tail_index: index,
-            tail_class: class,
-            opt_back: a.opt_back(),
-            rrl_class: a.rrl_class,
-            ..AnswerHead::default()
-        };
-        if class == TAIL_CLASS_INLINE {
-            r.inline[..a.tail.len()].copy_from_slice(&a.tail);
-        }
-        if let Some(rel) = &a.relocation {
-            if rel.pointers.len() > MAX_RELOCS {
-                bail!("{} relocations (at most {MAX_RELOCS})", rel.pointers.len());
-            }
-            r.head.reloc_count = rel.pointers.len() as u8;
-            r.head.ref_qname_len = rel.ref_qname_len;
-            let mut packed = [0u8; MAX_RELOCS];
-            packed[..rel.pointers.len()].copy_from_slice(&rel.pointers);
-            r.head.reloc = u64::from_le_bytes(packed);
-        }
-        Ok(r)
     }
 
     /// Where a tail goes: inline when short (or empty), else a slot shared by every answer
@@ -835,4 +894,71 @@ mod tests {
         let absent = key_hash(name_hash(7, b"\x05nope1\x07example\0"), 1);
         assert_eq!(first_match(&index, absent, mask), None);
     }
+
+    /// The layout's bytes at seed 42 for zones with a bit of everything (long names, long and
+    /// shared tails, NODATA, CNAME, wildcard, delegation and glue, two zones): making the
+    /// layout faster must not change them. The digest changes only with the record format or
+    /// with what the compiler writes (then it is updated, saying why).
+    #[test]
+    fn layout_bytes_at_seed_42() {
+        let mut a = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n");
+        a.push_str(" NS ns1\n NS ns2.other.example.\nns1 A 192.0.2.1\n MX 10 mail\n");
+        a.push_str("* TXT \"wild\"\nalias CNAME h1\nout CNAME h2.other.example.\n");
+        a.push_str("sub NS ns.sub\nns.sub A 192.0.2.53\nent.deep A 192.0.2.9\n");
+        for i in 0..400 {
+            a.push_str(&format!(
+                "h{i} A 192.0.2.{}\nh{i} AAAA 2001:db8::{i:x}\n",
+                i % 250
+            ));
+            if i % 3 == 0 {
+                a.push_str(&format!("h{i} TXT \"{}\"\n", "t".repeat(30 + i % 200)));
+            }
+            if i % 7 == 0 {
+                a.push_str(&format!("{}.n{i} A 192.0.2.7\n", "long-label".repeat(4)));
+            }
+        }
+        let mut b =
+            String::from("$TTL 60\n@ SOA ns hm 7 7200 3600 1209600 60\n NS ns\nns A 192.0.2.2\n");
+        for i in 0..100 {
+            b.push_str(&format!("h{i} A 198.51.100.{}\n", i % 250));
+        }
+        let zones = [
+            crate::zone::Zone::from_text("digest.example.", &a).unwrap(),
+            crate::zone::Zone::from_text("other.example.", &b).unwrap(),
+        ];
+        let table = crate::compile::compile(&crate::zone::Catalog::from_zones(zones));
+        let l = Layout::build(&table, || Ok(42)).unwrap();
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for r in &l.records {
+            ctx.update(format!("{r:?}").as_bytes());
+        }
+        for b in &l.index {
+            ctx.update(format!("{b:?}").as_bytes());
+        }
+        for n in &l.names {
+            ctx.update(&n.bytes);
+        }
+        for t in l.tails_small.iter().chain(&l.tails_large) {
+            ctx.update(format!("{t:?}").as_bytes());
+        }
+        let counts = (l.seed, l.answers, l.derived, l.homed, l.indexed);
+        ctx.update(
+            format!("{counts:?} {} {}", l.tails_small.len(), l.tails_large.len()).as_bytes(),
+        );
+        let digest: String = (ctx.finish().as_ref().iter())
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        eprintln!(
+            "layout digest {digest} records {} names {} tails {}+{}",
+            l.records.len(),
+            l.names.len(),
+            l.tails_small.len(),
+            l.tails_large.len()
+        );
+        assert_eq!(digest, LAYOUT_DIGEST_42);
+    }
+
+    /// `layout_bytes_at_seed_42`'s digest (base 27a30f6's layout).
+    const LAYOUT_DIGEST_42: &str =
+        "3519f919923072273c062fd8608d4e6f50035a7a508cc034a666f0837c47ff5c";
 }

@@ -58,7 +58,9 @@ pub fn fast_path(
         let pin_dir = &config.xdp.pin_dir;
         let loader = s.spawn(move || -> Result<FastPath> {
             // No capacity: the layout failed (its error is the one reported).
-            let capacity = rx.recv().map_err(|_| anyhow::anyhow!("no layout to size the maps"))?;
+            let capacity = rx
+                .recv()
+                .map_err(|_| anyhow::anyhow!("no layout to size the maps"))?;
             let fp = FastPath::load(capacity, pin_dir)?;
             info!(elapsed = ?started.elapsed(), "XDP program loaded, its maps made");
             Ok(fp)
