@@ -87,8 +87,8 @@ impl Layout {
                 homed: 0,
                 indexed: 0,
             },
-            tails: HashMap::new(),
-            names: HashMap::new(),
+            tails: HashMap::default(),
+            names: HashMap::default(),
             marker: None,
         };
         // A name's shared entry stands in another of its records when it has one (the anchor,
@@ -182,12 +182,10 @@ impl Layout {
         let mut best: Option<(usize, u64, Placement)> = None;
         for _ in 0..SEED_TRIES {
             let seed = seeds()?;
-            let hashes: Vec<u64> = (keys.iter())
-                .map(|&k| {
-                    let (name, qtype) = groups.key(k);
-                    key_hash(name_hash(seed, name), qtype)
-                })
-                .collect();
+            let hashes: Vec<u64> = crate::parallel::flat_map(&keys, keys.len(), |&k, out| {
+                let (name, qtype) = groups.key(k);
+                out.push(key_hash(name_hash(seed, name), qtype));
+            });
             let placement = Placement::new(&hashes, &qtypes, &record_of, b.out.records.len())?;
             let shadowed = placement.shadowed;
             if best.as_ref().is_none_or(|b| shadowed < b.0) {
@@ -332,7 +330,11 @@ impl<'a> Groups<'a> {
             .filter(|&i| i == 0 || key(&table[i - 1]) != key(&table[i]))
             .map(|i| i as u32)
             .collect();
-        let mut ids = HashMap::default();
+        // Sized once: a million names' keys would otherwise be moved at each doubling.
+        let looked_up_keys = (starts.iter())
+            .filter(|&&i| looked_up(table[i as usize].qtype))
+            .count();
+        let mut ids = HashMap::with_capacity_and_hasher(looked_up_keys, Default::default());
         let mut again: HashMap<u32, Vec<u32>> = HashMap::new();
         for (id, &start) in starts.iter().enumerate() {
             let a = &table[start as usize];
@@ -473,8 +475,8 @@ fn same_group(a: &Group, b: &Group) -> bool {
 struct Builder<'a> {
     out: Layout,
     /// Tails already placed, by content: (class, absolute index).
-    tails: HashMap<&'a [u8], (u8, u32)>,
-    names: HashMap<&'a [u8], u32>,
+    tails: HashMap<&'a [u8], (u8, u32), foldhash::fast::RandomState>,
+    names: HashMap<&'a [u8], u32, foldhash::fast::RandomState>,
     /// The one record every variant without an answer of its own points at.
     marker: Option<u32>,
 }
