@@ -457,6 +457,70 @@ fn vlan_tagged_query_is_answered_with_its_tag() {
     verify_reply(&plain, &untagged);
 }
 
+/// The five answer arrays' sizes `capacity` gives, as [`generation::slot_sizes`] reads them.
+fn array_sizes(capacity: &Capacity) -> Vec<Option<u32>> {
+    let c = capacity;
+    [
+        c.records,
+        c.index_buckets,
+        c.names,
+        c.tails_small,
+        c.tails_large,
+    ]
+    .map(Some)
+    .to_vec()
+}
+
+/// The sizes of the live generation's arrays, and of the idle slot's.
+fn live_sizes(fp: &FastPath) -> Option<Vec<Option<u32>>> {
+    generation::slot_sizes(&fp.ebpf, fp.generation).ok()
+}
+
+fn idle_sizes(fp: &FastPath) -> Vec<Option<u32>> {
+    generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap()
+}
+
+/// The start's first install: the arrays are made and filled before the program is loaded
+/// (with the sizes the layout reported while it ran), then put in place by the same flip as any
+/// install; the next install replaces them and frees them. Arrays staged for other sizes are
+/// refused.
+#[test]
+fn a_staged_first_install_is_the_one_generation() {
+    let big = many_zones(400);
+    let mut reported = None;
+    let prepared = prepare_sized(&big, |c| reported = Some(c)).unwrap();
+    let capacity = reported.expect("the layout reports its sizes");
+    assert_eq!(capacity, Capacity::for_prepared(&prepared));
+    let sizes = Some(array_sizes(&capacity));
+    let staged = prepared.stage(&capacity).unwrap();
+    let mut fp = FastPath::load_unpinned(capacity).unwrap();
+    assert_eq!(fp.install_staged(staged).unwrap().generation, 0);
+    assert_eq!(live_sizes(&fp), sizes, "the staged arrays are live");
+    assert_eq!(idle_sizes(&fp), [None; 5], "nothing else resident");
+    for i in [0, 399] {
+        let f = frame(
+            false,
+            4242,
+            &query(i, &format!("www.zone{i}.example"), 1, None),
+        );
+        assert_eq!(run(&fp, &f).0, XDP_TX, "zone{i} from the staged arrays");
+    }
+    fp.install(&sample_table()).unwrap();
+    assert_eq!(
+        idle_sizes(&fp),
+        [None; 5],
+        "the staged arrays freed by the next install"
+    );
+    let www = frame(false, 999, &query(9, "www.example.com", 1, None));
+    assert_eq!(run(&fp, &www).0, XDP_TX);
+    // Staged for a program of other sizes: refused, the live generation untouched.
+    let other = prepare(&sample_table()).unwrap();
+    let small = Capacity::for_prepared(&other);
+    let err = fp.install_staged(other.stage(&small).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("other sizes"), "{err}");
+    assert_eq!(run(&fp, &www).0, XDP_TX, "still the live generation");
+}
+
 /// Every install makes arrays of the sizes fixed at load (the inner templates': the verifier
 /// inlines lookups only then), and once it has flipped, the old generation's arrays are gone
 /// from the program's maps: one generation is resident. A table that outgrows the sizes turns
@@ -465,30 +529,30 @@ fn vlan_tagged_query_is_answered_with_its_tag() {
 fn installs_use_the_load_sizes_and_free_the_old_ones() {
     let big = many_zones(400);
     let capacity = Capacity::for_table(&big).unwrap();
-    let sizes = Some(vec![
-        Some(capacity.records),
-        Some(capacity.index_buckets),
-        Some(capacity.names),
-        Some(capacity.tails_small),
-        Some(capacity.tails_large),
-    ]);
+    let sizes = Some(array_sizes(&capacity));
     let mut fp = FastPath::load_unpinned(capacity).unwrap();
-    let live = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation).ok();
-    let idle = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap();
     let www = frame(false, 999, &query(9, "www.example.com", 1, None));
     for round in 0..2 {
         fp.install(&sample_table()).unwrap();
-        assert_eq!(live(&fp), sizes, "round {round}: the small table's arrays");
         assert_eq!(
-            idle(&fp),
+            live_sizes(&fp),
+            sizes,
+            "round {round}: the small table's arrays"
+        );
+        assert_eq!(
+            idle_sizes(&fp),
             [None; 5],
             "round {round}: the old generation freed"
         );
         assert_eq!(run(&fp, &www).0, XDP_TX, "round {round}");
         fp.install(&big).unwrap();
-        assert_eq!(live(&fp), sizes, "round {round}: the big table's arrays");
         assert_eq!(
-            idle(&fp),
+            live_sizes(&fp),
+            sizes,
+            "round {round}: the big table's arrays"
+        );
+        assert_eq!(
+            idle_sizes(&fp),
             [None; 5],
             "round {round}: the old generation freed"
         );
