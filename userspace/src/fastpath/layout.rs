@@ -64,15 +64,7 @@ impl Layout {
         let groups = Groups::new(table)?;
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
         // Records in the table's order (the compiler's is deterministic, and so is the index).
-        // Which keys are stored is each key's own question: asked on every core.
-        let candidates: Vec<usize> = groups.keys().collect();
-        let keys: Vec<usize> =
-            crate::parallel::flat_map(&candidates, candidates.len(), |&i, out| {
-                if stored(&groups, i) {
-                    out.push(i);
-                }
-            });
-        drop(candidates);
+        let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: keys");
         let mut b = Builder {
             out: Layout {
@@ -95,22 +87,16 @@ impl Layout {
         // which the index entry names: it proves the name), its answer in a record shared by
         // every name whose shared answer has the same bytes.
         // The first key of each name with a shared entry, by the shared entry's key.
-        // Each key's name's shared entry, looked up on every core (u32::MAX: none, or the key
-        // is the shared one).
-        let shared_of: Vec<u32> = crate::parallel::flat_map(&keys, keys.len(), |&k, out| {
-            let (name, qtype) = groups.key(k);
-            out.push(match qtype {
-                QTYPE_OTHER => u32::MAX,
-                _ => groups.id(name, QTYPE_OTHER).map_or(u32::MAX, |i| i as u32),
-            });
-        });
         let mut first_of_name = vec![usize::MAX; groups.starts.len()];
-        for (pos, &shared) in shared_of.iter().enumerate() {
-            if shared != u32::MAX && first_of_name[shared as usize] == usize::MAX {
-                first_of_name[shared as usize] = pos;
+        for (pos, &k) in keys.iter().enumerate() {
+            let (name, qtype) = groups.key(k);
+            if qtype != QTYPE_OTHER
+                && let Some(shared) = groups.id(name, QTYPE_OTHER)
+                && first_of_name[shared] == usize::MAX
+            {
+                first_of_name[shared] = pos;
             }
         }
-        drop(shared_of);
         let anchor: Vec<Option<usize>> = (keys.iter())
             .map(|&k| (first_of_name[k] != usize::MAX).then_some(first_of_name[k]))
             .collect();
@@ -118,33 +104,16 @@ impl Layout {
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: anchors");
         // Base records of the keys that have their own, then the shared answers, then (in
         // `alternates`) the variants' records.
-        // Made on every core but for the tail slots and long names they share, which are
-        // given out here in the keys' order (as one thread would).
-        let own: Vec<usize> = (0..keys.len())
-            .filter(|&pos| anchor[pos].is_none())
-            .collect();
-        let failed = std::sync::Mutex::new(None);
-        b.out.records = crate::parallel::flat_map(&own, keys.len(), |&pos, out| {
-            let (name, qtype) = groups.key(keys[pos]);
-            out.push(
-                base_record(name, qtype, &groups.group(keys[pos])).unwrap_or_else(|e| {
-                    let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
-                    if failed.as_ref().is_none_or(|(at, _)| pos < *at) {
-                        *failed = Some((pos, e));
-                    }
-                    Record::zeroed()
-                }),
-            );
-        });
-        if let Some((_, e)) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(e);
-        }
         let mut record_of = vec![usize::MAX; keys.len()];
-        for (i, &pos) in own.iter().enumerate() {
-            record_of[pos] = i;
-            b.share_parts(i, &groups, keys[pos])?;
+        for (pos, &k) in keys.iter().enumerate() {
+            if anchor[pos].is_some() {
+                continue;
+            }
+            let (name, qtype) = groups.key(k);
+            let record = b.base_record(name, qtype, &groups.group(k))?;
+            record_of[pos] = b.out.records.len();
+            b.out.records.push(record);
         }
-        drop(own);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
         let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut group_of: Vec<usize> = (keys.iter().enumerate())
@@ -161,9 +130,8 @@ impl Layout {
                 b.out.records.len()
             });
             if answer == b.out.records.len() {
-                let record = base_record(b"", QTYPE_OTHER, &group)?;
+                let record = b.base_record(b"", QTYPE_OTHER, &group)?;
                 b.out.records.push(record);
-                b.share_tail(answer, &group);
             }
             record_of[pos] = record_of[a];
             b.out.records[record_of[a]].other = answer as u32;
@@ -182,10 +150,12 @@ impl Layout {
         let mut best: Option<(usize, u64, Placement)> = None;
         for _ in 0..SEED_TRIES {
             let seed = seeds()?;
-            let hashes: Vec<u64> = crate::parallel::flat_map(&keys, keys.len(), |&k, out| {
-                let (name, qtype) = groups.key(k);
-                out.push(key_hash(name_hash(seed, name), qtype));
-            });
+            let hashes: Vec<u64> = (keys.iter())
+                .map(|&k| {
+                    let (name, qtype) = groups.key(k);
+                    key_hash(name_hash(seed, name), qtype)
+                })
+                .collect();
             let placement = Placement::new(&hashes, &qtypes, &record_of, b.out.records.len())?;
             let shadowed = placement.shadowed;
             if best.as_ref().is_none_or(|b| shadowed < b.0) {
@@ -481,89 +451,31 @@ struct Builder<'a> {
     marker: Option<u32>,
 }
 
-/// The record of a (name, type): its EDNS variant, name and the derivable variants; a tail
-/// longer than fits inline and a long name are left for [`Builder::share_parts`] to place.
-fn base_record(name: &[u8], qtype: u16, g: &Group) -> Result<Record> {
-    let mut r = match g[Variant::Edns as usize] {
-        Some(a) => record(a)?,
-        None => Record::zeroed(),
-    };
-    r.qtype = qtype;
-    r.name_len = name.len() as u8;
-    if name.len() <= RECORD_NAME_LEN {
-        r.name[..name.len()].copy_from_slice(name);
-    }
-    if let Some(base) = g[Variant::Edns as usize] {
-        // Derived in the compiler (the variant has no entry), or found derivable here.
-        if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
-            r.derive |= DERIVE_NOEDNS;
-            r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
-        }
-        if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
-            r.derive |= DERIVE_DO;
-        }
-    }
-    Ok(r)
-}
-
-/// A record holding `a`'s header fields and tail when it fits inline (else its tail's slot is
-/// for [`Builder::tail`] to give).
-fn record(a: &CompiledAnswer) -> Result<Record> {
-    let mut r = Record::zeroed();
-    r.head = AnswerHead {
-        flags: a.flags,
-        ancount: a.ancount,
-        nscount: a.nscount,
-        arcount: a.arcount,
-        tail_len: a.tail.len() as u16,
-        tail_csum: super::tail_checksum(&a.tail),
-        tail_class: TAIL_CLASS_INLINE,
-        opt_back: a.opt_back(),
-        rrl_class: a.rrl_class,
-        ..AnswerHead::default()
-    };
-    if a.tail.len() <= TAIL_INLINE {
-        r.inline[..a.tail.len()].copy_from_slice(&a.tail);
-    }
-    if let Some(rel) = &a.relocation {
-        if rel.pointers.len() > MAX_RELOCS {
-            bail!("{} relocations (at most {MAX_RELOCS})", rel.pointers.len());
-        }
-        r.head.reloc_count = rel.pointers.len() as u8;
-        r.head.ref_qname_len = rel.ref_qname_len;
-        let mut packed = [0u8; MAX_RELOCS];
-        packed[..rel.pointers.len()].copy_from_slice(&rel.pointers);
-        r.head.reloc = u64::from_le_bytes(packed);
-    }
-    Ok(r)
-}
-
 impl<'a> Builder<'a> {
-    /// Give base record `i` (of key `k`) its tail slot and long name slot where it needs them
-    /// (in the order [`base_record`] met them when one thread made the records).
-    fn share_parts(&mut self, i: usize, groups: &Groups<'a>, k: usize) -> Result<()> {
-        let r = &self.out.records[i];
-        let long = r.name_len as usize > RECORD_NAME_LEN;
-        if r.head.tail_len as usize <= TAIL_INLINE && !long {
-            return Ok(());
+    /// The record of a (name, type): its EDNS variant, name and the derivable variants.
+    fn base_record(&mut self, name: &'a [u8], qtype: u16, g: &Group<'a>) -> Result<Record> {
+        let mut r = match g[Variant::Edns as usize] {
+            Some(a) => self.record(a)?,
+            None => Record::zeroed(),
+        };
+        r.qtype = qtype;
+        r.name_len = name.len() as u8;
+        if name.len() <= RECORD_NAME_LEN {
+            r.name[..name.len()].copy_from_slice(name);
+        } else {
+            r.long_name = self.long_name(name)?;
         }
-        let (name, _) = groups.key(k);
-        self.share_tail(i, &groups.group(k));
-        if long {
-            self.out.records[i].long_name = self.long_name(name)?;
+        if let Some(base) = g[Variant::Edns as usize] {
+            // Derived in the compiler (the variant has no entry), or found derivable here.
+            if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
+                r.derive |= DERIVE_NOEDNS;
+                r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
+            }
+            if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
+                r.derive |= DERIVE_DO;
+            }
         }
-        Ok(())
-    }
-
-    /// Give base record `i` (of group `g`) its tail slot when its tail doesn't fit inline.
-    fn share_tail(&mut self, i: usize, g: &Group<'a>) {
-        if let Some(a) = g[Variant::Edns as usize]
-            && a.tail.len() > TAIL_INLINE
-        {
-            let (class, index) = self.tail(&a.tail);
-            let head = &mut self.out.records[i].head;
-            (head.tail_class, head.tail_index) = (class, index);
-        }
+        Ok(r)
     }
 
     /// Records of the variants that can't be derived from record `i`.
@@ -583,10 +495,8 @@ impl<'a> Builder<'a> {
             }
             alt[slot] = match g[variant as usize] {
                 Some(a) if !a.is_pass_marker() => {
-                    let r = record(a)?;
-                    let at = self.push(r);
-                    self.share_tail(at as usize, &[None, Some(a), None]);
-                    at
+                    let r = self.record(a)?;
+                    self.push(r)
                 }
                 // A marker (too big for this variant): every one is the same record.
                 Some(_) => self.marker(),
@@ -609,6 +519,39 @@ impl<'a> Builder<'a> {
     fn push(&mut self, r: Record) -> u32 {
         self.out.records.push(r);
         self.out.records.len() as u32 - 1
+    }
+
+    /// A record holding `a`'s header fields and tail (inline, or a shared tail slot).
+    fn record(&mut self, a: &'a CompiledAnswer) -> Result<Record> {
+        let mut r = Record::zeroed();
+        let (class, index) = self.tail(&a.tail);
+        r.head = AnswerHead {
+            flags: a.flags,
+            ancount: a.ancount,
+            nscount: a.nscount,
+            arcount: a.arcount,
+            tail_len: a.tail.len() as u16,
+            tail_csum: super::tail_checksum(&a.tail),
+            tail_index: index,
+            tail_class: class,
+            opt_back: a.opt_back(),
+            rrl_class: a.rrl_class,
+            ..AnswerHead::default()
+        };
+        if class == TAIL_CLASS_INLINE {
+            r.inline[..a.tail.len()].copy_from_slice(&a.tail);
+        }
+        if let Some(rel) = &a.relocation {
+            if rel.pointers.len() > MAX_RELOCS {
+                bail!("{} relocations (at most {MAX_RELOCS})", rel.pointers.len());
+            }
+            r.head.reloc_count = rel.pointers.len() as u8;
+            r.head.ref_qname_len = rel.ref_qname_len;
+            let mut packed = [0u8; MAX_RELOCS];
+            packed[..rel.pointers.len()].copy_from_slice(&rel.pointers);
+            r.head.reloc = u64::from_le_bytes(packed);
+        }
+        Ok(r)
     }
 
     /// Where a tail goes: inline when short (or empty), else a slot shared by every answer
