@@ -28,9 +28,8 @@ use crate::{
 /// `room_for`: records to keep free for zones that arrive later (secondary zones). Each step
 /// is logged with the time since `started` (the node's start).
 ///
-/// The program is loaded (verified, its maps made) on a thread of its own as soon as the layout
-/// knows its sizes, while this one finishes the layout, frees the table and fills the first
-/// generation's arrays: on two cores the load costs the start little.
+/// The program is loaded (verified, its maps made) on a thread of its own once the layout is
+/// made and the table freed, while this one fills the first generation's arrays.
 pub fn fast_path(
     started: Instant,
     config: &Config,
@@ -65,20 +64,16 @@ pub fn fast_path(
             info!(elapsed = ?started.elapsed(), "XDP program loaded, its maps made");
             Ok(fp)
         });
-        let mut capacity = None;
-        let prepared = fastpath::prepare_sized(&table, |laid_out| {
-            let c = sized(laid_out);
-            capacity = Some(c);
-            let _ = tx.send(c);
-        });
-        drop(tx);
-        let prepared = prepared?;
-        let capacity = capacity.expect("sized before laid out");
+        // On an error the sender goes with this closure: the loader stops without loading.
+        let prepared = fastpath::prepare(&table)?;
+        let capacity = sized(Capacity::for_prepared(&prepared));
         info!(elapsed = ?started.elapsed(), "fast path laid out");
-        // Gone before the arrays are filled: the start's peak is the layout's, not the
-        // table's beside it.
+        // Gone before the program loads and the arrays are filled: the start's peak is the
+        // layout's, not the table's beside it (nor the loader's beside both).
         drop(table);
         super::release_freed_memory();
+        let _ = tx.send(capacity);
+        drop(tx);
         let staged = prepared.stage(&capacity)?;
         info!(elapsed = ?started.elapsed(), "first generation's arrays filled");
         let fp = loader.join().expect("loader thread panicked")?;
