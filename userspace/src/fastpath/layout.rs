@@ -57,6 +57,7 @@ impl Layout {
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
         // Records in the table's order (the compiler's is deterministic, and so is the index).
         let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: keys");
         let mut b = Builder {
             out: Layout {
                 records: Vec::with_capacity(keys.len()),
@@ -70,8 +71,8 @@ impl Layout {
                 homed: 0,
                 indexed: 0,
             },
-            tails: HashMap::new(),
-            names: HashMap::new(),
+            tails: HashMap::default(),
+            names: HashMap::default(),
             marker: None,
         };
         // A name's shared entry stands in another of its records when it has one (the anchor,
@@ -92,6 +93,7 @@ impl Layout {
             .map(|&k| (first_of_name[k] != usize::MAX).then_some(first_of_name[k]))
             .collect();
         drop(first_of_name);
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: anchors");
         // Base records of the keys that have their own, then the shared answers, then (in
         // `alternates`) the variants' records.
         let mut record_of = vec![usize::MAX; keys.len()];
@@ -104,6 +106,7 @@ impl Layout {
             record_of[pos] = b.out.records.len();
             b.out.records.push(record);
         }
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
         let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut group_of: Vec<usize> = (keys.iter().enumerate())
             .filter(|&(pos, _)| anchor[pos].is_none())
@@ -126,6 +129,7 @@ impl Layout {
             b.out.records[record_of[a]].other = answer as u32;
         }
         drop(shared);
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: shared records");
         for (i, &k) in group_of.iter().enumerate() {
             b.alternates(i, &groups.group(k))?;
         }
@@ -287,7 +291,11 @@ impl<'a> Groups<'a> {
             .filter(|&i| i == 0 || key(&table[i - 1]) != key(&table[i]))
             .map(|i| i as u32)
             .collect();
-        let mut ids = HashMap::default();
+        // Sized once: a million names' keys would otherwise be moved at each doubling.
+        let looked_up_keys = (starts.iter())
+            .filter(|&&i| looked_up(table[i as usize].qtype))
+            .count();
+        let mut ids = HashMap::with_capacity_and_hasher(looked_up_keys, Default::default());
         let mut again: HashMap<u32, Vec<u32>> = HashMap::new();
         for (id, &start) in starts.iter().enumerate() {
             let a = &table[start as usize];
@@ -428,8 +436,8 @@ fn same_group(a: &Group, b: &Group) -> bool {
 struct Builder<'a> {
     out: Layout,
     /// Tails already placed, by content: (class, absolute index).
-    tails: HashMap<&'a [u8], (u8, u32)>,
-    names: HashMap<&'a [u8], u32>,
+    tails: HashMap<&'a [u8], (u8, u32), foldhash::fast::RandomState>,
+    names: HashMap<&'a [u8], u32, foldhash::fast::RandomState>,
     /// The one record every variant without an answer of its own points at.
     marker: Option<u32>,
 }
@@ -822,4 +830,71 @@ mod tests {
         let absent = key_hash(name_hash(7, b"\x05nope1\x07example\0"), 1);
         assert_eq!(first_match(&index, absent, mask), None);
     }
+
+    /// The layout's bytes at seed 42 for zones with a bit of everything (long names, long and
+    /// shared tails, NODATA, CNAME, wildcard, delegation and glue, two zones): making the
+    /// layout faster must not change them. The digest changes only with the record format or
+    /// with what the compiler writes (then it is updated, saying why).
+    #[test]
+    fn layout_bytes_at_seed_42() {
+        let mut a = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n");
+        a.push_str(" NS ns1\n NS ns2.other.example.\nns1 A 192.0.2.1\n MX 10 mail\n");
+        a.push_str("* TXT \"wild\"\nalias CNAME h1\nout CNAME h2.other.example.\n");
+        a.push_str("sub NS ns.sub\nns.sub A 192.0.2.53\nent.deep A 192.0.2.9\n");
+        for i in 0..400 {
+            a.push_str(&format!(
+                "h{i} A 192.0.2.{}\nh{i} AAAA 2001:db8::{i:x}\n",
+                i % 250
+            ));
+            if i % 3 == 0 {
+                a.push_str(&format!("h{i} TXT \"{}\"\n", "t".repeat(30 + i % 200)));
+            }
+            if i % 7 == 0 {
+                a.push_str(&format!("{}.n{i} A 192.0.2.7\n", "long-label".repeat(4)));
+            }
+        }
+        let mut b =
+            String::from("$TTL 60\n@ SOA ns hm 7 7200 3600 1209600 60\n NS ns\nns A 192.0.2.2\n");
+        for i in 0..100 {
+            b.push_str(&format!("h{i} A 198.51.100.{}\n", i % 250));
+        }
+        let zones = [
+            crate::zone::Zone::from_text("digest.example.", &a).unwrap(),
+            crate::zone::Zone::from_text("other.example.", &b).unwrap(),
+        ];
+        let table = crate::compile::compile(&crate::zone::Catalog::from_zones(zones));
+        let l = Layout::build(&table, || Ok(42)).unwrap();
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for r in &l.records {
+            ctx.update(format!("{r:?}").as_bytes());
+        }
+        for b in &l.index {
+            ctx.update(format!("{b:?}").as_bytes());
+        }
+        for n in &l.names {
+            ctx.update(&n.bytes);
+        }
+        for t in l.tails_small.iter().chain(&l.tails_large) {
+            ctx.update(format!("{t:?}").as_bytes());
+        }
+        let counts = (l.seed, l.answers, l.derived, l.homed, l.indexed);
+        ctx.update(
+            format!("{counts:?} {} {}", l.tails_small.len(), l.tails_large.len()).as_bytes(),
+        );
+        let digest: String = (ctx.finish().as_ref().iter())
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        eprintln!(
+            "layout digest {digest} records {} names {} tails {}+{}",
+            l.records.len(),
+            l.names.len(),
+            l.tails_small.len(),
+            l.tails_large.len()
+        );
+        assert_eq!(digest, LAYOUT_DIGEST_42);
+    }
+
+    /// `layout_bytes_at_seed_42`'s digest (base 27a30f6's layout).
+    const LAYOUT_DIGEST_42: &str =
+        "3519f919923072273c062fd8608d4e6f50035a7a508cc034a666f0837c47ff5c";
 }

@@ -232,7 +232,9 @@ impl FastPath {
     /// the bpffs directory `bpffs` (removed once it took them).
     fn load_in(capacity: Capacity, bpffs: &Path) -> Result<FastPath> {
         bump_memlock_rlimit();
+        let t0 = std::time::Instant::now();
         let outer = generation::OuterPins::create(&capacity, bpffs)?;
+        tracing::debug!(elapsed = ?t0.elapsed(), "load: outer maps made");
         let mut loader = EbpfLoader::new();
         for (name, path) in outer.paths() {
             loader.map_pin_path(name, path);
@@ -245,6 +247,7 @@ impl FastPath {
             .map_max_entries(MAP_CACHE_ACL, 1024)
             .load(PROGRAM)
             .context("loading the XDP object")?;
+        tracing::debug!(elapsed = ?t0.elapsed(), "load: object's maps made");
         drop(outer);
         let log_stop = Arc::new(AtomicBool::new(false));
         spawn_ebpf_logger(&mut ebpf, log_stop.clone());
@@ -255,6 +258,7 @@ impl FastPath {
         let mut jumps = ProgramArray::try_from(ebpf.map_mut(MAP_JUMPS).expect("map"))?;
         jumps.set(JUMP_COOKIE, &stage, 0)?;
         jumps.set(JUMP_MAIN, &main, 0)?;
+        tracing::debug!(elapsed = ?t0.elapsed(), "load: programs verified");
         Ok(FastPath {
             ebpf,
             capacity,
@@ -340,6 +344,7 @@ impl FastPath {
             );
         }
         let (live, next) = (self.generation, self.generation ^ 1);
+        let t0 = std::time::Instant::now();
         // The idle slot is empty (the last install emptied it): the new arrays go there.
         let made = GenerationMaps::create(&layout, &self.capacity, next)
             .and_then(|maps| maps.put(&mut self.ebpf, next));
@@ -353,6 +358,7 @@ impl FastPath {
                 layout.records.len()
             )));
         }
+        tracing::debug!(elapsed = ?t0.elapsed(), "install: arrays made and filled");
         // Two writes: the idle generation's shape first, then the one word that flips to it
         // (each write copies the whole slot, but only that word differs from what is there).
         self.config.gens[next as usize] = GenParams {

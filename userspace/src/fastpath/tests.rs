@@ -457,6 +457,29 @@ fn vlan_tagged_query_is_answered_with_its_tag() {
     verify_reply(&plain, &untagged);
 }
 
+/// The five answer arrays' sizes `capacity` gives, as [`generation::slot_sizes`] reads them.
+fn array_sizes(capacity: &Capacity) -> Vec<Option<u32>> {
+    let c = capacity;
+    [
+        c.records,
+        c.index_buckets,
+        c.names,
+        c.tails_small,
+        c.tails_large,
+    ]
+    .map(Some)
+    .to_vec()
+}
+
+/// The sizes of the live generation's arrays, and of the idle slot's.
+fn live_sizes(fp: &FastPath) -> Option<Vec<Option<u32>>> {
+    generation::slot_sizes(&fp.ebpf, fp.generation).ok()
+}
+
+fn idle_sizes(fp: &FastPath) -> Vec<Option<u32>> {
+    generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap()
+}
+
 /// Every install makes arrays of the sizes fixed at load (the inner templates': the verifier
 /// inlines lookups only then), and once it has flipped, the old generation's arrays are gone
 /// from the program's maps: one generation is resident. A table that outgrows the sizes turns
@@ -465,30 +488,30 @@ fn vlan_tagged_query_is_answered_with_its_tag() {
 fn installs_use_the_load_sizes_and_free_the_old_ones() {
     let big = many_zones(400);
     let capacity = Capacity::for_table(&big).unwrap();
-    let sizes = Some(vec![
-        Some(capacity.records),
-        Some(capacity.index_buckets),
-        Some(capacity.names),
-        Some(capacity.tails_small),
-        Some(capacity.tails_large),
-    ]);
+    let sizes = Some(array_sizes(&capacity));
     let mut fp = FastPath::load_unpinned(capacity).unwrap();
-    let live = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation).ok();
-    let idle = |fp: &FastPath| generation::slot_sizes(&fp.ebpf, fp.generation ^ 1).unwrap();
     let www = frame(false, 999, &query(9, "www.example.com", 1, None));
     for round in 0..2 {
         fp.install(&sample_table()).unwrap();
-        assert_eq!(live(&fp), sizes, "round {round}: the small table's arrays");
         assert_eq!(
-            idle(&fp),
+            live_sizes(&fp),
+            sizes,
+            "round {round}: the small table's arrays"
+        );
+        assert_eq!(
+            idle_sizes(&fp),
             [None; 5],
             "round {round}: the old generation freed"
         );
         assert_eq!(run(&fp, &www).0, XDP_TX, "round {round}");
         fp.install(&big).unwrap();
-        assert_eq!(live(&fp), sizes, "round {round}: the big table's arrays");
         assert_eq!(
-            idle(&fp),
+            live_sizes(&fp),
+            sizes,
+            "round {round}: the big table's arrays"
+        );
+        assert_eq!(
+            idle_sizes(&fp),
             [None; 5],
             "round {round}: the old generation freed"
         );
