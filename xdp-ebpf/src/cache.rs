@@ -60,8 +60,11 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
     if seed == 0 {
         return false;
     }
-    match slot(key.hash_with(seed, name_len), qtype, 0) {
+    let hash = key.hash_with(seed, name_len);
+    match slot(hash, qtype, 0) {
         Some((index, seq)) => {
+            // The cache program's (a DO query looks up its own entry with it).
+            key.keep_hash(hash);
             cache_handoff::found(index, seq);
             true
         }
@@ -327,7 +330,9 @@ fn serve(
     // buffer still holds the lowercased name): not read again. Otherwise read here, and taken
     // the same way: one verifier state on from here.
     if !cache_handoff::ready() {
-        let question = dns::read_question(ctx, udp.payload_off, udp.payload_len)?;
+        // Hashed under the cache's seed: the lookup's key, with no second pass over the name.
+        let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
+        let question = dns::read_question(ctx, udp.payload_off, udp.payload_len, seed)?;
         cache_handoff::leave(&question);
         cache_handoff::found(0, cache_handoff::NO_SEQ);
     }
@@ -428,8 +433,8 @@ fn find(
     let (index, seq) = if slot_at(slot_index, seq, q.qtype, dnssec_ok) {
         (slot_index, seq)
     } else {
-        let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
-        slot(key.hash_with(seed, key.len()), q.qtype, dnssec_ok).ok_or(Counter::PassMiss)?
+        // Under the cache's seed: read so here, or kept so by `promoted`.
+        slot(key.hash(), q.qtype, dnssec_ok).ok_or(Counter::PassMiss)?
     };
     // Laundered: every way out of the lookups above goes on as one verifier state.
     let w = key.launder(((index as u64) << 32) | seq as u64);
