@@ -60,8 +60,11 @@ pub fn promoted(key: &mut maps::KeyBuf, name_len: usize, qtype: u16) -> bool {
     if seed == 0 {
         return false;
     }
-    match slot(key.hash_with(seed, name_len), qtype, 0) {
+    let hash = key.hash_with(seed, name_len);
+    match slot(hash, qtype, 0) {
         Some((index, seq)) => {
+            // The cache program's (a DO query looks up its own entry with it).
+            key.keep_hash(hash);
             cache_handoff::found(index, seq);
             true
         }
@@ -95,9 +98,10 @@ pub fn beyond_zones(key: &mut maps::KeyBuf, q: &crate::query::Question) -> Resul
 }
 
 /// A resolver-only node (`CACHE_SEED[2]` set: its zones give the program no answer) hands
-/// every query to the cache program first, before the main program reads the question (a hit
-/// then costs no zone lookup); the cache program sends what it can't answer back here
-/// (`JUMP_MAIN`), which goes on as on any node. Returns on the way back, where the cache is off
+/// every frame to the cache program first, before the main program parses it (a hit then
+/// costs neither that parse nor a zone lookup; what is not a query pays a tail call there and
+/// back); the cache program sends what it can't answer back here (`JUMP_MAIN`), untouched,
+/// which goes on as on any node. Returns on the way back, where the cache is off
 /// or cache-first, or when the tail call fails.
 #[inline(always)]
 pub fn first(ctx: &XdpContext) {
@@ -221,18 +225,26 @@ struct Found {
 
 #[inline(always)]
 fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
-    let l2 = eth::parse(ctx)?;
-    let l3 = ip::parse(ctx, &l2)?;
-    let udp = udp::parse(ctx, &l3)?;
-    let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
-    let addr = ip::source(ctx, &l3)?;
-    let src = limits::Source::new(addr, probe);
     let mode = maps::key_buf()?.early;
     let early = mode != 0;
     // What the main program leaves is for the early path only.
     if mode != 1 {
         cache_handoff::discard();
     }
+    let (l3, udp) = match parse(ctx) {
+        Ok(frame) => frame,
+        Err(reason) => {
+            // Cache first: the frame comes before any parse of the main program's, which
+            // parses it again and judges it as on any node.
+            if mode == FIRST {
+                back_to_main(ctx);
+            }
+            return Err(reason);
+        }
+    };
+    let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
+    let addr = ip::source(ctx, &l3)?;
+    let src = limits::Source::new(addr, probe);
     let served = serve(ctx, &l3, &udp, &src);
     // Cache first: what the cache can't answer (the frame untouched) goes back to the main
     // program, which answers it from the zones or passes it up as on any node.
@@ -262,6 +274,15 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
         }
         other => other,
     }
+}
+
+/// The frame's IP and UDP headers (a UDP datagram to port 53), or why not.
+#[inline(always)]
+fn parse(ctx: &XdpContext) -> Result<(ip::L3, udp::Udp), Counter> {
+    let l2 = eth::parse(ctx)?;
+    let l3 = ip::parse(ctx, &l2)?;
+    let udp = udp::parse(ctx, &l3)?;
+    Ok((l3, udp))
 }
 
 /// The pass reasons the cache program meets, from their index.
@@ -309,7 +330,9 @@ fn serve(
     // buffer still holds the lowercased name): not read again. Otherwise read here, and taken
     // the same way: one verifier state on from here.
     if !cache_handoff::ready() {
-        let question = dns::read_question(ctx, udp.payload_off, udp.payload_len)?;
+        // Hashed under the cache's seed: the lookup's key, with no second pass over the name.
+        let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
+        let question = dns::read_question(ctx, udp.payload_off, udp.payload_len, seed)?;
         cache_handoff::leave(&question);
         cache_handoff::found(0, cache_handoff::NO_SEQ);
     }
@@ -410,8 +433,8 @@ fn find(
     let (index, seq) = if slot_at(slot_index, seq, q.qtype, dnssec_ok) {
         (slot_index, seq)
     } else {
-        let seed = CACHE_SEED.get(0).copied().unwrap_or(0);
-        slot(key.hash_with(seed, key.len()), q.qtype, dnssec_ok).ok_or(Counter::PassMiss)?
+        // Under the cache's seed: read so here, or kept so by `promoted`.
+        slot(key.hash(), q.qtype, dnssec_ok).ok_or(Counter::PassMiss)?
     };
     // Laundered: every way out of the lookups above goes on as one verifier state.
     let w = key.launder(((index as u64) << 32) | seq as u64);

@@ -96,7 +96,7 @@ pub fn parse_question(
     dns_off: usize,
     dns_len: usize,
 ) -> Result<Question, Counter> {
-    let q = read_question_in(ctx, s, dns_off, dns_len)?;
+    let q = read_question_in(ctx, s, dns_off, dns_len, None)?;
     if let Err(reason) = maps::locate(ctx, s, &q) {
         // The resolver's cache has the name: the cache program takes the question as read.
         if reason == Counter::TxCache {
@@ -108,23 +108,26 @@ pub fn parse_question(
 }
 
 /// Read the question: measure the name label by label, then copy it lowercased into the
-/// per-CPU key buffer, summing it for the UDP checksum on the way.
+/// per-CPU key buffer, summing it for the UDP checksum on the way, hashed under `seed` (the
+/// resolver cache's: the cache program's read).
 #[inline(always)]
 pub fn read_question(
     ctx: &XdpContext,
     dns_off: usize,
     dns_len: usize,
+    seed: u64,
 ) -> Result<Question, Counter> {
-    read_question_in(ctx, Scratch::get()?, dns_off, dns_len)
+    read_question_in(ctx, Scratch::get()?, dns_off, dns_len, Some(seed))
 }
 
-/// [`read_question`] with the frame's scratch slot.
+/// [`read_question`] with the frame's scratch slot; `seed` `None`: the live generation's.
 #[inline(always)]
 fn read_question_in(
     ctx: &XdpContext,
     s: Scratch,
     dns_off: usize,
     dns_len: usize,
+    seed: Option<u64>,
 ) -> Result<Question, Counter> {
     let start = dns_off + HEADER_LEN;
     let dns_end = dns_off + dns_len;
@@ -133,7 +136,10 @@ fn read_question_in(
     key.set_len(len);
     key.top = top as u32;
     key.clear(key.len());
-    let name_sum = key.fill_name(ctx, start, key.len())?;
+    let name_sum = match seed {
+        Some(seed) => key.fill_name_with(ctx, start, key.len(), seed)?,
+        None => key.fill_name(ctx, start, key.len())?,
+    };
     // The name starts at payload offset 12 (even): its little-endian sum, swapped, is in order.
     let mut sum = crate::csum::fold(name_sum).swap_bytes() as u64;
     let name_len = key.len();

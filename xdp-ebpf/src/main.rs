@@ -54,11 +54,12 @@ pub fn rampart(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_rampart(ctx: &XdpContext) -> Verdict {
+    // A resolver-only node: the cache program first, before any parse here (it parses the
+    // frame itself; back here, untouched, on a miss).
+    cache::first(ctx);
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
-    // A resolver-only node: the cache program first (back here on a miss).
-    cache::first(ctx);
     let s = Scratch::get()?;
     let probe = s.launder(packet::is_health_probe(ctx) as u64);
     let src = limits::Source::new(ip::source(ctx, &l3)?, probe);

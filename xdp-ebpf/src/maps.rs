@@ -116,7 +116,8 @@ pub struct KeyBuf {
     len: u32,
     /// Any value laundered the same way: see [`KeyBuf::launder`].
     wash: u64,
-    /// Hash of the name (or of the suffix a walk put in `name`), from the generation's seed.
+    /// Hash of the name (or of the suffix a walk put in `name`), from the generation's seed;
+    /// in the cache program, from the resolver cache's.
     hash: u64,
     /// An answer's header laundered like `wash`: see [`KeyBuf::launder_head`].
     head: AnswerHead,
@@ -173,6 +174,23 @@ impl KeyBuf {
             return Err(Counter::PassMalformed);
         }
         self.take_generation();
+        let seed = self.gen_.seed;
+        self.fill_name_with(ctx, off, len, seed)
+    }
+
+    /// [`KeyBuf::fill_name`] hashed under `seed` (the resolver cache's, in the cache program,
+    /// which looks nothing up in the zones: no generation read, one hash pass).
+    #[inline(always)]
+    pub fn fill_name_with(
+        &mut self,
+        ctx: &XdpContext,
+        off: usize,
+        len: usize,
+        seed: u64,
+    ) -> Result<u64, Counter> {
+        if len == 0 || len > MAX_NAME {
+            return Err(Counter::PassMalformed);
+        }
         let name = self.name.as_mut_ptr();
         // SAFETY: the helper writes len <= 255 bytes into the 256-byte name.
         if unsafe {
@@ -183,7 +201,7 @@ impl KeyBuf {
         }
         let words = name as *mut u64;
         let mut sum = 0u64;
-        let mut h = self.gen_.seed;
+        let mut h = seed;
         let mut i = 0;
         while i < KEY_NAME_LEN / 8 {
             if i * 8 >= len {
@@ -593,6 +611,19 @@ impl KeyBuf {
             i += 1;
         }
         self.launder(h)
+    }
+
+    /// The name's hash as the last fill or [`KeyBuf::keep_hash`] left it.
+    #[inline(always)]
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Keep `hash` (the resolver cache's, found by `cache::promoted`) as the name's for the
+    /// cache program, which tail calls leave this buffer to.
+    #[inline(always)]
+    pub fn keep_hash(&mut self, hash: u64) {
+        self.hash = hash;
     }
 
     /// The `len`-byte name's top label as [`rampart_common::top_label_word`] reads it: the

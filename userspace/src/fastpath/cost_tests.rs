@@ -290,7 +290,11 @@ const COOKIE_CEILING: f64 = 1.5;
 /// bounded by the hit without it: 2026-12-07 evening, others building, 1.39-1.50x with it
 /// against 1.52-1.66x without in the same runs; interleaved with base 27a30f6's binary 1.44-1.45x
 /// against its 1.59-1.62x, resolver-only 1.33-1.34x against 1.35-1.36x, a resolver miss
-/// 1.55-1.56x against 2.33-2.38x.
+/// 1.55-1.56x against 2.33-2.38x. With the cache-first hand-off before the main program's parse
+/// and one hash pass over the name (2026-12-07 21:10-21:36, five rounds interleaved with base
+/// cff27bb's binary, others building): resolver-only 1.17-1.24x against base's 1.26-1.34x
+/// (156-166 ns against 167-173 on the quieter rounds); with zones 1.38-1.51x against
+/// 1.39-1.48x, unchanged.
 #[test]
 fn cache_hit_cost_against_the_authoritative_hit() {
     let (catalog, _) = super::cache_tests::demo_zones();
