@@ -224,9 +224,10 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
     let udp = udp::parse(ctx, &l3)?;
-    let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
+    let s = maps::Scratch::get()?;
+    let probe = s.launder(packet::is_health_probe(ctx) as u64);
     let addr = ip::source(ctx, &l3)?;
-    let src = limits::Source::new(addr, probe);
+    let src = limits::Source::new(addr, probe, s);
     let mode = maps::key_buf()?.early;
     let early = mode != 0;
     // What the main program leaves is for the early path only.
