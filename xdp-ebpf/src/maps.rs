@@ -172,22 +172,29 @@ impl KeyBuf {
     /// Zero the key bytes a name of `len` bytes leaves unwritten but the lookup reads: the
     /// first 64 for a short key, all 256 for a long one. Volatile stores, because LLVM would
     /// otherwise turn the loop into a call to compiler-builtins' byte-at-a-time `memset`, which
-    /// cost ~150 ns a packet.
+    /// cost ~150 ns a packet. The first eight words unrolled: the loop's control was most of
+    /// the cost for a short name (every hit's).
     #[inline(always)]
     pub fn clear(&mut self, len: usize) {
         let words = self.name.as_mut_ptr() as *mut u64;
-        let n = if len <= SHORT_NAME_LEN {
-            SHORT_NAME_LEN / 8
-        } else {
-            KEY_NAME_LEN / 8
-        };
-        let mut i = 0;
+        // SAFETY: words 0..8 of the 256-byte name, 8-aligned (first field of the 8-aligned
+        // scratch value).
+        unsafe {
+            core::ptr::write_volatile(words, 0);
+            core::ptr::write_volatile(words.add(1), 0);
+            core::ptr::write_volatile(words.add(2), 0);
+            core::ptr::write_volatile(words.add(3), 0);
+            core::ptr::write_volatile(words.add(4), 0);
+            core::ptr::write_volatile(words.add(5), 0);
+            core::ptr::write_volatile(words.add(6), 0);
+            core::ptr::write_volatile(words.add(7), 0);
+        }
+        if len <= SHORT_NAME_LEN {
+            return;
+        }
+        let mut i = SHORT_NAME_LEN / 8;
         while i < KEY_NAME_LEN / 8 {
-            if i >= n {
-                break;
-            }
-            // SAFETY: i < 32 words of the 256-byte name, 8-aligned (first field of the
-            // 8-aligned scratch value).
+            // SAFETY: 8 <= i < 32 words of the 256-byte name, 8-aligned.
             unsafe { core::ptr::write_volatile(words.add(i), 0) };
             i += 1;
         }
@@ -484,6 +491,11 @@ pub fn lookup(
         _ => TAIL_LARGE,
     };
     if value.tail_len as usize > slot {
+        return Err(Counter::PassMiss);
+    }
+    // An inline tail is copied a word at a time (`store_inline`): one shorter than a word (no
+    // answer has one) goes up rather than fail after the resize.
+    if value.tail_class == TAIL_CLASS_INLINE && (value.tail_len as usize) < 8 {
         return Err(Counter::PassMiss);
     }
     Ok(answer)
@@ -853,9 +865,10 @@ extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Copy an inline tail (`len` <= [`TAIL_INLINE`] bytes, from its 4-aligned place in the
-/// record) into the packet at `off`, four bytes at a time, without the helper: its call and
-/// `memcpy` were a quarter of a hit's live samples.
+/// Copy an inline tail (8 <= `len` <= [`TAIL_INLINE`] bytes, from its 8-aligned place in the
+/// record) into the packet at `off`, eight bytes at a time (half the bound checks and loop
+/// turns of four), without the helper: its call and `memcpy` were a quarter of a hit's live
+/// samples.
 #[inline(always)]
 fn store_inline(
     ctx: &XdpContext,
@@ -866,7 +879,7 @@ fn store_inline(
 ) -> Result<(), Counter> {
     let off = (wash.launder(off as u64) & 0x7ff) as usize;
     let len = (wash.launder(len as u64) & 0x3f) as usize;
-    crate::packet::store_words::<u32, TAIL_INLINE>(ctx, off, src, len, Counter::PassRewriteFailed)
+    crate::packet::store_words::<u64, TAIL_INLINE>(ctx, off, src, len, Counter::PassRewriteFailed)
 }
 
 /// Copy the answer's tail from its slot into the packet at `off`.
