@@ -32,13 +32,13 @@ const MISS_CLASS: u32 = (RrlKind::Miss as u32) << 28;
 /// The class the whitelist memo hashes sources under (no response class uses it).
 const SOURCE_CLASS: u32 = 0x7fff_ffff;
 
-/// The query's source: its address (for the whitelist) and its prefix (for the buckets), and
-/// whether it is the daemon's own health probe (never limited, like a whitelisted prefix); with
+/// The query's source: its address (for the whitelist, and masked to its prefix for the
+/// buckets: only where a bucket is read, not on every hit), and whether it is the daemon's own
+/// health probe (never limited, like a whitelisted prefix); with
 /// the limits and this CPU's whitelist memo, found once for the frame (each lookup is a dozen
 /// instructions once the verifier inlines it, and a hit made three).
 pub struct Source {
     addr: [u32; 4],
-    prefix: [u32; 4],
     /// The limits userspace wrote (`None` before it does: everything off).
     limits: Option<&'static Limits>,
     /// This CPU's whitelist memo, in the frame's scratch slot.
@@ -54,12 +54,9 @@ pub struct Source {
 impl Source {
     #[inline(always)]
     pub fn new(addr: [u32; 4], probe: u64, s: Scratch) -> Source {
-        let limits = LIMITS.get(0);
-        let (prefix, _) = mask(limits, &addr);
         Source {
             addr,
-            prefix,
-            limits,
+            limits: LIMITS.get(0),
             memo: s.whitelist_memo(),
             probe,
             cookie: 0,
@@ -81,24 +78,18 @@ pub fn settings() -> Option<&'static Limits> {
 
 /// The configured prefix of `addr` (IPv4 mapped: only the last word is the address).
 #[inline(always)]
-fn mask(limits: Option<&Limits>, addr: &[u32; 4]) -> ([u32; 4], bool) {
-    let Some(l) = limits else {
-        return (*addr, false);
-    };
+fn mask(l: &Limits, addr: &[u32; 4]) -> [u32; 4] {
     let v4 = addr[0] == 0 && addr[1] == 0 && addr[2] == 0xffffu32.to_be();
     if v4 {
-        ([0, 0, addr[2], addr[3] & l.v4_mask], true)
+        [0, 0, addr[2], addr[3] & l.v4_mask]
     } else {
         let (m0, m1) = (l.v6_mask[0], l.v6_mask[1]);
-        (
-            [
-                addr[0] & m0 as u32,
-                addr[1] & (m0 >> 32) as u32,
-                addr[2] & m1 as u32,
-                addr[3] & (m1 >> 32) as u32,
-            ],
-            false,
-        )
+        [
+            addr[0] & m0 as u32,
+            addr[1] & (m0 >> 32) as u32,
+            addr[2] & m1 as u32,
+            addr[3] & (m1 >> 32) as u32,
+        ]
     }
 }
 
@@ -270,7 +261,7 @@ pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
         }
     }
     if l.rrl_interval != 0 {
-        let tag = rate_hash(l.rate_seed, &src.prefix, class);
+        let tag = rate_hash(l.rate_seed, &mask(l, &src.addr), class);
         if let Some(n) = account(
             &BUCKETS,
             tag,
@@ -296,7 +287,7 @@ pub fn budget(src: &Source) -> Result<Verdict, Counter> {
     // Two early returns rather than one merged `over` call: merging the paths doubles what
     // the verifier explores (past its 1M-instruction budget).
     if l.budget_interval != 0 {
-        let tag = rate_hash(l.rate_seed, &src.prefix, MISS_CLASS);
+        let tag = rate_hash(l.rate_seed, &mask(l, &src.addr), MISS_CLASS);
         if let Some(n) = account(
             &BUCKETS,
             tag,
