@@ -242,9 +242,10 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
             return Err(reason);
         }
     };
-    let probe = maps::key_buf()?.launder(packet::is_health_probe(ctx) as u64);
+    let s = maps::Scratch::get()?;
+    let probe = s.launder(packet::is_health_probe(ctx) as u64);
     let addr = ip::source(ctx, &l3)?;
-    let src = limits::Source::new(addr, probe);
+    let src = limits::Source::new(addr, probe, s);
     let served = serve(ctx, &l3, &udp, &src);
     // Cache first: what the cache can't answer (the frame untouched) goes back to the main
     // program, which answers it from the zones or passes it up as on any node.

@@ -88,23 +88,27 @@ fn name_length(ctx: &XdpContext, start: usize, dns_end: usize) -> Result<(usize,
     Err(Counter::PassMalformed)
 }
 
-/// Parse the question and [`maps::locate`] its answer.
+/// Parse the question and [`maps::locate`] its answer; with the live generation's records,
+/// found once for the frame ([`maps::records`]; no generation yet: `PassNotReady`).
 #[inline(always)]
 pub fn parse_question(
     ctx: &XdpContext,
     s: Scratch,
     dns_off: usize,
     dns_len: usize,
-) -> Result<Question, Counter> {
+) -> Result<(Question, &'static maps::Records), Counter> {
     let q = read_question_in(ctx, s, dns_off, dns_len, None)?;
-    if let Err(reason) = maps::locate(ctx, s, &q) {
+    let Some(records) = maps::records(s) else {
+        return Err(Counter::PassNotReady);
+    };
+    if let Err(reason) = maps::locate(ctx, s, records, &q) {
         // The resolver's cache has the name: the cache program takes the question as read.
         if reason == Counter::TxCache {
             crate::cache_handoff::leave(&q);
         }
         return Err(reason);
     }
-    Ok(q)
+    Ok((q, records))
 }
 
 /// Read the question: measure the name label by label, then copy it lowercased into the

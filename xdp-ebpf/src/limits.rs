@@ -11,7 +11,7 @@ use rampart_common::{
     rate_hash,
 };
 
-use crate::maps::count;
+use crate::maps::{Scratch, WhitelistMemo, count};
 
 #[map(name = "LIMITS")]
 static LIMITS: Array<Limits> = Array::with_max_entries(1, 0);
@@ -28,22 +28,21 @@ static CLASS_RATES: PerCpuArray<RateSet> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "TOTAL_BUDGET")]
 static TOTAL_BUDGET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
 
-/// What the whitelist said of recent sources, per CPU: one cache line of eight entries, each a
-/// source's hash (under the rate seed, so a restart forgets them) with its low bit cleared when
-/// the source is not listed. A source that keeps sending (a load generator, a monitoring
-/// resolver) finds its verdict here instead of a trie walk per packet.
-#[map(name = "WHITELIST_MEMO")]
-static WHITELIST_MEMO: PerCpuArray<[u64; 8]> = PerCpuArray::with_max_entries(1, 0);
-
 const MISS_CLASS: u32 = (RrlKind::Miss as u32) << 28;
 /// The class the whitelist memo hashes sources under (no response class uses it).
 const SOURCE_CLASS: u32 = 0x7fff_ffff;
 
-/// The query's source: its address (for the whitelist) and its prefix (for the buckets), and
-/// whether it is the daemon's own health probe (never limited, like a whitelisted prefix).
+/// The query's source: its address (for the whitelist, and masked to its prefix for the
+/// buckets: only where a bucket is read, not on every hit), and whether it is the daemon's own
+/// health probe (never limited, like a whitelisted prefix); with
+/// the limits and this CPU's whitelist memo, found once for the frame (each lookup is a dozen
+/// instructions once the verifier inlines it, and a hit made three).
 pub struct Source {
     addr: [u32; 4],
-    prefix: [u32; 4],
+    /// The limits userspace wrote (`None` before it does: everything off).
+    limits: Option<&'static Limits>,
+    /// This CPU's whitelist memo, in the frame's scratch slot.
+    memo: *mut WhitelistMemo,
     /// Nonzero for the probe; a word laundered by the caller, not a bool, so the verifier
     /// carries one state through the program rather than one per value (see KeyBuf::launder).
     probe: u64,
@@ -54,24 +53,13 @@ pub struct Source {
 
 impl Source {
     #[inline(always)]
-    pub fn new(addr: [u32; 4], probe: u64) -> Source {
-        let (prefix, _) = mask(&addr);
+    pub fn new(addr: [u32; 4], probe: u64, s: Scratch) -> Source {
         Source {
             addr,
-            prefix,
+            limits: LIMITS.get(0),
+            memo: s.whitelist_memo(),
             probe,
             cookie: 0,
-        }
-    }
-
-    /// The same source with the cookie check's verdict.
-    #[inline(always)]
-    pub fn with_cookie(&self, cookie: u64) -> Source {
-        Source {
-            addr: self.addr,
-            prefix: self.prefix,
-            probe: self.probe,
-            cookie,
         }
     }
 
@@ -90,24 +78,18 @@ pub fn settings() -> Option<&'static Limits> {
 
 /// The configured prefix of `addr` (IPv4 mapped: only the last word is the address).
 #[inline(always)]
-fn mask(addr: &[u32; 4]) -> ([u32; 4], bool) {
-    let Some(l) = LIMITS.get(0) else {
-        return (*addr, false);
-    };
+fn mask(l: &Limits, addr: &[u32; 4]) -> [u32; 4] {
     let v4 = addr[0] == 0 && addr[1] == 0 && addr[2] == 0xffffu32.to_be();
     if v4 {
-        ([0, 0, addr[2], addr[3] & l.v4_mask], true)
+        [0, 0, addr[2], addr[3] & l.v4_mask]
     } else {
         let (m0, m1) = (l.v6_mask[0], l.v6_mask[1]);
-        (
-            [
-                addr[0] & m0 as u32,
-                addr[1] & (m0 >> 32) as u32,
-                addr[2] & m1 as u32,
-                addr[3] & (m1 >> 32) as u32,
-            ],
-            false,
-        )
+        [
+            addr[0] & m0 as u32,
+            addr[1] & (m0 >> 32) as u32,
+            addr[2] & m1 as u32,
+            addr[3] & (m1 >> 32) as u32,
+        ]
     }
 }
 
@@ -179,11 +161,8 @@ fn whitelisted(src: &Source, l: &Limits) -> bool {
     }
     // The full address (a whitelisted prefix may be longer than the RRL prefix); odd.
     let h = rate_hash(l.rate_seed, &src.addr, SOURCE_CLASS);
-    let Some(memo) = WHITELIST_MEMO.get_ptr_mut(0) else {
-        return listed(src);
-    };
-    // SAFETY: this CPU's memo line (per-CPU map: nothing else writes it meanwhile).
-    let slot = unsafe { &mut (*memo)[(h >> 1) as usize & 7] };
+    // SAFETY: this CPU's memo line, in its scratch slot (nothing else writes it meanwhile).
+    let slot = unsafe { &mut (*src.memo).0[(h >> 1) as usize & 7] };
     if *slot == h {
         return true;
     }
@@ -251,7 +230,7 @@ fn over(
 /// `Err(counter)`: drop.
 #[inline(always)]
 pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
-    let Some(l) = LIMITS.get(0) else {
+    let Some(l) = src.limits else {
         return Ok(Verdict::Pass);
     };
     // A valid server cookie proves the source address: no limit applies, and its answers don't
@@ -282,7 +261,7 @@ pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
         }
     }
     if l.rrl_interval != 0 {
-        let tag = rate_hash(l.rate_seed, &src.prefix, class);
+        let tag = rate_hash(l.rate_seed, &mask(l, &src.addr), class);
         if let Some(n) = account(
             &BUCKETS,
             tag,
@@ -300,7 +279,7 @@ pub fn answer(src: &Source, class: u32) -> Result<Verdict, Counter> {
 /// The budget of queries passed up to the slow path: per source prefix, then in total.
 #[inline(always)]
 pub fn budget(src: &Source) -> Result<Verdict, Counter> {
-    let Some(l) = LIMITS.get(0) else {
+    let Some(l) = src.limits else {
         return Ok(Verdict::Pass);
     };
     // SAFETY: helper without arguments.
@@ -308,7 +287,7 @@ pub fn budget(src: &Source) -> Result<Verdict, Counter> {
     // Two early returns rather than one merged `over` call: merging the paths doubles what
     // the verifier explores (past its 1M-instruction budget).
     if l.budget_interval != 0 {
-        let tag = rate_hash(l.rate_seed, &src.prefix, MISS_CLASS);
+        let tag = rate_hash(l.rate_seed, &mask(l, &src.addr), MISS_CLASS);
         if let Some(n) = account(
             &BUCKETS,
             tag,

@@ -44,12 +44,33 @@ static TAILS_SMALL: Generations<TailSmall> = ArrayOfMaps::new();
 #[btf_map(name = "TAILS_LARGE")]
 static TAILS_LARGE: Generations<TailLarge> = ArrayOfMaps::new();
 
+/// One generation's records.
+pub type Records = btf_maps::Array<Record, 1, GENERATION_FLAGS>;
+
 /// Record `idx` of the generation in slot `slot`.
 #[inline(always)]
 fn record(slot: u32, idx: u32) -> Option<*const Record> {
     RECORDS
         .get_value_ptr_mut(slot, &idx)
         .map(|p| p as *const Record)
+}
+
+/// The live generation's records (read once per frame by [`KeyBuf::fill_name`]), found once
+/// for the frame: a hit reads two records of it, and each outer lookup is a dozen
+/// instructions once the verifier inlines it. `None` before the first generation is ready.
+#[inline(always)]
+pub fn records(s: Scratch) -> Option<&'static Records> {
+    let key = s.key();
+    if key.ready == 0 {
+        return None;
+    }
+    RECORDS.get(key.slot)
+}
+
+/// Record `idx` of `records`.
+#[inline(always)]
+fn record_in(records: &Records, idx: u32) -> Option<*const Record> {
+    records.get_ptr(idx)
 }
 
 /// Mappable: the daemon's slow path reads the live generation from it (`GenerationWord`).
@@ -136,28 +157,45 @@ pub struct KeyBuf {
     /// Set by the main program before it tail-calls the cache program: nonzero when the query
     /// has not been through the miss budget yet (the early probe, `cache::probe`).
     pub early: u32,
+    /// What the whitelist said of recent sources (`limits::whitelisted`).
+    memo: WhitelistMemo,
 }
+
+/// What the whitelist said of recent sources, per CPU: eight entries, each a source's hash
+/// (under the rate seed, so a restart forgets them) with its low bit cleared when the source
+/// is not listed. A source that keeps sending (a load generator, a monitoring resolver) finds
+/// its verdict here instead of a trie walk per packet; kept in the scratch slot, which the
+/// frame has already looked up, rather than in a map of its own.
+#[repr(C, align(64))]
+pub struct WhitelistMemo(pub [u64; 8]);
 
 impl KeyBuf {
     /// Zero the key bytes a name of `len` bytes leaves unwritten but the lookup reads: the
     /// first 64 for a short key, all 256 for a long one. Volatile stores, because LLVM would
     /// otherwise turn the loop into a call to compiler-builtins' byte-at-a-time `memset`, which
-    /// cost ~150 ns a packet.
+    /// cost ~150 ns a packet. The first eight words unrolled: the loop's control was most of
+    /// the cost for a short name (every hit's).
     #[inline(always)]
     pub fn clear(&mut self, len: usize) {
         let words = self.name.as_mut_ptr() as *mut u64;
-        let n = if len <= SHORT_NAME_LEN {
-            SHORT_NAME_LEN / 8
-        } else {
-            KEY_NAME_LEN / 8
-        };
-        let mut i = 0;
+        // SAFETY: words 0..8 of the 256-byte name, 8-aligned (first field of the 8-aligned
+        // scratch value).
+        unsafe {
+            core::ptr::write_volatile(words, 0);
+            core::ptr::write_volatile(words.add(1), 0);
+            core::ptr::write_volatile(words.add(2), 0);
+            core::ptr::write_volatile(words.add(3), 0);
+            core::ptr::write_volatile(words.add(4), 0);
+            core::ptr::write_volatile(words.add(5), 0);
+            core::ptr::write_volatile(words.add(6), 0);
+            core::ptr::write_volatile(words.add(7), 0);
+        }
+        if len <= SHORT_NAME_LEN {
+            return;
+        }
+        let mut i = SHORT_NAME_LEN / 8;
         while i < KEY_NAME_LEN / 8 {
-            if i >= n {
-                break;
-            }
-            // SAFETY: i < 32 words of the 256-byte name, 8-aligned (first field of the
-            // 8-aligned scratch value).
+            // SAFETY: 8 <= i < 32 words of the 256-byte name, 8-aligned.
             unsafe { core::ptr::write_volatile(words.add(i), 0) };
             i += 1;
         }
@@ -358,6 +396,13 @@ impl Scratch {
     pub fn launder(self, v: u64) -> u64 {
         self.key().launder(v)
     }
+
+    /// This CPU's whitelist memo.
+    #[inline(always)]
+    pub fn whitelist_memo(self) -> *mut WhitelistMemo {
+        // SAFETY: a field of the scratch slot; no reference is made.
+        unsafe { &raw mut (*self.0).memo }
+    }
 }
 
 #[inline(always)]
@@ -382,7 +427,12 @@ enum Found {
 /// parsed, and the outcome left in the key buffer for [`lookup`]: few values are live this
 /// early, so the verifier walks the index (and the encloser walk's 32 hops) for few states.
 #[inline(always)]
-pub fn locate(ctx: &XdpContext, s: Scratch, q: &Question) -> Result<(), Counter> {
+pub fn locate(
+    ctx: &XdpContext,
+    s: Scratch,
+    records: &Records,
+    q: &Question,
+) -> Result<(), Counter> {
     let key = s.key();
     let (found, why) = if key.ready == 0 {
         (RECORD_NONE, Counter::PassNotReady)
@@ -392,13 +442,13 @@ pub fn locate(ctx: &XdpContext, s: Scratch, q: &Question) -> Result<(), Counter>
         (RECORD_NONE, Counter::PassMiss)
     } else {
         let name_hash = key.hash;
-        let mut found = find(key, name_hash, q.qtype, q.name_len);
+        let mut found = find(key, records, name_hash, q.qtype, q.name_len);
         // No zone of the node holds the name (its top label is no apex's): nothing more to
         // look up here; the resolver's cache may have it (docs/ARCHITECTURE.md §2.4).
         if matches!(found, Found::Absent) && crate::cache::beyond_zones(key, q)? {
             found = Found::Unsure;
         } else if matches!(found, Found::Absent) && is_data_type(q.qtype) {
-            found = find(key, name_hash, QTYPE_OTHER, q.name_len);
+            found = find(key, records, name_hash, QTYPE_OTHER, q.name_len);
         }
         match found {
             Found::Record(r) => (r, Counter::PassTooBig),
@@ -419,7 +469,12 @@ pub fn locate(ctx: &XdpContext, s: Scratch, q: &Question) -> Result<(), Counter>
 /// The answer [`locate`] found, in the query's variant: the record's own (EDNS), or derived
 /// from it, or its variant's record.
 #[inline(always)]
-pub fn lookup(s: Scratch, q: &Question, variant: Variant) -> Result<Answer, Counter> {
+pub fn lookup(
+    s: Scratch,
+    records: &Records,
+    q: &Question,
+    variant: Variant,
+) -> Result<Answer, Counter> {
     let key = s.key();
     // SAFETY: plain fields of this CPU's scratch slot; volatile, as they were written by
     // locate on another path of the verifier's walk.
@@ -436,11 +491,10 @@ pub fn lookup(s: Scratch, q: &Question, variant: Variant) -> Result<Answer, Coun
     } else {
         Counter::PassMiss
     };
-    let slot = key.slot;
-    let Some(rec) = record(slot, found) else {
+    let Some(rec) = record_in(records, found) else {
         return Err(why);
     };
-    let answer = variant_of(s, rec, variant, slot)?;
+    let answer = variant_of(s, rec, variant, records)?;
     let value = &answer.value;
     if value.tail_len == 0 {
         return Err(why);
@@ -457,6 +511,11 @@ pub fn lookup(s: Scratch, q: &Question, variant: Variant) -> Result<Answer, Coun
     if value.tail_len as usize > slot {
         return Err(Counter::PassMiss);
     }
+    // An inline tail is copied a word at a time (`store_inline`): one shorter than a word (no
+    // answer has one) goes up rather than fail after the resize.
+    if value.tail_class == TAIL_CLASS_INLINE && (value.tail_len as usize) < 8 {
+        return Err(Counter::PassMiss);
+    }
     Ok(answer)
 }
 
@@ -468,7 +527,7 @@ fn variant_of(
     s: Scratch,
     rec: *const Record,
     variant: Variant,
-    slot: u32,
+    records: &Records,
 ) -> Result<Answer, Counter> {
     // SAFETY: a pointer into RECORDS from a successful lookup (RCU keeps it valid); the header
     // is copied out, the inline tail is read in place by store_tail.
@@ -490,7 +549,7 @@ fn variant_of(
         if alt == RECORD_NONE {
             return Err(Counter::PassMiss);
         }
-        let Some(r) = record(slot, alt) else {
+        let Some(r) = record_in(records, alt) else {
             return Err(Counter::PassMiss);
         };
         // SAFETY: as above.
@@ -523,14 +582,14 @@ fn variant_of(
 /// answers if it is this key's (one memory access from the hash, no index line before it),
 /// else in the index, checking the record found against the name.
 #[inline(always)]
-fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found {
+fn find(key: &mut KeyBuf, records: &Records, name_hash: u64, qtype: u16, name_len: usize) -> Found {
     let hash = key_hash(name_hash, qtype);
     // A copy through memory: the checks on it must not narrow the caller's name length (every
     // narrowing would have the rest of the program verified once more).
     let name_len = key.launder(name_len as u64) as usize;
     if is_homed(qtype) {
         let home = home_slot(hash, key.gen_.records_count);
-        if let Some(rec) = record(key.slot, home)
+        if let Some(rec) = record_in(records, home)
             && key.matches(rec, qtype, name_len)
         {
             return Found::Record(home);
@@ -540,7 +599,7 @@ fn find(key: &mut KeyBuf, name_hash: u64, qtype: u16, name_len: usize) -> Found 
     if idx == RECORD_NONE {
         return Found::Absent;
     }
-    let Some(rec) = record(key.slot, idx) else {
+    let Some(rec) = record_in(records, idx) else {
         return Found::Unsure;
     };
     if !key.owns(rec, name_len) {
@@ -837,9 +896,10 @@ extern "C" fn walk_hop(hop: u64, xdp: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Copy an inline tail (`len` <= [`TAIL_INLINE`] bytes, from its 4-aligned place in the
-/// record) into the packet at `off`, four bytes at a time, without the helper: its call and
-/// `memcpy` were a quarter of a hit's live samples.
+/// Copy an inline tail (8 <= `len` <= [`TAIL_INLINE`] bytes, from its 8-aligned place in the
+/// record) into the packet at `off`, eight bytes at a time (half the bound checks and loop
+/// turns of four), without the helper: its call and `memcpy` were a quarter of a hit's live
+/// samples.
 #[inline(always)]
 fn store_inline(
     ctx: &XdpContext,
@@ -850,7 +910,7 @@ fn store_inline(
 ) -> Result<(), Counter> {
     let off = (wash.launder(off as u64) & 0x7ff) as usize;
     let len = (wash.launder(len as u64) & 0x3f) as usize;
-    crate::packet::store_words::<u32, TAIL_INLINE>(ctx, off, src, len, Counter::PassRewriteFailed)
+    crate::packet::store_words::<u64, TAIL_INLINE>(ctx, off, src, len, Counter::PassRewriteFailed)
 }
 
 /// Copy the answer's tail from its slot into the packet at `off`.
