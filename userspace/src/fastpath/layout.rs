@@ -34,6 +34,9 @@ pub struct Layout {
 /// two-choice cuckoo hashing with 8-way buckets places every key quickly.
 const INDEX_FILL: usize = 6;
 
+/// No key position or record (the u32 vectors of [`Layout::build`]).
+const NONE: u32 = u32::MAX;
+
 /// Seeds tried before a layout is taken with shadowed keys.
 const SEED_TRIES: usize = 4;
 
@@ -56,7 +59,12 @@ impl Layout {
         let groups = Groups::new(table)?;
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
         // Records in the table's order (the compiler's is deterministic, and so is the index).
-        let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
+        // Keys, positions and record numbers as u32 (the table has fewer than 2^32 answers,
+        // `Groups::new`): these vectors are millions long, and every page of them is touched.
+        let keys: Vec<u32> = (groups.keys())
+            .filter(|&i| stored(&groups, i))
+            .map(|i| i as u32)
+            .collect();
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: keys");
         let mut b = Builder {
             out: Layout {
@@ -79,44 +87,44 @@ impl Layout {
         // which the index entry names: it proves the name), its answer in a record shared by
         // every name whose shared answer has the same bytes.
         // The first key of each name with a shared entry, by the shared entry's key.
-        let mut first_of_name = vec![usize::MAX; groups.starts.len()];
+        let mut first_of_name = vec![NONE; groups.starts.len()];
         for (pos, &k) in keys.iter().enumerate() {
-            let (name, qtype) = groups.key(k);
+            let (name, qtype) = groups.key(k as usize);
             if qtype != QTYPE_OTHER
                 && let Some(shared) = groups.id(name, QTYPE_OTHER)
-                && first_of_name[shared] == usize::MAX
+                && first_of_name[shared] == NONE
             {
-                first_of_name[shared] = pos;
+                first_of_name[shared] = pos as u32;
             }
         }
-        let anchor: Vec<Option<usize>> = (keys.iter())
-            .map(|&k| (first_of_name[k] != usize::MAX).then_some(first_of_name[k]))
-            .collect();
+        // Each key's anchor position, or NONE.
+        let anchor: Vec<u32> = keys.iter().map(|&k| first_of_name[k as usize]).collect();
         drop(first_of_name);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: anchors");
         // Base records of the keys that have their own, then the shared answers, then (in
         // `alternates`) the variants' records.
-        let mut record_of = vec![usize::MAX; keys.len()];
+        let mut record_of = vec![NONE; keys.len()];
         for (pos, &k) in keys.iter().enumerate() {
-            if anchor[pos].is_some() {
+            if anchor[pos] != NONE {
                 continue;
             }
-            let (name, qtype) = groups.key(k);
-            let record = b.base_record(name, qtype, &groups.group(k))?;
-            record_of[pos] = b.out.records.len();
+            let (name, qtype) = groups.key(k as usize);
+            let record = b.base_record(name, qtype, &groups.group(k as usize))?;
+            record_of[pos] = b.out.records.len() as u32;
             b.out.records.push(record);
         }
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
         let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
-        let mut group_of: Vec<usize> = (keys.iter().enumerate())
-            .filter(|&(pos, _)| anchor[pos].is_none())
-            .map(|(_, &k)| k)
+        let mut group_of: Vec<u32> = (keys.iter().zip(&anchor))
+            .filter(|&(_, &a)| a == NONE)
+            .map(|(&k, _)| k)
             .collect();
         for (pos, &k) in keys.iter().enumerate() {
-            let Some(a) = anchor[pos] else {
+            let a = anchor[pos];
+            if a == NONE {
                 continue;
-            };
-            let group = groups.group(k);
+            }
+            let group = groups.group(k as usize);
             let answer = *shared.entry(signature(&group)).or_insert_with(|| {
                 group_of.push(k);
                 b.out.records.len()
@@ -125,26 +133,28 @@ impl Layout {
                 let record = b.base_record(b"", QTYPE_OTHER, &group)?;
                 b.out.records.push(record);
             }
-            record_of[pos] = record_of[a];
-            b.out.records[record_of[a]].other = answer as u32;
+            record_of[pos] = record_of[a as usize];
+            b.out.records[record_of[a as usize] as usize].other = answer as u32;
         }
         drop(shared);
+        drop(anchor);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: shared records");
         for (i, &k) in group_of.iter().enumerate() {
-            b.alternates(i, &groups.group(k))?;
+            b.alternates(i, &groups.group(k as usize))?;
         }
+        drop(group_of);
         if b.out.records.is_empty() {
             // A home slot to probe (home_slot of 0 records is slot 0): a record no name matches.
             b.out.records.push(Record::zeroed());
         }
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: records");
-        let qtypes: Vec<u16> = keys.iter().map(|&k| groups.key(k).1).collect();
+        let qtypes: Vec<u16> = keys.iter().map(|&k| groups.key(k as usize).1).collect();
         let mut best: Option<(usize, u64, Placement)> = None;
         for _ in 0..SEED_TRIES {
             let seed = seeds()?;
             let hashes: Vec<u64> = (keys.iter())
                 .map(|&k| {
-                    let (name, qtype) = groups.key(k);
+                    let (name, qtype) = groups.key(k as usize);
                     key_hash(name_hash(seed, name), qtype)
                 })
                 .collect();
@@ -194,12 +204,7 @@ impl Placement {
     /// variant's record can stand where the program looks for its key's.
     /// Key i (hash, type) is record `record_of[i]` (a shared entry standing in another key's
     /// record has that record); a homed key always has a record of its own.
-    fn new(
-        hashes: &[u64],
-        qtypes: &[u16],
-        record_of: &[usize],
-        records: usize,
-    ) -> Result<Placement> {
+    fn new(hashes: &[u64], qtypes: &[u16], record_of: &[u32], records: usize) -> Result<Placement> {
         let count = u32::try_from(records).context("records")?;
         let mut slot_of = vec![u32::MAX; records];
         let mut taken = vec![false; records];
@@ -208,7 +213,7 @@ impl Placement {
             let home = home_slot(hash, count) as usize;
             if is_homed(qtype) && !taken[home] {
                 taken[home] = true;
-                slot_of[record_of[i]] = home as u32;
+                slot_of[record_of[i] as usize] = home as u32;
                 homed += 1;
             }
         }
@@ -216,11 +221,12 @@ impl Placement {
         for slot in slot_of.iter_mut().filter(|s| **s == u32::MAX) {
             *slot = free.next().expect("as many free slots as records left") as u32;
         }
-        let at_home =
-            |i: usize| is_homed(qtypes[i]) && slot_of[record_of[i]] == home_slot(hashes[i], count);
+        let at_home = |i: usize| {
+            is_homed(qtypes[i]) && slot_of[record_of[i] as usize] == home_slot(hashes[i], count)
+        };
         let indexed: Vec<(u64, u32)> = (hashes.iter().enumerate())
             .filter(|&(i, _)| !at_home(i))
-            .map(|(i, &h)| (h, slot_of[record_of[i]]))
+            .map(|(i, &h)| (h, slot_of[record_of[i] as usize]))
             .collect();
         let (index, shadowed) = build_index(&indexed)?;
         Ok(Placement {
