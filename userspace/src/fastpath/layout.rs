@@ -353,7 +353,7 @@ impl<'a> Groups<'a> {
         if u32::try_from(table.len()).is_err() {
             bail!("{} compiled answers", table.len());
         }
-        let key = |a: &'a CompiledAnswer| (a.qname.as_slice(), a.qtype);
+        let key = |a: &'a CompiledAnswer| (&*a.qname, a.qtype);
         let mut starts: Vec<u32> = (0..table.len())
             .filter(|&i| i == 0 || key(&table[i - 1]) != key(&table[i]))
             .map(|i| i as u32)
@@ -411,7 +411,7 @@ impl<'a> Groups<'a> {
     /// Key `id`'s (name, type).
     fn key(&self, id: usize) -> (&'a [u8], u16) {
         let a = &self.table[self.starts[id] as usize];
-        (a.qname.as_slice(), a.qtype)
+        (&*a.qname, a.qtype)
     }
 
     /// Key `id`'s variants.
@@ -441,7 +441,7 @@ impl<'a> Groups<'a> {
 /// same name right around it, or NONE.
 fn near_shared(table: &[CompiledAnswer], starts: &[u32]) -> Vec<u32> {
     let mut near = vec![NONE; starts.len()];
-    let name = |id: usize| table[starts[id] as usize].qname.as_slice();
+    let name = |id: usize| &*table[starts[id] as usize].qname;
     let mut from = 0;
     while from < starts.len() {
         let mut to = from + 1;
@@ -520,7 +520,7 @@ fn signature<'a>(g: &Group<'a>) -> [Option<AnswerSig<'a>>; 3] {
                     a.derived,
                 ),
                 (a.relocation.as_ref()).map(|r| (r.ref_qname_len, r.pointers.as_slice())),
-                a.tail.as_slice(),
+                &*a.tail,
             )
         })
     })
@@ -845,9 +845,8 @@ mod tests {
         let runs = |qtype: u16| {
             (0..table.len())
                 .filter(|&i| {
-                    (table[i].qname.as_slice(), table[i].qtype) == (ns, qtype)
-                        && (i == 0
-                            || (table[i - 1].qname.as_slice(), table[i - 1].qtype) != (ns, qtype))
+                    (&*table[i].qname, table[i].qtype) == (ns, qtype)
+                        && (i == 0 || (&*table[i - 1].qname, table[i - 1].qtype) != (ns, qtype))
                 })
                 .count()
         };
@@ -859,8 +858,7 @@ mod tests {
         assert_eq!(ids.len(), 1);
         // Each variant as the table's last entry for it.
         let last = |v: Variant| {
-            (table.iter())
-                .rfind(|a| (a.qname.as_slice(), a.qtype, a.variant) == (ns, QTYPE_OTHER, v))
+            (table.iter()).rfind(|a| (&*a.qname, a.qtype, a.variant) == (ns, QTYPE_OTHER, v))
         };
         let group = groups.group(ids[0]);
         for v in Variant::ALL {
