@@ -1,7 +1,6 @@
 //! The running node: zones (secondary zones too), fast path, slow path, anycast and the control socket, built in
 //! startup order (docs/ARCHITECTURE.md §7), driven by one main loop, shut down in reverse.
 pub mod control;
-mod heap;
 pub mod signals;
 mod startup;
 pub mod zones;
@@ -90,18 +89,13 @@ impl Node {
         let xfr_stats = metrics::XfrStats::default();
         let mut secondaries = Secondaries::new(&config.zones.secondary, &config.key, &xfr_stats)?;
         let with_secondaries = !secondaries.zones().is_empty();
-        let with_xdp = !config.xdp.interfaces.is_empty();
-        // With a fast path, what the parse frees the compile takes, and what the compile
-        // frees the layout: kept until the table is laid out (startup::fast_path).
-        let keep_freed = with_xdp.then(heap::KeepFreed::new);
         let (catalog, load_errors) = zones::load_catalog(&config.zones, &secondaries)?;
         let catalog = Arc::new(catalog);
         let reload_stats = metrics::ReloadStats::new();
         reload_stats.load_errors(load_errors.len());
-        if !with_xdp {
-            release_freed_memory();
-        }
+        release_freed_memory();
         info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
+        let with_xdp = !config.xdp.interfaces.is_empty();
         let anycast_on = !config.anycast.prefixes.is_empty();
         // Once, so both paths make and check cookies with the same secret (a random one too).
         let cookies = Arc::new(cookie::Cookies::from_config(&config.cookies)?);
@@ -169,7 +163,6 @@ impl Node {
                     started,
                     &config,
                     table,
-                    keep_freed,
                     &cookies,
                     room,
                     server_config.resolver.as_deref(),
@@ -449,9 +442,6 @@ impl Node {
             systemd::reloading();
         }
         let (at, began) = (SystemTime::now(), Instant::now());
-        // The parse's freed pages for the compile, the compile's for the layout: given back
-        // at the end.
-        let keep_freed = self.fast.is_some().then(heap::KeepFreed::new);
         let previous = self.shared.get();
         let zones = &self.config.zones;
         let full = matches!(scope, Scope::All);
@@ -580,7 +570,6 @@ impl Node {
             let holds = installed.is_some() && held;
             self.holds_probe.store(holds, Ordering::Relaxed);
         }
-        drop(keep_freed);
         release_freed_memory();
         // The scale bench reads the memory a reload leaves from here.
         info!(ms = began.elapsed().as_millis() as u64, "reload finished");

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use tracing::info;
 
-use super::{heap::KeepFreed, log_installed};
+use super::log_installed;
 use crate::{
     anycast::{
         Anycast,
@@ -25,14 +25,12 @@ use crate::{
 /// Loads the XDP program sized for `table`, writes the limits and cookie secrets, installs the
 /// first generation, lets the program answer from the resolver's cache (resolver mode) and
 /// attaches to every interface. Returns it and the generation installed.
-/// `keep_freed`: held until the table is laid out. `room_for`: records to keep free for zones
-/// that arrive later (secondary zones). Each step is logged with the time since `started` (the
-/// node's start).
+/// `room_for`: records to keep free for zones that arrive later (secondary zones). Each step is
+/// logged with the time since `started` (the node's start).
 pub fn fast_path(
     started: Instant,
     config: &Config,
     table: Vec<CompiledAnswer>,
-    keep_freed: Option<KeepFreed>,
     cookies: &Cookies,
     room_for: Option<u32>,
     resolver: Option<&Resolver>,
@@ -64,8 +62,6 @@ pub fn fast_path(
         // Gone before the maps are made and filled: the start's peak is the layout's, not the
         // table's beside it.
         drop(table);
-        // Given back now: the maps' pages come from the kernel, which zeroes fresh ones.
-        drop(keep_freed);
         super::release_freed_memory();
         info!(elapsed = ?started.elapsed(), "fast path laid out");
         let early = early.map(|(c, loading)| (c, loading.join().expect("loading thread")));
