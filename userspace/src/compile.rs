@@ -39,7 +39,7 @@ pub const COMMON_QTYPES: [RecordType; 13] = [
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledAnswer {
     /// Query name in wire form, lowercased.
-    pub qname: Vec<u8>,
+    pub qname: Box<[u8]>,
     pub qtype: u16,
     pub variant: Variant,
     /// Header flags (QR, AA, RCODE; RD/CD clear: the program copies them from the query).
@@ -48,7 +48,7 @@ pub struct CompiledAnswer {
     pub nscount: u16,
     pub arcount: u16,
     /// Bytes after the question.
-    pub tail: Vec<u8>,
+    pub tail: Box<[u8]>,
     /// NXDOMAIN templates only: how to fit the tail to another query name (boxed: a few
     /// entries per zone have one, and millions of entries would each carry its room).
     pub relocation: Option<Box<Relocation>>,
@@ -73,14 +73,14 @@ impl CompiledAnswer {
     /// An entry that only says "not from the fast path".
     fn pass_marker(qname: &[u8], qtype: u16, variant: Variant) -> CompiledAnswer {
         CompiledAnswer {
-            qname: qname.to_vec(),
+            qname: qname.into(),
             qtype,
             variant,
             flags: 0,
             ancount: 0,
             nscount: 0,
             arcount: 0,
-            tail: Vec::new(),
+            tail: Box::default(),
             relocation: None,
             rrl_class: 0,
             derived: 0,
@@ -101,14 +101,14 @@ impl CompiledAnswer {
         let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
         CompiledAnswer {
             rrl_class: response_class(word(2), word(6), qname, apex),
-            qname: qname.to_vec(),
+            qname: qname.into(),
             qtype,
             variant,
             flags: word(2),
             ancount: word(6),
             nscount: word(8),
             arcount: word(10),
-            tail: bytes[HEADER_LEN + question_len..].to_vec(),
+            tail: bytes[HEADER_LEN + question_len..].into(),
             relocation: None,
             derived: 0,
         }
@@ -163,7 +163,7 @@ impl CompiledAnswer {
     }
 
     /// The tail with DO set in the OPT record's flags, if it ends in an OPT with DO clear.
-    fn with_do(&self) -> Option<Vec<u8>> {
+    fn with_do(&self) -> Option<Box<[u8]>> {
         let back = self.opt_back() as usize;
         if self.is_pass_marker() || back < 2 {
             return None;
@@ -185,7 +185,7 @@ impl CompiledAnswer {
             out.push(CompiledAnswer {
                 variant: Variant::NoEdns,
                 arcount: self.arcount - 1,
-                tail: self.tail[..self.tail.len() - OPT_LEN].to_vec(),
+                tail: self.tail[..self.tail.len() - OPT_LEN].into(),
                 derived: 0,
                 ..self.clone()
             });
@@ -484,7 +484,7 @@ fn encloser_entries(key: &NameKey, templates: Option<&[CompiledAnswer]>) -> Vec<
     };
     (templates.iter())
         .map(|t| CompiledAnswer {
-            qname: key.as_wire().to_vec(),
+            qname: key.as_wire().into(),
             ..t.clone()
         })
         .collect()
@@ -877,7 +877,7 @@ mod tests {
         let key = NameKey::parse(qname).unwrap();
         table
             .iter()
-            .find(|c| c.qname == key.as_wire() && c.qtype == qtype && c.variant == v)
+            .find(|c| *c.qname == *key.as_wire() && c.qtype == qtype && c.variant == v)
     }
 
     /// What the XDP program finds: the exact type, else the name's entry for other data types.
@@ -1046,9 +1046,9 @@ mod tests {
     fn assert_fast_path_matches_slow_path(cat: &Catalog, table: &[CompiledAnswer]) -> Coverage {
         let idx: Index = table
             .iter()
-            .map(|c| ((c.qname.as_slice(), c.qtype, c.variant), c))
+            .map(|c| ((&*c.qname, c.qtype, c.variant), c))
             .collect();
-        let mut bases: Vec<Vec<u8>> = table.iter().map(|c| c.qname.clone()).collect();
+        let mut bases: Vec<Vec<u8>> = table.iter().map(|c| c.qname.to_vec()).collect();
         for zone in cat.zones() {
             bases.extend(
                 zone.nodes_sorted()
@@ -1097,7 +1097,7 @@ mod tests {
                     seen.fast += 1;
                     seen.nx += usize::from(c.flags & 0xf == 3);
                     let referral = c.flags & 0x040f == 0 && c.ancount == 0 && c.nscount > 0;
-                    if referral && c.qname != *name {
+                    if referral && *c.qname != **name {
                         seen.below_cut += 1;
                         seen.below_cut_do += usize::from(v == Variant::EdnsDo);
                     }
@@ -1289,7 +1289,7 @@ mod tests {
         );
         // Owner 0xC00C, A, IN, TTL 3600, RDLENGTH 4, 192.0.2.10.
         assert_eq!(
-            c.tail,
+            *c.tail,
             [
                 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 10
             ]
@@ -1367,7 +1367,7 @@ mod tests {
         let both = DERIVE_NOEDNS | DERIVE_DO;
         let www = NameKey::parse("www.example.com.").unwrap();
         let a = (table.iter())
-            .find(|c| c.qname == www.as_wire() && c.qtype == 1)
+            .find(|c| *c.qname == *www.as_wire() && c.qtype == 1)
             .unwrap();
         assert_eq!((a.variant, a.derived), (Variant::Edns, both));
         assert!(

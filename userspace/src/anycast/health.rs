@@ -93,7 +93,7 @@ impl ProbeQuestion {
     pub fn held_by(&self, table: &[CompiledAnswer]) -> bool {
         let entry = |qtype: u16| {
             table.iter().find(|a| {
-                a.qname == self.qname.as_wire() && a.qtype == qtype && a.variant == Variant::Edns
+                *a.qname == *self.qname.as_wire() && a.qtype == qtype && a.variant == Variant::Edns
             })
         };
         let qtype = u16::from(self.qtype);

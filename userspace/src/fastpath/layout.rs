@@ -34,6 +34,9 @@ pub struct Layout {
 /// two-choice cuckoo hashing with 8-way buckets places every key quickly.
 const INDEX_FILL: usize = 6;
 
+/// No key position or record (the u32 vectors of [`Layout::build`]).
+const NONE: u32 = u32::MAX;
+
 /// Seeds tried before a layout is taken with shadowed keys.
 const SEED_TRIES: usize = 4;
 
@@ -45,18 +48,55 @@ pub fn index_buckets_for(records: usize) -> usize {
 /// The three variants of one (name, type), as the compiler made them.
 type Group<'a> = [Option<&'a CompiledAnswer>; 3];
 
+/// One generation's array lengths, what its maps are sized from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub records: usize,
+    pub names: usize,
+    pub tails_small: usize,
+    pub tails_large: usize,
+    /// Keys in the index (not at their home slot), and the index's buckets.
+    pub indexed: usize,
+    pub index_buckets: usize,
+}
+
 impl Layout {
     /// Lay out `table`, hashing names under a seed from `seeds` (a
     /// few are tried when one leaves a key shadowed, see [`build_index`]).
-    pub fn build(
+    pub fn build(table: &[CompiledAnswer], seeds: impl FnMut() -> Result<u64>) -> Result<Layout> {
+        Layout::build_sized(table, seeds, |_| {})
+    }
+
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            records: self.records.len(),
+            names: self.names.len(),
+            tails_small: self.tails_small.len(),
+            tails_large: self.tails_large.len(),
+            indexed: self.indexed,
+            index_buckets: self.index.len(),
+        }
+    }
+
+    /// [`Layout::build`], telling `sized` the layout's [`Sizes`] once they are known, before
+    /// the index (the longest step left) is built: the maps can be made and the program
+    /// verified meanwhile. The result's own sizes differ (then the caller sizes again) only
+    /// when the index had to grow or another seed was taken (a shadowed key).
+    pub fn build_sized(
         table: &[CompiledAnswer],
         mut seeds: impl FnMut() -> Result<u64>,
+        sized: impl FnOnce(Sizes),
     ) -> Result<Layout> {
         let t0 = std::time::Instant::now();
         let groups = Groups::new(table)?;
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: grouped");
         // Records in the table's order (the compiler's is deterministic, and so is the index).
-        let keys: Vec<usize> = (groups.keys()).filter(|&i| stored(&groups, i)).collect();
+        // Keys, positions and record numbers as u32 (the table has fewer than 2^32 answers,
+        // `Groups::new`): these vectors are millions long, and every page of them is touched.
+        let keys: Vec<u32> = (groups.keys())
+            .filter(|&i| stored(&groups, i))
+            .map(|i| i as u32)
+            .collect();
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: keys");
         let mut b = Builder {
             out: Layout {
@@ -79,44 +119,43 @@ impl Layout {
         // which the index entry names: it proves the name), its answer in a record shared by
         // every name whose shared answer has the same bytes.
         // The first key of each name with a shared entry, by the shared entry's key.
-        let mut first_of_name = vec![usize::MAX; groups.starts.len()];
+        let mut first_of_name = vec![NONE; groups.starts.len()];
         for (pos, &k) in keys.iter().enumerate() {
-            let (name, qtype) = groups.key(k);
-            if qtype != QTYPE_OTHER
-                && let Some(shared) = groups.id(name, QTYPE_OTHER)
-                && first_of_name[shared] == usize::MAX
+            if groups.key(k as usize).1 != QTYPE_OTHER
+                && let Some(shared) = groups.shared_of(k as usize)
+                && first_of_name[shared] == NONE
             {
-                first_of_name[shared] = pos;
+                first_of_name[shared] = pos as u32;
             }
         }
-        let anchor: Vec<Option<usize>> = (keys.iter())
-            .map(|&k| (first_of_name[k] != usize::MAX).then_some(first_of_name[k]))
-            .collect();
+        // Each key's anchor position, or NONE.
+        let anchor: Vec<u32> = keys.iter().map(|&k| first_of_name[k as usize]).collect();
         drop(first_of_name);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: anchors");
         // Base records of the keys that have their own, then the shared answers, then (in
         // `alternates`) the variants' records.
-        let mut record_of = vec![usize::MAX; keys.len()];
+        let mut record_of = vec![NONE; keys.len()];
         for (pos, &k) in keys.iter().enumerate() {
-            if anchor[pos].is_some() {
+            if anchor[pos] != NONE {
                 continue;
             }
-            let (name, qtype) = groups.key(k);
-            let record = b.base_record(name, qtype, &groups.group(k))?;
-            record_of[pos] = b.out.records.len();
+            let (name, qtype) = groups.key(k as usize);
+            let record = b.base_record(name, qtype, &groups.group(k as usize))?;
+            record_of[pos] = b.out.records.len() as u32;
             b.out.records.push(record);
         }
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
         let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
-        let mut group_of: Vec<usize> = (keys.iter().enumerate())
-            .filter(|&(pos, _)| anchor[pos].is_none())
-            .map(|(_, &k)| k)
+        let mut group_of: Vec<u32> = (keys.iter().zip(&anchor))
+            .filter(|&(_, &a)| a == NONE)
+            .map(|(&k, _)| k)
             .collect();
         for (pos, &k) in keys.iter().enumerate() {
-            let Some(a) = anchor[pos] else {
+            let a = anchor[pos];
+            if a == NONE {
                 continue;
-            };
-            let group = groups.group(k);
+            }
+            let group = groups.group(k as usize);
             let answer = *shared.entry(signature(&group)).or_insert_with(|| {
                 group_of.push(k);
                 b.out.records.len()
@@ -125,30 +164,50 @@ impl Layout {
                 let record = b.base_record(b"", QTYPE_OTHER, &group)?;
                 b.out.records.push(record);
             }
-            record_of[pos] = record_of[a];
-            b.out.records[record_of[a]].other = answer as u32;
+            record_of[pos] = record_of[a as usize];
+            b.out.records[record_of[a as usize] as usize].other = answer as u32;
         }
         drop(shared);
+        drop(anchor);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: shared records");
         for (i, &k) in group_of.iter().enumerate() {
-            b.alternates(i, &groups.group(k))?;
+            b.alternates(i, &groups.group(k as usize))?;
         }
+        drop(group_of);
         if b.out.records.is_empty() {
             // A home slot to probe (home_slot of 0 records is slot 0): a record no name matches.
             b.out.records.push(Record::zeroed());
         }
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: records");
-        let qtypes: Vec<u16> = keys.iter().map(|&k| groups.key(k).1).collect();
+        let qtypes: Vec<u16> = keys.iter().map(|&k| groups.key(k as usize).1).collect();
+        let known = Sizes {
+            records: b.out.records.len(),
+            names: b.out.names.len(),
+            tails_small: b.out.tails_small.len(),
+            tails_large: b.out.tails_large.len(),
+            indexed: 0,
+            index_buckets: 0,
+        };
+        let mut sized = Some(sized);
         let mut best: Option<(usize, u64, Placement)> = None;
         for _ in 0..SEED_TRIES {
             let seed = seeds()?;
             let hashes: Vec<u64> = (keys.iter())
                 .map(|&k| {
-                    let (name, qtype) = groups.key(k);
+                    let (name, qtype) = groups.key(k as usize);
                     key_hash(name_hash(seed, name), qtype)
                 })
                 .collect();
-            let placement = Placement::new(&hashes, &qtypes, &record_of, b.out.records.len())?;
+            let placement = Placement::new(&hashes, &qtypes, &record_of, known.records, |homed| {
+                if let Some(sized) = sized.take() {
+                    let indexed = keys.len() - homed;
+                    sized(Sizes {
+                        indexed,
+                        index_buckets: index_buckets_for(indexed),
+                        ..known
+                    });
+                }
+            })?;
             let shadowed = placement.shadowed;
             if best.as_ref().is_none_or(|b| shadowed < b.0) {
                 best = Some((shadowed, seed, placement));
@@ -193,12 +252,14 @@ impl Placement {
     /// the index finds the keys among them. A slot no key claimed is no key's home, so no
     /// variant's record can stand where the program looks for its key's.
     /// Key i (hash, type) is record `record_of[i]` (a shared entry standing in another key's
-    /// record has that record); a homed key always has a record of its own.
+    /// record has that record); a homed key always has a record of its own. `homed_keys` hears
+    /// how many keys are at home before the index is built.
     fn new(
         hashes: &[u64],
         qtypes: &[u16],
-        record_of: &[usize],
+        record_of: &[u32],
         records: usize,
+        homed_keys: impl FnOnce(usize),
     ) -> Result<Placement> {
         let count = u32::try_from(records).context("records")?;
         let mut slot_of = vec![u32::MAX; records];
@@ -208,19 +269,21 @@ impl Placement {
             let home = home_slot(hash, count) as usize;
             if is_homed(qtype) && !taken[home] {
                 taken[home] = true;
-                slot_of[record_of[i]] = home as u32;
+                slot_of[record_of[i] as usize] = home as u32;
                 homed += 1;
             }
         }
+        homed_keys(homed);
         let mut free = (0..records).filter(|&s| !taken[s]);
         for slot in slot_of.iter_mut().filter(|s| **s == u32::MAX) {
             *slot = free.next().expect("as many free slots as records left") as u32;
         }
-        let at_home =
-            |i: usize| is_homed(qtypes[i]) && slot_of[record_of[i]] == home_slot(hashes[i], count);
+        let at_home = |i: usize| {
+            is_homed(qtypes[i]) && slot_of[record_of[i] as usize] == home_slot(hashes[i], count)
+        };
         let indexed: Vec<(u64, u32)> = (hashes.iter().enumerate())
             .filter(|&(i, _)| !at_home(i))
-            .map(|(i, &h)| (h, slot_of[record_of[i]]))
+            .map(|(i, &h)| (h, slot_of[record_of[i] as usize]))
             .collect();
         let (index, shadowed) = build_index(&indexed)?;
         Ok(Placement {
@@ -274,6 +337,10 @@ struct Groups<'a> {
     ids: HashMap<(&'a [u8], u16), u32, foldhash::fast::RandomState>,
     /// Runs of a key seen before, by the key's first run.
     again: HashMap<u32, Vec<u32>>,
+    /// Each key's name's shared key, found next to it (the compiler writes a name's keys
+    /// together), or NONE: looked up by name then. Empty when a key repeats (`again`): then
+    /// the first of a name's shared keys may be elsewhere.
+    near_shared: Vec<u32>,
 }
 
 /// Whether [`Groups::get`] looks up keys of this type.
@@ -286,7 +353,7 @@ impl<'a> Groups<'a> {
         if u32::try_from(table.len()).is_err() {
             bail!("{} compiled answers", table.len());
         }
-        let key = |a: &'a CompiledAnswer| (a.qname.as_slice(), a.qtype);
+        let key = |a: &'a CompiledAnswer| (&*a.qname, a.qtype);
         let mut starts: Vec<u32> = (0..table.len())
             .filter(|&i| i == 0 || key(&table[i - 1]) != key(&table[i]))
             .map(|i| i as u32)
@@ -306,13 +373,27 @@ impl<'a> Groups<'a> {
                 }
             }
         }
+        let near_shared = match again.is_empty() {
+            true => near_shared(table, &starts),
+            false => Vec::new(),
+        };
         starts.push(table.len() as u32);
         Ok(Groups {
             table,
             starts,
             ids,
             again,
+            near_shared,
         })
+    }
+
+    /// Key `id`'s name's shared (`QTYPE_OTHER`) key: [`Groups::id`] of it, without hashing the
+    /// name where it stands next to `id`.
+    fn shared_of(&self, id: usize) -> Option<usize> {
+        match self.near_shared.get(id) {
+            Some(&near) if near != NONE => Some(near as usize),
+            _ => self.id(self.key(id).0, QTYPE_OTHER),
+        }
     }
 
     /// Every key, in the order it first appears.
@@ -330,7 +411,7 @@ impl<'a> Groups<'a> {
     /// Key `id`'s (name, type).
     fn key(&self, id: usize) -> (&'a [u8], u16) {
         let a = &self.table[self.starts[id] as usize];
-        (a.qname.as_slice(), a.qtype)
+        (&*a.qname, a.qtype)
     }
 
     /// Key `id`'s variants.
@@ -356,6 +437,26 @@ impl<'a> Groups<'a> {
     }
 }
 
+/// For each key (run of `table` starting at `starts[i]`), the shared key among the keys of the
+/// same name right around it, or NONE.
+fn near_shared(table: &[CompiledAnswer], starts: &[u32]) -> Vec<u32> {
+    let mut near = vec![NONE; starts.len()];
+    let name = |id: usize| &*table[starts[id] as usize].qname;
+    let mut from = 0;
+    while from < starts.len() {
+        let mut to = from + 1;
+        while to < starts.len() && name(to) == name(from) {
+            to += 1;
+        }
+        let shared = (from..to).find(|&id| table[starts[id] as usize].qtype == QTYPE_OTHER);
+        if let Some(shared) = shared {
+            near[from..to].fill(shared as u32);
+        }
+        from = to;
+    }
+    near
+}
+
 /// Whether a closest-encloser entry (`own`, at `name`) says exactly what its nearest
 /// ancestor's does: a walk that doesn't find it goes on up and gets the same answer, so it
 /// needn't be stored. In an unsigned zone that is every name's but the apex's (the NXDOMAIN
@@ -374,14 +475,14 @@ fn same_as_ancestor(groups: &Groups, name: &[u8], own: &Group) -> bool {
 /// Whether a data type's answer at a name (`own`) is the one the name's shared entry gives
 /// every data type it doesn't list (e.g. DS at a name that is no cut: NODATA either way): the
 /// program falls back to the shared entry when the type has no record, so it needn't be stored.
-fn same_as_shared(groups: &Groups, name: &[u8], qtype: u16, own: &Group) -> bool {
+fn same_as_shared(groups: &Groups, id: usize, qtype: u16, own: &Group) -> bool {
     if qtype == QTYPE_OTHER || !is_data_type(qtype) {
         return false;
     }
-    let Some(shared) = groups.get(name, QTYPE_OTHER) else {
+    let Some(shared) = groups.shared_of(id) else {
         return false;
     };
-    same_group(own, &shared)
+    same_group(own, &groups.group(shared))
 }
 
 /// Whether key `id` is stored: not a pruned closest-encloser or data type entry.
@@ -391,7 +492,7 @@ fn stored(groups: &Groups, id: usize) -> bool {
     if qtype == QTYPE_ENCLOSER {
         !same_as_ancestor(groups, name, &own)
     } else {
-        !same_as_shared(groups, name, qtype, &own)
+        !same_as_shared(groups, id, qtype, &own)
     }
 }
 
@@ -419,7 +520,7 @@ fn signature<'a>(g: &Group<'a>) -> [Option<AnswerSig<'a>>; 3] {
                     a.derived,
                 ),
                 (a.relocation.as_ref()).map(|r| (r.ref_qname_len, r.pointers.as_slice())),
-                a.tail.as_slice(),
+                &*a.tail,
             )
         })
     })
@@ -672,6 +773,32 @@ mod tests {
         assert_eq!(records(2000) - records(1000), 2 * 1000);
     }
 
+    /// The sizes told before the index is built are the layout's (the start loads the program
+    /// sized by them meanwhile), once, and the layout is the one `build` makes.
+    #[test]
+    fn sizes_told_early_are_the_layouts() {
+        let mut text = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n");
+        text.push_str(" NS ns1\nns1 A 192.0.2.1\nlong TXT \"");
+        text.push_str(&"t".repeat(150));
+        text.push_str("\"\n");
+        for i in 0..3000 {
+            text.push_str(&format!(
+                "h{i} A 192.0.2.{}\nh{i} AAAA 2001:db8::{i:x}\n",
+                i % 250
+            ));
+            text.push_str(&format!("{}.n{i} A 192.0.2.7\n", "long-label".repeat(4)));
+        }
+        let zone = crate::zone::Zone::from_text("sizes.example.", &text).unwrap();
+        let table = crate::compile::compile(&crate::zone::Catalog::from_zones([zone]));
+        let mut told = Vec::new();
+        let layout = Layout::build_sized(&table, || Ok(5), |s| told.push(s)).unwrap();
+        assert_eq!(told, [layout.sizes()]);
+        assert!(layout.names.len() >= 3000 && !layout.tails_small.is_empty());
+        let plain = Layout::build(&table, || Ok(5)).unwrap();
+        assert_eq!(plain.records, layout.records);
+        assert_eq!(plain.index, layout.index);
+    }
+
     /// Where the program finds (name, qtype) in `layout`: the record at
     /// the key's home slot if it is that key's, else the index's first candidate.
     fn program_finds(layout: &Layout, name: &[u8], qtype: u16) -> Option<u32> {
@@ -718,9 +845,8 @@ mod tests {
         let runs = |qtype: u16| {
             (0..table.len())
                 .filter(|&i| {
-                    (table[i].qname.as_slice(), table[i].qtype) == (ns, qtype)
-                        && (i == 0
-                            || (table[i - 1].qname.as_slice(), table[i - 1].qtype) != (ns, qtype))
+                    (&*table[i].qname, table[i].qtype) == (ns, qtype)
+                        && (i == 0 || (&*table[i - 1].qname, table[i - 1].qtype) != (ns, qtype))
                 })
                 .count()
         };
@@ -732,8 +858,7 @@ mod tests {
         assert_eq!(ids.len(), 1);
         // Each variant as the table's last entry for it.
         let last = |v: Variant| {
-            (table.iter())
-                .rfind(|a| (a.qname.as_slice(), a.qtype, a.variant) == (ns, QTYPE_OTHER, v))
+            (table.iter()).rfind(|a| (&*a.qname, a.qtype, a.variant) == (ns, QTYPE_OTHER, v))
         };
         let group = groups.group(ids[0]);
         for v in Variant::ALL {

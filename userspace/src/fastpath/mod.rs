@@ -31,6 +31,7 @@ use crate::netlink;
 pub use cache::CacheMap;
 use generation::GenerationMaps;
 use layout::Layout;
+pub use layout::Sizes;
 pub use shared::Sharing;
 
 /// The program, built by build.rs from xdp-ebpf/.
@@ -104,20 +105,22 @@ impl Capacity {
 
     /// Room for a table laid out by [`prepare`] (and its growth on reloads).
     pub fn for_prepared(prepared: &Prepared) -> Capacity {
-        let layout = &prepared.0;
+        Capacity::for_sizes(prepared.0.sizes())
+    }
+
+    /// Room for a layout of these sizes (and its growth on reloads).
+    pub fn for_sizes(s: Sizes) -> Capacity {
         let grow = |n: usize| (n + n / 8 + 64) as u32;
         Capacity {
-            records: grow(layout.records.len()),
-            names: grow(layout.names.len()),
-            tails_small: grow(layout.tails_small.len()),
-            tails_large: grow(layout.tails_large.len()),
+            records: grow(s.records),
+            names: grow(s.names),
+            tails_small: grow(s.tails_small),
+            tails_large: grow(s.tails_large),
             // The index holds the keys not at their home slot: room for their growth, and for
             // an eighth of the records more (a reload whose keys land at home less often), at
             // the index's load (a power of two).
-            index_buckets: layout::index_buckets_for(
-                grow(layout.indexed) as usize + layout.records.len() / 8,
-            )
-            .max(layout.index.len()) as u32,
+            index_buckets: layout::index_buckets_for(grow(s.indexed) as usize + s.records / 8)
+                .max(s.index_buckets) as u32,
             ..Capacity::default()
         }
     }
@@ -651,11 +654,21 @@ impl Prepared {
     pub fn records(&self) -> usize {
         self.0.records.len()
     }
+
+    pub fn sizes(&self) -> Sizes {
+        self.0.sizes()
+    }
 }
 
 /// Lay `table` out for the first install.
 pub fn prepare(table: &[CompiledAnswer]) -> Result<Prepared> {
-    Ok(Prepared(Layout::build(table, random_seed)?))
+    prepare_sized(table, |_| {})
+}
+
+/// [`prepare`], telling `sized` the layout's sizes before its index is built
+/// ([`Layout::build_sized`]).
+pub fn prepare_sized(table: &[CompiledAnswer], sized: impl FnOnce(Sizes)) -> Result<Prepared> {
+    Ok(Prepared(Layout::build_sized(table, random_seed, sized)?))
 }
 
 /// Sets of two buckets holding at least `buckets`: a power of two.

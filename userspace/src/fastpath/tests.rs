@@ -21,14 +21,14 @@ fn sample_table() -> Vec<CompiledAnswer> {
             arcount = 1;
         }
         table.push(CompiledAnswer {
-            qname: wire("www.example.com"),
+            qname: wire("www.example.com").into(),
             qtype: 1,
             variant,
             flags: 0x8400,
             ancount: 1,
             nscount: 0,
             arcount,
-            tail,
+            tail: tail.into(),
             relocation: None,
             rrl_class: 0x1000_0001,
             derived: 0,
@@ -43,14 +43,16 @@ fn sample_table() -> Vec<CompiledAnswer> {
         tail[last] = b'0' + (i % 10);
     }
     table.push(CompiledAnswer {
-        qname: wire("big.example.com"),
+        qname: wire("big.example.com").into(),
         qtype: 16,
         variant: Variant::Edns,
         flags: 0x8400,
         ancount: 40,
         nscount: 0,
         arcount: 1,
-        tail: [tail, vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]].concat(),
+        tail: [tail, vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]]
+            .concat()
+            .into(),
         relocation: None,
         rrl_class: 0x1000_0002,
         derived: 0,
@@ -58,7 +60,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
     // "Any other data type" at www: NODATA (SOA in authority), and a marker for TXT, whose
     // answer the fast path may not send, so TXT must not fall through to that NODATA.
     let nodata = |qtype| CompiledAnswer {
-        qname: wire("www.example.com"),
+        qname: wire("www.example.com").into(),
         qtype,
         variant: Variant::NoEdns,
         flags: 0x8400,
@@ -68,35 +70,36 @@ fn sample_table() -> Vec<CompiledAnswer> {
         tail: vec![
             0xc0, 0x10, 0, 6, 0, 1, 0, 0, 0, 60, 0, 24, 0xc0, 0x10, 0xc0, 0x10, 0, 0, 0, 1, 0, 0,
             0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 60,
-        ],
+        ]
+        .into(),
         relocation: None,
         rrl_class: 0x1000_0002,
         derived: 0,
     };
     table.push(nodata(QTYPE_OTHER));
     table.push(CompiledAnswer {
-        tail: Vec::new(),
+        tail: Box::default(),
         ..nodata(16)
     });
     // A tail too big to travel inline but small-slot sized: one TXT string of 90 bytes.
     let mut mid = vec![0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60, 0, 91, 90];
     mid.extend_from_slice(&[b'm'; 90]);
     table.push(CompiledAnswer {
-        qname: wire("mid.example.com"),
+        qname: wire("mid.example.com").into(),
         qtype: 16,
         variant: Variant::NoEdns,
         flags: 0x8400,
         ancount: 1,
         nscount: 0,
         arcount: 0,
-        tail: mid,
+        tail: mid.into(),
         relocation: None,
         rrl_class: 0x1000_0002,
         derived: 0,
     });
     // A name longer than a short key holds.
     table.push(CompiledAnswer {
-        qname: wire(LONG_NAME),
+        qname: wire(LONG_NAME).into(),
         ..table[0].clone()
     });
     table
@@ -543,8 +546,8 @@ fn new_generation_replaces_the_old_one_whole() {
     let q = frame(false, 999, &query(9, "www.example.com", 1, None));
     assert_eq!(run(&fp, &q).0, XDP_TX);
     let mut table = sample_table();
-    table.retain(|a| a.qname == wire("big.example.com"));
-    table[0].qname = wire("other.example.com");
+    table.retain(|a| *a.qname == *wire("big.example.com"));
+    table[0].qname = wire("other.example.com").into();
     let installed = fp.install(&table).unwrap();
     assert_eq!(installed.answers, 1);
     assert_eq!(run(&fp, &q).0, XDP_PASS, "old generation's answer gone");
@@ -708,7 +711,7 @@ fn every_tail_class_is_copied_whole() {
         let want = table
             .iter()
             .find(|a| {
-                a.qname == wire(name)
+                *a.qname == *wire(name)
                     && a.qtype == qtype
                     && (a.variant as u8 == edns.is_some() as u8)
             })
@@ -725,7 +728,7 @@ fn every_tail_class_is_copied_whole() {
         .map(|n| {
             table
                 .iter()
-                .find(|a| a.qname == wire(&format!("{n}.example.com")))
+                .find(|a| *a.qname == *wire(&format!("{n}.example.com")))
                 .unwrap()
                 .tail
                 .len()

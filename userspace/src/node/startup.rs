@@ -16,7 +16,7 @@ use crate::{
     compile::CompiledAnswer,
     config::Config,
     cookie::Cookies,
-    fastpath::{self, Capacity, FastPath},
+    fastpath::{self, Capacity, FastPath, Sizes},
     limits,
     resolver::Resolver,
     server::SharedCatalog,
@@ -25,8 +25,8 @@ use crate::{
 /// Loads the XDP program sized for `table`, writes the limits and cookie secrets, installs the
 /// first generation, lets the program answer from the resolver's cache (resolver mode) and
 /// attaches to every interface. Returns it and the generation installed.
-/// `room_for`: records to keep free for zones that arrive later (secondary zones). Each step
-/// is logged with the time since `started` (the node's start).
+/// `room_for`: records to keep free for zones that arrive later (secondary zones). Each step is
+/// logged with the time since `started` (the node's start).
 pub fn fast_path(
     started: Instant,
     config: &Config,
@@ -36,23 +36,47 @@ pub fn fast_path(
     resolver: Option<&Resolver>,
 ) -> Result<(FastPath, u32)> {
     let (rrl, budget) = (&config.rrl, &config.miss_budget);
-    let prepared = fastpath::prepare(&table)?;
-    // Gone before the maps are made and filled: the start's peak is the layout's, not the
-    // table's beside it.
-    drop(table);
-    super::release_freed_memory();
-    info!(elapsed = ?started.elapsed(), "fast path laid out");
     let cache = config.resolver.enabled && config.resolver.xdp_cache_entries > 0;
-    let mut capacity = Capacity {
-        buckets: rrl.table_size.max(1),
-        whitelist: (rrl.whitelist.len() as u32).max(1024),
-        cache_entries: config.resolver.xdp_cache_entries,
-        ..Capacity::for_prepared(&prepared)
+    let capacity_for = |sizes: Sizes| {
+        let capacity = Capacity {
+            buckets: rrl.table_size.max(1),
+            whitelist: (rrl.whitelist.len() as u32).max(1024),
+            cache_entries: config.resolver.xdp_cache_entries,
+            ..Capacity::for_sizes(sizes)
+        };
+        match room_for {
+            Some(records) => capacity.with_room_for(records),
+            None => capacity,
+        }
     };
-    if let Some(records) = room_for {
-        capacity = capacity.with_room_for(records);
-    }
-    let mut fp = FastPath::load(capacity, &config.xdp.pin_dir)?;
+    let pin_dir = config.xdp.pin_dir.as_path();
+    // The program is loaded and verified on a thread of its own from the moment the layout's
+    // sizes are known, while the layout builds its index and the table is freed (about a
+    // second each at a million names).
+    let (prepared, early) = std::thread::scope(|s| -> Result<_> {
+        let mut early = None;
+        let prepared = fastpath::prepare_sized(&table, |sizes| {
+            let capacity = capacity_for(sizes);
+            early = Some((capacity, s.spawn(move || FastPath::load(capacity, pin_dir))));
+        });
+        // Gone before the maps are made and filled: the start's peak is the layout's, not the
+        // table's beside it.
+        drop(table);
+        super::release_freed_memory();
+        info!(elapsed = ?started.elapsed(), "fast path laid out");
+        let early = early.map(|(c, loading)| (c, loading.join().expect("loading thread")));
+        Ok((prepared?, early))
+    })?;
+    let capacity = capacity_for(prepared.sizes());
+    let mut fp = match early {
+        Some((sized, loaded)) if sized == capacity => loaded?,
+        early => {
+            // The index grew, or another seed was taken: sized again (the first one unpins).
+            drop(early);
+            info!("the layout's sizes changed while the program loaded: loading it again");
+            FastPath::load(capacity, pin_dir)?
+        }
+    };
     info!(elapsed = ?started.elapsed(), "XDP program loaded, its maps made");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let whitelist: Vec<_> = rrl.whitelist.iter().map(limits::whitelist_key).collect();
