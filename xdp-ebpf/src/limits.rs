@@ -34,9 +34,9 @@ const SOURCE_CLASS: u32 = 0x7fff_ffff;
 
 /// The query's source: its address (for the whitelist, and masked to its prefix for the
 /// buckets: only where a bucket is read, not on every hit), and whether it is the daemon's own
-/// health probe (never limited, like a whitelisted prefix); with
-/// the limits and this CPU's whitelist memo, found once for the frame (each lookup is a dozen
-/// instructions once the verifier inlines it, and a hit made three).
+/// health probe (never limited, like a whitelisted prefix); with the limits and this CPU's
+/// whitelist memo, found once for the frame (each lookup is a dozen instructions once the
+/// verifier inlines it, and a hit made three).
 pub struct Source {
     addr: [u32; 4],
     /// The limits userspace wrote (`None` before it does: everything off).
