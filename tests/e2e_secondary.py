@@ -435,6 +435,14 @@ def both_paths(old, new, secs, change):
     s.setblocking(False)
     s.bind((CLIENT, 0))
     sent, got = {}, []
+
+    def answered(r):
+        path, t = sent.pop(r.id)
+        data = sorted(rd.to_text() for rr in r.answer for rd in rr)
+        version = {(0, (old,)): "old", (0, (new,)): "new"}.get((r.rcode(), tuple(data)),
+                                                              f"{dns.rcode.to_text(r.rcode())} {data}")
+        return path, t, version
+
     t0 = time.monotonic()
     i = 0
     changed = False
@@ -449,23 +457,15 @@ def both_paths(old, new, secs, change):
             sent[post(s, i, "www.xfr.test.", 53 if path == "fast" else SLOW_PORT)] = (path, now)
             i += 1
         r = fetch(s, 0.0001)
-        if r is None or r.id not in sent:
-            continue
-        path, t = sent.pop(r.id)
-        data = sorted(rd.to_text() for rr in r.answer for rd in rr)
-        version = {(0, (old,)): "old", (0, (new,)): "new"}.get((r.rcode(), tuple(data)),
-                                                              f"{dns.rcode.to_text(r.rcode())} {data}")
-        got.append((path, t, version))
+        if r is not None and r.id in sent:
+            got.append(answered(r))
+    # The queries sent last may be answered after the loop (a busy host's slow path): judged
+    # by their content like the others; what is still unanswered a second later is lost.
     deadline = time.monotonic() + 1
     while sent and time.monotonic() < deadline:
-        try:
-            wire, _ = s.recvfrom(4096)
-            r = dns.message.from_wire(wire)
-            if r.id in sent:
-                path, t = sent.pop(r.id)
-                got.append((path, t, "late"))
-        except BlockingIOError:
-            time.sleep(0.01)
+        r = fetch(s, 0.01)
+        if r is not None and r.id in sent:
+            got.append(answered(r))
     s.close()
     got.sort(key=lambda a: a[1])
     return got, len(sent)
