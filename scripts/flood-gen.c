@@ -18,6 +18,10 @@
  *                shaped like RFC 9018's (version 1, reserved 0, the current time, 8 random bytes
  *                of "hash"): well formed, never valid. Implies -e.
  *   -e           an OPT record (UDP size 1232, no DO)
+ *   -f FILE      instead of -n: the queries of a kxdpgun/dnsperf query file ("NAME TYPE" a line, TYPE a
+ *                mnemonic of A AAAA NS SOA MX TXT PTR CNAME DS DNSKEY ANY or a number), one after
+ *                another, from the top again at its end: what kxdpgun -i sends, where its AF_XDP
+ *                program can't be loaded (scripts/bench's flood tools)
  * Prints one line: "flood-gen: packets=N bytes=B seconds=S pps=R sources=K" (bytes: Ethernet
  * frames as the interface counts them, without FCS; sources: distinct GRAN-prefixes used).
  * IPv4 header and UDP checksums are computed in full (the UDP one is mandatory on IPv6). */
@@ -33,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -40,6 +45,10 @@
 
 #define MAX_BATCH 256
 #define FRAME_MAX 512
+#define MAX_QUERIES 1000000
+
+/* A query of a -f file, in wire form. */
+struct query { uint8_t name[255]; uint8_t len; uint16_t qtype; };
 
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
@@ -94,6 +103,49 @@ static int encode_name(const char *name, uint8_t *out) {
     return n;
 }
 
+static int type_code(const char *t) {
+    static const struct { const char *m; int code; } types[] = {
+        {"A", 1}, {"NS", 2}, {"CNAME", 5}, {"SOA", 6}, {"PTR", 12}, {"MX", 15}, {"TXT", 16},
+        {"AAAA", 28}, {"DS", 43}, {"DNSKEY", 48}, {"ANY", 255}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (!strcasecmp(t, types[i].m)) return types[i].code;
+    char *end;
+    long v = strtol(t, &end, 10);
+    return *end || v < 1 || v > 65535 ? -1 : (int)v;
+}
+
+/* Load a query file; returns the number of queries, or dies naming the bad line. */
+static size_t load_queries(const char *path, struct query **out) {
+    FILE *f = fopen(path, "r");
+    if (!f) { perror("flood-gen: -f"); exit(2); }
+    struct query *q = calloc(MAX_QUERIES, sizeof *q);
+    if (!q) die("out of memory");
+    char line[512], name[300], type[32];
+    size_t n = 0, lineno = 0;
+    while (fgets(line, sizeof line, f) && n < MAX_QUERIES) {
+        lineno++;
+        if (sscanf(line, "%299s %31s", name, type) != 2) {
+            if (strspn(line, " \t\r\n") == strlen(line)) continue;
+            fprintf(stderr, "flood-gen: %s:%zu: expected NAME TYPE\n", path, lineno);
+            exit(2);
+        }
+        size_t l = strlen(name);
+        if (l > 1 && name[l - 1] == '.') name[l - 1] = 0;
+        int wl = encode_name(name, q[n].name), code = type_code(type);
+        if (wl < 0 || code < 0) {
+            fprintf(stderr, "flood-gen: %s:%zu: bad name or type\n", path, lineno);
+            exit(2);
+        }
+        q[n].len = (uint8_t)wl;
+        q[n].qtype = (uint16_t)code;
+        n++;
+    }
+    fclose(f);
+    if (!n) die("-f: no queries");
+    *out = q;
+    return n;
+}
+
 /* Set bits [from, to) of a big-endian address to the low bits of v. */
 static void set_bits(uint8_t *addr, int from, int to, uint32_t v) {
     for (int b = to - 1; b >= from; b--, v >>= 1) {
@@ -103,18 +155,18 @@ static void set_bits(uint8_t *addr, int from, int to, uint32_t v) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: flood-gen -i IF -D DSTMAC -d DST -s SRC[/LEN] [-g GRAN] -n NAME [-R] [-C] [-e]\n"
+    fprintf(stderr, "usage: flood-gen -i IF -D DSTMAC -d DST -s SRC[/LEN] [-g GRAN] (-n NAME [-R] | -f FILE) [-C] [-e]\n"
                     "                 -t SECONDS [-c COUNT] [-r PPS] [-b BATCH] [-q QTYPE] [-P PORT] [-x SEED]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    const char *ifname = NULL, *dmac_s = NULL, *dst_s = NULL, *src_s = NULL, *name = NULL;
+    const char *ifname = NULL, *dmac_s = NULL, *dst_s = NULL, *src_s = NULL, *name = NULL, *qfile = NULL;
     int gran = -1, random_names = 0, cookie = 0, edns = 0, batch = 64, qtype = 1, port = 53;
     double secs = 0, rate = 0;
     unsigned long long count = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "i:D:d:s:g:n:RCet:c:r:b:q:P:x:h")) != -1) {
+    while ((opt = getopt(argc, argv, "i:D:d:s:g:n:f:RCet:c:r:b:q:P:x:h")) != -1) {
         switch (opt) {
         case 'i': ifname = optarg; break;
         case 'D': dmac_s = optarg; break;
@@ -122,6 +174,7 @@ int main(int argc, char **argv) {
         case 's': src_s = optarg; break;
         case 'g': gran = atoi(optarg); break;
         case 'n': name = optarg; break;
+        case 'f': qfile = optarg; break;
         case 'R': random_names = 1; break;
         case 'C': cookie = 1; edns = 1; break;
         case 'e': edns = 1; break;
@@ -135,7 +188,11 @@ int main(int argc, char **argv) {
         default: usage();
         }
     }
-    if (!ifname || !dmac_s || !dst_s || !src_s || !name) usage();
+    if (!ifname || !dmac_s || !dst_s || !src_s || !name == !qfile) usage();
+    if (qfile && random_names) die("-R takes -n, not -f");
+    struct query *queries = NULL;
+    size_t nqueries = qfile ? load_queries(qfile, &queries) : 0;
+    if (qfile) name = ""; /* the frames' first name (the root); each packet writes its own */
     /* bounded by construction: a duration is required and capped */
     if (secs <= 0 || secs > 600) die("-t SECONDS is required (0 < SECONDS <= 600)");
     if (batch < 1 || batch > MAX_BATCH) die("-b BATCH must be 1..256");
@@ -181,10 +238,11 @@ int main(int argc, char **argv) {
 
     const int l3 = v6 ? 40 : 20;
     const int opt_len = edns ? 11 + (cookie ? 4 + 8 + 16 : 0) : 0;
-    const int dns_len = 12 + qlen + 4 + opt_len;
-    const int udp_len = 8 + dns_len;
-    const int frame_len = 14 + l3 + udp_len;
-    if (frame_len > FRAME_MAX) die("query too long");
+    /* with -f these change per packet (and so do the frame's length fields) */
+    int dns_len = 12 + qlen + 4 + opt_len;
+    int udp_len = 8 + dns_len;
+    int frame_len = 14 + l3 + udp_len;
+    if (14 + l3 + 8 + 12 + 255 + 4 + opt_len > FRAME_MAX) die("query too long");
 
     static uint8_t frames[MAX_BATCH][FRAME_MAX];
     struct iovec iov[MAX_BATCH];
@@ -229,7 +287,7 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned long long sent = 0, seq = 0;
+    unsigned long long sent = 0, seq = 0, bytes = 0;
     const double t0 = now(), deadline = t0 + secs;
     double t = t0;
     while (!stop && t < deadline && (!count || sent < count)) {
@@ -249,6 +307,26 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++, seq++) {
             uint8_t *f = frames[i], *ip = f + 14, *udp = ip + l3, *dns = udp + 8;
             uint64_t r = rnd();
+            if (qfile) {
+                const struct query *qq = &queries[seq % nqueries];
+                qlen = qq->len;
+                memcpy(dns + 12, qq->name, qlen);
+                uint8_t *q = dns + 12 + qlen;
+                q[0] = qq->qtype >> 8; q[1] = qq->qtype & 0xff; q[2] = 0; q[3] = 1;
+                if (edns) {
+                    uint8_t *o = q + 4;
+                    o[0] = 0; o[1] = 0; o[2] = 41; o[3] = 1232 >> 8; o[4] = 1232 & 0xff;
+                    o[5] = o[6] = o[7] = o[8] = 0; o[9] = 0; o[10] = cookie ? 28 : 0;
+                    if (cookie) { o[11] = 0; o[12] = 10; o[13] = 0; o[14] = 24; }
+                }
+                dns_len = 12 + qlen + 4 + opt_len;
+                udp_len = 8 + dns_len;
+                frame_len = 14 + l3 + udp_len;
+                udp[4] = udp_len >> 8; udp[5] = udp_len & 0xff;
+                if (v6) { ip[4] = udp_len >> 8; ip[5] = udp_len & 0xff; }
+                else { ip[2] = (20 + udp_len) >> 8; ip[3] = (20 + udp_len) & 0xff; }
+                iov[i].iov_len = frame_len;
+            }
             uint8_t *s = v6 ? ip + 8 : ip + 12;
             memcpy(s, src, alen);
             if (sbits) set_bits(s, plen, plen + sbits, (uint32_t)(seq * 2654435761u) & smask);
@@ -294,6 +372,7 @@ int main(int argc, char **argv) {
                 stop = 1;
                 break;
             }
+            for (int j = off; j < off + k; j++) bytes += iov[j].iov_len;
             off += k;
         }
         /* the frames of a partly sent batch are rebuilt next round: count what went out */
@@ -304,6 +383,6 @@ int main(int argc, char **argv) {
     double el = now() - t0;
     unsigned long long distinct = sbits == 0 ? 1 : (sbits >= 63 || sent < (1ULL << sbits) ? sent : (1ULL << sbits));
     printf("flood-gen: packets=%llu bytes=%llu seconds=%.3f pps=%.0f sources=%llu\n", sent,
-           sent * (unsigned long long)frame_len, el, el > 0 ? sent / el : 0.0, distinct);
+           bytes, el, el > 0 ? sent / el : 0.0, distinct);
     return 0;
 }
