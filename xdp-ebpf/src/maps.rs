@@ -234,18 +234,35 @@ impl KeyBuf {
         let words = self.name.as_mut_ptr() as *mut u64;
         let mut sum = 0u64;
         let mut h = seed;
+        // The whole words in the loop (one path a turn), the last part-word once after it: a
+        // part-word read inside the loop split every turn three ways, and the verifier's work
+        // on the main and cache programs went from 369k and 136k instructions to 646k and 584k.
+        let whole = len / 8;
         let mut i = 0;
         while i < KEY_NAME_LEN / 8 {
-            if i * 8 >= len {
+            if i >= whole {
                 break;
             }
-            let w = crate::packet::name_word(ctx, off + i * 8, len - i * 8)?;
+            // off >= 12 (past the DNS header).
+            let w = crate::packet::name_word(ctx, off + i * 8 - 4, 8)?;
             sum += (w & 0xffff_ffff) + (w >> 32);
             let lower = ascii_lowercase8(w);
             h = name_hash_step(h, lower);
             // SAFETY: i < 32 words of the 8-aligned 256-byte name.
             unsafe { words.add(i).write(lower) };
             i += 1;
+        }
+        let rest = len % 8;
+        if rest != 0 {
+            // Laundered and masked (a no-op: the offset is under 2 KiB): every exit of the loop
+            // leaves its own range for it, and the part-word would be verified once per exit.
+            let back4 = (self.launder((off + whole * 8 - 4) as u64) & 0x7ff) as usize;
+            let w = crate::packet::name_word(ctx, back4, rest)?;
+            sum += (w & 0xffff_ffff) + (w >> 32);
+            let lower = ascii_lowercase8(w);
+            h = name_hash_step(h, lower);
+            // SAFETY: whole <= 31 (len <= 255): a word of the 8-aligned 256-byte name.
+            unsafe { words.add(whole & 31).write(lower) };
         }
         self.hash = self.launder(h);
         Ok(sum)
