@@ -79,8 +79,7 @@ pub fn settings() -> Option<&'static Limits> {
 /// The configured prefix of `addr` (IPv4 mapped: only the last word is the address).
 #[inline(always)]
 fn mask(l: &Limits, addr: &[u32; 4]) -> [u32; 4] {
-    let v4 = addr[0] == 0 && addr[1] == 0 && addr[2] == 0xffffu32.to_be();
-    if v4 {
+    if is_v4(addr) {
         [0, 0, addr[2], addr[3] & l.v4_mask]
     } else {
         let (m0, m1) = (l.v6_mask[0], l.v6_mask[1]);
@@ -159,10 +158,9 @@ fn whitelisted(src: &Source, l: &Limits) -> bool {
     if l.flags & LIMIT_WHITELIST == 0 {
         return false;
     }
-    // The full address (a whitelisted prefix may be longer than the RRL prefix); odd.
-    let h = rate_hash(l.rate_seed, &src.addr, SOURCE_CLASS);
+    let h = memo_key(l.rate_seed, &src.addr);
     // SAFETY: this CPU's memo line, in its scratch slot (nothing else writes it meanwhile).
-    let slot = unsafe { &mut (*src.memo).0[(h >> 1) as usize & 7] };
+    let slot = unsafe { &mut (*src.memo).0[((h >> 56) ^ (h >> 1)) as usize & 7] };
     if *slot == h {
         return true;
     }
@@ -172,6 +170,25 @@ fn whitelisted(src: &Source, l: &Limits) -> bool {
     let yes = listed(src);
     *slot = if yes { h } else { h ^ 1 };
     yes
+}
+
+/// A source's memo key, odd (the even value records "not listed"), for the full address (a
+/// whitelisted prefix may be longer than the RRL prefix): an IPv4 source's own address beside
+/// the rate seed's low half (exact, and no hash chain of five multiplies on every hit), any
+/// other the address's hash under the seed.
+#[inline(always)]
+fn memo_key(seed: u64, addr: &[u32; 4]) -> u64 {
+    if is_v4(addr) {
+        (addr[3] as u64) << 32 | seed as u32 as u64 | 1
+    } else {
+        rate_hash(seed, addr, SOURCE_CLASS)
+    }
+}
+
+/// Whether `addr` is an IPv4 address (mapped).
+#[inline(always)]
+fn is_v4(addr: &[u32; 4]) -> bool {
+    addr[0] == 0 && addr[1] == 0 && addr[2] == 0xffffu32.to_be()
 }
 
 /// The whitelist trie's answer for the source.

@@ -161,9 +161,10 @@ pub struct KeyBuf {
     memo: WhitelistMemo,
 }
 
-/// What the whitelist said of recent sources, per CPU: eight entries, each a source's hash
-/// (under the rate seed, so a restart forgets them) with its low bit cleared when the source
-/// is not listed. A source that keeps sending (a load generator, a monitoring resolver) finds
+/// What the whitelist said of recent sources, per CPU: eight entries, each a source's key
+/// (`limits::memo_key`: an IPv4 address beside the rate seed's low half, another address's
+/// hash under the rate seed; so a restart forgets them) with its low bit cleared when the
+/// source is not listed. A source that keeps sending (a load generator, a monitoring resolver) finds
 /// its verdict here instead of a trie walk per packet; kept in the scratch slot, which the
 /// frame has already looked up, rather than in a map of its own.
 #[repr(C, align(64))]
@@ -201,11 +202,12 @@ impl KeyBuf {
         }
     }
 
-    /// Copy the `len`-byte question name at packet offset `off` into the buffer (one helper
-    /// memcpy), lowercase it in place eight bytes at a time, hash it on the same pass (under the
-    /// live generation's seed, read here once for the whole frame), and return its checksum
-    /// contribution as a one's-complement sum of little-endian words (byte-swap after folding).
-    /// Length bytes are below 'A', so lowercasing every byte leaves them alone.
+    /// Put the `len`-byte question name at packet offset `off` into the buffer, read from the
+    /// packet a word at a time ([`crate::packet::name_word`]: no helper copy first, whose call
+    /// and `memcpy` cost more than the name), lowercased eight bytes at a time, hashed on the
+    /// same pass (under the live generation's seed, read here once for the whole frame); returns
+    /// its checksum contribution as a one's-complement sum of little-endian words (byte-swap
+    /// after folding). Length bytes are below 'A', so lowercasing every byte leaves them alone.
     #[inline(always)]
     pub fn fill_name(&mut self, ctx: &XdpContext, off: usize, len: usize) -> Result<u64, Counter> {
         if len == 0 || len > MAX_NAME {
@@ -229,31 +231,38 @@ impl KeyBuf {
         if len == 0 || len > MAX_NAME {
             return Err(Counter::PassMalformed);
         }
-        let name = self.name.as_mut_ptr();
-        // SAFETY: the helper writes len <= 255 bytes into the 256-byte name.
-        if unsafe {
-            aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, off as u32, name.cast(), len as u32)
-        } != 0
-        {
-            return Err(Counter::PassMalformed);
-        }
-        let words = name as *mut u64;
+        let words = self.name.as_mut_ptr() as *mut u64;
         let mut sum = 0u64;
         let mut h = seed;
+        // The whole words in the loop (one path a turn), the last part-word once after it: a
+        // part-word read inside the loop split every turn three ways, and the verifier's work
+        // on the main and cache programs went from 369k and 136k instructions to 646k and 584k.
+        let whole = len / 8;
         let mut i = 0;
         while i < KEY_NAME_LEN / 8 {
-            if i * 8 >= len {
+            if i >= whole {
                 break;
             }
-            // SAFETY: i < 32 words of the 8-aligned 256-byte name; bytes past the name are zero.
-            unsafe {
-                let w = words.add(i).read();
-                sum += (w & 0xffff_ffff) + (w >> 32);
-                let lower = ascii_lowercase8(w);
-                h = name_hash_step(h, lower);
-                words.add(i).write(lower);
-            }
+            // off >= 12 (past the DNS header).
+            let w = crate::packet::name_word(ctx, off + i * 8 - 4, 8)?;
+            sum += (w & 0xffff_ffff) + (w >> 32);
+            let lower = ascii_lowercase8(w);
+            h = name_hash_step(h, lower);
+            // SAFETY: i < 32 words of the 8-aligned 256-byte name.
+            unsafe { words.add(i).write(lower) };
             i += 1;
+        }
+        let rest = len % 8;
+        if rest != 0 {
+            // Laundered and masked (a no-op: the offset is under 2 KiB): every exit of the loop
+            // leaves its own range for it, and the part-word would be verified once per exit.
+            let back4 = (self.launder((off + whole * 8 - 4) as u64) & 0x7ff) as usize;
+            let w = crate::packet::name_word(ctx, back4, rest)?;
+            sum += (w & 0xffff_ffff) + (w >> 32);
+            let lower = ascii_lowercase8(w);
+            h = name_hash_step(h, lower);
+            // SAFETY: whole <= 31 (len <= 255): a word of the 8-aligned 256-byte name.
+            unsafe { words.add(whole & 31).write(lower) };
         }
         self.hash = self.launder(h);
         Ok(sum)

@@ -85,6 +85,29 @@ pub fn name_byte_at(ctx: &XdpContext, off: usize) -> Result<u8, Counter> {
     Ok(unsafe { *p })
 }
 
+/// The question name's next (up to) eight bytes from `back4 + 4`, `rest` (>= 1) of them still
+/// the name's, as a little-endian word with the bytes past the name zeroed: read in place. A
+/// whole word is in any question when four name bytes remain (type and class follow); with
+/// fewer, the word ending with the class is read and shifted down. Given 4 bytes back, so that
+/// no offset here is a subtraction the verifier could see go negative.
+#[inline(always)]
+pub fn name_word(ctx: &XdpContext, back4: usize, rest: usize) -> Result<u64, Counter> {
+    let w = if rest >= 4 {
+        let p = ptr_at(ctx, back4 + 4, 8, Counter::PassMalformed)?;
+        // SAFETY: eight bytes checked by ptr_at; unaligned.
+        unsafe { (p as *const u64).read_unaligned() }
+    } else {
+        let p = ptr_at(ctx, back4 + rest, 8, Counter::PassMalformed)?;
+        // SAFETY: as above.
+        unsafe { (p as *const u64).read_unaligned() >> (8 * (4 - rest)) }
+    };
+    Ok(if rest >= 8 {
+        w
+    } else {
+        w & ((1u64 << (8 * rest)) - 1)
+    })
+}
+
 /// Whether the frame carries the health probe's metadata (see [`PROBE_META`]).
 #[inline(always)]
 pub fn is_health_probe(ctx: &XdpContext) -> bool {

@@ -740,18 +740,24 @@ fn every_tail_class_is_copied_whole() {
     );
 }
 
+/// The example zones (`zones/`) as the slow path's catalog and installed in a loaded program.
+fn example_zones_installed() -> (crate::zone::Catalog, FastPath) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
+    let catalog = crate::zone::Catalog::load(&[], Some(&dir)).unwrap();
+    let table = crate::compile::compile(&catalog);
+    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
+    fp.install(&table).unwrap();
+    (catalog, fp)
+}
+
 /// The in-kernel fast/slow invariant on the example zones: for existing names, missing names
 /// (NXDOMAIN from the closest encloser), names below a cut (the cut's referral, relocated) and
 /// along the SOA's MNAME/RNAME, the program either passes the query up or sends exactly the
 /// slow path's bytes.
 #[test]
 fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
-    use crate::{respond::respond, wire::Transport, zone::Catalog};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones");
-    let catalog = Catalog::load(&[], Some(&dir)).unwrap();
-    let table = crate::compile::compile(&catalog);
-    let mut fp = FastPath::load_unpinned(Capacity::for_table(&table).unwrap()).unwrap();
-    fp.install(&table).unwrap();
+    use crate::{respond::respond, wire::Transport};
+    let (catalog, fp) = example_zones_installed();
     let names = [
         "www.example.com",
         "WWW.Example.COM",
@@ -820,6 +826,39 @@ fn xdp_answers_are_the_slow_paths_bytes_nxdomain_included() {
         let f = frame(false, 999, &query(1, name, 1, None));
         assert_eq!(run(&fp, &f).0, XDP_PASS, "{name}");
     }
+}
+
+/// The question name is read from the packet a word at a time (`packet::name_word`): names whose
+/// last word holds 1..8 of their bytes, capitals in it, without EDNS (the question ends the
+/// frame: a last word of under four bytes is read back from the class) and with: every one is
+/// answered, with the slow path's bytes (a word read wrong hashes or sums wrong: a miss, or a
+/// checksum the program rejects).
+#[test]
+fn names_read_in_place_at_every_last_word_length() {
+    use crate::{respond::respond, wire::Transport};
+    let (catalog, fp) = example_zones_installed();
+    let mut rests = std::collections::BTreeSet::new();
+    for name in [
+        "MiXeD.CaSe.EXAMPLE.COM",
+        "WWW.example.COM",
+        "Mail.Example.COM",
+        "ALIAS2.example.COM",
+        "Example.COM",
+        "SipServer.example.COM",
+        "Alias.example.COM",
+    ] {
+        rests.insert((wire(name).len() - 1) % 8 + 1);
+        for edns in [None, Some((1232, false))] {
+            let q = query(7, name, 1, edns);
+            let f = frame(false, 4242, &q);
+            let (action, out) = run(&fp, &f);
+            assert_eq!(action, XDP_TX, "{name} {edns:?}");
+            let dns = verify_reply(&f, &out);
+            let slow = respond(&catalog, &q, Transport::Udp).expect("the slow path answers");
+            assert_eq!(dns, slow, "{name} {edns:?}: fast and slow bytes");
+        }
+    }
+    assert_eq!(rests.len(), 7, "last-word lengths covered: {rests:?}");
 }
 
 /// The verifier walks at most 1M instructions per program; the main program runs close to it
