@@ -157,6 +157,8 @@ pub struct KeyBuf {
     /// Set by the main program before it tail-calls the cache program: nonzero when the query
     /// has not been through the miss budget yet (the early probe, `cache::probe`).
     pub early: u32,
+    /// Where the frame's UDP header starts, left for the cache program (`cache_handoff`).
+    pub l4_off: u32,
     /// What the whitelist said of recent sources (`limits::whitelisted`).
     memo: WhitelistMemo,
 }
