@@ -43,7 +43,7 @@ pub fn jump(ctx: &XdpContext, early: bool) {
         return;
     }
     if let Ok(key) = maps::key_buf() {
-        key.early = early as u32;
+        key.early = early as u16;
     }
     // SAFETY: a tail call with our own context; JUMPS holds programs of this object only.
     unsafe {
@@ -118,7 +118,7 @@ pub fn first(ctx: &XdpContext) {
 }
 
 /// `KeyBuf::early` for a query handed over by `first`.
-const FIRST: u32 = 2;
+const FIRST: u16 = 2;
 
 #[inline(always)]
 fn cache_first() -> bool {

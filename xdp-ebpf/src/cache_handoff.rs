@@ -88,7 +88,7 @@ pub fn discard() {
 /// its checksum copy).
 #[inline(always)]
 pub fn leave_frame(s: Scratch, l3: &L3) {
-    s.key().l4_off = l3.l4_off as u32;
+    s.key().l4_off = l3.l4_off as u16;
 }
 
 /// The IP and UDP headers of the frame at hand, from where its UDP header starts (left by
