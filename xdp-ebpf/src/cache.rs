@@ -43,7 +43,7 @@ pub fn jump(ctx: &XdpContext, early: bool) {
         return;
     }
     if let Ok(key) = maps::key_buf() {
-        key.early = early as u32;
+        key.early = early as u16;
     }
     // SAFETY: a tail call with our own context; JUMPS holds programs of this object only.
     unsafe {
@@ -118,7 +118,7 @@ pub fn first(ctx: &XdpContext) {
 }
 
 /// `KeyBuf::early` for a query handed over by `first`.
-const FIRST: u32 = 2;
+const FIRST: u16 = 2;
 
 #[inline(always)]
 fn cache_first() -> bool {
@@ -221,28 +221,33 @@ struct Found {
     ttl_count: usize,
     /// Whole seconds the TTLs have aged (rounded up, as the slow path rounds).
     age: u32,
+    /// The coarse clock, read for the age (the limits' "now").
+    now: u64,
 }
 
 #[inline(always)]
 fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
-    let mode = maps::key_buf()?.early;
+    let s = maps::Scratch::get()?;
+    let mode = s.key().early;
     let early = mode != 0;
-    // What the main program leaves is for the early path only.
+    // What the main program leaves is for the early path only. Early, it parsed the headers
+    // and left where they end; otherwise they are parsed here, and taken the same way: one
+    // verifier state on from here.
     if mode != 1 {
         cache_handoff::discard();
-    }
-    let (l3, udp) = match parse(ctx) {
-        Ok(frame) => frame,
-        Err(reason) => {
-            // Cache first: the frame comes before any parse of the main program's, which
-            // parses it again and judges it as on any node.
-            if mode == FIRST {
-                back_to_main(ctx);
+        match parse(ctx) {
+            Ok(l3) => cache_handoff::leave_frame(s, &l3),
+            Err(reason) => {
+                // Cache first: the frame comes before any parse of the main program's, which
+                // parses it again and judges it as on any node.
+                if mode == FIRST {
+                    back_to_main(ctx);
+                }
+                return Err(reason);
             }
-            return Err(reason);
         }
-    };
-    let s = maps::Scratch::get()?;
+    }
+    let (l3, udp) = cache_handoff::take_frame(ctx, s)?;
     let probe = s.launder(packet::is_health_probe(ctx) as u64);
     let addr = ip::source(ctx, &l3)?;
     let src = limits::Source::new(addr, probe, s);
@@ -277,13 +282,14 @@ fn try_cache(ctx: &XdpContext) -> Result<u32, Counter> {
     }
 }
 
-/// The frame's IP and UDP headers (a UDP datagram to port 53), or why not.
+/// The frame's IP header, once its UDP header is checked (a UDP datagram to port 53), or why
+/// not.
 #[inline(always)]
-fn parse(ctx: &XdpContext) -> Result<(ip::L3, udp::Udp), Counter> {
+fn parse(ctx: &XdpContext) -> Result<ip::L3, Counter> {
     let l2 = eth::parse(ctx)?;
     let l3 = ip::parse(ctx, &l2)?;
-    let udp = udp::parse(ctx, &l3)?;
-    Ok((l3, udp))
+    udp::parse(ctx, &l3)?;
+    Ok(l3)
 }
 
 /// The pass reasons the cache program meets, from their index.
@@ -354,7 +360,7 @@ fn serve(
     }
     // SAFETY: a CACHE slot from a successful lookup (an array's: never freed).
     let rrl_class = unsafe { (*found.entry).rrl_class };
-    let outcome = match limits::answer(src, rrl_class)? {
+    let outcome = match limits::answer_at(src, rrl_class, found.now)? {
         limits::Verdict::Pass => Counter::TxCache,
         limits::Verdict::Slip(c) => {
             // Header and question, TC=1, as the main program slips.
@@ -451,7 +457,7 @@ fn find(
     if e.name_len as usize != name_len || !same {
         return Err(Counter::PassMiss);
     }
-    let age = age(e.stored_ns, e.expires_ns).ok_or(Counter::PassMiss)?;
+    let (age, now) = age(e.stored_ns, e.expires_ns).ok_or(Counter::PassMiss)?;
     let (tail_len, arcount, tail_csum) = match variant {
         Variant::NoEdns => {
             if e.noedns == 0 || (e.tail_len as usize) < OPT_LEN || e.arcount == 0 {
@@ -475,6 +481,7 @@ fn find(
         tail_csum,
         ttl_count: e.ttl_count as usize,
         age,
+        now,
     })
 }
 
@@ -483,7 +490,8 @@ fn find(
 /// before its interrupts' softirqs run).
 const COARSE_LAG_NS: u64 = 50_000_000;
 
-/// Whole seconds (rounded up, as the slow path rounds) since `stored_ns`, or `None` when the
+/// Whole seconds (rounded up, as the slow path rounds) since `stored_ns`, with the coarse clock
+/// read for it (the rate limits take their time from it), or `None` when the
 /// entry has expired (or was not yet stored, which can't be): the slow path refreshes it, or
 /// serves it stale once the refresh fails; the program never knows which, so never answers.
 /// The precise clock costs a hit ~20 ns (`read_tsc` in a VM); the coarse one is read from
@@ -491,7 +499,7 @@ const COARSE_LAG_NS: u64 = 50_000_000;
 /// gives one age and is before the expiry, that age is the precise clock's; only near a second's
 /// turn (one query in twenty) or the expiry is the precise clock read.
 #[inline(always)]
-fn age(stored_ns: u64, expires_ns: u64) -> Option<u32> {
+fn age(stored_ns: u64, expires_ns: u64) -> Option<(u32, u64)> {
     // SAFETY: helper without arguments.
     let coarse = unsafe { bpf_ktime_get_coarse_ns() };
     if coarse >= stored_ns && coarse + COARSE_LAG_NS < expires_ns {
@@ -499,7 +507,7 @@ fn age(stored_ns: u64, expires_ns: u64) -> Option<u32> {
         let age = since.div_ceil(NS_PER_SEC);
         // The range's top still rounds up to the same second.
         if since + COARSE_LAG_NS <= age * NS_PER_SEC && since != 0 {
-            return Some(age as u32);
+            return Some((age as u32, coarse));
         }
     }
     // SAFETY: helper without arguments.
@@ -507,7 +515,7 @@ fn age(stored_ns: u64, expires_ns: u64) -> Option<u32> {
     if now >= expires_ns || now < stored_ns {
         return None;
     }
-    Some((now - stored_ns).div_ceil(NS_PER_SEC) as u32)
+    Some(((now - stored_ns).div_ceil(NS_PER_SEC) as u32, coarse))
 }
 
 /// Copy the entry's tail to `tail_off` and write each TTL field (stored TTL less the age);

@@ -1,8 +1,16 @@
-//! The question the main program already read of a query whose name the resolver cache holds
-//! (the encloser walk's first hop found it), left for the cache program with the slot found.
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+//! What the main program already parsed of a query whose name the resolver cache holds (the
+//! frame's headers, the question, the slot the encloser walk's first hop found), left for the
+//! cache program.
+use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
+use rampart_common::Counter;
 
-use crate::query::Question;
+use crate::{
+    eth::ETH_HLEN,
+    ip::{IPV4_HLEN, IPV6_HLEN, L3},
+    maps::Scratch,
+    query::Question,
+    udp::{self, Udp},
+};
 
 /// The question of the frame at hand, and the cache slot the walk's first hop found.
 #[repr(C)]
@@ -71,6 +79,45 @@ pub fn discard() {
     if let Some(h) = scratch() {
         h.ready = 0;
     }
+}
+
+/// Leave where the frame's UDP header starts (the main program's parse, on the early path:
+/// the cache program then parses nothing below DNS again), in the frame's scratch slot, which
+/// both programs look up anyway. Only that: the rest follows from it, and a value more kept
+/// live through the main program's query path moved its registers (the verifier then refused
+/// its checksum copy).
+#[inline(always)]
+pub fn leave_frame(s: Scratch, l3: &L3) {
+    s.key().l4_off = l3.l4_off as u16;
+}
+
+/// The IP and UDP headers of the frame at hand, from where its UDP header starts (left by
+/// `leave_frame`, read back through memory): an IPv4 header (20 bytes) or an IPv6 one (40)
+/// after Ethernet with a VLAN tag or without (14 or 18 bytes) puts it at 34, 38, 54 or 58,
+/// each only one way. Whether the main program left it or the cache program parsed the frame
+/// itself, the verifier sees one state from here on. The UDP header is read again (its length
+/// agrees with the IP header's: checked by the parse).
+#[inline(always)]
+pub fn take_frame(ctx: &XdpContext, s: Scratch) -> Result<(L3, Udp), Counter> {
+    // SAFETY: a plain field of this CPU's scratch slot; volatile, so the value stored on the
+    // other path (or in the other program) is read back, not forwarded.
+    let l4_off = (unsafe { core::ptr::read_volatile(&s.key().l4_off) } & 0x3f) as usize;
+    if l4_off < ETH_HLEN + IPV4_HLEN {
+        return Err(Counter::PassMalformed);
+    }
+    let v6 = l4_off >= ETH_HLEN + IPV6_HLEN;
+    // Masked (a no-op: 14 or 18) so the verifier sees it bounded whichever way it went.
+    let off = (l4_off - if v6 { IPV6_HLEN } else { IPV4_HLEN }) & 0x1f;
+    let udp = udp::header_at(ctx, l4_off)?;
+    Ok((
+        L3 {
+            off,
+            v6,
+            l4_off,
+            l4_len: udp.payload_len + 8,
+        },
+        udp,
+    ))
 }
 
 /// The question left for this frame (once), with the slot and its sequence number. Masked to

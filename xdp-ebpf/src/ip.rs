@@ -9,8 +9,8 @@ use crate::{
 };
 
 const IPPROTO_UDP: u8 = 17;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
 /// TTL / hop limit of our answers, as a host's stack would set it.
 const REPLY_TTL: u8 = 64;
 

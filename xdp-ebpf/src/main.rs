@@ -67,6 +67,8 @@ fn try_rampart(ctx: &XdpContext) -> Verdict {
         // The resolver's cache has the name (the walk's first hop): the cache program answers
         // it; if it can't run, the query is a miss.
         Err(Counter::TxCache) => {
+            // It takes the frame's headers as parsed here.
+            cache_handoff::leave_frame(s, &l3);
             cache::jump(ctx, true);
             Err(Counter::PassMiss)
         }

@@ -156,7 +156,10 @@ pub struct KeyBuf {
     pub top: u32,
     /// Set by the main program before it tail-calls the cache program: nonzero when the query
     /// has not been through the miss budget yet (the early probe, `cache::probe`).
-    pub early: u32,
+    pub early: u16,
+    /// Where the frame's UDP header starts, left for the cache program (`cache_handoff`). Two
+    /// u16 where `early` was one u32: the whitelist memo's line stays where it was.
+    pub l4_off: u16,
     /// What the whitelist said of recent sources (`limits::whitelisted`).
     memo: WhitelistMemo,
 }

@@ -128,6 +128,25 @@ pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
     })
 }
 
+/// The UDP header at `off` of a datagram [`parse`] accepted (the cache program's, from where
+/// the main program found it), read again as it stands.
+#[inline(always)]
+pub fn header_at(ctx: &XdpContext, off: usize) -> Result<Udp, Counter> {
+    let p = ptr_at(ctx, off, UDP_HLEN, Counter::PassMalformed)?;
+    // SAFETY: the 8-byte header checked above; big-endian fields, unaligned.
+    let be16 = |o: usize| u16::from_be(unsafe { (p.add(o) as *const u16).read_unaligned() });
+    let len = be16(4) as usize;
+    if len < UDP_HLEN + MIN_DNS {
+        return Err(Counter::PassMalformed);
+    }
+    Ok(Udp {
+        payload_off: off + UDP_HLEN,
+        payload_len: len - UDP_HLEN,
+        sport: be16(0),
+        csum: be16(6),
+    })
+}
+
 /// Swap ports, set the length and the checksum (RFC 768; mandatory on IPv6, RFC 8200 §8.1).
 /// `sum` is the pseudo-header plus payload sum; the UDP header's own words are added here.
 #[inline(always)]

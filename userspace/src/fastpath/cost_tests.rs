@@ -306,7 +306,11 @@ const COOKIE_CEILING: f64 = 1.5;
 /// and one hash pass over the name (2026-12-07 21:10-21:36, five rounds interleaved with base
 /// cff27bb's binary, others building): resolver-only 1.17-1.24x against base's 1.26-1.34x
 /// (156-166 ns against 167-173 on the quieter rounds); with zones 1.38-1.51x against
-/// 1.39-1.48x, unchanged.
+/// 1.39-1.48x, unchanged. With the frame's UDP offset handed over (IP and UDP not parsed
+/// again) and the age's coarse clock reused by RRL (2026-12-08 00:00-00:29, twelve runs
+/// alternated with base 7f7f6f4's binary, load 4-7): with zones 1.28-1.40x against base's
+/// 1.36-1.59x, resolver-only 1.08-1.16x against 1.12-1.24x; the ceiling with zones lowered to
+/// 1.65x.
 #[test]
 fn cache_hit_cost_against_the_authoritative_hit() {
     let (catalog, _) = super::cache_tests::demo_zones();
@@ -379,5 +383,5 @@ fn cache_hit_cost_against_the_authoritative_hit() {
 
 /// The cache hit's ceiling, as a ratio to the authoritative hit (the target is 1.5x):
 /// on a node with zones (the cache after them) and on a resolver-only one (the cache first).
-const CACHE_CEILING: f64 = 1.75;
+const CACHE_CEILING: f64 = 1.65;
 const FIRST_CEILING: f64 = 1.45;
