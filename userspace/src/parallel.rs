@@ -118,7 +118,9 @@ pub fn extend_with<T: Sync, R: Send, E: Send>(
         let work = || {
             loop {
                 let next = pieces.lock().unwrap_or_else(|e| e.into_inner()).next();
-                let Some((i, (room, items))) = next else { break };
+                let Some((i, (room, items))) = next else {
+                    break;
+                };
                 for (slot, item) in room.iter_mut().zip(items) {
                     match f(item) {
                         Ok(r) => {

@@ -2,6 +2,9 @@
 //! the variants derived from it where the bytes allow, a cuckoo index over the records, long
 //! names and tails in arrays of their own.
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use anyhow::{Context, Result, bail};
 use rampart_common::{
@@ -152,7 +155,9 @@ impl Layout {
         })?;
         for (i, &k) in group_of.iter().enumerate() {
             let r = b.out.records[i];
-            if usize::from(r.head.tail_len) > TAIL_INLINE || usize::from(r.name_len) > RECORD_NAME_LEN {
+            if usize::from(r.head.tail_len) > TAIL_INLINE
+                || usize::from(r.name_len) > RECORD_NAME_LEN
+            {
                 let (name, _) = groups.key(k as usize);
                 b.out.records[i] = b.place(r, name, &groups.group(k as usize))?;
             }
@@ -343,7 +348,10 @@ struct Groups<'a> {
     /// Where each run starts, and the table's end.
     starts: Vec<u32>,
     /// The shared (`QTYPE_OTHER`) and closest-encloser keys, by name: what [`Groups::get`] finds.
-    ids: HashMap<(&'a [u8], u16), u32, foldhash::fast::RandomState>,
+    /// Only the keys' numbers are stored (4 bytes a slot, not a 24-byte borrowed key: a million
+    /// names' table is 8 MB, not 64), compared through the table.
+    ids: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     /// Runs of a key seen before, by the key's first run.
     again: HashMap<u32, Vec<u32>>,
     /// Each key's name's shared key, found next to it (the compiler writes a name's keys
@@ -371,12 +379,17 @@ impl<'a> Groups<'a> {
         let looked_up_keys = (starts.iter())
             .filter(|&&i| looked_up(table[i as usize].qtype))
             .count();
-        let mut ids = HashMap::with_capacity_and_hasher(looked_up_keys, Default::default());
+        let hasher = foldhash::fast::RandomState::default();
+        let key_of = |id: u32| key(&table[starts[id as usize] as usize]);
+        let mut ids = HashTable::with_capacity(looked_up_keys);
         let mut again: HashMap<u32, Vec<u32>> = HashMap::new();
         for (id, &start) in starts.iter().enumerate() {
             let a = &table[start as usize];
             if looked_up(a.qtype) {
-                let first = *ids.entry(key(a)).or_insert(id as u32);
+                let k = key(a);
+                let rehash = |&i: &u32| hasher.hash_one(key_of(i));
+                let entry = ids.entry(hasher.hash_one(k), |&i| key_of(i) == k, rehash);
+                let first = *entry.or_insert(id as u32).get();
                 if first != id as u32 {
                     again.entry(first).or_default().push(id as u32);
                 }
@@ -391,6 +404,7 @@ impl<'a> Groups<'a> {
             table,
             starts,
             ids,
+            hasher,
             again,
             near_shared,
         })
@@ -438,7 +452,11 @@ impl<'a> Groups<'a> {
     /// The key of a shared or closest-encloser entry.
     fn id(&self, name: &[u8], qtype: u16) -> Option<usize> {
         debug_assert!(looked_up(qtype));
-        self.ids.get(&(name, qtype)).map(|&i| i as usize)
+        let hash = self.hasher.hash_one((name, qtype));
+        (self
+            .ids
+            .find(hash, |&i| self.key(i as usize) == (name, qtype)))
+        .map(|&i| i as usize)
     }
 
     fn get(&self, name: &[u8], qtype: u16) -> Option<Group<'a>> {
@@ -690,16 +708,19 @@ impl<'a> Builder<'a> {
             return (TAIL_CLASS_INLINE, 0);
         }
         let out = &mut self.out;
-        *self.tails.entry(tail).or_insert_with(|| match tail_class(tail.len()) {
-            TAIL_CLASS_SMALL => {
-                out.tails_small.push(tail.to_vec());
-                (TAIL_CLASS_SMALL, out.tails_small.len() as u32 - 1)
-            }
-            class => {
-                out.tails_large.push(tail.to_vec());
-                (class, out.tails_large.len() as u32 - 1)
-            }
-        })
+        *self
+            .tails
+            .entry(tail)
+            .or_insert_with(|| match tail_class(tail.len()) {
+                TAIL_CLASS_SMALL => {
+                    out.tails_small.push(tail.to_vec());
+                    (TAIL_CLASS_SMALL, out.tails_small.len() as u32 - 1)
+                }
+                class => {
+                    out.tails_large.push(tail.to_vec());
+                    (class, out.tails_large.len() as u32 - 1)
+                }
+            })
     }
 
     fn long_name(&mut self, name: &'a [u8]) -> Result<u32> {
