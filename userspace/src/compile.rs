@@ -5,6 +5,7 @@
 //! path would have sent.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -38,8 +39,9 @@ pub const COMMON_QTYPES: [RecordType; 13] = [
 /// One precompiled answer: the key parts and the bytes the program writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledAnswer {
-    /// Query name in wire form, lowercased.
-    pub qname: Box<[u8]>,
+    /// Query name in wire form, lowercased: one allocation shared by a name's entries (three
+    /// million entries at a million names, one block each before).
+    pub qname: Arc<[u8]>,
     pub qtype: u16,
     pub variant: Variant,
     /// Header flags (QR, AA, RCODE; RD/CD clear: the program copies them from the query).
@@ -71,9 +73,9 @@ pub struct Relocation {
 
 impl CompiledAnswer {
     /// An entry that only says "not from the fast path".
-    fn pass_marker(qname: &[u8], qtype: u16, variant: Variant) -> CompiledAnswer {
+    fn pass_marker(qname: &Arc<[u8]>, qtype: u16, variant: Variant) -> CompiledAnswer {
         CompiledAnswer {
-            qname: qname.into(),
+            qname: qname.clone(),
             qtype,
             variant,
             flags: 0,
@@ -91,7 +93,7 @@ impl CompiledAnswer {
     /// its question (`question_len` bytes after the header). `name` is the name it is
     /// rate-limited by when that is not the zone (`apex`): the query name, or a cut.
     fn from_rendered(
-        qname: &[u8],
+        qname: &Arc<[u8]>,
         qtype: u16,
         variant: Variant,
         bytes: &[u8],
@@ -101,7 +103,7 @@ impl CompiledAnswer {
         let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
         CompiledAnswer {
             rrl_class: response_class(word(2), word(6), qname, apex),
-            qname: qname.into(),
+            qname: qname.clone(),
             qtype,
             variant,
             flags: word(2),
@@ -326,13 +328,14 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
+        let owner = Owner::new(key);
         let mut explicit = Vec::new();
         for qtype in explicit_qtypes(node, key == zone.origin_key()) {
             compile_one(
                 catalog,
                 signed,
                 apex,
-                key,
+                &owner,
                 qtype.into(),
                 qtype,
                 &mut explicit,
@@ -350,7 +353,7 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
             catalog,
             signed,
             apex,
-            key,
+            &owner,
             QTYPE_OTHER,
             probe_qtype(node),
             out,
@@ -389,10 +392,11 @@ pub fn same_answers(a: &[CompiledAnswer], b: &[CompiledAnswer]) -> bool {
 }
 
 /// Every variant's "not from the fast path" entry for (name, key qtype).
-fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswer> + '_ {
+fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswer> + use<> {
+    let name: Arc<[u8]> = key.as_wire().into();
     Variant::ALL
         .into_iter()
-        .map(move |variant| CompiledAnswer::pass_marker(key.as_wire(), qtype, variant))
+        .map(move |variant| CompiledAnswer::pass_marker(&name, qtype, variant))
 }
 
 /// Closest-encloser entries (docs/ARCHITECTURE.md §4.1): at every name, what a missing name
@@ -482,9 +486,10 @@ fn encloser_entries(key: &NameKey, templates: Option<&[CompiledAnswer]>) -> Vec<
     let Some(templates) = templates else {
         return pass_markers(key, QTYPE_ENCLOSER).collect();
     };
+    let name: Arc<[u8]> = key.as_wire().into();
     (templates.iter())
         .map(|t| CompiledAnswer {
-            qname: key.as_wire().into(),
+            qname: name.clone(),
             ..t.clone()
         })
         .collect()
@@ -496,7 +501,7 @@ fn compact_templates(parent: &NameKey, templates: Vec<Template>) -> Vec<Compiled
     let mut group = [None, None, None];
     for (variant, t) in templates {
         group[variant as usize] = Some(t.unwrap_or_else(|| {
-            CompiledAnswer::pass_marker(parent.as_wire(), QTYPE_ENCLOSER, variant)
+            CompiledAnswer::pass_marker(&parent.as_wire().into(), QTYPE_ENCLOSER, variant)
         }));
     }
     compact(group).collect()
@@ -630,7 +635,7 @@ fn relocatable_templates(
             })),
             // Keyed by `parent` (the entry's own name): a referral's response class is its cut.
             ..CompiledAnswer::from_rendered(
-                parent.as_wire(),
+                &parent.as_wire().into(),
                 QTYPE_ENCLOSER,
                 variant,
                 &a,
@@ -712,7 +717,22 @@ fn in_this_zone(catalog: &Catalog, zone: &Zone, key: &NameKey) -> bool {
     matches!(answer::select_zone(catalog, &question), Some(z) if std::ptr::eq(z, zone))
 }
 
-/// Compile the answers to `probe` at `key` under the map key type `key_qtype`. An answer the
+/// A name being compiled, with its wire form as its entries share it.
+struct Owner<'k> {
+    key: &'k NameKey,
+    name: Arc<[u8]>,
+}
+
+impl<'k> Owner<'k> {
+    fn new(key: &'k NameKey) -> Owner<'k> {
+        Owner {
+            key,
+            name: key.as_wire().into(),
+        }
+    }
+}
+
+/// Compile the answers to `probe` at `owner` under the map key type `key_qtype`. An answer the
 /// fast path must not send (too big for the variant, or not a plain answer) still gets an entry,
 /// with an empty tail, so the program sends the query up instead of trying `QTYPE_OTHER`.
 ///
@@ -723,11 +743,12 @@ fn compile_one(
     catalog: &Catalog,
     signed: bool,
     apex: &[u8],
-    key: &NameKey,
+    owner: &Owner,
     key_qtype: u16,
     probe: RecordType,
     out: &mut Vec<CompiledAnswer>,
 ) {
+    let key = owner.key;
     // Without DO the answer doesn't depend on EDNS, only its rendering does: solved once.
     let plain = Query::synthetic(key, probe, Variant::Edns);
     let plain_ans = answer::answer(catalog, &plain.question());
@@ -756,7 +777,7 @@ fn compile_one(
             && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail);
         if sendable {
             CompiledAnswer::from_rendered(
-                key.as_wire(),
+                &owner.name,
                 key_qtype,
                 variant,
                 &bytes,
@@ -764,7 +785,7 @@ fn compile_one(
                 apex,
             )
         } else {
-            CompiledAnswer::pass_marker(key.as_wire(), key_qtype, variant)
+            CompiledAnswer::pass_marker(&owner.name, key_qtype, variant)
         }
     };
     let mut base = render(Variant::Edns);
