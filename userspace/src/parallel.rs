@@ -1,5 +1,4 @@
 //! Ordered parallel map over independent items (zones to load, zones and names to compile), on every core.
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `items.iter().map(f).collect()`, spread over the available cores; results keep the items'
@@ -96,62 +95,6 @@ pub fn flat_map<T: Sync, R: Send>(
     out
 }
 
-/// Appends `f` of every item to `out`, in the items' order, on every core: each worker writes
-/// its own pieces of `out`'s room, so the fresh pages under them are faulted (and zeroed by the
-/// kernel) on every core too, not by one thread appending. On an error, the first in the items'
-/// order is returned and `out` keeps its length (results written past it are never dropped).
-pub fn extend_with<T: Sync, R: Send, E: Send>(
-    items: &[T],
-    out: &mut Vec<R>,
-    f: impl Fn(&T) -> Result<R, E> + Sync,
-) -> Result<(), E> {
-    const PIECE: usize = 4096;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len().div_ceil(PIECE));
-    let len = out.len();
-    out.reserve(items.len());
-    let first_error: Mutex<Option<(usize, E)>> = Mutex::new(None);
-    {
-        let room = &mut out.spare_capacity_mut()[..items.len()];
-        let pieces = Mutex::new(room.chunks_mut(PIECE).zip(items.chunks(PIECE)).enumerate());
-        let work = || {
-            loop {
-                let next = pieces.lock().unwrap_or_else(|e| e.into_inner()).next();
-                let Some((i, (room, items))) = next else {
-                    break;
-                };
-                for (slot, item) in room.iter_mut().zip(items) {
-                    match f(item) {
-                        Ok(r) => {
-                            slot.write(r);
-                        }
-                        Err(e) => {
-                            let mut first = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                            if first.as_ref().is_none_or(|&(j, _)| i < j) {
-                                *first = Some((i, e));
-                            }
-                            break;
-                        }
-                    }
-                }
-            }
-        };
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(&work);
-            }
-            work();
-        });
-    }
-    if let Some((_, e)) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
-    // SAFETY: no error, so every one of the `items.len()` slots after `len` was written.
-    unsafe { out.set_len(len + items.len()) };
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -179,22 +122,5 @@ mod tests {
         });
         assert_eq!(got, expected);
         assert!(super::flat_map(&[] as &[u32], 0, |x, out| out.push(*x)).is_empty());
-    }
-
-    #[test]
-    fn extend_with_keeps_order_and_reports_the_first_error() {
-        let items: Vec<u32> = (0..100_000).collect();
-        let mut out = vec![7u64];
-        super::extend_with(&items, &mut out, |&x| Ok::<_, ()>(u64::from(x) * 3)).unwrap();
-        let expected: Vec<u64> = std::iter::once(7)
-            .chain(items.iter().map(|&x| u64::from(x) * 3))
-            .collect();
-        assert_eq!(out, expected);
-        let failing = |&x: &u32| if x % 20_000 == 19_999 { Err(x) } else { Ok(x) };
-        let mut out = vec![1u32, 2];
-        assert_eq!(super::extend_with(&items, &mut out, failing), Err(19_999));
-        assert_eq!(out, [1, 2], "unchanged on an error");
-        super::extend_with(&[] as &[u32], &mut out, |&x| Ok::<_, ()>(x)).unwrap();
-        assert_eq!(out, [1, 2]);
     }
 }

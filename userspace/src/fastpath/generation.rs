@@ -46,24 +46,6 @@ impl GenerationMaps {
     /// Create arrays of `capacity`'s sizes (the templates') and copy `layout` in, which must
     /// fit them (`Capacity::fits`); `generation` names them.
     pub fn create(layout: &Layout, capacity: &Capacity, generation: u32) -> Result<GenerationMaps> {
-        GenerationMaps::empty(capacity, &generation.to_string())?.fill(layout, capacity)
-    }
-
-    /// Zeroed arrays of `capacity`'s sizes, named `NAME.what`.
-    fn empty(capacity: &Capacity, what: &str) -> Result<GenerationMaps> {
-        let c = capacity;
-        Ok(GenerationMaps {
-            records: array(MAP_RECORDS, what, size_of::<Record>(), c.records)?,
-            index: array(MAP_INDEX, what, size_of::<IndexBucket>(), c.index_buckets)?,
-            names: array(MAP_NAMES, what, size_of::<NameSlot>(), c.names)?,
-            tails_small: array(MAP_TAILS_SMALL, what, size_of::<TailSmall>(), c.tails_small)?,
-            tails_large: array(MAP_TAILS_LARGE, what, size_of::<TailLarge>(), c.tails_large)?,
-        })
-    }
-
-    /// Copy `layout` in: these arrays are still zeroed (new), of `capacity`'s sizes, and
-    /// `layout` fits them (`Capacity::fits`).
-    pub fn fill(self, layout: &Layout, capacity: &Capacity) -> Result<GenerationMaps> {
         let c = capacity;
         let small: Vec<TailSmall> = (layout.tails_small.iter())
             .map(|t| TailSmall { bytes: padded(t) })
@@ -71,12 +53,13 @@ impl GenerationMaps {
         let large: Vec<TailLarge> = (layout.tails_large.iter())
             .map(|t| TailLarge { bytes: padded(t) })
             .collect();
-        write(&self.records, MAP_RECORDS, c.records, &layout.records)?;
-        write(&self.index, MAP_INDEX, c.index_buckets, &layout.index)?;
-        write(&self.names, MAP_NAMES, c.names, &layout.names)?;
-        write(&self.tails_small, MAP_TAILS_SMALL, c.tails_small, &small)?;
-        write(&self.tails_large, MAP_TAILS_LARGE, c.tails_large, &large)?;
-        Ok(self)
+        Ok(GenerationMaps {
+            records: filled(MAP_RECORDS, generation, c.records, &layout.records)?,
+            index: filled(MAP_INDEX, generation, c.index_buckets, &layout.index)?,
+            names: filled(MAP_NAMES, generation, c.names, &layout.names)?,
+            tails_small: filled(MAP_TAILS_SMALL, generation, c.tails_small, &small)?,
+            tails_large: filled(MAP_TAILS_LARGE, generation, c.tails_large, &large)?,
+        })
     }
 
     fn arrays(&self) -> [&MapData; 5] {
@@ -138,15 +121,21 @@ pub fn slot_sizes(ebpf: &Ebpf, slot: u32) -> Result<Vec<Option<u32>>> {
 pub struct OuterPins(Vec<(&'static str, PathBuf)>);
 
 impl OuterPins {
-    /// The outer maps' pins, and their templates: zeroed arrays of the inner maps' shape, kept
-    /// as the first generation's arrays (at a million names, making them again would zero a
-    /// third of a gigabyte more while the start waits).
-    pub fn create(capacity: &Capacity, dir: &Path) -> Result<(OuterPins, GenerationMaps)> {
+    pub fn create(capacity: &Capacity, dir: &Path) -> Result<OuterPins> {
         static LOADS: AtomicU32 = AtomicU32::new(0);
         let n = LOADS.fetch_add(1, Ordering::Relaxed);
+        let c = capacity;
         let mut pins = OuterPins(Vec::new());
-        let templates = GenerationMaps::empty(capacity, "0")?;
-        for (name, template) in OUTER.iter().zip(templates.arrays()) {
+        let sizes = [
+            (MAP_RECORDS, size_of::<Record>(), c.records),
+            (MAP_INDEX, size_of::<IndexBucket>(), c.index_buckets),
+            (MAP_NAMES, size_of::<NameSlot>(), c.names),
+            (MAP_TAILS_SMALL, size_of::<TailSmall>(), c.tails_small),
+            (MAP_TAILS_LARGE, size_of::<TailLarge>(), c.tails_large),
+        ];
+        for (name, value_size, len) in sizes {
+            // The template is only a shape: the outer map keeps a copy of it, and it goes here.
+            let template = array(name, "template", value_size, len)?;
             let outer = link::create_array_of_maps(name, template.fd().as_fd(), 2)
                 .with_context(|| format!("creating the array of maps {name}"))?;
             // bpffs refuses names with a dot; loads in one process (tests) run side by side.
@@ -161,7 +150,7 @@ impl OuterPins {
             })?;
             pins.0.push((name, path));
         }
-        Ok((pins, templates))
+        Ok(pins)
     }
 
     /// Each outer map's name and pin.
@@ -214,13 +203,13 @@ fn array(name: &str, what: &str, value_size: usize, len: u32) -> Result<MapData>
         .with_context(|| format!("creating {name} for {len} entries (memory?)"))
 }
 
-/// Write `items` at the start of `data`, a mappable array of `len` elements (`len` >= their
-/// count).
-fn write<T: Copy>(data: &MapData, name: &str, len: u32, items: &[T]) -> Result<()> {
+/// A new mappable array of `len` elements holding `items` first (`len` >= their count).
+fn filled<T: Copy>(name: &str, generation: u32, len: u32, items: &[T]) -> Result<MapData> {
+    let data = array(name, &generation.to_string(), size_of::<T>(), len)?;
     // Mapped for the copy only: a mapping kept would count the maps in the daemon's memory
     // too (its Pss), where they are the kernel's.
-    Mapped::of(data, name, len.max(1))?.write(0, items);
-    Ok(())
+    Mapped::of(&data, name, len.max(1))?.write(0, items);
+    Ok(data)
 }
 
 #[cfg(test)]

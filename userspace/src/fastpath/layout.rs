@@ -136,34 +136,23 @@ impl Layout {
         drop(first_of_name);
         tracing::debug!(elapsed = ?t0.elapsed(), "layout: anchors");
         // Base records of the keys that have their own, then the shared answers, then (in
-        // `alternates`) the variants' records. The base records (two million at a million
-        // names, a quarter of a gigabyte of fresh pages) are made on every core; their tail
-        // slots and long names are numbered after, in the keys' order, as one thread would.
+        // `alternates`) the variants' records.
+        let mut record_of = vec![NONE; keys.len()];
+        for (pos, &k) in keys.iter().enumerate() {
+            if anchor[pos] != NONE {
+                continue;
+            }
+            let (name, qtype) = groups.key(k as usize);
+            let record = b.base_record(name, qtype, &groups.group(k as usize))?;
+            record_of[pos] = b.out.records.len() as u32;
+            b.out.records.push(record);
+        }
+        tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
+        let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut group_of: Vec<u32> = (keys.iter().zip(&anchor))
             .filter(|&(_, &a)| a == NONE)
             .map(|(&k, _)| k)
             .collect();
-        let mut record_of = vec![NONE; keys.len()];
-        let mut next = 0;
-        for (slot, _) in (record_of.iter_mut().zip(&anchor)).filter(|&(_, &a)| a == NONE) {
-            *slot = next;
-            next += 1;
-        }
-        crate::parallel::extend_with(&group_of, &mut b.out.records, |&k| {
-            let (name, qtype) = groups.key(k as usize);
-            base_record(name, qtype, &groups.group(k as usize))
-        })?;
-        for (i, &k) in group_of.iter().enumerate() {
-            let r = b.out.records[i];
-            if usize::from(r.head.tail_len) > TAIL_INLINE
-                || usize::from(r.name_len) > RECORD_NAME_LEN
-            {
-                let (name, _) = groups.key(k as usize);
-                b.out.records[i] = b.place(r, name, &groups.group(k as usize))?;
-            }
-        }
-        tracing::debug!(elapsed = ?t0.elapsed(), "layout: base records");
-        let mut shared: HashMap<_, usize, foldhash::fast::RandomState> = HashMap::default();
         for (pos, &k) in keys.iter().enumerate() {
             let a = anchor[pos];
             if a == NONE {
@@ -175,7 +164,7 @@ impl Layout {
                 b.out.records.len()
             });
             if answer == b.out.records.len() {
-                let record = b.place(base_record(b"", QTYPE_OTHER, &group)?, b"", &group)?;
+                let record = b.base_record(b"", QTYPE_OTHER, &group)?;
                 b.out.records.push(record);
             }
             record_of[pos] = record_of[a as usize];
@@ -348,8 +337,8 @@ struct Groups<'a> {
     /// Where each run starts, and the table's end.
     starts: Vec<u32>,
     /// The shared (`QTYPE_OTHER`) and closest-encloser keys, by name: what [`Groups::get`] finds.
-    /// Only the keys' numbers are stored (4 bytes a slot, not a 24-byte borrowed key: a million
-    /// names' table is 8 MB, not 64), compared through the table.
+    /// The slots hold the keys' numbers, compared through the table: 4 bytes, where a borrowed
+    /// (name, type) took 32 (64 MB of fresh pages at a million names, now 8).
     ids: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
     /// Runs of a key seen before, by the key's first run.
@@ -453,10 +442,10 @@ impl<'a> Groups<'a> {
     fn id(&self, name: &[u8], qtype: u16) -> Option<usize> {
         debug_assert!(looked_up(qtype));
         let hash = self.hasher.hash_one((name, qtype));
-        (self
+        let found = self
             .ids
-            .find(hash, |&i| self.key(i as usize) == (name, qtype)))
-        .map(|&i| i as usize)
+            .find(hash, |&i| self.key(i as usize) == (name, qtype));
+        found.map(|&i| i as usize)
     }
 
     fn get(&self, name: &[u8], qtype: u16) -> Option<Group<'a>> {
@@ -561,75 +550,6 @@ fn same_group(a: &Group, b: &Group) -> bool {
     })
 }
 
-/// The record of a (name, type): its EDNS variant, name and the derivable variants; its tail
-/// slot and long name not numbered yet ([`Builder::place`]), so it can be made on any thread.
-fn base_record(name: &[u8], qtype: u16, g: &Group) -> Result<Record> {
-    if name.len() > KEY_NAME_LEN {
-        bail!("name of {} bytes", name.len());
-    }
-    let mut r = match g[Variant::Edns as usize] {
-        Some(a) => answer_record(a)?,
-        None => Record::zeroed(),
-    };
-    r.qtype = qtype;
-    r.name_len = name.len() as u8;
-    if name.len() <= RECORD_NAME_LEN {
-        r.name[..name.len()].copy_from_slice(name);
-    }
-    if let Some(base) = g[Variant::Edns as usize] {
-        // Derived in the compiler (the variant has no entry), or found derivable here.
-        if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
-            r.derive |= DERIVE_NOEDNS;
-            r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
-        }
-        if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
-            r.derive |= DERIVE_DO;
-        }
-    }
-    Ok(r)
-}
-
-/// The class of a tail of `len` bytes: inline when short (or empty), else a small or large slot.
-fn tail_class(len: usize) -> u8 {
-    match len {
-        ..=TAIL_INLINE => TAIL_CLASS_INLINE,
-        ..=TAIL_SMALL => TAIL_CLASS_SMALL,
-        _ => TAIL_CLASS_LARGE,
-    }
-}
-
-/// A record holding `a`'s header fields and tail, its tail slot not numbered yet.
-fn answer_record(a: &CompiledAnswer) -> Result<Record> {
-    let mut r = Record::zeroed();
-    let class = tail_class(a.tail.len());
-    r.head = AnswerHead {
-        flags: a.flags,
-        ancount: a.ancount,
-        nscount: a.nscount,
-        arcount: a.arcount,
-        tail_len: a.tail.len() as u16,
-        tail_csum: super::tail_checksum(&a.tail),
-        tail_class: class,
-        opt_back: a.opt_back(),
-        rrl_class: a.rrl_class,
-        ..AnswerHead::default()
-    };
-    if class == TAIL_CLASS_INLINE {
-        r.inline[..a.tail.len()].copy_from_slice(&a.tail);
-    }
-    if let Some(rel) = &a.relocation {
-        if rel.pointers.len() > MAX_RELOCS {
-            bail!("{} relocations (at most {MAX_RELOCS})", rel.pointers.len());
-        }
-        r.head.reloc_count = rel.pointers.len() as u8;
-        r.head.ref_qname_len = rel.ref_qname_len;
-        let mut packed = [0u8; MAX_RELOCS];
-        packed[..rel.pointers.len()].copy_from_slice(&rel.pointers);
-        r.head.reloc = u64::from_le_bytes(packed);
-    }
-    Ok(r)
-}
-
 struct Builder<'a> {
     out: Layout,
     /// Tails already placed, by content: (class, absolute index).
@@ -640,13 +560,28 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    /// `r` ([`base_record`] of group `g` at `name`) with its tail slot and long name numbered.
-    fn place(&mut self, mut r: Record, name: &'a [u8], g: &Group<'a>) -> Result<Record> {
-        if let Some(a) = g[Variant::Edns as usize] {
-            r.head.tail_index = self.tail(&a.tail).1;
-        }
-        if name.len() > RECORD_NAME_LEN {
+    /// The record of a (name, type): its EDNS variant, name and the derivable variants.
+    fn base_record(&mut self, name: &'a [u8], qtype: u16, g: &Group<'a>) -> Result<Record> {
+        let mut r = match g[Variant::Edns as usize] {
+            Some(a) => self.record(a)?,
+            None => Record::zeroed(),
+        };
+        r.qtype = qtype;
+        r.name_len = name.len() as u8;
+        if name.len() <= RECORD_NAME_LEN {
+            r.name[..name.len()].copy_from_slice(name);
+        } else {
             r.long_name = self.long_name(name)?;
+        }
+        if let Some(base) = g[Variant::Edns as usize] {
+            // Derived in the compiler (the variant has no entry), or found derivable here.
+            if base.derived & DERIVE_NOEDNS != 0 || g[0].is_some_and(|a| base.derives_noedns(a)) {
+                r.derive |= DERIVE_NOEDNS;
+                r.noedns_csum = super::tail_checksum(&base.tail[..base.tail.len() - OPT_LEN]);
+            }
+            if base.derived & DERIVE_DO != 0 || g[2].is_some_and(|a| base.derives_do(a)) {
+                r.derive |= DERIVE_DO;
+            }
         }
         Ok(r)
     }
@@ -696,8 +631,34 @@ impl<'a> Builder<'a> {
 
     /// A record holding `a`'s header fields and tail (inline, or a shared tail slot).
     fn record(&mut self, a: &'a CompiledAnswer) -> Result<Record> {
-        let mut r = answer_record(a)?;
-        r.head.tail_index = self.tail(&a.tail).1;
+        let mut r = Record::zeroed();
+        let (class, index) = self.tail(&a.tail);
+        r.head = AnswerHead {
+            flags: a.flags,
+            ancount: a.ancount,
+            nscount: a.nscount,
+            arcount: a.arcount,
+            tail_len: a.tail.len() as u16,
+            tail_csum: super::tail_checksum(&a.tail),
+            tail_index: index,
+            tail_class: class,
+            opt_back: a.opt_back(),
+            rrl_class: a.rrl_class,
+            ..AnswerHead::default()
+        };
+        if class == TAIL_CLASS_INLINE {
+            r.inline[..a.tail.len()].copy_from_slice(&a.tail);
+        }
+        if let Some(rel) = &a.relocation {
+            if rel.pointers.len() > MAX_RELOCS {
+                bail!("{} relocations (at most {MAX_RELOCS})", rel.pointers.len());
+            }
+            r.head.reloc_count = rel.pointers.len() as u8;
+            r.head.ref_qname_len = rel.ref_qname_len;
+            let mut packed = [0u8; MAX_RELOCS];
+            packed[..rel.pointers.len()].copy_from_slice(&rel.pointers);
+            r.head.reloc = u64::from_le_bytes(packed);
+        }
         Ok(r)
     }
 
@@ -708,19 +669,15 @@ impl<'a> Builder<'a> {
             return (TAIL_CLASS_INLINE, 0);
         }
         let out = &mut self.out;
-        *self
-            .tails
-            .entry(tail)
-            .or_insert_with(|| match tail_class(tail.len()) {
-                TAIL_CLASS_SMALL => {
-                    out.tails_small.push(tail.to_vec());
-                    (TAIL_CLASS_SMALL, out.tails_small.len() as u32 - 1)
-                }
-                class => {
-                    out.tails_large.push(tail.to_vec());
-                    (class, out.tails_large.len() as u32 - 1)
-                }
-            })
+        *self.tails.entry(tail).or_insert_with(|| {
+            if tail.len() <= TAIL_SMALL {
+                out.tails_small.push(tail.to_vec());
+                (TAIL_CLASS_SMALL, out.tails_small.len() as u32 - 1)
+            } else {
+                out.tails_large.push(tail.to_vec());
+                (TAIL_CLASS_LARGE, out.tails_large.len() as u32 - 1)
+            }
+        })
     }
 
     fn long_name(&mut self, name: &'a [u8]) -> Result<u32> {

@@ -198,8 +198,6 @@ pub struct FastPath {
     limits: Limits,
     /// The pin dir's lock: held while this instance's pins are there (`instance`).
     pin_lock: Option<crate::instance::Lock>,
-    /// The outer maps' templates, zeroed: the first install's arrays.
-    first: Option<GenerationMaps>,
 }
 
 impl FastPath {
@@ -238,7 +236,7 @@ impl FastPath {
     fn load_in(capacity: Capacity, bpffs: &Path) -> Result<FastPath> {
         bump_memlock_rlimit();
         let t0 = std::time::Instant::now();
-        let (outer, first) = generation::OuterPins::create(&capacity, bpffs)?;
+        let outer = generation::OuterPins::create(&capacity, bpffs)?;
         tracing::debug!(elapsed = ?t0.elapsed(), "load: outer maps made");
         let mut loader = EbpfLoader::new();
         for (name, path) in outer.paths() {
@@ -275,7 +273,6 @@ impl FastPath {
             log_stop,
             limits: Limits::default(),
             pin_lock: None,
-            first: Some(first),
         })
     }
 
@@ -352,11 +349,8 @@ impl FastPath {
         let (live, next) = (self.generation, self.generation ^ 1);
         let t0 = std::time::Instant::now();
         // The idle slot is empty (the last install emptied it): the new arrays go there.
-        let made = match self.first.take() {
-            Some(first) => first.fill(&layout, &self.capacity),
-            None => GenerationMaps::create(&layout, &self.capacity, next),
-        };
-        let made = made.and_then(|maps| maps.put(&mut self.ebpf, next));
+        let made = GenerationMaps::create(&layout, &self.capacity, next)
+            .and_then(|maps| maps.put(&mut self.ebpf, next));
         if let Err(e) = made {
             let _ = generation::clear(&self.ebpf, next);
             self.config.ready = 0;
