@@ -49,8 +49,9 @@ pub struct CompiledAnswer {
     pub ancount: u16,
     pub nscount: u16,
     pub arcount: u16,
-    /// Bytes after the question.
-    pub tail: Box<[u8]>,
+    /// Bytes after the question (shared by the shared entries of names whose bytes are the
+    /// same: [`shared_tail`]).
+    pub tail: Arc<[u8]>,
     /// NXDOMAIN templates only: how to fit the tail to another query name (boxed: a few
     /// entries per zone have one, and millions of entries would each carry its room).
     pub relocation: Option<Box<Relocation>>,
@@ -82,7 +83,7 @@ impl CompiledAnswer {
             ancount: 0,
             nscount: 0,
             arcount: 0,
-            tail: Box::default(),
+            tail: Arc::default(),
             relocation: None,
             rrl_class: 0,
             derived: 0,
@@ -110,7 +111,10 @@ impl CompiledAnswer {
             ancount: word(6),
             nscount: word(8),
             arcount: word(10),
-            tail: bytes[HEADER_LEN + question_len..].into(),
+            tail: match qtype {
+                QTYPE_OTHER => shared_tail(&bytes[HEADER_LEN + question_len..]),
+                _ => bytes[HEADER_LEN + question_len..].into(),
+            },
             relocation: None,
             derived: 0,
         }
@@ -156,7 +160,7 @@ impl CompiledAnswer {
     /// nothing else changed (an unsigned zone's answer).
     pub fn derives_do(&self, a: &CompiledAnswer) -> bool {
         self.with_do().is_some_and(|want| {
-            a.tail == want
+            *a.tail == *want
                 && a.flags == self.flags
                 && (a.ancount, a.nscount, a.arcount) == (self.ancount, self.nscount, self.arcount)
                 && a.relocation == self.relocation
@@ -171,7 +175,7 @@ impl CompiledAnswer {
             return None;
         }
         let at = self.tail.len() - back - 2;
-        let mut tail = self.tail.clone();
+        let mut tail: Box<[u8]> = self.tail[..].into();
         (tail[at] & 0x80 == 0).then(|| {
             tail[at] |= 0x80;
             tail
@@ -195,7 +199,10 @@ impl CompiledAnswer {
         if self.derived & DERIVE_DO != 0 {
             out.push(CompiledAnswer {
                 variant: Variant::EdnsDo,
-                tail: self.with_do().expect("a DO variant derived from an OPT"),
+                tail: self
+                    .with_do()
+                    .expect("a DO variant derived from an OPT")
+                    .into(),
                 derived: 0,
                 ..self.clone()
             });
@@ -717,6 +724,20 @@ fn in_this_zone(catalog: &Catalog, zone: &Zone, key: &NameKey) -> bool {
     matches!(answer::select_zone(catalog, &question), Some(z) if std::ptr::eq(z, zone))
 }
 
+/// A shared entry's tail, in one block with the last one this thread made when the bytes are
+/// the same: names of one length get the same NODATA (the SOA's owner and names are pointers
+/// into the query name at the same offsets), and a worker compiles names in order, so a million
+/// names' NODATA tails are a few blocks, not a million.
+fn shared_tail(bytes: &[u8]) -> Arc<[u8]> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<[u8]>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some(t) if **t == *bytes => t.clone(),
+        _ => last.insert(bytes.into()).clone(),
+    })
+}
+
 /// A name being compiled, with its wire form as its entries share it.
 struct Owner<'k> {
     key: &'k NameKey,
@@ -1038,13 +1059,16 @@ mod tests {
             .as_ref()
             .expect("encloser templates carry a relocation");
         let delta = (qname.len() - r.ref_qname_len as usize) as u16;
-        let mut out = (*c).clone();
+        let mut tail = c.tail.to_vec();
         for &p in &r.pointers {
             let p = p as usize;
-            let w = u16::from_be_bytes([out.tail[p], out.tail[p + 1]]) + delta;
-            out.tail[p..p + 2].copy_from_slice(&w.to_be_bytes());
+            let w = u16::from_be_bytes([tail[p], tail[p + 1]]) + delta;
+            tail[p..p + 2].copy_from_slice(&w.to_be_bytes());
         }
-        Some(out)
+        Some(CompiledAnswer {
+            tail: tail.into(),
+            ..(*c).clone()
+        })
     }
 
     /// What the emulated fast path answered over a corpus.
