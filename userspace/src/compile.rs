@@ -1430,6 +1430,29 @@ mod tests {
         );
     }
 
+    /// A name's entries share one block of its name, and names of one length share their
+    /// shared entry's tail (NODATA): a million names' table holds neither a million times.
+    #[test]
+    fn names_and_like_tails_are_shared() {
+        let text = "$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n\
+                    h1 A 192.0.2.1\nh2 A 192.0.2.2\nh3 AAAA 2001:db8::3\nlonger A 192.0.2.4\n";
+        let table = super::compile(&Catalog::from_zones([
+            Zone::from_text("t.test.", text).unwrap()
+        ]));
+        let entry = |name: &str, qtype: u16| {
+            let key = NameKey::parse(name).unwrap();
+            (table.iter())
+                .find(|c| *c.qname == *key.as_wire() && c.qtype == qtype)
+                .unwrap()
+        };
+        let [h1, h2, h3] =
+            ["h1.t.test.", "h2.t.test.", "h3.t.test."].map(|n| entry(n, QTYPE_OTHER));
+        assert!(Arc::ptr_eq(&h1.tail, &h2.tail) && Arc::ptr_eq(&h2.tail, &h3.tail));
+        assert!(Arc::ptr_eq(&h1.qname, &entry("h1.t.test.", 1).qname));
+        let longer = entry("longer.t.test.", QTYPE_OTHER);
+        assert!(!Arc::ptr_eq(&h1.tail, &longer.tail) && h1.tail != longer.tail);
+    }
+
     #[test]
     fn oversized_answers_are_left_to_the_slow_path() {
         let txt: String = (0..8)
