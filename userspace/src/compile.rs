@@ -5,6 +5,7 @@
 //! path would have sent.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -38,8 +39,9 @@ pub const COMMON_QTYPES: [RecordType; 13] = [
 /// One precompiled answer: the key parts and the bytes the program writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledAnswer {
-    /// Query name in wire form, lowercased.
-    pub qname: Box<[u8]>,
+    /// Query name in wire form, lowercased: one allocation shared by a name's entries (three
+    /// million entries at a million names, one block each before).
+    pub qname: Arc<[u8]>,
     pub qtype: u16,
     pub variant: Variant,
     /// Header flags (QR, AA, RCODE; RD/CD clear: the program copies them from the query).
@@ -47,8 +49,9 @@ pub struct CompiledAnswer {
     pub ancount: u16,
     pub nscount: u16,
     pub arcount: u16,
-    /// Bytes after the question.
-    pub tail: Box<[u8]>,
+    /// Bytes after the question (shared by the shared entries of names whose bytes are the
+    /// same: [`shared_tail`]).
+    pub tail: Arc<[u8]>,
     /// NXDOMAIN templates only: how to fit the tail to another query name (boxed: a few
     /// entries per zone have one, and millions of entries would each carry its room).
     pub relocation: Option<Box<Relocation>>,
@@ -71,16 +74,16 @@ pub struct Relocation {
 
 impl CompiledAnswer {
     /// An entry that only says "not from the fast path".
-    fn pass_marker(qname: &[u8], qtype: u16, variant: Variant) -> CompiledAnswer {
+    fn pass_marker(qname: &Arc<[u8]>, qtype: u16, variant: Variant) -> CompiledAnswer {
         CompiledAnswer {
-            qname: qname.into(),
+            qname: qname.clone(),
             qtype,
             variant,
             flags: 0,
             ancount: 0,
             nscount: 0,
             arcount: 0,
-            tail: Box::default(),
+            tail: Arc::default(),
             relocation: None,
             rrl_class: 0,
             derived: 0,
@@ -91,7 +94,7 @@ impl CompiledAnswer {
     /// its question (`question_len` bytes after the header). `name` is the name it is
     /// rate-limited by when that is not the zone (`apex`): the query name, or a cut.
     fn from_rendered(
-        qname: &[u8],
+        qname: &Arc<[u8]>,
         qtype: u16,
         variant: Variant,
         bytes: &[u8],
@@ -101,14 +104,17 @@ impl CompiledAnswer {
         let word = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
         CompiledAnswer {
             rrl_class: response_class(word(2), word(6), qname, apex),
-            qname: qname.into(),
+            qname: qname.clone(),
             qtype,
             variant,
             flags: word(2),
             ancount: word(6),
             nscount: word(8),
             arcount: word(10),
-            tail: bytes[HEADER_LEN + question_len..].into(),
+            tail: match qtype {
+                QTYPE_OTHER => shared_tail(&bytes[HEADER_LEN + question_len..]),
+                _ => bytes[HEADER_LEN + question_len..].into(),
+            },
             relocation: None,
             derived: 0,
         }
@@ -154,7 +160,7 @@ impl CompiledAnswer {
     /// nothing else changed (an unsigned zone's answer).
     pub fn derives_do(&self, a: &CompiledAnswer) -> bool {
         self.with_do().is_some_and(|want| {
-            a.tail == want
+            *a.tail == *want
                 && a.flags == self.flags
                 && (a.ancount, a.nscount, a.arcount) == (self.ancount, self.nscount, self.arcount)
                 && a.relocation == self.relocation
@@ -169,7 +175,7 @@ impl CompiledAnswer {
             return None;
         }
         let at = self.tail.len() - back - 2;
-        let mut tail = self.tail.clone();
+        let mut tail: Box<[u8]> = self.tail[..].into();
         (tail[at] & 0x80 == 0).then(|| {
             tail[at] |= 0x80;
             tail
@@ -193,7 +199,10 @@ impl CompiledAnswer {
         if self.derived & DERIVE_DO != 0 {
             out.push(CompiledAnswer {
                 variant: Variant::EdnsDo,
-                tail: self.with_do().expect("a DO variant derived from an OPT"),
+                tail: self
+                    .with_do()
+                    .expect("a DO variant derived from an OPT")
+                    .into(),
                 derived: 0,
                 ..self.clone()
             });
@@ -326,13 +335,14 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
             return;
         }
+        let owner = Owner::new(key);
         let mut explicit = Vec::new();
         for qtype in explicit_qtypes(node, key == zone.origin_key()) {
             compile_one(
                 catalog,
                 signed,
                 apex,
-                key,
+                &owner,
                 qtype.into(),
                 qtype,
                 &mut explicit,
@@ -350,7 +360,7 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
             catalog,
             signed,
             apex,
-            key,
+            &owner,
             QTYPE_OTHER,
             probe_qtype(node),
             out,
@@ -389,10 +399,11 @@ pub fn same_answers(a: &[CompiledAnswer], b: &[CompiledAnswer]) -> bool {
 }
 
 /// Every variant's "not from the fast path" entry for (name, key qtype).
-fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswer> + '_ {
+fn pass_markers(key: &NameKey, qtype: u16) -> impl Iterator<Item = CompiledAnswer> + use<> {
+    let name: Arc<[u8]> = key.as_wire().into();
     Variant::ALL
         .into_iter()
-        .map(move |variant| CompiledAnswer::pass_marker(key.as_wire(), qtype, variant))
+        .map(move |variant| CompiledAnswer::pass_marker(&name, qtype, variant))
 }
 
 /// Closest-encloser entries (docs/ARCHITECTURE.md §4.1): at every name, what a missing name
@@ -482,9 +493,10 @@ fn encloser_entries(key: &NameKey, templates: Option<&[CompiledAnswer]>) -> Vec<
     let Some(templates) = templates else {
         return pass_markers(key, QTYPE_ENCLOSER).collect();
     };
+    let name: Arc<[u8]> = key.as_wire().into();
     (templates.iter())
         .map(|t| CompiledAnswer {
-            qname: key.as_wire().into(),
+            qname: name.clone(),
             ..t.clone()
         })
         .collect()
@@ -496,7 +508,7 @@ fn compact_templates(parent: &NameKey, templates: Vec<Template>) -> Vec<Compiled
     let mut group = [None, None, None];
     for (variant, t) in templates {
         group[variant as usize] = Some(t.unwrap_or_else(|| {
-            CompiledAnswer::pass_marker(parent.as_wire(), QTYPE_ENCLOSER, variant)
+            CompiledAnswer::pass_marker(&parent.as_wire().into(), QTYPE_ENCLOSER, variant)
         }));
     }
     compact(group).collect()
@@ -630,7 +642,7 @@ fn relocatable_templates(
             })),
             // Keyed by `parent` (the entry's own name): a referral's response class is its cut.
             ..CompiledAnswer::from_rendered(
-                parent.as_wire(),
+                &parent.as_wire().into(),
                 QTYPE_ENCLOSER,
                 variant,
                 &a,
@@ -712,7 +724,36 @@ fn in_this_zone(catalog: &Catalog, zone: &Zone, key: &NameKey) -> bool {
     matches!(answer::select_zone(catalog, &question), Some(z) if std::ptr::eq(z, zone))
 }
 
-/// Compile the answers to `probe` at `key` under the map key type `key_qtype`. An answer the
+/// A shared entry's tail, in one block with the last one this thread made when the bytes are
+/// the same: names of one length get the same NODATA (the SOA's owner and names are pointers
+/// into the query name at the same offsets), and a worker compiles names in order, so a million
+/// names' NODATA tails are a few blocks, not a million.
+fn shared_tail(bytes: &[u8]) -> Arc<[u8]> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<[u8]>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some(t) if **t == *bytes => t.clone(),
+        _ => last.insert(bytes.into()).clone(),
+    })
+}
+
+/// A name being compiled, with its wire form as its entries share it.
+struct Owner<'k> {
+    key: &'k NameKey,
+    name: Arc<[u8]>,
+}
+
+impl<'k> Owner<'k> {
+    fn new(key: &'k NameKey) -> Owner<'k> {
+        Owner {
+            key,
+            name: key.as_wire().into(),
+        }
+    }
+}
+
+/// Compile the answers to `probe` at `owner` under the map key type `key_qtype`. An answer the
 /// fast path must not send (too big for the variant, or not a plain answer) still gets an entry,
 /// with an empty tail, so the program sends the query up instead of trying `QTYPE_OTHER`.
 ///
@@ -723,11 +764,12 @@ fn compile_one(
     catalog: &Catalog,
     signed: bool,
     apex: &[u8],
-    key: &NameKey,
+    owner: &Owner,
     key_qtype: u16,
     probe: RecordType,
     out: &mut Vec<CompiledAnswer>,
 ) {
+    let key = owner.key;
     // Without DO the answer doesn't depend on EDNS, only its rendering does: solved once.
     let plain = Query::synthetic(key, probe, Variant::Edns);
     let plain_ans = answer::answer(catalog, &plain.question());
@@ -756,7 +798,7 @@ fn compile_one(
             && !matches!(ans.rcode, ResponseCode::Refused | ResponseCode::ServFail);
         if sendable {
             CompiledAnswer::from_rendered(
-                key.as_wire(),
+                &owner.name,
                 key_qtype,
                 variant,
                 &bytes,
@@ -764,7 +806,7 @@ fn compile_one(
                 apex,
             )
         } else {
-            CompiledAnswer::pass_marker(key.as_wire(), key_qtype, variant)
+            CompiledAnswer::pass_marker(&owner.name, key_qtype, variant)
         }
     };
     let mut base = render(Variant::Edns);
@@ -1017,13 +1059,16 @@ mod tests {
             .as_ref()
             .expect("encloser templates carry a relocation");
         let delta = (qname.len() - r.ref_qname_len as usize) as u16;
-        let mut out = (*c).clone();
+        let mut tail = c.tail.to_vec();
         for &p in &r.pointers {
             let p = p as usize;
-            let w = u16::from_be_bytes([out.tail[p], out.tail[p + 1]]) + delta;
-            out.tail[p..p + 2].copy_from_slice(&w.to_be_bytes());
+            let w = u16::from_be_bytes([tail[p], tail[p + 1]]) + delta;
+            tail[p..p + 2].copy_from_slice(&w.to_be_bytes());
         }
-        Some(out)
+        Some(CompiledAnswer {
+            tail: tail.into(),
+            ..(*c).clone()
+        })
     }
 
     /// What the emulated fast path answered over a corpus.
@@ -1383,6 +1428,29 @@ mod tests {
             (signed.iter()).any(|c| c.variant == Variant::EdnsDo && !c.is_pass_marker()),
             "DO answers rendered (those equal to the EDNS one with DO set are folded into it)"
         );
+    }
+
+    /// A name's entries share one block of its name, and names of one length share their
+    /// shared entry's tail (NODATA): a million names' table holds neither a million times.
+    #[test]
+    fn names_and_like_tails_are_shared() {
+        let text = "$TTL 60\n@ SOA ns hm 1 2 3 4 30\n NS ns\nns A 192.0.2.1\n\
+                    h1 A 192.0.2.1\nh2 A 192.0.2.2\nh3 AAAA 2001:db8::3\nlonger A 192.0.2.4\n";
+        let table = super::compile(&Catalog::from_zones([
+            Zone::from_text("t.test.", text).unwrap()
+        ]));
+        let entry = |name: &str, qtype: u16| {
+            let key = NameKey::parse(name).unwrap();
+            (table.iter())
+                .find(|c| *c.qname == *key.as_wire() && c.qtype == qtype)
+                .unwrap()
+        };
+        let [h1, h2, h3] =
+            ["h1.t.test.", "h2.t.test.", "h3.t.test."].map(|n| entry(n, QTYPE_OTHER));
+        assert!(Arc::ptr_eq(&h1.tail, &h2.tail) && Arc::ptr_eq(&h2.tail, &h3.tail));
+        assert!(Arc::ptr_eq(&h1.qname, &entry("h1.t.test.", 1).qname));
+        let longer = entry("longer.t.test.", QTYPE_OTHER);
+        assert!(!Arc::ptr_eq(&h1.tail, &longer.tail) && h1.tail != longer.tail);
     }
 
     #[test]

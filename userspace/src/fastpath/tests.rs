@@ -78,7 +78,7 @@ fn sample_table() -> Vec<CompiledAnswer> {
     };
     table.push(nodata(QTYPE_OTHER));
     table.push(CompiledAnswer {
-        tail: Box::default(),
+        tail: Default::default(),
         ..nodata(16)
     });
     // A tail too big to travel inline but small-slot sized: one TXT string of 90 bytes.
