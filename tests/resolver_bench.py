@@ -266,7 +266,7 @@ def measure(lab, name, server, proc, path, hot_run):
         rows[run] = {**d, "hit_ratio": 1 - leaf / d["sent"], "leaf": leaf, "cpu_s": cpu,
                      "cpu_us_per_reply": cpu / done * 1e6, "elapsed": elapsed,
                      "xdp_share": (tx_cache(lab) - before_xdp) / done, "xdp_ns": ns_per_pkt}
-        print(f"{name} {run}: {d['completed']:.0f}/{d['sent']:.0f} answered ({d['noerror'] if d['noerror'] >= 0 else 'rcodes not counted:'} NOERROR, "
+        print(f"{name} {run}: {d['completed']:.0f}/{d['sent']:.0f} answered ({d['noerror'] if d['noerror'] >= 0 else 'n/a'} NOERROR, "
               f"{d['lost']} lost), {d['qps']:.0f} replies/s, {d['latency_ms']:.3f} ms mean, hit ratio "
               f"{rows[run]['hit_ratio']:.4f} ({leaf} leaf queries), {rows[run]['cpu_us_per_reply']:.1f} us CPU/reply, "
               f"{rows[run]['xdp_share']:.3f} answered in XDP, {ns_per_pkt:.1f} XDP ns/packet",
