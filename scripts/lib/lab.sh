@@ -336,6 +336,18 @@ lab_mac() { # lab_mac NS DEV
   ip -n "$1" -j link show "$2" | $PY -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'
 }
 
+# lab_kxdpgun_loads QUERYFILE: whether this kernel loads kxdpgun's XDP program (a 1 s run at the
+# node; some kernels refuse its bpf_xdp_adjust_meta, libknot's XDP mode with it). The client's
+# pass program goes back after it.
+lab_kxdpgun_loads() {
+  local out
+  out=$(timeout 20 ip netns exec "$RP_NS_CLIENT" kxdpgun -t 1 -Q 10 -i "$1" -I "$RP_CLIENT_IF" \
+        -L "$(lab_mac "$RP_NS_CLIENT" "$RP_CLIENT_IF")" -R "$(lab_mac "$RP_NS_NODE" "$RP_NODE_IF")" \
+        "$RP_NODE4" 2>&1) || true
+  lab_reattach_pass
+  ! echo "$out" | grep -q 'failed to initialize'
+}
+
 # lab_xdp_prog_id NS DEV: id of the XDP program attached to DEV (empty if none)
 lab_xdp_prog_id() {
   ip -n "$1" -d -j link show "$2" | $PY -c '
