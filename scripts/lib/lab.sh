@@ -348,6 +348,31 @@ lab_kxdpgun_loads() {
   ! echo "$out" | grep -q 'failed to initialize'
 }
 
+# lab_flood QUERYFILE SECS DIR: scripts/flood-gen sends QUERYFILE's queries from the client to
+# the node for SECS (where kxdpgun can't load), the replies dropped and counted at the client
+# veth by scripts/bench-sink.c (both built into DIR once); prints flood-gen's line, then
+# "replies=N". The client's pass program goes back after it.
+lab_flood() {
+  local qf=$1 secs=$2 dir=$3 r0 r1 out
+  [ -x "$dir/flood-gen" ] || gcc -O2 -Wall -o "$dir/flood-gen" "$RP_REPO/scripts/flood-gen.c"
+  [ -f "$dir/sink.o" ] || clang-14 -O2 -target bpf -c "$RP_REPO/scripts/bench-sink.c" -o "$dir/sink.o"
+  ip -n "$RP_NS_CLIENT" link set dev "$RP_CLIENT_IF" xdp off
+  ip -n "$RP_NS_CLIENT" link set dev "$RP_CLIENT_IF" xdpdrv obj "$dir/sink.o" sec xdp
+  r0=$(lab_sink_drops)
+  out=$(timeout $((secs + 30)) ip netns exec "$RP_NS_CLIENT" "$dir/flood-gen" -i "$RP_CLIENT_IF" \
+        -D "$(lab_mac "$RP_NS_NODE" "$RP_NODE_IF")" -d "$RP_NODE4" -s "$RP_CLIENT4" -f "$qf" -t "$secs" 2>&1) || true
+  sleep 0.2   # the last replies
+  r1=$(lab_sink_drops)
+  lab_reattach_pass
+  echo "$out"
+  echo "replies=$((r1 - r0))"
+}
+
+lab_sink_drops() { # frames the client veth's XDP program dropped, every queue
+  ip netns exec "$RP_NS_CLIENT" ethtool -S "$RP_CLIENT_IF" |
+    awk '$1 ~ /^rx_queue_[0-9]+_xdp_drops:$/ {s += $2} END {print s + 0}'
+}
+
 # lab_xdp_prog_id NS DEV: id of the XDP program attached to DEV (empty if none)
 lab_xdp_prog_id() {
   ip -n "$1" -d -j link show "$2" | $PY -c '
