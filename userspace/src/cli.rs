@@ -18,6 +18,7 @@ use crate::{
     cookie,
     ctl::{self, AnycastAction, CtlAction, DebugAction, Target},
     fastpath::{self, AttachMode, Counters, Sharing},
+    heap,
     identity::Identity,
     instance,
     limits::{self, LimitFlags},
@@ -332,6 +333,8 @@ fn check(files: &[String], compile: bool) -> ExitCode {
             print!("{summary}");
             if compile {
                 let started = Instant::now();
+                // As `run --iface` builds them.
+                let _small_pages = heap::SmallPages::hold();
                 let table = compile::compile(&catalog);
                 let compiled = started.elapsed();
                 match fastpath::prepare(&table) {

@@ -11,6 +11,7 @@ pub mod ctl;
 pub mod fastpath;
 pub mod fuzz;
 pub mod gcra;
+pub mod heap;
 pub mod identity;
 pub mod instance;
 pub mod limits;

@@ -29,6 +29,7 @@ use crate::{
     cookie,
     fastpath::Sharing,
     fastpath::{self, FastPath},
+    heap,
     identity::Identity,
     instance::{self, ListenLocks},
     metrics, privileges,
@@ -93,7 +94,7 @@ impl Node {
         let catalog = Arc::new(catalog);
         let reload_stats = metrics::ReloadStats::new();
         reload_stats.load_errors(load_errors.len());
-        release_freed_memory();
+        heap::release_freed_memory();
         info!(zones = catalog.zone_count(), elapsed = ?started.elapsed(), "zones loaded");
         let with_xdp = !config.xdp.interfaces.is_empty();
         let anycast_on = !config.anycast.prefixes.is_empty();
@@ -129,6 +130,8 @@ impl Node {
                 .context("starting the slow path")?,
         );
         info!(elapsed = ?started.elapsed(), "slow path answering");
+        // The table and its layout are built on small pages (`heap::SmallPages`), until installed.
+        let small_pages = with_xdp.then(heap::SmallPages::hold);
         // The table is the fast path's: sockets alone answer from the catalog, so they skip it.
         let (table, counts) = if with_xdp {
             let (table, counts) = compile::compile_counted(&catalog);
@@ -178,6 +181,7 @@ impl Node {
             }
             false => (None, 0),
         };
+        drop(small_pages);
         // Every query meets the program's limits now, before the slow path's.
         if fast.is_some()
             && let Some(l) = &slow_limits
@@ -236,7 +240,7 @@ impl Node {
             None => (None, None),
         };
         // The layout the install copied, and what the anycast start made.
-        release_freed_memory();
+        heap::release_freed_memory();
 
         let view = Arc::new(Mutex::new(View {
             node: NodeStatus {
@@ -469,7 +473,8 @@ impl Node {
             error!("reload: {e}");
         }
         let catalog = Arc::new(catalog);
-        // Without a fast path nothing reads the table.
+        // Without a fast path nothing reads the table. Built and laid out on small pages.
+        let small_pages = self.fast.is_some().then(heap::SmallPages::hold);
         let (table, counts) = match self.fast {
             Some(_) => compile::compile_counted(&catalog),
             None => (Vec::new(), Vec::new()),
@@ -499,6 +504,7 @@ impl Node {
         let staged = fp.is_some().then(|| self.shared.stage(catalog.clone()));
         let installed = fp.as_deref_mut().map(|fp| fp.install_owned(table));
         drop(fp);
+        drop(small_pages);
         // After the flip the old zones' slot takes the new ones: the old are freed now, not
         // held to the next reload. No fast path, or no flip (its install failed): the slow
         // path serves them alone.
@@ -570,7 +576,7 @@ impl Node {
             let holds = installed.is_some() && held;
             self.holds_probe.store(holds, Ordering::Relaxed);
         }
-        release_freed_memory();
+        heap::release_freed_memory();
         // The scale bench reads the memory a reload leaves from here.
         info!(ms = began.elapsed().as_millis() as u64, "reload finished");
         outcome
@@ -605,21 +611,6 @@ impl Node {
 
 fn failing(zones: &ZoneTable) -> usize {
     zones.zones().filter(|z| z.last_error.is_some()).count()
-}
-
-/// Hands freed heap back to the kernel. glibc keeps it otherwise: after a large zone's parse
-/// or a table of millions of answers, the daemon would sit on gigabytes it no longer uses.
-pub fn release_freed_memory() {
-    // SAFETY: mi_collect only walks mimalloc's own heaps (the threads that compiled are gone:
-    // their freed pages are abandoned until collected with force).
-    unsafe {
-        libmimalloc_sys::mi_collect(true);
-    }
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn lock(fp: &Mutex<FastPath>) -> std::sync::MutexGuard<'_, FastPath> {

@@ -62,7 +62,7 @@ pub fn fast_path(
         // Gone before the maps are made and filled: the start's peak is the layout's, not the
         // table's beside it.
         drop(table);
-        super::release_freed_memory();
+        crate::heap::release_freed_memory();
         info!(elapsed = ?started.elapsed(), "fast path laid out");
         let early = early.map(|(c, loading)| (c, loading.join().expect("loading thread")));
         Ok((prepared?, early))
