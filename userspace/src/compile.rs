@@ -18,6 +18,8 @@ use crate::answer::{self, Question};
 use crate::wire::{self, HEADER_LEN, Query};
 use crate::zone::{Catalog, NameKey, Node, Zone};
 
+mod plain;
+
 /// Query types compiled at a CNAME's owner, whose answer (the chain, then the target's data or
 /// NODATA) depends on the type: what resolvers actually ask. Other types there go to the slow path.
 pub const COMMON_QTYPES: [RecordType; 13] = [
@@ -330,6 +332,7 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
         .filter(|(_, node)| !node.is_occluded())
         .map(|(key, node)| explicit_qtypes(node, key == zone.origin_key()).len() + 2)
         .sum();
+    let plain = plain::PlainMemo::new(zone, signed, soa_name_chain(zone));
     // Names are independent: a million of them render on every core.
     let mut out = crate::parallel::flat_map(&nodes, room, |(key, node), out| {
         if node.is_occluded() || !in_this_zone(catalog, zone, key) {
@@ -338,14 +341,14 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
         let owner = Owner::new(key);
         let mut explicit = Vec::new();
         for qtype in explicit_qtypes(node, key == zone.origin_key()) {
-            compile_one(
+            plain.own_entries(
                 catalog,
-                signed,
-                apex,
-                &owner,
-                qtype.into(),
+                key,
+                &owner.name,
+                node,
                 qtype,
                 &mut explicit,
+                |out| compile_one(catalog, signed, apex, &owner, qtype.into(), qtype, out),
             );
         }
         if node.rrset(RecordType::CNAME).is_some() {
@@ -356,15 +359,17 @@ pub fn compile_zone(catalog: &Catalog, zone: &Zone) -> Vec<CompiledAnswer> {
             return;
         }
         let shared_at = out.len();
-        compile_one(
-            catalog,
-            signed,
-            apex,
-            &owner,
-            QTYPE_OTHER,
-            probe_qtype(node),
-            out,
-        );
+        plain.shared_entries(catalog, key, &owner.name, node, out, |out| {
+            compile_one(
+                catalog,
+                signed,
+                apex,
+                &owner,
+                QTYPE_OTHER,
+                probe_qtype(node),
+                out,
+            )
+        });
         let shared = &out[shared_at..];
         // A data type answered as the shared entry answers every type the name lacks (DS at a
         // name that is no cut: NODATA) needs no entry: the program falls back to the shared one.
@@ -995,6 +1000,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.ancount, c.nscount), (2, 0));
+    }
+
+    /// The answers of plain names rendered once per shape (`plain`) are each name's own bytes,
+    /// beside names of the same lengths that must not take them: on the way to MNAME and RNAME
+    /// (compressed against the query name), a CNAME, a cut, a DNAME, the apex, a wildcard, a
+    /// name in an expired zone, a signed catalog; addresses with other TTLs, an owner spelt in
+    /// capitals, two addresses.
+    #[test]
+    fn plain_names_rendered_once_per_shape_get_their_own_bytes() {
+        let text = "$TTL 60\n@ SOA ns1 hm.ns1 1 2 3 4 30\n NS ns1\nns1 A 192.0.2.1\n\
+                    ns2 A 192.0.2.2\nns3 TXT x\nx.ns1 A 192.0.2.3\nx.ns2 A 192.0.2.4\n\
+                    hm.ns1 A 192.0.2.5\nhm.ns2 A 192.0.2.6\nns4 CNAME ns2\nns5 NS ns.ns5\n\
+                    ns.ns5 A 192.0.2.7\nns6 DNAME ns2.memo.test.\n*.ns7 A 192.0.2.8\n\
+                    ab.ns7 AAAA 2001:db8::1\nx.ns8 A 192.0.2.9\nexp A 192.0.2.10\n\
+                    a.exp A 192.0.2.11\nb.exp A 192.0.2.12\nns9 300 A 192.0.2.20\n\
+                    NsA A 192.0.2.21\nnsb A 192.0.2.22\nnsb A 192.0.2.23\n\
+                    nsc AAAA 2001:db8::2\nnsd 30 AAAA 2001:db8::3\nnse AAAA 2001:db8::4\n\
+                    nse AAAA 2001:db8::5\n";
+        let zone = || Zone::from_text("memo.test.", text).unwrap();
+        let cat = Catalog::from_zones([zone()]);
+        assert_byte_identical(&cat, &compile(&cat));
+        let mut expired = Catalog::from_zones([zone()]);
+        expired.set_expired(&["exp.memo.test.".to_string()]);
+        assert_byte_identical(&expired, &compile(&expired));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zones/signed");
+        let nsec = std::fs::read_to_string(dir.join("nsec.example.zone")).unwrap();
+        let signed =
+            Catalog::from_zones([zone(), Zone::from_text("nsec.example.", &nsec).unwrap()]);
+        assert!(signed.zones().iter().any(|z| z.is_signed()));
+        assert_byte_identical(&signed, &compile(&signed));
     }
 
     fn assert_byte_identical(cat: &Catalog, table: &[CompiledAnswer]) {
