@@ -127,6 +127,16 @@ fn ascii_lowercase8(w: u64) -> u64 {
     w | (upper >> 2)
 }
 
+/// A word of the query name as read from the packet: added to the checksum `sum` (as two
+/// little-endian halves), lowercased, hashed into `h`; returns the lowercased word for the key.
+#[inline(always)]
+fn name_step(sum: &mut u64, h: &mut u64, w: u64) -> u64 {
+    *sum += (w & 0xffff_ffff) + (w >> 32);
+    let lower = ascii_lowercase8(w);
+    *h = name_hash_step(*h, lower);
+    lower
+}
+
 /// This CPU's query name under construction (lowercased, zero-padded: 256 bytes are too many
 /// for the 512-byte stack next to everything else), with its hash and the generation it is
 /// looked up in.
@@ -248,11 +258,8 @@ impl KeyBuf {
             }
             // off >= 12 (past the DNS header).
             let w = crate::packet::name_word(ctx, off + i * 8 - 4, 8)?;
-            sum += (w & 0xffff_ffff) + (w >> 32);
-            let lower = ascii_lowercase8(w);
-            h = name_hash_step(h, lower);
             // SAFETY: i < 32 words of the 8-aligned 256-byte name.
-            unsafe { words.add(i).write(lower) };
+            unsafe { words.add(i).write(name_step(&mut sum, &mut h, w)) };
             i += 1;
         }
         let rest = len % 8;
@@ -261,11 +268,8 @@ impl KeyBuf {
             // leaves its own range for it, and the part-word would be verified once per exit.
             let back4 = (self.launder((off + whole * 8 - 4) as u64) & 0x7ff) as usize;
             let w = crate::packet::name_word(ctx, back4, rest)?;
-            sum += (w & 0xffff_ffff) + (w >> 32);
-            let lower = ascii_lowercase8(w);
-            h = name_hash_step(h, lower);
             // SAFETY: whole <= 31 (len <= 255): a word of the 8-aligned 256-byte name.
-            unsafe { words.add(whole & 31).write(lower) };
+            unsafe { words.add(whole & 31).write(name_step(&mut sum, &mut h, w)) };
         }
         self.hash = self.launder(h);
         Ok(sum)

@@ -99,52 +99,70 @@ pub fn verify_checksum(
 
 #[inline(always)]
 pub fn parse(ctx: &XdpContext, l3: &L3) -> Result<Udp, Counter> {
-    let off = l3.l4_off;
-    let p = ptr_at(ctx, off, UDP_HLEN, Counter::PassMalformed)?;
-    // SAFETY: the 8-byte header checked above; big-endian fields, unaligned.
-    let be16 = |o: usize| u16::from_be(unsafe { (p.add(o) as *const u16).read_unaligned() });
-    if be16(2) != DNS_PORT {
+    let h = Header::at(ctx, l3.l4_off)?;
+    if h.dport != DNS_PORT {
         return Err(Counter::PassNotDns);
     }
-    let sport = be16(0);
-    if is_impossible_source_port(sport) {
+    if is_impossible_source_port(h.sport) {
         return Err(Counter::DropBadSourcePort);
     }
-    let len = be16(4) as usize;
     // The UDP length must agree with the IP header (else the kernel drops it); a payload shorter
     // than a DNS header is junk.
-    if len != l3.l4_len || len < UDP_HLEN {
+    if h.len != l3.l4_len || h.len < UDP_HLEN {
         return Err(Counter::PassMalformed);
     }
-    if len < UDP_HLEN + MIN_DNS {
+    if h.len < UDP_HLEN + MIN_DNS {
         return Err(Counter::DropMalformed);
     }
-    let csum = be16(6);
-    Ok(Udp {
-        payload_off: off + UDP_HLEN,
-        payload_len: len - UDP_HLEN,
-        sport,
-        csum,
-    })
+    Ok(h.datagram())
 }
 
 /// The UDP header at `off` of a datagram [`parse`] accepted (the cache program's, from where
 /// the main program found it), read again as it stands.
 #[inline(always)]
 pub fn header_at(ctx: &XdpContext, off: usize) -> Result<Udp, Counter> {
-    let p = ptr_at(ctx, off, UDP_HLEN, Counter::PassMalformed)?;
-    // SAFETY: the 8-byte header checked above; big-endian fields, unaligned.
-    let be16 = |o: usize| u16::from_be(unsafe { (p.add(o) as *const u16).read_unaligned() });
-    let len = be16(4) as usize;
-    if len < UDP_HLEN + MIN_DNS {
+    let h = Header::at(ctx, off)?;
+    if h.len < UDP_HLEN + MIN_DNS {
         return Err(Counter::PassMalformed);
     }
-    Ok(Udp {
-        payload_off: off + UDP_HLEN,
-        payload_len: len - UDP_HLEN,
-        sport: be16(0),
-        csum: be16(6),
-    })
+    Ok(h.datagram())
+}
+
+/// A UDP header's fields as received, and where it is.
+struct Header {
+    off: usize,
+    sport: u16,
+    dport: u16,
+    len: usize,
+    csum: u16,
+}
+
+impl Header {
+    /// The 8-byte header at packet offset `off` (one bound, then plain loads).
+    #[inline(always)]
+    fn at(ctx: &XdpContext, off: usize) -> Result<Header, Counter> {
+        let p = ptr_at(ctx, off, UDP_HLEN, Counter::PassMalformed)?;
+        // SAFETY: the 8-byte header checked above; big-endian fields, unaligned.
+        let be16 = |o: usize| u16::from_be(unsafe { (p.add(o) as *const u16).read_unaligned() });
+        Ok(Header {
+            off,
+            sport: be16(0),
+            dport: be16(2),
+            len: be16(4) as usize,
+            csum: be16(6),
+        })
+    }
+
+    /// The datagram it heads (its length checked by the caller: at least a DNS header's).
+    #[inline(always)]
+    fn datagram(&self) -> Udp {
+        Udp {
+            payload_off: self.off + UDP_HLEN,
+            payload_len: self.len - UDP_HLEN,
+            sport: self.sport,
+            csum: self.csum,
+        }
+    }
 }
 
 /// Swap ports, set the length and the checksum (RFC 768; mandatory on IPv6, RFC 8200 §8.1).
