@@ -27,6 +27,7 @@ use hickory_proto::rr::RecordType;
 use super::{CompiledAnswer, response_class};
 use crate::wire::FLAG_AA;
 use crate::zone::{Catalog, NameKey, Node, Rrset, Zone};
+use rampart_common::OPT_LEN;
 
 /// A shape's entries as the first name of the shape had them, or `None` when they were not
 /// what the shape promises (then every name of the shape renders its own).
@@ -202,23 +203,13 @@ fn is_plain_address(a: &CompiledAnswer, set: &Rrset, addr: &[u8]) -> bool {
         && a.relocation.is_none()
         && match (a.arcount, rest) {
             (0, Some(rest)) => rest.is_empty(),
-            // The OPT: root owner, type 41, and a length that ends it at the tail's end.
+            // The OPT, the tail's last record as `opt_back` finds it (the program's too).
             (1, Some(rest)) => {
-                rest.len() == OPT_LEN_MIN + opt_rdlen(rest) && rest[..3] == [0, 0, 41]
+                let back = usize::from(a.opt_back());
+                back != 0 && rest.len() == OPT_LEN + back - 2
             }
             _ => false,
         }
-}
-
-/// Smallest OPT record: root owner, type, class, TTL, RDLENGTH.
-const OPT_LEN_MIN: usize = rampart_common::OPT_LEN;
-
-/// An OPT record's RDLENGTH, 0 if it is too short to have one.
-fn opt_rdlen(opt: &[u8]) -> usize {
-    match opt.get(OPT_LEN_MIN - 2..OPT_LEN_MIN) {
-        Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
-        _ => 0,
-    }
 }
 
 /// An authoritative NOERROR with no answer records, or a pass marker (a variant too large for
